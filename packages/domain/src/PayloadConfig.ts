@@ -1,0 +1,13 @@
+import { Config } from "effect"
+
+/** How payloads are read, by ingest (validation) and worker (loading) alike. */
+export const PayloadConfig = Config.all({
+  /** Zone of naive reading times. */
+  timeZone: Config.string("DEFAULT_TIMEZONE").pipe(Config.withDefault("UTC")),
+  maxItems: Config.integer("MAX_ITEMS").pipe(Config.withDefault(10_000)),
+  maxItemBytes: Config.integer("MAX_ITEM_BYTES").pipe(Config.withDefault(64 * 1024 * 1024)),
+  maxDepth: Config.integer("MAX_JSON_DEPTH").pipe(Config.withDefault(16)),
+  /** Limit on a payload's decompressed JSON. */
+  maxDecompressedBytes: Config.integer("MAX_DECOMPRESSED_BYTES").pipe(Config.withDefault(2 * 1024 * 1024 * 1024))
+})
+export type PayloadConfig = Config.Config.Success<typeof PayloadConfig>

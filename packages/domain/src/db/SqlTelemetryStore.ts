@@ -1,0 +1,166 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import { Chunk, Effect, Layer, Sink, Stream } from "effect"
+import type { ClaimCheck } from "../ClaimCheck.js"
+import { LoadError } from "../errors.js"
+import type { Equipment, Sensor, TelemetryItem } from "../payload/Telemetry.js"
+import { BulkCopy, copyField } from "./BulkCopy.js"
+import { TelemetryStore } from "./TelemetryStore.js"
+
+export interface SqlTelemetryStoreOptions {
+  /** Readings per COPY chunk. */
+  readonly batchReadings: number
+}
+
+const COLUMNS = ["time", "equipment_id", "sensor_id", "value", "status", "metadata"] as const
+
+/** Last occurrence wins; sorted so concurrent loads lock rows in the same order. */
+const distinctBy = <A>(values: Iterable<A>, key: (a: A) => string): Array<A> =>
+  Array.from(new Map(Array.from(values, (v) => [key(v), v] as const)).values()).sort((a, b) =>
+    key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0
+  )
+
+export const make = (options: SqlTelemetryStoreOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const bulk = yield* BulkCopy
+
+    // Insert new rows, update changed ones, then read the ids. Unchanged rows are not touched (and so not
+    // locked), so concurrent loads for the same equipment do not queue behind each other.
+    const upsertEquipments = (tenantId: string, equipments: ReadonlyArray<Equipment>) =>
+      Effect.gen(function*() {
+        const cols = {
+          uuid: equipments.map((e) => e.uuid),
+          name: equipments.map((e) => e.name),
+          location: equipments.map((e) => e.location),
+          status: equipments.map((e) => e.status),
+          interval: equipments.map((e) => e.collectionInterval),
+          siren: equipments.map((e) => e.sirenActive),
+          sirenTime: equipments.map((e) => e.sirenTime)
+        }
+        const values = sql`unnest(${cols.uuid}::text[], ${cols.name}::text[], ${cols.location}::text[],
+          ${cols.status}::text[], ${cols.interval}::int[], ${cols.siren}::bool[], ${cols.sirenTime}::int[])
+          AS v (uuid, name, location, status, collection_interval, siren_active, siren_time)`
+        yield* sql`INSERT INTO equipments (tenant_id, uuid, name, location, status, collection_interval, siren_active, siren_time)
+          SELECT ${tenantId}, v.* FROM ${values}
+          ON CONFLICT (tenant_id, uuid) DO NOTHING`
+        yield* sql`UPDATE equipments e SET name = coalesce(v.name, e.name), location = coalesce(v.location, e.location),
+            status = v.status, collection_interval = v.collection_interval, siren_active = v.siren_active,
+            siren_time = v.siren_time, updated_at = now()
+          FROM ${values}
+          WHERE e.tenant_id = ${tenantId} AND e.uuid = v.uuid
+            AND (e.name, e.location, e.status, e.collection_interval, e.siren_active, e.siren_time)
+              IS DISTINCT FROM (coalesce(v.name, e.name), coalesce(v.location, e.location), v.status,
+                v.collection_interval, v.siren_active, v.siren_time)`
+        const rows = yield* sql<{ id: number; uuid: string }>`SELECT id, uuid FROM equipments
+          WHERE tenant_id = ${tenantId} AND uuid = ANY(${cols.uuid}::text[])`
+        return new Map(rows.map((r) => [r.uuid, r.id]))
+      })
+
+    const upsertSensors = (sensors: ReadonlyArray<{ readonly equipmentId: number; readonly sensor: Sensor }>) =>
+      Effect.gen(function*() {
+        const pick = <A>(f: (s: Sensor) => A) => sensors.map((s) => f(s.sensor))
+        const equipmentIds = sensors.map((s) => s.equipmentId)
+        const values = sql`unnest(${equipmentIds}::int[], ${pick((s) => s.uuid)}::text[], ${pick((s) => s.name)}::text[],
+          ${pick((s) => s.type)}::text[], ${pick((s) => s.unit)}::text[], ${pick((s) => s.status)}::text[],
+          ${pick((s) => s.manufacturer)}::text[], ${pick((s) => s.model)}::text[], ${pick((s) => s.firmware)}::text[],
+          ${pick((s) => s.hardwareId)}::text[], ${pick((s) => s.viaHub)}::text[])
+          AS v (equipment_id, uuid, name, type, unit, status, manufacturer, model, firmware, hardware_id, via_hub)`
+        yield* sql`INSERT INTO sensors (equipment_id, uuid, name, type, unit, status, manufacturer, model, firmware, hardware_id, via_hub)
+          SELECT v.equipment_id, v.uuid, v.name, coalesce(v.type, 'unknown'), v.unit, v.status, v.manufacturer, v.model,
+            v.firmware, v.hardware_id, v.via_hub
+          FROM ${values}
+          ON CONFLICT (equipment_id, uuid) DO NOTHING`
+        // Attributes a payload did not carry (null) keep their stored value.
+        yield* sql`UPDATE sensors s SET name = n.name, type = n.type, unit = n.unit, status = n.status,
+            manufacturer = n.manufacturer, model = n.model, firmware = n.firmware, hardware_id = n.hardware_id,
+            via_hub = n.via_hub, updated_at = now()
+          FROM (SELECT s.id, coalesce(v.name, s.name) AS name, coalesce(v.type, s.type) AS type,
+                  coalesce(v.unit, s.unit) AS unit, coalesce(v.status, s.status) AS status,
+                  coalesce(v.manufacturer, s.manufacturer) AS manufacturer, coalesce(v.model, s.model) AS model,
+                  coalesce(v.firmware, s.firmware) AS firmware, coalesce(v.hardware_id, s.hardware_id) AS hardware_id,
+                  coalesce(v.via_hub, s.via_hub) AS via_hub
+                FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid) n
+          WHERE s.id = n.id
+            AND (s.name, s.type, s.unit, s.status, s.manufacturer, s.model, s.firmware, s.hardware_id, s.via_hub)
+              IS DISTINCT FROM (n.name, n.type, n.unit, n.status, n.manufacturer, n.model, n.firmware, n.hardware_id, n.via_hub)`
+        const rows = yield* sql<{ id: number; equipment_id: number; uuid: string }>`SELECT s.id, s.equipment_id, s.uuid
+          FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid`
+        return new Map(rows.map((r) => [`${r.equipment_id}:${r.uuid}`, r.id]))
+      })
+
+    const loadBatch = (tenantId: string, items: Chunk.Chunk<TelemetryItem>): Effect.Effect<number, SqlError> =>
+      Effect.gen(function*() {
+        const equipmentIds = yield* upsertEquipments(
+          tenantId,
+          distinctBy(Chunk.map(items, (i) => i.equipment), (e) => e.uuid)
+        )
+        const sensors = distinctBy(
+          Chunk.flatMap(items, (item) => {
+            const equipmentId = equipmentIds.get(item.equipment.uuid)!
+            return Chunk.unsafeFromArray(item.sensors.map((sensor) => ({ equipmentId, sensor })))
+          }),
+          (s) => `${s.equipmentId}:${s.sensor.uuid}`
+        )
+        const sensorIds = yield* upsertSensors(sensors)
+        const lines: Array<string> = []
+        for (const item of items) {
+          const equipmentId = equipmentIds.get(item.equipment.uuid)!
+          for (const r of item.readings) {
+            lines.push(
+              `${new Date(r.time).toISOString()}\t${equipmentId}\t${sensorIds.get(`${equipmentId}:${r.sensorUuid}`)}\t${
+                r.value ?? "\\N"
+              }\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
+            )
+          }
+        }
+        yield* bulk.copyText("telemetry_data", COLUMNS, lines.join(""))
+        return lines.length
+      })
+
+    return TelemetryStore.of({
+      load: <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
+        sql.withTransaction(
+          Effect.gen(function*() {
+            const tenantId = claim.metadata.tenantId
+            // Claiming the ledger row first: a concurrent load of the same claim waits here, then finds it taken.
+            const claimed = yield* sql`INSERT INTO claim_ledger (claim_id, object_key, tenant_id, request_id)
+              VALUES (${claim.claim_id}, ${claim.claim_check}, ${tenantId}, ${claim.metadata.requestId})
+              ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`
+            if (claimed.length === 0) return { _tag: "AlreadyLoaded" } as const
+            const totals = yield* items.pipe(
+              Stream.aggregate(
+                Sink.foldWeighted({
+                  initial: Chunk.empty<TelemetryItem>(),
+                  maxCost: options.batchReadings,
+                  cost: (_, item) => item.readings.length,
+                  body: (batch, item) => Chunk.append(batch, item)
+                })
+              ),
+              Stream.mapEffect((batch) =>
+                Effect.map(loadBatch(tenantId, batch), (readings) => ({ items: batch.length, readings }))
+              ),
+              Stream.runFold({ items: 0, readings: 0 }, (total, batch) => ({
+                items: total.items + batch.items,
+                readings: total.readings + batch.readings
+              }))
+            )
+            yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings}
+              WHERE claim_id = ${claim.claim_id}`
+            return { _tag: "Loaded", ...totals } as const
+          })
+        ).pipe(
+          Effect.catchIf(
+            (e): e is SqlError => e instanceof SqlError,
+            (cause) => Effect.fail(new LoadError({ claimId: claim.claim_id, message: cause.message, cause }))
+          )
+        ),
+      loadedClaims: (claimIds) =>
+        sql<{ claim_id: string }>`SELECT claim_id FROM claim_ledger WHERE claim_id = ANY(${claimIds}::uuid[])`.pipe(
+          Effect.map((rows) => new Set(rows.map((r) => r.claim_id))),
+          Effect.mapError((cause) => new LoadError({ claimId: "-", message: cause.message, cause }))
+        )
+    })
+  })
+
+export const layer = (options: SqlTelemetryStoreOptions) => Layer.effect(TelemetryStore, make(options))

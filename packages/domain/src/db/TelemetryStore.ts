@@ -1,0 +1,23 @@
+import { Context, type Effect, type Stream } from "effect"
+import type { ClaimCheck } from "../ClaimCheck.js"
+import type { LoadError } from "../errors.js"
+import type { TelemetryItem } from "../payload/Telemetry.js"
+
+export type LoadOutcome =
+  | { readonly _tag: "Loaded"; readonly items: number; readonly readings: number }
+  | { readonly _tag: "AlreadyLoaded" }
+
+export interface TelemetryStoreShape {
+  /**
+   * Loads a claim's items in one transaction that also records the claim in the ledger: a claim delivered twice
+   * loads once (the second time answers AlreadyLoaded), a failure part-way loads nothing.
+   */
+  readonly load: <E, R>(
+    claim: ClaimCheck,
+    items: Stream.Stream<TelemetryItem, E, R>
+  ) => Effect.Effect<LoadOutcome, LoadError | E, R>
+  /** Which of these claims the ledger already holds. */
+  readonly loadedClaims: (claimIds: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, LoadError>
+}
+
+export class TelemetryStore extends Context.Tag("@telemetry/TelemetryStore")<TelemetryStore, TelemetryStoreShape>() {}

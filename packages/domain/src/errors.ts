@@ -1,0 +1,47 @@
+import { Schema } from "effect"
+
+/** The payload breaks the contract; `path` points at the offending field, e.g. `[3].sensor[0].sensor_uuid`. */
+export class InvalidPayload extends Schema.TaggedError<InvalidPayload>()("InvalidPayload", {
+  message: Schema.String,
+  path: Schema.optional(Schema.String)
+}) {}
+
+/** A size limit was exceeded: the raw body, the decompressed body, one item, or the item count. */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  message: Schema.String,
+  limit: Schema.Number
+}) {}
+
+export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
+  operation: Schema.Literal("put", "get", "delete", "list", "head"),
+  key: Schema.String,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+export class ObjectNotFound extends Schema.TaggedError<ObjectNotFound>()("ObjectNotFound", {
+  key: Schema.String
+}) {
+  override get message() {
+    return `object ${this.key} does not exist`
+  }
+}
+
+export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
+  operation: Schema.Literal("publish", "take", "ack"),
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/** The claim could not be loaded into the database; the claim stays unacknowledged. */
+export class LoadError extends Schema.TaggedError<LoadError>()("LoadError", {
+  claimId: Schema.String,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+export class MigrationError extends Schema.TaggedError<MigrationError>()("MigrationError", {
+  version: Schema.String,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}

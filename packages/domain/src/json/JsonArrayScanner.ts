@@ -1,0 +1,301 @@
+/**
+ * Splits a streamed top-level JSON array into its elements and parses each one
+ * with `JSON.parse`, so memory stays bounded by one element and parsing runs at
+ * native speed. The scanner only tracks strings, escapes and nesting depth to
+ * find element boundaries; validating an element's contents is left to
+ * `JSON.parse`.
+ */
+
+export interface ScannerLimits {
+  /** One element larger than this (in UTF-8 bytes) -> "element_too_large". */
+  readonly maxElementBytes: number
+  /** Nesting deeper than this (the top-level array is depth 1) -> "too_deep". */
+  readonly maxDepth: number
+}
+
+export class JsonScanError extends Error {
+  constructor(
+    readonly kind: "syntax" | "not_an_array" | "element_too_large" | "too_deep" | "truncated",
+    message: string,
+    /** Index of the element being scanned when the error occurred. */
+    readonly index: number
+  ) {
+    super(message)
+    this.name = "JsonScanError"
+  }
+}
+
+const TAB = 0x09
+const LF = 0x0a
+const CR = 0x0d
+const SPACE = 0x20
+const QUOTE = 0x22
+const COMMA = 0x2c
+const OPEN_BRACKET = 0x5b
+const BACKSLASH = 0x5c
+const CLOSE_BRACKET = 0x5d
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const BOM = [0xef, 0xbb, 0xbf] as const
+
+// Where we are in the top-level array.
+const BEFORE_ARRAY = 0
+const AFTER_OPEN = 1 // just after "[": an element or "]"
+const AFTER_COMMA = 2 // an element is required
+const AFTER_ELEMENT = 3 // "," or "]"
+const IN_STRUCTURED = 4 // inside an object, array or string element
+const IN_PRIMITIVE = 5 // inside a number / literal element
+const AFTER_ARRAY = 6
+
+// ignoreBOM keeps a U+FEFF at the start of an element so JSON.parse rejects it
+// instead of the decoder silently stripping it.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+const isWhitespace = (b: number): boolean => b === SPACE || b === LF || b === CR || b === TAB
+
+// A number or literal ends at anything that cannot continue it; what follows is
+// then checked as top-level structure, so "[1}" or "[1 2]" is a scanner syntax error.
+const endsPrimitive = (b: number): boolean =>
+  b === COMMA || b === CLOSE_BRACKET || isWhitespace(b) || b === CLOSE_BRACE || b === OPEN_BRACKET ||
+  b === OPEN_BRACE || b === QUOTE
+
+export class JsonArrayScanner {
+  private readonly maxElementBytes: number
+  private readonly maxDepth: number
+
+  private state = BEFORE_ARRAY
+  private bomMatched = 0 // BOM bytes matched; -1 once anything else was seen
+  private emitted = 0
+  private failure: JsonScanError | undefined
+
+  // The element being scanned.
+  private depth = 1
+  private inString = false
+  private escaped = false
+  private pieces: Array<Uint8Array> = []
+  private pendingBytes = 0
+
+  constructor(limits: ScannerLimits) {
+    this.maxElementBytes = limits.maxElementBytes
+    this.maxDepth = limits.maxDepth
+  }
+
+  /** Number of elements parsed so far. */
+  get count(): number {
+    return this.emitted
+  }
+
+  /** Feeds the next chunk; returns the elements it completed, parsed, in order. */
+  push(chunk: Uint8Array): Array<unknown> {
+    if (this.failure) throw this.failure
+    try {
+      return this.scan(chunk)
+    } catch (e) {
+      // Once the input is known bad, later calls must not resume from a half-updated state.
+      if (e instanceof JsonScanError) this.failure = e
+      throw e
+    }
+  }
+
+  /** Call at end of input: the array must be closed and followed only by whitespace. */
+  end(): void {
+    if (this.failure) throw this.failure
+    if (this.state === AFTER_ARRAY) return
+    this.failure = this.state === BEFORE_ARRAY
+      ? this.error("not_an_array", "Input ended before a top-level array started")
+      : this.error("truncated", "Input ended before the top-level array was closed")
+    throw this.failure
+  }
+
+  private scan(bytes: Uint8Array): Array<unknown> {
+    const out: Array<unknown> = []
+    const n = bytes.length
+    let i = 0
+
+    if (this.state === IN_STRUCTURED || this.state === IN_PRIMITIVE) {
+      i = this.continueElement(bytes, 0, out)
+    }
+
+    while (i < n) {
+      const b = bytes[i]!
+      switch (this.state) {
+        case AFTER_OPEN:
+        case AFTER_COMMA:
+          if (isWhitespace(b)) {
+            i++
+          } else if (b === CLOSE_BRACKET && this.state === AFTER_OPEN) {
+            this.state = AFTER_ARRAY
+            i++
+          } else if (b === COMMA || b === CLOSE_BRACKET || b === CLOSE_BRACE) {
+            throw this.error("syntax", `Unexpected '${String.fromCharCode(b)}' where an element was expected`)
+          } else {
+            i = this.startElement(bytes, i, out)
+          }
+          break
+        case AFTER_ELEMENT:
+          if (b === COMMA) this.state = AFTER_COMMA
+          else if (b === CLOSE_BRACKET) this.state = AFTER_ARRAY
+          else if (!isWhitespace(b)) throw this.error("syntax", `Expected ',' or ']' after element, found ${describe(b)}`)
+          i++
+          break
+        case BEFORE_ARRAY:
+          this.scanPrologueByte(b)
+          i++
+          break
+        default: // AFTER_ARRAY
+          if (!isWhitespace(b)) throw this.error("syntax", `Unexpected ${describe(b)} after the top-level array`)
+          i++
+      }
+    }
+    return out
+  }
+
+  private scanPrologueByte(b: number): void {
+    const m = this.bomMatched
+    if (m >= 0 && m < BOM.length && b === BOM[m]) {
+      this.bomMatched = m + 1
+      return
+    }
+    if (m > 0 && m < BOM.length) throw this.error("not_an_array", "Input starts with an incomplete byte order mark")
+    this.bomMatched = -1
+    if (b === OPEN_BRACKET) this.state = AFTER_OPEN
+    else if (!isWhitespace(b)) throw this.error("not_an_array", `Top-level value is not an array (starts with ${describe(b)})`)
+  }
+
+  private startElement(bytes: Uint8Array, i: number, out: Array<unknown>): number {
+    const b = bytes[i]!
+    this.pieces = []
+    this.pendingBytes = 0
+    this.escaped = false
+    if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+      this.depth = 2
+      if (this.depth > this.maxDepth) throw this.tooDeep()
+      this.inString = false
+      this.state = IN_STRUCTURED
+    } else if (b === QUOTE) {
+      this.depth = 1
+      this.inString = true
+      this.state = IN_STRUCTURED
+    } else {
+      this.state = IN_PRIMITIVE
+    }
+    return this.continueElement(bytes, i, out, i + 1)
+  }
+
+  /**
+   * Scans the current element from `from` (its first byte in this chunk is at `start`).
+   * Returns the index just after the element, or `bytes.length` if it continues in the next chunk.
+   */
+  private continueElement(bytes: Uint8Array, start: number, out: Array<unknown>, from = start): number {
+    // Scan at most one byte past the size limit, so an oversized element fails
+    // without walking the rest of a huge chunk.
+    const end = Math.min(bytes.length, start + this.maxElementBytes - this.pendingBytes + 1)
+    const stop = this.state === IN_PRIMITIVE ? this.scanPrimitive(bytes, from, end) : this.scanStructured(bytes, from, end)
+    const size = this.pendingBytes + ((stop < 0 ? end : stop) - start)
+    if (size > this.maxElementBytes) {
+      throw this.error("element_too_large", `Element exceeds ${this.maxElementBytes} bytes`)
+    }
+    if (stop < 0) {
+      // Copy: the caller may reuse its chunk buffer (and Buffer#slice would only be a view).
+      this.pieces.push(new Uint8Array(bytes.subarray(start, end)))
+      this.pendingBytes = size
+      return end
+    }
+    out.push(this.parseElement(bytes.subarray(start, stop), size))
+    this.state = AFTER_ELEMENT
+    return stop
+  }
+
+  /** Returns the index just after the element, or -1 if it did not end before `end`. */
+  private scanStructured(bytes: Uint8Array, i: number, end: number): number {
+    const maxDepth = this.maxDepth
+    let depth = this.depth
+    let inString = this.inString
+    if (this.escaped && i < end) {
+      // The previous chunk ended with a backslash inside a string.
+      this.escaped = false
+      i++
+    }
+    let stop = -1
+    while (i < end) {
+      let b = bytes[i]!
+      if (inString) {
+        // String contents are most of the bytes: skip them in a tight inner loop.
+        // (Measured faster than Uint8Array#indexOf, whose per-call cost dominates on short strings.)
+        while (b !== QUOTE && b !== BACKSLASH && ++i < end) b = bytes[i]!
+        if (i === end) break
+        if (b === BACKSLASH) {
+          // The escaped byte is never a quote we must see; \uXXXX needs no special case.
+          i += 2
+          if (i > end) {
+            this.escaped = true
+            i = end
+          }
+          continue
+        }
+        inString = false
+        i++
+        if (depth === 1) {
+          stop = i
+          break
+        }
+        continue
+      }
+      i++
+      if (b === QUOTE) {
+        inString = true
+      } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+        if (++depth > maxDepth) throw this.tooDeep()
+      } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
+        if (--depth === 1) {
+          stop = i
+          break
+        }
+      }
+    }
+    this.depth = depth
+    this.inString = inString
+    return stop
+  }
+
+  private scanPrimitive(bytes: Uint8Array, i: number, end: number): number {
+    for (; i < end; i++) {
+      if (endsPrimitive(bytes[i]!)) return i
+    }
+    return -1
+  }
+
+  private parseElement(last: Uint8Array, size: number): unknown {
+    let bytes = last
+    if (this.pieces.length > 0) {
+      bytes = new Uint8Array(size)
+      let offset = 0
+      for (const piece of this.pieces) {
+        bytes.set(piece, offset)
+        offset += piece.length
+      }
+      bytes.set(last, offset)
+      this.pieces = []
+    }
+    let value: unknown
+    try {
+      value = JSON.parse(decoder.decode(bytes))
+    } catch (e) {
+      const reason = e instanceof TypeError ? "invalid UTF-8" : (e as Error).message
+      throw this.error("syntax", `Element ${this.emitted}: ${reason}`)
+    }
+    this.emitted++
+    return value
+  }
+
+  private tooDeep(): JsonScanError {
+    return this.error("too_deep", `Element nests deeper than ${this.maxDepth} levels`)
+  }
+
+  private error(kind: JsonScanError["kind"], message: string): JsonScanError {
+    return new JsonScanError(kind, message, this.emitted)
+  }
+}
+
+const describe = (b: number): string =>
+  b >= 0x20 && b < 0x7f ? `'${String.fromCharCode(b)}'` : `byte 0x${b.toString(16).padStart(2, "0")}`

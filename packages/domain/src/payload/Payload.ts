@@ -1,0 +1,45 @@
+import { Schema } from "effect"
+
+// Wire format of the bulk endpoint (contract §1). Nulls are treated like absent fields: the Home Assistant
+// client sends null for unknown attributes. Unknown fields are ignored by decoding (the default).
+const Text = Schema.optional(Schema.NullOr(Schema.String))
+const Finite = Schema.optional(Schema.NullOr(Schema.Finite))
+const NumericString = Schema.NumberFromString.pipe(Schema.finite())
+const NumberOrNumeric = Schema.optional(Schema.NullOr(Schema.Union(Schema.Finite, NumericString)))
+const Id = Schema.String.pipe(Schema.minLength(1, { message: () => "must be a non-empty string" }))
+
+export const SensorReading = Schema.Struct({
+  sensor_uuid: Id,
+  sensor_nome: Text,
+  sensor_tipo: Text,
+  tipo: Text,
+  sensor_unidade: Text,
+  sensor_status: Text,
+  valor: Finite,
+  sensor_telemetria: Schema.optional(Schema.NullOr(Schema.Union(Schema.Finite, Schema.String))),
+  status: Text,
+  sensor_datahora_coleta: Text,
+  timestamp: Text,
+  sensor_bateria_pct: Finite,
+  sensor_sinal_rssi: Finite,
+  sensor_sinal_lqi: Finite,
+  sensor_voltagem_bateria: Finite,
+  sensor_fabricante: Text,
+  sensor_modelo: Text,
+  sensor_firmware: Text,
+  sensor_id_hardware: Text,
+  sensor_via_hub: Schema.optional(Schema.NullOr(Schema.Union(Schema.String, Schema.Boolean)))
+})
+export type SensorReading = typeof SensorReading.Type
+
+export const EquipmentItem = Schema.Struct({
+  equip_uuid: Id,
+  equip_nome: Text,
+  equip_local: Text,
+  equip_status: Text,
+  equip_intervalo_coleta: NumberOrNumeric,
+  equip_sirene_ativa: Schema.optional(Schema.NullOr(Schema.Union(Schema.String, Schema.Boolean))),
+  equip_sirete_tempo: NumberOrNumeric,
+  sensor: Schema.Array(SensorReading).pipe(Schema.minItems(1, { message: () => "must hold at least one reading" }))
+})
+export type EquipmentItem = typeof EquipmentItem.Type

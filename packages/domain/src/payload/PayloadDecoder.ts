@@ -1,0 +1,82 @@
+import { Chunk, Effect, Either, Stream } from "effect"
+import { InvalidPayload, PayloadTooLarge } from "../errors.js"
+import { JsonArrayScanner, JsonScanError } from "../json/JsonArrayScanner.js"
+import { makeNormalizer, type NormalizeOptions } from "./normalize.js"
+import type { TelemetryItem } from "./Telemetry.js"
+
+export interface PayloadLimits {
+  /** Equipment items per payload (contract: MAX_ITEMS, default 10 000). */
+  readonly maxItems: number
+  /** Bytes of one equipment item's JSON. */
+  readonly maxItemBytes: number
+  /** JSON nesting depth. */
+  readonly maxDepth: number
+}
+
+const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload | PayloadTooLarge => {
+  switch (e.kind) {
+    case "element_too_large":
+      return new PayloadTooLarge({
+        message: `item [${e.index}] is larger than ${limits.maxItemBytes} bytes`,
+        limit: limits.maxItemBytes
+      })
+    case "not_an_array":
+      return new InvalidPayload({ message: "body must be a JSON array of equipment items" })
+    case "syntax":
+      return new InvalidPayload({ message: `malformed JSON in item [${e.index}]: ${e.message}`, path: `[${e.index}]` })
+    case "too_deep":
+      return new InvalidPayload({
+        message: `item [${e.index}] is nested deeper than ${limits.maxDepth} levels`,
+        path: `[${e.index}]`
+      })
+    case "truncated":
+      return new InvalidPayload({ message: `body ends before the JSON array is closed (item [${e.index}])` })
+  }
+}
+
+/**
+ * Turns the JSON bytes of a bulk payload into validated, normalized equipment items, one at a time, so memory
+ * stays bounded by one item whatever the payload's size.
+ */
+export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
+<E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<TelemetryItem, E | InvalidPayload | PayloadTooLarge, R> =>
+  Stream.suspend(() => {
+    const scanner = new JsonArrayScanner({ maxElementBytes: options.maxItemBytes, maxDepth: options.maxDepth })
+    const normalize = makeNormalizer(options)
+    let index = 0
+    const scan = (step: () => ReadonlyArray<unknown>) =>
+      Effect.suspend(() => {
+        let values: ReadonlyArray<unknown>
+        try {
+          values = step()
+        } catch (e) {
+          if (e instanceof JsonScanError) return Effect.fail(fromScanError(e, options))
+          throw e
+        }
+        const items: Array<TelemetryItem> = []
+        for (const value of values) {
+          if (index >= options.maxItems) {
+            return Effect.fail(
+              new PayloadTooLarge({ message: `more than ${options.maxItems} equipment items`, limit: options.maxItems })
+            )
+          }
+          const item = normalize(value, index++)
+          if (Either.isLeft(item)) return Effect.fail(item.left)
+          items.push(item.right)
+        }
+        return Effect.succeed(Chunk.unsafeFromArray(items))
+      })
+    const finish = scan(() => {
+      scanner.end()
+      return []
+    }).pipe(
+      Effect.filterOrFail(
+        () => index > 0,
+        () => new InvalidPayload({ message: "body must hold at least one equipment item" })
+      )
+    )
+    return bytes.pipe(
+      Stream.mapConcatChunkEffect((bytes) => scan(() => scanner.push(bytes))),
+      Stream.concat(Stream.execute(finish))
+    )
+  })

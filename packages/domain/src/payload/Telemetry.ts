@@ -1,0 +1,44 @@
+/** Normalized records, as the worker loads them (contract §3). */
+export type EquipmentStatus = "active" | "inactive" | "blocked"
+
+export interface Equipment {
+  readonly uuid: string
+  readonly name: string | null
+  readonly location: string | null
+  readonly status: EquipmentStatus
+  readonly collectionInterval: number
+  readonly sirenActive: boolean
+  readonly sirenTime: number
+}
+
+/** Attributes a reading did not carry are null and leave what is stored untouched. */
+export interface Sensor {
+  readonly uuid: string
+  readonly name: string | null
+  /** Stored as `unknown` when no reading ever told it. */
+  readonly type: string | null
+  readonly unit: string | null
+  readonly status: string | null
+  readonly manufacturer: string | null
+  readonly model: string | null
+  readonly firmware: string | null
+  readonly hardwareId: string | null
+  readonly viaHub: string | null
+}
+
+export interface Reading {
+  readonly sensorUuid: string
+  /** Epoch milliseconds. */
+  readonly time: number
+  readonly value: number | null
+  readonly status: string | null
+  /** JSON text of battery/rssi/lqi/battery_voltage, or null when the reading has none. */
+  readonly metadata: string | null
+}
+
+/** One equipment item of a payload: its equipment, its distinct sensors, and its readings. */
+export interface TelemetryItem {
+  readonly equipment: Equipment
+  readonly sensors: ReadonlyArray<Sensor>
+  readonly readings: ReadonlyArray<Reading>
+}

@@ -1,0 +1,32 @@
+import { Context, type Effect, type Stream } from "effect"
+import type { ObjectNotFound, StorageError } from "../errors.js"
+
+export interface StoredObject {
+  readonly key: string
+  /** Stored bytes. */
+  readonly size: number
+  readonly metadata: Readonly<Record<string, string>>
+}
+
+export interface ObjectStoreShape {
+  /** Where objects live, as written in claim checks: `filesystem`, `memory`, `s3`. */
+  readonly storageType: string
+  readonly bucket: string
+  /**
+   * Streams `body` into a pending object, then runs `finalize`, which may fail, and only then commits the object
+   * with the metadata it returned. On any failure or interruption nothing is committed: an object either exists
+   * whole, with its metadata, or not at all.
+   */
+  readonly put: <E, R, E2, R2>(
+    key: string,
+    body: Stream.Stream<Uint8Array, E, R>,
+    finalize: Effect.Effect<Record<string, string>, E2, R2>
+  ) => Effect.Effect<StoredObject, StorageError | E | E2, R | R2>
+  readonly get: (key: string) => Stream.Stream<Uint8Array, StorageError | ObjectNotFound>
+  readonly head: (key: string) => Effect.Effect<StoredObject, StorageError | ObjectNotFound>
+  readonly delete: (key: string) => Effect.Effect<void, StorageError>
+  /** Committed objects whose key starts with `prefix`. */
+  readonly list: (prefix: string) => Stream.Stream<StoredObject, StorageError>
+}
+
+export class ObjectStore extends Context.Tag("@telemetry/ObjectStore")<ObjectStore, ObjectStoreShape>() {}

@@ -1,0 +1,283 @@
+import { describe, expect, it } from "vitest"
+import { JsonArrayScanner, JsonScanError, type ScannerLimits } from "../src/json/JsonArrayScanner.js"
+
+const roomy: ScannerLimits = { maxElementBytes: 1 << 20, maxDepth: 64 }
+const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+const scanChunks = (chunks: ReadonlyArray<Uint8Array>, limits: ScannerLimits = roomy): Array<unknown> => {
+  const scanner = new JsonArrayScanner(limits)
+  const out: Array<unknown> = []
+  for (const chunk of chunks) out.push(...scanner.push(chunk))
+  scanner.end()
+  expect(scanner.count).toBe(out.length)
+  return out
+}
+
+const scan = (text: string, limits: ScannerLimits = roomy): Array<unknown> => scanChunks([utf8(text)], limits)
+
+const splitAt = (bytes: Uint8Array, ...offsets: Array<number>): Array<Uint8Array> => {
+  const bounds = [0, ...offsets, bytes.length]
+  return bounds.slice(1).map((end, k) => bytes.subarray(bounds[k]!, end))
+}
+
+/** Runs `feed` and returns the JsonScanError it throws. */
+const scanError = (feed: () => unknown): JsonScanError => {
+  try {
+    feed()
+  } catch (e) {
+    expect(e).toBeInstanceOf(JsonScanError)
+    return e as JsonScanError
+  }
+  throw new Error("expected a JsonScanError")
+}
+
+const errorOf = (text: string | Uint8Array, limits: ScannerLimits = roomy): JsonScanError =>
+  scanError(() => scanChunks([typeof text === "string" ? utf8(text) : text], limits))
+
+const tricky = " \n[ {\"a\":\"x]},\\\"\\\\\",\"b\":[1,{\"c\":[]}],\"ü€😀\":\"\\u00e9\\n\\\"\"} , \"str]\\\"},[{\\\\\"\t,-1.5e+3," +
+  "true,false,null,[],{},[[[\"deep\"]]], \"日本語\",0 ]\r\n "
+
+describe("JsonArrayScanner", () => {
+  it("returns each element parsed", () => {
+    expect(scan(tricky)).toEqual(JSON.parse(tricky))
+    expect(scan("[]")).toEqual([])
+    expect(scan(" [ ] ")).toEqual([])
+    expect(scan("[1]")).toEqual([1])
+    expect(scan("[\"\"]")).toEqual([""])
+  })
+
+  it("is correct at every 2-chunk split point", () => {
+    const bytes = utf8(tricky)
+    const expected = JSON.parse(tricky)
+    for (let k = 0; k <= bytes.length; k++) {
+      expect(scanChunks(splitAt(bytes, k)), `split at ${k}`).toEqual(expected)
+    }
+  })
+
+  it("is correct at every 3-chunk split", () => {
+    const bytes = utf8(tricky)
+    const expected = JSON.parse(tricky)
+    for (let a = 0; a <= bytes.length; a++) {
+      for (let b = a; b <= bytes.length; b++) {
+        expect(scanChunks(splitAt(bytes, a, b))).toEqual(expected)
+      }
+    }
+  })
+
+  it("is correct with 1-byte chunks", () => {
+    const bytes = utf8(tricky)
+    const chunks = Array.from(bytes, (_, k) => bytes.subarray(k, k + 1))
+    expect(scanChunks(chunks)).toEqual(JSON.parse(tricky))
+  })
+
+  it("returns elements from the push that completes them", () => {
+    const scanner = new JsonArrayScanner(roomy)
+    expect(scanner.push(utf8("[{\"a\":"))).toEqual([])
+    expect(scanner.push(utf8("1},2,"))).toEqual([{ a: 1 }, 2])
+    expect(scanner.push(utf8("3"))).toEqual([]) // a number might continue
+    expect(scanner.push(utf8("4]"))).toEqual([34])
+    scanner.end()
+    expect(scanner.count).toBe(3)
+  })
+
+  it("reassembles multi-byte characters split across chunks", () => {
+    const bytes = utf8("[\"é€😀\",{\"k😀\":\"日本\"}]")
+    for (let k = 0; k <= bytes.length; k++) {
+      expect(scanChunks(splitAt(bytes, k))).toEqual(["é€😀", { "k😀": "日本" }])
+    }
+  })
+
+  it("does not keep references to the caller's chunk buffers", () => {
+    const buffer = utf8("[\"abc")
+    const scanner = new JsonArrayScanner(roomy)
+    scanner.push(buffer)
+    buffer.fill(0x20) // a reader reusing its buffer
+    expect(scanner.push(utf8("def\"]"))).toEqual(["abcdef"])
+  })
+
+  it("accepts a UTF-8 BOM before the array, even split", () => {
+    const bytes = utf8("\uFEFF [1]")
+    expect(bytes[0]).toBe(0xef)
+    for (let k = 0; k <= bytes.length; k++) expect(scanChunks(splitAt(bytes, k))).toEqual([1])
+  })
+
+  it("matches JSON.parse on random documents in random chunks", () => {
+    let seed = 42
+    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+    const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
+    const value = (depth: number): unknown => {
+      const r = random()
+      if (depth > 4 || r < 0.4) {
+        return pick<unknown>([0, -1.25e-7, 42, true, false, null, "", "a\"b\\", "]},[{", "ü€😀\n\t\u0001", "\\\\\""])
+      }
+      const items = Array.from({ length: Math.floor(random() * 5) }, () => value(depth + 1))
+      return r < 0.7 ? items : Object.fromEntries(items.map((v, k) => [`k${k}"\\😀`, v]))
+    }
+    for (let round = 0; round < 200; round++) {
+      const doc = Array.from({ length: Math.floor(random() * 6) }, () => value(1))
+      const bytes = utf8(JSON.stringify(doc, null, random() < 0.5 ? 2 : undefined))
+      const cuts: Array<number> = []
+      for (let k = 0; k < bytes.length; k++) if (random() < 0.1) cuts.push(k)
+      expect(scanChunks(splitAt(bytes, ...cuts))).toEqual(doc)
+    }
+  })
+
+  describe("errors", () => {
+    it("not_an_array as soon as the first value byte shows it", () => {
+      for (const text of ["{\"a\":1}", "  1", "\"[\"", "null", "x[]", " \uFEFF[]"]) {
+        const scanner = new JsonArrayScanner(roomy)
+        expect(scanError(() => scanner.push(utf8(text))).kind, text).toBe("not_an_array")
+      }
+      expect(errorOf(new Uint8Array([0xef, 0xbb, 0x5b, 0x5d])).kind).toBe("not_an_array")
+      expect(errorOf("").kind).toBe("not_an_array")
+      expect(errorOf(" \n").kind).toBe("not_an_array")
+    })
+
+    it("syntax for structure the scanner can see", () => {
+      for (const text of ["[1,,2]", "[,1]", "[1 2]", "[1,]", "[1}", "[}", "[{}}]", "[[]]]", "[1\"a\"]", "[1]x", "[1]]", "[] []"]) {
+        expect(errorOf(text).kind, text).toBe("syntax")
+      }
+      expect(errorOf("[1,2 3]").index).toBe(2)
+    })
+
+    it("syntax for trailing garbage arriving after the array closed", () => {
+      const scanner = new JsonArrayScanner(roomy)
+      expect(scanner.push(utf8("[1] \n"))).toEqual([1])
+      expect(scanError(() => scanner.push(utf8("x"))).kind).toBe("syntax")
+    })
+
+    it("syntax with the element index and JSON.parse's message for bad element contents", () => {
+      const error = errorOf("[1, {\"a\":}, 3]")
+      expect(error.kind).toBe("syntax")
+      expect(error.index).toBe(1)
+      let parseMessage = ""
+      try {
+        JSON.parse("{\"a\":}")
+      } catch (e) {
+        parseMessage = (e as Error).message
+      }
+      expect(error.message).toContain(parseMessage)
+
+      for (const text of ["[tru]", "[01]", "[{\"a\" 1}]", "[{]", "[[}]", "[\"a\nb\"]", "[1:2]", "[\uFEFF1]"]) {
+        expect(errorOf(text).kind, text).toBe("syntax")
+      }
+    })
+
+    it("syntax for invalid UTF-8 inside an element", () => {
+      const bytes = new Uint8Array([...utf8("[\"a"), 0xff, ...utf8("\"]")])
+      const error = errorOf(bytes)
+      expect(error.kind).toBe("syntax")
+      expect(error.message).toContain("UTF-8")
+      expect(errorOf(new Uint8Array([...utf8("[\""), 0xe2, 0x82, ...utf8("\"]")])).kind).toBe("syntax")
+    })
+
+    it("element_too_large at the limit, in every element kind", () => {
+      const limits = { maxElementBytes: 10, maxDepth: 64 }
+      const fits = ["\"12345678\"", "[1,2,3,45]", "1234567890", "{\"a\":\"12\"}"]
+      for (const element of fits) {
+        expect(element.length).toBe(10)
+        expect(scan(`[0, ${element} ]`, limits)).toEqual([0, JSON.parse(element)])
+        const tooBig = element.replace("1", "11")
+        const error = errorOf(`[0, ${tooBig} ]`, limits)
+        expect(error.kind, tooBig).toBe("element_too_large")
+        expect(error.index).toBe(1)
+      }
+    })
+
+    it("element_too_large across chunks, before the element ends", () => {
+      const scanner = new JsonArrayScanner({ maxElementBytes: 1000, maxDepth: 64 })
+      scanner.push(utf8("[\"" + "a".repeat(600)))
+      expect(scanError(() => scanner.push(utf8("a".repeat(600)))).kind).toBe("element_too_large")
+
+      const primitive = new JsonArrayScanner({ maxElementBytes: 1000, maxDepth: 64 })
+      primitive.push(utf8("["))
+      for (let k = 0; k < 999; k++) primitive.push(utf8("1"))
+      expect(scanError(() => primitive.push(utf8("11"))).kind).toBe("element_too_large")
+    })
+
+    it("too_deep immediately, counting the top-level array as depth 1", () => {
+      const limits = { maxElementBytes: 1 << 20, maxDepth: 3 }
+      expect(scan("[[[1]],{\"a\":[]}]", limits)).toEqual([[[1]], { a: [] }])
+      expect(scan("[\"[[[[[[{{{{\"]", limits)).toEqual(["[[[[[[{{{{"])
+
+      const scanner = new JsonArrayScanner(limits)
+      scanner.push(utf8("[1,[{"))
+      const error = scanError(() => scanner.push(utf8("\"a\":[")))
+      expect(error.kind).toBe("too_deep")
+      expect(error.index).toBe(1)
+
+      expect(errorOf("[[]]", { maxElementBytes: 100, maxDepth: 1 }).kind).toBe("too_deep")
+      expect(scan("[1]", { maxElementBytes: 100, maxDepth: 1 })).toEqual([1])
+      const attack = "[" + "[".repeat(1e6)
+      expect(scanError(() => new JsonArrayScanner(roomy).push(utf8(attack))).kind).toBe("too_deep")
+    })
+
+    it("truncated when the array is not closed", () => {
+      for (const text of ["[", "[1", "[1,", "[{\"a\":", "[\"abc", "[\"a\\", "[1,2", "[[]"]) {
+        const error = errorOf(text)
+        expect(error.kind, text).toBe("truncated")
+      }
+      expect(errorOf("[1,2,{").index).toBe(2)
+    })
+
+    it("keeps failing after an error", () => {
+      const scanner = new JsonArrayScanner(roomy)
+      const error = scanError(() => scanner.push(utf8("[1,,")))
+      expect(scanError(() => scanner.push(utf8("2]")))).toBe(error)
+      expect(scanError(() => scanner.end())).toBe(error)
+    })
+  })
+
+  it("throughput (prints MB/s, no assertion on speed)", () => {
+    const sensor = (e: number, s: number) => ({
+      sensor_uuid: `s-${e}-${s}`,
+      sensor_tipo: s % 3 === 0 ? "temperature" : s % 3 === 1 ? "humidity" : "door",
+      valor: Math.round((Math.sin(e + s) * 40 - 10) * 10) / 10,
+      sensor_datahora_coleta: `2026-11-20T10:${String(s % 60).padStart(2, "0")}:00`
+    })
+    const parts: Array<string> = []
+    let size = 0
+    for (let e = 0; size < 50e6; e++) {
+      const part = JSON.stringify({
+        equip_uuid: `e-${e}`,
+        equip_nome: `Freezer ${e} – câmara fria`,
+        sensor: Array.from({ length: 50 }, (_, s) => sensor(e, s))
+      })
+      parts.push(part)
+      size += part.length + 1
+    }
+    const text = `[${parts.join(",\n")}]`
+    const bytes = utf8(text)
+    const megabytes = bytes.length / 1e6
+    const chunkSize = 64 * 1024
+
+    const best = (run: () => number): number => {
+      let fastest = Infinity
+      for (let round = 0; round < 3; round++) {
+        const t0 = performance.now()
+        expect(run()).toBe(parts.length)
+        fastest = Math.min(fastest, performance.now() - t0)
+      }
+      return fastest
+    }
+    const parseOnly = best(() => (JSON.parse(text) as Array<unknown>).length)
+    const decodeAndParse = best(() => (JSON.parse(new TextDecoder().decode(bytes)) as Array<unknown>).length)
+    const scanner = best(() => {
+      const s = new JsonArrayScanner({ maxElementBytes: 1 << 20, maxDepth: 32 })
+      for (let k = 0; k < bytes.length; k += chunkSize) s.push(bytes.subarray(k, k + chunkSize))
+      s.end()
+      return s.count
+    })
+    const rate = (ms: number) => `${(megabytes / (ms / 1000)).toFixed(0)} MB/s (${ms.toFixed(0)} ms)`
+    console.log(
+      [
+        `${megabytes.toFixed(1)} MB, ${parts.length} elements of ~${(megabytes * 1e3 / parts.length).toFixed(1)} kB`,
+        `JSON.parse(text):                  ${rate(parseOnly)}`,
+        `JSON.parse(decode(bytes)):         ${rate(decodeAndParse)}`,
+        `JsonArrayScanner, 64 KiB chunks:   ${rate(scanner)}`,
+        `scanner / JSON.parse(text):        ${(parseOnly / scanner * 100).toFixed(0)}%`,
+        `scanner / JSON.parse(decode):      ${(decodeAndParse / scanner * 100).toFixed(0)}%`
+      ].join("\n")
+    )
+  }, 120_000)
+})

@@ -1,0 +1,3 @@
+export * as History from "./analytics/History.js"
+export * as Server from "./http/Server.js"
+export * as Ingest from "./Ingest.js"

@@ -1,0 +1,2 @@
+export * as ClaimProcessor from "./ClaimProcessor.js"
+export * as Worker from "./Worker.js"
