@@ -1,6 +1,7 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { Ingest } from "../Ingest.js"
 import { errorResponse } from "./responses.js"
@@ -25,9 +26,13 @@ const bulk = Effect.gen(function*() {
       headers
     })
   }
+  const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   return yield* ingest.accept({
-    body: request.stream.pipe(
-      Stream.mapError((cause) => new InvalidPayload({ message: `request body could not be read: ${cause.message}` }))
+    // Not closed when we stop reading early: a rejected client then still gets its 4xx instead of a reset.
+    body: NodeStream.fromReadable(
+      () => incoming,
+      (cause) => new InvalidPayload({ message: `request body could not be read: ${(cause as Error).message}` }),
+      { closeOnDone: false, chunkSize: 64 * 1024 }
     ),
     gzipped: encoding !== "identity",
     requestId,
@@ -44,6 +49,8 @@ const bulk = Effect.gen(function*() {
         readings: accepted.readings
       }, { status: 202, headers })
     ),
+    // Whatever the client still sends of a rejected body is read and dropped.
+    Effect.onError(() => Effect.sync(() => incoming.resume())),
     Effect.catchTags({
       InvalidPayload: (e) => Effect.succeed(errorResponse(400, "invalid_payload", e.message, { path: e.path, headers })),
       PayloadTooLarge: (e) => Effect.succeed(errorResponse(413, "payload_too_large", e.message, { headers })),

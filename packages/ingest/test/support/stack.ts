@@ -1,0 +1,52 @@
+import { NodeContext } from "@effect/platform-node"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Infrastructure } from "@telemetry/domain"
+import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
+import { mkdtempSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as App from "../../src/App.js"
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))))
+    })
+  })
+
+export const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), `telemetry-${prefix}-`))
+
+/**
+ * The whole pipeline in this process on embedded parts (files, in-process queue, PGlite TimescaleDB) in a
+ * fresh directory, serving HTTP on `port`; the tests also get the storage and database services to look at.
+ */
+export const embeddedStack = (port: number, env: Record<string, string> = {}) => {
+  const dir = tempDir("stack")
+  const config = ConfigProvider.fromMap(
+    new Map(Object.entries({
+      PORT: String(port),
+      STORAGE_DIR: join(dir, "objects"),
+      EMBEDDED_DB_DIR: join(dir, "pg"),
+      ...env
+    }))
+  )
+  return App.layer.pipe(
+    Layer.provideMerge(Infrastructure.embedded),
+    Layer.provideMerge(NodeContext.layer),
+    Layer.provide(Layer.setConfigProvider(config))
+  )
+}
+
+/** Runs `query` until `done` holds for its result (the pipeline is asynchronous after the 202). */
+export const eventually = <A, E, R>(query: Effect.Effect<A, E, R>, done: (a: A) => boolean, timeout = Duration.seconds(30)) =>
+  query.pipe(
+    Effect.repeat({ schedule: Schedule.spaced(Duration.millis(100)), until: done }),
+    Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("condition not reached in time") })
+  )
+
+export const count = (table: string, where = "true") =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`), (rows) => rows[0]!.n))
