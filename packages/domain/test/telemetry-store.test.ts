@@ -1,0 +1,698 @@
+import { NodeContext } from "@effect/platform-node"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Logger, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { ClaimCheck } from "../src/ClaimCheck.js"
+import * as Migrator from "../src/db/Migrator.js"
+import * as PgliteClient from "../src/db/PgliteClient.js"
+import * as SqlTelemetryStore from "../src/db/SqlTelemetryStore.js"
+import { TelemetryStore } from "../src/db/TelemetryStore.js"
+import { InvalidPayload } from "../src/errors.js"
+import type { Equipment, Reading, Sensor, TelemetryItem } from "../src/payload/Telemetry.js"
+
+const MIGRATIONS = fileURLToPath(new URL("../../../migrations", import.meta.url))
+const MIGRATION_FILES = readdirSync(MIGRATIONS).filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort()
+const BATCH_READINGS = 3
+
+/** A fresh in-memory database with the schema migrated. */
+const migratedDb = Layer.effectDiscard(Migrator.migrate(MIGRATIONS)).pipe(
+  Layer.provideMerge(PgliteClient.layer({}))
+)
+
+const TestLayer = SqlTelemetryStore.layer({ batchReadings: BATCH_READINGS }).pipe(
+  Layer.provideMerge(migratedDb),
+  Layer.provideMerge(NodeContext.layer)
+)
+
+// --- builders -------------------------------------------------------------------------------------------------
+
+const uid = (prefix: string) => `${prefix}-${randomUUID()}`
+
+const equipment = (uuid: string, overrides: Partial<Equipment> = {}): Equipment => ({
+  uuid,
+  name: "Freezer",
+  location: "Kitchen",
+  status: "active",
+  collectionInterval: 60,
+  sirenActive: false,
+  sirenTime: 120,
+  ...overrides
+})
+
+const sensor = (uuid: string, overrides: Partial<Sensor> = {}): Sensor => ({
+  uuid,
+  name: null,
+  type: null,
+  unit: null,
+  status: null,
+  manufacturer: null,
+  model: null,
+  firmware: null,
+  hardwareId: null,
+  viaHub: null,
+  ...overrides
+})
+
+const reading = (sensorUuid: string, time: number | string, value: number | null, overrides: Partial<Reading> = {}): Reading => ({
+  sensorUuid,
+  time: typeof time === "string" ? Date.parse(time) : time,
+  value,
+  status: null,
+  metadata: null,
+  ...overrides
+})
+
+const item = (eq: Equipment, sensors: ReadonlyArray<Sensor>, readings: ReadonlyArray<Reading>): TelemetryItem => ({
+  equipment: eq,
+  sensors,
+  readings
+})
+
+/** `n` readings of one sensor, one a minute from `start`, values 0, 1, 2, ... */
+const series = (sensorUuid: string, n: number, start = Date.UTC(2025, 0, 15, 8, 0, 0)) =>
+  Array.from({ length: n }, (_, k) => reading(sensorUuid, start + k * 60_000, k))
+
+const claim = (options: { tenantId?: string; requestId?: string; claimId?: string } = {}) => {
+  const claimId = options.claimId ?? randomUUID()
+  return new ClaimCheck({
+    version: 1,
+    claim_id: claimId,
+    claim_check: `telemetry/2025-01-15T08-00-00-000Z/${claimId}.json.gz`,
+    storage_type: "memory",
+    bucket: "telemetry-raw",
+    file_size: 100,
+    original_size: 1000,
+    compression: "gzip",
+    timestamp: "2025-01-15T08:00:00.000Z",
+    metadata: {
+      requestId: options.requestId ?? uid("req"),
+      deviceId: null,
+      tenantId: options.tenantId ?? "default",
+      itemsCount: 0,
+      totalSensors: 0,
+      fileSize: 100
+    }
+  })
+}
+
+// --- queries --------------------------------------------------------------------------------------------------
+
+const sqlClient = SqlClient.SqlClient
+
+interface DataRow {
+  readonly time: Date
+  readonly sensor: string
+  readonly value: number | null
+  readonly status: string | null
+  readonly metadata: unknown
+}
+
+const dataOf = (equipUuid: string, tenantId = "default") =>
+  Effect.flatMap(sqlClient, (sql) =>
+    sql<DataRow>`SELECT t.time, s.uuid AS sensor, t.value, t.status, t.metadata
+      FROM telemetry_data t
+      JOIN equipments e ON e.id = t.equipment_id
+      JOIN sensors s ON s.id = t.sensor_id AND s.equipment_id = e.id
+      WHERE e.uuid = ${equipUuid} AND e.tenant_id = ${tenantId}
+      ORDER BY t.time, s.uuid, t.value`)
+
+const countOf = (equipUuid: string) =>
+  Effect.flatMap(sqlClient, (sql) =>
+    sql<{ n: number }>`SELECT count(*)::int AS n FROM telemetry_data t JOIN equipments e ON e.id = t.equipment_id
+      WHERE e.uuid = ${equipUuid}`).pipe(Effect.map((rows) => rows[0]!.n))
+
+const ledgerOf = (claimId: string) =>
+  Effect.flatMap(sqlClient, (sql) =>
+    sql<{ claim_id: string; object_key: string; tenant_id: string; request_id: string | null; items: number | null; readings: number | null }>`
+      SELECT claim_id, object_key, tenant_id, request_id, items, readings FROM claim_ledger WHERE claim_id = ${claimId}`)
+
+const equipmentRows = (equipUuid: string) =>
+  Effect.flatMap(sqlClient, (sql) =>
+    sql<{ tenant_id: string; name: string | null; location: string | null; status: string; collection_interval: number; siren_active: boolean; siren_time: number }>`
+      SELECT tenant_id, name, location, status, collection_interval, siren_active, siren_time
+      FROM equipments WHERE uuid = ${equipUuid} ORDER BY tenant_id`)
+
+const sensorRow = (equipUuid: string, sensorUuid: string) =>
+  Effect.flatMap(sqlClient, (sql) =>
+    sql<Record<string, unknown>>`SELECT s.name, s.type, s.unit, s.status, s.manufacturer, s.model, s.firmware,
+        s.hardware_id, s.via_hub
+      FROM sensors s JOIN equipments e ON e.id = s.equipment_id
+      WHERE e.uuid = ${equipUuid} AND s.uuid = ${sensorUuid}`).pipe(Effect.map((rows) => {
+        expect(rows).toHaveLength(1)
+        return rows[0]!
+      }))
+
+const iso = (rows: ReadonlyArray<DataRow>) => rows.map((r) => new Date(r.time).toISOString())
+
+/** Exact percentile_cont over `values`, as PostgreSQL computes it. */
+const percentileCont = (values: ReadonlyArray<number>, p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const position = p * (sorted.length - 1)
+  const lower = Math.floor(position)
+  const upper = Math.ceil(position)
+  return sorted[lower]! + (sorted[upper]! - sorted[lower]!) * (position - lower)
+}
+
+const sampleStddev = (values: ReadonlyArray<number>) => {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length
+  return Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1))
+}
+
+describe("SqlTelemetryStore on embedded TimescaleDB", () => {
+  it.layer(TestLayer, { timeout: 120_000 })("one in-memory database", (it) => {
+    it.effect("a load spanning several COPY batches stores every reading exactly once", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eqA = uid("eq-a")
+        const eqB = uid("eq-b")
+        const start = Date.UTC(2025, 0, 15, 8, 0, 0)
+        // 4 + 2 + 5 + 1 = 12 readings, batches of 3: several batches, items larger than a batch, an equipment
+        // appearing in more than one item.
+        const items = [
+          item(equipment(eqA), [sensor(`${eqA}-t`, { type: "temperature" })], series(`${eqA}-t`, 4, start)),
+          item(equipment(eqB), [sensor(`${eqB}-t`), sensor(`${eqB}-d`)], [
+            reading(`${eqB}-t`, start, 1.5, { metadata: JSON.stringify({ battery: 87, rssi: -61 }) }),
+            reading(`${eqB}-d`, start + 1000, null, { status: "open" })
+          ]),
+          item(equipment(eqA), [sensor(`${eqA}-t`, { type: "temperature" })], series(`${eqA}-t`, 5, start + 4 * 60_000)),
+          item(equipment(eqB), [sensor(`${eqB}-t`)], [reading(`${eqB}-t`, start + 60_000, -0.25)])
+        ]
+        const c = claim({ requestId: "req-multi" })
+        const outcome = yield* store.load(c, Stream.fromIterable(items))
+        expect(outcome).toEqual({ _tag: "Loaded", items: 4, readings: 12 })
+
+        const a = yield* dataOf(eqA)
+        expect(a).toHaveLength(9)
+        expect(a.map((r) => r.value)).toEqual([0, 1, 2, 3, 0, 1, 2, 3, 4])
+        expect(iso(a)).toEqual(Array.from({ length: 9 }, (_, k) => new Date(start + k * 60_000).toISOString()))
+        expect(a.every((r) => r.sensor === `${eqA}-t` && r.status === null && r.metadata === null)).toBe(true)
+
+        const b = yield* dataOf(eqB)
+        expect(b.map((r) => [new Date(r.time).toISOString(), r.sensor, r.value, r.status, r.metadata])).toEqual([
+          [new Date(start).toISOString(), `${eqB}-t`, 1.5, null, { battery: 87, rssi: -61 }],
+          [new Date(start + 1000).toISOString(), `${eqB}-d`, null, "open", null],
+          [new Date(start + 60_000).toISOString(), `${eqB}-t`, -0.25, null, null]
+        ])
+
+        const sql = yield* sqlClient
+        const [counts] = yield* sql<{ equipments: number; sensors: number }>`SELECT
+          (SELECT count(*)::int FROM equipments WHERE uuid IN (${eqA}, ${eqB})) AS equipments,
+          (SELECT count(*)::int FROM sensors s JOIN equipments e ON e.id = s.equipment_id
+            WHERE e.uuid IN (${eqA}, ${eqB})) AS sensors`
+        expect(counts).toEqual({ equipments: 2, sensors: 3 })
+        expect(yield* sensorRow(eqB, `${eqB}-t`)).toMatchObject({ type: "unknown" })
+        expect(yield* sensorRow(eqA, `${eqA}-t`)).toMatchObject({ type: "temperature" })
+
+        expect(yield* ledgerOf(c.claim_id)).toEqual([{
+          claim_id: c.claim_id,
+          object_key: c.claim_check,
+          tenant_id: "default",
+          request_id: "req-multi",
+          items: 4,
+          readings: 12
+        }])
+      }))
+
+    it.effect("values, times, statuses and metadata are stored as given", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-values")
+        const s = `${eq}-s`
+        const readings = [
+          reading(s, "2025-02-01T00:00:00.001Z", 0.1 + 0.2),
+          reading(s, "2025-02-01T00:00:01.999Z", -1e-7),
+          reading(s, "2025-02-01T00:00:02.000Z", 1.5e100),
+          reading(s, "2025-02-01T00:00:03.000Z", 0),
+          reading(s, "2025-02-01T00:00:04.000Z", null, { status: "closed" }),
+          reading(s, "2025-02-01T00:00:05.000Z", 12, {
+            metadata: JSON.stringify({ battery: 55.5, rssi: -70, lqi: 120, battery_voltage: 3.01 })
+          })
+        ]
+        yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], readings)))
+        const rows = yield* dataOf(eq)
+        expect(rows.map((r) => [new Date(r.time).toISOString(), r.value, r.status, r.metadata])).toEqual([
+          ["2025-02-01T00:00:00.001Z", 0.30000000000000004, null, null],
+          ["2025-02-01T00:00:01.999Z", -1e-7, null, null],
+          ["2025-02-01T00:00:02.000Z", 1.5e100, null, null],
+          ["2025-02-01T00:00:03.000Z", 0, null, null],
+          ["2025-02-01T00:00:04.000Z", null, "closed", null],
+          ["2025-02-01T00:00:05.000Z", 12, null, { battery: 55.5, rssi: -70, lqi: 120, battery_voltage: 3.01 }]
+        ])
+      }))
+
+    it.effect("a claim loaded twice loads once: the second load answers AlreadyLoaded", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-twice")
+        const items = [item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 7))]
+        const c = claim()
+        expect(yield* store.load(c, Stream.fromIterable(items))).toEqual({ _tag: "Loaded", items: 1, readings: 7 })
+        expect(yield* countOf(eq)).toBe(7)
+
+        // The same claim again, even with different content, is not loaded a second time.
+        const more = [...items, item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 2, Date.UTC(2025, 5, 1)))]
+        expect(yield* store.load(c, Stream.fromIterable(more))).toEqual({ _tag: "AlreadyLoaded" })
+        expect(yield* countOf(eq)).toBe(7)
+        expect(yield* ledgerOf(c.claim_id)).toMatchObject([{ items: 1, readings: 7 }])
+
+        // A claim rebuilt from its JSON (as the worker gets it from the queue) is the same claim.
+        const copy = new ClaimCheck({ ...c })
+        expect(yield* store.load(copy, Stream.fromIterable(items))).toEqual({ _tag: "AlreadyLoaded" })
+        expect(yield* countOf(eq)).toBe(7)
+      }))
+
+    it.effect("the same claim loaded concurrently loads once", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-concurrent")
+        const items = [item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 5))]
+        const c = claim()
+        const outcomes = yield* Effect.all(
+          Array.from({ length: 4 }, () => store.load(c, Stream.fromIterable(items))),
+          { concurrency: "unbounded" }
+        )
+        expect(outcomes.filter((o) => o._tag === "Loaded")).toHaveLength(1)
+        expect(outcomes.filter((o) => o._tag === "AlreadyLoaded")).toHaveLength(3)
+        expect(yield* countOf(eq)).toBe(5)
+      }))
+
+    it.effect("a stream failing part-way loads nothing and leaves no ledger row; the claim loads afterwards", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-fail")
+        const eqLater = uid("eq-fail-later")
+        const first = item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 2))
+        // More readings than one batch before the failure, so at least one batch was written before it.
+        const second = item(equipment(eqLater), [sensor(`${eqLater}-s`)], series(`${eqLater}-s`, 4))
+        const c = claim()
+        const failing = Stream.concat(
+          Stream.make(first, second),
+          Stream.fail(new InvalidPayload({ message: "x", path: "[2].sensor[0].sensor_uuid" }))
+        )
+        const error = yield* Effect.flip(store.load(c, failing))
+        expect(error).toBeInstanceOf(InvalidPayload)
+        expect(error).toMatchObject({ _tag: "InvalidPayload", message: "x" })
+
+        expect(yield* ledgerOf(c.claim_id)).toEqual([])
+        expect(yield* countOf(eq)).toBe(0)
+        expect(yield* countOf(eqLater)).toBe(0)
+        expect(yield* equipmentRows(eq)).toEqual([])
+        expect(yield* equipmentRows(eqLater)).toEqual([])
+        expect(yield* (yield* TelemetryStore).loadedClaims([c.claim_id])).toEqual(new Set())
+
+        // Nothing of the failed attempt is left over: the same claim loads whole afterwards.
+        expect(yield* store.load(c, Stream.make(first, second))).toEqual({ _tag: "Loaded", items: 2, readings: 6 })
+        expect(yield* countOf(eq)).toBe(2)
+        expect(yield* countOf(eqLater)).toBe(4)
+        expect(yield* ledgerOf(c.claim_id)).toMatchObject([{ items: 2, readings: 6 }])
+      }))
+
+    it.effect("a database error part-way fails with LoadError and loads nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-dberr")
+        const bad = uid("eq-dberr-bad")
+        const c = claim()
+        const items = Stream.make(
+          item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 4)),
+          // collection_interval is an integer column: this one is out of its range.
+          item(equipment(bad, { collectionInterval: 2 ** 40 }), [sensor(`${bad}-s`)], series(`${bad}-s`, 1))
+        )
+        const error = yield* Effect.flip(store.load(c, items))
+        expect(error).toMatchObject({ _tag: "LoadError", claimId: c.claim_id })
+        expect(yield* ledgerOf(c.claim_id)).toEqual([])
+        expect(yield* countOf(eq)).toBe(0)
+        expect(yield* equipmentRows(eq)).toEqual([])
+      }))
+
+    it.effect("loadedClaims answers exactly the loaded claims among those asked", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-ledger")
+        const loaded = [claim(), claim(), claim()]
+        for (const c of loaded) {
+          yield* store.load(c, Stream.make(item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 1))))
+        }
+        const failed = claim()
+        yield* Effect.exit(store.load(failed, Stream.fail(new InvalidPayload({ message: "x" }))))
+        const never = randomUUID()
+
+        const answer = yield* store.loadedClaims([loaded[0]!.claim_id, never, loaded[2]!.claim_id, failed.claim_id])
+        expect(answer).toEqual(new Set([loaded[0]!.claim_id, loaded[2]!.claim_id]))
+        expect(yield* store.loadedClaims(loaded.map((c) => c.claim_id))).toEqual(new Set(loaded.map((c) => c.claim_id)))
+        expect(yield* store.loadedClaims([never])).toEqual(new Set())
+        expect(yield* store.loadedClaims([])).toEqual(new Set())
+      }))
+
+    it.effect("equipment attributes: a later null keeps the stored value, a changed value updates it", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-attrs")
+        const s = `${eq}-s`
+        const load = (e: Equipment) =>
+          store.load(claim(), Stream.make(item(e, [sensor(s)], [reading(s, Date.UTC(2025, 0, 1), 1)])))
+
+        yield* load(equipment(eq, { name: "Freezer 1", location: "Kitchen", status: "active", collectionInterval: 30, sirenActive: true, sirenTime: 90 }))
+        expect(yield* equipmentRows(eq)).toEqual([{
+          tenant_id: "default",
+          name: "Freezer 1",
+          location: "Kitchen",
+          status: "active",
+          collection_interval: 30,
+          siren_active: true,
+          siren_time: 90
+        }])
+
+        yield* load(equipment(eq, { name: null, location: null, status: "active", collectionInterval: 30, sirenActive: true, sirenTime: 90 }))
+        expect(yield* equipmentRows(eq)).toMatchObject([{ name: "Freezer 1", location: "Kitchen" }])
+
+        yield* load(equipment(eq, { name: "Freezer 2", location: null, status: "blocked", collectionInterval: 45, sirenActive: false, sirenTime: 10 }))
+        expect(yield* equipmentRows(eq)).toEqual([{
+          tenant_id: "default",
+          name: "Freezer 2",
+          location: "Kitchen",
+          status: "blocked",
+          collection_interval: 45,
+          siren_active: false,
+          siren_time: 10
+        }])
+      }))
+
+    it.effect("sensor attributes: a later null keeps the stored value, a changed value updates it", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-sensor-attrs")
+        const s = `${eq}-s`
+        const load = (attrs: Partial<Sensor>) =>
+          store.load(claim(), Stream.make(item(equipment(eq), [sensor(s, attrs)], [reading(s, Date.UTC(2025, 0, 1), 1)])))
+
+        yield* load({})
+        expect(yield* sensorRow(eq, s)).toEqual({
+          name: null,
+          type: "unknown",
+          unit: null,
+          status: null,
+          manufacturer: null,
+          model: null,
+          firmware: null,
+          hardware_id: null,
+          via_hub: null
+        })
+
+        const full = {
+          name: "Temperature",
+          type: "temperature",
+          unit: "°C",
+          status: "ok",
+          manufacturer: "Acme",
+          model: "T-1",
+          firmware: "1.0.0",
+          hardwareId: "hw-1",
+          viaHub: "true"
+        }
+        yield* load(full)
+        const stored = {
+          name: "Temperature",
+          type: "temperature",
+          unit: "°C",
+          status: "ok",
+          manufacturer: "Acme",
+          model: "T-1",
+          firmware: "1.0.0",
+          hardware_id: "hw-1",
+          via_hub: "true"
+        }
+        expect(yield* sensorRow(eq, s)).toEqual(stored)
+
+        // Nothing told: everything stays, including the type (not reset to "unknown").
+        yield* load({})
+        expect(yield* sensorRow(eq, s)).toEqual(stored)
+
+        yield* load({ firmware: "1.1.0", status: "low battery", name: null, type: null })
+        expect(yield* sensorRow(eq, s)).toEqual({ ...stored, firmware: "1.1.0", status: "low battery" })
+      }))
+
+    it.effect("attributes of a sensor seen in several items of one claim do not depend on batching", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-merge")
+        const s = `${eq}-s`
+        // Two items of one claim, small enough to share one batch: the first tells the manufacturer and the
+        // equipment name, the second does not (null = not carried). Loading them in order must keep both, as it
+        // does when they land in different batches (or different claims).
+        const items = Stream.make(
+          item(equipment(eq, { name: "Freezer", location: "Lab" }), [sensor(s, { manufacturer: "Acme", model: "T-1" })],
+            [reading(s, Date.UTC(2025, 0, 1, 0, 0), 1)]),
+          item(equipment(eq, { name: null, location: null }), [sensor(s, { model: "T-2" })],
+            [reading(s, Date.UTC(2025, 0, 1, 0, 1), 2)])
+        )
+        expect(yield* store.load(claim(), items)).toEqual({ _tag: "Loaded", items: 2, readings: 2 })
+        expect.soft(yield* sensorRow(eq, s)).toMatchObject({ manufacturer: "Acme", model: "T-2" })
+        expect.soft(yield* equipmentRows(eq)).toMatchObject([{ name: "Freezer", location: "Lab" }])
+
+        // The same items, each filling a batch of its own, give that result.
+        const eq2 = uid("eq-merge-apart")
+        const s2 = `${eq2}-s`
+        const apart = Stream.make(
+          item(equipment(eq2, { name: "Freezer", location: "Lab" }), [sensor(s2, { manufacturer: "Acme", model: "T-1" })],
+            series(s2, BATCH_READINGS, Date.UTC(2025, 0, 1, 0, 0))),
+          item(equipment(eq2, { name: null, location: null }), [sensor(s2, { model: "T-2" })],
+            series(s2, BATCH_READINGS, Date.UTC(2025, 0, 1, 1, 0)))
+        )
+        expect(yield* store.load(claim(), apart)).toEqual({ _tag: "Loaded", items: 2, readings: 2 * BATCH_READINGS })
+        expect(yield* sensorRow(eq2, s2)).toMatchObject({ manufacturer: "Acme", model: "T-2" })
+        expect(yield* equipmentRows(eq2)).toMatchObject([{ name: "Freezer", location: "Lab" }])
+      }))
+
+    it.effect("equipments are per tenant", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-tenant")
+        const s = `${eq}-s`
+        yield* store.load(claim({ tenantId: "t1" }), Stream.make(item(equipment(eq, { name: "One" }), [sensor(s)], series(s, 2))))
+        yield* store.load(claim({ tenantId: "t2" }), Stream.make(item(equipment(eq, { name: "Two" }), [sensor(s)], series(s, 3))))
+        expect((yield* equipmentRows(eq)).map((r) => [r.tenant_id, r.name])).toEqual([["t1", "One"], ["t2", "Two"]])
+        expect(yield* dataOf(eq, "t1")).toHaveLength(2)
+        expect(yield* dataOf(eq, "t2")).toHaveLength(3)
+      }))
+
+    it.effect("status text with tabs, newlines, backslashes and COPY markers round-trips", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-copy")
+        const s = `${eq}-s`
+        const statuses = [
+          "a\tb",
+          "line1\nline2",
+          "back\\slash",
+          "\\N",
+          "\\.",
+          "cr\r\nlf",
+          "trailing\\",
+          "\\t not a tab",
+          "",
+          "ünï €😀 日本語",
+          "mixed\t\\\n\r\\N\\\\"
+        ]
+        const t0 = Date.UTC(2025, 3, 1)
+        const readings = statuses.map((status, k) => reading(s, t0 + k * 1000, k, { status }))
+        yield* store.load(
+          claim(),
+          Stream.make(item(equipment(eq, { name: "tab\there", location: "new\nline \\ slash" }), [
+            sensor(s, { name: "weird\tname\\", model: "\\N" })
+          ], readings))
+        )
+        const rows = yield* dataOf(eq)
+        expect(rows.map((r) => r.status)).toEqual(statuses)
+        expect(rows.map((r) => r.value)).toEqual(statuses.map((_, k) => k))
+        expect(yield* equipmentRows(eq)).toMatchObject([{ name: "tab\there", location: "new\nline \\ slash" }])
+        expect(yield* sensorRow(eq, s)).toMatchObject({ name: "weird\tname\\", model: "\\N" })
+      }))
+
+    it.effect("telemetry_hourly shows freshly loaded readings without a refresh (real-time aggregation)", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const sql = yield* sqlClient
+        const eq = uid("eq-hourly")
+        const temp = `${eq}-temp`
+        const door = `${eq}-door`
+        const h10 = Date.UTC(2025, 4, 20, 10, 0, 0)
+        const h11 = Date.UTC(2025, 4, 20, 11, 0, 0)
+        const at = (hour: number, minute: number, second = 0) => hour + minute * 60_000 + second * 1000
+        const tempReadings = [
+          reading(temp, at(h10, 0, 5), -18.5),
+          reading(temp, at(h10, 0, 40), -17.5), // same minute as the one above
+          reading(temp, at(h10, 15), -20),
+          reading(temp, at(h10, 30), -16.25),
+          reading(temp, at(h10, 59, 59), -19),
+          reading(temp, at(h10, 45), null, { status: "defrost" }), // counted as a sample, not a value
+          reading(temp, at(h11, 0), 4),
+          reading(temp, at(h11, 10), 6)
+        ]
+        const doorReadings = [
+          reading(door, at(h10, 20), null, { status: "open" }),
+          reading(door, at(h10, 21), null, { status: "closed" })
+        ]
+        yield* store.load(
+          claim(),
+          Stream.make(item(equipment(eq), [sensor(temp), sensor(door)], [...tempReadings, ...doorReadings]))
+        )
+
+        const rows = yield* sql<{
+          bucket: Date
+          sensor: string
+          avg_value: number | null
+          min_value: number | null
+          max_value: number | null
+          sample_count: number
+          value_count: number
+          active_minutes: number
+          median_value: number | null
+          p95_value: number | null
+          stddev_value: number | null
+        }>`SELECT h.bucket, s.uuid AS sensor, h.avg_value, h.min_value, h.max_value, h.sample_count::int AS sample_count,
+            h.value_count::int AS value_count, h.active_minutes::int AS active_minutes, h.median_value, h.p95_value,
+            h.stddev_value
+          FROM telemetry_hourly h JOIN sensors s ON s.id = h.sensor_id JOIN equipments e ON e.id = h.equipment_id
+          WHERE e.uuid = ${eq}
+          ORDER BY s.uuid, h.bucket`
+
+        const expected = (sensorUuid: string, bucket: number, readings: ReadonlyArray<Reading>) => {
+          const values = readings.map((r) => r.value).filter((v): v is number => v !== null)
+          const minutes = new Set(readings.map((r) => Math.floor(r.time / 60_000)))
+          return {
+            bucket: new Date(bucket).toISOString(),
+            sensor: sensorUuid,
+            avg_value: values.length ? values.reduce((a, b) => a + b, 0) / values.length : null,
+            min_value: values.length ? Math.min(...values) : null,
+            max_value: values.length ? Math.max(...values) : null,
+            sample_count: readings.length,
+            value_count: values.length,
+            active_minutes: minutes.size,
+            median_value: values.length ? percentileCont(values, 0.5) : null,
+            p95_value: values.length ? percentileCont(values, 0.95) : null,
+            stddev_value: values.length > 1 ? sampleStddev(values) : null
+          }
+        }
+        const inHour = (readings: ReadonlyArray<Reading>, hour: number) =>
+          readings.filter((r) => r.time >= hour && r.time < hour + 3_600_000)
+        const want = [
+          expected(door, h10, doorReadings),
+          expected(temp, h10, inHour(tempReadings, h10)),
+          expected(temp, h11, inHour(tempReadings, h11))
+        ]
+        // Sanity of the hand-computed expectations for the 10:00 temperature bucket.
+        expect(want[1]).toMatchObject({ sample_count: 6, value_count: 5, active_minutes: 5, median_value: -18.5, min_value: -20 })
+
+        const got = rows.map((r) => ({ ...r, bucket: new Date(r.bucket).toISOString() }))
+        expect(got).toHaveLength(3)
+        for (let k = 0; k < want.length; k++) {
+          const g = got[k]!
+          const w = want[k]!
+          expect({ ...g, avg_value: null, p95_value: null, stddev_value: null }).toEqual({
+            ...w,
+            avg_value: null,
+            p95_value: null,
+            stddev_value: null
+          })
+          for (const key of ["avg_value", "p95_value", "stddev_value"] as const) {
+            if (w[key] === null) expect(g[key], key).toBeNull()
+            else expect(g[key], key).toBeCloseTo(w[key]!, 9)
+          }
+        }
+
+        // More readings in an hour already shown: still no refresh needed.
+        yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(temp)], [reading(temp, at(h11, 20), 8)])))
+        const [after] = yield* sql<{ avg_value: number; sample_count: number; max_value: number; median_value: number }>`
+          SELECT h.avg_value, h.sample_count::int AS sample_count, h.max_value, h.median_value
+          FROM telemetry_hourly h JOIN sensors s ON s.id = h.sensor_id JOIN equipments e ON e.id = h.equipment_id
+          WHERE e.uuid = ${eq} AND s.uuid = ${temp} AND h.bucket = ${new Date(h11)}`
+        expect(after).toEqual({ avg_value: 6, sample_count: 3, max_value: 8, median_value: 6 })
+      }))
+
+    it.effect("running the migrations again applies nothing and does not fail", () =>
+      Effect.gen(function*() {
+        const sql = yield* sqlClient
+        const before = yield* sql<{ version: string; name: string; checksum: string; applied_at: Date }>`
+          SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version`
+        expect(before.map((r) => r.name)).toEqual(MIGRATION_FILES)
+        expect(before.map((r) => r.version)).toEqual(MIGRATION_FILES.map((f) => f.slice(0, 4)))
+
+        const logs: Array<string> = []
+        const capture = Logger.make(({ message }) => {
+          logs.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        yield* Migrator.migrate(MIGRATIONS).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        expect(logs).toContain(`migrations: 0 applied, ${MIGRATION_FILES.length} already in place`)
+
+        const after = yield* sql`SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version`
+        expect(after).toEqual(before)
+        // And a third time, concurrently with itself: the lock keeps it at one row per file.
+        yield* Effect.all([Migrator.migrate(MIGRATIONS), Migrator.migrate(MIGRATIONS)], { concurrency: 2 })
+        const [{ n }] = (yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM schema_migrations`) as [{ n: number }]
+        expect(n).toBe(MIGRATION_FILES.length)
+      }))
+
+    it.effect("the schema has the tables, hypertable and continuous aggregate of the contract", () =>
+      Effect.gen(function*() {
+        const sql = yield* sqlClient
+        const tables = yield* sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables
+          WHERE table_schema = 'public' AND table_name IN ('equipments', 'sensors', 'telemetry_data', 'claim_ledger')
+          ORDER BY table_name`
+        expect(tables.map((t) => t.table_name)).toEqual(["claim_ledger", "equipments", "sensors", "telemetry_data"])
+        const [dim] = yield* sql<{ column_name: string; interval: string }>`
+          SELECT column_name, time_interval::text AS interval FROM timescaledb_information.dimensions
+          WHERE hypertable_name = 'telemetry_data'`
+        expect(dim).toEqual({ column_name: "time", interval: "1 day" })
+        const [cagg] = yield* sql<{ materialized_only: boolean }>`SELECT materialized_only
+          FROM timescaledb_information.continuous_aggregates WHERE view_name = 'telemetry_hourly'`
+        expect(cagg).toEqual({ materialized_only: false })
+      }))
+
+    it.effect("a migration changed after it was applied fails with MigrationError; a new one is applied", () =>
+      Effect.gen(function*() {
+        const dir = mkdtempSync(join(tmpdir(), "telemetry-migrations-"))
+        cpSync(MIGRATIONS, dir, { recursive: true })
+        const effect = Effect.gen(function*() {
+          const sql = yield* sqlClient
+          yield* Migrator.migrate(dir)
+          const count = Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM schema_migrations`,
+            (rows) => rows[0]!.n
+          )
+          expect(yield* count).toBe(MIGRATION_FILES.length)
+
+          // A new file is applied, once.
+          writeFileSync(join(dir, "9999_extra.sql"), "CREATE TABLE migrator_extra (id int);\n")
+          yield* Migrator.migrate(dir)
+          yield* Migrator.migrate(dir)
+          expect(yield* count).toBe(MIGRATION_FILES.length + 1)
+          expect(yield* sql`SELECT count(*)::int AS n FROM migrator_extra`).toEqual([{ n: 0 }])
+
+          // An applied file edited afterwards (even just a comment) is refused.
+          const edited = MIGRATION_FILES[1]!
+          appendFileSync(join(dir, edited), "\n-- edited after it was applied\n")
+          const exit = yield* Effect.exit(Migrator.migrate(dir))
+          expect(Exit.isFailure(exit)).toBe(true)
+          const error = yield* Effect.flip(Migrator.migrate(dir))
+          expect(error._tag).toBe("MigrationError")
+          expect(error.version).toBe(edited.slice(0, 4))
+          expect(error.message).toContain(edited)
+          expect(yield* count).toBe(MIGRATION_FILES.length + 1)
+        })
+        // A fresh in-memory database of its own, not the one the other tests share.
+        yield* effect.pipe(Effect.provide(PgliteClient.layer({})))
+      }))
+
+    it.effect("a missing migrations directory fails with MigrationError", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Migrator.migrate(join(tmpdir(), `no-such-dir-${randomUUID()}`)))
+        expect(error._tag).toBe("MigrationError")
+      }))
+  })
+})

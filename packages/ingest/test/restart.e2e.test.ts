@@ -1,0 +1,114 @@
+import { NodeContext } from "@effect/platform-node"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import { PgliteClient } from "@telemetry/domain"
+import { Effect } from "effect"
+import { join } from "node:path"
+import { gzipSync } from "node:zlib"
+import { healthy, type PipelineProcess, startPipeline, until } from "./support/process.js"
+import { freePort, tempDir } from "./support/stack.js"
+
+const HOUR = 3_600_000
+const START = Date.UTC(2026, 10, 10)
+
+/** One equipment, `readings` readings of 4 sensors one second apart. */
+const payload = (equipment: string, readings: number) =>
+  gzipSync(JSON.stringify([{
+    equip_uuid: equipment,
+    sensor: Array.from({ length: readings }, (_, j) => ({
+      sensor_uuid: `${equipment}-s${j % 4}`,
+      valor: j % 100,
+      sensor_datahora_coleta: new Date(START + j * 1000).toISOString()
+    }))
+  }]))
+
+const post = async (base: string, body: Buffer) => {
+  const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "content-encoding": "gzip" },
+    body: body as unknown as BodyInit
+  })
+  return { status: response.status, json: (await response.json()) as { claim_id: string } }
+}
+
+/** Readings of an equipment as the running pipeline serves them (hourly aggregates, real-time). */
+const servedReadings = async (base: string, equipment: string) => {
+  const query = `period=hour&start_date=${new Date(START).toISOString()}&end_date=${new Date(START + 48 * HOUR).toISOString()}`
+  const response = await fetch(`${base}/api/v1/analytics/equipment/${equipment}/history?${query}`)
+  const { data } = (await response.json()) as { data: Array<{ sample_count: number }> }
+  return data.reduce((n, row) => n + row.sample_count, 0)
+}
+
+const stop = async (p: PipelineProcess) => {
+  p.child.kill("SIGTERM")
+  return p.exited
+}
+
+/** Opens the data directory the processes used, once they are gone, and counts what was loaded. */
+const countLoaded = (dataDir: string, equipments: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [rows] = yield* sql<{ total: number; distinct_rows: number }>`
+      SELECT count(*)::int AS total, count(DISTINCT (t.time, t.sensor_id))::int AS distinct_rows
+      FROM telemetry_data t JOIN equipments e ON e.id = t.equipment_id WHERE e.uuid IN ${sql.in(equipments)}`
+    const [ledger] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM claim_ledger`
+    return { ...rows!, claims: ledger!.n }
+  }).pipe(Effect.provide(PgliteClient.layer({ dataDir })), Effect.provide(NodeContext.layer))
+
+describe("lossless restart on embedded parts", () => {
+  it.live("a claim answered 202 whose process died before the worker ran is loaded once after restart", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("restart")
+      const port = yield* Effect.promise(freePort)
+      const base = `http://127.0.0.1:${port}`
+      const env = { PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }
+
+      const ingestOnly = startPipeline({ ...env, RUN_WORKER: "false" })
+      yield* Effect.promise(() => healthy(base))
+      const accepted = yield* Effect.promise(() => post(base, payload("restart-a", 5_000)))
+      expect(accepted.status).toBe(202)
+      ingestOnly.child.kill("SIGKILL")
+      expect(yield* Effect.promise(() => ingestOnly.exited)).toBe("SIGKILL")
+
+      const restarted = startPipeline(env)
+      yield* Effect.promise(() => healthy(base))
+      yield* Effect.promise(() =>
+        until(async () => (await servedReadings(base, "restart-a")) === 5_000, 60_000, "the recovered claim to load")
+      )
+      yield* Effect.promise(() => stop(restarted))
+
+      const loaded = yield* countLoaded(join(dir, "pg"), ["restart-a"])
+      expect(loaded).toEqual({ total: 5_000, distinct_rows: 5_000, claims: 1 })
+    }), { timeout: 180_000 })
+
+  it.live("a process SIGKILLed while loading loads every accepted claim exactly once after restart", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("kill-mid-load")
+      const port = yield* Effect.promise(freePort)
+      const base = `http://127.0.0.1:${port}`
+      const env = { PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }
+      const equipments = ["kill-a", "kill-b", "kill-c"]
+      const readings = 100_000
+
+      const first = startPipeline(env)
+      yield* Effect.promise(() => healthy(base))
+      const bodies = equipments.map((equipment) => payload(equipment, readings))
+      const accepted = yield* Effect.promise(() => Promise.all(bodies.map((body) => post(base, body))))
+      expect(accepted.map((a) => a.status)).toEqual([202, 202, 202])
+      // One claim is loading now, the others wait in the in-process queue: all of it dies here.
+      first.child.kill("SIGKILL")
+      yield* Effect.promise(() => first.exited)
+
+      const second = startPipeline(env)
+      yield* Effect.promise(() => healthy(base))
+      for (const equipment of equipments) {
+        yield* Effect.promise(() =>
+          until(async () => (await servedReadings(base, equipment)) >= readings, 120_000, `${equipment} to load`)
+        )
+      }
+      yield* Effect.promise(() => stop(second))
+
+      const loaded = yield* countLoaded(join(dir, "pg"), equipments)
+      expect(loaded).toEqual({ total: 3 * readings, distinct_rows: 3 * readings, claims: 3 })
+    }), { timeout: 300_000 })
+})

@@ -1,0 +1,373 @@
+import { NodeContext } from "@effect/platform-node"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import {
+  type ClaimCheck,
+  claimFor,
+  factsToMetadata,
+  MemoryObjectStore,
+  Migrator,
+  ObjectStore,
+  objectKey,
+  PgliteClient,
+  SqlTelemetryStore,
+  StorageError
+} from "@telemetry/domain"
+import { ConfigProvider, Effect, Layer, Logger, LogLevel, Stream, TestServices } from "effect"
+import { createHash, randomUUID } from "node:crypto"
+import { fileURLToPath } from "node:url"
+import { gzipSync } from "node:zlib"
+import * as ClaimProcessor from "../src/ClaimProcessor.js"
+
+const MIGRATIONS = fileURLToPath(new URL("../../../migrations", import.meta.url))
+
+const TestLayer = SqlTelemetryStore.layer({ batchReadings: 2 }).pipe(
+  Layer.provideMerge(Layer.effectDiscard(Migrator.migrate(MIGRATIONS))),
+  Layer.provideMerge(PgliteClient.layer({})),
+  Layer.provideMerge(MemoryObjectStore.layer()),
+  Layer.provideMerge(NodeContext.layer)
+)
+
+/** The processor with the default payload configuration, whatever the environment running the tests says. */
+const makeProcessor = ClaimProcessor.make.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
+
+interface Stashed {
+  readonly claim: ClaimCheck
+  readonly receivedAt: Date
+}
+
+/** Stores a payload as ingest does (gzip, metadata of its facts) and answers the claim check for it. */
+const stash = (payload: unknown, options: { readonly raw?: Uint8Array; readonly receivedAt?: Date; readonly tenantId?: string } = {}) =>
+  Effect.gen(function*() {
+    const storage = yield* ObjectStore
+    const json = Buffer.from(JSON.stringify(payload))
+    const bytes = options.raw ?? gzipSync(json)
+    const claimId = randomUUID()
+    const receivedAt = options.receivedAt ?? new Date("2026-11-20T14:00:00.000Z")
+    const items = Array.isArray(payload) ? payload.length : 0
+    const readings = Array.isArray(payload)
+      ? payload.reduce((n: number, i: any) => n + (Array.isArray(i?.sensor) ? i.sensor.length : 0), 0)
+      : 0
+    const metadata = factsToMetadata({
+      claimId,
+      requestId: `req-${claimId}`,
+      deviceId: "device-1",
+      tenantId: options.tenantId ?? "default",
+      receivedAt,
+      originalSize: json.length,
+      sha256: createHash("sha256").update(json).digest("hex"),
+      items,
+      readings
+    })
+    const object = yield* storage.put(objectKey(claimId, receivedAt), Stream.make(bytes), Effect.succeed(metadata))
+    return { claim: claimFor(object, storage), receivedAt } satisfies Stashed
+  })
+
+interface LogLine {
+  readonly level: string
+  readonly message: string
+}
+
+/** Runs `effect` collecting what it logs. */
+const withLogs = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const logs: Array<LogLine> = []
+    const capture = Logger.make(({ logLevel, message }) => {
+      logs.push({ level: logLevel.label, message: Array.isArray(message) ? message.join(" ") : String(message) })
+    })
+    const result = yield* effect.pipe(
+      Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+      Logger.withMinimumLogLevel(LogLevel.All)
+    )
+    return { result, logs }
+  })
+
+interface DataRow {
+  readonly time: Date
+  readonly sensor: string
+  readonly value: number | null
+  readonly status: string | null
+  readonly metadata: unknown
+}
+
+const dataOf = (equipUuid: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<DataRow>`SELECT t.time, s.uuid AS sensor, t.value, t.status, t.metadata
+      FROM telemetry_data t JOIN equipments e ON e.id = t.equipment_id JOIN sensors s ON s.id = t.sensor_id
+      WHERE e.uuid = ${equipUuid}
+      ORDER BY t.time, s.uuid`).pipe(
+      Effect.map((rows) =>
+        rows.map((r) => [new Date(r.time).toISOString(), r.sensor, r.value, r.status, r.metadata] as const)
+      )
+    )
+
+const ledgerOf = (claimId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ object_key: string; tenant_id: string; request_id: string | null; items: number | null; readings: number | null }>`
+      SELECT object_key, tenant_id, request_id, items, readings FROM claim_ledger WHERE claim_id = ${claimId}`)
+
+const countWhereEquipment = (equipUuids: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ data: number; equipments: number }>`SELECT
+      (SELECT count(*)::int FROM telemetry_data t JOIN equipments e ON e.id = t.equipment_id
+        WHERE e.uuid IN ${sql.in(equipUuids)}) AS data,
+      (SELECT count(*)::int FROM equipments WHERE uuid IN ${sql.in(equipUuids)}) AS equipments`).pipe(
+      Effect.map((rows) => rows[0]!)
+    )
+
+/** Two equipments as the Home Assistant client sends them; 5 readings, more than one COPY batch. */
+const payload = (prefix: string) => [
+  {
+    equip_uuid: `${prefix}-freezer`,
+    equip_nome: "Freezer 1",
+    equip_local: "Kitchen",
+    equip_status: "ATIVO",
+    equip_intervalo_coleta: "30",
+    equip_sirene_ativa: "SIM",
+    equip_sirete_tempo: 90,
+    sensor: [
+      {
+        sensor_uuid: `${prefix}-temp`,
+        sensor_nome: "Temperature",
+        sensor_tipo: "temperature",
+        sensor_unidade: "°C",
+        sensor_fabricante: "Acme",
+        valor: null,
+        sensor_telemetria: "-18.5",
+        sensor_datahora_coleta: "2026-11-20T10:15:00",
+        sensor_bateria_pct: 87,
+        sensor_sinal_rssi: -61
+      },
+      {
+        sensor_uuid: `${prefix}-temp`,
+        sensor_tipo: "temperature",
+        valor: -17.25,
+        sensor_datahora_coleta: "2026-11-20T10:45:30Z"
+      },
+      {
+        sensor_uuid: `${prefix}-door`,
+        sensor_nome: "Door",
+        tipo: "door",
+        sensor_telemetria: "open",
+        sensor_datahora_coleta: "2026-11-20T10:20:00-03:00",
+        extra_field_from_a_newer_client: true
+      }
+    ]
+  },
+  {
+    equip_uuid: `${prefix}-fridge`,
+    equip_nome: "Fridge",
+    equip_status: "inativo",
+    sensor: [
+      { sensor_uuid: `${prefix}-fridge-temp`, valor: 4, sensor_datahora_coleta: "2026-11-20T11:00:00.250Z" },
+      { sensor_uuid: `${prefix}-fridge-temp`, valor: 4.5, status: "ok", sensor_datahora_coleta: "2026-11-20T11:01:00Z" }
+    ]
+  }
+]
+
+describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () => {
+  it.layer(TestLayer, { timeout: 120_000 })("one in-memory database", (it) => {
+    it.effect("loads a stored claim's readings, and loads them exactly once when the claim comes again", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const sql = yield* SqlClient.SqlClient
+        const p = `p-${randomUUID()}`
+        const { claim } = yield* stash(payload(p))
+        expect(claim.metadata).toMatchObject({ tenantId: "default", itemsCount: 2, totalSensors: 5, deviceId: "device-1" })
+
+        const first = yield* withLogs(process(claim))
+        expect(first.result).toBeUndefined()
+        expect(first.logs).toContainEqual({ level: "INFO", message: `claim ${claim.claim_id}: loaded 5 readings of 2 items` })
+
+        const freezer = [
+          ["2026-11-20T10:15:00.000Z", `${p}-temp`, -18.5, null, { battery: 87, rssi: -61 }],
+          ["2026-11-20T10:45:30.000Z", `${p}-temp`, -17.25, null, null],
+          ["2026-11-20T13:20:00.000Z", `${p}-door`, null, "open", null]
+        ]
+        const fridge = [
+          ["2026-11-20T11:00:00.250Z", `${p}-fridge-temp`, 4, null, null],
+          ["2026-11-20T11:01:00.000Z", `${p}-fridge-temp`, 4.5, "ok", null]
+        ]
+        expect(yield* dataOf(`${p}-freezer`)).toEqual(freezer)
+        expect(yield* dataOf(`${p}-fridge`)).toEqual(fridge)
+
+        expect(yield* sql`SELECT uuid, name, location, status, collection_interval, siren_active, siren_time
+          FROM equipments WHERE uuid IN (${`${p}-freezer`}, ${`${p}-fridge`}) ORDER BY uuid`).toEqual([
+          {
+            uuid: `${p}-freezer`,
+            name: "Freezer 1",
+            location: "Kitchen",
+            status: "active",
+            collection_interval: 30,
+            siren_active: true,
+            siren_time: 90
+          },
+          {
+            uuid: `${p}-fridge`,
+            name: "Fridge",
+            location: null,
+            status: "inactive",
+            collection_interval: 60,
+            siren_active: false,
+            siren_time: 120
+          }
+        ])
+        expect(yield* sql`SELECT s.uuid, s.name, s.type, s.unit, s.manufacturer FROM sensors s
+          JOIN equipments e ON e.id = s.equipment_id WHERE e.uuid IN (${`${p}-freezer`}, ${`${p}-fridge`})
+          ORDER BY s.uuid`).toEqual([
+          { uuid: `${p}-door`, name: "Door", type: "door", unit: null, manufacturer: null },
+          { uuid: `${p}-fridge-temp`, name: null, type: "unknown", unit: null, manufacturer: null },
+          { uuid: `${p}-temp`, name: "Temperature", type: "temperature", unit: "°C", manufacturer: "Acme" }
+        ])
+        const ledger = [{
+          object_key: claim.claim_check,
+          tenant_id: "default",
+          request_id: claim.metadata.requestId,
+          items: 2,
+          readings: 5
+        }]
+        expect(yield* ledgerOf(claim.claim_id)).toEqual(ledger)
+
+        // Delivered again (a redelivery after a crash before the ack): nothing more is loaded.
+        const second = yield* withLogs(process(claim))
+        expect(second.logs).toContainEqual({ level: "INFO", message: `claim ${claim.claim_id}: already loaded, skipped` })
+        expect(yield* dataOf(`${p}-freezer`)).toEqual(freezer)
+        expect(yield* dataOf(`${p}-fridge`)).toEqual(fridge)
+        expect(yield* ledgerOf(claim.claim_id)).toEqual(ledger)
+      }))
+
+    it.effect("the same claim processed concurrently is loaded once", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const p = `c-${randomUUID()}`
+        const { claim } = yield* stash(payload(p))
+        yield* Effect.all([process(claim), process(claim), process(claim)], { concurrency: "unbounded" })
+        expect(yield* countWhereEquipment([`${p}-freezer`, `${p}-fridge`])).toEqual({ data: 5, equipments: 2 })
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
+      }))
+
+    it.effect("an invalid payload loads nothing, leaves no ledger row, and does not fail the processor", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const p = `bad-${randomUUID()}`
+        const [good] = payload(p)
+        // The first item is valid (and has more readings than a batch); the second misses a sensor_uuid.
+        const { claim } = yield* stash([
+          good,
+          {
+            equip_uuid: `${p}-other`,
+            sensor: [{ sensor_uuid: `${p}-x`, valor: 1 }, { valor: 2, sensor_datahora_coleta: "2026-11-20T10:00:00Z" }]
+          }
+        ])
+        const { logs } = yield* withLogs(process(claim))
+        const errors = logs.filter((l) => l.level === "ERROR")
+        expect(errors).toHaveLength(1)
+        expect(errors[0]!.message).toContain(`claim ${claim.claim_id}: invalid payload, not loaded`)
+        expect(errors[0]!.message).toContain("[1].sensor[1].sensor_uuid")
+
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+        expect(yield* countWhereEquipment([`${p}-freezer`, `${p}-other`])).toEqual({ data: 0, equipments: 0 })
+        // The object stays in storage for inspection.
+        const storage = yield* ObjectStore
+        expect((yield* storage.head(claim.claim_check)).key).toBe(claim.claim_check)
+      }))
+
+    it.effect("a stored object that is not gzip, or not a JSON array, loads nothing and does not fail", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const notGzip = yield* stash([], { raw: Buffer.from("[{\"equip_uuid\":\"plain\"}]") })
+        const notArray = yield* stash({ equip_uuid: "object", sensor: [] })
+        const empty = yield* stash([])
+        for (const { claim } of [notGzip, notArray, empty]) {
+          const { logs } = yield* withLogs(process(claim))
+          expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+            expect.stringContaining(`claim ${claim.claim_id}: invalid payload, not loaded`)
+          ])
+          expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+        }
+      }))
+
+    it.effect("a claim whose object is missing loads nothing and does not fail", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const storage = yield* ObjectStore
+        const { claim } = yield* stash(payload(`gone-${randomUUID()}`))
+        yield* storage.delete(claim.claim_check)
+        const { logs } = yield* withLogs(process(claim))
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+        // Reported as what it is, not as a payload problem.
+        expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+          `claim ${claim.claim_id}: object ${claim.claim_check} does not exist, not loaded`
+        ])
+      }))
+
+    for (const when of ["before any byte", "part-way"] as const) {
+      it.effect(`a storage failure ${when} while reading the object is retried, and the claim is then loaded`, () =>
+        Effect.gen(function*() {
+          const storage = yield* ObjectStore
+          const p = `flaky-${randomUUID()}`
+          const { claim } = yield* stash(payload(p))
+          let attempts = 0
+          const flaky = ObjectStore.of({
+            ...storage,
+            get: (key) => {
+              attempts++
+              if (attempts > 1) return storage.get(key)
+              const failure = Stream.fail(new StorageError({ operation: "get", key, message: "connection reset" }))
+              return when === "before any byte"
+                ? failure
+                : Stream.concat(Stream.map(storage.get(key), (bytes) => bytes.subarray(0, 20)), failure)
+            }
+          })
+          const process = yield* makeProcessor.pipe(Effect.provideService(ObjectStore, flaky))
+          // On the live clock: the processor backs off (200 ms and more) before it tries again.
+          const { logs } = yield* TestServices.provideLive(withLogs(process(claim)))
+          expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([])
+          expect(logs.filter((l) => l.level === "WARN").map((l) => l.message)).toEqual([
+            `claim ${claim.claim_id}: connection reset; retrying`
+          ])
+          expect(attempts).toBe(2)
+          expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
+          expect(yield* countWhereEquipment([`${p}-freezer`, `${p}-fridge`])).toEqual({ data: 5, equipments: 2 })
+        }))
+    }
+
+    it.effect("readings without a time take the claim's timestamp (when the payload was received)", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const p = `notime-${randomUUID()}`
+        const receivedAt = new Date("2025-07-08T09:10:11.123Z")
+        const { claim } = yield* stash([
+          {
+            equip_uuid: `${p}-eq`,
+            sensor: [
+              { sensor_uuid: `${p}-a`, valor: 1 },
+              { sensor_uuid: `${p}-b`, sensor_telemetria: 2, sensor_datahora_coleta: null },
+              { sensor_uuid: `${p}-c`, valor: 3, timestamp: "2025-07-08T08:00:00Z" }, // the fallback field
+              { sensor_uuid: `${p}-d`, valor: 4, sensor_datahora_coleta: "2025-07-08T07:00:00" } // naive: UTC
+            ]
+          }
+        ], { receivedAt })
+        expect(claim.timestamp).toBe(receivedAt.toISOString())
+        yield* process(claim)
+        expect(yield* dataOf(`${p}-eq`)).toEqual([
+          ["2025-07-08T07:00:00.000Z", `${p}-d`, 4, null, null],
+          ["2025-07-08T08:00:00.000Z", `${p}-c`, 3, null, null],
+          ["2025-07-08T09:10:11.123Z", `${p}-a`, 1, null, null],
+          ["2025-07-08T09:10:11.123Z", `${p}-b`, 2, null, null]
+        ])
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 1, readings: 4 }])
+      }))
+
+    it.effect("the claim's tenant is the tenant of the loaded equipments", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const sql = yield* SqlClient.SqlClient
+        const p = `tenant-${randomUUID()}`
+        const { claim } = yield* stash(payload(p), { tenantId: "acme" })
+        yield* process(claim)
+        expect(yield* sql`SELECT tenant_id FROM equipments WHERE uuid = ${`${p}-freezer`}`).toEqual([{ tenant_id: "acme" }])
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ tenant_id: "acme", items: 2, readings: 5 }])
+      }))
+  })
+})
