@@ -287,7 +287,7 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
         const eq = uid("eq-fail")
         const eqLater = uid("eq-fail-later")
         const first = item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 2))
-        // More readings than one batch before the failure, so at least one batch was written before it.
+        // More readings than one batch before the failure: batches may already be written when it comes.
         const second = item(equipment(eqLater), [sensor(`${eqLater}-s`)], series(`${eqLater}-s`, 4))
         const c = claim()
         const failing = Stream.concat(

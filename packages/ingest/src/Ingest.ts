@@ -1,19 +1,18 @@
-import { NodeStream } from "@effect/platform-node"
 import {
   ClaimQueue,
   claimFor,
   decodePayload,
   factsToMetadata,
   gunzip,
+  gzip,
   limitBytes,
   ObjectStore,
   objectKey,
   type PayloadFacts,
   PayloadConfig
 } from "@telemetry/domain"
-import { Config, Deferred, Effect, Layer, Stream } from "effect"
+import { Config, Deferred, Effect, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
-import { createGzip } from "node:zlib"
 
 export const IngestConfig = Config.all({
   maxBodyBytes: Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(512 * 1024 * 1024)),
@@ -85,10 +84,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
             }))
           )
           const facts = yield* Deferred.make<PayloadFacts>()
-          const stored = request.gzipped
-            ? toStore
-            : NodeStream.pipeThroughDuplex(toStore, () => createGzip({ level: config.gzipLevel }), (e) =>
-              e as Error).pipe(Stream.orDie)
+          const stored = request.gzipped ? toStore : gzip(config.gzipLevel)(toStore)
           const [object, counted] = yield* Effect.all([
             storage.put(key, stored, Effect.map(Deferred.await(facts), factsToMetadata)),
             Effect.tap(check, (f) => Deferred.succeed(facts, f))
@@ -106,5 +102,3 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
   })
 }) {}
 
-export const layer = Ingest.Default
-export type { Layer }

@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ObjectStore } from "@telemetry/domain"
 import { Chunk, Effect, Stream } from "effect"
+import { randomBytes } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { haPayload } from "./support/payloads.js"
 import { count, embeddedStack, eventually, freePort } from "./support/stack.js"
@@ -160,6 +161,13 @@ describe("pipeline over HTTP on embedded parts", () => {
           ["content type", JSON.stringify(valid), { "content-type": "text/plain" }, 415, undefined],
           ["content encoding", JSON.stringify(valid), { "content-encoding": "br" }, 415, undefined],
           ["body over the limit", "[" + " ".repeat(MAX_BODY) + "]", {}, 413, undefined],
+          [
+            "gzip body over the limit",
+            gzipSync(JSON.stringify([{ equip_uuid: randomBytes(MAX_BODY).toString("base64"), sensor: [] }])),
+            { "content-encoding": "gzip" },
+            413,
+            undefined
+          ],
           [
             "decompressed body over the limit",
             gzipSync("[" + " ".repeat(MAX_DECOMPRESSED) + "]"),

@@ -310,14 +310,16 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
           let attempts = 0
           const flaky = ObjectStore.of({
             ...storage,
-            get: (key) => {
-              attempts++
-              if (attempts > 1) return storage.get(key)
-              const failure = Stream.fail(new StorageError({ operation: "get", key, message: "connection reset" }))
-              return when === "before any byte"
-                ? failure
-                : Stream.concat(Stream.map(storage.get(key), (bytes) => bytes.subarray(0, 20)), failure)
-            }
+            // Each run of the stream is a new read of the object; the first one breaks.
+            get: (key) =>
+              Stream.suspend(() => {
+                attempts++
+                if (attempts > 1) return storage.get(key)
+                const failure = Stream.fail(new StorageError({ operation: "get", key, message: "connection reset" }))
+                return when === "before any byte"
+                  ? failure
+                  : Stream.concat(Stream.map(storage.get(key), (bytes) => bytes.subarray(0, 20)), failure)
+              })
           })
           const process = yield* makeProcessor.pipe(Effect.provideService(ObjectStore, flaky))
           // On the live clock: the processor backs off (200 ms and more) before it tries again.

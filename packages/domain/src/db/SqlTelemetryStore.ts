@@ -3,7 +3,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Effect, Layer, Sink, Stream } from "effect"
 import type { ClaimCheck } from "../ClaimCheck.js"
 import { LoadError } from "../errors.js"
-import type { Equipment, Sensor, TelemetryItem } from "../payload/Telemetry.js"
+import { type Equipment, mergeLatest, type Sensor, type TelemetryItem } from "../payload/Telemetry.js"
 import { BulkCopy, copyField } from "./BulkCopy.js"
 import { TelemetryStore } from "./TelemetryStore.js"
 
@@ -14,11 +14,16 @@ export interface SqlTelemetryStoreOptions {
 
 const COLUMNS = ["time", "equipment_id", "sensor_id", "value", "status", "metadata"] as const
 
-/** Last occurrence wins; sorted so concurrent loads lock rows in the same order. */
-const distinctBy = <A>(values: Iterable<A>, key: (a: A) => string): Array<A> =>
-  Array.from(new Map(Array.from(values, (v) => [key(v), v] as const)).values()).sort((a, b) =>
-    key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0
-  )
+/** One description per key, merged in order; sorted so concurrent loads lock rows in the same order. */
+const distinctBy = <A extends object>(
+  values: Iterable<A>,
+  key: (a: A) => string,
+  merge: (before: A | undefined, after: A) => A = mergeLatest
+): Array<A> => {
+  const byKey = new Map<string, A>()
+  for (const value of values) byKey.set(key(value), merge(byKey.get(key(value)), value))
+  return Array.from(byKey.entries()).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value)
+}
 
 export const make = (options: SqlTelemetryStoreOptions) =>
   Effect.gen(function*() {
@@ -100,7 +105,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
             const equipmentId = equipmentIds.get(item.equipment.uuid)!
             return Chunk.unsafeFromArray(item.sensors.map((sensor) => ({ equipmentId, sensor })))
           }),
-          (s) => `${s.equipmentId}:${s.sensor.uuid}`
+          (s) => `${s.equipmentId}:${s.sensor.uuid}`,
+          (before, after) => ({ ...after, sensor: mergeLatest(before?.sensor, after.sensor) })
         )
         const sensorIds = yield* upsertSensors(sensors)
         const lines: Array<string> = []

@@ -6,6 +6,11 @@ const Text = Schema.optional(Schema.NullOr(Schema.String))
 const Finite = Schema.optional(Schema.NullOr(Schema.Finite))
 const NumericString = Schema.NumberFromString.pipe(Schema.finite())
 const NumberOrNumeric = Schema.optional(Schema.NullOr(Schema.Union(Schema.Finite, NumericString)))
+/** Reading values; the bound keeps squares (stddev) and sums in the aggregates finite. */
+export const MAX_ABS_VALUE = 1e100
+const Value = Schema.Finite.pipe(
+  Schema.between(-MAX_ABS_VALUE, MAX_ABS_VALUE, { message: () => `must be a finite number within ±${MAX_ABS_VALUE}` })
+)
 const Id = Schema.String.pipe(Schema.minLength(1, { message: () => "must be a non-empty string" }))
 
 export const SensorReading = Schema.Struct({
@@ -15,8 +20,8 @@ export const SensorReading = Schema.Struct({
   tipo: Text,
   sensor_unidade: Text,
   sensor_status: Text,
-  valor: Finite,
-  sensor_telemetria: Schema.optional(Schema.NullOr(Schema.Union(Schema.Finite, Schema.String))),
+  valor: Schema.optional(Schema.NullOr(Value)),
+  sensor_telemetria: Schema.optional(Schema.NullOr(Schema.Union(Value, Schema.String))),
   status: Text,
   sensor_datahora_coleta: Text,
   timestamp: Text,

@@ -42,3 +42,11 @@ export interface TelemetryItem {
   readonly sensors: ReadonlyArray<Sensor>
   readonly readings: ReadonlyArray<Reading>
 }
+
+/** Merges two descriptions of the same equipment or sensor: the latest non-null value of each field wins. */
+export const mergeLatest = <A extends object>(before: A | undefined, after: A): A => {
+  if (before === undefined) return after
+  const merged = { ...before } as Record<string, unknown>
+  for (const [field, value] of Object.entries(after)) if (value !== null) merged[field] = value
+  return merged as A
+}

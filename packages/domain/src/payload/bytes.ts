@@ -1,6 +1,7 @@
 import { NodeStream } from "@effect/platform-node"
-import { Effect, Stream } from "effect"
-import { createGunzip } from "node:zlib"
+import { Effect, Option, Stream } from "effect"
+import { createGunzip, createGzip } from "node:zlib"
+import type { Transform } from "node:stream"
 import { InvalidPayload, PayloadTooLarge } from "../errors.js"
 
 /** Fails the stream with PayloadTooLarge as soon as more than `limit` bytes went through. */
@@ -16,10 +17,33 @@ export const limitBytes = (limit: number, what: string) =>
     })
   })
 
+/**
+ * Pipes through a zlib transform. When the source fails, zlib sees its input end early and fails too ("unexpected
+ * end of file"); the source's error is the one that tells what happened, so it is the one kept.
+ */
+const throughZlib = <E, R, E2>(
+  self: Stream.Stream<Uint8Array, E, R>,
+  transform: () => Transform,
+  onZlibError: (cause: Error) => Stream.Stream<never, E2>
+): Stream.Stream<Uint8Array, E | E2, R> =>
+  Stream.suspend(() => {
+    let sourceFailure = Option.none<E>()
+    const source = Stream.tapError(self, (e) => Effect.sync(() => (sourceFailure = Option.some(e))))
+    return NodeStream.pipeThroughDuplex(source, transform, (cause) => cause as Error).pipe(
+      Stream.catchAll((e): Stream.Stream<Uint8Array, E | E2> =>
+        Option.isSome(sourceFailure) ? Stream.fail(sourceFailure.value) : onZlibError(e as Error)
+      )
+    )
+  })
+
 /** Decompresses gzip; bytes that are not gzip fail with InvalidPayload. */
 export const gunzip = <E, R>(self: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Uint8Array, E | InvalidPayload, R> =>
-  NodeStream.pipeThroughDuplex(
+  throughZlib(
     self,
     () => createGunzip({ chunkSize: 128 * 1024 }),
-    (cause) => new InvalidPayload({ message: `body is not valid gzip: ${(cause as Error).message ?? cause}` })
+    (cause) => Stream.fail(new InvalidPayload({ message: `body is not valid gzip: ${cause.message}` }))
   )
+
+/** Compresses to gzip at `level`; zlib failing to compress is a defect, not an error of the input. */
+export const gzip = (level: number) => <E, R>(self: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Uint8Array, E, R> =>
+  throughZlib(self, () => createGzip({ level }), Stream.die)

@@ -1,7 +1,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidPayload } from "../errors.js"
-import { EquipmentItem, type SensorReading } from "./Payload.js"
-import type { Equipment, EquipmentStatus, Reading, Sensor, TelemetryItem } from "./Telemetry.js"
+import { EquipmentItem, MAX_ABS_VALUE, type SensorReading } from "./Payload.js"
+import { type Equipment, type EquipmentStatus, mergeLatest, type Reading, type Sensor, type TelemetryItem } from "./Telemetry.js"
 import { makeTimestampParser } from "./timestamps.js"
 
 export interface NormalizeOptions {
@@ -40,14 +40,6 @@ const toSensor = (r: SensorReading): Sensor => ({
   hardwareId: text(r.sensor_id_hardware),
   viaHub: r.sensor_via_hub == null ? null : String(r.sensor_via_hub)
 })
-
-/** Readings of one sensor may each carry some attributes: the latest given value of each wins. */
-const mergeSensor = (before: Sensor | undefined, after: Sensor): Sensor => {
-  if (before === undefined) return after
-  const merged: Record<string, string | null> = { ...before }
-  for (const [field, value] of Object.entries(after)) if (value !== null) merged[field] = value
-  return merged as unknown as Sensor
-}
 
 const toMetadata = (r: SensorReading): string | null => {
   const meta: Record<string, number> = {}
@@ -104,10 +96,15 @@ export const makeNormalizer = (options: NormalizeOptions) => {
       const telemetry = r.sensor_telemetria
       if (value === null && telemetry != null) {
         const numeric = typeof telemetry === "number" ? telemetry : telemetry.trim() === "" ? NaN : Number(telemetry)
+        if (Math.abs(numeric) > MAX_ABS_VALUE) {
+          const path = `[${index}].sensor[${i}].sensor_telemetria`
+          return Either.left(new InvalidPayload({ message: `${path}: must be within ±${MAX_ABS_VALUE}`, path }))
+        }
         if (Number.isFinite(numeric)) value = numeric
         else if (typeof telemetry === "string") status ??= telemetry
       }
-      sensors.set(r.sensor_uuid, mergeSensor(sensors.get(r.sensor_uuid), toSensor(r)))
+      // Readings of one sensor may each carry some of its attributes.
+      sensors.set(r.sensor_uuid, mergeLatest(sensors.get(r.sensor_uuid), toSensor(r)))
       readings.push({ sensorUuid: r.sensor_uuid, time, value, status, metadata: toMetadata(r) })
     }
     return Either.right({ equipment, sensors: Array.from(sensors.values()), readings })
