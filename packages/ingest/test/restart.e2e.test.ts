@@ -64,16 +64,16 @@ describe("lossless restart on embedded parts", () => {
       const env = { PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }
 
       const ingestOnly = startPipeline({ ...env, RUN_WORKER: "false" })
-      yield* Effect.promise(() => healthy(base))
+      yield* Effect.promise(() => healthy(ingestOnly, base))
       const accepted = yield* Effect.promise(() => post(base, payload("restart-a", 5_000)))
       expect(accepted.status).toBe(202)
       ingestOnly.child.kill("SIGKILL")
       expect(yield* Effect.promise(() => ingestOnly.exited)).toBe("SIGKILL")
 
       const restarted = startPipeline(env)
-      yield* Effect.promise(() => healthy(base))
+      yield* Effect.promise(() => healthy(restarted, base))
       yield* Effect.promise(() =>
-        until(async () => (await servedReadings(base, "restart-a")) === 5_000, 60_000, "the recovered claim to load")
+        until(restarted, async () => (await servedReadings(base, "restart-a")) === 5_000, 60_000, "the recovered claim to load")
       )
       yield* Effect.promise(() => stop(restarted))
 
@@ -91,7 +91,7 @@ describe("lossless restart on embedded parts", () => {
       const readings = 100_000
 
       const first = startPipeline(env)
-      yield* Effect.promise(() => healthy(base))
+      yield* Effect.promise(() => healthy(first, base))
       const bodies = equipments.map((equipment) => payload(equipment, readings))
       const accepted = yield* Effect.promise(() => Promise.all(bodies.map((body) => post(base, body))))
       expect(accepted.map((a) => a.status)).toEqual([202, 202, 202])
@@ -100,10 +100,10 @@ describe("lossless restart on embedded parts", () => {
       yield* Effect.promise(() => first.exited)
 
       const second = startPipeline(env)
-      yield* Effect.promise(() => healthy(base))
+      yield* Effect.promise(() => healthy(second, base))
       for (const equipment of equipments) {
         yield* Effect.promise(() =>
-          until(async () => (await servedReadings(base, equipment)) >= readings, 120_000, `${equipment} to load`)
+          until(second, async () => (await servedReadings(base, equipment)) >= readings, 120_000, `${equipment} to load`)
         )
       }
       yield* Effect.promise(() => stop(second))

@@ -100,7 +100,7 @@ const notFoundOr = (operation: StorageError["operation"], key: string, cause: Pl
 
 export const StorageConfig = Config.all({
   root: Config.string("STORAGE_DIR").pipe(Config.withDefault("./data/objects")),
-  bucket: Config.string("S3_BUCKET").pipe(Config.withDefault("telemetry-raw"))
+  bucket: Config.string("STORAGE_BUCKET").pipe(Config.withDefault("telemetry-raw"))
 })
 
 /** The embedded default: files under `STORAGE_DIR` (default `./data/objects`). */

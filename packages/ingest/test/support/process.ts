@@ -24,14 +24,15 @@ export const startPipeline = (env: Record<string, string>): PipelineProcess => {
   return { child, output: () => output, exited }
 }
 
-/** Polls `check` until it returns true, or fails after `timeoutMs`. */
-export const until = async (check: () => Promise<boolean>, timeoutMs: number, what: string) => {
+/** Polls `check` until it returns true, or fails after `timeoutMs` with what the process printed. */
+export const until = async (pipeline: PipelineProcess, check: () => Promise<boolean>, timeoutMs: number, what: string) => {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (await check().catch(() => false)) return
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error(`timed out waiting for ${what}`)
+  throw new Error(`timed out waiting for ${what}; the process printed:\n${pipeline.output()}`)
 }
 
-export const healthy = (base: string) => until(async () => (await fetch(`${base}/api/v1/health`)).ok, 60_000, "health")
+export const healthy = (pipeline: PipelineProcess, base: string) =>
+  until(pipeline, async () => (await fetch(`${base}/api/v1/health`)).ok, 60_000, "health")
