@@ -1,13 +1,16 @@
 import { ClaimQueue } from "@telemetry/domain"
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Schedule } from "effect"
 import * as ClaimProcessor from "./ClaimProcessor.js"
 
-/** Consumes claims for as long as the layer lives. */
+/** Consumes claims for as long as the layer lives; a consumer that fails is started again after a pause. */
 export const run = Effect.gen(function*() {
   const queue = yield* ClaimQueue
   const process = yield* ClaimProcessor.make
   yield* Effect.logInfo("worker: consuming claims")
-  return yield* queue.consume(process)
+  return yield* queue.consume(process).pipe(
+    Effect.tapErrorCause((cause) => Effect.logError("worker: the consumer failed; starting it again", cause)),
+    Effect.retry(Schedule.exponential(Duration.seconds(1)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30)))))
+  )
 })
 
 export const layer = Layer.scopedDiscard(Effect.forkScoped(run))
