@@ -1,9 +1,10 @@
+import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Logger, Stream } from "effect"
 import { randomUUID } from "node:crypto"
-import { appendFileSync, cpSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs"
+import { appendFileSync, cpSync, readdirSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -654,9 +655,10 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
         expect(cagg).toEqual({ materialized_only: false })
       }))
 
-    it.effect("a migration changed after it was applied fails with MigrationError; a new one is applied", () =>
+    it.scoped("a migration changed after it was applied fails with MigrationError; a new one is applied", () =>
       Effect.gen(function*() {
-        const dir = mkdtempSync(join(tmpdir(), "telemetry-migrations-"))
+        const dir = yield* Effect.flatMap(FileSystem.FileSystem, (fs) =>
+          fs.makeTempDirectoryScoped({ prefix: "telemetry-migrations-" }))
         cpSync(MIGRATIONS, dir, { recursive: true })
         const effect = Effect.gen(function*() {
           const sql = yield* sqlClient

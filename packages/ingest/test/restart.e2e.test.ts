@@ -56,9 +56,9 @@ const countLoaded = (dataDir: string, equipments: ReadonlyArray<string>) =>
   }).pipe(Effect.provide(PgliteClient.layer({ dataDir })), Effect.provide(NodeContext.layer))
 
 describe("lossless restart on embedded parts", () => {
-  it.live("a claim answered 202 whose process died before the worker ran is loaded once after restart", () =>
+  it.scopedLive("a claim answered 202 whose process died before the worker ran is loaded once after restart", () =>
     Effect.gen(function*() {
-      const dir = tempDir("restart")
+      const dir = yield* tempDir("restart")
       const port = yield* Effect.promise(freePort)
       const base = `http://127.0.0.1:${port}`
       const env = { PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }
@@ -81,9 +81,9 @@ describe("lossless restart on embedded parts", () => {
       expect(loaded).toEqual({ total: 5_000, distinct_rows: 5_000, claims: 1 })
     }), { timeout: 180_000 })
 
-  it.live("a process SIGKILLed while loading loads every accepted claim exactly once after restart", () =>
+  it.scopedLive("a process SIGKILLed while loading loads every accepted claim exactly once after restart", () =>
     Effect.gen(function*() {
-      const dir = tempDir("kill-mid-load")
+      const dir = yield* tempDir("kill-mid-load")
       const port = yield* Effect.promise(freePort)
       const base = `http://127.0.0.1:${port}`
       const env = { PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }

@@ -1,10 +1,9 @@
+import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Infrastructure } from "@telemetry/domain"
 import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
-import { mkdtempSync } from "node:fs"
 import { createServer } from "node:net"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as App from "../../src/App.js"
 
@@ -17,28 +16,33 @@ export const freePort = (): Promise<number> =>
     })
   })
 
-export const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), `telemetry-${prefix}-`))
+/** A directory removed again when the scope closes. */
+export const tempDir = (prefix: string) =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: `telemetry-${prefix}-` })).pipe(
+    Effect.provide(NodeContext.layer)
+  )
 
 /**
  * The whole pipeline in this process on embedded parts (files, in-process queue, PGlite TimescaleDB) in a
  * fresh directory, serving HTTP on `port`; the tests also get the storage and database services to look at.
  */
-export const embeddedStack = (port: number, env: Record<string, string> = {}) => {
-  const dir = tempDir("stack")
-  const config = ConfigProvider.fromMap(
-    new Map(Object.entries({
-      PORT: String(port),
-      STORAGE_DIR: join(dir, "objects"),
-      EMBEDDED_DB_DIR: join(dir, "pg"),
-      ...env
-    }))
-  )
-  return App.layer.pipe(
-    Layer.provideMerge(Infrastructure.embedded),
-    Layer.provideMerge(NodeContext.layer),
-    Layer.provide(Layer.setConfigProvider(config))
-  )
-}
+export const embeddedStack = (port: number, env: Record<string, string> = {}) =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const dir = yield* tempDir("stack")
+    const config = ConfigProvider.fromMap(
+      new Map(Object.entries({
+        PORT: String(port),
+        STORAGE_DIR: join(dir, "objects"),
+        EMBEDDED_DB_DIR: join(dir, "pg"),
+        ...env
+      }))
+    )
+    return App.layer.pipe(
+      Layer.provideMerge(Infrastructure.embedded),
+      Layer.provideMerge(NodeContext.layer),
+      Layer.provide(Layer.setConfigProvider(config))
+    )
+  }))
 
 /** Runs `query` until `done` holds for its result (the pipeline is asynchronous after the 202). */
 export const eventually = <A, E, R>(query: Effect.Effect<A, E, R>, done: (a: A) => boolean, timeout = Duration.seconds(30)) =>
