@@ -1,4 +1,5 @@
 import { NodeContext } from "@effect/platform-node"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Config, Effect, Layer } from "effect"
 import * as Migrator from "./db/Migrator.js"
 import * as PgliteClient from "./db/PgliteClient.js"
@@ -6,11 +7,12 @@ import * as SqlTelemetryStore from "./db/SqlTelemetryStore.js"
 import * as EmbeddedClaimQueue from "./queue/EmbeddedClaimQueue.js"
 import * as FileObjectStore from "./storage/FileObjectStore.js"
 
-/** Applies the migrations when the database layer is built, so every process starts on the current schema. */
-export const migrations = Layer.effectDiscard(Effect.flatMap(Migrator.MigrationsDir, Migrator.migrate))
+/** A database layer that applies the migrations when it is built, so every process starts on the current schema. */
+export const migrated = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>) =>
+  Layer.effectDiscard(Effect.flatMap(Migrator.MigrationsDir, Migrator.migrate)).pipe(Layer.provideMerge(database))
 
-/** The database (embedded TimescaleDB) with its schema migrated. */
-export const database = migrations.pipe(Layer.provideMerge(PgliteClient.layerConfig))
+/** The database: embedded TimescaleDB in `EMBEDDED_DB_DIR`. */
+export const database = migrated(PgliteClient.layerConfig)
 
 export const telemetryStore = Layer.unwrapEffect(
   Effect.map(

@@ -1,8 +1,7 @@
 import { FileSystem } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Logger, Stream } from "effect"
+import { Effect, Exit, Logger, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { appendFileSync, cpSync, readdirSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -11,24 +10,16 @@ import { fileURLToPath } from "node:url"
 import { ClaimCheck } from "../src/ClaimCheck.js"
 import * as Migrator from "../src/db/Migrator.js"
 import * as PgliteClient from "../src/db/PgliteClient.js"
-import * as SqlTelemetryStore from "../src/db/SqlTelemetryStore.js"
 import { TelemetryStore } from "../src/db/TelemetryStore.js"
 import { InvalidPayload } from "../src/errors.js"
 import type { Equipment, Reading, Sensor, TelemetryItem } from "../src/payload/Telemetry.js"
+import { type DataRow, dataOf, inMemoryStore } from "./support/testing.js"
 
 const MIGRATIONS = fileURLToPath(new URL("../../../migrations", import.meta.url))
 const MIGRATION_FILES = readdirSync(MIGRATIONS).filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort()
 const BATCH_READINGS = 3
 
-/** A fresh in-memory database with the schema migrated. */
-const migratedDb = Layer.effectDiscard(Migrator.migrate(MIGRATIONS)).pipe(
-  Layer.provideMerge(PgliteClient.layer({}))
-)
-
-const TestLayer = SqlTelemetryStore.layer({ batchReadings: BATCH_READINGS }).pipe(
-  Layer.provideMerge(migratedDb),
-  Layer.provideMerge(NodeContext.layer)
-)
+const TestLayer = inMemoryStore(BATCH_READINGS)
 
 // --- builders -------------------------------------------------------------------------------------------------
 
@@ -104,23 +95,6 @@ const claim = (options: { tenantId?: string; requestId?: string; claimId?: strin
 // --- queries --------------------------------------------------------------------------------------------------
 
 const sqlClient = SqlClient.SqlClient
-
-interface DataRow {
-  readonly time: Date
-  readonly sensor: string
-  readonly value: number | null
-  readonly status: string | null
-  readonly metadata: unknown
-}
-
-const dataOf = (equipUuid: string, tenantId = "default") =>
-  Effect.flatMap(sqlClient, (sql) =>
-    sql<DataRow>`SELECT t.time, s.uuid AS sensor, t.value, t.status, t.metadata
-      FROM telemetry_data t
-      JOIN equipments e ON e.id = t.equipment_id
-      JOIN sensors s ON s.id = t.sensor_id AND s.equipment_id = e.id
-      WHERE e.uuid = ${equipUuid} AND e.tenant_id = ${tenantId}
-      ORDER BY t.time, s.uuid, t.value`)
 
 const countOf = (equipUuid: string) =>
   Effect.flatMap(sqlClient, (sql) =>

@@ -5,7 +5,8 @@ import { Chunk, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { haPayload } from "./support/payloads.js"
-import { count, embeddedStack, eventually, freePort } from "./support/stack.js"
+import { count } from "@telemetry/domain/testing"
+import { embeddedStack, eventually, freePort } from "./support/stack.js"
 
 const port = await freePort()
 const base = `http://127.0.0.1:${port}`

@@ -1,4 +1,3 @@
-import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -6,27 +5,17 @@ import {
   claimFor,
   factsToMetadata,
   MemoryObjectStore,
-  Migrator,
   ObjectStore,
   objectKey,
-  PgliteClient,
-  SqlTelemetryStore,
   StorageError
 } from "@telemetry/domain"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel, Stream, TestServices } from "effect"
 import { createHash, randomUUID } from "node:crypto"
-import { fileURLToPath } from "node:url"
 import { gzipSync } from "node:zlib"
+import { dataOf, inMemoryStore } from "@telemetry/domain/testing"
 import * as ClaimProcessor from "../src/ClaimProcessor.js"
 
-const MIGRATIONS = fileURLToPath(new URL("../../../migrations", import.meta.url))
-
-const TestLayer = SqlTelemetryStore.layer({ batchReadings: 2 }).pipe(
-  Layer.provideMerge(Layer.effectDiscard(Migrator.migrate(MIGRATIONS))),
-  Layer.provideMerge(PgliteClient.layer({})),
-  Layer.provideMerge(MemoryObjectStore.layer()),
-  Layer.provideMerge(NodeContext.layer)
-)
+const TestLayer = inMemoryStore(2).pipe(Layer.provideMerge(MemoryObjectStore.layer()))
 
 /** The processor with the default payload configuration, whatever the environment running the tests says. */
 const makeProcessor = ClaimProcessor.make.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
@@ -82,20 +71,8 @@ const withLogs = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     return { result, logs }
   })
 
-interface DataRow {
-  readonly time: Date
-  readonly sensor: string
-  readonly value: number | null
-  readonly status: string | null
-  readonly metadata: unknown
-}
-
-const dataOf = (equipUuid: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<DataRow>`SELECT t.time, s.uuid AS sensor, t.value, t.status, t.metadata
-      FROM telemetry_data t JOIN equipments e ON e.id = t.equipment_id JOIN sensors s ON s.id = t.sensor_id
-      WHERE e.uuid = ${equipUuid}
-      ORDER BY t.time, s.uuid`).pipe(
+const rowsOf = (equipUuid: string) =>
+  dataOf(equipUuid).pipe(
       Effect.map((rows) =>
         rows.map((r) => [new Date(r.time).toISOString(), r.sensor, r.value, r.status, r.metadata] as const)
       )
@@ -188,8 +165,8 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
           ["2026-11-20T11:00:00.250Z", `${p}-fridge-temp`, 4, null, null],
           ["2026-11-20T11:01:00.000Z", `${p}-fridge-temp`, 4.5, "ok", null]
         ]
-        expect(yield* dataOf(`${p}-freezer`)).toEqual(freezer)
-        expect(yield* dataOf(`${p}-fridge`)).toEqual(fridge)
+        expect(yield* rowsOf(`${p}-freezer`)).toEqual(freezer)
+        expect(yield* rowsOf(`${p}-fridge`)).toEqual(fridge)
 
         expect(yield* sql`SELECT uuid, name, location, status, collection_interval, siren_active, siren_time
           FROM equipments WHERE uuid IN (${`${p}-freezer`}, ${`${p}-fridge`}) ORDER BY uuid`).toEqual([
@@ -231,8 +208,8 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         // Delivered again (a redelivery after a crash before the ack): nothing more is loaded.
         const second = yield* withLogs(process(claim))
         expect(second.logs).toContainEqual({ level: "INFO", message: `claim ${claim.claim_id}: already loaded, skipped` })
-        expect(yield* dataOf(`${p}-freezer`)).toEqual(freezer)
-        expect(yield* dataOf(`${p}-fridge`)).toEqual(fridge)
+        expect(yield* rowsOf(`${p}-freezer`)).toEqual(freezer)
+        expect(yield* rowsOf(`${p}-fridge`)).toEqual(fridge)
         expect(yield* ledgerOf(claim.claim_id)).toEqual(ledger)
       }))
 
@@ -352,7 +329,7 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         ], { receivedAt })
         expect(claim.timestamp).toBe(receivedAt.toISOString())
         yield* process(claim)
-        expect(yield* dataOf(`${p}-eq`)).toEqual([
+        expect(yield* rowsOf(`${p}-eq`)).toEqual([
           ["2025-07-08T07:00:00.000Z", `${p}-d`, 4, null, null],
           ["2025-07-08T08:00:00.000Z", `${p}-c`, 3, null, null],
           ["2025-07-08T09:10:11.123Z", `${p}-a`, 1, null, null],

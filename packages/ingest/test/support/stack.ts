@@ -1,6 +1,5 @@
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { Infrastructure } from "@telemetry/domain"
 import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
 import { createServer } from "node:net"
@@ -50,7 +49,3 @@ export const eventually = <A, E, R>(query: Effect.Effect<A, E, R>, done: (a: A) 
     Effect.repeat({ schedule: Schedule.spaced(Duration.millis(100)), until: done }),
     Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("condition not reached in time") })
   )
-
-export const count = (table: string, where = "true") =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.map(sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`), (rows) => rows[0]!.n))
