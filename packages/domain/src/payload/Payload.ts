@@ -4,7 +4,13 @@ import { Schema } from "effect"
 // client sends null for unknown attributes. Unknown fields are ignored by decoding (the default).
 const Text = Schema.optional(Schema.NullOr(Schema.String))
 const Finite = Schema.optional(Schema.NullOr(Schema.Finite))
-const NumericString = Schema.NumberFromString.pipe(Schema.finite())
+/** A decimal number written as a string ("30", "-18.5", "1e3"); not hex, not "Infinity". */
+export const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/
+const NumericString = Schema.String.pipe(
+  Schema.pattern(DECIMAL, { message: () => "must be a number or a numeric string" }),
+  Schema.compose(Schema.NumberFromString),
+  Schema.finite()
+)
 const NumberOrNumeric = Schema.optional(Schema.NullOr(Schema.Union(Schema.Finite, NumericString)))
 /** Reading values; the bound keeps squares (stddev) and sums in the aggregates finite. */
 export const MAX_ABS_VALUE = 1e100

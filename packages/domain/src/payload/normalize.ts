@@ -1,6 +1,6 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidPayload } from "../errors.js"
-import { EquipmentItem, MAX_ABS_VALUE, type SensorReading } from "./Payload.js"
+import { DECIMAL, EquipmentItem, MAX_ABS_VALUE, type SensorReading } from "./Payload.js"
 import { type Equipment, type EquipmentStatus, mergeLatest, type Reading, type Sensor, type TelemetryItem } from "./Telemetry.js"
 import { makeTimestampParser } from "./timestamps.js"
 
@@ -95,7 +95,7 @@ export const makeNormalizer = (options: NormalizeOptions) => {
       let status: string | null = r.status ?? null
       const telemetry = r.sensor_telemetria
       if (value === null && telemetry != null) {
-        const numeric = typeof telemetry === "number" ? telemetry : telemetry.trim() === "" ? NaN : Number(telemetry)
+        const numeric = typeof telemetry === "number" ? telemetry : DECIMAL.test(telemetry) ? Number(telemetry) : NaN
         if (Math.abs(numeric) > MAX_ABS_VALUE) {
           const path = `[${index}].sensor[${i}].sensor_telemetria`
           return Either.left(new InvalidPayload({ message: `${path}: must be within ±${MAX_ABS_VALUE}`, path }))

@@ -4,6 +4,8 @@ import { DateTime, Either } from "effect"
 const MIN_TIME = Date.UTC(1970, 0, 1)
 const MAX_TIME = Date.UTC(2100, 0, 1)
 
+const outOfRange = (text: string) => Either.left(`is out of range (1970 to 2099): ${JSON.stringify(text.slice(0, 64))}`)
+
 const ISO =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/
 
@@ -44,12 +46,12 @@ export const makeTimestampParser = (timeZone: string) => {
     const year = Number(y), month = Number(mo), day = Number(d)
     const hours = Number(h), minutes = Number(mi), seconds = Number(s)
     const millis = frac === "" ? 0 : Math.floor(Number(`0.${frac}`) * 1000)
+    // Checked before Date.UTC, which reads years 0-99 as 1900-1999.
+    if (year < 1970 || year > 2100) return outOfRange(text)
     const local = Date.UTC(year, month - 1, day, hours, minutes, seconds, millis)
     const check = new Date(local)
-    if (
-      check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day || hours > 23 || minutes > 59 ||
-      seconds > 59
-    ) {
+    // Date.UTC rolls Feb 30 over into March: a changed field means an invalid date.
+    if (check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day || hours > 23 || minutes > 59 || seconds > 59) {
       return Either.left(`is not a valid date-time: ${JSON.stringify(text.slice(0, 64))}`)
     }
     let time: number
@@ -60,11 +62,12 @@ export const makeTimestampParser = (timeZone: string) => {
     } else {
       const sign = tz[0] === "-" ? -1 : 1
       const digits = tz.slice(1).replace(":", "")
-      time = local - sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || "0")) * 60_000
+      const offsetHours = Number(digits.slice(0, 2)), offsetMinutes = Number(digits.slice(2) || "0")
+      if (offsetHours > 23 || offsetMinutes > 59) {
+        return Either.left(`has an invalid UTC offset: ${JSON.stringify(text.slice(0, 64))}`)
+      }
+      time = local - sign * (offsetHours * 60 + offsetMinutes) * 60_000
     }
-    if (time < MIN_TIME || time >= MAX_TIME) {
-      return Either.left(`is out of range (1970 to 2099): ${JSON.stringify(text.slice(0, 64))}`)
-    }
-    return Either.right(time)
+    return time < MIN_TIME || time >= MAX_TIME ? outOfRange(text) : Either.right(time)
   }
 }

@@ -1,0 +1,666 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Effect, Either, Stream } from "effect"
+import { gzipSync } from "node:zlib"
+import { InvalidPayload, PayloadTooLarge } from "../src/errors.js"
+import { gunzip, limitBytes } from "../src/payload/bytes.js"
+import { makeNormalizer } from "../src/payload/normalize.js"
+import { decodePayload } from "../src/payload/PayloadDecoder.js"
+import type { TelemetryItem } from "../src/payload/Telemetry.js"
+import { makeTimestampParser } from "../src/payload/timestamps.js"
+
+const RECEIVED_AT = Date.parse("2026-05-01T12:00:00.000Z")
+const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+const iso = (ms: number): string => new Date(ms).toISOString()
+
+// ---------------------------------------------------------------------------------------------------------------
+// normalize
+// ---------------------------------------------------------------------------------------------------------------
+
+const normalize = makeNormalizer({ timeZone: "UTC", receivedAt: RECEIVED_AT })
+
+/** An equipment item with one minimal reading, with `fields` overriding or adding top-level fields. */
+const equipment = (fields: Record<string, unknown> = {}): Record<string, unknown> => ({
+  equip_uuid: "eq-1",
+  sensor: [{ sensor_uuid: "s-1" }],
+  ...fields
+})
+/** An equipment item with the given readings. */
+const withReadings = (...readings: Array<Record<string, unknown>>) => equipment({ sensor: readings })
+
+const ok = (input: unknown, index = 0): TelemetryItem => {
+  const result = normalize(input, index)
+  if (Either.isLeft(result)) throw new Error(`expected success, got ${result.left.message}`)
+  return result.right
+}
+const fail = (input: unknown, index = 0): InvalidPayload => {
+  const result = normalize(input, index)
+  if (Either.isRight(result)) throw new Error(`expected InvalidPayload, got ${JSON.stringify(result.right)}`)
+  expect(result.left._tag).toBe("InvalidPayload")
+  return result.left
+}
+const firstReading = (input: unknown) => {
+  const reading = ok(input).readings[0]
+  if (reading === undefined) throw new Error("no reading")
+  return reading
+}
+
+describe("normalize", () => {
+  it("maps equip_status case-insensitively, anything else to active", () => {
+    const cases: Array<[string | undefined, string]> = [
+      ["ativo", "active"],
+      ["ACTIVE", "active"],
+      ["Inativo", "inactive"],
+      ["inactive", "inactive"],
+      ["bloqueado", "blocked"],
+      ["blocked", "blocked"],
+      ["manutencao", "active"],
+      [undefined, "active"]
+    ]
+    for (const [status, expected] of cases) {
+      const input = status === undefined ? equipment() : equipment({ equip_status: status })
+      expect(ok(input).equipment.status, `equip_status ${status}`).toBe(expected)
+    }
+  })
+
+  it("reads the whole equipment record, with defaults 60 and 120", () => {
+    expect(ok(equipment({ equip_nome: "Freezer 1", equip_local: "Cozinha" })).equipment).toEqual({
+      uuid: "eq-1",
+      name: "Freezer 1",
+      location: "Cozinha",
+      status: "active",
+      collectionInterval: 60,
+      sirenActive: false,
+      sirenTime: 120
+    })
+  })
+
+  it("accepts equip_intervalo_coleta and equip_sirete_tempo as numbers or numeric strings", () => {
+    expect(ok(equipment({ equip_intervalo_coleta: 30, equip_sirete_tempo: 45 })).equipment).toMatchObject({
+      collectionInterval: 30,
+      sirenTime: 45
+    })
+    expect(ok(equipment({ equip_intervalo_coleta: "30", equip_sirete_tempo: "90" })).equipment).toMatchObject({
+      collectionInterval: 30,
+      sirenTime: 90
+    })
+  })
+
+  it("rejects a non-numeric equip_intervalo_coleta with its path", () => {
+    const error = fail(equipment({ equip_intervalo_coleta: "thirty" }))
+    expect(error.path).toBe("[0].equip_intervalo_coleta")
+    expect(error.message).toMatch(/^\[0\]\.equip_intervalo_coleta: /)
+    for (const notDecimal of ["0x1F", "Infinity", "", " "]) {
+      expect(fail(equipment({ equip_intervalo_coleta: notDecimal })).path, notDecimal).toBe("[0].equip_intervalo_coleta")
+    }
+  })
+
+  it("turns the siren on for \"SIM\", \"sim\", \"true\" and true only", () => {
+    for (const on of ["SIM", "sim", "true", "TRUE", true]) {
+      expect(ok(equipment({ equip_sirene_ativa: on })).equipment.sirenActive, `${on}`).toBe(true)
+    }
+    for (const off of ["NAO", "nao", "false", false, null]) {
+      expect(ok(equipment({ equip_sirene_ativa: off })).equipment.sirenActive, `${off}`).toBe(false)
+    }
+    expect(ok(equipment()).equipment.sirenActive).toBe(false)
+  })
+
+  it("treats nulls like absent fields", () => {
+    const item = ok({
+      equip_uuid: "eq-1",
+      equip_nome: null,
+      equip_local: null,
+      equip_status: null,
+      equip_intervalo_coleta: null,
+      equip_sirene_ativa: null,
+      equip_sirete_tempo: null,
+      sensor: [{
+        sensor_uuid: "s-1",
+        sensor_nome: null,
+        sensor_tipo: null,
+        tipo: null,
+        valor: null,
+        sensor_telemetria: null,
+        status: null,
+        sensor_datahora_coleta: null,
+        timestamp: null,
+        sensor_bateria_pct: null,
+        sensor_via_hub: null
+      }]
+    })
+    expect(item.equipment).toEqual({
+      uuid: "eq-1",
+      name: null,
+      location: null,
+      status: "active",
+      collectionInterval: 60,
+      sirenActive: false,
+      sirenTime: 120
+    })
+    expect(item.readings).toEqual([{ sensorUuid: "s-1", time: RECEIVED_AT, value: null, status: null, metadata: null }])
+    expect(item.sensors[0]?.type).toBeNull()
+  })
+
+  it("ignores unknown fields", () => {
+    const item = ok({
+      equip_uuid: "eq-1",
+      firmware_do_hub: "2.1",
+      extra: { nested: [1, 2] },
+      sensor: [{ sensor_uuid: "s-1", valor: 4, campo_novo: "x" }]
+    })
+    expect(item.equipment.uuid).toBe("eq-1")
+    expect(item.readings[0]?.value).toBe(4)
+    expect(item.equipment).not.toHaveProperty("extra")
+  })
+
+  it("reads the sensor attributes of a reading", () => {
+    const item = ok(withReadings({
+      sensor_uuid: "s-1",
+      sensor_nome: "Temperatura",
+      sensor_tipo: "temperature",
+      sensor_unidade: "°C",
+      sensor_status: "online",
+      sensor_fabricante: "Sonoff",
+      sensor_modelo: "SNZB-02",
+      sensor_firmware: "1.0.3",
+      sensor_id_hardware: "0x00124b",
+      sensor_via_hub: true,
+      valor: 4.5
+    }))
+    expect(item.sensors).toEqual([{
+      uuid: "s-1",
+      name: "Temperatura",
+      type: "temperature",
+      unit: "°C",
+      status: "online",
+      manufacturer: "Sonoff",
+      model: "SNZB-02",
+      firmware: "1.0.3",
+      hardwareId: "0x00124b",
+      viaHub: "true"
+    }])
+  })
+
+  it("falls back from sensor_tipo to tipo, else null (stored later as unknown)", () => {
+    expect(ok(withReadings({ sensor_uuid: "s", sensor_tipo: "door", tipo: "other" })).sensors[0]?.type).toBe("door")
+    expect(ok(withReadings({ sensor_uuid: "s", tipo: "door" })).sensors[0]?.type).toBe("door")
+    expect(ok(withReadings({ sensor_uuid: "s", sensor_tipo: null, tipo: "door" })).sensors[0]?.type).toBe("door")
+    expect(ok(withReadings({ sensor_uuid: "s" })).sensors[0]?.type).toBeNull()
+  })
+
+  it("gives valor precedence over sensor_telemetria", () => {
+    expect(firstReading(withReadings({ sensor_uuid: "s", valor: 3.25, sensor_telemetria: "7" }))).toMatchObject({
+      value: 3.25,
+      status: null
+    })
+    expect(firstReading(withReadings({ sensor_uuid: "s", valor: 0, sensor_telemetria: 9 })).value).toBe(0)
+  })
+
+  it("takes a numeric sensor_telemetria (number or string) as the value when valor is null or absent", () => {
+    expect(firstReading(withReadings({ sensor_uuid: "s", valor: null, sensor_telemetria: "-18.5" }))).toMatchObject({
+      value: -18.5,
+      status: null
+    })
+    expect(firstReading(withReadings({ sensor_uuid: "s", sensor_telemetria: 21 })).value).toBe(21)
+  })
+
+  it("takes a non-numeric sensor_telemetria as the reading status", () => {
+    expect(firstReading(withReadings({ sensor_uuid: "s", sensor_telemetria: "open" }))).toMatchObject({
+      value: null,
+      status: "open"
+    })
+    expect(firstReading(withReadings({ sensor_uuid: "s", sensor_telemetria: "" }))).toMatchObject({
+      value: null,
+      status: ""
+    })
+    // Only decimal strings are numbers: hex is a status like any other word.
+    expect(firstReading(withReadings({ sensor_uuid: "s", sensor_telemetria: "0x1F" }))).toMatchObject({
+      value: null,
+      status: "0x1F"
+    })
+  })
+
+  it("lets an explicit status win over a non-numeric sensor_telemetria", () => {
+    expect(firstReading(withReadings({ sensor_uuid: "s", status: "closed", sensor_telemetria: "open" })))
+      .toMatchObject({ value: null, status: "closed" })
+    expect(firstReading(withReadings({ sensor_uuid: "s", status: "ok", valor: 2 })))
+      .toMatchObject({ value: 2, status: "ok" })
+  })
+
+  it("builds the metadata JSON from battery, rssi, lqi and voltage", () => {
+    const metadata = firstReading(withReadings({
+      sensor_uuid: "s",
+      sensor_bateria_pct: 87,
+      sensor_sinal_rssi: -71,
+      sensor_sinal_lqi: 120,
+      sensor_voltagem_bateria: 2.9
+    })).metadata
+    expect(JSON.parse(metadata ?? "null")).toEqual({ battery: 87, rssi: -71, lqi: 120, battery_voltage: 2.9 })
+    expect(firstReading(withReadings({ sensor_uuid: "s", sensor_sinal_rssi: -50 })).metadata).toBe("{\"rssi\":-50}")
+    expect(firstReading(withReadings({ sensor_uuid: "s", valor: 1 })).metadata).toBeNull()
+  })
+
+  it("uses sensor_datahora_coleta, then timestamp, then the receive time", () => {
+    const item = ok(withReadings(
+      { sensor_uuid: "a", sensor_datahora_coleta: "2026-04-30T10:00:00Z", timestamp: "2026-01-01T00:00:00Z" },
+      { sensor_uuid: "b", timestamp: "2026-04-30T11:00:00Z" },
+      { sensor_uuid: "c" }
+    ))
+    expect(item.readings.map((r) => iso(r.time))).toEqual([
+      "2026-04-30T10:00:00.000Z",
+      "2026-04-30T11:00:00.000Z",
+      iso(RECEIVED_AT)
+    ])
+  })
+
+  it("reads naive reading times in the configured time zone", () => {
+    const saoPaulo = makeNormalizer({ timeZone: "America/Sao_Paulo", receivedAt: RECEIVED_AT })
+    const result = saoPaulo(withReadings({ sensor_uuid: "s", sensor_datahora_coleta: "2026-04-30T10:00:00" }), 0)
+    expect(Either.map(result, (item) => item.readings.map((r) => iso(r.time)))).toEqual(
+      Either.right(["2026-04-30T13:00:00.000Z"])
+    )
+  })
+
+  it("merges the attributes of a sensor seen in several readings (latest non-null wins)", () => {
+    const item = ok(withReadings(
+      { sensor_uuid: "t", sensor_nome: "Temp", sensor_tipo: "temperature", sensor_modelo: "v1", valor: 1 },
+      { sensor_uuid: "d", tipo: "door", sensor_telemetria: "open" },
+      { sensor_uuid: "t", sensor_unidade: "°C", sensor_modelo: "v2", sensor_nome: null, valor: 2 },
+      { sensor_uuid: "t", sensor_firmware: "1.2", valor: 3 }
+    ))
+    expect(item.readings.map((r) => [r.sensorUuid, r.value])).toEqual([["t", 1], ["d", null], ["t", 2], ["t", 3]])
+    expect(item.sensors).toHaveLength(2)
+    expect(item.sensors.find((s) => s.uuid === "t")).toEqual({
+      uuid: "t",
+      name: "Temp",
+      type: "temperature",
+      unit: "°C",
+      status: null,
+      manufacturer: null,
+      model: "v2",
+      firmware: "1.2",
+      hardwareId: null,
+      viaHub: null
+    })
+    expect(item.sensors.find((s) => s.uuid === "d")?.type).toBe("door")
+  })
+
+  it("rejects a missing or empty equip_uuid", () => {
+    const missing = fail({ sensor: [{ sensor_uuid: "s" }] })
+    expect(missing.path).toBe("[0].equip_uuid")
+    expect(missing.message).toBe("[0].equip_uuid: is missing")
+    expect(fail(equipment({ equip_uuid: "" })).path).toBe("[0].equip_uuid")
+    expect(fail(equipment({ equip_uuid: null })).path).toBe("[0].equip_uuid")
+  })
+
+  it("rejects a missing, empty or non-array sensor", () => {
+    const empty = fail(equipment({ sensor: [] }))
+    expect(empty.path).toBe("[0].sensor")
+    expect(empty.message).toBe("[0].sensor: must hold at least one reading")
+    expect(fail({ equip_uuid: "eq-1" }).path).toBe("[0].sensor")
+    expect(fail(equipment({ sensor: { sensor_uuid: "s" } })).path).toBe("[0].sensor")
+  })
+
+  it("rejects a reading without sensor_uuid, with the index of the item it was given", () => {
+    const input = withReadings({ sensor_uuid: "s-0" }, { valor: 1 })
+    const error = fail(input)
+    expect(error.path).toBe("[0].sensor[1].sensor_uuid")
+    expect(error.message).toBe("[0].sensor[1].sensor_uuid: is missing")
+    expect(fail(input, 3).path).toBe("[3].sensor[1].sensor_uuid")
+    expect(fail(withReadings({ sensor_uuid: "" })).path).toBe("[0].sensor[0].sensor_uuid")
+  })
+
+  it("rejects wrongly typed fields with their paths", () => {
+    const cases: Array<[unknown, string]> = [
+      [withReadings({ sensor_uuid: "s", valor: "abc" }), "[0].sensor[0].valor"],
+      [withReadings({ sensor_uuid: "s", valor: Infinity }), "[0].sensor[0].valor"],
+      [withReadings({ sensor_uuid: "s", valor: 1e200 }), "[0].sensor[0].valor"],
+      [withReadings({ sensor_uuid: "s", sensor_telemetria: true }), "[0].sensor[0].sensor_telemetria"],
+      [withReadings({ sensor_uuid: "s", sensor_telemetria: "1e200" }), "[0].sensor[0].sensor_telemetria"],
+      [withReadings({ sensor_uuid: "s", sensor_bateria_pct: "87" }), "[0].sensor[0].sensor_bateria_pct"],
+      [withReadings({ sensor_uuid: 42 }), "[0].sensor[0].sensor_uuid"],
+      [withReadings({ sensor_uuid: "s" }, "not a reading" as never), "[0].sensor[1]"],
+      [equipment({ equip_nome: 7 }), "[0].equip_nome"],
+      [equipment({ equip_sirene_ativa: 1 }), "[0].equip_sirene_ativa"],
+      [null, "[0]"],
+      [[equipment()], "[0]"]
+    ]
+    for (const [input, path] of cases) {
+      const error = fail(input)
+      expect(error.path, JSON.stringify(input)).toBe(path)
+      expect(error.message.startsWith(`${path}: `), error.message).toBe(true)
+    }
+  })
+
+  it("reports the offending timestamp field with its path", () => {
+    const error = fail(withReadings({ sensor_uuid: "s", sensor_datahora_coleta: "yesterday" }), 2)
+    expect(error.path).toBe("[2].sensor[0].sensor_datahora_coleta")
+    expect(error.message).toMatch(/^\[2\]\.sensor\[0\]\.sensor_datahora_coleta: is not an ISO-8601 date-time/)
+    const fallback = fail(withReadings({ sensor_uuid: "a" }, { sensor_uuid: "s", timestamp: "2026-02-30T10:00:00" }))
+    expect(fallback.path).toBe("[0].sensor[1].timestamp")
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// timestamps
+// ---------------------------------------------------------------------------------------------------------------
+
+const parseIn = (timeZone: string) => {
+  const parse = makeTimestampParser(timeZone)
+  return (text: string): string => {
+    const result = parse(text)
+    if (Either.isLeft(result)) throw new Error(`${text}: ${result.left}`)
+    return iso(result.right)
+  }
+}
+const utc = parseIn("UTC")
+
+describe("timestamps", () => {
+  it("reads Z and offsets as instants", () => {
+    expect(utc("2026-04-30T10:15:30Z")).toBe("2026-04-30T10:15:30.000Z")
+    expect(utc("2026-04-30T10:15:30z")).toBe("2026-04-30T10:15:30.000Z")
+    expect(utc("2026-04-30T10:15:30+02:00")).toBe("2026-04-30T08:15:30.000Z")
+    expect(utc("2026-04-30T10:15:30-0300")).toBe("2026-04-30T13:15:30.000Z")
+    expect(utc("2026-04-30T10:15:30+05:30")).toBe("2026-04-30T04:45:30.000Z")
+    expect(utc("2026-04-30T23:00:00-03:00")).toBe("2026-05-01T02:00:00.000Z")
+  })
+
+  it("rejects offsets that are not offsets", () => {
+    for (const text of ["2026-04-30T10:15:30+99:99", "2026-04-30T10:15:30+24:00", "2026-04-30T10:15:30-0360"]) {
+      expect(makeTimestampParser("UTC")(text), text).toEqual(Either.left(expect.stringContaining("invalid UTC offset")))
+    }
+  })
+
+  it("ignores the zone setting for times with Z or an offset", () => {
+    expect(parseIn("Europe/Berlin")("2026-04-30T10:00:00Z")).toBe("2026-04-30T10:00:00.000Z")
+    expect(parseIn("America/Sao_Paulo")("2026-04-30T10:00:00+01:00")).toBe("2026-04-30T09:00:00.000Z")
+  })
+
+  it("reads fractional seconds to the millisecond", () => {
+    expect(utc("2026-04-30T10:15:30.123Z")).toBe("2026-04-30T10:15:30.123Z")
+    expect(utc("2026-04-30T10:15:30.5Z")).toBe("2026-04-30T10:15:30.500Z")
+    expect(utc("2026-04-30T10:15:30.987654321+01:00")).toBe("2026-04-30T09:15:30.987Z")
+    expect(utc("2026-04-30T10:15:30,25Z")).toBe("2026-04-30T10:15:30.250Z")
+  })
+
+  it("reads naive times in UTC, with a space separator or without seconds", () => {
+    expect(utc("2026-04-30T10:15:30")).toBe("2026-04-30T10:15:30.000Z")
+    expect(utc("2026-04-30 10:15:30")).toBe("2026-04-30T10:15:30.000Z")
+    expect(utc("2026-04-30T10:15")).toBe("2026-04-30T10:15:00.000Z")
+  })
+
+  it("reads naive times in America/Sao_Paulo as UTC-3 all year", () => {
+    const saoPaulo = parseIn("America/Sao_Paulo")
+    expect(saoPaulo("2026-01-15T23:30:00")).toBe("2026-01-16T02:30:00.000Z")
+    expect(saoPaulo("2026-07-15T08:00:00.250")).toBe("2026-07-15T11:00:00.250Z")
+  })
+
+  it("reads naive times in Europe/Berlin across the DST changes", () => {
+    const berlin = parseIn("Europe/Berlin")
+    expect(berlin("2026-01-15T12:00:00")).toBe("2026-01-15T11:00:00.000Z")
+    expect(berlin("2026-03-29T01:30:00")).toBe("2026-03-29T00:30:00.000Z") // CET, +01:00
+    expect(berlin("2026-03-29T03:30:00")).toBe("2026-03-29T01:30:00.000Z") // CEST, +02:00
+    expect(berlin("2026-07-01T12:00:00")).toBe("2026-07-01T10:00:00.000Z")
+    expect(berlin("2026-10-25T01:30:00")).toBe("2026-10-24T23:30:00.000Z") // still CEST
+    expect(berlin("2026-10-25T03:30:00")).toBe("2026-10-25T02:30:00.000Z") // CET again
+  })
+
+  it("rejects an unknown time zone when the parser is made", () => {
+    expect(() => makeTimestampParser("Mars/Olympus_Mons")).toThrow(/unknown time zone/)
+  })
+
+  it("rejects invalid dates and times", () => {
+    const parse = makeTimestampParser("UTC")
+    for (const text of ["2026-02-30T10:00:00Z", "2026-02-29T10:00:00", "2026-13-01T00:00:00Z", "2026-04-30T25:00:00"]) {
+      expect(parse(text), text).toEqual(Either.left(expect.stringContaining("is not a valid date-time")))
+    }
+    for (const text of ["yesterday", "", "30/04/2026 10:00", "2026-04-30T10:00:00+2"]) {
+      expect(parse(text), text).toEqual(Either.left(expect.stringContaining("is not an ISO-8601 date-time")))
+    }
+  })
+
+  it("rejects years before 1970 and from 2100 on", () => {
+    const parse = makeTimestampParser("UTC")
+    expect(Either.isRight(parse("1970-01-01T00:00:00Z"))).toBe(true)
+    expect(Either.isRight(parse("2099-12-31T23:59:59.999Z"))).toBe(true)
+    for (const text of ["1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00", "2100-01-01T00:00:00Z", "2100-06-01T00:00:00"]) {
+      expect(parse(text), text).toEqual(Either.left(expect.stringContaining("is out of range")))
+    }
+  })
+
+  it("rejects years 0000-0099 rather than reading them as 1900-1999", () => {
+    // Date.UTC maps years 0-99 to 1900-1999: "0075" must not become 1975.
+    const parse = makeTimestampParser("UTC")
+    expect(parse("0075-01-01T00:00:00Z")).toEqual(Either.left(expect.stringContaining("is out of range")))
+  })
+
+  it("reports bad times in readings with the field's path", () => {
+    for (const text of ["2026-02-30T10:00:00", "2026-04-30T25:00:00", "yesterday", "1969-06-01T00:00:00Z", "2100-01-01T00:00:00Z"]) {
+      expect(fail(withReadings({ sensor_uuid: "s", sensor_datahora_coleta: text })).path, text)
+        .toBe("[0].sensor[0].sensor_datahora_coleta")
+      expect(fail(withReadings({ sensor_uuid: "s", timestamp: text })).path, text).toBe("[0].sensor[0].timestamp")
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// PayloadDecoder
+// ---------------------------------------------------------------------------------------------------------------
+
+const limits = { maxItems: 100, maxItemBytes: 4096, maxDepth: 8 }
+const decoderOptions = { timeZone: "UTC", receivedAt: RECEIVED_AT, ...limits }
+
+/** `text` as a stream of chunks of `size` bytes (by default one chunk). */
+const bytesOf = (text: string, size = Infinity): Stream.Stream<Uint8Array> => {
+  const bytes = utf8(text)
+  const chunks: Array<Uint8Array> = []
+  for (let i = 0; i < bytes.length; i += Math.min(size, bytes.length)) chunks.push(bytes.subarray(i, i + size))
+  return Stream.fromIterable(chunks)
+}
+const decode = (text: string, options: Partial<typeof decoderOptions> = {}, chunkSize = Infinity) =>
+  bytesOf(text, chunkSize).pipe(decodePayload({ ...decoderOptions, ...options }), Stream.runCollect, Effect.map(Chunk.toArray))
+const decodeError = (text: string, options: Partial<typeof decoderOptions> = {}) => Effect.flip(decode(text, options))
+
+const payload = JSON.stringify([
+  {
+    equip_uuid: "freezer-1",
+    equip_nome: "Freezer São Paulo",
+    equip_status: "ATIVO",
+    equip_intervalo_coleta: "30",
+    equip_sirene_ativa: "SIM",
+    sensor: [
+      { sensor_uuid: "t1", sensor_tipo: "temperature", sensor_unidade: "°C", valor: -18.5, sensor_datahora_coleta: "2026-04-30T10:00:00" },
+      { sensor_uuid: "d1", tipo: "door", sensor_telemetria: "open", sensor_datahora_coleta: "2026-04-30T10:00:05Z" }
+    ]
+  },
+  {
+    equip_uuid: "freezer-2",
+    equip_status: "bloqueado",
+    sensor: [{ sensor_uuid: "t2", sensor_telemetria: "4.25", sensor_bateria_pct: 90, texto: "\"],[{\\" }]
+  },
+  { equip_uuid: "freezer-3", sensor: [{ sensor_uuid: "t3", valor: null }] }
+], null, 1)
+
+describe("PayloadDecoder", () => {
+  it.effect("decodes a multi-item payload split into small chunks", () =>
+    Effect.gen(function*() {
+      for (const size of [1, 3, 7, 64, Infinity]) {
+        const items = yield* decode(payload, { timeZone: "America/Sao_Paulo" }, size)
+        expect(items.map((i) => i.equipment.uuid), `chunk size ${size}`).toEqual(["freezer-1", "freezer-2", "freezer-3"])
+        const [first, second, third] = items
+        expect(first?.equipment).toEqual({
+          uuid: "freezer-1",
+          name: "Freezer São Paulo",
+          location: null,
+          status: "active",
+          collectionInterval: 30,
+          sirenActive: true,
+          sirenTime: 120
+        })
+        expect(first?.readings.map((r) => [r.sensorUuid, iso(r.time), r.value, r.status])).toEqual([
+          ["t1", "2026-04-30T13:00:00.000Z", -18.5, null],
+          ["d1", "2026-04-30T10:00:05.000Z", null, "open"]
+        ])
+        expect(first?.sensors.map((s) => [s.uuid, s.type, s.unit])).toEqual([["t1", "temperature", "°C"], ["d1", "door", null]])
+        expect(second?.equipment.status).toBe("blocked")
+        expect(second?.readings).toEqual([
+          { sensorUuid: "t2", time: RECEIVED_AT, value: 4.25, status: null, metadata: "{\"battery\":90}" }
+        ])
+        expect(third?.readings).toEqual([{ sensorUuid: "t3", time: RECEIVED_AT, value: null, status: null, metadata: null }])
+      }
+    }))
+
+  it.effect("rejects an empty array", () =>
+    Effect.gen(function*() {
+      const error = yield* decodeError(" [ ] ")
+      expect(error._tag).toBe("InvalidPayload")
+      expect(error.message).toMatch(/at least one/)
+    }))
+
+  it.effect("rejects a body that is not an array", () =>
+    Effect.gen(function*() {
+      for (const body of ["{}", "{\"equip_uuid\":\"e\"}", "\"text\"", ""]) {
+        const error = yield* decodeError(body)
+        expect(error._tag, body).toBe("InvalidPayload")
+        expect(error.message, body).toBe("body must be a JSON array of equipment items")
+      }
+    }))
+
+  it.effect("rejects malformed JSON with the item's path", () =>
+    Effect.gen(function*() {
+      const good = JSON.stringify(equipment())
+      const error = yield* decodeError(`[${good}, ${good}, {"equip_uuid": }]`)
+      expect(error._tag).toBe("InvalidPayload")
+      expect(error).toMatchObject({ path: "[2]" })
+      expect(error.message).toMatch(/^malformed JSON in item \[2\]/)
+      expect(yield* decodeError(`[${good} ${good}]`)).toMatchObject({ _tag: "InvalidPayload", path: "[1]" })
+    }))
+
+  it.effect("rejects a truncated body", () =>
+    Effect.gen(function*() {
+      const good = JSON.stringify(equipment())
+      for (const body of [`[${good}`, `[${good},`, `[{"equip_uuid":"e","sensor":[`, "["]) {
+        const error = yield* decodeError(body)
+        expect(error._tag, body).toBe("InvalidPayload")
+        expect(error.message, body).toMatch(/^body ends before the JSON array is closed/)
+      }
+    }))
+
+  it.effect("reports an invalid item with its index in the payload", () =>
+    Effect.gen(function*() {
+      const body = JSON.stringify([equipment(), equipment(), withReadings({ sensor_uuid: "s" }, { valor: 1 })])
+      const error = yield* decodeError(body)
+      expect(error).toMatchObject({ _tag: "InvalidPayload", path: "[2].sensor[1].sensor_uuid" })
+    }))
+
+  it.effect("accepts maxItems items and rejects more", () =>
+    Effect.gen(function*() {
+      const three = JSON.stringify([equipment(), equipment(), equipment()])
+      expect(yield* decode(three, { maxItems: 3 })).toHaveLength(3)
+      const error = yield* decodeError(three, { maxItems: 2 })
+      expect(error._tag).toBe("PayloadTooLarge")
+      expect(error).toMatchObject({ limit: 2 })
+      expect(error.message).toBe("more than 2 equipment items")
+    }))
+
+  it.effect("rejects an item over maxItemBytes", () =>
+    Effect.gen(function*() {
+      const small = JSON.stringify(equipment())
+      const big = JSON.stringify(equipment({ equip_nome: "x".repeat(200) }))
+      expect(yield* decode(`[${small}]`, { maxItemBytes: small.length })).toHaveLength(1)
+      const error = yield* decodeError(`[${small},${big}]`, { maxItemBytes: 200 })
+      expect(error._tag).toBe("PayloadTooLarge")
+      expect(error).toMatchObject({ limit: 200 })
+      expect(error.message).toBe("item [1] is larger than 200 bytes")
+    }))
+
+  it.effect("rejects nesting deeper than maxDepth", () =>
+    Effect.gen(function*() {
+      // array (1) > item (2) > sensor (3) > reading (4) > extra (5) > (6)
+      const body = JSON.stringify([withReadings({ sensor_uuid: "s", extra: { deeper: [1] } })])
+      expect(yield* decode(body, { maxDepth: 6 })).toHaveLength(1)
+      const error = yield* decodeError(body, { maxDepth: 5 })
+      expect(error).toMatchObject({ _tag: "InvalidPayload", path: "[0]" })
+      expect(error.message).toBe("item [0] is nested deeper than 5 levels")
+    }))
+
+  it.effect("rejects number literals that overflow to Infinity", () =>
+    Effect.gen(function*() {
+      const error = yield* decodeError("[{\"equip_uuid\":\"e\",\"sensor\":[{\"sensor_uuid\":\"s\",\"valor\":1e400}]}]")
+      expect(error).toMatchObject({ _tag: "InvalidPayload", path: "[0].sensor[0].valor" })
+      const telemetry = yield* decodeError("[{\"equip_uuid\":\"e\",\"sensor\":[{\"sensor_uuid\":\"s\",\"sensor_telemetria\":-1e400}]}]")
+      expect(telemetry).toMatchObject({ _tag: "InvalidPayload", path: "[0].sensor[0].sensor_telemetria" })
+    }))
+
+  it.effect("keeps the source stream's error", () =>
+    Effect.gen(function*() {
+      const source = Stream.concat(bytesOf("[{\"equip_uuid\":"), Stream.fail("connection reset" as const))
+      const error = yield* source.pipe(decodePayload(decoderOptions), Stream.runCollect, Effect.flip)
+      expect(error).toBe("connection reset")
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// bytes
+// ---------------------------------------------------------------------------------------------------------------
+
+const concat = (chunks: Chunk.Chunk<Uint8Array>): Uint8Array => Buffer.concat(Chunk.toArray(chunks))
+const chunksOf = (bytes: Uint8Array, size: number): Stream.Stream<Uint8Array> =>
+  Stream.fromChunks(...Array.from({ length: Math.ceil(bytes.length / size) }, (_, k) =>
+    Chunk.of(bytes.subarray(k * size, (k + 1) * size))))
+
+describe("bytes", () => {
+  it.effect("gunzip round-trips real gzip data, whole or in small chunks", () =>
+    Effect.gen(function*() {
+      const original = utf8(payload.repeat(50))
+      const zipped = gzipSync(original)
+      for (const size of [zipped.length, 100, 7]) {
+        const out = yield* chunksOf(zipped, size).pipe(gunzip, Stream.runCollect)
+        expect(Buffer.from(concat(out)).equals(Buffer.from(original)), `chunk size ${size}`).toBe(true)
+      }
+    }))
+
+  it.effect("gunzip fails with InvalidPayload on bytes that are not gzip", () =>
+    Effect.gen(function*() {
+      const error = yield* Stream.make(utf8(payload)).pipe(gunzip, Stream.runCollect, Effect.flip)
+      expect(error).toBeInstanceOf(InvalidPayload)
+      expect(error.message).toMatch(/^body is not valid gzip: /)
+    }))
+
+  it.effect("gunzip fails with InvalidPayload on truncated gzip", () =>
+    Effect.gen(function*() {
+      const zipped = gzipSync(utf8(payload))
+      const error = yield* Stream.make(zipped.subarray(0, zipped.length - 10)).pipe(gunzip, Stream.runCollect, Effect.flip)
+      expect(error._tag).toBe("InvalidPayload")
+    }))
+
+  it.effect("gunzip keeps the source's error rather than zlib's", () =>
+    Effect.gen(function*() {
+      const zipped = gzipSync(utf8(payload))
+      const source = Stream.concat(Stream.make(zipped.subarray(0, 20)), Stream.fail(new PayloadTooLarge({ message: "raw", limit: 20 })))
+      const error = yield* source.pipe(gunzip, Stream.runCollect, Effect.flip)
+      expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 20 })
+    }))
+
+  it.effect("limitBytes passes exactly `limit` bytes", () =>
+    Effect.gen(function*() {
+      const out = yield* chunksOf(utf8("0123456789"), 3).pipe(limitBytes(10, "body"), Stream.runCollect)
+      expect(new TextDecoder().decode(concat(out))).toBe("0123456789")
+    }))
+
+  it.effect("limitBytes fails with PayloadTooLarge once the limit is passed, not before", () =>
+    Effect.gen(function*() {
+      const results = yield* chunksOf(utf8("0123456789A"), 4).pipe(limitBytes(10, "body"), Stream.either, Stream.runCollect)
+      const [first, second, third, ...rest] = Chunk.toArray(results)
+      expect(rest).toEqual([])
+      expect(first).toEqual(Either.right(utf8("0123")))
+      expect(second).toEqual(Either.right(utf8("4567")))
+      expect(third).toEqual(Either.left(new PayloadTooLarge({ message: "body is larger than 10 bytes", limit: 10 })))
+    }))
+
+  it.effect("gunzip then limitBytes bounds the decompressed size", () =>
+    Effect.gen(function*() {
+      const zipped = gzipSync(new Uint8Array(100_000))
+      const error = yield* Stream.make(zipped).pipe(gunzip, limitBytes(50_000, "decompressed body"), Stream.runDrain, Effect.flip)
+      expect(error).toMatchObject({ _tag: "PayloadTooLarge", message: "decompressed body is larger than 50000 bytes" })
+    }))
+})
