@@ -3,10 +3,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { PgliteClient } from "@telemetry/domain"
 import { Effect } from "effect"
-import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { healthy, type PipelineProcess, startPipeline, until } from "./support/process.js"
-import { freePort, tempDir } from "./support/stack.js"
+import { deployment } from "./support/stack.js"
 
 const HOUR = 3_600_000
 const START = Date.UTC(2026, 10, 10)
@@ -58,10 +57,7 @@ const countLoaded = (dataDir: string, equipments: ReadonlyArray<string>) =>
 describe("lossless restart on embedded parts", () => {
   it.scopedLive("a claim answered 202 whose process died before the worker ran is loaded once after restart", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir("restart")
-      const port = yield* Effect.promise(freePort)
-      const base = `http://127.0.0.1:${port}`
-      const env = { PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }
+      const { base, dataDir, env } = yield* deployment("restart")
 
       const ingestOnly = startPipeline({ ...env, RUN_WORKER: "false" })
       yield* Effect.promise(() => healthy(ingestOnly, base))
@@ -77,16 +73,13 @@ describe("lossless restart on embedded parts", () => {
       )
       yield* Effect.promise(() => stop(restarted))
 
-      const loaded = yield* countLoaded(join(dir, "pg"), ["restart-a"])
+      const loaded = yield* countLoaded(dataDir, ["restart-a"])
       expect(loaded).toEqual({ total: 5_000, distinct_rows: 5_000, claims: 1 })
     }), { timeout: 180_000 })
 
   it.scopedLive("a process SIGKILLed while loading loads every accepted claim exactly once after restart", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir("kill-mid-load")
-      const port = yield* Effect.promise(freePort)
-      const base = `http://127.0.0.1:${port}`
-      const env = { PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }
+      const { base, dataDir, env } = yield* deployment("kill-mid-load")
       const equipments = ["kill-a", "kill-b", "kill-c"]
       const readings = 100_000
 
@@ -108,7 +101,7 @@ describe("lossless restart on embedded parts", () => {
       }
       yield* Effect.promise(() => stop(second))
 
-      const loaded = yield* countLoaded(join(dir, "pg"), equipments)
+      const loaded = yield* countLoaded(dataDir, equipments)
       expect(loaded).toEqual({ total: 3 * readings, distinct_rows: 3 * readings, claims: 3 })
     }), { timeout: 300_000 })
 })

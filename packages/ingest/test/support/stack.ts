@@ -21,21 +21,24 @@ export const tempDir = (prefix: string) =>
     Effect.provide(NodeContext.layer)
   )
 
+/** A port (free unless given) and a fresh data directory, as the pipeline's environment; removed with the scope. */
+export const deployment = (name: string, port?: number) =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir(name)
+    const chosen = port ?? (yield* Effect.promise(freePort))
+    const dataDir = join(dir, "pg")
+    const env = { PORT: String(chosen), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: dataDir }
+    return { base: `http://127.0.0.1:${chosen}`, dataDir, env }
+  })
+
 /**
  * The whole pipeline in this process on embedded parts (files, in-process queue, PGlite TimescaleDB) in a
  * fresh directory, serving HTTP on `port`; the tests also get the storage and database services to look at.
  */
 export const embeddedStack = (port: number, env: Record<string, string> = {}) =>
   Layer.unwrapScoped(Effect.gen(function*() {
-    const dir = yield* tempDir("stack")
-    const config = ConfigProvider.fromMap(
-      new Map(Object.entries({
-        PORT: String(port),
-        STORAGE_DIR: join(dir, "objects"),
-        EMBEDDED_DB_DIR: join(dir, "pg"),
-        ...env
-      }))
-    )
+    const deployed = yield* deployment("stack", port)
+    const config = ConfigProvider.fromMap(new Map(Object.entries({ ...deployed.env, ...env })))
     return App.layer.pipe(
       Layer.provideMerge(Infrastructure.embedded),
       Layer.provideMerge(NodeContext.layer),
