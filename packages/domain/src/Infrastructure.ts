@@ -1,15 +1,27 @@
 import { NodeContext } from "@effect/platform-node"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Config, Effect, Layer } from "effect"
+import { Config, Effect, Layer, Option } from "effect"
 import * as Migrator from "./db/Migrator.js"
 import * as PgliteClient from "./db/PgliteClient.js"
 import * as SqlTelemetryStore from "./db/SqlTelemetryStore.js"
 import * as EmbeddedClaimQueue from "./queue/EmbeddedClaimQueue.js"
+import * as KafkaClaimQueue from "./queue/KafkaClaimQueue.js"
 import * as FileObjectStore from "./storage/FileObjectStore.js"
 
 /** A database layer that applies the migrations when it is built, so every process starts on the current schema. */
 export const migrated = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>) =>
   Layer.effectDiscard(Effect.flatMap(Migrator.MigrationsDir, Migrator.migrate)).pipe(Layer.provideMerge(database))
+
+/** Picks the real layer when its variable is set, else the embedded one. */
+const whenSet = <A, E, R, A2, E2, R2>(
+  variable: string,
+  real: Layer.Layer<A, E, R>,
+  embedded: Layer.Layer<A2, E2, R2>
+) =>
+  Layer.unwrapEffect(
+    Effect.map(Config.option(Config.string(variable)), (value) =>
+      Option.isSome(value) ? (real as Layer.Layer<A | A2, E | E2, R | R2>) : embedded)
+  )
 
 /** The database: embedded TimescaleDB in `EMBEDDED_DB_DIR`. */
 export const database = migrated(PgliteClient.layerConfig)
@@ -23,9 +35,17 @@ export const telemetryStore = Layer.unwrapEffect(
 
 export const objectStore = FileObjectStore.layerConfig
 
-/** Storage, database and queue on embedded parts: what `pnpm start` runs when nothing external is configured. */
-export const embedded = EmbeddedClaimQueue.recovery.pipe(
-  Layer.provideMerge(EmbeddedClaimQueue.layerConfig),
+/** The embedded queue, with the recovery that makes up for it living in memory. */
+const embeddedQueue = EmbeddedClaimQueue.recovery.pipe(Layer.provideMerge(EmbeddedClaimQueue.layerConfig))
+
+/** Kafka when `KAFKA_BROKERS` is set, else the in-process queue. */
+export const claimQueue = whenSet("KAFKA_BROKERS", KafkaClaimQueue.layerConfig, embeddedQueue)
+
+/**
+ * Storage, database and queue, each the real service its variable names or else the embedded stand-in: with
+ * nothing set, everything runs in this process (`pnpm start`).
+ */
+export const fromConfig = claimQueue.pipe(
   Layer.provideMerge(Layer.merge(objectStore, telemetryStore)),
   Layer.provide(NodeContext.layer)
 )

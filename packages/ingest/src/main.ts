@@ -3,5 +3,6 @@ import { Infrastructure } from "@telemetry/domain"
 import { Layer } from "effect"
 import * as App from "./App.js"
 
-// One process on embedded storage, queue and TimescaleDB: `pnpm start`.
-NodeRuntime.runMain(Layer.launch(App.layer.pipe(Layer.provide(Infrastructure.embedded))))
+// Ingest and analytics over HTTP, with a worker unless RUN_WORKER=false; storage, queue and database are the
+// ones the environment names, else embedded (`pnpm start`).
+NodeRuntime.runMain(Layer.launch(App.layer.pipe(Layer.provide(Infrastructure.fromConfig))))

@@ -32,15 +32,16 @@ export const deployment = (name: string, port?: number) =>
   })
 
 /**
- * The whole pipeline in this process on embedded parts (files, in-process queue, PGlite TimescaleDB) in a
- * fresh directory, serving HTTP on `port`; the tests also get the storage and database services to look at.
+ * The whole pipeline in this process, in a fresh directory, serving HTTP on `port`: on embedded parts (files,
+ * in-process queue, PGlite TimescaleDB) unless `env` names real ones. The tests also get the storage and database
+ * services to look at.
  */
 export const embeddedStack = (port: number, env: Record<string, string> = {}) =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const deployed = yield* deployment("stack", port)
     const config = ConfigProvider.fromMap(new Map(Object.entries({ ...deployed.env, ...env })))
     return App.layer.pipe(
-      Layer.provideMerge(Infrastructure.embedded),
+      Layer.provideMerge(Infrastructure.fromConfig),
       Layer.provideMerge(NodeContext.layer),
       Layer.provide(Layer.setConfigProvider(config))
     )
