@@ -10,9 +10,9 @@ export interface PipelineProcess {
   readonly exited: Promise<number | string>
 }
 
-/** `pnpm start`'s program as a separate OS process, so a test can SIGKILL it. */
-export const startPipeline = (env: Record<string, string>): PipelineProcess => {
-  const child = spawn(process.execPath, ["--import", "tsx", "packages/ingest/src/main.ts"], {
+/** A program of ours as a separate OS process, so a test can SIGKILL it. */
+const startProgram = (entry: string, env: Record<string, string>): PipelineProcess => {
+  const child = spawn(process.execPath, ["--import", "tsx", entry], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -23,6 +23,12 @@ export const startPipeline = (env: Record<string, string>): PipelineProcess => {
   const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)))
   return { child, output: () => output, exited }
 }
+
+/** `pnpm start`'s program: ingest and analytics over HTTP, and a worker unless `RUN_WORKER=false`. */
+export const startPipeline = (env: Record<string, string>) => startProgram("packages/ingest/src/main.ts", env)
+
+/** `pnpm worker`'s program: a worker consuming claims from Kafka. */
+export const startWorker = (env: Record<string, string>) => startProgram("packages/worker/src/main.ts", env)
 
 /** Polls `check` until it returns true, or fails after `timeoutMs` with what the process printed. */
 export const until = async (pipeline: PipelineProcess, check: () => Promise<boolean>, timeoutMs: number, what: string) => {

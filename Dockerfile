@@ -1,0 +1,22 @@
+# One image for ingest and worker; docker-compose.yml picks the entry point. The app runs its TypeScript
+# through tsx, so there is nothing to build: the image is the sources plus their installed dependencies.
+FROM node:20-bookworm-slim AS deps
+# Node 20's bundled corepack cannot verify the signatures of current pnpm releases.
+RUN npm install -g corepack@latest --no-fund --no-audit --loglevel=error && corepack enable
+ENV COREPACK_ENABLE_DOWNLOAD_PROMPT=0
+WORKDIR /app
+# Packages are fetched from the lockfile alone, so a change of source reuses this layer.
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./
+RUN pnpm fetch
+COPY . .
+RUN pnpm install --offline --frozen-lockfile
+
+# Neither pnpm nor its store is needed at run time.
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY --from=deps /app ./
+# Without the service variables the app runs on its embedded parts, which write under ./data.
+RUN mkdir -p data && chown node:node data
+USER node
+EXPOSE 8080
+CMD ["node", "--import", "tsx", "packages/ingest/src/main.ts"]
