@@ -1,3 +1,27 @@
+-- TimescaleDB where the server has it. A server without it, or with it installed but not preloaded, runs the
+-- same schema on plain PostgreSQL (see telemetry_timescaledb_edition below).
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_available_extensions WHERE name = 'timescaledb') THEN
+    CREATE EXTENSION IF NOT EXISTS timescaledb;
+  END IF;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'timescaledb is installed but cannot be created (%); continuing on plain PostgreSQL', SQLERRM;
+END $$;
+
+-- What the schema is built on:
+--   'timescale'  TimescaleDB under its community license: hypertable, continuous aggregates, policies;
+--   'apache'     TimescaleDB under the Apache license: hypertable; aggregates and jobs of our own (below);
+--   'none'       plain PostgreSQL (14+): plain table; aggregates and jobs of our own.
+-- The names and columns dashboards query are the same in all three.
+CREATE FUNCTION telemetry_timescaledb_edition() RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT CASE
+    WHEN NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb') THEN 'none'
+    WHEN current_setting('timescaledb.license', true) = 'apache' THEN 'apache'
+    ELSE 'timescale'
+  END
+$$;
+
 -- Equipments and their sensors, keyed by the identities devices send; readings refer to them by id.
 CREATE TABLE equipments (
   id                  serial PRIMARY KEY,

@@ -1,96 +1,17 @@
-import { FileSystem } from "@effect/platform"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Logger, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { randomUUID } from "node:crypto"
-import { appendFileSync, cpSync, readdirSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { ClaimCheck } from "../src/ClaimCheck.js"
-import * as Migrator from "../src/db/Migrator.js"
-import * as PgliteClient from "../src/db/PgliteClient.js"
+import { BulkCopy } from "../src/db/BulkCopy.js"
 import { TelemetryStore } from "../src/db/TelemetryStore.js"
 import { InvalidPayload } from "../src/errors.js"
-import type { Equipment, Reading, Sensor, TelemetryItem } from "../src/payload/Telemetry.js"
-import { type DataRow, dataOf, inMemoryStore } from "./support/testing.js"
+import type { Equipment, Reading, Sensor } from "../src/payload/Telemetry.js"
+import { claim, equipment, item, reading, sensor, series, uid } from "./support/builders.js"
+import { databases, storeOn } from "./support/databases.js"
+import { type DataRow, dataOf } from "./support/testing.js"
 
-const MIGRATIONS = fileURLToPath(new URL("../../../migrations", import.meta.url))
-const MIGRATION_FILES = readdirSync(MIGRATIONS).filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort()
 const BATCH_READINGS = 3
-
-const TestLayer = inMemoryStore(BATCH_READINGS)
-
-// --- builders -------------------------------------------------------------------------------------------------
-
-const uid = (prefix: string) => `${prefix}-${randomUUID()}`
-
-const equipment = (uuid: string, overrides: Partial<Equipment> = {}): Equipment => ({
-  uuid,
-  name: "Freezer",
-  location: "Kitchen",
-  status: "active",
-  collectionInterval: 60,
-  sirenActive: false,
-  sirenTime: 120,
-  ...overrides
-})
-
-const sensor = (uuid: string, overrides: Partial<Sensor> = {}): Sensor => ({
-  uuid,
-  name: null,
-  type: null,
-  unit: null,
-  status: null,
-  manufacturer: null,
-  model: null,
-  firmware: null,
-  hardwareId: null,
-  viaHub: null,
-  ...overrides
-})
-
-const reading = (sensorUuid: string, time: number | string, value: number | null, overrides: Partial<Reading> = {}): Reading => ({
-  sensorUuid,
-  time: typeof time === "string" ? Date.parse(time) : time,
-  value,
-  status: null,
-  metadata: null,
-  ...overrides
-})
-
-const item = (eq: Equipment, sensors: ReadonlyArray<Sensor>, readings: ReadonlyArray<Reading>): TelemetryItem => ({
-  equipment: eq,
-  sensors,
-  readings
-})
-
-/** `n` readings of one sensor, one a minute from `start`, values 0, 1, 2, ... */
-const series = (sensorUuid: string, n: number, start = Date.UTC(2025, 0, 15, 8, 0, 0)) =>
-  Array.from({ length: n }, (_, k) => reading(sensorUuid, start + k * 60_000, k))
-
-const claim = (options: { tenantId?: string; requestId?: string; claimId?: string } = {}) => {
-  const claimId = options.claimId ?? randomUUID()
-  return new ClaimCheck({
-    version: 1,
-    claim_id: claimId,
-    claim_check: `telemetry/2025-01-15T08-00-00-000Z/${claimId}.json.gz`,
-    storage_type: "memory",
-    bucket: "telemetry-raw",
-    file_size: 100,
-    original_size: 1000,
-    compression: "gzip",
-    timestamp: "2025-01-15T08:00:00.000Z",
-    metadata: {
-      requestId: options.requestId ?? uid("req"),
-      deviceId: null,
-      tenantId: options.tenantId ?? "default",
-      itemsCount: 0,
-      totalSensors: 0,
-      fileSize: 100
-    }
-  })
-}
 
 // --- queries --------------------------------------------------------------------------------------------------
 
@@ -138,8 +59,8 @@ const sampleStddev = (values: ReadonlyArray<number>) => {
   return Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1))
 }
 
-describe("SqlTelemetryStore on embedded TimescaleDB", () => {
-  it.layer(TestLayer, { timeout: 120_000 })("one in-memory database", (it) => {
+describe.each(databases)("SqlTelemetryStore on $name", (database) => {
+  it.layer(storeOn(database, BATCH_READINGS), { timeout: 120_000 })("one fresh database", (it) => {
     it.effect("a load spanning several COPY batches stores every reading exactly once", () =>
       Effect.gen(function*() {
         const store = yield* TelemetryStore
@@ -159,7 +80,12 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
         ]
         const c = claim({ requestId: "req-multi" })
         const outcome = yield* store.load(c, Stream.fromIterable(items))
-        expect(outcome).toEqual({ _tag: "Loaded", items: 4, readings: 12 })
+        expect(outcome).toEqual({
+          _tag: "Loaded",
+          items: 4,
+          readings: 12,
+          timeRange: { earliest: start, latest: start + 8 * 60_000 }
+        })
 
         const a = yield* dataOf(eqA)
         expect(a).toHaveLength(9)
@@ -226,7 +152,7 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
         const eq = uid("eq-twice")
         const items = [item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 7))]
         const c = claim()
-        expect(yield* store.load(c, Stream.fromIterable(items))).toEqual({ _tag: "Loaded", items: 1, readings: 7 })
+        expect(yield* store.load(c, Stream.fromIterable(items))).toMatchObject({ _tag: "Loaded", items: 1, readings: 7 })
         expect(yield* countOf(eq)).toBe(7)
 
         // The same claim again, even with different content, is not loaded a second time.
@@ -281,7 +207,7 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
         expect(yield* (yield* TelemetryStore).loadedClaims([c.claim_id])).toEqual(new Set())
 
         // Nothing of the failed attempt is left over: the same claim loads whole afterwards.
-        expect(yield* store.load(c, Stream.make(first, second))).toEqual({ _tag: "Loaded", items: 2, readings: 6 })
+        expect(yield* store.load(c, Stream.make(first, second))).toMatchObject({ _tag: "Loaded", items: 2, readings: 6 })
         expect(yield* countOf(eq)).toBe(2)
         expect(yield* countOf(eqLater)).toBe(4)
         expect(yield* ledgerOf(c.claim_id)).toMatchObject([{ items: 2, readings: 6 }])
@@ -426,7 +352,7 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
           item(equipment(eq, { name: null, location: null }), [sensor(s, { model: "T-2" })],
             [reading(s, Date.UTC(2025, 0, 1, 0, 1), 2)])
         )
-        expect(yield* store.load(claim(), items)).toEqual({ _tag: "Loaded", items: 2, readings: 2 })
+        expect(yield* store.load(claim(), items)).toMatchObject({ _tag: "Loaded", items: 2, readings: 2 })
         expect.soft(yield* sensorRow(eq, s)).toMatchObject({ manufacturer: "Acme", model: "T-2" })
         expect.soft(yield* equipmentRows(eq)).toMatchObject([{ name: "Freezer", location: "Lab" }])
 
@@ -439,7 +365,7 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
           item(equipment(eq2, { name: null, location: null }), [sensor(s2, { model: "T-2" })],
             series(s2, BATCH_READINGS, Date.UTC(2025, 0, 1, 1, 0)))
         )
-        expect(yield* store.load(claim(), apart)).toEqual({ _tag: "Loaded", items: 2, readings: 2 * BATCH_READINGS })
+        expect(yield* store.load(claim(), apart)).toMatchObject({ _tag: "Loaded", items: 2, readings: 2 * BATCH_READINGS })
         expect(yield* sensorRow(eq2, s2)).toMatchObject({ manufacturer: "Acme", model: "T-2" })
         expect(yield* equipmentRows(eq2)).toMatchObject([{ name: "Freezer", location: "Lab" }])
       }))
@@ -590,85 +516,55 @@ describe("SqlTelemetryStore on embedded TimescaleDB", () => {
         expect(after).toEqual({ avg_value: 6, sample_count: 3, max_value: 8, median_value: 6 })
       }))
 
-    it.effect("running the migrations again applies nothing and does not fail", () =>
+    it.effect("BulkCopy streams a COPY larger than one message, inside the transaction", () =>
       Effect.gen(function*() {
         const sql = yield* sqlClient
-        const before = yield* sql<{ version: string; name: string; checksum: string; applied_at: Date }>`
-          SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version`
-        expect(before.map((r) => r.name)).toEqual(MIGRATION_FILES)
-        expect(before.map((r) => r.version)).toEqual(MIGRATION_FILES.map((f) => f.slice(0, 4)))
+        const bulk = yield* BulkCopy
+        const sensorId = 900_000 + Math.floor(Math.random() * 100_000)
+        const t0 = Date.UTC(2025, 6, 1)
+        // About 4 MB of COPY text: many messages, so the loader has to wait for the socket to drain.
+        const lines = Array.from({ length: 50_000 }, (_, k) =>
+          `${new Date(t0 + k * 1000).toISOString()}\t1\t${sensorId}\t${k}\tstatus-${"x".repeat(40)}\t\\N\n`)
+        const count = Effect.map(
+          sql<{ n: number; total: number }>`SELECT count(*)::int AS n, coalesce(sum(value), 0)::float8 AS total
+            FROM telemetry_data WHERE sensor_id = ${sensorId}`,
+          (rows) => rows[0]!
+        )
+        const columns = ["time", "equipment_id", "sensor_id", "value", "status", "metadata"]
 
-        const logs: Array<string> = []
-        const capture = Logger.make(({ message }) => {
-          logs.push(Array.isArray(message) ? message.join(" ") : String(message))
-        })
-        yield* Migrator.migrate(MIGRATIONS).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
-        expect(logs).toContain(`migrations: 0 applied, ${MIGRATION_FILES.length} already in place`)
+        // Rolled back with its transaction: the COPY ran on the transaction's connection.
+        const failed = yield* Effect.exit(sql.withTransaction(
+          Effect.zipRight(bulk.copyText("telemetry_data", columns, lines), Effect.fail("abort" as const))
+        ))
+        expect(failed._tag).toBe("Failure")
+        expect(yield* count).toEqual({ n: 0, total: 0 })
 
-        const after = yield* sql`SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version`
-        expect(after).toEqual(before)
-        // And a third time, concurrently with itself: the lock keeps it at one row per file.
-        yield* Effect.all([Migrator.migrate(MIGRATIONS), Migrator.migrate(MIGRATIONS)], { concurrency: 2 })
-        const [{ n }] = (yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM schema_migrations`) as [{ n: number }]
-        expect(n).toBe(MIGRATION_FILES.length)
+        yield* sql.withTransaction(bulk.copyText("telemetry_data", columns, lines))
+        expect(yield* count).toEqual({ n: 50_000, total: (49_999 * 50_000) / 2 })
       }))
 
-    it.effect("the schema has the tables, hypertable and continuous aggregate of the contract", () =>
+    it.effect("BulkCopy: rows the server rejects fail the COPY with SqlError and load nothing", () =>
       Effect.gen(function*() {
         const sql = yield* sqlClient
-        const tables = yield* sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables
-          WHERE table_schema = 'public' AND table_name IN ('equipments', 'sensors', 'telemetry_data', 'claim_ledger')
-          ORDER BY table_name`
-        expect(tables.map((t) => t.table_name)).toEqual(["claim_ledger", "equipments", "sensors", "telemetry_data"])
-        const [dim] = yield* sql<{ column_name: string; interval: string }>`
-          SELECT column_name, time_interval::text AS interval FROM timescaledb_information.dimensions
-          WHERE hypertable_name = 'telemetry_data'`
-        expect(dim).toEqual({ column_name: "time", interval: "1 day" })
-        const [cagg] = yield* sql<{ materialized_only: boolean }>`SELECT materialized_only
-          FROM timescaledb_information.continuous_aggregates WHERE view_name = 'telemetry_hourly'`
-        expect(cagg).toEqual({ materialized_only: false })
+        const bulk = yield* BulkCopy
+        const sensorId = 800_000 + Math.floor(Math.random() * 100_000)
+        const good = `2025-07-01T00:00:00.000Z\t1\t${sensorId}\t1\t\\N\t\\N\n`
+        const error = yield* Effect.flip(sql.withTransaction(
+          bulk.copyText("telemetry_data", ["time", "equipment_id", "sensor_id", "value", "status", "metadata"], [
+            good,
+            `not a time\t1\t${sensorId}\t1\t\\N\t\\N\n`
+          ])
+        ))
+        expect(error._tag).toBe("SqlError")
+        // The connection is usable afterwards and nothing was kept.
+        expect(yield* sql`SELECT count(*)::int AS n FROM telemetry_data WHERE sensor_id = ${sensorId}`).toEqual([{ n: 0 }])
       }))
 
-    it.scoped("a migration changed after it was applied fails with MigrationError; a new one is applied", () =>
+    it.effect("BulkCopy refuses to run outside a transaction", () =>
       Effect.gen(function*() {
-        const dir = yield* Effect.flatMap(FileSystem.FileSystem, (fs) =>
-          fs.makeTempDirectoryScoped({ prefix: "telemetry-migrations-" }))
-        cpSync(MIGRATIONS, dir, { recursive: true })
-        const effect = Effect.gen(function*() {
-          const sql = yield* sqlClient
-          yield* Migrator.migrate(dir)
-          const count = Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM schema_migrations`,
-            (rows) => rows[0]!.n
-          )
-          expect(yield* count).toBe(MIGRATION_FILES.length)
-
-          // A new file is applied, once.
-          writeFileSync(join(dir, "9999_extra.sql"), "CREATE TABLE migrator_extra (id int);\n")
-          yield* Migrator.migrate(dir)
-          yield* Migrator.migrate(dir)
-          expect(yield* count).toBe(MIGRATION_FILES.length + 1)
-          expect(yield* sql`SELECT count(*)::int AS n FROM migrator_extra`).toEqual([{ n: 0 }])
-
-          // An applied file edited afterwards (even just a comment) is refused.
-          const edited = MIGRATION_FILES[1]!
-          appendFileSync(join(dir, edited), "\n-- edited after it was applied\n")
-          const exit = yield* Effect.exit(Migrator.migrate(dir))
-          expect(Exit.isFailure(exit)).toBe(true)
-          const error = yield* Effect.flip(Migrator.migrate(dir))
-          expect(error._tag).toBe("MigrationError")
-          expect(error.version).toBe(edited.slice(0, 4))
-          expect(error.message).toContain(edited)
-          expect(yield* count).toBe(MIGRATION_FILES.length + 1)
-        })
-        // A fresh in-memory database of its own, not the one the other tests share.
-        yield* effect.pipe(Effect.provide(PgliteClient.layer({})))
-      }))
-
-    it.effect("a missing migrations directory fails with MigrationError", () =>
-      Effect.gen(function*() {
-        const error = yield* Effect.flip(Migrator.migrate(join(tmpdir(), `no-such-dir-${randomUUID()}`)))
-        expect(error._tag).toBe("MigrationError")
+        const bulk = yield* BulkCopy
+        const exit = yield* Effect.exit(bulk.copyText("telemetry_data", ["time"], []))
+        expect(exit._tag === "Failure" && exit.cause._tag === "Die").toBe(true)
       }))
   })
 })

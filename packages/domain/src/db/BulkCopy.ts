@@ -3,10 +3,14 @@ import type { SqlError } from "@effect/sql/SqlError"
 
 export interface BulkCopyShape {
   /**
-   * Appends rows given in PostgreSQL's COPY text format (tab-separated, `\N` for NULL, one row a line) to
-   * `table`, on the connection of the surrounding transaction.
+   * Appends rows to `table`, on the connection of the surrounding transaction. Each line is one row in
+   * PostgreSQL's COPY text format (tab-separated, `\N` for NULL) ending with a newline.
    */
-  readonly copyText: (table: string, columns: ReadonlyArray<string>, rows: string) => Effect.Effect<void, SqlError>
+  readonly copyText: (
+    table: string,
+    columns: ReadonlyArray<string>,
+    lines: ReadonlyArray<string>
+  ) => Effect.Effect<void, SqlError>
 }
 
 /** Bulk loading, which `@effect/sql` has no API for: each database layer provides its own. */

@@ -5,7 +5,7 @@ import type { ClaimCheck } from "../ClaimCheck.js"
 import { LoadError } from "../errors.js"
 import { type Equipment, mergeLatest, type Sensor, type TelemetryItem } from "../payload/Telemetry.js"
 import { BulkCopy, copyField } from "./BulkCopy.js"
-import { TelemetryStore } from "./TelemetryStore.js"
+import { type LoadOutcome, TelemetryStore } from "./TelemetryStore.js"
 
 export interface SqlTelemetryStoreOptions {
   /** Readings per COPY chunk. */
@@ -24,6 +24,21 @@ const distinctBy = <A extends object>(
   for (const value of values) byKey.set(key(value), merge(byKey.get(key(value)), value))
   return Array.from(byKey.entries()).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value)
 }
+
+type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag">
+
+const NO_TOTALS: Totals = { items: 0, readings: 0, timeRange: null }
+
+const addTotals = (a: Totals, b: Totals): Totals => ({
+  items: a.items + b.items,
+  readings: a.readings + b.readings,
+  timeRange: a.timeRange === null || b.timeRange === null
+    ? a.timeRange ?? b.timeRange
+    : {
+      earliest: Math.min(a.timeRange.earliest, b.timeRange.earliest),
+      latest: Math.max(a.timeRange.latest, b.timeRange.latest)
+    }
+})
 
 export const make = (options: SqlTelemetryStoreOptions) =>
   Effect.gen(function*() {
@@ -94,7 +109,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         return new Map(rows.map((r) => [`${r.equipment_id}:${r.uuid}`, r.id]))
       })
 
-    const loadBatch = (tenantId: string, items: Chunk.Chunk<TelemetryItem>): Effect.Effect<number, SqlError> =>
+    const loadBatch = (tenantId: string, items: Chunk.Chunk<TelemetryItem>): Effect.Effect<Totals, SqlError> =>
       Effect.gen(function*() {
         const equipmentIds = yield* upsertEquipments(
           tenantId,
@@ -110,9 +125,13 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         )
         const sensorIds = yield* upsertSensors(sensors)
         const lines: Array<string> = []
+        let earliest = Infinity
+        let latest = -Infinity
         for (const item of items) {
           const equipmentId = equipmentIds.get(item.equipment.uuid)!
           for (const r of item.readings) {
+            if (r.time < earliest) earliest = r.time
+            if (r.time > latest) latest = r.time
             lines.push(
               `${new Date(r.time).toISOString()}\t${equipmentId}\t${sensorIds.get(`${equipmentId}:${r.sensorUuid}`)}\t${
                 r.value ?? "\\N"
@@ -120,8 +139,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
             )
           }
         }
-        yield* bulk.copyText("telemetry_data", COLUMNS, lines.join(""))
-        return lines.length
+        yield* bulk.copyText("telemetry_data", COLUMNS, lines)
+        return { items: items.length, readings: lines.length, timeRange: lines.length > 0 ? { earliest, latest } : null }
       })
 
     return TelemetryStore.of({
@@ -143,13 +162,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
                   body: (batch, item) => Chunk.append(batch, item)
                 })
               ),
-              Stream.mapEffect((batch) =>
-                Effect.map(loadBatch(tenantId, batch), (readings) => ({ items: batch.length, readings }))
-              ),
-              Stream.runFold({ items: 0, readings: 0 }, (total, batch) => ({
-                items: total.items + batch.items,
-                readings: total.readings + batch.readings
-              }))
+              Stream.mapEffect((batch) => loadBatch(tenantId, batch)),
+              Stream.runFold(NO_TOTALS, addTotals)
             )
             yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings}
               WHERE claim_id = ${claim.claim_id}`

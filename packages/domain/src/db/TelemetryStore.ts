@@ -4,7 +4,13 @@ import type { LoadError } from "../errors.js"
 import type { TelemetryItem } from "../payload/Telemetry.js"
 
 export type LoadOutcome =
-  | { readonly _tag: "Loaded"; readonly items: number; readonly readings: number }
+  | {
+    readonly _tag: "Loaded"
+    readonly items: number
+    readonly readings: number
+    /** Earliest and latest reading time (epoch ms); null without readings. Late data may need a refresh. */
+    readonly timeRange: { readonly earliest: number; readonly latest: number } | null
+  }
   | { readonly _tag: "AlreadyLoaded" }
 
 export interface TelemetryStoreShape {
