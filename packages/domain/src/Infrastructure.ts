@@ -1,12 +1,15 @@
 import { NodeContext } from "@effect/platform-node"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Config, Effect, Layer, Option } from "effect"
+import * as Maintenance from "./db/Maintenance.js"
 import * as Migrator from "./db/Migrator.js"
 import * as PgliteClient from "./db/PgliteClient.js"
+import * as PostgresClient from "./db/PostgresClient.js"
 import * as SqlTelemetryStore from "./db/SqlTelemetryStore.js"
 import * as EmbeddedClaimQueue from "./queue/EmbeddedClaimQueue.js"
 import * as KafkaClaimQueue from "./queue/KafkaClaimQueue.js"
 import * as FileObjectStore from "./storage/FileObjectStore.js"
+import * as S3ObjectStore from "./storage/S3ObjectStore.js"
 
 /** A database layer that applies the migrations when it is built, so every process starts on the current schema. */
 export const migrated = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>) =>
@@ -23,17 +26,18 @@ const whenSet = <A, E, R, A2, E2, R2>(
       Option.isSome(value) ? (real as Layer.Layer<A | A2, E | E2, R | R2>) : embedded)
   )
 
-/** The database: embedded TimescaleDB in `EMBEDDED_DB_DIR`. */
-export const database = migrated(PgliteClient.layerConfig)
+/** PostgreSQL or TimescaleDB at `DATABASE_URL`, else embedded TimescaleDB in `EMBEDDED_DB_DIR`; migrated. */
+export const database = migrated(whenSet("DATABASE_URL", PostgresClient.layerConfig, PgliteClient.layerConfig))
 
 export const telemetryStore = Layer.unwrapEffect(
   Effect.map(
     Config.integer("COPY_BATCH_READINGS").pipe(Config.withDefault(20_000)),
     (batchReadings) => SqlTelemetryStore.layer({ batchReadings })
   )
-).pipe(Layer.provideMerge(database))
+).pipe(Layer.provideMerge(Maintenance.layer), Layer.provideMerge(database))
 
-export const objectStore = FileObjectStore.layerConfig
+/** S3 or MinIO at `S3_ENDPOINT`, else files under `STORAGE_DIR`. */
+export const objectStore = whenSet("S3_ENDPOINT", S3ObjectStore.layerConfig, FileObjectStore.layerConfig)
 
 /** The embedded queue, with the recovery that makes up for it living in memory. */
 const embeddedQueue = EmbeddedClaimQueue.recovery.pipe(Layer.provideMerge(EmbeddedClaimQueue.layerConfig))

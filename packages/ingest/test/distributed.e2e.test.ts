@@ -77,5 +77,5 @@ describe("distributed pipeline: ingest and two workers as OS processes on Kafka,
       // Nothing more arrives later: the killed worker's claim was loaded once, by the survivor.
       yield* Effect.sleep("3 seconds")
       expect(yield* Effect.promise(() => scalar(loaded))).toBe(expected)
-    }).pipe(Effect.provide(testBed)), { timeout: 420_000 })
+    }).pipe(Effect.scoped, Effect.provide(testBed)), { timeout: 420_000 })
 })

@@ -3,6 +3,7 @@ import {
   decodePayload,
   gunzip,
   limitBytes,
+  Maintenance,
   ObjectStore,
   PayloadConfig,
   TelemetryStore
@@ -22,6 +23,7 @@ export const make = Effect.gen(function*() {
   const storage = yield* ObjectStore
   const store = yield* TelemetryStore
   const config = yield* PayloadConfig
+  const maintenance = yield* Maintenance.Maintenance
 
   const load = (claim: ClaimCheck) =>
     store.load(
@@ -43,6 +45,15 @@ export const make = Effect.gen(function*() {
         outcome._tag === "Loaded"
           ? Effect.logInfo(`claim ${claim.claim_id}: loaded ${outcome.readings} readings of ${outcome.items} items`)
           : Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
+      ),
+      // Readings older than the refresh policies' windows would stay out of the aggregates; the load is
+      // committed whatever happens here, so a failure is only worth a warning.
+      Effect.tap((outcome) =>
+        outcome._tag === "Loaded" && outcome.timeRange !== null
+          ? maintenance.refreshLate(outcome.timeRange).pipe(
+            Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late-data refresh failed: ${e.message}`))
+          )
+          : Effect.void
       ),
       // A payload that cannot be loaded as it is will not load on a retry either; it stays in storage.
       Effect.catchTags({

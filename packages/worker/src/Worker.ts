@@ -1,4 +1,4 @@
-import { ClaimQueue } from "@telemetry/domain"
+import { ClaimQueue, Maintenance } from "@telemetry/domain"
 import { Duration, Effect, Layer, Schedule } from "effect"
 import * as ClaimProcessor from "./ClaimProcessor.js"
 
@@ -13,4 +13,5 @@ export const run = Effect.gen(function*() {
   )
 })
 
-export const layer = Layer.scopedDiscard(Effect.forkScoped(run))
+/** Consumes claims and runs the database's due maintenance jobs (which only some databases run themselves). */
+export const layer = Layer.merge(Layer.scopedDiscard(Effect.forkScoped(run)), Maintenance.scheduler)

@@ -2,13 +2,14 @@
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"
+import * as Maintenance from "../../src/db/Maintenance.js"
 import * as PgliteClient from "../../src/db/PgliteClient.js"
 import * as SqlTelemetryStore from "../../src/db/SqlTelemetryStore.js"
 import * as Infrastructure from "../../src/Infrastructure.js"
 
-/** A fresh in-memory embedded TimescaleDB with the migrations applied, and a store over it. */
+/** A fresh in-memory embedded TimescaleDB with the migrations applied, and a store and maintenance over it. */
 export const inMemoryStore = (batchReadings: number) =>
-  SqlTelemetryStore.layer({ batchReadings }).pipe(
+  Layer.merge(SqlTelemetryStore.layer({ batchReadings }), Maintenance.layer).pipe(
     Layer.provideMerge(Infrastructure.migrated(PgliteClient.layer({}))),
     Layer.provideMerge(NodeContext.layer)
   )
