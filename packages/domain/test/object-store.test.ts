@@ -7,6 +7,7 @@ import { InvalidPayload } from "../src/errors.js"
 import * as FileObjectStore from "../src/storage/FileObjectStore.js"
 import * as MemoryObjectStore from "../src/storage/MemoryObjectStore.js"
 import { ObjectStore } from "../src/storage/ObjectStore.js"
+import { s3Store } from "./support/s3.js"
 
 const fileStore = Layer.unwrapScoped(
   Effect.map(
@@ -25,7 +26,8 @@ const keys = Effect.flatMap(ObjectStore, (s) =>
 
 describe.each([
   ["memory", MemoryObjectStore.layer()],
-  ["filesystem", fileStore]
+  ["filesystem", fileStore],
+  ["s3", s3Store()]
 ] as const)("ObjectStore on %s", (_, layer) => {
   it.scoped("commits an object with the metadata finalize returned, and reads it back", () =>
     Effect.gen(function*() {
