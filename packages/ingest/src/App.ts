@@ -1,6 +1,6 @@
 import { Worker } from "@telemetry/worker"
 import { Config, Effect, Layer } from "effect"
-import { History } from "./analytics/History.js"
+import { Analytics } from "./analytics/Analytics.js"
 import * as Server from "./http/Server.js"
 import { Ingest } from "./Ingest.js"
 
@@ -11,5 +11,5 @@ const worker = Layer.unwrapEffect(
 
 /** Ingest and analytics over HTTP, and a worker: needs storage, queue and database layers. */
 export const layer = Layer.mergeAll(Server.layer, worker).pipe(
-  Layer.provide(Layer.mergeAll(Ingest.Default, History.Default))
+  Layer.provide(Layer.mergeAll(Ingest.Default, Analytics.Default))
 )

@@ -112,8 +112,10 @@ describe("pipeline over HTTP on embedded parts", () => {
           min_value: -18.5,
           sample_count: 2,
           active_minutes: 2,
+          stddev_value: expect.closeTo(1.25 / Math.SQRT2, 12),
           median_value: -17.875,
-          p95_value: -17.3125
+          p95_value: -17.3125,
+          p99_value: -17.2625
         }])
       }))
 

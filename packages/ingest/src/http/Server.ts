@@ -1,23 +1,48 @@
-import { HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiError, HttpApiSwagger, HttpMiddleware, HttpServer, HttpServerError } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Effect, Layer } from "effect"
+import { Cause, Config, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
-import * as AnalyticsRoutes from "./AnalyticsRoutes.js"
-import * as HealthRoutes from "./HealthRoutes.js"
-import * as IngestRoutes from "./IngestRoutes.js"
-import { errorResponse } from "./responses.js"
+import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
+import { TelemetryApi } from "./Api.js"
+import { errorResponse, InternalError, InvalidParameter, NotFound } from "./errors.js"
+import * as HealthHandlers from "./HealthHandlers.js"
+import * as IngestHandlers from "./IngestHandlers.js"
+import * as Tenant from "./Tenant.js"
 
-export const app = HttpRouter.concatAll(IngestRoutes.routes, AnalyticsRoutes.routes, HealthRoutes.routes).pipe(
-  Effect.catchTags({
-    RouteNotFound: () => Effect.succeed(errorResponse(404, "not_found", "no such route"))
-  }),
-  Effect.catchAllCause((cause) =>
-    Effect.as(Effect.logError("request failed", cause), errorResponse(500, "internal_error", "internal error"))
-  )
+const failureOf = (cause: Cause.Cause<unknown>) => Option.getOrUndefined(Cause.failureOption(cause))
+
+/**
+ * Failures the API does not encode itself get the contract's JSON error body: parameters that fail their schema
+ * (400, naming the first offending one), unknown routes (404) and defects (500, logged). Declared errors pass on
+ * to the API's encoder.
+ */
+const contractErrors = HttpApiBuilder.middleware((app) =>
+  Effect.catchAllCause(app, (cause) => {
+    const failure = failureOf(cause)
+    if (failure instanceof HttpApiError.HttpApiDecodeError) {
+      const [issue] = failure.issues
+      const path = issue?.path.map(String).join(".") || undefined
+      return Effect.succeed(errorResponse(
+        new InvalidParameter({ message: `${path ? `${path}: ` : ""}${issue?.message ?? "invalid"}`, path })
+      ))
+    }
+    if (failure instanceof HttpServerError.RouteNotFound) {
+      return Effect.succeed(errorResponse(new NotFound({ message: "no such route" })))
+    }
+    if (failure !== undefined || Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+    return Effect.as(Effect.logError("request failed", cause), errorResponse(new InternalError({ message: "internal error" })))
+  }))
+
+const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, HealthHandlers.layer).pipe(
+  Layer.provide(Tenant.single)
 )
 
-/** The HTTP server on `PORT` (default 8080). */
-export const layer = HttpServer.serve(app, HttpMiddleware.logger).pipe(
+/** The HTTP API on `PORT` (default 8080), its OpenAPI document and Swagger UI; needs the Ingest and Analytics services. */
+export const layer = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+  Layer.provide(HttpApiSwagger.layer({ path: "/api/v1/docs" })),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
+  Layer.provide(contractErrors),
+  Layer.provide(HttpApiBuilder.api(TelemetryApi).pipe(Layer.provide(handlers))),
   HttpServer.withLogAddress,
   Layer.provide(
     NodeHttpServer.layerConfig(createServer, { port: Config.integer("PORT").pipe(Config.withDefault(8080)) })

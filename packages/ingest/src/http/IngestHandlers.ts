@@ -1,30 +1,34 @@
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { Ingest } from "../Ingest.js"
-import { errorResponse } from "./responses.js"
+import { TelemetryApi } from "./Api.js"
+import { errorResponse, InvalidBody, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import { CurrentTenant } from "./Tenant.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
 const RETRY_AFTER = { "retry-after": "5" }
 
-const bulk = Effect.gen(function*() {
+/** The body is never buffered: it streams to storage and through validation at once (see `Ingest.accept`). */
+const bulk = (ingest: Ingest) => Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
-  const ingest = yield* Ingest
   const requestId = request.headers["x-request-id"] || randomUUID()
   const headers = { "x-request-id": requestId }
   const contentType = request.headers["content-type"] ?? ""
   if (!JSON_TYPE.test(contentType)) {
-    return errorResponse(415, "unsupported_media_type", `Content-Type must be application/json, got "${contentType}"`, {
+    return errorResponse(
+      new UnsupportedMediaType({ message: `Content-Type must be application/json, got "${contentType}"` }),
       headers
-    })
+    )
   }
   const encoding = (request.headers["content-encoding"] ?? "identity").trim().toLowerCase()
   if (!["identity", "gzip", "x-gzip"].includes(encoding)) {
-    return errorResponse(415, "unsupported_media_type", `Content-Encoding must be gzip or absent, got "${encoding}"`, {
+    return errorResponse(
+      new UnsupportedMediaType({ message: `Content-Encoding must be gzip or absent, got "${encoding}"` }),
       headers
-    })
+    )
   }
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   return yield* ingest.accept({
@@ -37,7 +41,7 @@ const bulk = Effect.gen(function*() {
     gzipped: encoding !== "identity",
     requestId,
     deviceId: request.headers["x-device-id"] || null,
-    tenantId: "default"
+    tenantId: yield* CurrentTenant
   }).pipe(
     Effect.map((accepted) =>
       HttpServerResponse.unsafeJson({
@@ -52,28 +56,33 @@ const bulk = Effect.gen(function*() {
     // Whatever the client still sends of a rejected body is read and dropped.
     Effect.onError(() => Effect.sync(() => incoming.resume())),
     Effect.catchTags({
-      InvalidPayload: (e) => Effect.succeed(errorResponse(400, "invalid_payload", e.message, { path: e.path, headers })),
-      PayloadTooLarge: (e) => Effect.succeed(errorResponse(413, "payload_too_large", e.message, { headers })),
+      InvalidPayload: (e) =>
+        Effect.succeed(errorResponse(new InvalidBody({ message: e.message, path: e.path }), headers)),
+      PayloadTooLarge: (e) => Effect.succeed(errorResponse(new TooLarge({ message: e.message }), headers)),
       StorageError: (e) =>
         Effect.as(
           Effect.logError("storage failed during ingest", e),
-          errorResponse(503, "storage_unavailable", "object storage is unavailable, retry later", {
-            headers: { ...headers, ...RETRY_AFTER }
-          })
+          errorResponse(
+            new Unavailable({ error: "storage_unavailable", message: "object storage is unavailable, retry later" }),
+            { ...headers, ...RETRY_AFTER }
+          )
         ),
       QueueError: (e) =>
         Effect.as(
           Effect.logError("queue failed during ingest", e),
-          errorResponse(503, "queue_unavailable", `the claim queue is unavailable (${e.message}), retry later`, {
-            headers: { ...headers, ...RETRY_AFTER }
-          })
+          errorResponse(
+            new Unavailable({ error: "queue_unavailable", message: `the claim queue is unavailable (${e.message}), retry later` }),
+            { ...headers, ...RETRY_AFTER }
+          )
         )
     })
   )
 })
 
-export const routes = HttpRouter.empty.pipe(
-  HttpRouter.post("/api/v1/telemetry/bulk", bulk),
-  // The original gateway's Portuguese spelling, still used by deployed clients.
-  HttpRouter.post("/api/v1/telemetria/bulk", bulk)
-)
+export const layer = HttpApiBuilder.group(TelemetryApi, "ingest", (handlers) =>
+  Effect.map(Ingest, (ingest) =>
+    handlers
+      // Raw handlers: the framework leaves the body unread.
+      .handleRaw("bulk", () => bulk(ingest))
+      // The original gateway's Portuguese spelling, still used by deployed clients.
+      .handleRaw("bulkAlias", () => bulk(ingest))))

@@ -1,0 +1,104 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Effect, Schema } from "effect"
+import { DayRow, HourRow, RawRow, SensorStats } from "./Rows.js"
+
+/** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
+export type Scope =
+  | {
+    readonly by: "equipment"
+    readonly tenantId: string
+    readonly equipmentUuid: string
+    readonly sensorType?: string | undefined
+  }
+  | {
+    readonly by: "sensor"
+    readonly tenantId: string
+    readonly sensorUuid: string
+    readonly equipmentUuid?: string | undefined
+  }
+
+/** Readings, or buckets, whose time lies in [start, end). */
+export interface Range {
+  readonly start: Date
+  readonly end: Date
+}
+
+export type Resolution = "hour" | "day"
+
+/** Hourly statistics come from `telemetry_hourly`, daily ones from `telemetry_daily` (contract §3). */
+const aggregates = {
+  hour: { table: "telemetry_hourly", active: "active_minutes" },
+  day: { table: "telemetry_daily", active: "active_hours" }
+} as const
+
+/**
+ * The analytics queries (contract §4), always scoped by tenant. Every number is cast to float8/int in SQL, since
+ * node-postgres returns bigint and numeric as strings; the rows are checked against their schemas, so a column of
+ * the wrong type is a defect here rather than a malformed response.
+ */
+export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const rows = <A, I>(schema: Schema.Schema<A, I>) => {
+      const decode = Schema.decodeUnknown(Schema.Array(Schema.typeSchema(schema)))
+      return (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
+        query.pipe(Effect.flatMap(decode), Effect.catchTag("ParseError", Effect.die))
+    }
+
+    // The scope as a filter on the readings or buckets (alias `a`), its ids computed once (InitPlans) so that it
+    // reaches into the aggregates' views: an equipment by its id, which the (equipment_id, time|bucket) indexes
+    // serve in time order; a sensor uuid by the ids of the sensors that have it, for the (sensor_id, …) indexes.
+    const inScope = (scope: Scope) =>
+      scope.by === "equipment"
+        ? sql`a.equipment_id = (SELECT id FROM equipments WHERE tenant_id = ${scope.tenantId} AND uuid = ${scope.equipmentUuid})
+            ${scope.sensorType === undefined ? sql`` : sql`AND s.type = ${scope.sensorType}`}`
+        : sql`a.sensor_id = ANY(ARRAY(SELECT s.id FROM sensors s JOIN equipments e ON e.id = s.equipment_id
+            WHERE e.tenant_id = ${scope.tenantId} AND s.uuid = ${scope.sensorUuid}
+            ${scope.equipmentUuid === undefined ? sql`` : sql`AND e.uuid = ${scope.equipmentUuid}`}))`
+
+    const limited = (limit: number | undefined) => (limit === undefined ? sql`` : sql`LIMIT ${limit}`)
+
+    const sensorColumns = sql`s.uuid AS sensor_uuid, s.name AS sensor_name, s.type AS sensor_type, s.unit AS sensor_unit`
+
+    const raw = (scope: Scope, range: Range, limit?: number) =>
+      rows(RawRow)(sql`SELECT a.time, ${sensorColumns}, a.value, a.status, a.metadata
+        FROM telemetry_data a
+        JOIN sensors s ON s.id = a.sensor_id
+        WHERE ${inScope(scope)} AND a.time >= ${range.start} AND a.time < ${range.end}
+        ORDER BY a.time, s.uuid
+        ${limited(limit)}`)
+
+    const buckets = (resolution: Resolution, scope: Scope, range: Range, limit: number | undefined) => {
+      const { active, table } = aggregates[resolution]
+      return sql`SELECT a.bucket AS time, ${sensorColumns},
+          a.avg_value::float8 AS avg_value, a.max_value::float8 AS max_value, a.min_value::float8 AS min_value,
+          a.sample_count::int AS sample_count, a.${sql(active)}::int AS ${sql(active)},
+          a.stddev_value::float8 AS stddev_value, a.median_value::float8 AS median_value,
+          a.p95_value::float8 AS p95_value, a.p99_value::float8 AS p99_value
+        FROM ${sql(table)} a
+        JOIN sensors s ON s.id = a.sensor_id
+        WHERE ${inScope(scope)} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
+        ORDER BY a.bucket, s.uuid
+        ${limited(limit)}`
+    }
+
+    const hourly = (scope: Scope, range: Range, limit?: number) => rows(HourRow)(buckets("hour", scope, range, limit))
+    const daily = (scope: Scope, range: Range, limit?: number) => rows(DayRow)(buckets("day", scope, range, limit))
+
+    /** Per sensor over the buckets in range; the mean is the exact one (sum of values / number of values). */
+    const stats = (resolution: Resolution, scope: Scope, range: Range) =>
+      rows(SensorStats)(sql`SELECT ${sensorColumns},
+          (sum(a.sum_value) / nullif(sum(a.value_count), 0))::float8 AS overall_avg,
+          max(a.max_value)::float8 AS overall_max, min(a.min_value)::float8 AS overall_min,
+          sum(a.sample_count)::float8 AS total_samples, count(*)::int AS active_periods
+        FROM ${sql(aggregates[resolution].table)} a
+        JOIN sensors s ON s.id = a.sensor_id
+        WHERE ${inScope(scope)} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
+        GROUP BY s.id
+        ORDER BY s.uuid`)
+
+    return { raw, hourly, daily, stats } as const
+  })
+}) {}

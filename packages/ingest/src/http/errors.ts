@@ -1,0 +1,54 @@
+import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
+import { Schema } from "effect"
+
+// The error body of the contract, `{ error, message, path? }`: one class per status, so the OpenAPI document
+// shows each and a handler failing with one gets that status.
+const code = <const C extends string>(c: C) =>
+  Schema.Literal(c).pipe(Schema.propertySignature, Schema.withConstructorDefault(() => c))
+const message = Schema.String
+const path = Schema.optional(Schema.String).annotations({ description: "where: a parameter, or a field of the body" })
+
+export class InvalidParameter extends Schema.Class<InvalidParameter>("InvalidParameter")(
+  { error: code("invalid_parameter"), message, path },
+  HttpApiSchema.annotations({ status: 400, description: "A path or query parameter is malformed or out of range" })
+) {}
+
+export class InvalidBody extends Schema.Class<InvalidBody>("InvalidBody")(
+  { error: code("invalid_payload"), message, path },
+  HttpApiSchema.annotations({ status: 400, description: "The body is not valid JSON or breaks the wire format" })
+) {}
+
+export class TooLarge extends Schema.Class<TooLarge>("TooLarge")(
+  { error: code("payload_too_large"), message },
+  HttpApiSchema.annotations({ status: 413, description: "The body, the decompressed body, an item or the item count is over its limit" })
+) {}
+
+export class UnsupportedMediaType extends Schema.Class<UnsupportedMediaType>("UnsupportedMediaType")(
+  { error: code("unsupported_media_type"), message },
+  HttpApiSchema.annotations({ status: 415, description: "Content-Type is not application/json or Content-Encoding not gzip" })
+) {}
+
+export class Unavailable extends Schema.Class<Unavailable>("Unavailable")(
+  { error: Schema.Literal("storage_unavailable", "queue_unavailable"), message },
+  HttpApiSchema.annotations({ status: 503, description: "Storage or queue is unavailable; retry after `Retry-After` seconds" })
+) {}
+
+export class NotFound extends Schema.Class<NotFound>("NotFound")(
+  { error: code("not_found"), message },
+  HttpApiSchema.annotations({ status: 404 })
+) {}
+
+export class InternalError extends Schema.Class<InternalError>("InternalError")(
+  { error: code("internal_error"), message },
+  HttpApiSchema.annotations({ status: 500, description: "An unexpected failure (logged)" })
+) {}
+
+export type ApiError = InvalidParameter | InvalidBody | TooLarge | UnsupportedMediaType | Unavailable | NotFound | InternalError
+
+/** A declared error as its response, for the places that answer without the API's encoder (raw handlers, 404/500). */
+export const errorResponse = (error: ApiError, headers?: Record<string, string>) =>
+  // The instance's own fields are the body; its class carries the status annotation.
+  HttpServerResponse.unsafeJson(error, {
+    status: HttpApiSchema.getStatusError(error.constructor as unknown as Schema.Schema.Any),
+    ...(headers ? { headers } : {})
+  })

@@ -1,0 +1,49 @@
+import { Effect, ParseResult, Schema } from "effect"
+
+// Query parameters shared by the analytics endpoints.
+
+const ISO_DATE =
+  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+\- ]\d{2}:?\d{2})?)?$/
+
+/**
+ * An ISO-8601 date or date-time. Without a zone it is UTC (what the original's `::timestamptz` did on a UTC
+ * server). A space before the offset is read as `+`: an unencoded `+` in a query string arrives as a space.
+ */
+const DateParam = Schema.transformOrFail(Schema.String, Schema.DateFromSelf, {
+  strict: true,
+  decode: (text, _, ast) => {
+    const m = ISO_DATE.exec(text)
+    const invalid = ParseResult.fail(
+      new ParseResult.Type(ast, text, `must be an ISO-8601 date or date-time, e.g. 2026-11-20T10:00:00Z; got ${JSON.stringify(text)}`)
+    )
+    if (m === null) return invalid
+    const [, year, month, day, hours = "0", minutes = "0", seconds = "0", zone] = m
+    // Date accepts 2026-02-30 (rolling it into March) and 24:00: the calendar fields are checked here.
+    const calendar = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)))
+    if (
+      calendar.getUTCMonth() !== Number(month) - 1 || calendar.getUTCDate() !== Number(day) ||
+      Number(hours) > 23 || Number(minutes) > 59 || Number(seconds) > 59
+    ) return invalid
+    const instant = new Date(
+      m[4] === undefined ? text : zone === undefined ? `${text}Z` : text.replace(/ (\d{2}:?\d{2})$/, "+$1")
+    )
+    return Number.isNaN(instant.getTime()) ? invalid : ParseResult.succeed(instant)
+  },
+  encode: (date) => Effect.succeed(date.toISOString())
+})
+
+/** A date parameter, documented with what it means and its default. */
+export const dateParam = (meaning: string) =>
+  DateParam.annotations({
+    description: `${meaning}: ISO-8601 date or date-time, e.g. 2026-11-20T10:00:00Z (UTC when it has no zone)`
+  })
+
+/** An optional parameter and its default, which the OpenAPI document shows. */
+export const withDefault = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
+  Schema.optionalWith(schema.annotations({ default: value }), { default: () => value })
+
+/** The row cap of history queries. */
+export const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100_000)).annotations({
+  description: "at most this many rows (1..100000)",
+  message: () => ({ message: "must be a whole number from 1 to 100000", override: true })
+})

@@ -1,0 +1,93 @@
+import { expect, layer } from "@effect/vitest"
+import { PgliteClient } from "@telemetry/domain"
+import { inMemoryStore } from "@telemetry/domain/testing"
+import { Effect } from "effect"
+import { serverOn } from "./support/server.js"
+import { freePort } from "./support/stack.js"
+
+const port = await freePort()
+
+const fetchText = (path: string, init?: RequestInit, at = port) =>
+  Effect.promise(async () => {
+    const response = await fetch(`http://127.0.0.1:${at}${path}`, init)
+    return { status: response.status, type: response.headers.get("content-type") ?? "", text: await response.text() }
+  })
+
+/** Every endpoint of the contract (§1 bulk and its alias, §4 analytics, §5 health), as the document names them. */
+const CONTRACT = [
+  "post /api/v1/telemetry/bulk",
+  "post /api/v1/telemetria/bulk",
+  "get /api/v1/analytics/equipment/{equipmentUuid}/history",
+  "get /api/v1/analytics/sensor/{sensorUuid}/history",
+  "get /api/v1/analytics/equipment/{equipmentUuid}/stats",
+  "get /api/v1/analytics/home-assistant/{equipmentUuid}",
+  "get /api/v1/health"
+]
+
+const operations = (spec: any): Array<string> =>
+  Object.entries<Record<string, unknown>>(spec.paths).flatMap(([path, methods]) =>
+    Object.keys(methods).map((method) => `${method} ${path}`)
+  )
+
+layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServices: true })("OpenAPI", (it) => {
+  it.effect("/api/v1/openapi.json lists every endpoint, with the contract's error body", () =>
+    Effect.gen(function*() {
+      const response = yield* fetchText("/api/v1/openapi.json")
+      expect(response.status).toBe(200)
+      const spec = JSON.parse(response.text)
+      expect(spec.openapi).toMatch(/^3\./)
+      expect(operations(spec).sort()).toEqual([...CONTRACT].sort())
+
+      const history = spec.paths["/api/v1/analytics/equipment/{equipmentUuid}/history"].get
+      expect(history.parameters.map((p: any) => p.name).sort()).toEqual(
+        ["end_date", "equipmentUuid", "limit", "period", "sensor_type", "start_date"]
+      )
+      expect(history.responses["400"].content["application/json"].schema).toEqual({
+        $ref: "#/components/schemas/InvalidParameter"
+      })
+      expect(spec.components.schemas.InvalidParameter.required).toEqual(["error", "message"])
+      expect(JSON.stringify(spec)).not.toContain("HttpApiDecodeError")
+      const bulk = spec.paths["/api/v1/telemetry/bulk"].post
+      expect(Object.keys(bulk.responses).sort()).toEqual(["202", "400", "413", "415", "500", "503"])
+      // Unknown fields are ignored (contract §1), so the documented body does not forbid them.
+      expect(JSON.stringify(bulk.requestBody)).not.toContain("additionalProperties")
+    }))
+
+  it.effect("every documented path is served (none answers 404)", () =>
+    Effect.gen(function*() {
+      const spec = JSON.parse((yield* fetchText("/api/v1/openapi.json")).text)
+      for (const operation of operations(spec)) {
+        const [method, path] = operation.split(" ") as [string, string]
+        const concrete = path.replace(/\{\w+\}/g, "x")
+        // A body of the wrong type: the bulk route answers 415 without storing anything.
+        const response = yield* fetchText(concrete, { method: method.toUpperCase(), headers: { "content-type": "text/plain" } })
+        expect([operation, response.status]).toEqual([operation, method === "post" ? 415 : 200])
+        expect(response.type, operation).toContain("application/json")
+      }
+      const unknown = yield* fetchText("/api/v1/nothing-here")
+      expect([unknown.status, JSON.parse(unknown.text)]).toEqual([404, { error: "not_found", message: "no such route" }])
+    }))
+
+  it.effect("/api/v1/docs serves Swagger UI over the same document, with no external assets", () =>
+    Effect.gen(function*() {
+      const response = yield* fetchText("/api/v1/docs")
+      expect(response.status).toBe(200)
+      expect(response.type).toContain("text/html")
+      expect(response.text).toContain("SwaggerUIBundle")
+      expect(response.text).not.toMatch(/<script[^>]+src=|<link[^>]+href=/)
+      const embedded = /<script id="swagger-spec" type="application\/json">([\s\S]*?)<\/script>/.exec(response.text)
+      const spec = JSON.parse((yield* fetchText("/api/v1/openapi.json")).text)
+      expect(operations(JSON.parse(embedded![1]!)).sort()).toEqual(operations(spec).sort())
+    }))
+})
+
+// A database without the schema: every analytics query fails.
+const brokenPort = await freePort()
+layer(serverOn(PgliteClient.layer({}), brokenPort), { timeout: 120_000, excludeTestServices: true })("failures", (it) => {
+  it.effect("a failing database answers 500 with the contract's error body", () =>
+    Effect.gen(function*() {
+      const response = yield* fetchText("/api/v1/analytics/equipment/eq-a/history", undefined, brokenPort)
+      expect([response.status, response.type]).toEqual([500, "application/json"])
+      expect(JSON.parse(response.text)).toEqual({ error: "internal_error", message: "internal error" })
+    }))
+})
