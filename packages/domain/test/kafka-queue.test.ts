@@ -34,7 +34,6 @@ const queueOn = (cluster: KafkaMock.KafkaMockShape, overrides: Partial<KafkaClai
     sessionTimeout: Duration.seconds(6),
     heartbeatInterval: Duration.seconds(1),
     partitionsConcurrently: 3,
-    pauseAfter: Duration.seconds(2),
     ...overrides
   })
 
@@ -54,21 +53,34 @@ const committed = (cluster: KafkaMock.KafkaMockShape) =>
   )
 
 const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean) =>
-  Effect.repeat(effect, { until, schedule: Schedule.spaced("200 millis") })
+  Effect.repeat(effect, { until, schedule: Schedule.spaced("200 millis") }).pipe(
+    Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("condition not reached in time") })
+  )
 
-/** Runs a consumer that records what it handled, until `until` holds; then stops it. */
-const consumeUntil = <E>(
+/** Runs a consumer that records what it handled until `done` holds, then stops it. */
+const consumeUntil = <E, E2>(
   handle: (claim: ClaimCheck) => Effect.Effect<void, E>,
   seen: Ref.Ref<ReadonlyArray<string>>,
-  until: (seen: ReadonlyArray<string>) => boolean
+  done: Effect.Effect<boolean, E2>
 ) =>
   Effect.gen(function*() {
     const queue = yield* ClaimQueue
     const fiber = yield* Effect.fork(queue.consume((c) => Effect.zipRight(handle(c), Ref.update(seen, (s) => [...s, c.claim_id]))))
-    yield* waitFor(Ref.get(seen), until)
+    yield* waitFor(done, (ok) => ok)
     yield* Fiber.interrupt(fiber)
   })
 
+/** Publishes claims straight to chosen partitions (our producer picks them by key). */
+const publishTo = (cluster: KafkaMock.KafkaMockShape, placed: ReadonlyArray<readonly [ClaimCheck, number]>) =>
+  Effect.promise(async () => {
+    const producer = new Kafka({ brokers: [cluster.bootstrap], logLevel: logLevel.NOTHING }).producer()
+    await producer.connect()
+    await producer.send({
+      topic: TOPIC,
+      messages: placed.map(([c, partition]) => ({ partition, value: JSON.stringify(c) }))
+    })
+    await producer.disconnect()
+  })
 
 describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
   it.scopedLive("publishes claim checks per contract §2 (key, headers, JSON value)", () =>
@@ -123,7 +135,7 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
       yield* Effect.gen(function*() {
         const q = yield* ClaimQueue
         yield* Effect.forEach(first, q.publish, { discard: true })
-        yield* consumeUntil(() => Effect.void, seen, (s) => s.length >= 6)
+        yield* consumeUntil(() => Effect.void, seen, Effect.map(committed(cluster), (n) => n === 6))
       }).pipe(Effect.provide(queue))
       expect([...(yield* Ref.get(seen))].sort()).toEqual(first.map((c) => c.claim_id).sort())
       expect(yield* committed(cluster)).toBe(6)
@@ -145,13 +157,12 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
           Effect.flip
         )
         expect(stoppedWith).toBe("database down")
-        yield* consumeUntil(failOnce, seenAgain, (s) => s.includes(failing))
+        yield* consumeUntil(failOnce, seenAgain, Effect.map(committed(cluster), (n) => n === 9))
       }).pipe(Effect.provide(queue))
       const handled = yield* Ref.get(seenAgain)
       expect(handled.filter((id) => id === failing)).toHaveLength(1)
       expect(new Set(handled)).toEqual(new Set(second.map((c) => c.claim_id)))
       expect(handled.some((id) => first.some((c) => c.claim_id === id))).toBe(false)
-      yield* waitFor(committed(cluster), (n) => n === 9)
     }), { timeout: 90_000 })
 
   it.scopedLive("keeps its partitions through a load longer than the session timeout", () =>
@@ -162,12 +173,45 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
       yield* Effect.gen(function*() {
         const q = yield* ClaimQueue
         yield* q.publish(slow)
-        yield* consumeUntil(() => Effect.sleep(Duration.seconds(10)), seen, (s) => s.length >= 1)
-        // Had the member been dropped mid-load, the claim would have come back to it after the rejoin.
-        yield* Effect.sleep(Duration.seconds(2))
+        // Had the member been dropped mid-load, the mock would refuse its commit and the claim would come back.
+        yield* consumeUntil(() => Effect.sleep(Duration.seconds(10)), seen, Effect.map(committed(cluster), (n) => n === 1))
       }).pipe(Effect.provide(queueOn(cluster)))
       expect(yield* Ref.get(seen)).toEqual([slow.claim_id])
-      expect(yield* committed(cluster)).toBe(1)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("loads the other partitions while one partition's claim is slow", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const slow = claim("slow")
+      const fast = [claim("fast-1"), claim("fast-2"), claim("fast-1b")]
+      yield* publishTo(cluster, [[slow, 0], [fast[0]!, 1], [fast[1]!, 2], [fast[2]!, 1]])
+      const finished = yield* Ref.make<ReadonlyArray<string>>([])
+      yield* consumeUntil(
+        (c) => (c.claim_id === slow.claim_id ? Effect.sleep(Duration.seconds(8)) : Effect.void),
+        finished,
+        Effect.map(committed(cluster), (n) => n === 4)
+      ).pipe(Effect.provide(queueOn(cluster)))
+      // The slow claim finished last: the others did not wait for it.
+      const order = yield* Ref.get(finished)
+      expect(order.at(-1)).toBe(slow.claim_id)
+      expect(new Set(order.slice(0, 3))).toEqual(new Set(fast.map((c) => c.claim_id)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a member that kafkajs gives up on fails, and a new member takes the claims", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const c = claim("d")
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(c)
+        // SyncGroup (API 14) answered INVALID_REQUEST (42), as the mock does to a member joining a running group.
+        yield* cluster.requestErrors(14, 42, 1)
+        const failed = yield* Effect.flip(q.consume(() => Effect.void)).pipe(Effect.timeout("30 seconds"))
+        expect(failed._tag).toBe("QueueError")
+        const seen = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(() => Effect.void, seen, Effect.map(committed(cluster), (n) => n === 1))
+        expect(yield* Ref.get(seen)).toEqual([c.claim_id])
+      }).pipe(Effect.provide(queueOn(cluster)))
     }), { timeout: 60_000 })
 
   it.scopedLive("refuses a publish within its timeout while the broker is down, and publishes once it is back", () =>

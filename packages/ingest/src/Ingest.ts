@@ -92,7 +92,12 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
 
           yield* queue.publish(claimFor(object, storage)).pipe(
             // Not acknowledged, so not kept: the client will send it again.
-            Effect.tapError(() => storage.delete(key).pipe(Effect.ignore))
+            // A claim Kafka delivers after all would then find no object and load nothing.
+            Effect.tapError(() =>
+              storage.delete(key).pipe(
+                Effect.catchAll((e) => Effect.logError(`unpublished payload ${key} could not be deleted: ${e.message}`))
+              )
+            )
           )
           return { claimId, key, items: counted.items, readings: counted.readings } satisfies Accepted
         })

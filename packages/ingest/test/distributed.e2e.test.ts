@@ -47,31 +47,39 @@ describe("distributed pipeline: ingest and two workers as OS processes on Kafka,
         started(() => startWorker({ ...env, DATABASE_URL: `${database.url}?application_name=${name}` }))
       const workers = { "worker-a": yield* worker("worker-a"), "worker-b": yield* worker("worker-b") }
       yield* Effect.promise(() => healthy(ingest, base))
+      // On a timeout, what the workers printed says why.
+      const waitUntil = (check: () => Promise<boolean>, timeoutMs: number, what: string) =>
+        Effect.promise(() => until(ingest, check, timeoutMs, what)).pipe(
+          Effect.tapErrorCause(() =>
+            Effect.sync(() =>
+              Object.entries(workers).forEach(([name, w]) => console.error(`${name} printed:\n${w.output().slice(-4000)}`))
+            )
+          )
+        )
 
       // 50 payloads of 2 equipments × 100 readings from 10 devices, spread over the 3 partitions by device key.
       const small = Array.from({ length: 50 }, (_, i) => gzipSync(JSON.stringify(bulkPayload(2, 100, Date.UTC(2026, 10, 1), `p${i}`))))
       const statuses = yield* Effect.promise(() => Promise.all(small.map((body, i) => post(base, body, `device-${i % 10}`))))
       expect(statuses.every((s) => s === 202)).toBe(true)
       const loaded = "SELECT count(*) AS n FROM telemetry_data"
-      yield* Effect.promise(() => until(ingest, async () => (await scalar(loaded)) === 10_000 && (await scalar("SELECT count(*) AS n FROM claim_ledger")) === 50, 120_000, "50 claims loaded"))
+      yield* waitUntil(async () => (await scalar(loaded)) === 10_000 && (await scalar("SELECT count(*) AS n FROM claim_ledger")) === 50, 120_000, "50 claims loaded")
 
       // Large payloads, so that a worker is caught in the middle of one.
       const large = Array.from({ length: 6 }, (_, i) => gzipSync(JSON.stringify(bulkPayload(1, 60_000, Date.UTC(2026, 10, 5), `big${i}`))))
       const bigStatuses = yield* Effect.promise(() => Promise.all(large.map((body, i) => post(base, body, `big-device-${i}`))))
       expect(bigStatuses.every((s) => s === 202)).toBe(true)
       let victim = ""
-      yield* Effect.promise(() =>
-        until(ingest, async () => {
-          const copying = await db.query(
-            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query ILIKE 'COPY%'"
-          )
-          victim = copying.rows.map((r) => r.application_name as string).find((name) => name in workers) ?? ""
-          return victim !== ""
-        }, 120_000, "a worker in the middle of a COPY"))
+      yield* waitUntil(async () => {
+        const copying = await db.query(
+          "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query ILIKE 'COPY%'"
+        )
+        victim = copying.rows.map((r) => r.application_name as string).find((name) => name in workers) ?? ""
+        return victim !== ""
+      }, 120_000, "a worker in the middle of a COPY")
       workers[victim as keyof typeof workers].child.kill("SIGKILL")
 
       const expected = 10_000 + 6 * 60_000
-      yield* Effect.promise(() => until(ingest, async () => (await scalar(loaded)) === expected, 180_000, `${expected} rows after the takeover`))
+      yield* waitUntil(async () => (await scalar(loaded)) === expected, 180_000, `${expected} rows after the takeover`)
       expect(yield* Effect.promise(() => scalar("SELECT count(DISTINCT (time, sensor_id)) AS n FROM telemetry_data"))).toBe(expected)
       expect(yield* Effect.promise(() => scalar("SELECT count(*) AS n FROM claim_ledger"))).toBe(56)
       // Nothing more arrives later: the killed worker's claim was loaded once, by the survivor.

@@ -1,15 +1,28 @@
 import { ClaimQueue, Maintenance } from "@telemetry/domain"
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Cause, Duration, Effect, Layer, Schedule } from "effect"
 import * as ClaimProcessor from "./ClaimProcessor.js"
 
-/** Consumes claims for as long as the layer lives; a consumer that fails is started again after a pause. */
+// Backoff between consumers, back to its start once a consumer has run well for a while.
+const restartBackoff = Schedule.exponential(Duration.seconds(1)).pipe(
+  Schedule.union(Schedule.spaced(Duration.seconds(30))),
+  Schedule.resetAfter(Duration.minutes(1))
+)
+
+/**
+ * Consumes claims for as long as the layer lives. A consumer that stops — an error, or a defect in a load — is
+ * started again after a pause: its claim was not acknowledged and comes back.
+ */
 export const run = Effect.gen(function*() {
   const queue = yield* ClaimQueue
   const process = yield* ClaimProcessor.make
   yield* Effect.logInfo("worker: consuming claims")
   return yield* queue.consume(process).pipe(
-    Effect.tapErrorCause((cause) => Effect.logError("worker: the consumer failed; starting it again", cause)),
-    Effect.retry(Schedule.exponential(Duration.seconds(1)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30)))))
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.logError("worker: the consumer stopped; starting it again", cause)
+    ),
+    Effect.repeat(restartBackoff)
   )
 })
 

@@ -1,5 +1,5 @@
-import { Config, Deferred, Duration, Effect, Exit, FiberSet, Layer, LogLevel, Runtime, Schedule, Schema } from "effect"
-import { type Consumer, type EachBatchPayload, Kafka, logLevel, type LogEntry, type Producer } from "kafkajs"
+import { Config, Deferred, Duration, Effect, Exit, FiberSet, Layer, LogLevel, Runtime, Schema } from "effect"
+import { type Consumer, type EachBatchPayload, Kafka, logLevel, type LogEntry, Partitioners, type Producer } from "kafkajs"
 import { type ClaimCheck, ClaimCheckJson } from "../ClaimCheck.js"
 import { QueueError } from "../errors.js"
 import { ClaimQueue } from "./ClaimQueue.js"
@@ -14,10 +14,8 @@ export interface KafkaQueueOptions {
   /** A worker silent for this long is dropped from the group and its partitions move to the others. */
   readonly sessionTimeout: Duration.DurationInput
   readonly heartbeatInterval: Duration.DurationInput
-  /** Partitions loaded at once by one worker; within a partition claims are loaded one at a time, in order. */
+  /** Claims loaded at once by one worker, from different partitions; within a partition one at a time, in order. */
   readonly partitionsConcurrently: number
-  /** A partition whose current claim takes longer than this is paused, so nothing more is fetched for it. */
-  readonly pauseAfter: Duration.DurationInput
 }
 
 const encodeClaim = Schema.encodeSync(ClaimCheckJson)
@@ -40,15 +38,17 @@ const toMessage = (claim: ClaimCheck) => ({
   }
 })
 
-// A failed offset commit is retried a little; if it still fails the partition has likely moved to another worker,
-// which then redelivers the claim and the ledger skips it.
-const commitRetry = Schedule.exponential(Duration.millis(100)).pipe(Schedule.intersect(Schedule.recurs(4)))
-
 const makeProducer = (kafka: Kafka, options: KafkaQueueOptions) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        const producer = kafka.producer({ allowAutoTopicCreation: false })
+        // Retries end by the publish timeout, so a refused request's claim is rarely delivered after all (and
+        // if it is, ingest has deleted its object: it loads nothing).
+        const producer = kafka.producer({
+          allowAutoTopicCreation: false,
+          createPartitioner: Partitioners.DefaultPartitioner,
+          retry: { retries: 5, maxRetryTime: Duration.toMillis(options.publishTimeout) }
+        })
         await producer.connect()
         return producer
       },
@@ -60,7 +60,13 @@ const makeProducer = (kafka: Kafka, options: KafkaQueueOptions) =>
 const publishWith = (producer: Producer, options: KafkaQueueOptions) => (claim: ClaimCheck) =>
   Effect.tryPromise({
     // acks -1: the claim counts as published only once every in-sync replica has it.
-    try: () => producer.send({ topic: options.topic, acks: -1, messages: [toMessage(claim)] }),
+    try: () =>
+      producer.send({
+        topic: options.topic,
+        acks: -1,
+        timeout: Duration.toMillis(options.publishTimeout),
+        messages: [toMessage(claim)]
+      }),
     catch: queueError("publish", `cannot publish to ${options.topic}`)
   }).pipe(
     Effect.timeoutFail({
@@ -76,28 +82,34 @@ const publishWith = (producer: Producer, options: KafkaQueueOptions) => (claim: 
 
 /**
  * One consumer-group member for as long as it stays healthy. It fails when kafkajs gives up (crash without
- * restart, e.g. a failed group join) or when `handle` fails; the caller then starts a new member. Offsets are
- * committed claim by claim, only after `handle` succeeded, so a claim is never acknowledged before its load.
+ * restart, e.g. a failed group join) or when `handle` fails; the caller then starts a new member.
+ *
+ * kafkajs fetches a broker's partitions in rounds and waits for every batch of a round before the next, so a
+ * claim loaded inside `eachBatch` would hold up every other partition. Instead each batch is handed to a fiber
+ * of its own and its partition paused until that fiber is done: partitions load in parallel, one claim at a time
+ * each, and kafkajs keeps fetching and heartbeating meanwhile, however long a load or a database outage lasts.
+ * Offsets are committed claim by claim, only after `handle` succeeded.
  */
 const consumeWith = (kafka: Kafka, options: KafkaQueueOptions) =>
 <E, R>(handle: (claim: ClaimCheck) => Effect.Effect<void, E, R>): Effect.Effect<never, QueueError | E, R> =>
   Effect.scoped(Effect.gen(function*() {
     const stopped = yield* Deferred.make<never, QueueError | E>()
-    let stopping = false
-    const stop = (exit: Exit.Exit<never, QueueError | E>) => {
-      stopping = true
-      Deferred.unsafeDone(stopped, exit)
-    }
-    const run = yield* FiberSet.runtime(yield* FiberSet.make<void, QueueError | E>())<R>()
     const consumer: Consumer = kafka.consumer({
       groupId: options.groupId,
       allowAutoTopicCreation: false,
       sessionTimeout: Duration.toMillis(options.sessionTimeout),
       heartbeatInterval: Duration.toMillis(options.heartbeatInterval),
+      // Also how long kafkajs sleeps while every partition is paused: a resumed partition waits at most this.
+      maxWaitTimeInMs: 100,
       retry: { restartOnFailure: async () => false }
     })
     consumer.on(consumer.events.CRASH, ({ payload }) => {
-      stop(Exit.fail(queueError("take", "the Kafka consumer stopped")(payload.error)))
+      Deferred.unsafeDone(stopped, Exit.fail(queueError("take", "the Kafka consumer stopped")(payload.error)))
+    })
+    // Partitions this member owns now; a batch fiber stops at the next claim once its partition moved away.
+    let owned = new Set<number>()
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      owned = new Set(payload.memberAssignment[options.topic] ?? [])
     })
     yield* Effect.acquireRelease(
       Effect.tryPromise({
@@ -106,69 +118,60 @@ const consumeWith = (kafka: Kafka, options: KafkaQueueOptions) =>
       }),
       () => Effect.promise(() => consumer.disconnect()).pipe(Effect.ignore)
     )
+    // Made after the connection so that, on the way out, the loads are interrupted (rolled back) before the
+    // consumer disconnects.
+    const run = yield* FiberSet.runtime(yield* FiberSet.make<void, never>())<R>()
+    const loading = yield* Effect.makeSemaphore(options.partitionsConcurrently)
     yield* Effect.tryPromise({
       try: () => consumer.subscribe({ topic: options.topic, fromBeginning: true }),
       catch: queueError("take", `cannot subscribe to ${options.topic}`)
     })
 
-    const processClaim = (claim: ClaimCheck, batch: EachBatchPayload) =>
-      Effect.scoped(Effect.gen(function*() {
-        const partition = [{ topic: batch.batch.topic, partitions: [batch.batch.partition] }]
-        // kafkajs heartbeats only between messages unless told to; a long load would otherwise cost the
-        // partition to a rebalance in the middle of it.
-        yield* Effect.forkScoped(
-          Effect.tryPromise(() => batch.heartbeat()).pipe(Effect.ignore, Effect.repeat(Schedule.spaced(options.heartbeatInterval)))
-        )
-        yield* Effect.forkScoped(Effect.sleep(options.pauseAfter).pipe(
-          Effect.zipRight(Effect.acquireRelease(
-            Effect.sync(() => consumer.pause(partition)),
-            () => Effect.sync(() => consumer.resume(partition))
-          )),
-          Effect.zipRight(Effect.never)
-        ))
-        yield* handle(claim)
-      }))
-
-    const commit = (batch: EachBatchPayload, offset: string) =>
+    const commit = (topic: string, partition: number, offset: string) =>
       Effect.tryPromise({
-        try: () =>
-          consumer.commitOffsets([{
-            topic: batch.batch.topic,
-            partition: batch.batch.partition,
-            offset: (BigInt(offset) + 1n).toString()
-          }]),
-        catch: queueError("ack", `cannot commit offset ${offset} of ${batch.batch.topic}/${batch.batch.partition}`)
-      }).pipe(Effect.retry(commitRetry))
+        try: () => consumer.commitOffsets([{ topic, partition, offset: (BigInt(offset) + 1n).toString() }]),
+        catch: queueError("ack", `cannot commit offset ${offset} of ${topic}/${partition}`)
+      }).pipe(
+        // Kafka refuses the commit of a partition that moved to another member: that member gets the claim
+        // again and the ledger skips it.
+        Effect.catchAll((e) => Effect.logWarning(e.message))
+      )
 
-    const eachMessage = (batch: EachBatchPayload, value: Buffer | null, offset: string) =>
+    const processMessage = (payload: EachBatchPayload, value: Buffer | null, offset: string) =>
       Effect.gen(function*() {
+        const { partition, topic } = payload.batch
         const claim = decodeClaim(value?.toString("utf8"))
         if (claim._tag === "Left") {
           // Not a claim check of ours: nothing to load, and it must not block the partition.
-          yield* Effect.logError(`skipped an unreadable message at ${batch.batch.topic}/${batch.batch.partition}@${offset}`)
+          yield* Effect.logError(`skipped an unreadable message at ${topic}/${partition}@${offset}`)
         } else {
-          yield* processClaim(claim.right, batch)
+          yield* loading.withPermits(1)(handle(claim.right))
         }
-        yield* commit(batch, offset)
-        batch.resolveOffset(offset)
+        yield* commit(topic, partition, offset)
+        // Where kafkajs fetches from once the partition is resumed.
+        payload.resolveOffset(offset)
       })
+
+    const processBatch = (payload: EachBatchPayload, resume: () => void) =>
+      Effect.forEach(
+        payload.batch.messages,
+        (message) => owned.has(payload.batch.partition) ? processMessage(payload, message.value, message.offset) : Effect.void,
+        { discard: true }
+      ).pipe(
+        Effect.onExit((exit) =>
+          Exit.isFailure(exit) && !Exit.isInterrupted(exit) ? Deferred.failCause(stopped, exit.cause) : Effect.void
+        ),
+        Effect.ensuring(Effect.sync(resume)),
+        Effect.ignore
+      )
 
     yield* Effect.tryPromise({
       try: () =>
         consumer.run({
           autoCommit: false,
           eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: options.partitionsConcurrently,
-          eachBatch: async (batch) => {
-            for (const message of batch.batch.messages) {
-              if (stopping || !batch.isRunning() || batch.isStale()) return
-              const exit = await Effect.runPromise(run(eachMessage(batch, message.value, message.offset)).await)
-              if (Exit.isFailure(exit)) {
-                // Leave the claim unacknowledged and stop this member; the offset was not committed.
-                stop(Exit.failCause(exit.cause))
-                return
-              }
-            }
+          eachBatch: async (payload) => {
+            run(processBatch(payload, payload.pause()))
           }
         }),
       catch: queueError("take", `cannot consume ${options.topic}`)
@@ -187,7 +190,7 @@ const levels: Record<number, LogLevel.LogLevel> = {
 /** kafkajs logs through our logger, one line each, instead of its own JSON on stderr. */
 const logCreator = (runtime: Runtime.Runtime<never>) => () => ({ namespace, level, log }: LogEntry) =>
   Runtime.runSync(runtime)(
-    Effect.logWithLevel(levels[level] ?? LogLevel.Info, `kafka ${namespace}: ${log.message}`).pipe(
+    Effect.logWithLevel(levels[level] ?? LogLevel.Info, `kafka${namespace ? ` ${namespace}` : ""}: ${log.message}`).pipe(
       Effect.annotateLogs(log.broker === undefined ? {} : { broker: String(log.broker) })
     )
   )
@@ -220,8 +223,7 @@ export const config = Config.all({
   publishTimeout: Config.duration("QUEUE_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   sessionTimeout: Config.duration("KAFKA_SESSION_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
   heartbeatInterval: Config.duration("KAFKA_HEARTBEAT_INTERVAL").pipe(Config.withDefault(Duration.seconds(3))),
-  partitionsConcurrently: Config.integer("KAFKA_PARTITIONS_CONCURRENTLY").pipe(Config.withDefault(3)),
-  pauseAfter: Config.duration("KAFKA_PAUSE_AFTER").pipe(Config.withDefault(Duration.seconds(10)))
+  partitionsConcurrently: Config.integer("KAFKA_PARTITIONS_CONCURRENTLY").pipe(Config.withDefault(3))
 })
 
 export const layerConfig = Layer.unwrapEffect(Effect.map(config, layer))
