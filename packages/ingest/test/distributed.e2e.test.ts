@@ -69,13 +69,14 @@ describe("distributed pipeline: ingest and two workers as OS processes on Kafka,
       const bigStatuses = yield* Effect.promise(() => Promise.all(large.map((body, i) => post(base, body, `big-device-${i}`))))
       expect(bigStatuses.every((s) => s === 202)).toBe(true)
       let victim = ""
+      // In the middle of a load: a transaction that has written (its ledger row comes first) and not committed.
       yield* waitUntil(async () => {
-        const copying = await db.query(
-          "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query ILIKE 'COPY%'"
+        const loading = await db.query(
+          "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL"
         )
-        victim = copying.rows.map((r) => r.application_name as string).find((name) => name in workers) ?? ""
+        victim = loading.rows.map((r) => r.application_name as string).find((name) => name in workers) ?? ""
         return victim !== ""
-      }, 120_000, "a worker in the middle of a COPY")
+      }, 120_000, "a worker in the middle of a load")
       workers[victim as keyof typeof workers].child.kill("SIGKILL")
 
       const expected = 10_000 + 6 * 60_000
