@@ -39,7 +39,7 @@ const stack = embeddedStack(port, {
 })
 
 describe("pipeline over HTTP on embedded parts", () => {
-  it.layer(stack, { timeout: 120_000 })((it) => {
+  it.layer(stack, { timeout: 120_000, excludeTestServices: true })((it) => {
     it.effect("a gzip body from the Home Assistant client is accepted, stored, loaded and served", () =>
       Effect.gen(function*() {
         const json = JSON.stringify(haPayload("ha-1"))

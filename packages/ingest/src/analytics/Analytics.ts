@@ -62,12 +62,14 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
 
     const sensorColumns = sql`s.uuid AS sensor_uuid, s.name AS sensor_name, s.type AS sensor_type, s.unit AS sensor_unit`
 
+    // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks
+    // the tie and every database answers in the same order.
     const raw = (scope: Scope, range: Range, limit?: number) =>
       rows(RawRow)(sql`SELECT a.time, ${sensorColumns}, a.value, a.status, a.metadata
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
         WHERE ${inScope(scope)} AND a.time >= ${range.start} AND a.time < ${range.end}
-        ORDER BY a.time, s.uuid
+        ORDER BY a.time, s.uuid, s.equipment_id
         ${limited(limit)}`)
 
     const buckets = (resolution: Resolution, scope: Scope, range: Range, limit: number | undefined) => {
@@ -80,7 +82,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
         FROM ${sql(table)} a
         JOIN sensors s ON s.id = a.sensor_id
         WHERE ${inScope(scope)} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
-        ORDER BY a.bucket, s.uuid
+        ORDER BY a.bucket, s.uuid, s.equipment_id
         ${limited(limit)}`
     }
 
