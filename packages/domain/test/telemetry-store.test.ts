@@ -8,6 +8,7 @@ import { TelemetryStore } from "../src/db/TelemetryStore.js"
 import { InvalidPayload } from "../src/errors.js"
 import type { Equipment, Reading, Sensor } from "../src/payload/Telemetry.js"
 import { claim, equipment, item, reading, sensor, series, uid } from "./support/builders.js"
+import { percentileCont, sampleStddev } from "./support/statistics.js"
 import { databases, storeOn } from "./support/databases.js"
 import { type DataRow, dataOf } from "./support/testing.js"
 
@@ -44,20 +45,6 @@ const sensorRow = (equipUuid: string, sensorUuid: string) =>
       }))
 
 const iso = (rows: ReadonlyArray<DataRow>) => rows.map((r) => new Date(r.time).toISOString())
-
-/** Exact percentile_cont over `values`, as PostgreSQL computes it. */
-const percentileCont = (values: ReadonlyArray<number>, p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const position = p * (sorted.length - 1)
-  const lower = Math.floor(position)
-  const upper = Math.ceil(position)
-  return sorted[lower]! + (sorted[upper]! - sorted[lower]!) * (position - lower)
-}
-
-const sampleStddev = (values: ReadonlyArray<number>) => {
-  const mean = values.reduce((a, b) => a + b, 0) / values.length
-  return Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1))
-}
 
 describe.each(databases)("SqlTelemetryStore on $name", (database) => {
   it.layer(storeOn(database, BATCH_READINGS), { timeout: 120_000 })("one fresh database", (it) => {
@@ -475,9 +462,9 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
             sample_count: readings.length,
             value_count: values.length,
             active_minutes: minutes.size,
-            median_value: values.length ? percentileCont(values, 0.5) : null,
-            p95_value: values.length ? percentileCont(values, 0.95) : null,
-            stddev_value: values.length > 1 ? sampleStddev(values) : null
+            median_value: percentileCont(values, 0.5),
+            p95_value: percentileCont(values, 0.95),
+            stddev_value: sampleStddev(values)
           }
         }
         const inHour = (readings: ReadonlyArray<Reading>, hour: number) =>

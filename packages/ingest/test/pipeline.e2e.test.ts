@@ -1,5 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, layer } from "@effect/vitest"
 import { ObjectStore } from "@telemetry/domain"
 import { Chunk, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
@@ -39,7 +39,7 @@ const stack = embeddedStack(port, {
 })
 
 describe("pipeline over HTTP on embedded parts", () => {
-  it.layer(stack, { timeout: 120_000, excludeTestServices: true })((it) => {
+  layer(stack, { timeout: 120_000, excludeTestServices: true })((it) => {
     it.effect("a gzip body from the Home Assistant client is accepted, stored, loaded and served", () =>
       Effect.gen(function*() {
         const json = JSON.stringify(haPayload("ha-1"))

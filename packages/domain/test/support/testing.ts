@@ -1,5 +1,6 @@
 /** Test support shared by the packages' tests (`@telemetry/domain/testing`). */
 export { databases, storeOn, type TestDatabase } from "./databases.js"
+export { mean, percentileCont, sampleStddev } from "./statistics.js"
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"

@@ -2,6 +2,7 @@
  * The statistics computed here, in TypeScript, from the generated readings: what the analytics endpoints must
  * answer. Independent of the SQL: exact `percentile_cont` (linear interpolation), sample standard deviation.
  */
+import { mean, percentileCont, sampleStddev } from "@telemetry/domain/testing"
 import type { Point } from "./dataset.js"
 
 export const MINUTE = 60_000
@@ -10,23 +11,6 @@ export const DAY = 24 * HOUR
 
 /** Buckets start at multiples of their width since the epoch: UTC hours and days, as time_bucket makes them. */
 export const bucketOf = (time: number, width: number) => Math.floor(time / width) * width
-
-export const percentileCont = (sorted: ReadonlyArray<number>, p: number): number | null => {
-  if (sorted.length === 0) return null
-  const position = p * (sorted.length - 1)
-  const lower = Math.floor(position)
-  const upper = Math.ceil(position)
-  return sorted[lower]! + (sorted[upper]! - sorted[lower]!) * (position - lower)
-}
-
-const mean = (values: ReadonlyArray<number>) =>
-  values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length
-
-export const sampleStddev = (values: ReadonlyArray<number>): number | null => {
-  if (values.length < 2) return null
-  const m = mean(values)!
-  return Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / (values.length - 1))
-}
 
 const distinct = (numbers: Iterable<number>) => new Set(numbers).size
 
