@@ -2,8 +2,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Maintenance, TelemetryStore } from "@telemetry/domain"
 import { Effect, Layer, Stream } from "effect"
-import { databases, storeOn, type TestDatabase } from "@telemetry/domain/testing"
-import { generate, itemsOf, type Point, prng, sensorSpec, splitLate, testClaim } from "./support/dataset.js"
+import { claim, databases, storeOn, type TestDatabase } from "@telemetry/domain/testing"
+import { generate, itemsOf, type Point, prng, sensorSpec, splitLate } from "./support/dataset.js"
 import { bucketOf, bucketRows, DAY, HOUR, rawRows, sensorTotals } from "./support/reference.js"
 import { serverOn } from "./support/server.js"
 import { freePort } from "./support/stack.js"
@@ -51,7 +51,7 @@ const analyticsSuite = (database: TestDatabase) =>
     const load = (tenantId: string, points: ReadonlyArray<Point>) =>
       Effect.gen(function*() {
         const store = yield* TelemetryStore
-        const outcome = yield* store.load(testClaim(tenantId), Stream.fromIterable(itemsOf(tenantId, points)))
+        const outcome = yield* store.load(claim({ tenantId }), Stream.fromIterable(itemsOf(tenantId, points)))
         expect(outcome).toMatchObject({ _tag: "Loaded", readings: points.filter((p) => p.tenantId === tenantId).length })
         loaded.push(...points.filter((p) => p.tenantId === tenantId))
       })

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Maintenance, TelemetryStore } from "@telemetry/domain"
-import { databases, storeOn } from "@telemetry/domain/testing"
+import { claim, databases, storeOn } from "@telemetry/domain/testing"
 import { Effect, Layer, Stream } from "effect"
-import { generate, itemsOf, testClaim } from "./support/dataset.js"
+import { generate, itemsOf } from "./support/dataset.js"
 import { serverOn } from "./support/server.js"
 import { freePort } from "./support/stack.js"
 
@@ -47,7 +47,7 @@ describe("the same analytics requests on embedded TimescaleDB and on PostgreSQL 
           const db = Maintenance.layer.pipe(Layer.provideMerge(storeOn(database, 5_000)))
           const context = yield* Layer.build(Layer.provideMerge(serverOn(db, port), db))
           yield* Effect.flatMap(TelemetryStore, (store) =>
-            store.load(testClaim("default"), Stream.fromIterable(itemsOf("default", points)))).pipe(
+            store.load(claim(), Stream.fromIterable(itemsOf("default", points)))).pipe(
               Effect.provide(context)
             )
           const runJobs = Effect.flatMap(Maintenance.Maintenance, (m) => m.runAll).pipe(Effect.provide(context))

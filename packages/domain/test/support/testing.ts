@@ -1,4 +1,5 @@
 /** Test support shared by the packages' tests (`@telemetry/domain/testing`). */
+export { claim } from "./builders.js"
 export { databases, storeOn, type TestDatabase } from "./databases.js"
 export { mean, percentileCont, sampleStddev } from "./statistics.js"
 import { NodeContext } from "@effect/platform-node"

@@ -2,8 +2,7 @@
  * A generated telemetry dataset for the analytics tests: deterministic values and spacing (seeded), placed over
  * the ~3 days before `end`, several equipments and sensors, readings without values, out of order and late.
  */
-import { ClaimCheck, type Equipment, type Reading, type Sensor, type TelemetryItem } from "@telemetry/domain"
-import { randomUUID } from "node:crypto"
+import type { Equipment, Reading, Sensor, TelemetryItem } from "@telemetry/domain"
 
 /** mulberry32: a small seeded PRNG, so every run draws the same values and gaps. */
 export const prng = (seed: number) => () => {
@@ -155,19 +154,3 @@ export const itemsOf = (tenantId: string, points: ReadonlyArray<Point>): Readonl
         metadata: p.metadata === null ? null : JSON.stringify(p.metadata)
       }))
   }))
-
-export const testClaim = (tenantId: string) => {
-  const claimId = randomUUID()
-  return new ClaimCheck({
-    version: 1,
-    claim_id: claimId,
-    claim_check: `telemetry/test/${claimId}.json.gz`,
-    storage_type: "memory",
-    bucket: "telemetry-raw",
-    file_size: 0,
-    original_size: 0,
-    compression: "gzip",
-    timestamp: new Date().toISOString(),
-    metadata: { requestId: claimId, deviceId: null, tenantId, itemsCount: 0, totalSensors: 0, fileSize: 0 }
-  })
-}
