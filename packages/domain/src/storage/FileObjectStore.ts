@@ -3,7 +3,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import { Config, Effect, Layer, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { ObjectNotFound, StorageError } from "../errors.js"
-import { ObjectStore, type StoredObject } from "./ObjectStore.js"
+import { BucketConfig, ObjectStore, type StoredObject } from "./ObjectStore.js"
 
 const META = ".meta.json"
 const PENDING = ".pending"
@@ -100,7 +100,7 @@ const notFoundOr = (operation: StorageError["operation"], key: string, cause: Pl
 
 export const StorageConfig = Config.all({
   root: Config.string("STORAGE_DIR").pipe(Config.withDefault("./data/objects")),
-  bucket: Config.string("STORAGE_BUCKET").pipe(Config.withDefault("telemetry-raw"))
+  bucket: BucketConfig
 })
 
 /** The embedded default: files under `STORAGE_DIR` (default `./data/objects`). */

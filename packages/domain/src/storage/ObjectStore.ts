@@ -1,4 +1,4 @@
-import { Context, type Effect, type Stream } from "effect"
+import { Config, Context, type Effect, type Stream } from "effect"
 import type { ObjectNotFound, StorageError } from "../errors.js"
 
 export interface StoredObject {
@@ -30,3 +30,6 @@ export interface ObjectStoreShape {
 }
 
 export class ObjectStore extends Context.Tag("@telemetry/ObjectStore")<ObjectStore, ObjectStoreShape>() {}
+
+/** `STORAGE_BUCKET` (default `telemetry-raw`, contract §2): the bucket payloads are kept in, whatever the store. */
+export const BucketConfig = Config.string("STORAGE_BUCKET").pipe(Config.withDefault("telemetry-raw"))

@@ -3,7 +3,7 @@ import { Chunk, Config, Effect, identity, Layer, Option, Queue, Redacted, Stream
 import * as Minio from "minio"
 import { randomUUID } from "node:crypto"
 import { ObjectNotFound, StorageError } from "../errors.js"
-import { ObjectStore, type StoredObject } from "./ObjectStore.js"
+import { BucketConfig, ObjectStore, type StoredObject } from "./ObjectStore.js"
 
 const MiB = 1024 * 1024
 
@@ -381,7 +381,7 @@ export const S3Config = Config.all({
   accessKey: Config.string("S3_ACCESS_KEY"),
   secretKey: Config.redacted("S3_SECRET_KEY"),
   region: Config.string("S3_REGION").pipe(Config.withDefault("us-east-1")),
-  bucket: Config.string("STORAGE_BUCKET").pipe(Config.withDefault("telemetry-raw")),
+  bucket: BucketConfig,
   partSize: Config.integer("S3_PART_SIZE").pipe(
     Config.withDefault(8 * MiB),
     Config.validate({
