@@ -179,16 +179,15 @@ export const make = (options: MaintenanceOptions) =>
         Effect.catchAll((cause) => Effect.as(Effect.logWarning(`maintenance: cannot list jobs: ${cause.message}`), []))
       )
 
-    // The aggregates and their policies' windows, fixed by the migrations.
-    const aggregates = yield* timescale
-      ? sql<Aggregate>`SELECT a.view_name, extract(epoch FROM a.width)::float8 * 1000 AS width_ms,
-            extract(epoch FROM (j.config ->> 'start_offset')::interval)::float8 * 1000 AS policy_start_ms
-          FROM telemetry_aggregates a JOIN timescaledb_information.jobs j
+    // The aggregates and their policies' windows, fixed by the migrations; the policies are TimescaleDB's jobs
+    // or ours.
+    const policies = timescale
+      ? sql`timescaledb_information.jobs j
             ON j.hypertable_name = a.view_name AND j.proc_name = 'policy_refresh_continuous_aggregate'`
-      : sql<Aggregate>`SELECT a.view_name, extract(epoch FROM a.width)::float8 * 1000 AS width_ms,
-            extract(epoch FROM (j.config ->> 'start_offset')::interval)::float8 * 1000 AS policy_start_ms
-          FROM telemetry_aggregates a JOIN telemetry_jobs j
-            ON j.config ->> 'view_name' = a.view_name AND j.proc_name = 'telemetry_refresh_policy'`
+      : sql`telemetry_jobs j ON j.config ->> 'view_name' = a.view_name AND j.proc_name = 'telemetry_refresh_policy'`
+    const aggregates = yield* sql<Aggregate>`SELECT a.view_name, extract(epoch FROM a.width)::float8 * 1000 AS width_ms,
+        extract(epoch FROM (j.config ->> 'start_offset')::interval)::float8 * 1000 AS policy_start_ms
+      FROM telemetry_aggregates a JOIN ${policies}`
 
     const refresh = (view: string, start: Date, end: Date) =>
       timescale
