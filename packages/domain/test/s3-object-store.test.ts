@@ -140,6 +140,13 @@ describe("S3ObjectStore on s3rver", () => {
       const again = yield* S3ObjectStore.make(optionsFor(server, { bucket: "fresh-bucket" }))
       expect((yield* again.head("telemetry/b/1.bin")).size).toBe(4)
 
+      // Processes starting together on a new bucket race to create it; every one of them starts.
+      const racers = yield* Effect.all(
+        Array.from({ length: 6 }, () => S3ObjectStore.make(optionsFor(server, { bucket: "raced-bucket" }))),
+        { concurrency: "unbounded" }
+      )
+      expect(racers).toHaveLength(6)
+
       // (s3rver checks the access key only: it does not verify V4 signatures.)
       const stranger = yield* Effect.flip(S3ObjectStore.make({ ...optionsFor(server), accessKey: "STRANGER" }))
       expect(stranger._tag).toBe("StorageError")

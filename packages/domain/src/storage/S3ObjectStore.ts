@@ -211,9 +211,10 @@ export const make = (options: S3Options) =>
     yield* Effect.tryPromise({
       try: async () => {
         if (await client.bucketExists(bucket)) return
-        await client.makeBucket(bucket, region).catch((error: { code?: string }) => {
-          // Another instance created it in the meantime.
-          if (error.code !== "BucketAlreadyOwnedByYou") throw error
+        await client.makeBucket(bucket, region).catch(async (error: unknown) => {
+          // Processes starting together race to create it: one wins, and the others' refusals (S3 and MinIO
+          // name them differently) do not matter once the bucket is there.
+          if (!(await client.bucketExists(bucket))) throw error
         })
       },
       catch: (cause) =>
