@@ -13,6 +13,8 @@ export const PayloadConfig = Config.all({
   maxItems: Config.integer("MAX_ITEMS").pipe(Config.withDefault(10_000)),
   maxItemBytes: Config.integer("MAX_ITEM_BYTES").pipe(Config.withDefault(64 * 1024 * 1024)),
   maxDepth: Config.integer("MAX_JSON_DEPTH").pipe(Config.withDefault(16)),
+  /** Bytes of one JSON string (a key or a value), as sent. */
+  maxStringBytes: Config.integer("MAX_JSON_STRING_BYTES").pipe(Config.withDefault(64 * 1024)),
   /** Limit on a payload's decompressed JSON. */
   maxDecompressedBytes: Config.integer("MAX_DECOMPRESSED_BYTES").pipe(Config.withDefault(2 * 1024 * 1024 * 1024))
 })

@@ -28,7 +28,7 @@ export class ObjectNotFound extends Schema.TaggedError<ObjectNotFound>()("Object
 }
 
 export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
-  operation: Schema.Literal("publish", "take", "ack"),
+  operation: Schema.Literal("publish", "take", "ack", "check"),
   message: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {}

@@ -115,7 +115,8 @@ describe("Ingest on in-memory storage and queue", () => {
         Layer.provideMerge(MemoryObjectStore.layer()),
         Layer.provideMerge(Layer.succeed(ClaimQueue, {
           publish: () => Effect.fail(new QueueError({ operation: "publish", message: "broker down" })),
-          consume: () => Effect.never
+          consume: () => Effect.never,
+          check: Effect.fail(new QueueError({ operation: "check", message: "broker down" }))
         }))
       ))
     ))

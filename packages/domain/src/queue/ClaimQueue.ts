@@ -11,6 +11,8 @@ export interface ClaimQueueShape {
    * again later.
    */
   readonly consume: <E, R>(handle: (claim: ClaimCheck) => Effect.Effect<void, E, R>) => Effect.Effect<never, QueueError | E, R>
+  /** Succeeds when the queue can take claims now (for health checks). */
+  readonly check: Effect.Effect<void, QueueError>
 }
 
 export class ClaimQueue extends Context.Tag("@telemetry/ClaimQueue")<ClaimQueue, ClaimQueueShape>() {}

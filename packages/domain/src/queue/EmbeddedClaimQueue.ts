@@ -61,7 +61,9 @@ export const layer = (options: EmbeddedQueueOptions) =>
             }),
             Effect.asVoid
           ),
-        consume: (handle) => Effect.forever(Effect.flatMap(Queue.take(queue), handle))
+        consume: (handle) => Effect.forever(Effect.flatMap(Queue.take(queue), handle)),
+        // In this process: up for as long as the process is.
+        check: Effect.void
       })
     })
   )

@@ -1,5 +1,5 @@
 import { Config, Deferred, Duration, Effect, Exit, FiberSet, Layer, LogLevel, Runtime, Schema } from "effect"
-import { type Consumer, type EachBatchPayload, Kafka, logLevel, type LogEntry, Partitioners, type Producer } from "kafkajs"
+import { type Admin, type Consumer, type EachBatchPayload, Kafka, logLevel, type LogEntry, Partitioners, type Producer } from "kafkajs"
 import { type ClaimCheck, ClaimCheckJson } from "../ClaimCheck.js"
 import { QueueError } from "../errors.js"
 import { ClaimQueue } from "./ClaimQueue.js"
@@ -76,6 +76,33 @@ const publishWith = (producer: Producer, options: KafkaQueueOptions) => (claim: 
           operation: "publish",
           message: `Kafka did not acknowledge within ${Duration.format(options.publishTimeout)}`
         })
+    }),
+    Effect.asVoid
+  )
+
+const makeAdmin = (kafka: Kafka, options: KafkaQueueOptions) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      // No retries of its own: a health check should answer now, not after kafkajs' backoff.
+      try: async () => {
+        const admin = kafka.admin({ retry: { retries: 0 } })
+        await admin.connect()
+        return admin
+      },
+      catch: queueError("check", `cannot connect to Kafka at ${options.brokers.join(",")}`)
+    }),
+    (admin) => Effect.promise(() => admin.disconnect()).pipe(Effect.ignore)
+  )
+
+/** Up when the brokers answer with the topic's metadata within the publish timeout. */
+const checkWith = (admin: Admin, options: KafkaQueueOptions) =>
+  Effect.tryPromise({
+    try: () => admin.fetchTopicMetadata({ topics: [options.topic] }),
+    catch: queueError("check", `cannot read the metadata of ${options.topic}`)
+  }).pipe(
+    Effect.timeoutFail({
+      duration: options.publishTimeout,
+      onTimeout: () => new QueueError({ operation: "check", message: `Kafka did not answer within ${Duration.format(options.publishTimeout)}` })
     }),
     Effect.asVoid
   )
@@ -207,7 +234,11 @@ export const layer = (options: KafkaQueueOptions) =>
         logCreator: logCreator(yield* Effect.runtime<never>())
       })
       const producer = yield* makeProducer(kafka, options)
-      return ClaimQueue.of({ publish: publishWith(producer, options), consume: consumeWith(kafka, options) })
+      return ClaimQueue.of({
+        publish: publishWith(producer, options),
+        consume: consumeWith(kafka, options),
+        check: checkWith(yield* makeAdmin(kafka, options), options)
+      })
     })
   )
 

@@ -1,4 +1,4 @@
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { EquipmentItem } from "@telemetry/domain"
 import { Schema } from "effect"
 import {
@@ -189,8 +189,34 @@ const Healthy = Schema.Struct({
   timestamp: Timestamp
 }).annotations({ identifier: "Healthy" })
 
+const DependencyCheck = Schema.Struct({
+  status: Schema.Literal("up", "down"),
+  latency_ms: Schema.Number.annotations({ description: "how long the check took" }),
+  error: Schema.optional(Schema.String)
+}).annotations({ identifier: "DependencyCheck" })
+
+const Checks = Schema.Struct({ storage: DependencyCheck, queue: DependencyCheck, database: DependencyCheck })
+
+export class DetailedHealth extends Schema.Class<DetailedHealth>("DetailedHealth")({
+  status: Schema.Literal("healthy"),
+  service: Schema.String,
+  timestamp: Timestamp,
+  checks: Checks
+}) {}
+
+export class Unhealthy extends Schema.Class<Unhealthy>("Unhealthy")(
+  { status: Schema.Literal("unhealthy"), service: Schema.String, timestamp: Timestamp, checks: Checks },
+  HttpApiSchema.annotations({ status: 503, description: "A dependency is down" })
+) {}
+
 class HealthGroup extends HttpApiGroup.make("health")
   .add(HttpApiEndpoint.get("health", "/api/v1/health").addSuccess(Healthy))
+  .add(
+    HttpApiEndpoint.get("detailed", "/api/v1/health/detailed")
+      .addSuccess(DetailedHealth)
+      .addError(Unhealthy)
+      .annotate(OpenApi.Summary, "Storage, queue and database checked, with latencies")
+  )
 {}
 
 export class TelemetryApi extends HttpApi.make("telemetry")
