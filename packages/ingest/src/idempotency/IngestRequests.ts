@@ -1,0 +1,141 @@
+import { SqlClient } from "@effect/sql"
+import { Config, Context, Data, Duration, Effect, Layer, Schedule } from "effect"
+
+/** A request ingest is about to accept, identified by its key or, without one, by its body. */
+export interface Submission {
+  readonly tenantId: string
+  readonly deviceId: string
+  readonly idempotencyKey: string | null
+  readonly sha256: string
+  readonly claimId: string
+  readonly objectKey: string
+  readonly items: number
+  readonly readings: number
+}
+
+/** The first request with the same key or body was accepted: its claim is the answer. */
+export class Duplicate extends Data.TaggedError("Duplicate")<{ readonly first: Submission }> {}
+
+/** The first request with the same key or body is still being stored and published. */
+export class InProgress extends Data.TaggedError("InProgress")<{ readonly claimId: string }> {}
+
+/** The key was used before for a different body. */
+export class KeyReused extends Data.TaggedError("KeyReused")<{ readonly key: string }> {}
+
+export interface IngestRequestsShape {
+  /**
+   * Reserves the submission's key (or body) for its claim, or fails with what holds it. A reservation that
+   * fails for want of a database lets the request through: idempotency is worth less than the reading.
+   */
+  readonly reserve: (submission: Submission) => Effect.Effect<void, Duplicate | InProgress | KeyReused>
+  /** The claim was published: later retries get it back. */
+  readonly accept: (claimId: string) => Effect.Effect<void>
+  /** The request failed: a retry may go ahead as a new claim. */
+  readonly release: (claimId: string) => Effect.Effect<void>
+}
+
+export class IngestRequests extends Context.Tag("@telemetry/IngestRequests")<IngestRequests, IngestRequestsShape>() {}
+
+export const IdempotencyConfig = Config.all({
+  /** How long an Idempotency-Key returns its first claim. */
+  keyWindow: Config.duration("IDEMPOTENCY_KEY_WINDOW").pipe(Config.withDefault(Duration.hours(24))),
+  /**
+   * How long the same body from the same device counts as a retry (0 turns it off). Short by default: a device
+   * whose readings carry no time sends the same body for new readings.
+   */
+  bodyWindow: Config.duration("IDEMPOTENCY_BODY_WINDOW").pipe(Config.withDefault(Duration.minutes(10)))
+})
+
+/** An unaccepted reservation older than this belongs to a request that died; a retry may take it over. */
+const STALE_PENDING = Duration.minutes(5)
+
+interface Row {
+  readonly claim_id: string
+  readonly idempotency_key: string | null
+  readonly body_sha256: string
+  readonly object_key: string
+  readonly items: number
+  readonly readings: number
+  readonly accepted: boolean
+}
+
+const verdict = (submission: Submission, holder: Row): Duplicate | InProgress | KeyReused => {
+  if (submission.idempotencyKey !== null && holder.body_sha256 !== submission.sha256) {
+    return new KeyReused({ key: submission.idempotencyKey })
+  }
+  if (!holder.accepted) return new InProgress({ claimId: holder.claim_id })
+  return new Duplicate({
+    first: {
+      ...submission,
+      claimId: holder.claim_id,
+      objectKey: holder.object_key,
+      items: holder.items,
+      readings: holder.readings
+    }
+  })
+}
+
+/** In the database the services share (table `ingest_requests`), so every ingest instance sees every request. */
+export const layer = Layer.scoped(
+  IngestRequests,
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const { bodyWindow, keyWindow } = yield* IdempotencyConfig
+    const seconds = (d: Duration.Duration) => Duration.toMillis(d) / 1000
+    const longest = Duration.max(keyWindow, bodyWindow)
+
+    const sameRequest = (s: Submission) =>
+      s.idempotencyKey === null
+        ? sql`tenant_id = ${s.tenantId} AND device_id = ${s.deviceId} AND idempotency_key IS NULL AND body_sha256 = ${s.sha256}`
+        : sql`tenant_id = ${s.tenantId} AND device_id = ${s.deviceId} AND idempotency_key = ${s.idempotencyKey}`
+
+    const reserveIn = (s: Submission) =>
+      Effect.gen(function*() {
+        const window = s.idempotencyKey === null ? bodyWindow : keyWindow
+        // Expired reservations, and pending ones of requests that died, no longer count.
+        yield* sql`DELETE FROM ingest_requests WHERE ${sameRequest(s)} AND (
+          created_at < now() - make_interval(secs => ${seconds(window)})
+          OR (NOT accepted AND created_at < now() - make_interval(secs => ${seconds(STALE_PENDING)})))`
+        const inserted = yield* sql`INSERT INTO ingest_requests
+          (claim_id, tenant_id, device_id, idempotency_key, body_sha256, object_key, items, readings)
+          VALUES (${s.claimId}, ${s.tenantId}, ${s.deviceId}, ${s.idempotencyKey}, ${s.sha256}, ${s.objectKey},
+            ${s.items}, ${s.readings})
+          ON CONFLICT DO NOTHING RETURNING claim_id`
+        if (inserted.length > 0) return undefined
+        const [holder] = yield* sql<Row>`SELECT claim_id, idempotency_key, body_sha256, object_key, items, readings,
+          accepted FROM ingest_requests WHERE ${sameRequest(s)}`
+        // Gone between the insert and the select (released by its request): this one may go ahead.
+        return holder === undefined ? undefined : verdict(s, holder)
+      })
+
+    const reserve = (s: Submission) =>
+      (s.idempotencyKey === null && Duration.isZero(bodyWindow)
+        ? Effect.void
+        : reserveIn(s).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`idempotency check skipped, the database failed: ${e.message}`)),
+          Effect.flatMap((holder) => (holder === undefined ? Effect.void : Effect.fail(holder)))
+        ))
+
+    const logged = <A>(what: string) => (effect: Effect.Effect<A, { readonly message: string }>) =>
+      effect.pipe(Effect.asVoid, Effect.catchAll((e) => Effect.logWarning(`${what}: ${e.message}`)))
+
+    // Old reservations are dropped in the background; a reservation is only ever looked up by its own request.
+    yield* sql`DELETE FROM ingest_requests WHERE created_at < now() - make_interval(secs => ${seconds(longest)})`.pipe(
+      logged("expired idempotency records not purged"),
+      Effect.repeat(Schedule.spaced(Duration.minutes(10))),
+      Effect.forkScoped
+    )
+
+    return IngestRequests.of({
+      reserve,
+      accept: (claimId) =>
+        sql`UPDATE ingest_requests SET accepted = true WHERE claim_id = ${claimId}`.pipe(
+          logged(`claim ${claimId} not marked accepted for idempotency`)
+        ),
+      release: (claimId) =>
+        sql`DELETE FROM ingest_requests WHERE claim_id = ${claimId}`.pipe(
+          logged(`claim ${claimId}'s idempotency record not released`)
+        )
+    })
+  })
+)

@@ -1,0 +1,128 @@
+import { describe, expect, layer } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
+import { databases, storeOn } from "@telemetry/domain/testing"
+import { ConfigProvider, Effect, Either, Layer } from "effect"
+import { randomUUID } from "node:crypto"
+import * as IngestRequests from "../src/idempotency/IngestRequests.js"
+
+const submission = (overrides: Partial<IngestRequests.Submission> = {}): IngestRequests.Submission => {
+  const claimId = randomUUID()
+  return {
+    tenantId: "tenant-a",
+    deviceId: "device-1",
+    idempotencyKey: null,
+    sha256: "a".repeat(64),
+    claimId,
+    objectKey: `telemetry/x/${claimId}.json.gz`,
+    items: 2,
+    readings: 5,
+    ...overrides
+  }
+}
+
+const reserve = (s: IngestRequests.Submission) =>
+  Effect.flatMap(IngestRequests.IngestRequests, (r) => Effect.either(r.reserve(s)))
+const accept = (claimId: string) => Effect.flatMap(IngestRequests.IngestRequests, (r) => r.accept(claimId))
+const release = (claimId: string) => Effect.flatMap(IngestRequests.IngestRequests, (r) => r.release(claimId))
+const tagOf = (result: Either.Either<void, { readonly _tag: string }>) => Either.isLeft(result) ? result.left._tag : "Reserved"
+
+const withConfig = (entries: Record<string, string>) =>
+  Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(entries))))
+
+for (const database of databases) {
+  describe(`idempotency records on ${database.name}`, () => {
+    layer(
+      IngestRequests.layer.pipe(Layer.provideMerge(storeOn(database, 1000)), Layer.provide(withConfig({}))),
+      { timeout: 120_000, excludeTestServices: true }
+    )((it) => {
+      it.effect("the same body from the same device is in progress, then a duplicate of the first claim", () =>
+        Effect.gen(function*() {
+          const first = submission({ sha256: "b".repeat(64) })
+          expect(tagOf(yield* reserve(first))).toBe("Reserved")
+          const retry = submission({ sha256: first.sha256 })
+          const pending = yield* reserve(retry)
+          expect(Either.isLeft(pending) && pending.left).toEqual(new IngestRequests.InProgress({ claimId: first.claimId }))
+          yield* accept(first.claimId)
+          const duplicate = yield* reserve(retry)
+          expect(Either.isLeft(duplicate) && duplicate.left._tag).toBe("Duplicate")
+          if (Either.isLeft(duplicate) && duplicate.left._tag === "Duplicate") {
+            expect(duplicate.left.first).toMatchObject({ claimId: first.claimId, objectKey: first.objectKey, items: 2, readings: 5 })
+          }
+        }))
+
+      it.effect("another device, another tenant or another body is a new request", () =>
+        Effect.gen(function*() {
+          const first = submission({ sha256: "c".repeat(64) })
+          expect(tagOf(yield* reserve(first))).toBe("Reserved")
+          yield* accept(first.claimId)
+          expect(tagOf(yield* reserve(submission({ sha256: first.sha256, deviceId: "device-2" })))).toBe("Reserved")
+          expect(tagOf(yield* reserve(submission({ sha256: first.sha256, tenantId: "tenant-b" })))).toBe("Reserved")
+          expect(tagOf(yield* reserve(submission({ sha256: "d".repeat(64) })))).toBe("Reserved")
+        }))
+
+      it.effect("a released reservation lets the retry go ahead as a new claim", () =>
+        Effect.gen(function*() {
+          const first = submission({ sha256: "e".repeat(64) })
+          expect(tagOf(yield* reserve(first))).toBe("Reserved")
+          yield* release(first.claimId)
+          expect(tagOf(yield* reserve(submission({ sha256: first.sha256 })))).toBe("Reserved")
+        }))
+
+      it.effect("an Idempotency-Key returns its first claim for the same body and refuses a different one", () =>
+        Effect.gen(function*() {
+          const first = submission({ idempotencyKey: "key-1", sha256: "f".repeat(64) })
+          expect(tagOf(yield* reserve(first))).toBe("Reserved")
+          yield* accept(first.claimId)
+          expect(tagOf(yield* reserve(submission({ idempotencyKey: "key-1", sha256: first.sha256 })))).toBe("Duplicate")
+          expect(tagOf(yield* reserve(submission({ idempotencyKey: "key-1", sha256: "0".repeat(64) })))).toBe("KeyReused")
+          // The same body under a new key is a new request: the client says so.
+          expect(tagOf(yield* reserve(submission({ idempotencyKey: "key-2", sha256: first.sha256 })))).toBe("Reserved")
+        }))
+
+      it.effect("concurrent retries of one body: exactly one reservation wins", () =>
+        Effect.gen(function*() {
+          const sha256 = "9".repeat(64)
+          const results = yield* Effect.all(
+            Array.from({ length: 8 }, () => reserve(submission({ sha256, deviceId: "racer" }))),
+            { concurrency: "unbounded" }
+          )
+          expect(results.map(tagOf).filter((t) => t === "Reserved")).toHaveLength(1)
+          expect(results.map(tagOf).filter((t) => t === "InProgress")).toHaveLength(7)
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql`SELECT 1 FROM ingest_requests WHERE device_id = 'racer'`
+          expect(rows).toHaveLength(1)
+        }))
+
+      it.effect("a record past its window no longer counts", () =>
+        Effect.gen(function*() {
+          const first = submission({ sha256: "8".repeat(64) })
+          expect(tagOf(yield* reserve(first))).toBe("Reserved")
+          yield* accept(first.claimId)
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`UPDATE ingest_requests SET created_at = now() - interval '11 minutes' WHERE claim_id = ${first.claimId}`
+          expect(tagOf(yield* reserve(submission({ sha256: first.sha256 })))).toBe("Reserved")
+        }))
+    })
+  })
+}
+
+describe("idempotency by body turned off", () => {
+  layer(
+    IngestRequests.layer.pipe(
+      Layer.provideMerge(storeOn(databases[0]!, 1000)),
+      Layer.provide(withConfig({ IDEMPOTENCY_BODY_WINDOW: "0 seconds" }))
+    ),
+    { timeout: 120_000, excludeTestServices: true }
+  )((it) => {
+    it.effect("the same body twice is two requests; keys still work", () =>
+      Effect.gen(function*() {
+        const first = submission()
+        expect(tagOf(yield* reserve(first))).toBe("Reserved")
+        yield* accept(first.claimId)
+        expect(tagOf(yield* reserve(submission()))).toBe("Reserved")
+        const keyed = submission({ idempotencyKey: "k" })
+        expect(tagOf(yield* reserve(keyed))).toBe("Reserved")
+        expect(tagOf(yield* reserve(submission({ idempotencyKey: "k" })))).toBe("InProgress")
+      }))
+  })
+})
