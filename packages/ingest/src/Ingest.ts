@@ -9,18 +9,26 @@ import {
   ObjectStore,
   objectKey,
   type PayloadFacts,
-  PayloadConfig
+  PayloadConfig,
+  PayloadTooLarge
 } from "@telemetry/domain"
 import { Config, Deferred, Effect, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
+import * as Idempotency from "./idempotency/IngestRequests.js"
+import { Admission } from "./limits/Admission.js"
 
 export const IngestConfig = Config.all({
   maxBodyBytes: Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(512 * 1024 * 1024)),
   /** zlib level for plain bodies; gzip bodies are stored as they arrive. */
   gzipLevel: Config.integer("GZIP_LEVEL").pipe(Config.withDefault(1)),
   /** Body chunks either branch (storage, validation) may run ahead of the other. */
-  maxLagChunks: Config.integer("INGEST_MAX_LAG_CHUNKS").pipe(Config.withDefault(16))
+  maxLagChunks: Config.integer("INGEST_MAX_LAG_CHUNKS").pipe(Config.withDefault(16)),
+  /** Decompressed bytes a gzip body may expand to per byte sent, past its first MiB: a gzip bomb is refused. */
+  maxCompressionRatio: Config.number("MAX_COMPRESSION_RATIO").pipe(Config.withDefault(100))
 })
+
+/** Small bodies may compress better than the ratio (repetitive JSON) and cost nothing to expand. */
+const RATIO_FLOOR = 1024 * 1024
 
 export interface IngestRequest<E> {
   readonly body: Stream.Stream<Uint8Array, E>
@@ -28,6 +36,8 @@ export interface IngestRequest<E> {
   readonly requestId: string
   readonly deviceId: string | null
   readonly tenantId: string
+  /** The client's `Idempotency-Key`: a retry with it gets the first claim back. */
+  readonly idempotencyKey: string | null
 }
 
 export interface Accepted {
@@ -35,6 +45,8 @@ export interface Accepted {
   readonly key: string
   readonly items: number
   readonly readings: number
+  /** The request repeated an accepted one (same key, or same body from the device): this is that one's claim. */
+  readonly replayed: boolean
 }
 
 export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
@@ -43,30 +55,40 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     const queue = yield* ClaimQueue
     const payload = yield* PayloadConfig
     const config = yield* IngestConfig
+    const admission = yield* Admission
+    const requests = yield* Idempotency.IngestRequests
 
     /**
      * Streams the body to storage (gzip-compressed unless it already is) while validating it; the object is
-     * committed only if validation passed, and the claim is published only once the object is committed.
+     * committed only if validation passed and the request is not a retry of an accepted one, and the claim is
+     * published only once the object is committed.
      */
-    const accept = <E>(request: IngestRequest<E>) =>
+    const store = <E>(request: IngestRequest<E>, claimId: string) =>
       Effect.scoped(
         Effect.gen(function*() {
-          const claimId = randomUUID()
           const receivedAt = new Date()
           const key = objectKey(claimId, receivedAt)
           const body = request.body.pipe(limitBytes(config.maxBodyBytes, "request body"))
           const [toStore, toCheck] = yield* Stream.broadcast(body, 2, config.maxLagChunks)
 
           const sha256 = createHash("sha256")
+          let sentSize = 0
           let originalSize = 0
-          const check = (request.gzipped ? gunzip(toCheck) : toCheck).pipe(
+          const sent = toCheck.pipe(Stream.tap((bytes) => Effect.sync(() => (sentSize += bytes.length))))
+          const check = (request.gzipped ? gunzip(sent) : sent).pipe(
             limitBytes(payload.maxDecompressedBytes, "decompressed body"),
-            Stream.tap((bytes) =>
-              Effect.sync(() => {
-                sha256.update(bytes)
-                originalSize += bytes.length
-              })
-            ),
+            Stream.tap((bytes) => {
+              sha256.update(bytes)
+              originalSize += bytes.length
+              return request.gzipped && originalSize > RATIO_FLOOR && originalSize > config.maxCompressionRatio * sentSize
+                ? Effect.fail(
+                  new PayloadTooLarge({
+                    message: `gzip body expands more than ${config.maxCompressionRatio} times; refused as a likely gzip bomb`,
+                    limit: config.maxCompressionRatio
+                  })
+                )
+                : Effect.void
+            }),
             decodePayload({ ...payload, receivedAt: receivedAt.getTime() }),
             Stream.runFold({ items: 0, readings: 0 }, (n, item) => ({
               items: n.items + 1,
@@ -81,7 +103,20 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
               originalSize,
               sha256: sha256.digest("hex"),
               ...counts
-            }))
+            })),
+            // Before the object is committed: a retry of an accepted request stores nothing.
+            Effect.tap((facts) =>
+              requests.reserve({
+                tenantId: request.tenantId,
+                deviceId: request.deviceId ?? "",
+                idempotencyKey: request.idempotencyKey,
+                sha256: facts.sha256,
+                claimId,
+                objectKey: key,
+                items: facts.items,
+                readings: facts.readings
+              })
+            )
           )
           const facts = yield* Deferred.make<PayloadFacts>()
           const stored = request.gzipped ? toStore : gzip(config.gzipLevel)(toStore)
@@ -99,11 +134,28 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
               )
             )
           )
-          return { claimId, key, items: counted.items, readings: counted.readings } satisfies Accepted
-        })
+          yield* requests.accept(claimId)
+          return { claimId, key, items: counted.items, readings: counted.readings, replayed: false } satisfies Accepted
+        }).pipe(
+          // Whatever failed, a retry must be free to go ahead (a no-op when nothing was reserved).
+          Effect.tapErrorCause(() => requests.release(claimId))
+        )
+      )
+
+    const accept = <E>(request: IngestRequest<E>) =>
+      admission.admit(`${request.tenantId}/${request.deviceId ?? ""}`)(store(request, randomUUID())).pipe(
+        Effect.catchIf((e) => e instanceof Idempotency.Duplicate, ({ first }: Idempotency.Duplicate) =>
+          Effect.succeed<Accepted>({
+            claimId: first.claimId,
+            key: first.objectKey,
+            items: first.items,
+            readings: first.readings,
+            replayed: true
+          }))
       )
 
     return { accept } as const
-  })
+  }),
+  dependencies: [Admission.Default, Idempotency.layer]
 }) {}
 

@@ -5,6 +5,7 @@ import { Effect, Layer, Stream } from "effect"
 import { claim, databases, storeOn, type TestDatabase } from "@telemetry/domain/testing"
 import { generate, itemsOf, type Point, prng, sensorSpec, splitLate } from "./support/dataset.js"
 import { bucketOf, bucketRows, DAY, HOUR, rawRows, sensorTotals } from "./support/reference.js"
+import { bearer, readerToken } from "./support/auth.js"
 import { serverOn } from "./support/server.js"
 import { freePort } from "./support/stack.js"
 
@@ -36,7 +37,7 @@ const analyticsSuite = (database: TestDatabase) =>
     const port = await freePort()
     const get = (path: string) =>
       Effect.promise(async () => {
-        const response = await fetch(`http://127.0.0.1:${port}/api/v1/analytics${path}`)
+        const response = await fetch(`http://127.0.0.1:${port}/api/v1/analytics${path}`, { headers: bearer(readerToken()) })
         return { status: response.status, json: (await response.json()) as any }
       })
 

@@ -3,6 +3,7 @@ import { Maintenance, TelemetryStore } from "@telemetry/domain"
 import { claim, databases, storeOn } from "@telemetry/domain/testing"
 import { Effect, Layer, Stream } from "effect"
 import { generate, itemsOf } from "./support/dataset.js"
+import { bearer, readerToken } from "./support/auth.js"
 import { serverOn } from "./support/server.js"
 import { freePort } from "./support/stack.js"
 
@@ -57,7 +58,7 @@ describe("the same analytics requests on embedded TimescaleDB and on PostgreSQL 
       const compare = Effect.forEach(requests(end), (path) =>
         Effect.promise(async () => {
           const [first, second] = await Promise.all(servers.map(async (server) => {
-            const response = await fetch(`${server.base}/${path}`)
+            const response = await fetch(`${server.base}/${path}`, { headers: bearer(readerToken()) })
             const json = withoutClockBounds((await response.json()) as Record<string, unknown>)
             return { status: response.status, json: rounded(json) as Record<string, unknown> }
           }))

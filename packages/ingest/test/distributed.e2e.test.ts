@@ -5,6 +5,7 @@ import * as S3Server from "@telemetry/testbed/S3Server"
 import { Effect, Layer } from "effect"
 import { gzipSync } from "node:zlib"
 import pg from "pg"
+import { authEnv, bearer, deviceToken } from "./support/auth.js"
 import { bulkPayload } from "./support/payloads.js"
 import { healthy, type PipelineProcess, startPipeline, startWorker, until } from "./support/process.js"
 import { freePort } from "./support/stack.js"
@@ -12,7 +13,12 @@ import { freePort } from "./support/stack.js"
 const post = async (base: string, body: Buffer, device: string) => {
   const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
     method: "POST",
-    headers: { "content-type": "application/json", "content-encoding": "gzip", "x-device-id": device },
+    headers: {
+      "content-type": "application/json",
+      "content-encoding": "gzip",
+      "x-device-id": device,
+      ...bearer(deviceToken("default", device))
+    },
     body: body as unknown as BodyInit
   })
   return response.status
@@ -40,7 +46,7 @@ describe("distributed pipeline: ingest and two workers as OS processes on Kafka,
 
       const port = yield* Effect.promise(freePort)
       const base = `http://127.0.0.1:${port}`
-      const env = { ...kafka.env, ...s3.env, ...database.env, KAFKA_SESSION_TIMEOUT: "6 seconds", KAFKA_HEARTBEAT_INTERVAL: "1 second" }
+      const env = { ...kafka.env, ...s3.env, ...database.env, ...authEnv, KAFKA_SESSION_TIMEOUT: "6 seconds", KAFKA_HEARTBEAT_INTERVAL: "1 second" }
       const ingest = yield* started(() => startPipeline({ ...env, PORT: String(port), RUN_WORKER: "false" }))
       // Each worker names its database connections, so the test can see which one is in the middle of a COPY.
       const worker = (name: string) =>

@@ -8,7 +8,8 @@ import {
   ObjectStore,
   QueueError
 } from "@telemetry/domain"
-import { Chunk, Deferred, Effect, Either, Fiber, Layer, Option, Schema, Stream } from "effect"
+import { inMemoryStore } from "@telemetry/domain/testing"
+import { Chunk, ConfigProvider, Deferred, Effect, Either, Fiber, Layer, Option, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { Ingest } from "../src/Ingest.js"
@@ -18,12 +19,13 @@ const bodyOf = (bytes: Uint8Array, chunkSize = 100) =>
   Stream.fromIterable(Array.from({ length: Math.ceil(bytes.length / chunkSize) }, (_, i) =>
     bytes.subarray(i * chunkSize, (i + 1) * chunkSize)))
 
-const request = (bytes: Uint8Array, gzipped: boolean) => ({
+const request = (bytes: Uint8Array, gzipped: boolean, more: { idempotencyKey?: string; deviceId?: string } = {}) => ({
   body: bodyOf(bytes),
   gzipped,
   requestId: "req-1",
-  deviceId: "device-7",
-  tenantId: "tenant-a"
+  deviceId: more.deviceId ?? "device-7",
+  tenantId: "tenant-a",
+  idempotencyKey: more.idempotencyKey ?? null
 })
 
 const objects = Effect.flatMap(ObjectStore, (s) => Effect.map(Stream.runCollect(s.list("")), Chunk.toReadonlyArray))
@@ -38,10 +40,15 @@ const nextClaim = Effect.gen(function*() {
   return claim
 })
 
-const inMemory = Ingest.Default.pipe(
-  Layer.provideMerge(MemoryObjectStore.layer("telemetry-raw")),
-  Layer.provideMerge(EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second" }))
-)
+/** Ingest on in-memory storage and queue, and an in-memory embedded database for its idempotency records. */
+const inMemoryWith = (env: Record<string, string> = {}) =>
+  Ingest.Default.pipe(
+    Layer.provideMerge(MemoryObjectStore.layer("telemetry-raw")),
+    Layer.provideMerge(EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second" })),
+    Layer.provideMerge(inMemoryStore(1000)),
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+  )
+const inMemory = inMemoryWith()
 
 describe("Ingest on in-memory storage and queue", () => {
   it.live("a plain body is stored gzip-compressed and its claim check follows the contract", () =>
@@ -113,11 +120,89 @@ describe("Ingest on in-memory storage and queue", () => {
     }).pipe(
       Effect.provide(Ingest.Default.pipe(
         Layer.provideMerge(MemoryObjectStore.layer()),
+        Layer.provideMerge(inMemoryStore(1000)),
         Layer.provideMerge(Layer.succeed(ClaimQueue, {
           publish: () => Effect.fail(new QueueError({ operation: "publish", message: "broker down" })),
           consume: () => Effect.never,
+          deadLetters: () => Stream.empty,
           check: Effect.fail(new QueueError({ operation: "check", message: "broker down" }))
         }))
       ))
     ))
+
+  it.live("a retry with the same Idempotency-Key gets the first claim back and stores nothing more", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const json = Buffer.from(JSON.stringify(haPayload("unit-5")))
+      const first = yield* ingest.accept(request(json, false, { idempotencyKey: "k-1" }))
+      const retry = yield* ingest.accept(request(json, false, { idempotencyKey: "k-1" }))
+      expect(first.replayed).toBe(false)
+      expect(retry).toEqual({ ...first, replayed: true })
+      expect((yield* objects).map((o) => o.key)).toEqual([first.key])
+      expect(Option.map(yield* nextClaim, (c) => c.claim_id)).toEqual(Option.some(first.claimId))
+      expect(Option.isNone(yield* nextClaim)).toBe(true)
+      // The same key for another body is a client bug, refused; a new key is a new request.
+      const other = Buffer.from(JSON.stringify(haPayload("unit-6")))
+      expect(yield* Effect.flip(ingest.accept(request(other, false, { idempotencyKey: "k-1" })))).toMatchObject({ _tag: "KeyReused" })
+      expect((yield* ingest.accept(request(json, false, { idempotencyKey: "k-2" }))).replayed).toBe(false)
+      expect(yield* objects).toHaveLength(2)
+    }).pipe(Effect.provide(inMemory)))
+
+  it.live("the same body again from the same device is a retry; from another device it is new", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const gzipped = gzipSync(JSON.stringify(haPayload("unit-7")))
+      const first = yield* ingest.accept(request(gzipped, true))
+      expect(yield* ingest.accept(request(gzipped, true))).toEqual({ ...first, replayed: true })
+      expect((yield* ingest.accept(request(gzipped, true, { deviceId: "device-8" }))).replayed).toBe(false)
+      expect(yield* objects).toHaveLength(2)
+    }).pipe(Effect.provide(inMemory)))
+
+  it.live("a failed request leaves its retry free to go ahead", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const json = Buffer.from(JSON.stringify(haPayload("unit-8")))
+      const failing = { ...request(json, false, { idempotencyKey: "k-3" }), body: Stream.concat(bodyOf(json.subarray(0, 50)), Stream.fail(new Error("connection reset"))) }
+      yield* Effect.flip(ingest.accept(failing))
+      expect((yield* ingest.accept(request(json, false, { idempotencyKey: "k-3" }))).replayed).toBe(false)
+    }).pipe(Effect.provide(inMemory)))
+
+  it.live("a device over its rate is refused with the time to wait; other devices go on", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const body = (i: number) => Buffer.from(JSON.stringify(haPayload(`rate-${i}`)))
+      yield* ingest.accept(request(body(1), false))
+      yield* ingest.accept(request(body(2), false))
+      const refused = yield* Effect.flip(ingest.accept(request(body(3), false)))
+      expect(refused).toMatchObject({ _tag: "RateLimited", device: "tenant-a/device-7", limit: 2 })
+      expect(refused._tag === "RateLimited" && refused.retryAfter).toBeTruthy()
+      yield* ingest.accept(request(body(4), false, { deviceId: "device-9" }))
+      expect(yield* objects).toHaveLength(3)
+    }).pipe(Effect.provide(inMemoryWith({ RATE_LIMIT_PER_DEVICE: "2", RATE_LIMIT_WINDOW: "1 hour" }))))
+
+  it.live("past the bound of uploads in flight a request is refused at once, not queued", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const json = Buffer.from(JSON.stringify(haPayload("slow")))
+      const release = yield* Deferred.make<void>()
+      // An upload that stays in flight until released.
+      const slow = { ...request(json, false), body: Stream.concat(bodyOf(json.subarray(0, 10)), Stream.fromEffect(Effect.as(Deferred.await(release), json.subarray(10)))) }
+      const inFlight = yield* Effect.fork(ingest.accept(slow))
+      yield* Effect.sleep("100 millis")
+      const refused = yield* Effect.flip(ingest.accept(request(Buffer.from(JSON.stringify(haPayload("second"))), false, { deviceId: "device-2" })))
+      expect(refused).toMatchObject({ _tag: "Overloaded", inFlight: 1 })
+      yield* Deferred.succeed(release, undefined)
+      expect((yield* Fiber.join(inFlight)).readings).toBe(3)
+      expect(yield* objects).toHaveLength(1)
+    }).pipe(Effect.provide(inMemoryWith({ MAX_INFLIGHT_UPLOADS: "1" }))))
+
+  it.live("a gzip bomb is refused as too large before it is expanded, and nothing is stored", () =>
+    Effect.gen(function*() {
+      const item = JSON.stringify(haPayload("bomb")[0])
+      const bomb = gzipSync(Buffer.concat([Buffer.from(`[${item},`), Buffer.alloc(32 * 1024 * 1024, 0x20), Buffer.from(`${item}]`)]), { level: 9 })
+      const refused = yield* Effect.flip((yield* Ingest).accept(request(bomb, true)))
+      expect(refused).toMatchObject({ _tag: "PayloadTooLarge", limit: 100 })
+      expect(yield* objects).toEqual([])
+      expect(Option.isNone(yield* nextClaim)).toBe(true)
+    }).pipe(Effect.provide(inMemory)))
 })

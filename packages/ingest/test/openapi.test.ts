@@ -2,6 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { PgliteClient } from "@telemetry/domain"
 import { inMemoryStore } from "@telemetry/domain/testing"
 import { Effect } from "effect"
+import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { serverOn } from "./support/server.js"
 import { freePort } from "./support/stack.js"
 
@@ -21,8 +22,12 @@ const CONTRACT = [
   "get /api/v1/analytics/sensor/{sensorUuid}/history",
   "get /api/v1/analytics/equipment/{equipmentUuid}/stats",
   "get /api/v1/analytics/home-assistant/{equipmentUuid}",
-  "get /api/v1/health"
+  "get /api/v1/health",
+  "get /api/v1/health/detailed"
 ]
+
+/** The operations behind a bearer token: ingest (device tokens) and analytics (reader tokens). */
+const secured = (operation: string) => operation.includes("/bulk") || operation.includes("/analytics/")
 
 const operations = (spec: any): Array<string> =>
   Object.entries<Record<string, unknown>>(spec.paths).flatMap(([path, methods]) =>
@@ -48,7 +53,7 @@ layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServi
       expect(spec.components.schemas.InvalidParameter.required).toEqual(["error", "message"])
       expect(JSON.stringify(spec)).not.toContain("HttpApiDecodeError")
       const bulk = spec.paths["/api/v1/telemetry/bulk"].post
-      expect(Object.keys(bulk.responses).sort()).toEqual(["202", "400", "413", "415", "500", "503"])
+      expect(Object.keys(bulk.responses).sort()).toEqual(["202", "400", "401", "403", "409", "413", "415", "422", "429", "500", "503"])
       // Unknown fields are ignored (contract §1), so the documented body does not forbid them.
       expect(JSON.stringify(bulk.requestBody)).not.toContain("additionalProperties")
     }))
@@ -60,12 +65,43 @@ layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServi
         const [method, path] = operation.split(" ") as [string, string]
         const concrete = path.replace(/\{\w+\}/g, "x")
         // A body of the wrong type: the bulk route answers 415 without storing anything.
-        const response = yield* fetchText(concrete, { method: method.toUpperCase(), headers: { "content-type": "text/plain" } })
+        const token = method === "post" ? deviceToken() : readerToken()
+        const response = yield* fetchText(concrete, {
+          method: method.toUpperCase(),
+          headers: { "content-type": "text/plain", ...(secured(operation) ? bearer(token) : {}) }
+        })
         expect([operation, response.status]).toEqual([operation, method === "post" ? 415 : 200])
         expect(response.type, operation).toContain("application/json")
       }
       const unknown = yield* fetchText("/api/v1/nothing-here")
       expect([unknown.status, JSON.parse(unknown.text)]).toEqual([404, { error: "not_found", message: "no such route" }])
+    }))
+
+  it.effect("ingest and analytics require a bearer JWT, documented with their 401 and 403; health is open", () =>
+    Effect.gen(function*() {
+      const spec = JSON.parse((yield* fetchText("/api/v1/openapi.json")).text)
+      expect(spec.components.securitySchemes).toEqual({
+        bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: expect.stringContaining("tenant") }
+      })
+      for (const operation of operations(spec)) {
+        const [method, path] = operation.split(" ") as [string, string]
+        const documented = spec.paths[path][method]
+        if (secured(operation)) {
+          expect([operation, documented.security]).toEqual([operation, [{ bearer: [] }]])
+          expect(documented.responses["401"].content["application/json"].schema, operation).toEqual({
+            $ref: "#/components/schemas/Unauthorized"
+          })
+          expect(documented.responses["403"].content["application/json"].schema, operation).toEqual({
+            $ref: "#/components/schemas/Forbidden"
+          })
+        } else {
+          expect([operation, documented.security ?? []]).toEqual([operation, []])
+          const open = yield* fetchText(path)
+          expect([operation, open.status]).toEqual([operation, 200])
+        }
+      }
+      expect(spec.components.schemas.Unauthorized.properties.error.enum).toEqual(["unauthorized"])
+      expect(spec.components.schemas.Forbidden.properties.error.enum).toEqual(["forbidden"])
     }))
 
   it.effect("/api/v1/docs serves Swagger UI over the same document, with no external assets", () =>
@@ -86,7 +122,7 @@ const brokenPort = await freePort()
 layer(serverOn(PgliteClient.layer({}), brokenPort), { timeout: 120_000, excludeTestServices: true })("failures", (it) => {
   it.effect("a failing database answers 500 with the contract's error body", () =>
     Effect.gen(function*() {
-      const response = yield* fetchText("/api/v1/analytics/equipment/eq-a/history", undefined, brokenPort)
+      const response = yield* fetchText("/api/v1/analytics/equipment/eq-a/history", { headers: bearer(readerToken()) }, brokenPort)
       expect([response.status, response.type]).toEqual([500, "application/json"])
       expect(JSON.parse(response.text)).toEqual({ error: "internal_error", message: "internal error" })
     }))

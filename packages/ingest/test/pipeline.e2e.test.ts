@@ -4,6 +4,7 @@ import { ObjectStore } from "@telemetry/domain"
 import { Chunk, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
+import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { haPayload } from "./support/payloads.js"
 import { count } from "@telemetry/domain/testing"
 import { embeddedStack, eventually, freePort } from "./support/stack.js"
@@ -13,11 +14,12 @@ const base = `http://127.0.0.1:${port}`
 const MAX_BODY = 1024 * 1024
 const MAX_DECOMPRESSED = 4 * 1024 * 1024
 
+/** A POST as the device `default`/`test-device`, unless `headers` send another token. */
 const post = (body: string | Buffer, headers: Record<string, string> = {}, path = "/api/v1/telemetry/bulk") =>
   Effect.promise(async () => {
     const response = await fetch(base + path, {
       method: "POST",
-      headers: { "content-type": "application/json", ...headers },
+      headers: { "content-type": "application/json", ...bearer(deviceToken()), ...headers },
       body: body as unknown as BodyInit
     })
     return { status: response.status, headers: response.headers, json: (await response.json()) as any }
@@ -25,7 +27,7 @@ const post = (body: string | Buffer, headers: Record<string, string> = {}, path 
 
 const getJson = (path: string) =>
   Effect.promise(async () => {
-    const response = await fetch(base + path)
+    const response = await fetch(base + path, { headers: bearer(readerToken()) })
     return { status: response.status, json: (await response.json()) as any }
   })
 
@@ -43,7 +45,11 @@ describe("pipeline over HTTP on embedded parts", () => {
     it.effect("a gzip body from the Home Assistant client is accepted, stored, loaded and served", () =>
       Effect.gen(function*() {
         const json = JSON.stringify(haPayload("ha-1"))
-        const response = yield* post(gzipSync(json), { "content-encoding": "gzip", "x-device-id": "ha-device" })
+        const response = yield* post(gzipSync(json), {
+          "content-encoding": "gzip",
+          "x-device-id": "ha-device",
+          ...bearer(deviceToken("default", "ha-device"))
+        })
         expect(response.status).toBe(202)
         expect(response.json).toMatchObject({ status: "accepted", received: 1, readings: 3 })
         expect(response.json.claim_check).toMatch(
@@ -166,7 +172,11 @@ describe("pipeline over HTTP on embedded parts", () => {
           ["body over the limit", "[" + " ".repeat(MAX_BODY) + "]", {}, 413, undefined],
           [
             "gzip body over the limit",
-            gzipSync(JSON.stringify([{ equip_uuid: randomBytes(MAX_BODY).toString("base64"), sensor: [] }])),
+            // Valid items of incompressible text, each under the string limit: only the body's size is wrong.
+            gzipSync(JSON.stringify(Array.from({ length: 96 }, () => ({
+              equip_uuid: randomBytes(16 * 1024).toString("base64"),
+              sensor: [{ sensor_uuid: "s", valor: 1 }]
+            })))),
             { "content-encoding": "gzip" },
             413,
             undefined

@@ -4,6 +4,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { PgliteClient } from "@telemetry/domain"
 import { Effect } from "effect"
 import { gzipSync } from "node:zlib"
+import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { healthy, type PipelineProcess, startPipeline, until } from "./support/process.js"
 import { deployment } from "./support/stack.js"
 
@@ -24,7 +25,7 @@ const payload = (equipment: string, readings: number) =>
 const post = async (base: string, body: Buffer) => {
   const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
     method: "POST",
-    headers: { "content-type": "application/json", "content-encoding": "gzip" },
+    headers: { "content-type": "application/json", "content-encoding": "gzip", ...bearer(deviceToken()) },
     body: body as unknown as BodyInit
   })
   return { status: response.status, json: (await response.json()) as { claim_id: string } }
@@ -33,7 +34,9 @@ const post = async (base: string, body: Buffer) => {
 /** Readings of an equipment as the running pipeline serves them (hourly aggregates, real-time). */
 const servedReadings = async (base: string, equipment: string) => {
   const query = `period=hour&start_date=${new Date(START).toISOString()}&end_date=${new Date(START + 48 * HOUR).toISOString()}`
-  const response = await fetch(`${base}/api/v1/analytics/equipment/${equipment}/history?${query}`)
+  const response = await fetch(`${base}/api/v1/analytics/equipment/${equipment}/history?${query}`, {
+    headers: bearer(readerToken())
+  })
   const { data } = (await response.json()) as { data: Array<{ sample_count: number }> }
   return data.reduce((n, row) => n + row.sample_count, 0)
 }

@@ -4,8 +4,8 @@ import { Clock, Effect } from "effect"
 import { Analytics, type Range, type Scope } from "../analytics/Analytics.js"
 import type { DayRow, HourRow, RawRow } from "../analytics/Rows.js"
 import { TelemetryApi } from "./Api.js"
+import { CurrentPrincipal } from "./Auth.js"
 import { InvalidParameter } from "./errors.js"
-import { CurrentTenant } from "./Tenant.js"
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -39,8 +39,11 @@ const lastBuckets = (length: number, bucket: number) =>
     end: new Date(now)
   }))
 
+/** The tenant of the reader token: the only data a request reads. */
+const currentTenant = Effect.map(CurrentPrincipal, (principal) => principal.tenantId)
+
 const equipmentScope = (equipmentUuid: string, sensorType: string | undefined) =>
-  Effect.map(CurrentTenant, (tenantId): Scope => ({ by: "equipment", tenantId, equipmentUuid, sensorType }))
+  Effect.map(currentTenant, (tenantId): Scope => ({ by: "equipment", tenantId, equipmentUuid, sensorType }))
 
 type History =
   | { readonly period: "hour"; readonly data: ReadonlyArray<HourRow> }
@@ -81,7 +84,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* historyRange(urlParams)
           const scope: Scope = {
             by: "sensor",
-            tenantId: yield* CurrentTenant,
+            tenantId: yield* currentTenant,
             sensorUuid: path.sensorUuid,
             equipmentUuid: urlParams.equipment_uuid
           }

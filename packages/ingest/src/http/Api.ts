@@ -12,9 +12,13 @@ import {
   SensorStats,
   Timestamp
 } from "../analytics/Rows.js"
+import { DeviceAuth, ReaderAuth } from "./Auth.js"
 import {
+  InProgress,
   InternalError,
   InvalidBody,
+  KeyReused,
+  RateLimited,
   InvalidParameter,
   TooLarge,
   Unavailable,
@@ -22,7 +26,6 @@ import {
 } from "./errors.js"
 import { allowUnknownFields, withoutDecodeError } from "./docs.js"
 import { dateParam, Limit, withDefault } from "./params.js"
-import { Tenant } from "./Tenant.js"
 
 // The HTTP API in one declaration: routes, parameter validation, response encoding and the OpenAPI document
 // (served at /api/v1/openapi.json and as Swagger UI at /api/v1/docs) all come from it.
@@ -46,7 +49,13 @@ const BulkHeaders = Schema.Struct({
     description: "gzip (or x-gzip, identity); gzip bodies are stored as sent"
   }),
   "x-request-id": Schema.optional(Schema.String).annotations({ description: "echoed; generated when absent" }),
-  "x-device-id": Schema.optional(Schema.String).annotations({ description: "device identity" })
+  "idempotency-key": Schema.optional(Schema.String).annotations({
+    description: "a retry with the same key (and body) gets the first claim back, with `Idempotent-Replayed: true`; " +
+      "without a key, the same body from the same device within IDEMPOTENCY_BODY_WINDOW counts as a retry"
+  }),
+  "x-device-id": Schema.optional(Schema.String).annotations({
+    description: "device identity: the device token's `sub`, which it must equal when sent"
+  })
 })
 
 // Documented, not decoded by the framework: the bulk handler streams the body through its own decoder.
@@ -58,6 +67,9 @@ const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary
     .addError(InvalidBody)
     .addError(TooLarge)
     .addError(UnsupportedMediaType)
+    .addError(RateLimited)
+    .addError(InProgress)
+    .addError(KeyReused)
     .addError(Unavailable)
     .annotate(OpenApi.Summary, summary)
     .annotate(OpenApi.Transform, allowUnknownFields)
@@ -65,7 +77,7 @@ const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary
 class IngestGroup extends HttpApiGroup.make("ingest")
   .add(bulk("bulk", "/api/v1/telemetry/bulk", "Accept a batch of readings (plain or gzip JSON)"))
   .add(bulk("bulkAlias", "/api/v1/telemetria/bulk", "The original Portuguese path of bulk"))
-  .middleware(Tenant)
+  .middleware(DeviceAuth)
 {}
 
 // --- Analytics (contract §4) ---
@@ -177,7 +189,7 @@ class AnalyticsGroup extends HttpApiGroup.make("analytics")
       .annotate(OpenApi.Summary, "Hourly statistics of the last hours, for the Home Assistant integration")
   )
   .addError(InvalidParameter)
-  .middleware(Tenant)
+  .middleware(ReaderAuth)
   .prefix("/api/v1/analytics")
 {}
 

@@ -1,15 +1,27 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
-import { errorResponse, InvalidBody, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
-import { CurrentTenant } from "./Tenant.js"
+import { CurrentPrincipal } from "./Auth.js"
+import {
+  errorResponse,
+  InProgress,
+  InvalidBody,
+  KeyReused,
+  RateLimited,
+  TooLarge,
+  Unavailable,
+  UnsupportedMediaType
+} from "./errors.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
 const RETRY_AFTER = { "retry-after": "5" }
+const MAX_IDEMPOTENCY_KEY = 255
+
+const retryAfter = (wait: Duration.Duration) => ({ "retry-after": String(Math.max(1, Math.ceil(Duration.toSeconds(wait)))) })
 
 /** The body is never buffered: it streams to storage and through validation at once (see `Ingest.accept`). */
 const bulk = (ingest: Ingest) => Effect.gen(function*() {
@@ -30,6 +42,14 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
       headers
     )
   }
+  const idempotencyKey = request.headers["idempotency-key"] || null
+  if (idempotencyKey !== null && idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {
+    return errorResponse(
+      new InvalidBody({ message: `Idempotency-Key is longer than ${MAX_IDEMPOTENCY_KEY} characters`, path: "idempotency-key" }),
+      headers
+    )
+  }
+  const principal = yield* CurrentPrincipal
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   return yield* ingest.accept({
     // Not closed when we stop reading early: a rejected client then still gets its 4xx instead of a reset.
@@ -40,8 +60,10 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
     ),
     gzipped: encoding !== "identity",
     requestId,
-    deviceId: request.headers["x-device-id"] || null,
-    tenantId: yield* CurrentTenant
+    // Tenant and device from the token alone (a differing x-device-id was refused by DeviceAuth).
+    deviceId: principal.subject,
+    tenantId: principal.tenantId,
+    idempotencyKey
   }).pipe(
     Effect.map((accepted) =>
       HttpServerResponse.unsafeJson({
@@ -51,7 +73,7 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
         claim_check: accepted.key,
         claim_id: accepted.claimId,
         readings: accepted.readings
-      }, { status: 202, headers })
+      }, { status: 202, headers: accepted.replayed ? { ...headers, "idempotent-replayed": "true" } : headers })
     ),
     // Whatever the client still sends of a rejected body is read and dropped.
     Effect.onError(() => Effect.sync(() => incoming.resume())),
@@ -59,6 +81,23 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
       InvalidPayload: (e) =>
         Effect.succeed(errorResponse(new InvalidBody({ message: e.message, path: e.path }), headers)),
       PayloadTooLarge: (e) => Effect.succeed(errorResponse(new TooLarge({ message: e.message }), headers)),
+      RateLimited: (e) =>
+        Effect.succeed(errorResponse(new RateLimited({ message: e.message }), { ...headers, ...retryAfter(e.retryAfter) })),
+      Overloaded: (e) =>
+        Effect.succeed(errorResponse(
+          new Unavailable({ error: "overloaded", message: `${e.message}, retry shortly` }),
+          { ...headers, "retry-after": "1" }
+        )),
+      InProgress: (e) =>
+        Effect.succeed(errorResponse(
+          new InProgress({ message: `the same request is being accepted as claim ${e.claimId}; retry to get its answer` }),
+          { ...headers, "retry-after": "1" }
+        )),
+      KeyReused: (e) =>
+        Effect.succeed(errorResponse(
+          new KeyReused({ message: `Idempotency-Key "${e.key}" was used for a different body` }),
+          headers
+        )),
       StorageError: (e) =>
         Effect.as(
           Effect.logError("storage failed during ingest", e),

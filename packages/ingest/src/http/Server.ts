@@ -3,17 +3,18 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Config, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
+import * as Auth from "./Auth.js"
 import { TelemetryApi } from "./Api.js"
-import { errorResponse, InternalError, InvalidParameter, NotFound } from "./errors.js"
+import { errorResponse, InternalError, InvalidParameter, NotFound, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as IngestHandlers from "./IngestHandlers.js"
-import * as Tenant from "./Tenant.js"
 
 const failureOf = (cause: Cause.Cause<unknown>) => Option.getOrUndefined(Cause.failureOption(cause))
 
 /**
  * Failures the API does not encode itself get the contract's JSON error body: parameters that fail their schema
- * (400, naming the first offending one), unknown routes (404) and defects (500, logged). Declared errors pass on
+ * (400, naming the first offending one), unknown routes (404) and defects (500, logged). A 401 gets the
+ * `WWW-Authenticate: Bearer` header (RFC 6750), which the API's encoder cannot add. Other declared errors pass on
  * to the API's encoder.
  */
 const contractErrors = HttpApiBuilder.middleware((app) =>
@@ -26,6 +27,9 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
         new InvalidParameter({ message: `${path ? `${path}: ` : ""}${issue?.message ?? "invalid"}`, path })
       ))
     }
+    if (failure instanceof Unauthorized) {
+      return Effect.succeed(errorResponse(failure, { "www-authenticate": "Bearer" }))
+    }
     if (failure instanceof HttpServerError.RouteNotFound) {
       return Effect.succeed(errorResponse(new NotFound({ message: "no such route" })))
     }
@@ -34,10 +38,13 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
   }))
 
 const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, HealthHandlers.layer).pipe(
-  Layer.provide(Tenant.single)
+  Layer.provide(Auth.layer)
 )
 
-/** The HTTP API on `PORT` (default 8080), its OpenAPI document and Swagger UI; needs the Ingest and Analytics services. */
+/**
+ * The HTTP API on `PORT` (default 8080), its OpenAPI document and Swagger UI; needs the Ingest, Analytics and
+ * Tokens services. Ingest takes device tokens, analytics reader tokens; health and the documents are open.
+ */
 export const layer = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/api/v1/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),

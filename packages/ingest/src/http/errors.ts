@@ -29,8 +29,45 @@ export class UnsupportedMediaType extends Schema.Class<UnsupportedMediaType>("Un
 ) {}
 
 export class Unavailable extends Schema.Class<Unavailable>("Unavailable")(
-  { error: Schema.Literal("storage_unavailable", "queue_unavailable"), message },
-  HttpApiSchema.annotations({ status: 503, description: "Storage or queue is unavailable; retry after `Retry-After` seconds" })
+  { error: Schema.Literal("storage_unavailable", "queue_unavailable", "overloaded"), message },
+  HttpApiSchema.annotations({
+    status: 503,
+    description: "Storage or queue is unavailable, or the server is at its bound of uploads in flight; retry after `Retry-After` seconds"
+  })
+) {}
+
+export class RateLimited extends Schema.Class<RateLimited>("RateLimited")(
+  { error: code("rate_limited"), message },
+  HttpApiSchema.annotations({ status: 429, description: "The device is over its request rate; retry after `Retry-After` seconds" })
+) {}
+
+export class InProgress extends Schema.Class<InProgress>("InProgress")(
+  { error: code("request_in_progress"), message },
+  HttpApiSchema.annotations({
+    status: 409,
+    description: "A request with the same Idempotency-Key (or body) is still being accepted; retry after `Retry-After` seconds"
+  })
+) {}
+
+export class KeyReused extends Schema.Class<KeyReused>("KeyReused")(
+  { error: code("idempotency_key_reused"), message },
+  HttpApiSchema.annotations({ status: 422, description: "The Idempotency-Key was used before for a different body" })
+) {}
+
+export class Unauthorized extends Schema.Class<Unauthorized>("Unauthorized")(
+  { error: code("unauthorized"), message },
+  HttpApiSchema.annotations({
+    status: 401,
+    description: "No bearer token, or one that is malformed, forged or expired (answered with `WWW-Authenticate: Bearer`)"
+  })
+) {}
+
+export class Forbidden extends Schema.Class<Forbidden>("Forbidden")(
+  { error: code("forbidden"), message },
+  HttpApiSchema.annotations({
+    status: 403,
+    description: "The token is valid but not for this: a reader token on ingest, a device token on analytics, or an x-device-id other than the token's device"
+  })
 ) {}
 
 export class NotFound extends Schema.Class<NotFound>("NotFound")(
@@ -43,7 +80,19 @@ export class InternalError extends Schema.Class<InternalError>("InternalError")(
   HttpApiSchema.annotations({ status: 500, description: "An unexpected failure (logged)" })
 ) {}
 
-export type ApiError = InvalidParameter | InvalidBody | TooLarge | UnsupportedMediaType | Unavailable | NotFound | InternalError
+export type ApiError =
+  | InvalidParameter
+  | InvalidBody
+  | TooLarge
+  | UnsupportedMediaType
+  | Unavailable
+  | RateLimited
+  | InProgress
+  | KeyReused
+  | Unauthorized
+  | Forbidden
+  | NotFound
+  | InternalError
 
 /** A declared error as its response, for the places that answer without the API's encoder (raw handlers, 404/500). */
 export const errorResponse = (error: ApiError, headers?: Record<string, string>) =>

@@ -5,6 +5,7 @@ import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
 import { createServer } from "node:net"
 import { join } from "node:path"
 import * as App from "../../src/App.js"
+import { authEnv } from "./auth.js"
 
 export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -21,27 +22,30 @@ export const tempDir = (prefix: string) =>
     Effect.provide(NodeContext.layer)
   )
 
-/** A port (free unless given) and a fresh data directory, as the pipeline's environment; removed with the scope. */
+/**
+ * A port (free unless given) and a fresh data directory, as the pipeline's environment, with the test secret
+ * (support/auth.ts) to verify tokens; removed with the scope.
+ */
 export const deployment = (name: string, port?: number) =>
   Effect.gen(function*() {
     const dir = yield* tempDir(name)
     const chosen = port ?? (yield* Effect.promise(freePort))
     const dataDir = join(dir, "pg")
-    const env = { PORT: String(chosen), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: dataDir }
+    const env = { PORT: String(chosen), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: dataDir, ...authEnv }
     return { base: `http://127.0.0.1:${chosen}`, dataDir, env }
   })
 
 /**
  * The whole pipeline in this process, in a fresh directory, serving HTTP on `port`: on embedded parts (files,
- * in-process queue, PGlite TimescaleDB) unless `env` names real ones. The tests also get the storage and database
- * services to look at.
+ * in-process queue, PGlite TimescaleDB) unless `env` names real ones, verifying tokens with the test secret. The
+ * tests also get the storage, database and Tokens services to look at.
  */
 export const embeddedStack = (port: number, env: Record<string, string> = {}) =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const deployed = yield* deployment("stack", port)
     const config = ConfigProvider.fromMap(new Map(Object.entries({ ...deployed.env, ...env })))
     return App.layer.pipe(
-      Layer.provideMerge(Infrastructure.fromConfig),
+      Layer.provideMerge(Layer.merge(Infrastructure.fromConfig, App.authentication)),
       Layer.provideMerge(NodeContext.layer),
       Layer.provide(Layer.setConfigProvider(config))
     )
