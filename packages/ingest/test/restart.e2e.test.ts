@@ -3,6 +3,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { PgliteClient } from "@telemetry/domain"
 import { Effect } from "effect"
+import { request as httpRequest } from "node:http"
+import { setTimeout as sleep } from "node:timers/promises"
 import { gzipSync } from "node:zlib"
 import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { healthy, type PipelineProcess, startPipeline, until } from "./support/process.js"
@@ -30,6 +32,33 @@ const post = async (base: string, body: Buffer) => {
   })
   return { status: response.status, json: (await response.json()) as { claim_id: string } }
 }
+
+/**
+ * Posts `body` slowly, in `parts` pieces `pauseMs` apart, calling `midway` after the second: an upload in flight
+ * when something happens. Resolves with the status, or with the error if the connection was cut.
+ */
+const postSlowly = (base: string, body: Buffer, parts: number, pauseMs: number, midway: () => void) =>
+  new Promise<number | string>((resolve) => {
+    const request = httpRequest(`${base}/api/v1/telemetry/bulk`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip", ...bearer(deviceToken()) }
+    }, (response) => {
+      response.resume()
+      response.on("end", () => resolve(response.statusCode ?? 0))
+    })
+    request.on("error", (e) => resolve(e.message))
+    void (async () => {
+      const size = Math.ceil(body.length / parts)
+      for (let i = 0; i < parts; i++) {
+        if (request.destroyed) return
+        request.write(body.subarray(i * size, (i + 1) * size))
+        // After a pause: the connection is open and the request under way.
+        if (i === 1) midway()
+        await sleep(pauseMs)
+      }
+      request.end()
+    })()
+  })
 
 /** Readings of an equipment as the running pipeline serves them (hourly aggregates, real-time). */
 const servedReadings = async (base: string, equipment: string) => {
@@ -107,4 +136,44 @@ describe("lossless restart on embedded parts", () => {
       const loaded = yield* countLoaded(dataDir, equipments)
       expect(loaded).toEqual({ total: 3 * readings, distinct_rows: 3 * readings, claims: 3 })
     }), { timeout: 300_000 })
+
+  it.scopedLive("SIGTERM during an upload: the upload finishes and is answered, the process exits, the claim loads once", () =>
+    Effect.gen(function*() {
+      const { base, dataDir, env } = yield* deployment("sigterm-upload")
+      const first = startPipeline({ ...env, RUN_WORKER: "false", SHUTDOWN_TIMEOUT: "30 seconds" })
+      yield* Effect.promise(() => healthy(first, base))
+      const status = yield* Effect.promise(() =>
+        postSlowly(base, payload("graceful-a", 20_000), 10, 200, () => first.child.kill("SIGTERM"))
+      )
+      expect(status).toBe(202)
+      expect(yield* Effect.promise(() => first.exited)).toBe(0)
+      // New connections are refused once it stopped.
+      expect(yield* Effect.promise(() => fetch(`${base}/api/v1/health`).then(() => "answered", () => "refused"))).toBe("refused")
+
+      const second = startPipeline(env)
+      yield* Effect.promise(() => healthy(second, base))
+      yield* Effect.promise(() =>
+        until(second, async () => (await servedReadings(base, "graceful-a")) === 20_000, 60_000, "the claim to load")
+      )
+      yield* Effect.promise(() => stop(second))
+      expect(yield* countLoaded(dataDir, ["graceful-a"])).toEqual({ total: 20_000, distinct_rows: 20_000, claims: 1 })
+    }), { timeout: 180_000 })
+
+  it.scopedLive("an upload still streaming at the shutdown deadline is cut off and nothing of it is kept", () =>
+    Effect.gen(function*() {
+      const { base, dataDir, env } = yield* deployment("sigterm-deadline")
+      const first = startPipeline({ ...env, RUN_WORKER: "false", SHUTDOWN_TIMEOUT: "1 second" })
+      yield* Effect.promise(() => healthy(first, base))
+      const status = yield* Effect.promise(() =>
+        postSlowly(base, payload("cut-a", 20_000), 40, 200, () => first.child.kill("SIGTERM"))
+      )
+      expect(status).not.toBe(202)
+      expect(yield* Effect.promise(() => first.exited)).toBe(0)
+
+      const second = startPipeline(env)
+      yield* Effect.promise(() => healthy(second, base))
+      yield* Effect.sleep("3 seconds")
+      yield* Effect.promise(() => stop(second))
+      expect(yield* countLoaded(dataDir, ["cut-a"])).toEqual({ total: 0, distinct_rows: 0, claims: 0 })
+    }), { timeout: 180_000 })
 })

@@ -1,6 +1,7 @@
 import { HttpApiBuilder, HttpApiError, HttpApiSwagger, HttpMiddleware, HttpServer, HttpServerError } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Config, Effect, Layer, Option } from "effect"
+import { ShutdownTimeout } from "@telemetry/domain"
+import { Cause, Config, Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
@@ -42,6 +43,27 @@ const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, H
 )
 
 /**
+ * The Node HTTP server on `PORT`, stopped gracefully: on shutdown it takes no new connections and the requests in
+ * flight finish (their uploads are stored and queued, their clients answered) before storage and queue close;
+ * whatever still runs after `SHUTDOWN_TIMEOUT` is cut off, which interrupts it: its upload is not stored and its
+ * client, not answered, sends it again.
+ */
+const nodeServer = Layer.scoped(
+  HttpServer.HttpServer,
+  Effect.gen(function*() {
+    const port = yield* Config.integer("PORT").pipe(Config.withDefault(8080))
+    const timeout = yield* ShutdownTimeout
+    const server = createServer()
+    const http = yield* NodeHttpServer.make(() => server, { port })
+    // Added after the server's own close, so it runs first: the deadline starts when closing does.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => setTimeout(() => server.closeAllConnections(), Duration.toMillis(timeout)).unref())
+    )
+    return http
+  })
+).pipe(Layer.merge(NodeHttpServer.layerContext))
+
+/**
  * The HTTP API on `PORT` (default 8080), its OpenAPI document and Swagger UI; needs the Ingest, Analytics and
  * Tokens services. Ingest takes device tokens, analytics reader tokens; health and the documents are open.
  */
@@ -51,7 +73,5 @@ export const layer = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
   Layer.provide(contractErrors),
   Layer.provide(HttpApiBuilder.api(TelemetryApi).pipe(Layer.provide(handlers))),
   HttpServer.withLogAddress,
-  Layer.provide(
-    NodeHttpServer.layerConfig(createServer, { port: Config.integer("PORT").pipe(Config.withDefault(8080)) })
-  )
+  Layer.provide(nodeServer)
 )
