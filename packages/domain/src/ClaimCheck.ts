@@ -27,9 +27,24 @@ export class ClaimCheck extends Schema.Class<ClaimCheck>("ClaimCheck")({
 
 export const ClaimCheckJson = Schema.parseJson(ClaimCheck)
 
+/** Where the payloads are kept in the bucket. */
+export const OBJECT_PREFIX = "telemetry/"
+
+/** The time part of an object key: the UTC time with `:` and `.` as `-`. */
+export const keyTime = (time: Date): string => time.toISOString().replace(/[:.]/g, "-")
+
 /** `telemetry/<UTC time with : and . as ->/<claim id>.json.gz` (contract §2). */
 export const objectKey = (claimId: string, receivedAt: Date): string =>
-  `telemetry/${receivedAt.toISOString().replace(/[:.]/g, "-")}/${claimId}.json.gz`
+  `${OBJECT_PREFIX}${keyTime(receivedAt)}/${claimId}.json.gz`
+
+const KEY_TIME = /^telemetry\/(\d{4}-\d{2}-\d{2}T\d{2})-(\d{2})-(\d{2})-(\d{3})Z\//
+
+/** When the payload under `key` was received, read back from its key; undefined for a key not made by `objectKey`. */
+export const objectKeyTime = (key: string): Date | undefined => {
+  const m = KEY_TIME.exec(key)
+  const time = m === null ? NaN : Date.parse(`${m[1]}:${m[2]}:${m[3]}.${m[4]}Z`)
+  return Number.isNaN(time) ? undefined : new Date(time)
+}
 
 /** What ingest learns of a payload while validating it; stored as object metadata. */
 export interface PayloadFacts {

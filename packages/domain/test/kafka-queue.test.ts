@@ -1,13 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import { Duration, Effect, Fiber, Ref, Schedule } from "effect"
-import { Kafka, logLevel } from "kafkajs"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Ref, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { ClaimCheck } from "../src/ClaimCheck.js"
+import { ClaimRejected } from "../src/DeadLetter.js"
 import { ClaimQueue } from "../src/queue/ClaimQueue.js"
 import * as KafkaClaimQueue from "../src/queue/KafkaClaimQueue.js"
 
 const TOPIC = "telemetry.raw"
+const DLQ = "telemetry.dlq"
 const GROUP = "telemetry-workers"
 
 const claim = (deviceId: string | null) =>
@@ -34,23 +35,14 @@ const queueOn = (cluster: KafkaMock.KafkaMockShape, overrides: Partial<KafkaClai
     sessionTimeout: Duration.seconds(6),
     heartbeatInterval: Duration.seconds(1),
     partitionsConcurrently: 3,
+    deadLetterTopic: DLQ,
+    shutdownTimeout: Duration.seconds(20),
     ...overrides
   })
 
 /** Offsets the group committed, summed over the partitions. */
 const committed = (cluster: KafkaMock.KafkaMockShape) =>
-  Effect.acquireUseRelease(
-    Effect.promise(async () => {
-      const admin = new Kafka({ brokers: [cluster.bootstrap], logLevel: logLevel.NOTHING }).admin()
-      await admin.connect()
-      return admin
-    }),
-    (admin) =>
-      Effect.promise(() => admin.fetchOffsets({ groupId: GROUP, topics: [TOPIC] })).pipe(
-        Effect.map(([topic]) => topic!.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0))
-      ),
-    (admin) => Effect.promise(() => admin.disconnect())
-  )
+  Effect.map(cluster.committed(GROUP, TOPIC), (offsets) => offsets.reduce((sum, n) => sum + n, 0))
 
 const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean) =>
   Effect.repeat(effect, { until, schedule: Schedule.spaced("200 millis") }).pipe(
@@ -72,15 +64,7 @@ const consumeUntil = <E, E2>(
 
 /** Publishes claims straight to chosen partitions (our producer picks them by key). */
 const publishTo = (cluster: KafkaMock.KafkaMockShape, placed: ReadonlyArray<readonly [ClaimCheck, number]>) =>
-  Effect.promise(async () => {
-    const producer = new Kafka({ brokers: [cluster.bootstrap], logLevel: logLevel.NOTHING }).producer()
-    await producer.connect()
-    await producer.send({
-      topic: TOPIC,
-      messages: placed.map(([c, partition]) => ({ partition, value: JSON.stringify(c) }))
-    })
-    await producer.disconnect()
-  })
+  cluster.produce(TOPIC, placed.map(([c, partition]) => ({ partition, value: JSON.stringify(c) })))
 
 describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
   it.scopedLive("publishes claim checks per contract §2 (key, headers, JSON value)", () =>
@@ -91,31 +75,12 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
       yield* Effect.flatMap(ClaimQueue, (q) => Effect.zipRight(q.publish(withDevice), q.publish(withoutDevice))).pipe(
         Effect.provide(queueOn(cluster))
       )
-      // Read back raw with a plain kafkajs consumer of another group.
-      const messages = yield* Effect.promise(async () => {
-        const consumer = new Kafka({ brokers: [cluster.bootstrap], logLevel: logLevel.NOTHING }).consumer({ groupId: "inspect" })
-        await consumer.connect()
-        await consumer.subscribe({ topic: TOPIC, fromBeginning: true })
-        const got: Array<{ key: string; value: unknown; headers: Record<string, string> }> = []
-        await new Promise<void>((resolve) => {
-          void consumer.run({
-            eachMessage: async ({ message }) => {
-              got.push({
-                key: message.key!.toString(),
-                value: JSON.parse(message.value!.toString()),
-                headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]))
-              })
-              if (got.length === 2) resolve()
-            }
-          })
-        })
-        await consumer.disconnect()
-        return got
-      })
+      // Read back raw by a plain consumer of another group.
+      const messages = yield* cluster.messages(TOPIC)
       const byKey = Object.fromEntries(messages.map((m) => [m.key, m]))
       expect(Object.keys(byKey).sort()).toEqual(["device-7", withoutDevice.claim_id].sort())
       const m = byKey["device-7"]!
-      expect(m.value).toEqual(JSON.parse(JSON.stringify(withDevice)))
+      expect(JSON.parse(m.value!)).toEqual(JSON.parse(JSON.stringify(withDevice)))
       expect(m.headers).toEqual({
         "content-type": "application/json",
         "message-type": "claim-check",
@@ -226,5 +191,144 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         yield* cluster.brokerUp(1)
         yield* q.publish(claim("d")).pipe(Effect.retry({ times: 10, schedule: Schedule.spaced("1 second") }))
       }).pipe(Effect.provide(queueOn(cluster, { publishTimeout: Duration.seconds(2) })))
+    }), { timeout: 60_000 })
+  it.scopedLive("keeps a rejected claim and a message that is not a claim on the dead-letter topic, then commits them", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
+      const rejected = claim("device-bad")
+      const good = claim("device-good")
+      const before = new Date()
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(rejected)
+        yield* cluster.produce(TOPIC, [{ key: "junk", value: "not a claim", headers: { origin: "elsewhere" } }])
+        yield* q.publish(good)
+        const seen = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(
+          (c) =>
+            c.claim_id === rejected.claim_id
+              ? new ClaimRejected({ reason: "invalid_payload", message: "[0].sensor[0].sensor_uuid is missing", attempts: 1 })
+              : Effect.void,
+          seen,
+          Effect.map(committed(cluster), (n) => n === 3)
+        )
+        // The rejected claim reached the handler; the unreadable message did not.
+        expect(yield* Ref.get(seen)).toEqual([good.claim_id])
+      }).pipe(Effect.provide(queueOn(cluster)))
+
+      const letters = yield* cluster.messages(DLQ)
+      expect(letters).toHaveLength(2)
+      const [first, second] = letters
+      // The claim as it was published: same key, value and headers, plus why, when and where from.
+      expect(first!.key).toBe("device-bad")
+      expect(JSON.parse(first!.value!)).toEqual(JSON.parse(JSON.stringify(rejected)))
+      expect(first!.headers).toMatchObject({
+        "message-type": "claim-check",
+        "request-id": rejected.metadata.requestId,
+        "dlq-reason": "invalid_payload",
+        "dlq-error": "[0].sensor[0].sensor_uuid is missing",
+        "dlq-attempts": "1",
+        "dlq-source": `${TOPIC}/0@0`
+      })
+      expect(Date.parse(first!.headers["dlq-failed-at"]!)).toBeGreaterThanOrEqual(before.getTime() - 1000)
+      // A message that is not a claim check is forwarded byte for byte.
+      expect(second).toMatchObject({ key: "junk", value: "not a claim" })
+      expect(second!.headers).toMatchObject({
+        origin: "elsewhere",
+        "dlq-reason": "unreadable_message",
+        "dlq-attempts": "0",
+        "dlq-source": `${TOPIC}/0@1`
+      })
+    }), { timeout: 60_000 })
+
+  it.scopedLive("reads the dead letters back by failure time", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
+      const claims = [claim("a"), claim("b")]
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        expect(yield* Stream.runCollect(q.deadLetters({}))).toHaveLength(0)
+        yield* Effect.forEach(claims, q.publish, { discard: true })
+        const seen = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(
+          () => new ClaimRejected({ reason: "retries_exhausted", message: "connection reset", attempts: 6 }),
+          seen,
+          Effect.map(committed(cluster), (n) => n === 2)
+        )
+        const all = Chunk.toReadonlyArray(yield* Stream.runCollect(q.deadLetters({})))
+        expect(all.map((l) => [l.claim?.claim_id, l.reason, l.error, l.attempts, l.source])).toEqual([
+          [claims[0]!.claim_id, "retries_exhausted", "connection reset", 6, `${TOPIC}/0@0`],
+          [claims[1]!.claim_id, "retries_exhausted", "connection reset", 6, `${TOPIC}/0@1`]
+        ])
+        expect(all[0]!.claim).toEqual(claims[0])
+        const failedAt = all[1]!.failedAt
+        expect(yield* Stream.runCount(q.deadLetters({ from: new Date(failedAt.getTime() + 1) }))).toBe(0)
+        expect(yield* Stream.runCount(q.deadLetters({ from: all[0]!.failedAt, to: new Date(failedAt.getTime() + 1) }))).toBe(2)
+      }).pipe(Effect.provide(queueOn(cluster)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("does not acknowledge a rejected claim whose dead letter cannot be kept", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
+      const c = claim("d")
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(c)
+        // Produce (API 0) refused with TOPIC_AUTHORIZATION_FAILED (29), which kafkajs does not retry.
+        yield* cluster.requestErrors(0, 29, 1)
+        const reject = () => new ClaimRejected({ reason: "object_not_found", message: "gone", attempts: 1 })
+        const failed = yield* Effect.flip(q.consume(reject)).pipe(Effect.timeout("30 seconds"))
+        expect(failed).toMatchObject({ _tag: "QueueError", operation: "ack" })
+        expect(yield* committed(cluster)).toBe(0)
+        expect(yield* cluster.messages(DLQ)).toHaveLength(0)
+        // The next member gets it again and keeps it this time.
+        yield* consumeUntil(reject, yield* Ref.make<ReadonlyArray<string>>([]), Effect.map(committed(cluster), (n) => n === 1))
+      }).pipe(Effect.provide(queueOn(cluster)))
+      expect((yield* cluster.messages(DLQ)).map((m) => m.headers["dlq-reason"])).toEqual(["object_not_found"])
+    }), { timeout: 60_000 })
+
+  it.scopedLive("stopped, lets a claim in progress finish and commits it, then takes no more", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1 } })
+      const [slow, next] = [claim("d"), claim("d")]
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(slow)
+        yield* q.publish(next)
+        const started = yield* Deferred.make<void>()
+        const handled = yield* Ref.make<ReadonlyArray<string>>([])
+        const consumer = yield* Effect.fork(q.consume((c) =>
+          Deferred.succeed(started, undefined).pipe(
+            Effect.zipRight(Effect.sleep("3 seconds")),
+            Effect.zipRight(Ref.update(handled, (h) => [...h, c.claim_id]))
+          )
+        ))
+        yield* Deferred.await(started)
+        expect(Exit.isInterrupted(yield* Fiber.interrupt(consumer))).toBe(true)
+        expect(yield* Ref.get(handled)).toEqual([slow.claim_id])
+        expect(yield* committed(cluster)).toBe(1)
+      }).pipe(Effect.provide(queueOn(cluster)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("stopped, interrupts a claim that outlasts the shutdown timeout and leaves it unacknowledged", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1 } })
+      const c = claim("d")
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(c)
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        const consumer = yield* Effect.fork(q.consume(() =>
+          Deferred.succeed(started, undefined).pipe(
+            Effect.zipRight(Effect.never),
+            Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+          )
+        ))
+        yield* Deferred.await(started)
+        yield* Fiber.interrupt(consumer)
+        expect(yield* Deferred.isDone(interrupted)).toBe(true)
+        expect(yield* committed(cluster)).toBe(0)
+      }).pipe(Effect.provide(queueOn(cluster, { shutdownTimeout: Duration.millis(500) })))
     }), { timeout: 60_000 })
 })

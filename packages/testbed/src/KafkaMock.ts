@@ -1,5 +1,7 @@
 import { Context, Data, Effect, Layer, type Scope } from "effect"
+import { Kafka, logLevel } from "kafkajs"
 import { execFileSync, spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
 import { existsSync, renameSync, statSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -37,6 +39,23 @@ export const ensureLauncher = (): string => {
   return binary
 }
 
+/** A message as a test writes it. */
+export interface MockMessageInput {
+  readonly key?: string
+  readonly value: string
+  readonly headers?: Readonly<Record<string, string>>
+  readonly partition?: number
+}
+
+/** A message as a test reads it back: text key and value, text headers. */
+export interface MockMessage {
+  readonly partition: number
+  readonly offset: string
+  readonly key: string | null
+  readonly value: string | null
+  readonly headers: Readonly<Record<string, string>>
+}
+
 export interface KafkaMockShape {
   /** `host:port,...` of the mock brokers. */
   readonly bootstrap: string
@@ -46,6 +65,12 @@ export interface KafkaMockShape {
   readonly brokerUp: (brokerId: number) => Effect.Effect<void, KafkaMockError>
   /** The next `count` requests of protocol API `apiKey` fail with Kafka error `errorCode`. */
   readonly requestErrors: (apiKey: number, errorCode: number, count: number) => Effect.Effect<void, KafkaMockError>
+  /** Sends messages to `topic` as they are, with a plain producer (no claim-check formatting). */
+  readonly produce: (topic: string, messages: ReadonlyArray<MockMessageInput>) => Effect.Effect<void, KafkaMockError>
+  /** Every message on `topic` now, by partition in offset order (read by a group of its own that commits nothing). */
+  readonly messages: (topic: string) => Effect.Effect<ReadonlyArray<MockMessage>, KafkaMockError>
+  /** The offset `groupId` committed on each partition of `topic` (0 where none). */
+  readonly committed: (groupId: string, topic: string) => Effect.Effect<ReadonlyArray<number>, KafkaMockError>
 }
 
 export class KafkaMock extends Context.Tag("@telemetry/testbed/KafkaMock")<KafkaMock, KafkaMockShape>() {}
@@ -54,6 +79,72 @@ export interface KafkaMockOptions {
   /** Topic name → partition count; created before the cluster is handed out. */
   readonly topics: Readonly<Record<string, number>>
   readonly brokers?: number
+}
+
+const clientError = (what: string) => (cause: unknown) =>
+  new KafkaMockError({ message: `${what}: ${(cause as Error)?.message ?? cause}` })
+
+const produce = async (bootstrap: string, topic: string, messages: ReadonlyArray<MockMessageInput>) => {
+  const producer = new Kafka({ brokers: [bootstrap], logLevel: logLevel.NOTHING }).producer()
+  await producer.connect()
+  try {
+    await producer.send({ topic, messages: messages.map((m) => ({ ...m, headers: { ...m.headers } })) })
+  } finally {
+    await producer.disconnect()
+  }
+}
+
+const readTopic = async (bootstrap: string, topic: string): Promise<ReadonlyArray<MockMessage>> => {
+  const kafka = new Kafka({ brokers: [bootstrap], logLevel: logLevel.NOTHING })
+  const admin = kafka.admin()
+  await admin.connect()
+  const ends = new Map(
+    (await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect()))
+      .filter((p) => Number(p.high) > Number(p.low))
+      .map((p) => [p.partition, Number(p.high)])
+  )
+  const got: Array<MockMessage> = []
+  if (ends.size === 0) return got
+  const consumer = kafka.consumer({ groupId: `inspect-${randomUUID()}`, maxWaitTimeInMs: 100 })
+  await consumer.connect()
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true })
+    await new Promise<void>((resolve, reject) => {
+      consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          const end = ends.get(batch.partition)
+          if (end === undefined) return
+          for (const m of batch.messages) {
+            if (Number(m.offset) >= end) continue
+            got.push({
+              partition: batch.partition,
+              offset: m.offset,
+              key: m.key?.toString() ?? null,
+              value: m.value?.toString() ?? null,
+              headers: Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, String(v)]))
+            })
+          }
+          if (Number(batch.lastOffset()) + 1 >= end) ends.delete(batch.partition)
+          if (ends.size === 0) resolve()
+        }
+      }).catch(reject)
+    })
+  } finally {
+    await consumer.disconnect()
+  }
+  return got.sort((a, b) => a.partition - b.partition || Number(a.offset) - Number(b.offset))
+}
+
+const committedOffsets = async (bootstrap: string, groupId: string, topic: string) => {
+  const admin = new Kafka({ brokers: [bootstrap], logLevel: logLevel.NOTHING }).admin()
+  await admin.connect()
+  try {
+    const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] })
+    return offsets!.partitions.sort((a, b) => a.partition - b.partition).map((p) => Math.max(0, Number(p.offset)))
+  } finally {
+    await admin.disconnect()
+  }
 }
 
 /** librdkafka's mock cluster in a child process, for as long as the scope lives. */
@@ -99,7 +190,16 @@ export const start = (options: KafkaMockOptions): Effect.Effect<KafkaMockShape, 
       env: { KAFKA_BROKERS: bootstrap },
       brokerDown: (id) => command(`down ${id}`),
       brokerUp: (id) => command(`up ${id}`),
-      requestErrors: (apiKey, errorCode, count) => command(`errors ${apiKey} ${errorCode} ${count}`)
+      requestErrors: (apiKey, errorCode, count) => command(`errors ${apiKey} ${errorCode} ${count}`),
+      produce: (topic, messages) =>
+        Effect.tryPromise({ try: () => produce(bootstrap, topic, messages), catch: clientError(`cannot produce to ${topic}`) }),
+      messages: (topic) =>
+        Effect.tryPromise({ try: () => readTopic(bootstrap, topic), catch: clientError(`cannot read ${topic}`) }),
+      committed: (groupId, topic) =>
+        Effect.tryPromise({
+          try: () => committedOffsets(bootstrap, groupId, topic),
+          catch: clientError(`cannot read the offsets of ${groupId}`)
+        })
     } satisfies KafkaMockShape
   })
 

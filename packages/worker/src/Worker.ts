@@ -9,8 +9,9 @@ const restartBackoff = Schedule.exponential(Duration.seconds(1)).pipe(
 )
 
 /**
- * Consumes claims for as long as the layer lives. A consumer that stops — an error, or a defect in a load — is
- * started again after a pause: its claim was not acknowledged and comes back.
+ * Consumes claims for as long as the layer lives. A consumer that stops — an error (storage or database down, the
+ * queue unreachable), or a defect in a load — is started again after a pause: its claim was not acknowledged and
+ * comes back. Interrupted (the process is stopping), the consumer lets its loads finish within SHUTDOWN_TIMEOUT.
  */
 export const run = Effect.gen(function*() {
   const queue = yield* ClaimQueue

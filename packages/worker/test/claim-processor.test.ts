@@ -1,73 +1,24 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  type ClaimCheck,
-  claimFor,
-  factsToMetadata,
-  MemoryObjectStore,
-  ObjectStore,
-  objectKey,
-  StorageError
-} from "@telemetry/domain"
-import { ConfigProvider, Effect, Layer, Logger, LogLevel, Stream, TestServices } from "effect"
-import { createHash, randomUUID } from "node:crypto"
-import { gzipSync } from "node:zlib"
+import { ClaimRejected, MemoryObjectStore, ObjectStore, StorageError } from "@telemetry/domain"
+import { ConfigProvider, Effect, Layer, Stream, TestServices } from "effect"
+import { randomUUID } from "node:crypto"
 import { dataOf, inMemoryStore } from "@telemetry/domain/testing"
 import * as ClaimProcessor from "../src/ClaimProcessor.js"
+import { capturingLogs, type LogLine, stash } from "./support/claims.js"
 
 const TestLayer = inMemoryStore(2).pipe(Layer.provideMerge(MemoryObjectStore.layer()))
 
-/** The processor with the default payload configuration, whatever the environment running the tests says. */
+/** The processor with the default configuration (or `config`), whatever the environment running the tests says. */
 const makeProcessor = ClaimProcessor.make.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
-
-interface Stashed {
-  readonly claim: ClaimCheck
-  readonly receivedAt: Date
-}
-
-/** Stores a payload as ingest does (gzip, metadata of its facts) and answers the claim check for it. */
-const stash = (payload: unknown, options: { readonly raw?: Uint8Array; readonly receivedAt?: Date; readonly tenantId?: string } = {}) =>
-  Effect.gen(function*() {
-    const storage = yield* ObjectStore
-    const json = Buffer.from(JSON.stringify(payload))
-    const bytes = options.raw ?? gzipSync(json)
-    const claimId = randomUUID()
-    const receivedAt = options.receivedAt ?? new Date("2026-11-20T14:00:00.000Z")
-    const items = Array.isArray(payload) ? payload.length : 0
-    const readings = Array.isArray(payload)
-      ? payload.reduce((n: number, i: any) => n + (Array.isArray(i?.sensor) ? i.sensor.length : 0), 0)
-      : 0
-    const metadata = factsToMetadata({
-      claimId,
-      requestId: `req-${claimId}`,
-      deviceId: "device-1",
-      tenantId: options.tenantId ?? "default",
-      receivedAt,
-      originalSize: json.length,
-      sha256: createHash("sha256").update(json).digest("hex"),
-      items,
-      readings
-    })
-    const object = yield* storage.put(objectKey(claimId, receivedAt), Stream.make(bytes), Effect.succeed(metadata))
-    return { claim: claimFor(object, storage), receivedAt } satisfies Stashed
-  })
-
-interface LogLine {
-  readonly level: string
-  readonly message: string
-}
+const processorWith = (config: Record<string, string>) =>
+  ClaimProcessor.make.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(config)))))
 
 /** Runs `effect` collecting what it logs. */
 const withLogs = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     const logs: Array<LogLine> = []
-    const capture = Logger.make(({ logLevel, message }) => {
-      logs.push({ level: logLevel.label, message: Array.isArray(message) ? message.join(" ") : String(message) })
-    })
-    const result = yield* effect.pipe(
-      Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
-      Logger.withMinimumLogLevel(LogLevel.All)
-    )
+    const result = yield* capturingLogs(logs)(effect)
     return { result, logs }
   })
 
@@ -223,7 +174,7 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
       }))
 
-    it.effect("an invalid payload loads nothing, leaves no ledger row, and does not fail the processor", () =>
+    it.effect("an invalid payload loads nothing, leaves no ledger row, and is rejected at once", () =>
       Effect.gen(function*() {
         const process = yield* makeProcessor
         const p = `bad-${randomUUID()}`
@@ -236,10 +187,13 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
             sensor: [{ sensor_uuid: `${p}-x`, valor: 1 }, { valor: 2, sensor_datahora_coleta: "2026-11-20T10:00:00Z" }]
           }
         ])
-        const { logs } = yield* withLogs(process(claim))
+        const { logs, result } = yield* withLogs(Effect.flip(process(claim)))
+        expect(result).toBeInstanceOf(ClaimRejected)
+        expect(result).toMatchObject({ reason: "invalid_payload", attempts: 1 })
+        expect(result.message).toContain("[1].sensor[1].sensor_uuid")
         const errors = logs.filter((l) => l.level === "ERROR")
         expect(errors).toHaveLength(1)
-        expect(errors[0]!.message).toContain(`claim ${claim.claim_id}: invalid payload, not loaded`)
+        expect(errors[0]!.message).toContain(`claim ${claim.claim_id}: invalid payload, dead-lettered`)
         expect(errors[0]!.message).toContain("[1].sensor[1].sensor_uuid")
 
         expect(yield* ledgerOf(claim.claim_id)).toEqual([])
@@ -249,32 +203,34 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect((yield* storage.head(claim.claim_check)).key).toBe(claim.claim_check)
       }))
 
-    it.effect("a stored object that is not gzip, or not a JSON array, loads nothing and does not fail", () =>
+    it.effect("a stored object that is not gzip, or not a JSON array, loads nothing and is rejected", () =>
       Effect.gen(function*() {
         const process = yield* makeProcessor
         const notGzip = yield* stash([], { raw: Buffer.from("[{\"equip_uuid\":\"plain\"}]") })
         const notArray = yield* stash({ equip_uuid: "object", sensor: [] })
         const empty = yield* stash([])
         for (const { claim } of [notGzip, notArray, empty]) {
-          const { logs } = yield* withLogs(process(claim))
+          const { logs, result } = yield* withLogs(Effect.flip(process(claim)))
+          expect(result).toMatchObject({ _tag: "ClaimRejected", reason: "invalid_payload" })
           expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
-            expect.stringContaining(`claim ${claim.claim_id}: invalid payload, not loaded`)
+            expect.stringContaining(`claim ${claim.claim_id}: invalid payload, dead-lettered`)
           ])
           expect(yield* ledgerOf(claim.claim_id)).toEqual([])
         }
       }))
 
-    it.effect("a claim whose object is missing loads nothing and does not fail", () =>
+    it.effect("a claim whose object is missing loads nothing and is rejected as such", () =>
       Effect.gen(function*() {
         const process = yield* makeProcessor
         const storage = yield* ObjectStore
         const { claim } = yield* stash(payload(`gone-${randomUUID()}`))
         yield* storage.delete(claim.claim_check)
-        const { logs } = yield* withLogs(process(claim))
+        const { logs, result } = yield* withLogs(Effect.flip(process(claim)))
         expect(yield* ledgerOf(claim.claim_id)).toEqual([])
         // Reported as what it is, not as a payload problem.
+        expect(result).toMatchObject({ _tag: "ClaimRejected", reason: "object_not_found", attempts: 1 })
         expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
-          `claim ${claim.claim_id}: object ${claim.claim_check} does not exist, not loaded`
+          `claim ${claim.claim_id}: payload not found, dead-lettered: object ${claim.claim_check} does not exist`
         ])
       }))
 
@@ -303,13 +259,55 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
           const { logs } = yield* TestServices.provideLive(withLogs(process(claim)))
           expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([])
           expect(logs.filter((l) => l.level === "WARN").map((l) => l.message)).toEqual([
-            `claim ${claim.claim_id}: connection reset; retrying`
+            `claim ${claim.claim_id}: connection reset; retrying (attempt 1 of 6)`
           ])
           expect(attempts).toBe(2)
           expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
           expect(yield* countWhereEquipment([`${p}-freezer`, `${p}-fridge`])).toEqual({ data: 5, equipments: 2 })
         }))
     }
+
+    /** Storage whose reads of `key` always break; `headToo`: and that does not answer at all (down). */
+    const brokenFor = (storage: ObjectStore["Type"], key: string, headToo: boolean) => {
+      const broken = new StorageError({ operation: "get", key, message: "internal error (500)" })
+      return ObjectStore.of({
+        ...storage,
+        get: (k) => (k === key ? Stream.fail(broken) : storage.get(k)),
+        head: (k) => (headToo ? Effect.fail(new StorageError({ operation: "head", key: k, message: "connect ECONNREFUSED" })) : storage.head(k))
+      })
+    }
+    const fewRetries = { WORKER_RETRY_ATTEMPTS: "3", WORKER_RETRY_MAX_DELAY: "20 millis" }
+
+    it.effect("a claim that keeps failing while storage and database answer is rejected once its retries are spent", () =>
+      Effect.gen(function*() {
+        const storage = yield* ObjectStore
+        const { claim } = yield* stash(payload(`poison-${randomUUID()}`))
+        const process = yield* processorWith(fewRetries).pipe(
+          Effect.provideService(ObjectStore, brokenFor(storage, claim.claim_check, false))
+        )
+        const { logs, result } = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
+        expect(result).toMatchObject({ _tag: "ClaimRejected", reason: "retries_exhausted", attempts: 3, message: "internal error (500)" })
+        expect(logs.filter((l) => l.level === "WARN").map((l) => l.message)).toEqual([
+          `claim ${claim.claim_id}: internal error (500); retrying (attempt 1 of 3)`,
+          `claim ${claim.claim_id}: internal error (500); retrying (attempt 2 of 3)`,
+          `claim ${claim.claim_id}: internal error (500); giving up (attempt 3 of 3)`
+        ])
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+      }))
+
+    it.effect("a claim that keeps failing while storage is down is not rejected: it fails, to come again", () =>
+      Effect.gen(function*() {
+        const storage = yield* ObjectStore
+        const { claim } = yield* stash(payload(`outage-${randomUUID()}`))
+        const process = yield* processorWith(fewRetries).pipe(
+          Effect.provideService(ObjectStore, brokenFor(storage, claim.claim_check, true))
+        )
+        const { logs, result } = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
+        expect(result).toMatchObject({ _tag: "StorageError", message: "internal error (500)" })
+        expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+          `claim ${claim.claim_id}: internal error (500); storage is down (connect ECONNREFUSED): leaving the claim queued for later`
+        ])
+      }))
 
     it.effect("readings without a time take the claim's timestamp (when the payload was received)", () =>
       Effect.gen(function*() {

@@ -1,5 +1,6 @@
-import { Context, type Effect } from "effect"
+import { Config, Context, Duration, type Effect, type Stream } from "effect"
 import type { ClaimCheck } from "../ClaimCheck.js"
+import type { ClaimRejected, DeadLetter, TimeRange } from "../DeadLetter.js"
 import type { QueueError } from "../errors.js"
 
 export interface ClaimQueueShape {
@@ -7,12 +8,26 @@ export interface ClaimQueueShape {
   readonly publish: (claim: ClaimCheck) => Effect.Effect<void, QueueError>
   /**
    * Runs `handle` for every claim, forever. A claim counts as done (acknowledged, its offset committed) only
-   * once `handle` succeeded; if `handle` fails the consumer stops with that error and the claim is delivered
+   * once `handle` succeeded, or failed with `ClaimRejected` and the claim's dead letter was kept; on any other
+   * failure (or if the dead letter cannot be kept) the consumer stops with that error and the claim is delivered
+   * again later.
+   *
+   * Interrupting it stops the consumer gracefully: no new claims are taken, the claims being handled get up to the
+   * queue's shutdown timeout to finish (and are acknowledged), then what is left is interrupted and delivered
    * again later.
    */
-  readonly consume: <E, R>(handle: (claim: ClaimCheck) => Effect.Effect<void, E, R>) => Effect.Effect<never, QueueError | E, R>
+  readonly consume: <E, R>(
+    handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>
+  ) => Effect.Effect<never, QueueError | E, R>
+  /** The dead letters kept so far whose failure time lies in `range`, in the order they were kept. */
+  readonly deadLetters: (range: TimeRange) => Stream.Stream<DeadLetter, QueueError>
   /** Succeeds when the queue can take claims now (for health checks). */
   readonly check: Effect.Effect<void, QueueError>
 }
 
 export class ClaimQueue extends Context.Tag("@telemetry/ClaimQueue")<ClaimQueue, ClaimQueueShape>() {}
+
+export const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(20)
+
+/** `SHUTDOWN_TIMEOUT`: how long claims being loaded may take to finish once the process is told to stop. */
+export const ShutdownTimeout = Config.duration("SHUTDOWN_TIMEOUT").pipe(Config.withDefault(DEFAULT_SHUTDOWN_TIMEOUT))

@@ -1,8 +1,37 @@
-import { Config, Deferred, Duration, Effect, Exit, FiberSet, Layer, LogLevel, Runtime, Schema } from "effect"
-import { type Admin, type Consumer, type EachBatchPayload, Kafka, logLevel, type LogEntry, Partitioners, type Producer } from "kafkajs"
+import {
+  Clock,
+  Config,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  FiberSet,
+  Layer,
+  LogLevel,
+  Option,
+  Runtime,
+  Schema,
+  Stream
+} from "effect"
+import {
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  type IHeaders,
+  Kafka,
+  type KafkaMessage,
+  logLevel,
+  type LogEntry,
+  Partitioners,
+  type Producer
+} from "kafkajs"
+import { randomUUID } from "node:crypto"
 import { type ClaimCheck, ClaimCheckJson } from "../ClaimCheck.js"
+import { ClaimRejected, DeadLetter, DeadLetterReason, inRange, rejectionOf, type TimeRange } from "../DeadLetter.js"
 import { QueueError } from "../errors.js"
-import { ClaimQueue } from "./ClaimQueue.js"
+import { ClaimQueue, ShutdownTimeout } from "./ClaimQueue.js"
+import * as InFlight from "./InFlight.js"
 
 export interface KafkaQueueOptions {
   readonly brokers: ReadonlyArray<string>
@@ -16,6 +45,10 @@ export interface KafkaQueueOptions {
   readonly heartbeatInterval: Duration.DurationInput
   /** Claims loaded at once by one worker, from different partitions; within a partition one at a time, in order. */
   readonly partitionsConcurrently: number
+  /** Where claims that will not load (and messages that are not claims) are kept, with why in their headers. */
+  readonly deadLetterTopic: string
+  /** How long claims being loaded may take to finish once the consumer is told to stop. */
+  readonly shutdownTimeout: Duration.DurationInput
 }
 
 const encodeClaim = Schema.encodeSync(ClaimCheckJson)
@@ -107,6 +140,45 @@ const checkWith = (admin: Admin, options: KafkaQueueOptions) =>
     Effect.asVoid
   )
 
+/** Where a message was taken from, e.g. `telemetry.raw/2@1234`. */
+const sourceOf = (topic: string, partition: number, offset: string) => `${topic}/${partition}@${offset}`
+
+// Kafka's default limit on a message is 1 MB; an error message has no business coming near it.
+const MAX_ERROR_CHARS = 2000
+
+/**
+ * The message as it came (value and key unchanged, so a replay re-publishes it as is), its headers plus why, when
+ * and from where it was set aside.
+ */
+const toDeadLetterMessage = (message: KafkaMessage, source: string, rejection: ClaimRejected, failedAt: Date) => ({
+  key: message.key,
+  value: message.value,
+  headers: {
+    ...message.headers,
+    "dlq-reason": rejection.reason,
+    "dlq-error": rejection.message.slice(0, MAX_ERROR_CHARS),
+    "dlq-attempts": String(rejection.attempts),
+    "dlq-failed-at": failedAt.toISOString(),
+    "dlq-source": source
+  }
+})
+
+const deadLetterWith = (producer: Producer, options: KafkaQueueOptions) =>
+(message: KafkaMessage, source: string, rejection: ClaimRejected) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.tryPromise({
+      try: () =>
+        producer.send({
+          topic: options.deadLetterTopic,
+          acks: -1,
+          timeout: Duration.toMillis(options.publishTimeout),
+          messages: [toDeadLetterMessage(message, source, rejection, new Date(now))]
+        }),
+      catch: queueError("ack", `cannot keep the dead letter of ${source} on ${options.deadLetterTopic}`)
+    })).pipe(
+      Effect.zipRight(Effect.logWarning(`kafka: ${source} kept on ${options.deadLetterTopic} (${rejection.reason})`))
+    )
+
 /**
  * One consumer-group member for as long as it stays healthy. It fails when kafkajs gives up (crash without
  * restart, e.g. a failed group join) or when `handle` fails; the caller then starts a new member.
@@ -115,12 +187,16 @@ const checkWith = (admin: Admin, options: KafkaQueueOptions) =>
  * claim loaded inside `eachBatch` would hold up every other partition. Instead each batch is handed to a fiber
  * of its own and its partition paused until that fiber is done: partitions load in parallel, one claim at a time
  * each, and kafkajs keeps fetching and heartbeating meanwhile, however long a load or a database outage lasts.
- * Offsets are committed claim by claim, only after `handle` succeeded.
+ * Offsets are committed claim by claim, only after `handle` succeeded (and a rejected claim's dead letter was
+ * kept). Interrupted, it stops fetching, lets the claims in progress finish (InFlight), then leaves the group.
  */
-const consumeWith = (kafka: Kafka, options: KafkaQueueOptions) =>
-<E, R>(handle: (claim: ClaimCheck) => Effect.Effect<void, E, R>): Effect.Effect<never, QueueError | E, R> =>
+const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOptions) =>
+<E, R>(
+  handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>
+): Effect.Effect<never, QueueError | E, R> =>
   Effect.scoped(Effect.gen(function*() {
     const stopped = yield* Deferred.make<never, QueueError | E>()
+    const deadLetter = deadLetterWith(producer, options)
     const consumer: Consumer = kafka.consumer({
       groupId: options.groupId,
       allowAutoTopicCreation: false,
@@ -145,9 +221,19 @@ const consumeWith = (kafka: Kafka, options: KafkaQueueOptions) =>
       }),
       () => Effect.promise(() => consumer.disconnect()).pipe(Effect.ignore)
     )
-    // Made after the connection so that, on the way out, the loads are interrupted (rolled back) before the
-    // consumer disconnects.
-    const run = yield* FiberSet.runtime(yield* FiberSet.make<void, never>())<R>()
+    // Made after the connection so that, on the way out, the loads finish or are interrupted (rolled back) and
+    // their offsets committed before the consumer disconnects.
+    const inFlight = yield* InFlight.make<void, never>(options.shutdownTimeout)
+    // Stopping: no claim is started any more and nothing more is fetched; runs before InFlight waits.
+    let stopping = false
+    yield* Effect.addFinalizer(() =>
+      Effect.try(() => {
+        stopping = true
+        // Throws when kafkajs already gave up on the consumer: nothing is fetched then anyway.
+        consumer.pause([{ topic: options.topic }])
+      }).pipe(Effect.ignore)
+    )
+    const run = yield* FiberSet.runtime(inFlight)<R>()
     const loading = yield* Effect.makeSemaphore(options.partitionsConcurrently)
     yield* Effect.tryPromise({
       try: () => consumer.subscribe({ topic: options.topic, fromBeginning: true }),
@@ -164,31 +250,31 @@ const consumeWith = (kafka: Kafka, options: KafkaQueueOptions) =>
         Effect.catchAll((e) => Effect.logWarning(e.message))
       )
 
-    const processMessage = (payload: EachBatchPayload, value: Buffer | null, offset: string) =>
+    const processMessage = (payload: EachBatchPayload, message: KafkaMessage) =>
       Effect.gen(function*() {
         const { partition, topic } = payload.batch
-        const claim = decodeClaim(value?.toString("utf8"))
-        if (claim._tag === "Left") {
-          // Not a claim check of ours: nothing to load, and it must not block the partition.
-          yield* Effect.logError(`skipped an unreadable message at ${topic}/${partition}@${offset}`)
-        } else {
-          yield* loading.withPermits(1)(handle(claim.right))
-        }
-        yield* commit(topic, partition, offset)
+        const source = sourceOf(topic, partition, message.offset)
+        const claim = decodeClaim(message.value?.toString("utf8"))
+        // Not a claim check of ours: nothing to load, and it must not block the partition.
+        const rejection = Either.isLeft(claim)
+          ? Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 }))
+          : yield* loading.withPermits(1)(rejectionOf(handle(claim.right)))
+        if (Option.isSome(rejection)) yield* deadLetter(message, source, rejection.value)
+        yield* commit(topic, partition, message.offset)
         // Where kafkajs fetches from once the partition is resumed.
-        payload.resolveOffset(offset)
+        payload.resolveOffset(message.offset)
       })
 
     const processBatch = (payload: EachBatchPayload, resume: () => void) =>
       Effect.forEach(
         payload.batch.messages,
-        (message) => owned.has(payload.batch.partition) ? processMessage(payload, message.value, message.offset) : Effect.void,
+        (message) => !stopping && owned.has(payload.batch.partition) ? processMessage(payload, message) : Effect.void,
         { discard: true }
       ).pipe(
         Effect.onExit((exit) =>
           Exit.isFailure(exit) && !Exit.isInterrupted(exit) ? Deferred.failCause(stopped, exit.cause) : Effect.void
         ),
-        Effect.ensuring(Effect.sync(resume)),
+        Effect.ensuring(Effect.sync(() => stopping || resume())),
         Effect.ignore
       )
 
@@ -198,7 +284,7 @@ const consumeWith = (kafka: Kafka, options: KafkaQueueOptions) =>
           autoCommit: false,
           eachBatchAutoResolve: false,
           eachBatch: async (payload) => {
-            run(processBatch(payload, payload.pause()))
+            if (!stopping) run(processBatch(payload, payload.pause()))
           }
         }),
       catch: queueError("take", `cannot consume ${options.topic}`)
@@ -206,6 +292,83 @@ const consumeWith = (kafka: Kafka, options: KafkaQueueOptions) =>
     yield* Effect.logInfo(`kafka: consuming ${options.topic} in group ${options.groupId}`)
     return yield* Deferred.await(stopped)
   }))
+
+const headerText = (value: IHeaders[string]) => value === undefined ? undefined : String(value)
+
+/** The `dlq-*` headers of a dead letter. */
+const LetterHeaders = Schema.Struct({
+  "dlq-reason": DeadLetterReason,
+  "dlq-error": Schema.String,
+  "dlq-attempts": Schema.NumberFromString.pipe(Schema.nonNegative(), Schema.int()),
+  "dlq-failed-at": Schema.Date,
+  "dlq-source": Schema.String
+})
+const decodeLetterHeaders = Schema.decodeUnknownOption(LetterHeaders)
+
+/** A message of the dead-letter topic as a letter; none for one that is not a dead letter of ours. */
+const toDeadLetter = (message: KafkaMessage): Option.Option<DeadLetter> =>
+  Option.map(
+    decodeLetterHeaders(Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, headerText(v)]))),
+    (h) =>
+      new DeadLetter({
+        claim: Either.getOrNull(decodeClaim(message.value?.toString("utf8"))),
+        reason: h["dlq-reason"],
+        error: h["dlq-error"],
+        attempts: h["dlq-attempts"],
+        failedAt: h["dlq-failed-at"],
+        source: h["dlq-source"]
+      })
+  )
+
+/**
+ * The dead-letter topic from its start to where it ends now, read by a member of a group of its own that
+ * commits nothing (the topic is kept, not consumed).
+ */
+const deadLettersWith = (kafka: Kafka, admin: Admin, options: KafkaQueueOptions) => (range: TimeRange) =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const topic = options.deadLetterTopic
+    const offsets = yield* Effect.tryPromise({
+      try: () => admin.fetchTopicOffsets(topic),
+      catch: queueError("take", `cannot read the offsets of ${topic}`)
+    })
+    const ends = new Map(offsets.filter((p) => BigInt(p.high) > BigInt(p.low)).map((p) => [p.partition, BigInt(p.high)]))
+    if (ends.size === 0) return Stream.empty
+    const consumer = kafka.consumer({
+      groupId: `${options.groupId}.dead-letters.${randomUUID()}`,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: 100
+    })
+    yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          await consumer.connect()
+          await consumer.subscribe({ topic, fromBeginning: true })
+        },
+        catch: queueError("take", `cannot read ${topic}`)
+      }),
+      () => Effect.promise(() => consumer.disconnect()).pipe(Effect.ignore)
+    )
+    return Stream.async<KafkaMessage, QueueError>((emit) => {
+      consumer.on(consumer.events.CRASH, ({ payload }) => {
+        void emit.fail(queueError("take", `cannot read ${topic}`)(payload.error))
+      })
+      consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          const end = ends.get(batch.partition)
+          if (end === undefined) return
+          for (const message of batch.messages) if (BigInt(message.offset) < end) void emit.single(message)
+          if (BigInt(batch.lastOffset()) + 1n >= end) {
+            ends.delete(batch.partition)
+            if (ends.size === 0) void emit.end()
+          }
+        }
+      }).catch((e) => void emit.fail(queueError("take", `cannot read ${topic}`)(e)))
+    })
+  })).pipe(
+    Stream.filterMap(toDeadLetter),
+    Stream.filter((letter) => inRange(range, letter.failedAt))
+  )
 
 const levels: Record<number, LogLevel.LogLevel> = {
   [logLevel.ERROR]: LogLevel.Error,
@@ -234,10 +397,12 @@ export const layer = (options: KafkaQueueOptions) =>
         logCreator: logCreator(yield* Effect.runtime<never>())
       })
       const producer = yield* makeProducer(kafka, options)
+      const admin = yield* makeAdmin(kafka, options)
       return ClaimQueue.of({
         publish: publishWith(producer, options),
-        consume: consumeWith(kafka, options),
-        check: checkWith(yield* makeAdmin(kafka, options), options)
+        consume: consumeWith(kafka, producer, options),
+        deadLetters: deadLettersWith(kafka, admin, options),
+        check: checkWith(admin, options)
       })
     })
   )
@@ -250,11 +415,13 @@ export const config = Config.all({
   brokers,
   clientId: Config.string("KAFKA_CLIENT_ID").pipe(Config.withDefault("telemetry")),
   topic: Config.string("KAFKA_TOPIC").pipe(Config.withDefault("telemetry.raw")),
+  deadLetterTopic: Config.string("KAFKA_DLQ_TOPIC").pipe(Config.withDefault("telemetry.dlq")),
   groupId: Config.string("KAFKA_GROUP_ID").pipe(Config.withDefault("telemetry-workers")),
   publishTimeout: Config.duration("QUEUE_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   sessionTimeout: Config.duration("KAFKA_SESSION_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
   heartbeatInterval: Config.duration("KAFKA_HEARTBEAT_INTERVAL").pipe(Config.withDefault(Duration.seconds(3))),
-  partitionsConcurrently: Config.integer("KAFKA_PARTITIONS_CONCURRENTLY").pipe(Config.withDefault(3))
+  partitionsConcurrently: Config.integer("KAFKA_PARTITIONS_CONCURRENTLY").pipe(Config.withDefault(3)),
+  shutdownTimeout: ShutdownTimeout
 })
 
 export const layerConfig = Layer.unwrapEffect(Effect.map(config, layer))

@@ -11,8 +11,8 @@ export interface PipelineProcess {
 }
 
 /** A program of ours as a separate OS process, so a test can SIGKILL it. */
-const startProgram = (entry: string, env: Record<string, string>): PipelineProcess => {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+const startProgram = (entry: string, env: Record<string, string>, args: ReadonlyArray<string> = []): PipelineProcess => {
+  const child = spawn(process.execPath, ["--import", "tsx", entry, ...args], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -29,6 +29,10 @@ export const startPipeline = (env: Record<string, string>) => startProgram("pack
 
 /** `pnpm worker`'s program: a worker consuming claims from Kafka. */
 export const startWorker = (env: Record<string, string>) => startProgram("packages/worker/src/main.ts", env)
+
+/** `pnpm replay <args>`'s program. */
+export const startReplay = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  startProgram("packages/worker/src/cli/replay.ts", env, args)
 
 /** Polls `check` until it returns true, or fails after `timeoutMs` with what the process printed. */
 export const until = async (pipeline: PipelineProcess, check: () => Promise<boolean>, timeoutMs: number, what: string) => {
