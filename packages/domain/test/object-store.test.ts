@@ -44,6 +44,15 @@ describe.each([
       expect((yield* Effect.flip(read(object.key)))._tag).toBe("ObjectNotFound")
     }).pipe(Effect.provide(layer)))
 
+  it.scoped("commits an empty object and reads it back empty", () =>
+    Effect.gen(function*() {
+      const store = yield* ObjectStore
+      const object = yield* store.put("telemetry/e/1.json.gz", Stream.empty, Effect.succeed({}))
+      expect(object).toEqual({ key: "telemetry/e/1.json.gz", size: 0, metadata: {} })
+      expect(yield* read(object.key)).toBe("")
+      expect(yield* keys).toEqual(["telemetry/e/1.json.gz"])
+    }).pipe(Effect.provide(layer)))
+
   it.scoped("commits nothing when finalize or the body fails", () =>
     Effect.gen(function*() {
       const store = yield* ObjectStore

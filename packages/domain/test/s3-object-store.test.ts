@@ -131,7 +131,7 @@ describe("S3ObjectStore on s3rver", () => {
       expect(objects.every((o) => o.metadata["claim-id"] === o.key && o.size === o.key.length)).toBe(true)
     }).pipe(Effect.provide(store)))
 
-  it.scoped("creates a missing bucket, and fails with a StorageError on an unknown access key or a closed port", () =>
+  it.scopedLive("creates a missing bucket, and fails with a StorageError on an unknown access key or a closed port", () =>
     Effect.gen(function*() {
       const server = yield* S3Server.S3Server
       const [fresh, created] = yield* requestsOf(S3ObjectStore.make(optionsFor(server, { bucket: "fresh-bucket" })))
@@ -160,11 +160,12 @@ describe("S3ObjectStore on s3rver", () => {
           })
         })
       )
+      // Refused connections are retried first.
       const down = yield* Effect.flip(
-        S3ObjectStore.make({ ...optionsFor(server), endpoint: `http://127.0.0.1:${closedPort}` })
+        S3ObjectStore.make({ ...optionsFor(server, { retryDelay: "10 millis" }), endpoint: `http://127.0.0.1:${closedPort}` })
       )
       expect(down._tag).toBe("StorageError")
-      expect(down.message).toContain("ECONNREFUSED")
+      expect(down.message).toMatch(/ECONNREFUSED.*\(5 attempts\)$/)
     }).pipe(Effect.provide(S3Server.layer)))
 })
 

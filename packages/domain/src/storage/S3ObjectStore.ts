@@ -1,9 +1,11 @@
 import { NodeStream } from "@effect/platform-node"
-import { Chunk, Config, Effect, identity, Layer, Option, Queue, Redacted, Stream } from "effect"
+import { Chunk, Config, Duration, Effect, identity, Layer, Option, Queue, Redacted, Schedule, Stream } from "effect"
 import * as Minio from "minio"
 import { randomUUID } from "node:crypto"
+import type { Readable } from "node:stream"
 import { ObjectNotFound, StorageError } from "../errors.js"
 import { BucketConfig, ObjectStore, type StoredObject } from "./ObjectStore.js"
+import * as S3Transport from "./S3Transport.js"
 
 const MiB = 1024 * 1024
 
@@ -18,6 +20,15 @@ export interface S3Options {
   readonly partSize?: number
   /** Parts uploaded at once; an upload holds about `partSize × (concurrency + 1)` bytes. */
   readonly concurrency?: number
+  /**
+   * How long a request may make no progress — connecting, sending, waiting for an answer, or a read of an object's
+   * body waiting for bytes — before it is abandoned (and retried). Default 30 seconds.
+   */
+  readonly requestTimeout?: Duration.DurationInput
+  /** Further attempts of a request that failed transiently (network, timeout, 5xx, throttling). Default 4. */
+  readonly retries?: number
+  /** The wait before the first retry, doubled for each next one, with jitter. Default 250 ms. */
+  readonly retryDelay?: Duration.DurationInput
 }
 
 /**
@@ -27,8 +38,6 @@ export interface S3Options {
 const STAGING = ".pending/"
 /** HEADs in flight while listing: S3 listings carry no user metadata. */
 const LIST_CONCURRENCY = 8
-/** How long building the layer may wait for the endpoint; requests themselves have no timeout. */
-const STARTUP_TIMEOUT = "30 seconds"
 
 type Operation = StorageError["operation"]
 
@@ -188,27 +197,84 @@ const peek = <A, E, R>(stream: Stream.Stream<A, E, R>, n: number) =>
     return [head, Stream.concat(Stream.fromChunk(head), Stream.repeatEffectChunkOption(pull))] as const
   })
 
+/**
+ * Resolves once `body` has bytes to read or has ended, and rejects if it fails first. Its later failures are
+ * listened to as well, so one that comes before its reader does cannot crash the process; `errored` keeps it.
+ */
+const firstBytes = (body: Readable) =>
+  new Promise<void>((resolve, reject) => {
+    // An empty body may have ended before this listens: it then emits "end", not "readable".
+    body.once("readable", resolve).once("end", resolve).on("error", reject)
+  })
+
+const DEFAULT_REQUEST_TIMEOUT = Duration.seconds(30)
+const DEFAULT_RETRIES = 4
+const DEFAULT_RETRY_DELAY = Duration.millis(250)
+
+const isTransientError = (error: unknown): error is StorageError =>
+  error instanceof StorageError && S3Transport.isTransient(error.cause)
+
 export const make = (options: S3Options) =>
   Effect.gen(function*() {
     const { bucket } = options
     const region = options.region ?? "us-east-1"
     const partSize = options.partSize ?? 8 * MiB
     const concurrency = options.concurrency ?? 4
-    const client = yield* Effect.sync(() => {
-      const url = new URL(options.endpoint)
-      return new Minio.Client({
-        endPoint: url.hostname,
-        ...(url.port === "" ? {} : { port: Number(url.port) }),
-        useSSL: url.protocol === "https:",
-        accessKey: options.accessKey,
-        secretKey: Redacted.value(options.secretKey),
-        region,
-        // minio's putObject then sends any Buffer up to a part as one PUT of known length.
-        partSize
-      })
+    const retries = options.retries ?? DEFAULT_RETRIES
+    const url = new URL(options.endpoint)
+    const { agent, transport } = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        S3Transport.make(url.protocol, Duration.toMillis(options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT))
+      ),
+      ({ agent }) => Effect.sync(() => agent.destroy())
+    )
+    const client = new Minio.Client({
+      endPoint: url.hostname,
+      ...(url.port === "" ? {} : { port: Number(url.port) }),
+      useSSL: url.protocol === "https:",
+      accessKey: options.accessKey,
+      secretKey: Redacted.value(options.secretKey),
+      region,
+      // minio's putObject then sends any Buffer up to a part as one PUT of known length.
+      partSize,
+      transport,
+      transportAgent: agent,
+      // Retries are ours, below: minio's would resend only on some statuses, and warn on the console.
+      retryOptions: { disableRetry: true }
     })
 
-    yield* Effect.tryPromise({
+    /** Jittered exponential backoff, `retries` times at most, after transient failures only. */
+    const backoff = Schedule.exponential(options.retryDelay ?? DEFAULT_RETRY_DELAY).pipe(
+      Schedule.jittered,
+      Schedule.intersect(Schedule.recurs(retries)),
+      Schedule.whileInput(isTransientError)
+    )
+    /** A transient failure that ended the retries was the last of them all. */
+    const exhausted = <E>(error: E) =>
+      isTransientError(error) && retries > 0
+        ? new StorageError({
+          operation: error.operation,
+          key: error.key,
+          message: `${error.message} (${retries + 1} attempts)`,
+          cause: error.cause
+        })
+        : error
+    /**
+     * Sends a request again after transient failures, each logged so that an outage ridden out still shows; any
+     * other failure ends it at once.
+     */
+    const retrying = <A, E>(request: Effect.Effect<A, E>) =>
+      request.pipe(
+        Effect.tapError((error) =>
+          isTransientError(error)
+            ? Effect.logWarning(`S3 ${error.operation} "${error.key}" failed: ${error.message}`)
+            : Effect.void
+        ),
+        Effect.retry(backoff),
+        Effect.mapError(exhausted)
+      )
+
+    yield* retrying(Effect.tryPromise({
       try: async () => {
         if (await client.bucketExists(bucket)) return
         await client.makeBucket(bucket, region).catch(async (error: unknown) => {
@@ -224,28 +290,20 @@ export const make = (options: S3Options) =>
           message: `bucket "${bucket}" at ${options.endpoint} cannot be used: ${explain(cause)}`,
           cause
         })
-    }).pipe(
-      Effect.timeoutFail({
-        duration: STARTUP_TIMEOUT,
-        onTimeout: () =>
-          new StorageError({
-            operation: "head",
-            key: "",
-            message: `bucket "${bucket}" at ${options.endpoint}: no answer within ${STARTUP_TIMEOUT}`
-          })
-      })
-    )
+    }))
 
     const call = <A>(operation: Operation, key: string, run: () => Promise<A>) =>
       Effect.tryPromise({ try: run, catch: storageError(operation, key) })
+    const send = <A>(operation: Operation, key: string, run: () => Promise<A>) => retrying(call(operation, key, run))
 
     /**
      * Runs the request that makes `key` visible without interruption, so it is never left racing on its own; an
-     * interruption that came meanwhile then deletes the object, keeping "interrupted, so nothing committed" true.
+     * interruption that came meanwhile — or during a wait between attempts, when an earlier attempt that timed out
+     * may still have landed — then deletes the object, keeping "interrupted, so nothing committed" true.
      */
     const commit = (key: string, run: () => Promise<unknown>) =>
       Effect.uninterruptibleMask((restore) =>
-        call("put", key, run).pipe(
+        restore(retrying(Effect.uninterruptible(call("put", key, run)))).pipe(
           Effect.zipRight(restore(Effect.void)),
           Effect.onInterrupt(() => call("delete", key, () => client.removeObject(bucket, key)).pipe(Effect.ignore))
         )
@@ -268,7 +326,7 @@ export const make = (options: S3Options) =>
       Effect.gen(function*() {
         const staging = `${STAGING}${randomUUID()}`
         const uploadId = yield* Effect.acquireRelease(
-          call("put", key, () => client.initiateNewMultipartUpload(bucket, staging, {})),
+          send("put", key, () => client.initiateNewMultipartUpload(bucket, staging, {})),
           // Best effort: s3rver does not implement AbortMultipartUpload.
           (uploadId, exit) =>
             exit._tag === "Success"
@@ -278,7 +336,8 @@ export const make = (options: S3Options) =>
         const uploaded = yield* parts.pipe(
           Stream.zipWithIndex,
           Stream.mapEffect(([data, index]) =>
-            call("put", key, () =>
+            // The part stays in its buffer until its request is over, so a failed attempt can be sent again.
+            send("put", key, () =>
               client.uploadPart(
                 { bucketName: bucket, objectName: staging, uploadID: uploadId, partNumber: index + 1, headers: {} },
                 data
@@ -292,10 +351,11 @@ export const make = (options: S3Options) =>
         const metadata = yield* finalize
         const headers = yield* toHeaders(key, metadata)
         const etags = Chunk.toReadonlyArray(uploaded).map(({ etag, part }) => ({ part, etag }))
-        yield* Effect.acquireRelease(
-          call("put", key, () => client.completeMultipartUpload(bucket, staging, uploadId, etags)),
-          () => call("put", key, () => client.removeObject(bucket, staging)).pipe(Effect.ignore)
+        // Registered before completing: a completion that landed although its answer was lost leaves nothing behind.
+        yield* Effect.addFinalizer(() =>
+          call("delete", key, () => client.removeObject(bucket, staging)).pipe(Effect.ignore)
         )
+        yield* send("put", key, () => client.completeMultipartUpload(bucket, staging, uploadId, etags))
         yield* commit(key, () =>
           client.copyObject(
             new Minio.CopySourceOptions({ Bucket: bucket, Object: staging }),
@@ -311,8 +371,25 @@ export const make = (options: S3Options) =>
       }).pipe(Effect.scoped)
 
     const head = (key: string) =>
-      Effect.tryPromise({ try: () => client.statObject(bucket, key), catch: notFoundOr("head", key) }).pipe(
+      retrying(Effect.tryPromise({ try: () => client.statObject(bucket, key), catch: notFoundOr("head", key) })).pipe(
         Effect.map((stat): StoredObject => ({ key, size: stat.size, metadata: fromHeaders(stat.metaData) }))
+      )
+
+    /**
+     * A GET answered, up to its first bytes (or the end of an empty body): a failure until then is retried, as the
+     * reader has seen nothing yet; once bytes flow, a failure ends the read, for the reader never to see one twice.
+     */
+    const open = (key: string) =>
+      Effect.acquireRelease(
+        retrying(Effect.tryPromise({
+          try: async () => {
+            const response = await client.getObject(bucket, key)
+            await firstBytes(response)
+            return response
+          },
+          catch: notFoundOr("get", key)
+        })),
+        (response) => Effect.sync(() => response.destroy())
       )
 
     return ObjectStore.of({
@@ -336,21 +413,20 @@ export const make = (options: S3Options) =>
         }).pipe(Effect.scoped),
       get: (key) =>
         Stream.unwrapScoped(
-          Effect.acquireRelease(
-            Effect.tryPromise({ try: () => client.getObject(bucket, key), catch: notFoundOr("get", key) }),
-            (response) => Effect.sync(() => response.destroy())
-          ).pipe(
-            Effect.map((response) =>
-              NodeStream.fromReadable<StorageError>(() => response, storageError("get", key))
-            )
-          )
+          Effect.map(open(key), (response) =>
+            Stream.suspend(() =>
+              // A failure that came before the reader did is only in `errored` (`fromReadable` would end quietly).
+              response.errored
+                ? Stream.fail(storageError("get", key)(response.errored))
+                : NodeStream.fromReadable<StorageError>(() => response, storageError("get", key))
+            ))
         ),
       head,
-      delete: (key) => call("delete", key, () => client.removeObject(bucket, key)),
+      delete: (key) => send("delete", key, () => client.removeObject(bucket, key)),
       list: (prefix) =>
         // ListObjects V1, paged by the last key: s3rver's V2 continuation tokens need DES, which Node 20 lacks.
         Stream.paginateChunkEffect("", (marker) =>
-          call("list", prefix, () =>
+          send("list", prefix, () =>
             client.listObjectsQuery(bucket, prefix, marker, { Delimiter: "", MaxKeys: 1000 })).pipe(
             Effect.map((page) => {
               const names = page.objects.flatMap((o) => o.name === undefined ? [] : [o.name])
@@ -375,7 +451,7 @@ export const make = (options: S3Options) =>
   })
 
 export const layer = (options: S3Options): Layer.Layer<ObjectStore, StorageError> =>
-  Layer.effect(ObjectStore, make(options))
+  Layer.scoped(ObjectStore, make(options))
 
 export const S3Config = Config.all({
   endpoint: Config.url("S3_ENDPOINT").pipe(Config.map((url) => url.href)),
@@ -393,8 +469,14 @@ export const S3Config = Config.all({
   concurrency: Config.integer("S3_UPLOAD_CONCURRENCY").pipe(
     Config.withDefault(4),
     Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
-  )
+  ),
+  requestTimeout: Config.duration("S3_REQUEST_TIMEOUT").pipe(Config.withDefault(DEFAULT_REQUEST_TIMEOUT)),
+  retries: Config.integer("S3_RETRIES").pipe(
+    Config.withDefault(DEFAULT_RETRIES),
+    Config.validate({ message: "must be at least 0", validation: (n) => n >= 0 })
+  ),
+  retryDelay: Config.duration("S3_RETRY_DELAY").pipe(Config.withDefault(DEFAULT_RETRY_DELAY))
 })
 
 /** S3 or MinIO at `S3_ENDPOINT`; the bucket is created if missing. */
-export const layerConfig = Layer.effect(ObjectStore, Effect.flatMap(S3Config, make))
+export const layerConfig = Layer.scoped(ObjectStore, Effect.flatMap(S3Config, make))
