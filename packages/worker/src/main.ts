@@ -1,6 +1,6 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Infrastructure, ShutdownTimeout } from "@telemetry/domain"
-import { Config, Duration, Effect, Layer } from "effect"
+import { Infrastructure, Shutdown } from "@telemetry/domain"
+import { Config, Effect, Layer } from "effect"
 import * as Worker from "./Worker.js"
 
 // A worker process of its own only makes sense with a shared queue: the embedded one lives inside `pnpm start`.
@@ -10,28 +10,12 @@ const requireKafka = Layer.effectDiscard(
   )
 )
 
-// After the loads' deadline, closing the clients (rollbacks, offset commits, leaving the group) takes this at most.
-const CLOSING_MARGIN = Duration.seconds(5)
-
-/**
- * On SIGTERM or SIGINT the runtime interrupts the worker, which stops gracefully within SHUTDOWN_TIMEOUT; should
- * anything hang past that and the margin, the process exits anyway (its claims come again: nothing is lost).
- */
-const exitByDeadline = Layer.effectDiscard(
-  Effect.map(ShutdownTimeout, (timeout) => {
-    const arm = () => {
-      setTimeout(() => {
-        process.stderr.write(`worker: still stopping ${Duration.format(Duration.sum(timeout, CLOSING_MARGIN))} after the signal; exiting\n`)
-        process.exit(1)
-      }, Duration.toMillis(Duration.sum(timeout, CLOSING_MARGIN))).unref()
-    }
-    process.once("SIGTERM", arm)
-    process.once("SIGINT", arm)
-  })
-)
-
 NodeRuntime.runMain(
   Layer.launch(
-    Worker.layer.pipe(Layer.provide(Infrastructure.fromConfig), Layer.provide(requireKafka), Layer.provide(exitByDeadline))
+    Worker.layer.pipe(
+      Layer.provide(Infrastructure.fromConfig),
+      Layer.provide(requireKafka),
+      Layer.provide(Shutdown.exitByDeadline("worker"))
+    )
   )
 )
