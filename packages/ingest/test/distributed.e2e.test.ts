@@ -10,7 +10,8 @@ import { bulkPayload } from "./support/payloads.js"
 import { healthy, type PipelineProcess, startPipeline, startWorker, until } from "./support/process.js"
 import { freePort } from "./support/stack.js"
 
-const post = async (base: string, body: Buffer, device: string) => {
+/** Posts as a well-behaved client does: told to come back later (429, 503), it waits `Retry-After` and does. */
+const post = async (base: string, body: Buffer, device: string): Promise<number> => {
   const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
     method: "POST",
     headers: {
@@ -21,7 +22,10 @@ const post = async (base: string, body: Buffer, device: string) => {
     },
     body: body as unknown as BodyInit
   })
-  return response.status
+  if (response.status !== 429 && response.status !== 503) return response.status
+  await response.arrayBuffer()
+  await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get("retry-after") ?? 1) * 1000))
+  return post(base, body, device)
 }
 
 /** A process that is killed with the scope if the test did not already stop it. */

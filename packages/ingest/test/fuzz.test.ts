@@ -1,8 +1,8 @@
 import { expect, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { ClaimQueue, ObjectStore, type ClaimCheck } from "@telemetry/domain"
-import { inMemoryStore } from "@telemetry/domain/testing"
-import { Chunk, Deferred, Effect, Fiber, Option, Stream } from "effect"
+import { ObjectStore } from "@telemetry/domain"
+import { inMemoryStore, nextClaim } from "@telemetry/domain/testing"
+import { Chunk, Effect, Option, Stream } from "effect"
 import { bearer, deviceToken } from "./support/auth.js"
 import { badBodies } from "./support/fuzz.js"
 import { serverOn } from "./support/server.js"
@@ -12,15 +12,6 @@ const port = await freePort()
 const base = `http://127.0.0.1:${port}`
 const SEED = 20261129
 const LIMITS = { maxStringBytes: 64 * 1024, maxDepth: 16, maxItems: 50 }
-
-const nextClaim = Effect.gen(function*() {
-  const queue = yield* ClaimQueue
-  const taken = yield* Deferred.make<ClaimCheck>()
-  const consumer = yield* Effect.fork(queue.consume((claim) => Deferred.succeed(taken, claim)))
-  const claim = yield* Deferred.await(taken).pipe(Effect.timeoutOption("200 millis"))
-  yield* Fiber.interrupt(consumer)
-  return claim
-})
 
 layer(serverOn(inMemoryStore(1_000), port, { MAX_ITEMS: String(LIMITS.maxItems), RATE_LIMIT_PER_DEVICE: "0" }), {
   timeout: 300_000,

@@ -8,7 +8,7 @@ import {
   ObjectStore,
   QueueError
 } from "@telemetry/domain"
-import { inMemoryStore } from "@telemetry/domain/testing"
+import { inMemoryStore, nextClaim } from "@telemetry/domain/testing"
 import { Chunk, ConfigProvider, Deferred, Effect, Either, Fiber, Layer, Option, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
@@ -29,16 +29,6 @@ const request = (bytes: Uint8Array, gzipped: boolean, more: { idempotencyKey?: s
 })
 
 const objects = Effect.flatMap(ObjectStore, (s) => Effect.map(Stream.runCollect(s.list("")), Chunk.toReadonlyArray))
-
-/** The next claim on the queue, or none if nothing was published. */
-const nextClaim = Effect.gen(function*() {
-  const queue = yield* ClaimQueue
-  const taken = yield* Deferred.make<ClaimCheck>()
-  const consumer = yield* Effect.fork(queue.consume((claim) => Deferred.succeed(taken, claim)))
-  const claim = yield* Deferred.await(taken).pipe(Effect.timeoutOption("200 millis"))
-  yield* Fiber.interrupt(consumer)
-  return claim
-})
 
 /** Ingest on in-memory storage and queue, and an in-memory embedded database for its idempotency records. */
 const inMemoryWith = (env: Record<string, string> = {}) =>

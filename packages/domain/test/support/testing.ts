@@ -39,3 +39,4 @@ export const dataOf = (equipUuid: string, tenantId = "default") =>
 export const count = (table: string, where = "true") =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.map(sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`), (rows) => rows[0]!.n))
+export { nextClaim } from "./queue.js"

@@ -25,7 +25,7 @@ export const AdmissionConfig = Config.all({
   perDevice: Config.integer("RATE_LIMIT_PER_DEVICE").pipe(Config.withDefault(60)),
   window: Config.duration("RATE_LIMIT_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
   /** Uploads streamed at once by this process; each holds buffers, so this bounds memory. */
-  maxInFlight: Config.integer("MAX_INFLIGHT_UPLOADS").pipe(Config.withDefault(16))
+  maxInFlight: Config.integer("MAX_INFLIGHT_UPLOADS").pipe(Config.withDefault(32))
 })
 
 /**
