@@ -1,7 +1,7 @@
 import { NodeStream } from "@effect/platform-node"
 import { Effect, Option, Stream } from "effect"
 import { createGunzip, createGzip } from "node:zlib"
-import type { Transform } from "node:stream"
+import { pipeline, type Transform } from "node:stream"
 import { InvalidPayload, PayloadTooLarge } from "../errors.js"
 
 /** Fails the stream with PayloadTooLarge as soon as more than `limit` bytes went through. */
@@ -18,23 +18,31 @@ export const limitBytes = (limit: number, what: string) =>
   })
 
 /**
- * Pipes through a zlib transform. When the source fails, zlib sees its input end early and fails too ("unexpected
- * end of file"); the source's error is the one that tells what happened, so it is the one kept.
+ * Pipes through a zlib transform, with backpressure: the source is pulled only as fast as the output is read
+ * (Node's `pipeline` from a pull-based Readable), so a slow reader — a database that blocks a COPY — holds the
+ * source back instead of buffering it whole. When the source fails, zlib sees its input end early and fails too
+ * ("unexpected end of file"); the source's error is the one that tells what happened, so it is the one kept.
  */
 const throughZlib = <E, R, E2>(
   self: Stream.Stream<Uint8Array, E, R>,
   transform: () => Transform,
   onZlibError: (cause: Error) => Stream.Stream<never, E2>
 ): Stream.Stream<Uint8Array, E | E2, R> =>
-  Stream.suspend(() => {
+  Stream.unwrap(Effect.suspend(() => {
     let sourceFailure = Option.none<E>()
     const source = Stream.tapError(self, (e) => Effect.sync(() => (sourceFailure = Option.some(e))))
-    return NodeStream.pipeThroughDuplex(source, transform, (cause) => cause as Error).pipe(
-      Stream.catchAll((e): Stream.Stream<Uint8Array, E | E2> =>
-        Option.isSome(sourceFailure) ? Stream.fail(sourceFailure.value) : onZlibError(e as Error)
-      )
-    )
-  })
+    return Effect.map(NodeStream.toReadable(source), (input) =>
+      NodeStream.fromReadable<Error, Uint8Array>(() => {
+        const zlib = transform()
+        // Errors of either end reach the output, where they are read below.
+        pipeline(input, zlib, () => {})
+        return zlib
+      }, (cause) => cause as Error).pipe(
+        Stream.catchAll((e): Stream.Stream<Uint8Array, E | E2> =>
+          Option.isSome(sourceFailure) ? Stream.fail(sourceFailure.value) : onZlibError(e)
+        )
+      ))
+  }))
 
 /** Decompresses gzip; bytes that are not gzip fail with InvalidPayload. */
 export const gunzip = <E, R>(self: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Uint8Array, E | InvalidPayload, R> =>
