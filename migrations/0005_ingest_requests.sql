@@ -20,3 +20,10 @@ CREATE UNIQUE INDEX ingest_requests_by_key ON ingest_requests (tenant_id, device
 CREATE UNIQUE INDEX ingest_requests_by_body ON ingest_requests (tenant_id, device_id, body_sha256)
   WHERE idempotency_key IS NULL;
 CREATE INDEX ingest_requests_created_at ON ingest_requests (created_at);
+
+-- Claims of requests refused after their publish timed out: Kafka may still deliver such a claim later. Its
+-- object is deleted, and a worker finding the claim here settles it quietly instead of dead-lettering it.
+CREATE TABLE revoked_claims (
+  claim_id   uuid PRIMARY KEY,
+  revoked_at timestamptz NOT NULL DEFAULT now()
+);

@@ -126,11 +126,14 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           ], { concurrency: "unbounded" })
 
           yield* queue.publish(claimFor(object, storage)).pipe(
-            // Not acknowledged, so not kept: the client will send it again.
-            // A claim Kafka delivers after all would then find no object and load nothing.
+            // Not acknowledged, so not kept: the client will send it again. A claim Kafka delivers after all
+            // finds itself revoked (first, so that it never finds its object gone unexplained) and loads nothing.
             Effect.tapError(() =>
-              storage.delete(key).pipe(
-                Effect.catchAll((e) => Effect.logError(`unpublished payload ${key} could not be deleted: ${e.message}`))
+              Effect.zipRight(
+                requests.revoke(claimId),
+                storage.delete(key).pipe(
+                  Effect.catchAll((e) => Effect.logError(`unpublished payload ${key} could not be deleted: ${e.message}`))
+                )
               )
             )
           )

@@ -9,6 +9,7 @@ import {
   Maintenance,
   ObjectStore,
   PayloadConfig,
+  RevokedClaims,
   type StorageError,
   TelemetryStore
 } from "@telemetry/domain"
@@ -27,6 +28,9 @@ export const RetryConfig = Config.all({
 })
 
 const FIRST_DELAY = Duration.millis(500)
+
+/** The outcome of a claim whose request was refused after it was published (see RevokedClaims). */
+const REVOKED = { _tag: "Revoked" } as const
 
 type Transient = StorageError | LoadError
 
@@ -97,11 +101,15 @@ export const make = Effect.gen(function*() {
         Effect.catchTags({
           InvalidPayload: reject("invalid_payload", "invalid payload"),
           PayloadTooLarge: reject("payload_too_large", "payload too large"),
-          ObjectNotFound: reject("object_not_found", "payload not found"),
+          // Unless its request was refused after the publish timed out: then there is nothing to load.
+          ObjectNotFound: (e) =>
+            Effect.flatMap(RevokedClaims.isRevoked(claim.claim_id).pipe(Effect.orElseSucceed(() => false)), (revoked) =>
+              revoked ? Effect.succeed(REVOKED) : reject("object_not_found", "payload not found")(e)),
           StorageError: exhausted,
           LoadError: exhausted
         })
       )
+      if (outcome._tag === "Revoked") return yield* Effect.logInfo(`claim ${claim.claim_id}: its request was refused, nothing to load`)
       if (outcome._tag === "AlreadyLoaded") return yield* Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
       yield* Effect.logInfo(`claim ${claim.claim_id}: loaded ${outcome.readings} readings of ${outcome.items} items`)
       // Readings older than the refresh policies' windows would stay out of the aggregates; the load is

@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { ClaimRejected, MemoryObjectStore, ObjectStore, StorageError } from "@telemetry/domain"
+import { ClaimRejected, MemoryObjectStore, ObjectStore, RevokedClaims, StorageError } from "@telemetry/domain"
 import { ConfigProvider, Effect, Layer, Stream, TestServices } from "effect"
 import { randomUUID } from "node:crypto"
 import { dataOf, inMemoryStore } from "@telemetry/domain/testing"
@@ -232,6 +232,20 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
           `claim ${claim.claim_id}: payload not found, dead-lettered: object ${claim.claim_check} does not exist`
         ])
+      }))
+
+    it.effect("a claim whose request was refused after its publish timed out is settled without a dead letter", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const storage = yield* ObjectStore
+        const { claim } = yield* stash(payload(`revoked-${randomUUID()}`))
+        // What ingest does when Kafka did not acknowledge in time: revoke the claim, then delete its object.
+        yield* RevokedClaims.revoke(claim.claim_id)
+        yield* storage.delete(claim.claim_check)
+        const { logs } = yield* withLogs(process(claim))
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+        expect(logs.filter((l) => l.level === "ERROR")).toEqual([])
+        expect(logs.map((l) => l.message)).toContain(`claim ${claim.claim_id}: its request was refused, nothing to load`)
       }))
 
     for (const when of ["before any byte", "part-way"] as const) {

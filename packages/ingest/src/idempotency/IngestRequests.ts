@@ -1,4 +1,5 @@
 import { SqlClient } from "@effect/sql"
+import { RevokedClaims } from "@telemetry/domain"
 import { Config, Context, Data, Duration, Effect, Layer, Schedule } from "effect"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */
@@ -32,6 +33,8 @@ export interface IngestRequestsShape {
   readonly accept: (claimId: string) => Effect.Effect<void>
   /** The request failed: a retry may go ahead as a new claim. */
   readonly release: (claimId: string) => Effect.Effect<void>
+  /** The claim's publish failed, yet may be delivered later: a worker is to settle it without loading. */
+  readonly revoke: (claimId: string) => Effect.Effect<void>
 }
 
 export class IngestRequests extends Context.Tag("@telemetry/IngestRequests")<IngestRequests, IngestRequestsShape>() {}
@@ -116,11 +119,17 @@ export const layer = Layer.scoped(
           Effect.flatMap((holder) => (holder === undefined ? Effect.void : Effect.fail(holder)))
         ))
 
-    const logged = <A>(what: string) => (effect: Effect.Effect<A, { readonly message: string }>) =>
-      effect.pipe(Effect.asVoid, Effect.catchAll((e) => Effect.logWarning(`${what}: ${e.message}`)))
+    const logged = <A>(what: string) => (effect: Effect.Effect<A, { readonly message: string }, SqlClient.SqlClient>) =>
+      effect.pipe(
+        Effect.asVoid,
+        Effect.catchAll((e) => Effect.logWarning(`${what}: ${e.message}`)),
+        Effect.provideService(SqlClient.SqlClient, sql)
+      )
 
-    // Old reservations are dropped in the background; a reservation is only ever looked up by its own request.
+    // Old reservations and revocations are dropped in the background; a reservation is only ever looked up by
+    // its own request.
     yield* sql`DELETE FROM ingest_requests WHERE created_at < now() - make_interval(secs => ${seconds(longest)})`.pipe(
+      Effect.zipRight(RevokedClaims.purge),
       logged("expired idempotency records not purged"),
       Effect.repeat(Schedule.spaced(Duration.minutes(10))),
       Effect.forkScoped
@@ -135,6 +144,10 @@ export const layer = Layer.scoped(
       release: (claimId) =>
         sql`DELETE FROM ingest_requests WHERE claim_id = ${claimId}`.pipe(
           logged(`claim ${claimId}'s idempotency record not released`)
+        ),
+      revoke: (claimId) =>
+        RevokedClaims.revoke(claimId).pipe(
+          logged(`claim ${claimId} not revoked; should Kafka deliver it late, it is dead-lettered as object_not_found`)
         )
     })
   })

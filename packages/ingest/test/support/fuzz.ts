@@ -1,20 +1,5 @@
 import { gzipSync } from "node:zlib"
-
-/** A small seeded generator (mulberry32): the same seed gives the same bodies on every run. */
-export const seeded = (seed: number) => {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const int = (min: number, max: number) => min + Math.floor(next() * (max - min + 1))
-  const pick = <A>(items: ReadonlyArray<A>): A => items[int(0, items.length - 1)]!
-  return { next, int, pick }
-}
-export type Random = ReturnType<typeof seeded>
+import { type Random, seeded } from "./random.js"
 
 export interface BadBody {
   readonly kind: string
