@@ -298,9 +298,11 @@ export const makeBed = Effect.gen(function*() {
     ...s3.env,
     ...authEnv,
     STORAGE_BUCKET: BUCKET,
-    // A killed worker's partitions move after this: short, so that the rounds that kill one stay short.
-    KAFKA_SESSION_TIMEOUT: "3 seconds",
-    KAFKA_HEARTBEAT_INTERVAL: "1 second",
+    // A killed worker's partitions move after this: short, so that the rounds that kill one stay short; not
+    // shorter, because a loaded machine then misses heartbeats, and the extra rebalances can crash the mock
+    // cluster (librdkafka 2.0.2 asserts on a JoinGroup of a member whose previous one is still pending).
+    KAFKA_SESSION_TIMEOUT: "8 seconds",
+    KAFKA_HEARTBEAT_INTERVAL: "2 seconds",
     DATABASE_POOL_SIZE: "4"
   }
   const urlFor = (name: string) => `${database.url}?application_name=${name}`
