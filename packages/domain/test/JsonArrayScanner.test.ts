@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { JsonArrayScanner, JsonScanError, type ScannerLimits } from "../src/json/JsonArrayScanner.js"
 
-const roomy: ScannerLimits = { maxElementBytes: 1 << 20, maxDepth: 64 }
+const roomy: ScannerLimits = { maxElementBytes: 1 << 20, maxDepth: 64, maxStringBytes: 1 << 20 }
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 
 const scanChunks = (chunks: ReadonlyArray<Uint8Array>, limits: ScannerLimits = roomy): Array<unknown> => {
@@ -85,6 +85,13 @@ describe("JsonArrayScanner", () => {
     for (let k = 0; k <= bytes.length; k++) {
       expect(scanChunks(splitAt(bytes, k))).toEqual(["é€😀", { "k😀": "日本" }])
     }
+  })
+
+  it("reassembles elements of any size spanning many chunks, one after another", () => {
+    const elements = [3_000_000, 100_000, 10, 2_000_000, 70_000].map((n, k) => ({ k, text: "é".repeat(n / 2) }))
+    const bytes = utf8(JSON.stringify(elements))
+    const chunks = Array.from({ length: Math.ceil(bytes.length / 65_536) }, (_, k) => bytes.subarray(k * 65_536, (k + 1) * 65_536))
+    expect(scanChunks(chunks, { ...roomy, maxElementBytes: 8_000_000, maxStringBytes: 8_000_000 })).toEqual(elements)
   })
 
   it("does not keep references to the caller's chunk buffers", () => {
@@ -172,7 +179,7 @@ describe("JsonArrayScanner", () => {
     })
 
     it("element_too_large at the limit, in every element kind", () => {
-      const limits = { maxElementBytes: 10, maxDepth: 64 }
+      const limits = { ...roomy, maxElementBytes: 10 }
       const fits = ["\"12345678\"", "[1,2,3,45]", "1234567890", "{\"a\":\"12\"}"]
       for (const element of fits) {
         expect(element.length).toBe(10)
@@ -185,18 +192,18 @@ describe("JsonArrayScanner", () => {
     })
 
     it("element_too_large across chunks, before the element ends", () => {
-      const scanner = new JsonArrayScanner({ maxElementBytes: 1000, maxDepth: 64 })
+      const scanner = new JsonArrayScanner({ ...roomy, maxElementBytes: 1000 })
       scanner.push(utf8("[\"" + "a".repeat(600)))
       expect(scanError(() => scanner.push(utf8("a".repeat(600)))).kind).toBe("element_too_large")
 
-      const primitive = new JsonArrayScanner({ maxElementBytes: 1000, maxDepth: 64 })
+      const primitive = new JsonArrayScanner({ ...roomy, maxElementBytes: 1000 })
       primitive.push(utf8("["))
       for (let k = 0; k < 999; k++) primitive.push(utf8("1"))
       expect(scanError(() => primitive.push(utf8("11"))).kind).toBe("element_too_large")
     })
 
     it("too_deep immediately, counting the top-level array as depth 1", () => {
-      const limits = { maxElementBytes: 1 << 20, maxDepth: 3 }
+      const limits = { ...roomy, maxDepth: 3 }
       expect(scan("[[[1]],{\"a\":[]}]", limits)).toEqual([[[1]], { a: [] }])
       expect(scan("[\"[[[[[[{{{{\"]", limits)).toEqual(["[[[[[[{{{{"])
 
@@ -206,10 +213,36 @@ describe("JsonArrayScanner", () => {
       expect(error.kind).toBe("too_deep")
       expect(error.index).toBe(1)
 
-      expect(errorOf("[[]]", { maxElementBytes: 100, maxDepth: 1 }).kind).toBe("too_deep")
-      expect(scan("[1]", { maxElementBytes: 100, maxDepth: 1 })).toEqual([1])
+      expect(errorOf("[[]]", { ...roomy, maxElementBytes: 100, maxDepth: 1 }).kind).toBe("too_deep")
+      expect(scan("[1]", { ...roomy, maxElementBytes: 100, maxDepth: 1 })).toEqual([1])
       const attack = "[" + "[".repeat(1e6)
       expect(scanError(() => new JsonArrayScanner(roomy).push(utf8(attack))).kind).toBe("too_deep")
+    })
+
+    it("string_too_long for a key or a value longer than the limit, counted in bytes as sent", () => {
+      const limits = { ...roomy, maxStringBytes: 4 }
+      // 4 bytes each as sent: ASCII, an escape pair, a 4-byte character, a \u escape is 6.
+      const fits = ["[\"abcd\"]", "[{\"abcd\":\"wxyz\"}]", "[[\"a\\\"b\"]]", "[\"😀\"]", "[\"\"]"]
+      for (const text of fits) expect(scan(text, limits), text).toEqual(JSON.parse(text))
+      const tooLong = ["[\"abcde\"]", "[{\"abcde\":1}]", "[{\"a\":\"abcde\"}]", "[\"a😀\"]", "[\"\\u00e9\"]", "[\"ab\\n\\n\"]"]
+      for (const text of tooLong) {
+        const error = errorOf(`[1, ${text.slice(1, -1)}]`, limits)
+        expect(error.kind, text).toBe("string_too_long")
+        expect(error.index, text).toBe(1)
+      }
+    })
+
+    it("string_too_long at every split point, and before a long string ends", () => {
+      const limits = { ...roomy, maxStringBytes: 8 }
+      const fits = utf8("[{\"k\":\"12\\\"4567\"},\"a\\\\bcdef\"]")
+      const tooLong = utf8("[{\"k\":\"12\\\"45678\"}]")
+      for (let k = 0; k <= fits.length; k++) expect(scanChunks(splitAt(fits, k), limits)).toHaveLength(2)
+      for (let k = 0; k <= tooLong.length; k++) {
+        expect(scanError(() => scanChunks(splitAt(tooLong, k), limits)).kind, `split at ${k}`).toBe("string_too_long")
+      }
+      const scanner = new JsonArrayScanner({ ...roomy, maxStringBytes: 1000 })
+      scanner.push(utf8("[{\"a\":\"" + "x".repeat(600)))
+      expect(scanError(() => scanner.push(utf8("x".repeat(600)))).kind).toBe("string_too_long")
     })
 
     it("truncated when the array is not closed", () => {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Stream } from "effect"
+import { Chunk, Effect, Either, Schema, Stream } from "effect"
 import { gzipSync } from "node:zlib"
 import { InvalidPayload, PayloadTooLarge } from "../src/errors.js"
 import { gunzip, limitBytes } from "../src/payload/bytes.js"
+import { EquipmentItem, SensorReading } from "../src/payload/Payload.js"
 import { makeNormalizer } from "../src/payload/normalize.js"
 import { decodePayload } from "../src/payload/PayloadDecoder.js"
 import type { TelemetryItem } from "../src/payload/Telemetry.js"
@@ -338,6 +339,57 @@ describe("normalize", () => {
     const fallback = fail(withReadings({ sensor_uuid: "a" }, { sensor_uuid: "s", timestamp: "2026-02-30T10:00:00" }))
     expect(fallback.path).toBe("[0].sensor[1].timestamp")
   })
+
+  it("accepts exactly what the EquipmentItem schema accepts, and reads it alike (random items)", () => {
+    // The reference: the schema decodes, then the normalizer reads what it decoded (always a valid item).
+    const decodeItem = Schema.decodeUnknownEither(EquipmentItem, { errors: "first" })
+    const reference = (input: unknown) =>
+      Either.match(decodeItem(input), { onLeft: () => "invalid", onRight: (decoded) => normalize(decoded, 0) })
+    let seed = 7
+    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+    const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
+    const values = [undefined, null, "", "x", "open", "30", " 1e3 ", "-18.5", "0x1F", "Infinity", "1e400", 0, -1.5,
+      1e100, -1e100, 1e101, Infinity, NaN, true, false, [], {}, "2026-04-30T10:00:00", "SIM"]
+    // Mostly values the field takes, so that most items are valid and the few bad fields stand out.
+    const fitting = (fields: Schema.Struct.Fields) =>
+      Object.fromEntries(Object.entries(fields).map(([name, field]) => {
+        const decode = Schema.decodeUnknownEither(Schema.Struct({ [name]: field }) as unknown as Schema.Schema<unknown>)
+        return [name, values.filter((value) => Either.isRight(decode({ [name]: value })))]
+      }))
+    const fieldsOf = (fields: Schema.Struct.Fields, required: string) => {
+      const pools = fitting(fields)
+      return () => {
+        const out: Record<string, unknown> = { [required]: "id" }
+        for (const name of Object.keys(fields)) {
+          if (name !== required && name !== "sensor" && random() < 0.3) out[name] = pick(pools[name]!)
+        }
+        return out
+      }
+    }
+    const readingOf = fieldsOf(SensorReading.fields, "sensor_uuid")
+    const equipmentOf = fieldsOf(EquipmentItem.fields, "equip_uuid")
+    const readingNames = Object.keys(SensorReading.fields)
+    const equipmentNames = Object.keys(EquipmentItem.fields)
+    let valid = 0
+    for (let round = 0; round < 5000; round++) {
+      // A valid item, then in most of them one field, anywhere, set to any value (or deleted).
+      const readings: Array<unknown> = Array.from({ length: 1 + Math.floor(random() * 3) }, readingOf)
+      const item: Record<string, unknown> = { ...equipmentOf(), sensor: readings }
+      const r = random()
+      if (r < 0.3) item[pick(equipmentNames)] = pick(values)
+      else if (r < 0.35) readings[Math.floor(random() * readings.length)] = pick(values)
+      else if (r < 0.8) (readings[Math.floor(random() * readings.length)] as Record<string, unknown>)[pick(readingNames)] = pick(values)
+      const expected = reference(item)
+      const actual = normalize(item, 0)
+      if (expected === "invalid") {
+        expect(Either.isLeft(actual), JSON.stringify(item)).toBe(true)
+      } else {
+        expect(actual, JSON.stringify(item)).toEqual(expected)
+        valid++
+      }
+    }
+    expect(valid).toBeGreaterThan(1000)
+  })
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -446,7 +498,7 @@ describe("timestamps", () => {
 // PayloadDecoder
 // ---------------------------------------------------------------------------------------------------------------
 
-const limits = { maxItems: 100, maxItemBytes: 4096, maxDepth: 8 }
+const limits = { maxItems: 100, maxItemBytes: 4096, maxDepth: 8, maxStringBytes: 1024 }
 const decoderOptions = { timeZone: "UTC", receivedAt: RECEIVED_AT, ...limits }
 
 /** `text` as a stream of chunks of `size` bytes (by default one chunk). */
@@ -581,6 +633,17 @@ describe("PayloadDecoder", () => {
       const error = yield* decodeError(body, { maxDepth: 5 })
       expect(error).toMatchObject({ _tag: "InvalidPayload", path: "[0]" })
       expect(error.message).toBe("item [0] is nested deeper than 5 levels")
+    }))
+
+  it.effect("rejects a key or a value longer than maxStringBytes with the item's path", () =>
+    Effect.gen(function*() {
+      const fits = JSON.stringify([equipment({ equip_nome: "x".repeat(64) })])
+      expect(yield* decode(fits, { maxStringBytes: 64 })).toHaveLength(1)
+      for (const long of [equipment({ equip_nome: "x".repeat(65) }), withReadings({ sensor_uuid: "s", ["k".repeat(65)]: 1 })]) {
+        const error = yield* decodeError(JSON.stringify([equipment(), equipment(), long]), { maxStringBytes: 64 })
+        expect(error).toMatchObject({ _tag: "InvalidPayload", path: "[2]" })
+        expect(error.message).toBe("item [2] has a string longer than 64 bytes")
+      }
     }))
 
   it.effect("rejects number literals that overflow to Infinity", () =>

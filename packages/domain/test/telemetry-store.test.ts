@@ -3,7 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { ClaimCheck } from "../src/ClaimCheck.js"
-import { BulkCopy } from "../src/db/BulkCopy.js"
+import { BulkCopy, copyTimestamp } from "../src/db/BulkCopy.js"
 import { TelemetryStore } from "../src/db/TelemetryStore.js"
 import { InvalidPayload } from "../src/errors.js"
 import type { Equipment, Reading, Sensor } from "../src/payload/Telemetry.js"
@@ -45,6 +45,18 @@ const sensorRow = (equipUuid: string, sensorUuid: string) =>
       }))
 
 const iso = (rows: ReadonlyArray<DataRow>) => rows.map((r) => new Date(r.time).toISOString())
+
+describe("copyTimestamp", () => {
+  it("writes the instant toISOString writes, in the form COPY reads", () => {
+    let seed = 3
+    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+    const times = [0, 999, Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(2099, 11, 31, 23, 59, 59, 999)]
+    for (let k = 0; k < 2000; k++) times.push(Math.floor(random() * Date.UTC(2100, 0, 1)))
+    for (const time of times) {
+      expect(copyTimestamp(time), String(time)).toBe(new Date(time).toISOString().replace("T", " ").replace("Z", "+00"))
+    }
+  })
+})
 
 describe.each(databases)("SqlTelemetryStore on $name", (database) => {
   it.layer(storeOn(database, BATCH_READINGS), { timeout: 120_000 })("one fresh database", (it) => {
@@ -355,6 +367,23 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         expect(yield* store.load(claim(), apart)).toMatchObject({ _tag: "Loaded", items: 2, readings: 2 * BATCH_READINGS })
         expect(yield* sensorRow(eq2, s2)).toMatchObject({ manufacturer: "Acme", model: "T-2" })
         expect(yield* equipmentRows(eq2)).toMatchObject([{ name: "Freezer", location: "Lab" }])
+      }))
+
+    it.effect("an equipment and a sensor named again batch after batch end with the latest attributes", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-again")
+        const s = `${eq}-s`
+        // Each item fills a batch of its own. The third changes the attributes and the fourth changes them back,
+        // to what the first two wrote: the load must write them again, whatever it skipped in between.
+        const first = { e: equipment(eq, { name: "Freezer", status: "active" }), s: sensor(s, { model: "T-1" }) }
+        const changed = { e: equipment(eq, { name: null, status: "blocked" }), s: sensor(s, { model: "T-2" }) }
+        const batches = [first, first, changed, first].map((x, k) =>
+          item(x.e, [x.s], series(s, BATCH_READINGS, Date.UTC(2025, 0, 1, k, 0))))
+        expect(yield* store.load(claim(), Stream.fromIterable(batches))).toMatchObject({ _tag: "Loaded", items: 4 })
+        expect(yield* equipmentRows(eq)).toMatchObject([{ name: "Freezer", status: "active" }])
+        expect(yield* sensorRow(eq, s)).toMatchObject({ model: "T-1" })
+        expect(yield* countOf(eq)).toBe(4 * BATCH_READINGS)
       }))
 
     it.effect("equipments are per tenant", () =>

@@ -3,13 +3,15 @@ import type { SqlError } from "@effect/sql/SqlError"
 
 export interface BulkCopyShape {
   /**
-   * Appends rows to `table`, on the connection of the surrounding transaction. Each line is one row in
-   * PostgreSQL's COPY text format (tab-separated, `\N` for NULL) ending with a newline.
+   * Appends rows to `table`, on the connection of the surrounding transaction. Each element holds one or more
+   * rows in PostgreSQL's COPY text format (tab-separated, `\N` for NULL; as text, or as its UTF-8 bytes), each
+   * ending with a newline. They are read as the COPY goes out, so a lazy iterable lets the server load the first
+   * rows while the rest are made.
    */
   readonly copyText: (
     table: string,
     columns: ReadonlyArray<string>,
-    lines: ReadonlyArray<string>
+    rows: Iterable<string | Uint8Array>
   ) => Effect.Effect<void, SqlError>
 }
 
@@ -23,3 +25,29 @@ const SPECIALS = /[\\\t\n\r]/g
 /** A text value as a COPY text-format field. */
 export const copyField = (value: string | null): string =>
   value === null ? "\\N" : SPECIAL.test(value) ? value.replace(SPECIALS, (c) => ESCAPES[c]!) : value
+
+const DAY = 86_400_000
+const TWO_DIGITS = Array.from({ length: 100 }, (_, n) => String(n).padStart(2, "0"))
+const THREE_DIGITS = Array.from({ length: 1000 }, (_, n) => String(n).padStart(3, "0"))
+let lastDay = NaN
+let lastDate = ""
+
+/**
+ * A time (epoch milliseconds, years 0 to 9999) as a COPY field of a timestamptz: `YYYY-MM-DD hh:mm:ss.mmm+00`.
+ * A tenth of the cost of `toISOString`, which a row of every reading would pay: the date is made once a day.
+ */
+export const copyTimestamp = (time: number): string => {
+  const ms = Math.floor(time)
+  const day = Math.floor(ms / DAY)
+  if (day !== lastDay) {
+    lastDate = new Date(day * DAY).toISOString().slice(0, 10)
+    lastDay = day
+  }
+  let rest = ms - day * DAY
+  const hours = Math.floor(rest / 3_600_000)
+  rest -= hours * 3_600_000
+  const minutes = Math.floor(rest / 60_000)
+  rest -= minutes * 60_000
+  const seconds = Math.floor(rest / 1000)
+  return `${lastDate} ${TWO_DIGITS[hours]}:${TWO_DIGITS[minutes]}:${TWO_DIGITS[seconds]}.${THREE_DIGITS[rest - seconds * 1000]}+00`
+}

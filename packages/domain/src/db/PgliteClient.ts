@@ -56,10 +56,10 @@ class PgliteConnection implements Connection {
     return Stream.fromIterableEffect(this.execute(sql, params, transformRows))
   }
   /** COPY from an in-memory blob: PGlite cannot take COPY FROM STDIN. */
-  copyText(table: string, columns: ReadonlyArray<string>, lines: ReadonlyArray<string>) {
+  copyText(table: string, columns: ReadonlyArray<string>, rows: Iterable<string | Uint8Array>) {
     return Effect.tryPromise({
       try: () =>
-        this.pg.query(`COPY ${table} (${columns.join(", ")}) FROM '/dev/blob'`, [], { blob: new Blob(lines as Array<string>) }),
+        this.pg.query(`COPY ${table} (${columns.join(", ")}) FROM '/dev/blob'`, [], { blob: new Blob(Array.from(rows) as Array<BlobPart>) }),
       catch: sqlError(`COPY into ${table} failed`)
     }).pipe(Effect.asVoid)
   }
@@ -94,10 +94,10 @@ export const make = (options: PgliteOptions) =>
       spanAttributes: [["db.system", "postgresql"], ["db.name", "pglite"]]
     })
     const bulkCopy = BulkCopy.of({
-      copyText: (table, columns, lines) =>
+      copyText: (table, columns, rows) =>
         Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) =>
           Option.isSome(tx)
-            ? connection.copyText(table, columns, lines)
+            ? connection.copyText(table, columns, rows)
             : Effect.dieMessage("BulkCopy.copyText must run inside a transaction"))
     })
     return { client, bulkCopy }

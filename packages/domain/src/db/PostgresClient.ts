@@ -20,8 +20,9 @@ export interface PostgresOptions {
   readonly poolSize: number
 }
 
-// COPY data goes out in messages of about this size: large enough to be cheap, small enough to keep memory flat.
-const COPY_PIECE_CHARS = 256 * 1024
+// Small rows go out gathered into COPY messages of about this size, large enough to be cheap; rows already a
+// quarter of it go out as they are (copying them together would cost more than the messages it saves).
+const COPY_PIECE_BYTES = 256 * 1024
 
 const INT8_OID = 20
 
@@ -46,32 +47,46 @@ const transactionClient = (connection: Connection): pg.PoolClient | undefined =>
   return client instanceof pg.Client ? client as pg.PoolClient : undefined
 }
 
-/** Lines grouped into pieces of about COPY_PIECE_CHARS. */
-function* pieces(lines: ReadonlyArray<string>): Generator<string> {
-  let piece: Array<string> = []
+/** The rows as the COPY messages' bytes. */
+function* pieces(rows: Iterable<string | Uint8Array>): Generator<Uint8Array> {
+  let piece: Array<Uint8Array> = []
   let size = 0
-  for (const line of lines) {
-    piece.push(line)
-    size += line.length
-    if (size >= COPY_PIECE_CHARS) {
-      yield piece.join("")
+  for (const row of rows) {
+    const bytes = typeof row === "string" ? Buffer.from(row) : row
+    if (bytes.length >= COPY_PIECE_BYTES / 4) {
+      if (size > 0) yield Buffer.concat(piece, size)
+      piece = []
+      size = 0
+      yield bytes
+      continue
+    }
+    piece.push(bytes)
+    size += bytes.length
+    if (size >= COPY_PIECE_BYTES) {
+      yield Buffer.concat(piece, size)
       piece = []
       size = 0
     }
   }
-  if (piece.length > 0) yield piece.join("")
+  if (size > 0) yield Buffer.concat(piece, size)
 }
 
 /**
- * `COPY ... FROM STDIN` on `client`. The pipeline writes a piece only once the socket took the previous ones
- * (`drain`); interruption aborts it, which sends CopyFail, so the COPY loads nothing and the connection stays
- * usable for the ROLLBACK.
+ * `COPY ... FROM STDIN` on `client`. The pipeline makes and writes a piece only once the socket took the previous
+ * ones (`drain`), so the server loads one piece while the next is made; interruption aborts it, which sends
+ * CopyFail, so the COPY loads nothing and the connection stays usable for the ROLLBACK.
  */
-const copyIn = (client: pg.PoolClient, table: string, columns: ReadonlyArray<string>, lines: ReadonlyArray<string>) =>
+const copyIn = (
+  client: pg.PoolClient,
+  table: string,
+  columns: ReadonlyArray<string>,
+  rows: Iterable<string | Uint8Array>
+) =>
   Effect.tryPromise({
     try: (signal) =>
       pipeline(
-        Readable.from(pieces(lines)),
+        // One piece read ahead, not Readable.from's default of 16, which would make them all before sending any.
+        Readable.from(pieces(rows), { highWaterMark: 1 }),
         client.query(copyFrom(`COPY ${table} (${columns.join(", ")}) FROM STDIN`)),
         { signal }
       ),
@@ -101,11 +116,11 @@ export const make = (options: PostgresOptions) =>
     })
     const client = yield* PgClient.fromPool({ acquire: Effect.succeed(pool) })
     const bulkCopy = BulkCopy.of({
-      copyText: (table, columns, lines) =>
+      copyText: (table, columns, rows) =>
         Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) => {
           const pgClient = Option.isSome(tx) ? transactionClient(tx.value[0]) : undefined
           return pgClient !== undefined
-            ? copyIn(pgClient, table, columns, lines)
+            ? copyIn(pgClient, table, columns, rows)
             : Effect.dieMessage("BulkCopy.copyText must run inside a transaction of this PostgreSQL client")
         })
     })

@@ -4,7 +4,7 @@ import { Chunk, Effect, Layer, Sink, Stream } from "effect"
 import type { ClaimCheck } from "../ClaimCheck.js"
 import { LoadError } from "../errors.js"
 import { type Equipment, mergeLatest, type Sensor, type TelemetryItem } from "../payload/Telemetry.js"
-import { BulkCopy, copyField } from "./BulkCopy.js"
+import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
 import { type LoadOutcome, TelemetryStore } from "./TelemetryStore.js"
 
 export interface SqlTelemetryStoreOptions {
@@ -12,7 +12,70 @@ export interface SqlTelemetryStoreOptions {
   readonly batchReadings: number
 }
 
-const COLUMNS = ["time", "equipment_id", "sensor_id", "value", "status", "metadata"] as const
+// The ids come first in a row, as fixed-width placeholders filled in once known (see EncodedItem).
+const COLUMNS = ["equipment_id", "sensor_id", "time", "value", "status", "metadata"] as const
+/** Digits of an id placeholder: an int4 has at most 10, and PostgreSQL reads leading zeros. */
+const ID_WIDTH = 10
+const PLACEHOLDERS = `${"0".repeat(ID_WIDTH)}\t${"0".repeat(ID_WIDTH)}\t`
+const NEWLINE = 0x0a
+
+/**
+ * An item's readings as COPY rows, made as soon as the item is decoded, whose ids are still placeholders: the
+ * equipment and sensor ids are known only once the batch's upserts ran. The rows wait for their batch's COPY in
+ * a Buffer, outside the JS heap: held as objects, every reading of a waiting batch would be copied by each young
+ * generation collection until promoted, and then left for a full collection (several µs a reading, measured).
+ */
+interface EncodedItem {
+  readonly equipment: Equipment
+  readonly sensors: ReadonlyArray<Sensor>
+  readonly rows: Buffer
+  /** Index in `sensors` of the sensor of each row. */
+  readonly sensorOfRow: Uint32Array
+  readonly earliest: number
+  readonly latest: number
+}
+
+const encode = (item: TelemetryItem): EncodedItem => {
+  const sensorIndex = new Map(item.sensors.map((sensor, k) => [sensor.uuid, k]))
+  const sensorOfRow = new Uint32Array(item.readings.length)
+  let earliest = Infinity
+  let latest = -Infinity
+  let rows = ""
+  for (let k = 0; k < item.readings.length; k++) {
+    const r = item.readings[k]!
+    const sensor = sensorIndex.get(r.sensorUuid)
+    if (sensor === undefined) throw new Error(`reading of sensor ${r.sensorUuid}, which is not among its item's sensors`)
+    sensorOfRow[k] = sensor
+    if (r.time < earliest) earliest = r.time
+    if (r.time > latest) latest = r.time
+    rows += `${PLACEHOLDERS}${copyTimestamp(r.time)}\t${r.value ?? "\\N"}\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
+  }
+  return { equipment: item.equipment, sensors: item.sensors, rows: Buffer.from(rows), sensorOfRow, earliest, latest }
+}
+
+const idBytes = (id: number) => Buffer.from(String(id).padStart(ID_WIDTH, "0"))
+
+/** The rows of `items` with their ids filled in, an item at a time, as the COPY reads them. */
+function* copyRows(
+  items: Chunk.Chunk<EncodedItem>,
+  equipmentIds: ReadonlyMap<string, number>,
+  sensorIds: ReadonlyMap<string, number>
+): Generator<Uint8Array> {
+  for (const item of items) {
+    const equipmentId = equipmentIds.get(item.equipment.uuid)!
+    const equipment = idBytes(equipmentId)
+    const sensors = item.sensors.map((s) => idBytes(sensorIds.get(`${equipmentId}:${s.uuid}`)!))
+    const { rows, sensorOfRow } = item
+    let at = 0
+    for (let k = 0; k < sensorOfRow.length; k++) {
+      rows.set(equipment, at)
+      rows.set(sensors[sensorOfRow[k]!]!, at + ID_WIDTH + 1)
+      // A newline inside a field is escaped (\n), so the next byte 0x0a ends the row.
+      at = rows.indexOf(NEWLINE, at + PLACEHOLDERS.length) + 1
+    }
+    yield rows
+  }
+}
 
 /** One description per key, merged in order; sorted so concurrent loads lock rows in the same order. */
 const distinctBy = <A extends object>(
@@ -39,6 +102,41 @@ const addTotals = (a: Totals, b: Totals): Totals => ({
       latest: Math.max(a.timeRange.latest, b.timeRange.latest)
     }
 })
+
+/** An equipment's or sensor's id, and the description this load last wrote for it. */
+interface Written {
+  readonly id: number
+  readonly description: string
+}
+
+/** Entries kept per load: past this many, a payload naming ever new equipments or sensors starts over. */
+const MAX_WRITTEN = 10_000
+
+/**
+ * The ids of `values` by key, upserting only those whose description is not the one this load wrote last: the
+ * upsert would leave those as they are and only answer their ids. A large payload names the same equipments and
+ * sensors batch after batch, so most of its batches then need no round trip before their COPY.
+ */
+const upsertChanged = <A>(
+  written: Map<string, Written>,
+  values: ReadonlyArray<A>,
+  key: (a: A) => string,
+  description: (a: A) => object,
+  upsert: (values: ReadonlyArray<A>) => Effect.Effect<ReadonlyMap<string, number>, SqlError>
+) =>
+  Effect.gen(function*() {
+    if (written.size > MAX_WRITTEN) written.clear()
+    const descriptions = values.map((value) => JSON.stringify(description(value)))
+    const changed = values.filter((value, k) => written.get(key(value))?.description !== descriptions[k])
+    if (changed.length > 0) {
+      const ids = yield* upsert(changed)
+      values.forEach((value, k) => {
+        const id = ids.get(key(value))
+        if (id !== undefined) written.set(key(value), { id, description: descriptions[k]! })
+      })
+    }
+    return new Map(values.map((value) => [key(value), written.get(key(value))!.id]))
+  })
 
 export const make = (options: SqlTelemetryStoreOptions) =>
   Effect.gen(function*() {
@@ -109,38 +207,48 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         return new Map(rows.map((r) => [`${r.equipment_id}:${r.uuid}`, r.id]))
       })
 
-    const loadBatch = (tenantId: string, items: Chunk.Chunk<TelemetryItem>): Effect.Effect<Totals, SqlError> =>
+    /** What a load wrote so far, by equipment uuid and by `equipment id:sensor uuid`. */
+    interface LoadState {
+      readonly tenantId: string
+      readonly equipments: Map<string, Written>
+      readonly sensors: Map<string, Written>
+    }
+
+    const loadBatch = (load: LoadState, items: Chunk.Chunk<EncodedItem>): Effect.Effect<Totals, SqlError> =>
       Effect.gen(function*() {
-        const equipmentIds = yield* upsertEquipments(
-          tenantId,
-          distinctBy(Chunk.map(items, (i) => i.equipment), (e) => e.uuid)
+        if (Chunk.isEmpty(items)) return NO_TOTALS
+        const equipmentIds = yield* upsertChanged(
+          load.equipments,
+          distinctBy(Chunk.map(items, (i) => i.equipment), (e) => e.uuid),
+          (e) => e.uuid,
+          (e) => e,
+          (equipments) => upsertEquipments(load.tenantId, equipments)
         )
-        const sensors = distinctBy(
-          Chunk.flatMap(items, (item) => {
-            const equipmentId = equipmentIds.get(item.equipment.uuid)!
-            return Chunk.unsafeFromArray(item.sensors.map((sensor) => ({ equipmentId, sensor })))
-          }),
-          (s) => `${s.equipmentId}:${s.sensor.uuid}`,
-          (before, after) => ({ ...after, sensor: mergeLatest(before?.sensor, after.sensor) })
+        const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
+        const sensorIds = yield* upsertChanged(
+          load.sensors,
+          distinctBy(
+            Chunk.flatMap(items, (item) => {
+              const equipmentId = equipmentIds.get(item.equipment.uuid)!
+              return Chunk.unsafeFromArray(item.sensors.map((sensor) => ({ equipmentId, sensor })))
+            }),
+            sensorKey,
+            (before, after) => ({ ...after, sensor: mergeLatest(before?.sensor, after.sensor) })
+          ),
+          sensorKey,
+          (s) => s.sensor,
+          upsertSensors
         )
-        const sensorIds = yield* upsertSensors(sensors)
-        const lines: Array<string> = []
+        yield* bulk.copyText("telemetry_data", COLUMNS, copyRows(items, equipmentIds, sensorIds))
+        let readings = 0
         let earliest = Infinity
         let latest = -Infinity
         for (const item of items) {
-          const equipmentId = equipmentIds.get(item.equipment.uuid)!
-          for (const r of item.readings) {
-            if (r.time < earliest) earliest = r.time
-            if (r.time > latest) latest = r.time
-            lines.push(
-              `${new Date(r.time).toISOString()}\t${equipmentId}\t${sensorIds.get(`${equipmentId}:${r.sensorUuid}`)}\t${
-                r.value ?? "\\N"
-              }\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
-            )
-          }
+          readings += item.sensorOfRow.length
+          earliest = Math.min(earliest, item.earliest)
+          latest = Math.max(latest, item.latest)
         }
-        yield* bulk.copyText("telemetry_data", COLUMNS, lines)
-        return { items: items.length, readings: lines.length, timeRange: lines.length > 0 ? { earliest, latest } : null }
+        return { items: items.length, readings, timeRange: readings > 0 ? { earliest, latest } : null }
       })
 
     return TelemetryStore.of({
@@ -153,16 +261,21 @@ export const make = (options: SqlTelemetryStoreOptions) =>
               VALUES (${claim.claim_id}, ${claim.claim_check}, ${tenantId}, ${claim.metadata.requestId})
               ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`
             if (claimed.length === 0) return { _tag: "AlreadyLoaded" } as const
+            const load: LoadState = { tenantId, equipments: new Map(), sensors: new Map() }
             const totals = yield* items.pipe(
-              Stream.aggregate(
+              Stream.map(encode),
+              Stream.transduce(
                 Sink.foldWeighted({
-                  initial: Chunk.empty<TelemetryItem>(),
+                  initial: Chunk.empty<EncodedItem>(),
                   maxCost: options.batchReadings,
-                  cost: (_, item) => item.readings.length,
+                  cost: (_, item) => item.sensorOfRow.length,
                   body: (batch, item) => Chunk.append(batch, item)
                 })
               ),
-              Stream.mapEffect((batch) => loadBatch(tenantId, batch)),
+              // The next batch is read and validated while this one is copied, so this process and the
+              // database work at the same time instead of taking turns.
+              Stream.buffer({ capacity: 1 }),
+              Stream.mapEffect((batch) => loadBatch(load, batch)),
               Stream.runFold(NO_TOTALS, addTotals)
             )
             yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings}

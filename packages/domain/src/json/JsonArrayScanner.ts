@@ -11,11 +11,13 @@ export interface ScannerLimits {
   readonly maxElementBytes: number
   /** Nesting deeper than this (the top-level array is depth 1) -> "too_deep". */
   readonly maxDepth: number
+  /** A string (key or value) longer than this, in bytes as sent (escapes included) -> "string_too_long". */
+  readonly maxStringBytes: number
 }
 
 export class JsonScanError extends Error {
   constructor(
-    readonly kind: "syntax" | "not_an_array" | "element_too_large" | "too_deep" | "truncated",
+    readonly kind: "syntax" | "not_an_array" | "element_too_large" | "too_deep" | "string_too_long" | "truncated",
     message: string,
     /** Index of the element being scanned when the error occurred. */
     readonly index: number
@@ -47,6 +49,16 @@ const IN_STRUCTURED = 4 // inside an object, array or string element
 const IN_PRIMITIVE = 5 // inside a number / literal element
 const AFTER_ARRAY = 6
 
+// What scanStructured answers besides the index where an element ends.
+const NOT_ENDED = -1
+const TOO_DEEP = -2
+const STRING_TOO_LONG = -3
+
+// An element spanning chunks is gathered in a buffer of at least this size, kept for the next one unless it grew
+// past the larger size.
+const MIN_PENDING_BYTES = 64 * 1024
+const MAX_KEPT_PENDING_BYTES = 1024 * 1024
+
 // ignoreBOM keeps a U+FEFF at the start of an element so JSON.parse rejects it
 // instead of the decoder silently stripping it.
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
@@ -62,6 +74,7 @@ const endsPrimitive = (b: number): boolean =>
 export class JsonArrayScanner {
   private readonly maxElementBytes: number
   private readonly maxDepth: number
+  private readonly maxStringBytes: number
 
   private state = BEFORE_ARRAY
   private bomMatched = 0 // BOM bytes matched; -1 once anything else was seen
@@ -72,12 +85,16 @@ export class JsonArrayScanner {
   private depth = 1
   private inString = false
   private escaped = false
-  private pieces: Array<Uint8Array> = []
+  /** Bytes of the current string in earlier chunks. */
+  private stringBytes = 0
+  /** The element's bytes from earlier chunks: the first pendingBytes of a buffer reused from element to element. */
+  private pending = new Uint8Array(0)
   private pendingBytes = 0
 
   constructor(limits: ScannerLimits) {
     this.maxElementBytes = limits.maxElementBytes
     this.maxDepth = limits.maxDepth
+    this.maxStringBytes = limits.maxStringBytes
   }
 
   /** Number of elements parsed so far. */
@@ -164,9 +181,9 @@ export class JsonArrayScanner {
 
   private startElement(bytes: Uint8Array, i: number, out: Array<unknown>): number {
     const b = bytes[i]!
-    this.pieces = []
     this.pendingBytes = 0
     this.escaped = false
+    this.stringBytes = 0
     if (b === OPEN_BRACE || b === OPEN_BRACKET) {
       this.depth = 2
       if (this.depth > this.maxDepth) throw this.tooDeep()
@@ -196,9 +213,8 @@ export class JsonArrayScanner {
       throw this.error("element_too_large", `Element exceeds ${this.maxElementBytes} bytes`)
     }
     if (stop < 0) {
-      // Copy: the caller may reuse its chunk buffer (and Buffer#slice would only be a view).
-      this.pieces.push(new Uint8Array(bytes.subarray(start, end)))
-      this.pendingBytes = size
+      // Copied: the caller may reuse its chunk buffer (and Buffer#slice would only be a view).
+      this.appendPending(bytes.subarray(start, end))
       return end
     }
     out.push(this.parseElement(bytes.subarray(start, stop), size))
@@ -208,15 +224,22 @@ export class JsonArrayScanner {
 
   /** Returns the index just after the element, or -1 if it did not end before `end`. */
   private scanStructured(bytes: Uint8Array, i: number, end: number): number {
+    // The loop runs on locals, read from the fields here and written back once at the end: no field is touched
+    // on a path taken only now and then, where optimized code would lack type feedback and deoptimize each time.
     const maxDepth = this.maxDepth
+    const maxStringBytes = this.maxStringBytes
     let depth = this.depth
     let inString = this.inString
-    if (this.escaped && i < end) {
+    let escaped = this.escaped
+    // The current string's bytes in earlier chunks, and where its bytes in this chunk begin.
+    let stringBytes = this.stringBytes
+    let stringStart = i
+    if (escaped && i < end) {
       // The previous chunk ended with a backslash inside a string.
-      this.escaped = false
+      escaped = false
       i++
     }
-    let stop = -1
+    let stop = NOT_ENDED
     while (i < end) {
       let b = bytes[i]!
       if (inString) {
@@ -228,11 +251,17 @@ export class JsonArrayScanner {
           // The escaped byte is never a quote we must see; \uXXXX needs no special case.
           i += 2
           if (i > end) {
-            this.escaped = true
+            escaped = true
             i = end
           }
           continue
         }
+        // The closing quote: only here (and at the end of a chunk) is a string's length looked at.
+        if (stringBytes + (i - stringStart) > maxStringBytes) {
+          stop = STRING_TOO_LONG
+          break
+        }
+        stringBytes = 0
         inString = false
         i++
         if (depth === 1) {
@@ -244,8 +273,12 @@ export class JsonArrayScanner {
       i++
       if (b === QUOTE) {
         inString = true
+        stringStart = i
       } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
-        if (++depth > maxDepth) throw this.tooDeep()
+        if (++depth > maxDepth) {
+          stop = TOO_DEEP
+          break
+        }
       } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
         if (--depth === 1) {
           stop = i
@@ -253,8 +286,18 @@ export class JsonArrayScanner {
         }
       }
     }
+    if (stop === NOT_ENDED && inString) {
+      stringBytes += end - stringStart
+      if (stringBytes > maxStringBytes) stop = STRING_TOO_LONG
+    }
     this.depth = depth
     this.inString = inString
+    this.escaped = escaped
+    this.stringBytes = stringBytes
+    if (stop === TOO_DEEP) throw this.tooDeep()
+    if (stop === STRING_TOO_LONG) {
+      throw this.error("string_too_long", `Element has a string longer than ${maxStringBytes} bytes`)
+    }
     return stop
   }
 
@@ -265,17 +308,25 @@ export class JsonArrayScanner {
     return -1
   }
 
+  private appendPending(piece: Uint8Array): void {
+    const size = this.pendingBytes + piece.length
+    if (size > this.pending.length) {
+      const grown = new Uint8Array(Math.max(size, 2 * this.pending.length, MIN_PENDING_BYTES))
+      grown.set(this.pending.subarray(0, this.pendingBytes))
+      this.pending = grown
+    }
+    this.pending.set(piece, this.pendingBytes)
+    this.pendingBytes = size
+  }
+
   private parseElement(last: Uint8Array, size: number): unknown {
     let bytes = last
-    if (this.pieces.length > 0) {
-      bytes = new Uint8Array(size)
-      let offset = 0
-      for (const piece of this.pieces) {
-        bytes.set(piece, offset)
-        offset += piece.length
-      }
-      bytes.set(last, offset)
-      this.pieces = []
+    if (this.pendingBytes > 0) {
+      this.appendPending(last)
+      bytes = this.pending.subarray(0, size)
+      this.pendingBytes = 0
+      // An exceptionally large element's buffer is not kept for the rest of the payload.
+      if (this.pending.length > MAX_KEPT_PENDING_BYTES) this.pending = new Uint8Array(0)
     }
     let value: unknown
     try {

@@ -11,6 +11,8 @@ export interface PayloadLimits {
   readonly maxItemBytes: number
   /** JSON nesting depth. */
   readonly maxDepth: number
+  /** Bytes of one JSON string (a key or a value), as sent. */
+  readonly maxStringBytes: number
 }
 
 const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload | PayloadTooLarge => {
@@ -29,10 +31,24 @@ const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload 
         message: `item [${e.index}] is nested deeper than ${limits.maxDepth} levels`,
         path: `[${e.index}]`
       })
+    case "string_too_long":
+      return new InvalidPayload({
+        message: `item [${e.index}] has a string longer than ${limits.maxStringBytes} bytes`,
+        path: `[${e.index}]`
+      })
     case "truncated":
       return new InvalidPayload({ message: `body ends before the JSON array is closed (item [${e.index}])` })
   }
 }
+
+/**
+ * Lets the event loop run what is due (answers of the database, sockets draining, other requests) before the next
+ * chunk. Scanning chunk after chunk of a large payload is CPU-bound, and the chunks are there without waiting, so
+ * otherwise it would hold the event loop for as long as the fiber scheduler runs it, delaying all other I/O.
+ */
+const yieldToEventLoop = Effect.async<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
+})
 
 /**
  * Turns the JSON bytes of a bulk payload into validated, normalized equipment items, one at a time, so memory
@@ -41,7 +57,11 @@ const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload 
 export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
 <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<TelemetryItem, E | InvalidPayload | PayloadTooLarge, R> =>
   Stream.suspend(() => {
-    const scanner = new JsonArrayScanner({ maxElementBytes: options.maxItemBytes, maxDepth: options.maxDepth })
+    const scanner = new JsonArrayScanner({
+      maxElementBytes: options.maxItemBytes,
+      maxDepth: options.maxDepth,
+      maxStringBytes: options.maxStringBytes
+    })
     const normalize = makeNormalizer(options)
     let index = 0
     const scan = (step: () => ReadonlyArray<unknown>) =>
@@ -76,7 +96,7 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
       )
     )
     return bytes.pipe(
-      Stream.mapConcatChunkEffect((bytes) => scan(() => scanner.push(bytes))),
+      Stream.mapConcatChunkEffect((bytes) => Effect.zipLeft(scan(() => scanner.push(bytes)), yieldToEventLoop)),
       Stream.concat(Stream.execute(finish))
     )
   })

@@ -1,7 +1,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidPayload } from "../errors.js"
 import { DECIMAL, EquipmentItem, MAX_ABS_VALUE, type SensorReading } from "./Payload.js"
-import { type Equipment, type EquipmentStatus, mergeLatest, type Reading, type Sensor, type TelemetryItem } from "./Telemetry.js"
+import type { Equipment, EquipmentStatus, Reading, Sensor, TelemetryItem } from "./Telemetry.js"
 import { makeTimestampParser } from "./timestamps.js"
 
 export interface NormalizeOptions {
@@ -26,9 +26,53 @@ const SIREN_ON = new Set(["sim", "true"])
 
 const decodeItem = Schema.decodeUnknownEither(EquipmentItem, { errors: "first" })
 
+// A fast check of the wire format, for the items that certainly pass `EquipmentItem` (which is slow: several µs a
+// reading). It answers undefined when unsure, and the schema then decides and words the error: so the two can only
+// differ in speed, never in what is accepted or how it is reported.
+type Fields = Record<string, unknown>
+
+const isRecord = (u: unknown): u is Fields => typeof u === "object" && u !== null && !Array.isArray(u)
+const isText = (u: unknown) => u == null || typeof u === "string"
+const isId = (u: unknown) => typeof u === "string" && u.length > 0
+const isFiniteNumber = (u: unknown) => u == null || (typeof u === "number" && Number.isFinite(u))
+const isFlag = (u: unknown) => u == null || typeof u === "string" || typeof u === "boolean"
+// Comparisons are false for NaN, so this also excludes it.
+const isValue = (u: unknown) => typeof u === "number" && u >= -MAX_ABS_VALUE && u <= MAX_ABS_VALUE
+
+/** `NumberOrNumeric`: the number, null/undefined as they are, or NaN when unsure. */
+const numeric = (u: unknown): number | null | undefined => {
+  if (u == null) return u
+  const n = typeof u === "number" ? u : typeof u === "string" && DECIMAL.test(u) ? Number(u) : NaN
+  return Number.isFinite(n) ? n : NaN
+}
+
+const isReading = (r: unknown): boolean =>
+  isRecord(r) && isId(r.sensor_uuid) && isText(r.sensor_nome) && isText(r.sensor_tipo) && isText(r.tipo) &&
+  isText(r.sensor_unidade) && isText(r.sensor_status) && (r.valor == null || isValue(r.valor)) &&
+  (r.sensor_telemetria == null || typeof r.sensor_telemetria === "string" || isValue(r.sensor_telemetria)) &&
+  isText(r.status) && isText(r.sensor_datahora_coleta) && isText(r.timestamp) &&
+  isFiniteNumber(r.sensor_bateria_pct) && isFiniteNumber(r.sensor_sinal_rssi) && isFiniteNumber(r.sensor_sinal_lqi) &&
+  isFiniteNumber(r.sensor_voltagem_bateria) && isText(r.sensor_fabricante) && isText(r.sensor_modelo) &&
+  isText(r.sensor_firmware) && isText(r.sensor_id_hardware) && isFlag(r.sensor_via_hub)
+
+/** The item as `EquipmentItem` decodes it, or undefined when unsure. Readings pass through as they are. */
+const decodeFast = (u: unknown): EquipmentItem | undefined => {
+  if (!isRecord(u) || !isId(u.equip_uuid) || !isText(u.equip_nome) || !isText(u.equip_local)) return undefined
+  if (!isText(u.equip_status) || !isFlag(u.equip_sirene_ativa)) return undefined
+  const interval = numeric(u.equip_intervalo_coleta)
+  const sirenTime = numeric(u.equip_sirete_tempo)
+  if (Number.isNaN(interval) || Number.isNaN(sirenTime)) return undefined
+  const sensor = u.sensor
+  if (!Array.isArray(sensor) || sensor.length === 0) return undefined
+  for (let i = 0; i < sensor.length; i++) if (!isReading(sensor[i])) return undefined
+  return { ...u, equip_intervalo_coleta: interval, equip_sirete_tempo: sirenTime } as EquipmentItem
+}
+
 const text = (value: string | null | undefined): string | null => value ?? null
 
-const toSensor = (r: SensorReading): Sensor => ({
+type MutableSensor = { -readonly [K in keyof Sensor]: Sensor[K] }
+
+const toSensor = (r: SensorReading): MutableSensor => ({
   uuid: r.sensor_uuid,
   name: text(r.sensor_nome),
   type: r.sensor_tipo ?? r.tipo ?? null,
@@ -41,14 +85,28 @@ const toSensor = (r: SensorReading): Sensor => ({
   viaHub: r.sensor_via_hub == null ? null : String(r.sensor_via_hub)
 })
 
+/** `mergeLatest(sensor, toSensor(r))` in place: a sensor's readings mostly repeat its attributes. */
+const mergeReading = (sensor: MutableSensor, r: SensorReading): void => {
+  if (r.sensor_nome != null) sensor.name = r.sensor_nome
+  const type = r.sensor_tipo ?? r.tipo
+  if (type != null) sensor.type = type
+  if (r.sensor_unidade != null) sensor.unit = r.sensor_unidade
+  if (r.sensor_status != null) sensor.status = r.sensor_status
+  if (r.sensor_fabricante != null) sensor.manufacturer = r.sensor_fabricante
+  if (r.sensor_modelo != null) sensor.model = r.sensor_modelo
+  if (r.sensor_firmware != null) sensor.firmware = r.sensor_firmware
+  if (r.sensor_id_hardware != null) sensor.hardwareId = r.sensor_id_hardware
+  if (r.sensor_via_hub != null) sensor.viaHub = String(r.sensor_via_hub)
+}
+
+// JSON.stringify of {battery, rssi, lqi, battery_voltage} without the object: finite numbers print alike.
 const toMetadata = (r: SensorReading): string | null => {
-  const meta: Record<string, number> = {}
-  if (r.sensor_bateria_pct != null) meta.battery = r.sensor_bateria_pct
-  if (r.sensor_sinal_rssi != null) meta.rssi = r.sensor_sinal_rssi
-  if (r.sensor_sinal_lqi != null) meta.lqi = r.sensor_sinal_lqi
-  if (r.sensor_voltagem_bateria != null) meta.battery_voltage = r.sensor_voltagem_bateria
-  for (const _ in meta) return JSON.stringify(meta)
-  return null
+  let json = ""
+  if (r.sensor_bateria_pct != null) json += `,"battery":${r.sensor_bateria_pct}`
+  if (r.sensor_sinal_rssi != null) json += `,"rssi":${r.sensor_sinal_rssi}`
+  if (r.sensor_sinal_lqi != null) json += `,"lqi":${r.sensor_sinal_lqi}`
+  if (r.sensor_voltagem_bateria != null) json += `,"battery_voltage":${r.sensor_voltagem_bateria}`
+  return json === "" ? null : `{${json.slice(1)}}`
 }
 
 /**
@@ -57,15 +115,21 @@ const toMetadata = (r: SensorReading): string | null => {
  */
 export const makeNormalizer = (options: NormalizeOptions) => {
   const parseTime = makeTimestampParser(options.timeZone)
+  // The readings of one sampling instant usually share their time text: parse it once.
+  let lastText: string | undefined
+  let lastTime = 0
 
   return (input: unknown, index: number): Either.Either<TelemetryItem, InvalidPayload> => {
-    const decoded = decodeItem(input)
-    if (Either.isLeft(decoded)) {
-      const [issue] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-      const path = `[${index}]${formatPath(issue?.path ?? [])}`
-      return Either.left(new InvalidPayload({ message: `${path}: ${issue?.message ?? "invalid"}`, path }))
+    let item = decodeFast(input)
+    if (item === undefined) {
+      const decoded = decodeItem(input)
+      if (Either.isLeft(decoded)) {
+        const [issue] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
+        const path = `[${index}]${formatPath(issue?.path ?? [])}`
+        return Either.left(new InvalidPayload({ message: `${path}: ${issue?.message ?? "invalid"}`, path }))
+      }
+      item = decoded.right
     }
-    const item = decoded.right
     const siren = item.equip_sirene_ativa
     const equipment: Equipment = {
       uuid: item.equip_uuid,
@@ -76,20 +140,24 @@ export const makeNormalizer = (options: NormalizeOptions) => {
       sirenActive: siren === true || (typeof siren === "string" && SIREN_ON.has(siren.toLowerCase())),
       sirenTime: Math.round(item.equip_sirete_tempo ?? 120)
     }
-    const sensors = new Map<string, Sensor>()
+    const sensors = new Map<string, MutableSensor>()
     const readings: Array<Reading> = []
     for (let i = 0; i < item.sensor.length; i++) {
       const r = item.sensor[i]!
       const at = r.sensor_datahora_coleta ?? r.timestamp
       let time = options.receivedAt
       if (at != null) {
-        const parsed = parseTime(at)
-        if (Either.isLeft(parsed)) {
-          const field = r.sensor_datahora_coleta != null ? "sensor_datahora_coleta" : "timestamp"
-          const path = `[${index}].sensor[${i}].${field}`
-          return Either.left(new InvalidPayload({ message: `${path}: ${parsed.left}`, path }))
+        if (at !== lastText) {
+          const parsed = parseTime(at)
+          if (Either.isLeft(parsed)) {
+            const field = r.sensor_datahora_coleta != null ? "sensor_datahora_coleta" : "timestamp"
+            const path = `[${index}].sensor[${i}].${field}`
+            return Either.left(new InvalidPayload({ message: `${path}: ${parsed.left}`, path }))
+          }
+          lastText = at
+          lastTime = parsed.right
         }
-        time = parsed.right
+        time = lastTime
       }
       let value: number | null = r.valor ?? null
       let status: string | null = r.status ?? null
@@ -104,7 +172,9 @@ export const makeNormalizer = (options: NormalizeOptions) => {
         else if (typeof telemetry === "string") status ??= telemetry
       }
       // Readings of one sensor may each carry some of its attributes.
-      sensors.set(r.sensor_uuid, mergeLatest(sensors.get(r.sensor_uuid), toSensor(r)))
+      const sensor = sensors.get(r.sensor_uuid)
+      if (sensor === undefined) sensors.set(r.sensor_uuid, toSensor(r))
+      else mergeReading(sensor, r)
       readings.push({ sensorUuid: r.sensor_uuid, time, value, status, metadata: toMetadata(r) })
     }
     return Either.right({ equipment, sensors: Array.from(sensors.values()), readings })

@@ -1,0 +1,153 @@
+/**
+ * 2. Ingest: 10 MB payloads POSTed to the ingest service (its own process, on s3rver, the mock Kafka cluster and
+ * PostgreSQL), gzip and plain bodies, one at a time and eight at once; beside a raw PUT of the same bytes to the
+ * same bucket with minio's client, in alternating rounds.
+ */
+import { Effect } from "effect"
+import * as Minio from "minio"
+import { randomUUID } from "node:crypto"
+import { gzipSync } from "node:zlib"
+import { payloadBuffer, readingsFor } from "./payloads.js"
+import { ingestApp, kafka } from "./services.js"
+import { freshDatabase, MB, percentile, progress, token } from "./support.js"
+
+export interface Latencies {
+  readonly p50: number
+  readonly p95: number
+  /** MB of JSON payload per second over the whole batch (the gzip bodies stand for their 10 MB of JSON too). */
+  readonly mbPerSecond: number
+  readonly requests: number
+}
+
+export interface IngestResult {
+  /** Bytes of JSON in each request. */
+  readonly payloadBytes: number
+  readonly rows: ReadonlyArray<IngestRow>
+}
+
+export interface IngestRow {
+  readonly body: "gzip" | "plain"
+  readonly concurrency: number
+  readonly bodyBytes: number
+  readonly ingest: Latencies | { readonly error: string }
+  readonly put: Latencies
+}
+
+interface Request {
+  /** Milliseconds the request took. */
+  readonly send: () => Promise<number>
+}
+
+/** Runs the requests `concurrency` at a time; answers their latencies and the batch's wall time. */
+const batch = (requests: ReadonlyArray<Request>, concurrency: number) =>
+  Effect.promise(async () => {
+    const latencies: Array<number> = []
+    let next = 0
+    const start = performance.now()
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (next < requests.length) latencies.push(await requests[next++]!.send())
+    }))
+    return { latencies, wallMs: performance.now() - start }
+  })
+
+const summarize = (runs: ReadonlyArray<{ latencies: Array<number>; wallMs: number }>, payloadBytes: number): Latencies => {
+  const latencies = runs.flatMap((r) => r.latencies)
+  const wallMs = runs.reduce((total, r) => total + r.wallMs, 0)
+  return {
+    p50: percentile(latencies, 0.5),
+    p95: percentile(latencies, 0.95),
+    mbPerSecond: (latencies.length * payloadBytes) / MB / (wallMs / 1000),
+    requests: latencies.length
+  }
+}
+
+export const ingestBenchmark = (options: {
+  readonly storage: Record<string, string>
+  readonly payloadBytes: number
+  /** Requests per batch at each concurrency, and rounds of (ingest batch, PUT batch). */
+  readonly requests: Readonly<Record<number, number>>
+  readonly rounds: number
+}) =>
+  Effect.gen(function*() {
+    const db = yield* freshDatabase
+    const queue = yield* kafka
+    yield* progress("ingest: starting the ingest service (s3rver, mock Kafka, PostgreSQL)")
+    const { base } = yield* ingestApp({ ...options.storage, ...queue, DATABASE_URL: db.url })
+    const json = payloadBuffer({ readings: readingsFor(options.payloadBytes), prefix: "ingest", end: Date.now(), span: 86_400_000 })
+    const gzip = gzipSync(json, { level: 6 })
+    yield* progress(`ingest: payload ${(json.length / MB).toFixed(1)} MB of JSON, ${(gzip.length / MB).toFixed(2)} MB gzipped`)
+
+    const endpoint = new URL(options.storage.S3_ENDPOINT!)
+    const minio = new Minio.Client({
+      endPoint: endpoint.hostname,
+      port: Number(endpoint.port),
+      useSSL: false,
+      accessKey: options.storage.S3_ACCESS_KEY!,
+      secretKey: options.storage.S3_SECRET_KEY!,
+      region: options.storage.S3_REGION ?? "us-east-1"
+    })
+    const bucket = "telemetry-raw"
+
+    const maxRequests = Math.max(...Object.values(options.requests)) * options.rounds * 2 + 8
+    const devices = Array.from({ length: maxRequests }, (_, k) => `bench-device-${k}`)
+    const tokens = yield* Effect.forEach(devices, (device) => token("device", device))
+    let device = 0
+    let failure: string | undefined
+
+    const post = (body: Buffer, gzipped: boolean): Request => ({
+      send: async () => {
+        const k = device++ % devices.length
+        const start = performance.now()
+        const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            ...(gzipped ? { "content-encoding": "gzip" } : {}),
+            authorization: `Bearer ${tokens[k]}`,
+            "x-device-id": devices[k]!
+          },
+          body: body as unknown as BodyInit
+        })
+        const text = await response.text()
+        const ms = performance.now() - start
+        if (response.status !== 202) failure ??= `${response.status} ${text.slice(0, 300)}`
+        return ms
+      }
+    })
+    const put = (body: Buffer): Request => ({
+      send: async () => {
+        const start = performance.now()
+        await minio.putObject(bucket, `bench-raw/${randomUUID()}.json.gz`, body, body.length)
+        return performance.now() - start
+      }
+    })
+
+    // Warm-up: connections, JIT, the bucket's first objects.
+    yield* batch([post(gzip, true), post(json, false), put(gzip), put(json)], 1)
+    failure = undefined
+
+    const rows: Array<IngestRow> = []
+    for (const [variant, body] of [["gzip", gzip], ["plain", json]] as const) {
+      for (const [concurrencyText, n] of Object.entries(options.requests)) {
+        const concurrency = Number(concurrencyText)
+        const ingestRuns = []
+        const putRuns = []
+        for (let round = 1; round <= options.rounds; round++) {
+          ingestRuns.push(yield* batch(Array.from({ length: n }, () => post(body, variant === "gzip")), concurrency))
+          putRuns.push(yield* batch(Array.from({ length: n }, () => put(body)), concurrency))
+        }
+        const row: IngestRow = {
+          body: variant,
+          concurrency,
+          bodyBytes: body.length,
+          ingest: failure === undefined ? summarize(ingestRuns, json.length) : { error: failure },
+          put: summarize(putRuns, json.length)
+        }
+        failure = undefined
+        rows.push(row)
+        const ingest = "error" in row.ingest ? `failed: ${row.ingest.error}` : `p95 ${row.ingest.p95.toFixed(0)} ms`
+        yield* progress(`ingest: ${variant} bodies at concurrency ${concurrency}: ${ingest}; raw PUT p95 ${row.put.p95.toFixed(0)} ms`)
+      }
+    }
+    return { payloadBytes: json.length, rows } satisfies IngestResult
+  })

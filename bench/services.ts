@@ -1,0 +1,53 @@
+/** The test bed's stand-ins and our programs as child processes, each for the scope it is started in. */
+import * as KafkaMock from "@telemetry/testbed/KafkaMock"
+import { Effect } from "effect"
+import { AUTH_SECRET, freePort, healthy, nodeFlags, program, waitFor } from "./support.js"
+
+/** s3rver in its own process; answers the environment that points a program at it. */
+export const s3rver = Effect.gen(function*() {
+  const server = yield* program("bench/s3rver.ts", {})
+  const line = yield* waitFor(
+    "s3rver",
+    Effect.suspend(() => {
+      const first = server.output().split("\n")[0]!
+      return first.startsWith("{") && server.output().includes("\n")
+        ? Effect.succeed(first)
+        : Effect.fail(new Error("not started yet"))
+    })
+  )
+  return JSON.parse(line) as Record<string, string>
+})
+
+/** librdkafka's mock cluster with the topic of the claims, as compose creates it (3 partitions). */
+export const kafka = Effect.map(KafkaMock.start({ topics: { "telemetry.raw": 3 } }), (cluster) => cluster.env)
+
+/**
+ * Settings of the work going on in parallel (auth, per-device rate limits, an upload bound) that would otherwise
+ * throttle the benchmark's clients; harmless where they do not exist yet.
+ */
+const unthrottled = { AUTH_SECRET, RATE_LIMIT_PER_DEVICE: "100000", MAX_INFLIGHT_UPLOADS: "64" }
+
+/** Limits that let the full sizes through (a 10 M-reading payload is 2.2 GB of JSON, over the 2 GiB default). */
+export const largePayloads = {
+  MAX_BODY_BYTES: String(8 * 1024 ** 3),
+  MAX_DECOMPRESSED_BYTES: String(8 * 1024 ** 3),
+  MAX_ITEMS: "100000"
+}
+
+/** `pnpm start`'s program (ingest and analytics; no worker) on `env`'s services, once it answers its health check. */
+export const ingestApp = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const port = yield* Effect.promise(freePort)
+    const app = yield* program("packages/ingest/src/main.ts", {
+      ...env,
+      ...unthrottled,
+      PORT: String(port),
+      RUN_WORKER: "false"
+    }, nodeFlags)
+    const base = `http://127.0.0.1:${port}`
+    yield* healthy(app, base)
+    return { app, base }
+  })
+
+/** `pnpm worker`'s program on `env`'s services. */
+export const workerApp = (env: Record<string, string>) => program("packages/worker/src/main.ts", env, nodeFlags)
