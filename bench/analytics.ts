@@ -9,9 +9,8 @@ import { Effect, Layer, Redacted } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import pg from "pg"
 import { ingestApp } from "./services.js"
-import { freshDatabase, percentile, progress, timed, token } from "./support.js"
+import { freshDatabase, percentile, pgClient, progress, timed, token } from "./support.js"
 
 export interface QueryLatency {
   readonly query: string
@@ -114,14 +113,7 @@ export const analyticsBenchmark = (options: { readonly rows: number; readonly re
     // be re-queued by the embedded queue's recovery.
     yield* progress("analytics: starting the service (it applies the migrations)")
     const { base } = yield* ingestApp({ DATABASE_URL: db.url, STORAGE_DIR: dir })
-    const client = yield* Effect.acquireRelease(
-      Effect.promise(async () => {
-        const client = new pg.Client({ connectionString: db.url })
-        await client.connect()
-        return client
-      }),
-      (client) => Effect.promise(() => client.end())
-    )
+    const client = yield* pgClient(db.url)
     const query = (text: string) => Effect.promise(() => client.query(text))
 
     yield* progress(`analytics: generating ${options.rows.toLocaleString("en")} readings over ${SPAN_DAYS} days`)

@@ -6,10 +6,9 @@
 import { Duration, Effect } from "effect"
 import { writeFileSync } from "node:fs"
 import { Readable } from "node:stream"
-import pg from "pg"
 import { gzippedPayload, payloadChunks, type PayloadSpec, readingsFor } from "./payloads.js"
 import { ingestApp, kafka, largePayloads, workerApp } from "./services.js"
-import { freshDatabase, MB, type Program, progress, token, waitFor } from "./support.js"
+import { freshDatabase, MB, pgClient, type Program, progress, token, waitFor } from "./support.js"
 
 export interface MemoryResult {
   readonly payloadBytes: number
@@ -67,14 +66,7 @@ export const memoryBenchmark = (options: { readonly storage: Record<string, stri
     const ingestGzip = ingest.peakRss()
 
     yield* progress("memory: waiting for the worker to load it")
-    const client = yield* Effect.acquireRelease(
-      Effect.promise(async () => {
-        const client = new pg.Client({ connectionString: db.url })
-        await client.connect()
-        return client
-      }),
-      (client) => Effect.promise(() => client.end())
-    )
+    const client = yield* pgClient(db.url)
     const start = performance.now()
     yield* waitFor(
       "the worker's load",

@@ -4,9 +4,9 @@ import { Duration, Effect, Schedule } from "effect"
 import { SignJWT } from "jose"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
+import pg from "pg"
 
 export const root = fileURLToPath(new URL("../", import.meta.url))
 
@@ -39,14 +39,7 @@ export const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 export const MB = 1_000_000
 export const MiB = 1024 * 1024
 
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
+export { freePort } from "@telemetry/testbed/FreePort"
 
 /** A fresh database on the local PostgreSQL, dropped with the scope. */
 export const freshDatabase = Effect.acquireRelease(
@@ -155,3 +148,14 @@ export const token = (userType: "device" | "reader", subject: string) =>
 
 export const formatRate = (perSecond: number) =>
   perSecond >= 1e6 ? `${(perSecond / 1e6).toFixed(2)} M` : perSecond >= 1e3 ? `${(perSecond / 1e3).toFixed(0)} k` : perSecond.toFixed(0)
+
+/** A connection to `url` for the benchmark's own queries, closed with the scope. */
+export const pgClient = (url: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const client = new pg.Client({ connectionString: url })
+      await client.connect()
+      return client
+    }),
+    (client) => Effect.promise(() => client.end())
+  )

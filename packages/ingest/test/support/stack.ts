@@ -1,20 +1,13 @@
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Infrastructure } from "@telemetry/domain"
+import { freePort } from "@telemetry/testbed/FreePort"
 import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
-import { createServer } from "node:net"
 import { join } from "node:path"
 import * as App from "../../src/App.js"
 import { authEnv } from "./auth.js"
 
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
+export { freePort }
 
 /** A directory removed again when the scope closes. */
 export const tempDir = (prefix: string) =>
