@@ -124,8 +124,10 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
     it.effect("the scheduler refreshes the aggregates on the policies' schedule: rows appear in the materialized part", () =>
       Effect.gen(function*() {
         const now = Date.now()
-        // Two days ago: inside the hourly window [now - 3 d, now - 1 h] and the daily one [now - 7 d, now - 1 d].
-        const { eq } = yield* load(every10Minutes(now - 2 * DAY, 180))
+        // 02:00 to 05:00 of the day before yesterday (UTC), whatever the time now: inside the hourly window
+        // [now - 3 d, now - 1 h], and in a whole day bucket that ends before now - 1 d, as the daily refresh needs.
+        // (Two days back from now crossed midnight after 21:00 UTC, and the daily bucket was then not refreshed.)
+        const { eq } = yield* load(every10Minutes(Math.floor(now / DAY) * DAY - 2 * DAY + 2 * HOUR, 180))
         const liveHours = yield* hourly(eq)
         const liveDays = yield* daily(eq)
         expect(liveHours.length).toBeGreaterThanOrEqual(3)
