@@ -37,7 +37,7 @@ export const keyTime = (time: Date): string => time.toISOString().replace(/[:.]/
 export const objectKey = (claimId: string, receivedAt: Date): string =>
   `${OBJECT_PREFIX}${keyTime(receivedAt)}/${claimId}.json.gz`
 
-const KEY_TIME = /^telemetry\/(\d{4}-\d{2}-\d{2}T\d{2})-(\d{2})-(\d{2})-(\d{3})Z\//
+const KEY_TIME = new RegExp(`^${OBJECT_PREFIX}(\\d{4}-\\d{2}-\\d{2}T\\d{2})-(\\d{2})-(\\d{2})-(\\d{3})Z/`)
 
 /** When the payload under `key` was received, read back from its key; undefined for a key not made by `objectKey`. */
 export const objectKeyTime = (key: string): Date | undefined => {
