@@ -39,11 +39,18 @@ export const telemetryStore = Layer.unwrapEffect(
 /** S3 or MinIO at `S3_ENDPOINT`, else files under `STORAGE_DIR`. */
 export const objectStore = whenSet("S3_ENDPOINT", S3ObjectStore.layerConfig, FileObjectStore.layerConfig)
 
-/** The embedded queue, with the recovery that makes up for it living in memory. */
-const embeddedQueue = EmbeddedClaimQueue.recovery.pipe(Layer.provideMerge(EmbeddedClaimQueue.layerConfig))
+/**
+ * Kafka when `KAFKA_BROKERS` is set, else the in-process queue, with the recovery that makes up for it living in
+ * memory.
+ */
+export const claimQueue = whenSet(
+  "KAFKA_BROKERS",
+  KafkaClaimQueue.layerConfig,
+  EmbeddedClaimQueue.recovery.pipe(Layer.provideMerge(EmbeddedClaimQueue.layerConfig))
+)
 
-/** Kafka when `KAFKA_BROKERS` is set, else the in-process queue. */
-export const claimQueue = whenSet("KAFKA_BROKERS", KafkaClaimQueue.layerConfig, embeddedQueue)
+/** The same queue without the recovery: for a replay, which re-queues the range asked for, not every unloaded payload. */
+export const claimQueueWithoutRecovery = whenSet("KAFKA_BROKERS", KafkaClaimQueue.layerConfig, EmbeddedClaimQueue.layerConfig)
 
 /**
  * Storage, database and queue, each the real service its variable names or else the embedded stand-in: with

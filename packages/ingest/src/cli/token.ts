@@ -1,5 +1,5 @@
-import { Command, Options, ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Command, Options } from "@effect/cli"
+import * as Cli from "@telemetry/domain/Cli"
 import { Console, Effect } from "effect"
 import { Tokens } from "../auth/Tokens.js"
 
@@ -36,13 +36,4 @@ const command = Command.make("token", { type, tenant, subject, expires }, (optio
     // Resolved only here, so that --help neither needs the secret nor creates its file.
   }).pipe(Effect.provide(Tokens.Default))).pipe(Command.withDescription("Mints a bearer token (JWT) that the ingest server accepts"))
 
-Command.run(command, { name: "pnpm token", version: "1.0.0" })(process.argv).pipe(
-  // Our own failures in a sentence; @effect/cli has already shown its usage errors.
-  Effect.tapError((error) =>
-    ValidationError.isValidationError(error)
-      ? Effect.void
-      : Console.error(`pnpm token: ${error instanceof Error ? error.message : String(error)}`)
-  ),
-  Effect.provide(NodeContext.layer),
-  (program) => NodeRuntime.runMain(program, { disableErrorReporting: true })
-)
+Cli.run(command, "pnpm token")

@@ -1,12 +1,7 @@
-import { Command, Options, ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import {
-  type ClaimCheck,
-  EmbeddedClaimQueue,
-  Infrastructure,
-  KafkaClaimQueue,
-  type TimeRange
-} from "@telemetry/domain"
+import { Command, Options } from "@effect/cli"
+import { NodeContext } from "@effect/platform-node"
+import { type ClaimCheck, Infrastructure, type TimeRange } from "@telemetry/domain"
+import * as Cli from "@telemetry/domain/Cli"
 import { SingleBar } from "cli-progress"
 import { Config, Console, Effect, Layer, Logger, LogLevel, Option, Ref, type Stream } from "effect"
 import * as Replay from "../replay/Replay.js"
@@ -21,10 +16,7 @@ const kafkaBrokers = Config.option(Config.string("KAFKA_BROKERS"))
 // The queue first: the in-process one takes its lock before the embedded database is opened. Without recovery:
 // this replays the range asked for, not every payload left unloaded.
 const infrastructure = Layer.mergeAll(Infrastructure.objectStore, Infrastructure.telemetryStore).pipe(
-  Layer.provideMerge(
-    Layer.unwrapEffect(Effect.map(kafkaBrokers, (brokers) =>
-      Option.isSome(brokers) ? KafkaClaimQueue.layerConfig : EmbeddedClaimQueue.layerConfig))
-  ),
+  Layer.provideMerge(Infrastructure.claimQueueWithoutRecovery),
   Layer.provide(NodeContext.layer)
 )
 
@@ -120,13 +112,4 @@ const replay = Command.make("replay").pipe(
   Command.withSubcommands([deadLetters, stored])
 )
 
-Command.run(replay, { name: "pnpm replay", version: "1.0.0" })(process.argv).pipe(
-  // Our own failures in a sentence; @effect/cli has already shown its usage errors.
-  Effect.tapError((error) =>
-    ValidationError.isValidationError(error)
-      ? Effect.void
-      : Console.error(`pnpm replay: ${error instanceof Error ? error.message : String(error)}`)
-  ),
-  Effect.provide(NodeContext.layer),
-  (program) => NodeRuntime.runMain(program, { disableErrorReporting: true })
-)
+Cli.run(replay, "pnpm replay")

@@ -1,0 +1,19 @@
+import { type Command, ValidationError } from "@effect/cli"
+import * as CliCommand from "@effect/cli/Command"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Console, Effect } from "effect"
+
+/**
+ * Runs `command` as this process's command line (`pnpm <name> ...`): @effect/cli shows its usage errors itself;
+ * our own failures are told in one sentence on stderr, and the process exits 1.
+ */
+export const run = <Name extends string, E, A>(command: Command.Command<Name, NodeContext.NodeContext, E, A>, name: string) =>
+  CliCommand.run(command, { name, version: "1.0.0" })(process.argv).pipe(
+    Effect.tapError((error) =>
+      ValidationError.isValidationError(error)
+        ? Effect.void
+        : Console.error(`${name}: ${error instanceof Error ? error.message : String(error)}`)
+    ),
+    Effect.provide(NodeContext.layer),
+    (program) => NodeRuntime.runMain(program, { disableErrorReporting: true })
+  )
