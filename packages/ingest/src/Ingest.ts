@@ -146,7 +146,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
       )
 
     const accept = <E>(request: IngestRequest<E>) =>
-      admission.admit(`${request.tenantId}/${request.deviceId ?? ""}`)(store(request, randomUUID())).pipe(
+      admission.admit({ tenantId: request.tenantId, deviceId: request.deviceId ?? "" })(store(request, randomUUID())).pipe(
         Effect.catchIf((e) => e instanceof Idempotency.Duplicate, ({ first }: Idempotency.Duplicate) =>
           Effect.succeed<Accepted>({
             claimId: first.claimId,

@@ -1,7 +1,8 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { ClaimQueue, Health } from "@telemetry/domain"
 import { Clock, Config, Duration, Effect } from "effect"
-import { TelemetryApi, DetailedHealth, Unhealthy } from "./Api.js"
+import { TelemetryApi } from "./Api.js"
+import { DetailedHealth, Unhealthy } from "./HealthApi.js"
 
 const service = "telemetry-ingest"
 

@@ -83,6 +83,11 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
       PayloadTooLarge: (e) => Effect.succeed(errorResponse(new TooLarge({ message: e.message }), headers)),
       RateLimited: (e) =>
         Effect.succeed(errorResponse(new RateLimited({ message: e.message }), { ...headers, ...retryAfter(e.retryAfter) })),
+      TooManyUploads: (e) =>
+        Effect.succeed(errorResponse(new RateLimited({ message: `${e.message}; retry once one is answered` }), {
+          ...headers,
+          "retry-after": "1"
+        })),
       Overloaded: (e) =>
         Effect.succeed(errorResponse(
           new Unavailable({ error: "overloaded", message: `${e.message}, retry shortly` }),

@@ -1,0 +1,56 @@
+import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import { EquipmentItem } from "@telemetry/domain"
+import { Schema } from "effect"
+import { DeviceAuth } from "./Auth.js"
+import { allowUnknownFields } from "./docs.js"
+import { InProgress, InvalidBody, KeyReused, RateLimited, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+
+// --- Ingest (contract §1) ---
+
+const Count = Schema.NonNegativeInt
+
+const Accepted = Schema.Struct({
+  status: Schema.Literal("accepted"),
+  received: Count.annotations({ description: "equipment items" }),
+  message: Schema.String,
+  claim_check: Schema.String.annotations({ description: "object key of the stored payload" }),
+  claim_id: Schema.UUID,
+  readings: Count
+}).annotations({ identifier: "Accepted" })
+
+const BulkHeaders = Schema.Struct({
+  // Strings, not literals: the handler answers a bad encoding with 415, which a decode failure here would preempt.
+  "content-encoding": Schema.optional(Schema.String).annotations({
+    description: "gzip (or x-gzip, identity); gzip bodies are stored as sent"
+  }),
+  "x-request-id": Schema.optional(Schema.String).annotations({ description: "echoed; generated when absent" }),
+  "idempotency-key": Schema.optional(Schema.String).annotations({
+    description: "a retry with the same key (and body) gets the first claim back, with `Idempotent-Replayed: true`; " +
+      "without a key, the same body from the same device within IDEMPOTENCY_BODY_WINDOW counts as a retry"
+  }),
+  "x-device-id": Schema.optional(Schema.String).annotations({
+    description: "device identity: the device token's `sub`, which it must equal when sent"
+  })
+})
+
+// Documented, not decoded by the framework: the bulk handler streams the body through its own decoder.
+const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary: string) =>
+  HttpApiEndpoint.post(name, path)
+    .setPayload(Schema.Array(EquipmentItem).annotations({ description: "equipment items, 1 to MAX_ITEMS" }))
+    .setHeaders(BulkHeaders)
+    .addSuccess(Accepted, { status: 202 })
+    .addError(InvalidBody)
+    .addError(TooLarge)
+    .addError(UnsupportedMediaType)
+    .addError(RateLimited)
+    .addError(InProgress)
+    .addError(KeyReused)
+    .addError(Unavailable)
+    .annotate(OpenApi.Summary, summary)
+    .annotate(OpenApi.Transform, allowUnknownFields)
+
+export class IngestGroup extends HttpApiGroup.make("ingest")
+  .add(bulk("bulk", "/api/v1/telemetry/bulk", "Accept a batch of readings (plain or gzip JSON)"))
+  .add(bulk("bulkAlias", "/api/v1/telemetria/bulk", "The original Portuguese path of bulk"))
+  .middleware(DeviceAuth)
+{}
