@@ -11,7 +11,9 @@ import { makeTimestampParser } from "../src/payload/timestamps.js"
 
 const RECEIVED_AT = Date.parse("2026-05-01T12:00:00.000Z")
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
-const iso = (ms: number): string => new Date(ms).toISOString()
+/** Epoch microseconds as ISO-8601 with six fractional digits. */
+const isoMicros = (us: number): string =>
+  new Date(Math.floor(us / 1000)).toISOString().replace(/Z$/, `${String(us % 1000).padStart(3, "0")}Z`)
 
 // ---------------------------------------------------------------------------------------------------------------
 // normalize
@@ -137,7 +139,7 @@ describe("normalize", () => {
       sirenActive: false,
       sirenTime: 120
     })
-    expect(item.readings).toEqual([{ sensorUuid: "s-1", time: RECEIVED_AT, value: null, status: null, metadata: null }])
+    expect(item.readings).toEqual([{ sensorUuid: "s-1", timeMicros: RECEIVED_AT * 1000, value: null, status: null, metadata: null }])
     expect(item.sensors[0]?.type).toBeNull()
   })
 
@@ -246,18 +248,18 @@ describe("normalize", () => {
       { sensor_uuid: "b", timestamp: "2026-04-30T11:00:00Z" },
       { sensor_uuid: "c" }
     ))
-    expect(item.readings.map((r) => iso(r.time))).toEqual([
-      "2026-04-30T10:00:00.000Z",
-      "2026-04-30T11:00:00.000Z",
-      iso(RECEIVED_AT)
+    expect(item.readings.map((r) => isoMicros(r.timeMicros))).toEqual([
+      "2026-04-30T10:00:00.000000Z",
+      "2026-04-30T11:00:00.000000Z",
+      isoMicros(RECEIVED_AT * 1000)
     ])
   })
 
   it("reads naive reading times in the configured time zone", () => {
     const saoPaulo = makeNormalizer({ timeZone: "America/Sao_Paulo", receivedAt: RECEIVED_AT })
     const result = saoPaulo(withReadings({ sensor_uuid: "s", sensor_datahora_coleta: "2026-04-30T10:00:00" }), 0)
-    expect(Either.map(result, (item) => item.readings.map((r) => iso(r.time)))).toEqual(
-      Either.right(["2026-04-30T13:00:00.000Z"])
+    expect(Either.map(result, (item) => item.readings.map((r) => isoMicros(r.timeMicros)))).toEqual(
+      Either.right(["2026-04-30T13:00:00.000000Z"])
     )
   })
 
@@ -401,19 +403,19 @@ const parseIn = (timeZone: string) => {
   return (text: string): string => {
     const result = parse(text)
     if (Either.isLeft(result)) throw new Error(`${text}: ${result.left}`)
-    return iso(result.right)
+    return isoMicros(result.right)
   }
 }
 const utc = parseIn("UTC")
 
 describe("timestamps", () => {
   it("reads Z and offsets as instants", () => {
-    expect(utc("2026-04-30T10:15:30Z")).toBe("2026-04-30T10:15:30.000Z")
-    expect(utc("2026-04-30T10:15:30z")).toBe("2026-04-30T10:15:30.000Z")
-    expect(utc("2026-04-30T10:15:30+02:00")).toBe("2026-04-30T08:15:30.000Z")
-    expect(utc("2026-04-30T10:15:30-0300")).toBe("2026-04-30T13:15:30.000Z")
-    expect(utc("2026-04-30T10:15:30+05:30")).toBe("2026-04-30T04:45:30.000Z")
-    expect(utc("2026-04-30T23:00:00-03:00")).toBe("2026-05-01T02:00:00.000Z")
+    expect(utc("2026-04-30T10:15:30Z")).toBe("2026-04-30T10:15:30.000000Z")
+    expect(utc("2026-04-30T10:15:30z")).toBe("2026-04-30T10:15:30.000000Z")
+    expect(utc("2026-04-30T10:15:30+02:00")).toBe("2026-04-30T08:15:30.000000Z")
+    expect(utc("2026-04-30T10:15:30-0300")).toBe("2026-04-30T13:15:30.000000Z")
+    expect(utc("2026-04-30T10:15:30+05:30")).toBe("2026-04-30T04:45:30.000000Z")
+    expect(utc("2026-04-30T23:00:00-03:00")).toBe("2026-05-01T02:00:00.000000Z")
   })
 
   it("rejects offsets that are not offsets", () => {
@@ -423,37 +425,38 @@ describe("timestamps", () => {
   })
 
   it("ignores the zone setting for times with Z or an offset", () => {
-    expect(parseIn("Europe/Berlin")("2026-04-30T10:00:00Z")).toBe("2026-04-30T10:00:00.000Z")
-    expect(parseIn("America/Sao_Paulo")("2026-04-30T10:00:00+01:00")).toBe("2026-04-30T09:00:00.000Z")
+    expect(parseIn("Europe/Berlin")("2026-04-30T10:00:00Z")).toBe("2026-04-30T10:00:00.000000Z")
+    expect(parseIn("America/Sao_Paulo")("2026-04-30T10:00:00+01:00")).toBe("2026-04-30T09:00:00.000000Z")
   })
 
-  it("reads fractional seconds to the millisecond", () => {
-    expect(utc("2026-04-30T10:15:30.123Z")).toBe("2026-04-30T10:15:30.123Z")
-    expect(utc("2026-04-30T10:15:30.5Z")).toBe("2026-04-30T10:15:30.500Z")
-    expect(utc("2026-04-30T10:15:30.987654321+01:00")).toBe("2026-04-30T09:15:30.987Z")
-    expect(utc("2026-04-30T10:15:30,25Z")).toBe("2026-04-30T10:15:30.250Z")
+  it("reads fractional seconds to the microsecond", () => {
+    expect(utc("2026-04-30T10:15:30.123000Z")).toBe("2026-04-30T10:15:30.123000Z")
+    expect(utc("2026-04-30T10:15:30.5Z")).toBe("2026-04-30T10:15:30.500000Z")
+    expect(utc("2026-04-30T10:15:30.987654321+01:00")).toBe("2026-04-30T09:15:30.987654Z")
+    expect(utc("2026-12-03T00:15:19.700760")).toBe("2026-12-03T00:15:19.700760Z")
+    expect(utc("2026-04-30T10:15:30,25Z")).toBe("2026-04-30T10:15:30.250000Z")
   })
 
   it("reads naive times in UTC, with a space separator or without seconds", () => {
-    expect(utc("2026-04-30T10:15:30")).toBe("2026-04-30T10:15:30.000Z")
-    expect(utc("2026-04-30 10:15:30")).toBe("2026-04-30T10:15:30.000Z")
-    expect(utc("2026-04-30T10:15")).toBe("2026-04-30T10:15:00.000Z")
+    expect(utc("2026-04-30T10:15:30")).toBe("2026-04-30T10:15:30.000000Z")
+    expect(utc("2026-04-30 10:15:30")).toBe("2026-04-30T10:15:30.000000Z")
+    expect(utc("2026-04-30T10:15")).toBe("2026-04-30T10:15:00.000000Z")
   })
 
   it("reads naive times in America/Sao_Paulo as UTC-3 all year", () => {
     const saoPaulo = parseIn("America/Sao_Paulo")
-    expect(saoPaulo("2026-01-15T23:30:00")).toBe("2026-01-16T02:30:00.000Z")
-    expect(saoPaulo("2026-07-15T08:00:00.250")).toBe("2026-07-15T11:00:00.250Z")
+    expect(saoPaulo("2026-01-15T23:30:00")).toBe("2026-01-16T02:30:00.000000Z")
+    expect(saoPaulo("2026-07-15T08:00:00.250")).toBe("2026-07-15T11:00:00.250000Z")
   })
 
   it("reads naive times in Europe/Berlin across the DST changes", () => {
     const berlin = parseIn("Europe/Berlin")
-    expect(berlin("2026-01-15T12:00:00")).toBe("2026-01-15T11:00:00.000Z")
-    expect(berlin("2026-03-29T01:30:00")).toBe("2026-03-29T00:30:00.000Z") // CET, +01:00
-    expect(berlin("2026-03-29T03:30:00")).toBe("2026-03-29T01:30:00.000Z") // CEST, +02:00
-    expect(berlin("2026-07-01T12:00:00")).toBe("2026-07-01T10:00:00.000Z")
-    expect(berlin("2026-10-25T01:30:00")).toBe("2026-10-24T23:30:00.000Z") // still CEST
-    expect(berlin("2026-10-25T03:30:00")).toBe("2026-10-25T02:30:00.000Z") // CET again
+    expect(berlin("2026-01-15T12:00:00")).toBe("2026-01-15T11:00:00.000000Z")
+    expect(berlin("2026-03-29T01:30:00")).toBe("2026-03-29T00:30:00.000000Z") // CET, +01:00
+    expect(berlin("2026-03-29T03:30:00")).toBe("2026-03-29T01:30:00.000000Z") // CEST, +02:00
+    expect(berlin("2026-07-01T12:00:00")).toBe("2026-07-01T10:00:00.000000Z")
+    expect(berlin("2026-10-25T01:30:00")).toBe("2026-10-24T23:30:00.000000Z") // still CEST
+    expect(berlin("2026-10-25T03:30:00")).toBe("2026-10-25T02:30:00.000000Z") // CET again
   })
 
   it("rejects an unknown time zone when the parser is made", () => {
@@ -473,7 +476,7 @@ describe("timestamps", () => {
   it("rejects years before 1970 and from 2100 on", () => {
     const parse = makeTimestampParser("UTC")
     expect(Either.isRight(parse("1970-01-01T00:00:00Z"))).toBe(true)
-    expect(Either.isRight(parse("2099-12-31T23:59:59.999Z"))).toBe(true)
+    expect(Either.isRight(parse("2099-12-31T23:59:59.999000Z"))).toBe(true)
     for (const text of ["1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00", "2100-01-01T00:00:00Z", "2100-06-01T00:00:00"]) {
       expect(parse(text), text).toEqual(Either.left(expect.stringContaining("is out of range")))
     }
@@ -548,16 +551,16 @@ describe("PayloadDecoder", () => {
           sirenActive: true,
           sirenTime: 120
         })
-        expect(first?.readings.map((r) => [r.sensorUuid, iso(r.time), r.value, r.status])).toEqual([
-          ["t1", "2026-04-30T13:00:00.000Z", -18.5, null],
-          ["d1", "2026-04-30T10:00:05.000Z", null, "open"]
+        expect(first?.readings.map((r) => [r.sensorUuid, isoMicros(r.timeMicros), r.value, r.status])).toEqual([
+          ["t1", "2026-04-30T13:00:00.000000Z", -18.5, null],
+          ["d1", "2026-04-30T10:00:05.000000Z", null, "open"]
         ])
         expect(first?.sensors.map((s) => [s.uuid, s.type, s.unit])).toEqual([["t1", "temperature", "°C"], ["d1", "door", null]])
         expect(second?.equipment.status).toBe("blocked")
         expect(second?.readings).toEqual([
-          { sensorUuid: "t2", time: RECEIVED_AT, value: 4.25, status: null, metadata: "{\"battery\":90}" }
+          { sensorUuid: "t2", timeMicros: RECEIVED_AT * 1000, value: 4.25, status: null, metadata: "{\"battery\":90}" }
         ])
-        expect(third?.readings).toEqual([{ sensorUuid: "t3", time: RECEIVED_AT, value: null, status: null, metadata: null }])
+        expect(third?.readings).toEqual([{ sensorUuid: "t3", timeMicros: RECEIVED_AT * 1000, value: null, status: null, metadata: null }])
       }
     }))
 

@@ -47,13 +47,15 @@ const sensorRow = (equipUuid: string, sensorUuid: string) =>
 const iso = (rows: ReadonlyArray<DataRow>) => rows.map((r) => new Date(r.time).toISOString())
 
 describe("copyTimestamp", () => {
-  it("writes the instant toISOString writes, in the form COPY reads", () => {
+  it("writes the instant toISOString writes, with microseconds, in the form COPY reads", () => {
     let seed = 3
     const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
-    const times = [0, 999, Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(2099, 11, 31, 23, 59, 59, 999)]
-    for (let k = 0; k < 2000; k++) times.push(Math.floor(random() * Date.UTC(2100, 0, 1)))
-    for (const time of times) {
-      expect(copyTimestamp(time), String(time)).toBe(new Date(time).toISOString().replace("T", " ").replace("Z", "+00"))
+    const times = [0, 999_999, Date.UTC(2024, 1, 29, 23, 59, 59, 999) * 1000 + 999, Date.UTC(2099, 11, 31, 23, 59, 59, 999) * 1000 + 1]
+    for (let k = 0; k < 2000; k++) times.push(Math.floor(random() * Date.UTC(2100, 0, 1) * 1000))
+    for (const micros of times) {
+      const iso = new Date(Math.floor(micros / 1000)).toISOString()
+      const expected = iso.replace("T", " ").replace("Z", `${String(micros % 1000).padStart(3, "0")}+00`)
+      expect(copyTimestamp(micros), String(micros)).toBe(expected)
     }
   })
 })
@@ -83,6 +85,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
           _tag: "Loaded",
           items: 4,
           readings: 12,
+          duplicates: 0,
           timeRange: { earliest: start, latest: start + 8 * 60_000 }
         })
 
@@ -179,6 +182,68 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         expect(outcomes.filter((o) => o._tag === "Loaded")).toHaveLength(1)
         expect(outcomes.filter((o) => o._tag === "AlreadyLoaded")).toHaveLength(3)
         expect(yield* countOf(eq)).toBe(5)
+      }))
+
+    it.effect("a reading is stored once whatever claims bring it: a resend stores only its new readings, the first value wins", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-resend")
+        const s = `${eq}-s`
+        const start = Date.UTC(2025, 3, 1, 8)
+        const first = item(equipment(eq), [sensor(s)], series(s, 5, start))
+        expect(yield* store.load(claim(), Stream.make(first))).toMatchObject({ readings: 5, duplicates: 0 })
+        // A resend with the same five readings (other values: the first stored wins) and three new ones, in a
+        // claim of its own, as a device that never saw its acknowledgement sends them.
+        const resent = item(equipment(eq), [sensor(s)], [
+          ...series(s, 5, start).map((r) => ({ ...r, value: (r.value ?? 0) + 100 })),
+          ...series(s, 3, start + 5 * 60_000)
+        ])
+        const c = claim()
+        expect(yield* store.load(c, Stream.make(resent))).toMatchObject({ _tag: "Loaded", readings: 8, duplicates: 5 })
+        const rows = yield* dataOf(eq)
+        expect(rows.map((r) => r.value)).toEqual([0, 1, 2, 3, 4, 0, 1, 2])
+        expect(rows.map((r) => new Date(r.time).getTime())).toEqual(Array.from({ length: 8 }, (_, k) => start + k * 60_000))
+        const [ledger] = yield* Effect.flatMap(sqlClient, (sql) =>
+          sql<{ readings: number; duplicates: number }>`SELECT readings, duplicates FROM claim_ledger WHERE claim_id = ${c.claim_id}`)
+        expect(ledger).toEqual({ readings: 8, duplicates: 5 })
+      }))
+
+    it.effect("a reading repeated within one claim, across its batches, is stored once", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-repeat")
+        const s = `${eq}-s`
+        const readings = series(s, 2 * BATCH_READINGS, Date.UTC(2025, 3, 2))
+        const outcome = yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], [...readings, ...readings])))
+        expect(outcome).toMatchObject({ readings: 4 * BATCH_READINGS, duplicates: 2 * BATCH_READINGS })
+        expect(yield* countOf(eq)).toBe(2 * BATCH_READINGS)
+      }))
+
+    it.effect("overlapping claims loaded at the same time store each reading once", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-overlap")
+        const s = `${eq}-s`
+        const start = Date.UTC(2025, 3, 3)
+        // Four claims, each with readings 0..9 shifted by 3 per claim: 19 distinct instants in all.
+        const claims = Array.from({ length: 4 }, (_, k) => item(equipment(eq), [sensor(s)], series(s, 10, start + 3 * k * 60_000)))
+        const outcomes = yield* Effect.all(claims.map((i) => store.load(claim(), Stream.make(i))), { concurrency: "unbounded" })
+        expect(outcomes.reduce((n, o) => n + (o._tag === "Loaded" ? o.readings - o.duplicates : 0), 0)).toBe(19)
+        expect(yield* countOf(eq)).toBe(19)
+      }))
+
+    it.effect("reading times keep their microseconds", () =>
+      Effect.gen(function*() {
+        const store = yield* TelemetryStore
+        const eq = uid("eq-micros")
+        const s = `${eq}-s`
+        const at = Date.UTC(2026, 11, 3, 0, 15, 19) * 1000 + 700_760
+        const r = { ...reading(s, 0, 1), timeMicros: at }
+        yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], [r, { ...r, timeMicros: at + 1, value: 2 }])))
+        const rows = yield* Effect.flatMap(sqlClient, (sql) =>
+          sql<{ at: string }>`SELECT to_char(t.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at
+            FROM telemetry_data t JOIN equipments e ON e.id = t.equipment_id WHERE e.uuid = ${eq} ORDER BY t.time`)
+        expect(rows.map((row) => row.at)).toEqual(["2026-12-03T00:15:19.700760", "2026-12-03T00:15:19.700761"])
       }))
 
     it.effect("a stream failing part-way loads nothing and leaves no ledger row; the claim loads afterwards", () =>
@@ -481,7 +546,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
         const expected = (sensorUuid: string, bucket: number, readings: ReadonlyArray<Reading>) => {
           const values = readings.map((r) => r.value).filter((v): v is number => v !== null)
-          const minutes = new Set(readings.map((r) => Math.floor(r.time / 60_000)))
+          const minutes = new Set(readings.map((r) => Math.floor(r.timeMicros / 60_000_000)))
           return {
             bucket: new Date(bucket).toISOString(),
             sensor: sensorUuid,
@@ -497,7 +562,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
           }
         }
         const inHour = (readings: ReadonlyArray<Reading>, hour: number) =>
-          readings.filter((r) => r.time >= hour && r.time < hour + 3_600_000)
+          readings.filter((r) => r.timeMicros >= hour * 1000 && r.timeMicros < (hour + 3_600_000) * 1000)
         const want = [
           expected(door, h10, doorReadings),
           expected(temp, h10, inHour(tempReadings, h10)),

@@ -18,6 +18,8 @@ const COLUMNS = ["equipment_id", "sensor_id", "time", "value", "status", "metada
 const ID_WIDTH = 10
 const PLACEHOLDERS = `${"0".repeat(ID_WIDTH)}\t${"0".repeat(ID_WIDTH)}\t`
 const NEWLINE = 0x0a
+/** A temporary table of this session, emptied at each commit, through which the readings reach telemetry_data. */
+const STAGING = "telemetry_staging"
 
 /**
  * An item's readings as COPY rows, made as soon as the item is decoded, whose ids are still placeholders: the
@@ -31,6 +33,7 @@ interface EncodedItem {
   readonly rows: Buffer
   /** Index in `sensors` of the sensor of each row. */
   readonly sensorOfRow: Uint32Array
+  /** Earliest and latest reading time, epoch milliseconds. */
   readonly earliest: number
   readonly latest: number
 }
@@ -46,30 +49,38 @@ const encode = (item: TelemetryItem): EncodedItem => {
     const sensor = sensorIndex.get(r.sensorUuid)
     if (sensor === undefined) throw new Error(`reading of sensor ${r.sensorUuid}, which is not among its item's sensors`)
     sensorOfRow[k] = sensor
-    if (r.time < earliest) earliest = r.time
-    if (r.time > latest) latest = r.time
-    rows += `${PLACEHOLDERS}${copyTimestamp(r.time)}\t${r.value ?? "\\N"}\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
+    if (r.timeMicros < earliest) earliest = r.timeMicros
+    if (r.timeMicros > latest) latest = r.timeMicros
+    rows += `${PLACEHOLDERS}${copyTimestamp(r.timeMicros)}\t${r.value ?? "\\N"}\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
   }
-  return { equipment: item.equipment, sensors: item.sensors, rows: Buffer.from(rows), sensorOfRow, earliest, latest }
+  return {
+    equipment: item.equipment,
+    sensors: item.sensors,
+    rows: Buffer.from(rows),
+    sensorOfRow,
+    earliest: Math.floor(earliest / 1000),
+    latest: Math.ceil(latest / 1000)
+  }
 }
 
 const idBytes = (id: number) => Buffer.from(String(id).padStart(ID_WIDTH, "0"))
 
+/** An item's ids as COPY fields: its equipment's, and its sensors' in the order of `EncodedItem.sensors`. */
+interface ItemIds {
+  readonly equipment: Buffer
+  readonly sensors: ReadonlyArray<Buffer>
+}
+
 /** The rows of `items` with their ids filled in, an item at a time, as the COPY reads them. */
-function* copyRows(
-  items: Chunk.Chunk<EncodedItem>,
-  equipmentIds: ReadonlyMap<string, number>,
-  sensorIds: ReadonlyMap<string, number>
-): Generator<Uint8Array> {
+function* copyRows(items: Chunk.Chunk<EncodedItem>, ids: ReadonlyArray<ItemIds>): Generator<Uint8Array> {
+  let k = 0
   for (const item of items) {
-    const equipmentId = equipmentIds.get(item.equipment.uuid)!
-    const equipment = idBytes(equipmentId)
-    const sensors = item.sensors.map((s) => idBytes(sensorIds.get(`${equipmentId}:${s.uuid}`)!))
+    const { equipment, sensors } = ids[k++]!
     const { rows, sensorOfRow } = item
     let at = 0
-    for (let k = 0; k < sensorOfRow.length; k++) {
+    for (let r = 0; r < sensorOfRow.length; r++) {
       rows.set(equipment, at)
-      rows.set(sensors[sensorOfRow[k]!]!, at + ID_WIDTH + 1)
+      rows.set(sensors[sensorOfRow[r]!]!, at + ID_WIDTH + 1)
       // A newline inside a field is escaped (\n), so the next byte 0x0a ends the row.
       at = rows.indexOf(NEWLINE, at + PLACEHOLDERS.length) + 1
     }
@@ -90,11 +101,12 @@ const distinctBy = <A extends object>(
 
 type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag">
 
-const NO_TOTALS: Totals = { items: 0, readings: 0, timeRange: null }
+const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0, timeRange: null }
 
 const addTotals = (a: Totals, b: Totals): Totals => ({
   items: a.items + b.items,
   readings: a.readings + b.readings,
+  duplicates: a.duplicates + b.duplicates,
   timeRange: a.timeRange === null || b.timeRange === null
     ? a.timeRange ?? b.timeRange
     : {
@@ -239,7 +251,24 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           (s) => s.sensor,
           upsertSensors
         )
-        yield* bulk.copyText("telemetry_data", COLUMNS, copyRows(items, equipmentIds, sensorIds))
+        // The upserts answer the ids of the identities as the database stored them: one that came back under
+        // no key would be an identity the database changed (unreachable since the codec refuses what it cannot
+        // store as sent), which must not be loaded under another's id.
+        const ids = yield* Effect.forEach(items, (item) => {
+          const equipment = equipmentIds.get(item.equipment.uuid)
+          const sensors = item.sensors.map((sensor) => sensorIds.get(`${equipment}:${sensor.uuid}`))
+          return equipment === undefined || sensors.includes(undefined)
+            ? Effect.dieMessage(`equipment ${JSON.stringify(item.equipment.uuid)} or one of its sensors has no id after its upsert`)
+            : Effect.succeed<ItemIds>({ equipment: idBytes(equipment), sensors: sensors.map((id) => idBytes(id!)) })
+        })
+        // Readings already stored (a resend, an overlapping claim) are skipped, the first stored value kept: the
+        // rows go through a staging table into an INSERT that skips what the unique reading index holds.
+        yield* bulk.copyText(STAGING, COLUMNS, copyRows(items, ids))
+        const [inserted] = yield* sql<{ n: number }>`WITH inserted AS (
+            INSERT INTO telemetry_data (${sql.unsafe(COLUMNS.join(", "))})
+            SELECT ${sql.unsafe(COLUMNS.join(", "))} FROM ${sql(STAGING)} ON CONFLICT DO NOTHING RETURNING 1
+          ) SELECT count(*)::int AS n FROM inserted`
+        yield* sql`TRUNCATE ${sql(STAGING)}`
         let readings = 0
         let earliest = Infinity
         let latest = -Infinity
@@ -248,7 +277,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           earliest = Math.min(earliest, item.earliest)
           latest = Math.max(latest, item.latest)
         }
-        return { items: items.length, readings, timeRange: readings > 0 ? { earliest, latest } : null }
+        const duplicates = readings - (inserted?.n ?? 0)
+        return { items: items.length, readings, duplicates, timeRange: readings > 0 ? { earliest, latest } : null }
       })
 
     return TelemetryStore.of({
@@ -261,6 +291,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
               VALUES (${claim.claim_id}, ${claim.claim_check}, ${tenantId}, ${claim.metadata.requestId})
               ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`
             if (claimed.length === 0) return { _tag: "AlreadyLoaded" } as const
+            yield* sql`CREATE TEMP TABLE IF NOT EXISTS ${sql(STAGING)} (LIKE telemetry_data) ON COMMIT DELETE ROWS`
             const load: LoadState = { tenantId, equipments: new Map(), sensors: new Map() }
             const totals = yield* items.pipe(
               Stream.map(encode),
@@ -278,8 +309,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
               Stream.mapEffect((batch) => loadBatch(load, batch)),
               Stream.runFold(NO_TOTALS, addTotals)
             )
-            yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings}
-              WHERE claim_id = ${claim.claim_id}`
+            yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
+              duplicates = ${totals.duplicates} WHERE claim_id = ${claim.claim_id}`
             return { _tag: "Loaded", ...totals } as const
           })
         ).pipe(

@@ -8,6 +8,8 @@ export type LoadOutcome =
     readonly _tag: "Loaded"
     readonly items: number
     readonly readings: number
+    /** Readings of the claim that were stored already (by an earlier claim) and so were skipped. */
+    readonly duplicates: number
     /** Earliest and latest reading time (epoch ms); null without readings. Late data may need a refresh. */
     readonly timeRange: { readonly earliest: number; readonly latest: number } | null
   }

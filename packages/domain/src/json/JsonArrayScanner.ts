@@ -17,10 +17,19 @@ export interface ScannerLimits {
 
 export class JsonScanError extends Error {
   constructor(
-    readonly kind: "syntax" | "not_an_array" | "element_too_large" | "too_deep" | "string_too_long" | "truncated",
+    readonly kind:
+      | "syntax"
+      | "not_an_array"
+      | "element_too_large"
+      | "too_deep"
+      | "string_too_long"
+      | "unstorable_string"
+      | "truncated",
     message: string,
     /** Index of the element being scanned when the error occurred. */
-    readonly index: number
+    readonly index: number,
+    /** Where in the element, e.g. `.sensor[0].sensor_uuid` (for `unstorable_string`). */
+    readonly path?: string
   ) {
     super(message)
     this.name = "JsonScanError"
@@ -35,6 +44,7 @@ const QUOTE = 0x22
 const COMMA = 0x2c
 const OPEN_BRACKET = 0x5b
 const BACKSLASH = 0x5c
+const LETTER_U = 0x75
 const CLOSE_BRACKET = 0x5d
 const OPEN_BRACE = 0x7b
 const CLOSE_BRACE = 0x7d
@@ -85,6 +95,8 @@ export class JsonArrayScanner {
   private depth = 1
   private inString = false
   private escaped = false
+  /** The element has a `\uXXXX` escape: only such an element can hold a NUL or a lone surrogate. */
+  private unicodeEscape = false
   /** Bytes of the current string in earlier chunks. */
   private stringBytes = 0
   /** The element's bytes from earlier chunks: the first pendingBytes of a buffer reused from element to element. */
@@ -183,6 +195,7 @@ export class JsonArrayScanner {
     const b = bytes[i]!
     this.pendingBytes = 0
     this.escaped = false
+    this.unicodeEscape = false
     this.stringBytes = 0
     if (b === OPEN_BRACE || b === OPEN_BRACKET) {
       this.depth = 2
@@ -231,11 +244,13 @@ export class JsonArrayScanner {
     let depth = this.depth
     let inString = this.inString
     let escaped = this.escaped
+    let unicodeEscape = this.unicodeEscape
     // The current string's bytes in earlier chunks, and where its bytes in this chunk begin.
     let stringBytes = this.stringBytes
     let stringStart = i
     if (escaped && i < end) {
       // The previous chunk ended with a backslash inside a string.
+      if (bytes[i] === LETTER_U) unicodeEscape = true
       escaped = false
       i++
     }
@@ -248,7 +263,8 @@ export class JsonArrayScanner {
         while (b !== QUOTE && b !== BACKSLASH && ++i < end) b = bytes[i]!
         if (i === end) break
         if (b === BACKSLASH) {
-          // The escaped byte is never a quote we must see; \uXXXX needs no special case.
+          // The escaped byte is never a quote we must see; \uXXXX only flags the element for checking.
+          if (bytes[i + 1] === LETTER_U) unicodeEscape = true
           i += 2
           if (i > end) {
             escaped = true
@@ -293,6 +309,7 @@ export class JsonArrayScanner {
     this.depth = depth
     this.inString = inString
     this.escaped = escaped
+    this.unicodeEscape = unicodeEscape
     this.stringBytes = stringBytes
     if (stop === TOO_DEEP) throw this.tooDeep()
     if (stop === STRING_TOO_LONG) {
@@ -335,6 +352,12 @@ export class JsonArrayScanner {
       const reason = e instanceof TypeError ? "invalid UTF-8" : (e as Error).message
       throw this.error("syntax", `Element ${this.emitted}: ${reason}`)
     }
+    if (this.unicodeEscape) {
+      const unstorable = findUnstorable(value, "")
+      if (unstorable !== undefined) {
+        throw new JsonScanError("unstorable_string", unstorable.message, this.emitted, unstorable.path)
+      }
+    }
     this.emitted++
     return value
   }
@@ -350,3 +373,31 @@ export class JsonArrayScanner {
 
 const describe = (b: number): string =>
   b >= 0x20 && b < 0x7f ? `'${String.fromCharCode(b)}'` : `byte 0x${b.toString(16).padStart(2, "0")}`
+
+/**
+ * The first string (value or key) in `value` that text cannot hold: a NUL, which PostgreSQL's text and jsonb
+ * refuse, or a lone surrogate (`\ud800` parses in JavaScript but is not Unicode, and would be stored as U+FFFD,
+ * another string than the one sent). Raw bytes cannot make either (JSON forbids raw control characters and the
+ * UTF-8 decoder is fatal), so only elements with `\u` escapes are walked.
+ */
+const findUnstorable = (value: unknown, path: string): { readonly path: string; readonly message: string } | undefined => {
+  if (typeof value === "string") {
+    const problem = value.includes("\0") ? "a NUL character (\\u0000)" : value.isWellFormed() ? undefined : "a lone surrogate"
+    return problem === undefined ? undefined : { path, message: `contains ${problem}, which cannot be stored as text` }
+  }
+  if (typeof value !== "object" || value === null) return undefined
+  if (Array.isArray(value)) {
+    for (let k = 0; k < value.length; k++) {
+      const found = findUnstorable(value[k], `${path}[${k}]`)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+  for (const [key, field] of Object.entries(value)) {
+    const inKey = findUnstorable(key, path)
+    if (inKey !== undefined) return { path, message: `has a key, ${JSON.stringify(key)}, that ${inKey.message}` }
+    const found = findUnstorable(field, `${path}.${key}`)
+    if (found !== undefined) return found
+  }
+  return undefined
+}

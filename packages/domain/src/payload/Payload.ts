@@ -1,8 +1,18 @@
 import { Schema } from "effect"
 
 // Wire format of the bulk endpoint (contract §1). Nulls are treated like absent fields: the Home Assistant
-// client sends null for unknown attributes. Unknown fields are ignored by decoding (the default).
-const Text = Schema.optional(Schema.NullOr(Schema.String))
+// client sends null for unknown attributes. Unknown fields are ignored by decoding (the default); normalization
+// keeps a reading's unknown `sensor_*` fields in its metadata.
+
+/** Longest equipment or sensor uuid: identities are indexed, and analytics routes take them in their path. */
+export const MAX_ID_LENGTH = 128
+/** Longest name, location, type, unit, status or other text attribute. */
+export const MAX_TEXT_LENGTH = 256
+
+const BoundedText = Schema.String.pipe(
+  Schema.maxLength(MAX_TEXT_LENGTH, { message: () => `must be at most ${MAX_TEXT_LENGTH} characters` })
+)
+const Text = Schema.optional(Schema.NullOr(BoundedText))
 const Finite = Schema.optional(Schema.NullOr(Schema.Finite))
 /** A decimal number written as a string ("30", "-18.5", "1e3"); not hex, not "Infinity". */
 export const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/
@@ -17,7 +27,11 @@ export const MAX_ABS_VALUE = 1e100
 const Value = Schema.Finite.pipe(
   Schema.between(-MAX_ABS_VALUE, MAX_ABS_VALUE, { message: () => `must be a finite number within ±${MAX_ABS_VALUE}` })
 )
-const Id = Schema.String.pipe(Schema.minLength(1, { message: () => "must be a non-empty string" }))
+const Id = Schema.String.pipe(
+  Schema.minLength(1, { message: () => "must be a non-empty string" }),
+  Schema.maxLength(MAX_ID_LENGTH, { message: () => `must be at most ${MAX_ID_LENGTH} characters` })
+)
+const Flag = Schema.optional(Schema.NullOr(Schema.Union(BoundedText, Schema.Boolean)))
 
 export const SensorReading = Schema.Struct({
   sensor_uuid: Id,
@@ -27,7 +41,7 @@ export const SensorReading = Schema.Struct({
   sensor_unidade: Text,
   sensor_status: Text,
   valor: Schema.optional(Schema.NullOr(Value)),
-  sensor_telemetria: Schema.optional(Schema.NullOr(Schema.Union(Value, Schema.String))),
+  sensor_telemetria: Schema.optional(Schema.NullOr(Schema.Union(Value, BoundedText))),
   status: Text,
   sensor_datahora_coleta: Text,
   timestamp: Text,
@@ -35,11 +49,14 @@ export const SensorReading = Schema.Struct({
   sensor_sinal_rssi: Finite,
   sensor_sinal_lqi: Finite,
   sensor_voltagem_bateria: Finite,
+  sensor_voltagem: Finite,
+  sensor_corrente: Finite,
+  sensor_potencia: Finite,
   sensor_fabricante: Text,
   sensor_modelo: Text,
   sensor_firmware: Text,
   sensor_id_hardware: Text,
-  sensor_via_hub: Schema.optional(Schema.NullOr(Schema.Union(Schema.String, Schema.Boolean)))
+  sensor_via_hub: Flag
 })
 export type SensorReading = typeof SensorReading.Type
 
@@ -49,7 +66,7 @@ export const EquipmentItem = Schema.Struct({
   equip_local: Text,
   equip_status: Text,
   equip_intervalo_coleta: NumberOrNumeric,
-  equip_sirene_ativa: Schema.optional(Schema.NullOr(Schema.Union(Schema.String, Schema.Boolean))),
+  equip_sirene_ativa: Flag,
   equip_sirete_tempo: NumberOrNumeric,
   sensor: Schema.Array(SensorReading).pipe(Schema.minItems(1, { message: () => "must hold at least one reading" }))
 })

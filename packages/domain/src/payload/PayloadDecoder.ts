@@ -36,6 +36,10 @@ const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload 
         message: `item [${e.index}] has a string longer than ${limits.maxStringBytes} bytes`,
         path: `[${e.index}]`
       })
+    case "unstorable_string": {
+      const path = `[${e.index}]${e.path ?? ""}`
+      return new InvalidPayload({ message: `${path}: ${e.message}`, path })
+    }
     case "truncated":
       return new InvalidPayload({ message: `body ends before the JSON array is closed (item [${e.index}])` })
   }

@@ -28,11 +28,11 @@ export interface Sensor {
 
 export interface Reading {
   readonly sensorUuid: string
-  /** Epoch milliseconds. */
-  readonly time: number
+  /** Epoch microseconds. */
+  readonly timeMicros: number
   readonly value: number | null
   readonly status: string | null
-  /** JSON text of battery/rssi/lqi/battery_voltage, or null when the reading has none. */
+  /** JSON text of battery, rssi, lqi, battery and supply voltage, current, power and unknown `sensor_*` fields, or null when the reading has none. */
   readonly metadata: string | null
 }
 

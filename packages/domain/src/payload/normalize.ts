@@ -1,13 +1,13 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidPayload } from "../errors.js"
-import { DECIMAL, EquipmentItem, MAX_ABS_VALUE, type SensorReading } from "./Payload.js"
+import { DECIMAL, EquipmentItem, MAX_ABS_VALUE, MAX_ID_LENGTH, MAX_TEXT_LENGTH, type SensorReading } from "./Payload.js"
 import type { Equipment, EquipmentStatus, Reading, Sensor, TelemetryItem } from "./Telemetry.js"
 import { makeTimestampParser } from "./timestamps.js"
 
 export interface NormalizeOptions {
-  /** Zone of naive reading times (contract: DEFAULT_TIMEZONE, default UTC). */
+  /** Zone of naive reading times: the sending device account's, else DEFAULT_TIMEZONE (default UTC). */
   readonly timeZone: string
-  /** Reading time when a reading has none: when the payload was received. */
+  /** Reading time when a reading has none: when the payload was received (epoch ms). */
   readonly receivedAt: number
 }
 
@@ -32,10 +32,11 @@ const decodeItem = Schema.decodeUnknownEither(EquipmentItem, { errors: "first" }
 type Fields = Record<string, unknown>
 
 const isRecord = (u: unknown): u is Fields => typeof u === "object" && u !== null && !Array.isArray(u)
-const isText = (u: unknown) => u == null || typeof u === "string"
-const isId = (u: unknown) => typeof u === "string" && u.length > 0
+const isBoundedText = (u: unknown) => typeof u === "string" && u.length <= MAX_TEXT_LENGTH
+const isText = (u: unknown) => u == null || isBoundedText(u)
+const isId = (u: unknown) => typeof u === "string" && u.length > 0 && u.length <= MAX_ID_LENGTH
 const isFiniteNumber = (u: unknown) => u == null || (typeof u === "number" && Number.isFinite(u))
-const isFlag = (u: unknown) => u == null || typeof u === "string" || typeof u === "boolean"
+const isFlag = (u: unknown) => u == null || isBoundedText(u) || typeof u === "boolean"
 // Comparisons are false for NaN, so this also excludes it.
 const isValue = (u: unknown) => typeof u === "number" && u >= -MAX_ABS_VALUE && u <= MAX_ABS_VALUE
 
@@ -49,10 +50,11 @@ const numeric = (u: unknown): number | null | undefined => {
 const isReading = (r: unknown): boolean =>
   isRecord(r) && isId(r.sensor_uuid) && isText(r.sensor_nome) && isText(r.sensor_tipo) && isText(r.tipo) &&
   isText(r.sensor_unidade) && isText(r.sensor_status) && (r.valor == null || isValue(r.valor)) &&
-  (r.sensor_telemetria == null || typeof r.sensor_telemetria === "string" || isValue(r.sensor_telemetria)) &&
+  (r.sensor_telemetria == null || isBoundedText(r.sensor_telemetria) || isValue(r.sensor_telemetria)) &&
   isText(r.status) && isText(r.sensor_datahora_coleta) && isText(r.timestamp) &&
   isFiniteNumber(r.sensor_bateria_pct) && isFiniteNumber(r.sensor_sinal_rssi) && isFiniteNumber(r.sensor_sinal_lqi) &&
-  isFiniteNumber(r.sensor_voltagem_bateria) && isText(r.sensor_fabricante) && isText(r.sensor_modelo) &&
+  isFiniteNumber(r.sensor_voltagem_bateria) && isFiniteNumber(r.sensor_voltagem) && isFiniteNumber(r.sensor_corrente) &&
+  isFiniteNumber(r.sensor_potencia) && isText(r.sensor_fabricante) && isText(r.sensor_modelo) &&
   isText(r.sensor_firmware) && isText(r.sensor_id_hardware) && isFlag(r.sensor_via_hub)
 
 /** The item as `EquipmentItem` decodes it, or undefined when unsure. Readings pass through as they are. */
@@ -99,13 +101,33 @@ const mergeReading = (sensor: MutableSensor, r: SensorReading): void => {
   if (r.sensor_via_hub != null) sensor.viaHub = String(r.sensor_via_hub)
 }
 
-// JSON.stringify of {battery, rssi, lqi, battery_voltage} without the object: finite numbers print alike.
-const toMetadata = (r: SensorReading): string | null => {
+/** The fields of a reading normalization reads; its other `sensor_*` fields are kept in its metadata as sent. */
+const READING_FIELDS = new Set<string>([
+  "sensor_uuid", "sensor_nome", "sensor_tipo", "sensor_unidade", "sensor_status", "sensor_telemetria",
+  "sensor_datahora_coleta", "sensor_bateria_pct", "sensor_sinal_rssi", "sensor_sinal_lqi", "sensor_voltagem_bateria",
+  "sensor_voltagem", "sensor_corrente", "sensor_potencia", "sensor_fabricante", "sensor_modelo", "sensor_firmware",
+  "sensor_id_hardware", "sensor_via_hub"
+] satisfies ReadonlyArray<keyof SensorReading>)
+
+/**
+ * A reading's metadata as JSON text: battery %, rssi, lqi, battery voltage, voltage, current and power under our
+ * names, then its unknown `sensor_*` fields under theirs; null when there is none. Built as text, without the
+ * object: finite numbers print alike.
+ */
+const toMetadata = (r: SensorReading, sent: Fields): string | null => {
   let json = ""
   if (r.sensor_bateria_pct != null) json += `,"battery":${r.sensor_bateria_pct}`
   if (r.sensor_sinal_rssi != null) json += `,"rssi":${r.sensor_sinal_rssi}`
   if (r.sensor_sinal_lqi != null) json += `,"lqi":${r.sensor_sinal_lqi}`
   if (r.sensor_voltagem_bateria != null) json += `,"battery_voltage":${r.sensor_voltagem_bateria}`
+  if (r.sensor_voltagem != null) json += `,"voltage":${r.sensor_voltagem}`
+  if (r.sensor_corrente != null) json += `,"current":${r.sensor_corrente}`
+  if (r.sensor_potencia != null) json += `,"power":${r.sensor_potencia}`
+  for (const field in sent) {
+    if (field.startsWith("sensor_") && !READING_FIELDS.has(field) && sent[field] != null) {
+      json += `,${JSON.stringify(field)}:${JSON.stringify(sent[field])}`
+    }
+  }
   return json === "" ? null : `{${json.slice(1)}}`
 }
 
@@ -115,6 +137,7 @@ const toMetadata = (r: SensorReading): string | null => {
  */
 export const makeNormalizer = (options: NormalizeOptions) => {
   const parseTime = makeTimestampParser(options.timeZone)
+  const receivedAt = options.receivedAt * 1000
   // The readings of one sampling instant usually share their time text: parse it once.
   let lastText: string | undefined
   let lastTime = 0
@@ -142,10 +165,12 @@ export const makeNormalizer = (options: NormalizeOptions) => {
     }
     const sensors = new Map<string, MutableSensor>()
     const readings: Array<Reading> = []
+    // As sent: decoding by the schema drops the unknown fields, which the metadata keeps.
+    const sent = (input as { readonly sensor: ReadonlyArray<Fields> }).sensor
     for (let i = 0; i < item.sensor.length; i++) {
       const r = item.sensor[i]!
       const at = r.sensor_datahora_coleta ?? r.timestamp
-      let time = options.receivedAt
+      let time = receivedAt
       if (at != null) {
         if (at !== lastText) {
           const parsed = parseTime(at)
@@ -175,7 +200,7 @@ export const makeNormalizer = (options: NormalizeOptions) => {
       const sensor = sensors.get(r.sensor_uuid)
       if (sensor === undefined) sensors.set(r.sensor_uuid, toSensor(r))
       else mergeReading(sensor, r)
-      readings.push({ sensorUuid: r.sensor_uuid, time, value, status, metadata: toMetadata(r) })
+      readings.push({ sensorUuid: r.sensor_uuid, timeMicros: time, value, status, metadata: toMetadata(r, sent[i]!) })
     }
     return Either.right({ equipment, sensors: Array.from(sensors.values()), readings })
   }

@@ -1,43 +1,79 @@
 import { DateTime, Either } from "effect"
 
+const MICROS_PER_MS = 1000
+const MINUTE = 60_000
+const DAY = 86_400_000
+
 // Readings older or newer than this are refused as out of range (a device clock that was never set).
-const MIN_TIME = Date.UTC(1970, 0, 1)
-const MAX_TIME = Date.UTC(2100, 0, 1)
+const MIN_TIME = Date.UTC(1970, 0, 1) * MICROS_PER_MS
+const MAX_TIME = Date.UTC(2100, 0, 1) * MICROS_PER_MS
 
 const outOfRange = (text: string) => Either.left(`is out of range (1970 to 2099): ${JSON.stringify(text.slice(0, 64))}`)
 
 const ISO =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/
 
+/** Whether `timeZone` is an IANA zone name this runtime knows. */
+export const isTimeZone = (timeZone: string): boolean => DateTime.zoneMakeNamed(timeZone)._tag === "Some"
+
 /**
- * Parses ISO-8601 reading times into epoch milliseconds. A time with `Z` or an offset is that instant; a naive
- * time (the Home Assistant client sends local time without a zone) is read in `timeZone`.
+ * The UTC offset (ms) of `timeZone` at each instant, from the runtime's time zone data (Intl). Modern offsets
+ * change on quarter hours, so one lookup per quarter hour is enough.
  */
-export const makeTimestampParser = (timeZone: string) => {
-  const zone = DateTime.zoneMakeNamed(timeZone)
-  if (zone._tag === "None") throw new Error(`unknown time zone ${timeZone}`)
-  const isUtc = zone.value.id === "UTC" || zone.value.id === "Etc/UTC"
-  // Offsets of a named zone only change on whole hours, so one lookup per local hour is enough.
-  const offsetByHour = new Map<number, number>()
-  const zoneOffset = (localHourMs: number): number => {
-    let offset = offsetByHour.get(localHourMs)
+const makeOffsets = (timeZone: string) => {
+  const format = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric"
+  })
+  const cache = new Map<number, number>()
+  return (instant: number): number => {
+    const quarter = instant - (((instant % (15 * MINUTE)) + 15 * MINUTE) % (15 * MINUTE))
+    let offset = cache.get(quarter)
     if (offset === undefined) {
-      const local = new Date(localHourMs)
-      const zoned = DateTime.unsafeMakeZoned(
-        {
-          year: local.getUTCFullYear(),
-          month: local.getUTCMonth() + 1,
-          day: local.getUTCDate(),
-          hours: local.getUTCHours()
-        },
-        { timeZone: zone.value, adjustForTimeZone: true }
-      )
-      offset = localHourMs - DateTime.toEpochMillis(zoned)
-      if (offsetByHour.size > 10_000) offsetByHour.clear()
-      offsetByHour.set(localHourMs, offset)
+      const parts: Record<string, number> = {}
+      for (const part of format.formatToParts(quarter)) parts[part.type] = Number(part.value)
+      offset = Date.UTC(parts.year!, parts.month! - 1, parts.day!, parts.hour!, parts.minute!) - quarter
+      if (cache.size > 10_000) cache.clear()
+      cache.set(quarter, offset)
     }
     return offset
   }
+}
+
+/**
+ * The instant (epoch ms) of a wall-clock time in `timeZone`, given as epoch ms of the same wall-clock time in
+ * UTC. Two rules decide what a wall clock cannot say on its own:
+ * - a time the clocks skipped (the DST gap, e.g. 02:30 on a spring-forward night) is read with the offset before
+ *   the change, so it lands as far after the gap's start as it was written (02:30 becomes 03:30 daylight time);
+ * - a time the clocks showed twice (the repeated hour of a fall-back night) is the first of the two instants.
+ * These are the "compatible" rules of JavaScript's Temporal and of Python's `fold=0`.
+ */
+const makeZonedToInstant = (timeZone: string) => {
+  const offsetAt = makeOffsets(timeZone)
+  return (local: number): number => {
+    // The instant lies within a day of the wall-clock time; at most one offset change falls in that span.
+    const before = offsetAt(local - DAY)
+    const after = offsetAt(local + DAY)
+    const fits = (offset: number) => offsetAt(local - offset) === offset
+    if (fits(before)) return local - Math.max(before, fits(after) ? after : before)
+    return fits(after) ? local - after : local - before
+  }
+}
+
+/**
+ * Parses ISO-8601 reading times into epoch microseconds. A time with `Z` or an offset is that instant; a naive
+ * time (the Home Assistant client sends local time without a zone) is read in `timeZone` (see
+ * `makeZonedToInstant` for the DST gap and the repeated hour). Fractions are kept to the microsecond.
+ */
+export const makeTimestampParser = (timeZone: string) => {
+  if (!isTimeZone(timeZone)) throw new Error(`unknown time zone ${timeZone}`)
+  const isUtc = timeZone === "UTC" || timeZone === "Etc/UTC"
+  const zonedToInstant = makeZonedToInstant(timeZone)
 
   return (text: string): Either.Either<number, string> => {
     const m = ISO.exec(text.trim())
@@ -45,10 +81,10 @@ export const makeTimestampParser = (timeZone: string) => {
     const [, y, mo, d, h = "0", mi = "0", s = "0", frac = "", tz] = m
     const year = Number(y), month = Number(mo), day = Number(d)
     const hours = Number(h), minutes = Number(mi), seconds = Number(s)
-    const millis = frac === "" ? 0 : Math.floor(Number(`0.${frac}`) * 1000)
+    const micros = frac === "" ? 0 : Number(frac.slice(0, 6).padEnd(6, "0"))
     // Checked before Date.UTC, which reads years 0-99 as 1900-1999.
     if (year < 1970 || year > 2100) return outOfRange(text)
-    const local = Date.UTC(year, month - 1, day, hours, minutes, seconds, millis)
+    const local = Date.UTC(year, month - 1, day, hours, minutes, seconds)
     const check = new Date(local)
     // Date.UTC rolls Feb 30 over into March: a changed field means an invalid date.
     if (check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day || hours > 23 || minutes > 59 || seconds > 59) {
@@ -56,7 +92,7 @@ export const makeTimestampParser = (timeZone: string) => {
     }
     let time: number
     if (tz === undefined) {
-      time = isUtc ? local : local - zoneOffset(local - (local % 3_600_000))
+      time = isUtc ? local : zonedToInstant(local)
     } else if (tz === "Z" || tz === "z") {
       time = local
     } else {
@@ -66,8 +102,9 @@ export const makeTimestampParser = (timeZone: string) => {
       if (offsetHours > 23 || offsetMinutes > 59) {
         return Either.left(`has an invalid UTC offset: ${JSON.stringify(text.slice(0, 64))}`)
       }
-      time = local - sign * (offsetHours * 60 + offsetMinutes) * 60_000
+      time = local - sign * (offsetHours * 60 + offsetMinutes) * MINUTE
     }
-    return time < MIN_TIME || time >= MAX_TIME ? outOfRange(text) : Either.right(time)
+    const instant = time * MICROS_PER_MS + micros
+    return instant < MIN_TIME || instant >= MAX_TIME ? outOfRange(text) : Either.right(instant)
   }
 }

@@ -30,9 +30,10 @@ export const sensor = (uuid: string, overrides: Partial<Sensor> = {}): Sensor =>
   ...overrides
 })
 
+/** A reading at `time`: ISO text, or epoch milliseconds. */
 export const reading = (sensorUuid: string, time: number | string, value: number | null, overrides: Partial<Reading> = {}): Reading => ({
   sensorUuid,
-  time: typeof time === "string" ? Date.parse(time) : time,
+  timeMicros: (typeof time === "string" ? Date.parse(time) : time) * 1000,
   value,
   status: null,
   metadata: null,

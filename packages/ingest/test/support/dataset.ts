@@ -148,7 +148,7 @@ export const itemsOf = (tenantId: string, points: ReadonlyArray<Point>): Readonl
       .filter((p) => p.tenantId === tenantId && p.equipment === e.uuid)
       .map((p): Reading => ({
         sensorUuid: p.sensor,
-        time: p.time,
+        timeMicros: p.time * 1000,
         value: p.value,
         status: p.status,
         metadata: p.metadata === null ? null : JSON.stringify(p.metadata)
