@@ -242,6 +242,43 @@ describe("normalize", () => {
     expect(firstReading(withReadings({ sensor_uuid: "s", valor: 1 })).metadata).toBeNull()
   })
 
+  it("keeps voltage, current, power and unknown sensor_* fields in the metadata, as the Home Assistant client sends them", () => {
+    const metadata = firstReading(withReadings({
+      sensor_uuid: "s",
+      sensor_telemetria: "230.4",
+      sensor_bateria_pct: null,
+      sensor_voltagem_bateria: null,
+      sensor_voltagem: 230.4,
+      sensor_corrente: 0.52,
+      sensor_potencia: 119.8,
+      sensor_fabricante: "LUMI",
+      sensor_nova_medida: "x",
+      sensor_extra: { nested: [1, true] },
+      sensor_nulo: null,
+      campo_novo: 1
+    })).metadata
+    expect(JSON.parse(metadata ?? "null")).toEqual({
+      voltage: 230.4,
+      current: 0.52,
+      power: 119.8,
+      sensor_nova_medida: "x",
+      sensor_extra: { nested: [1, true] }
+    })
+  })
+
+  it("refuses uuids over 128 and texts over 256 characters, with their path", () => {
+    expect(ok(equipment({ equip_uuid: "e".repeat(128), sensor: [{ sensor_uuid: "s".repeat(128), sensor_nome: "n".repeat(256) }] }))
+      .readings).toHaveLength(1)
+    expect(fail(equipment({ equip_uuid: "e".repeat(129) })).path).toBe("[0].equip_uuid")
+    expect(fail(withReadings({ sensor_uuid: "s".repeat(129) })).path).toBe("[0].sensor[0].sensor_uuid")
+    for (const field of ["sensor_nome", "sensor_tipo", "sensor_unidade", "sensor_status", "sensor_telemetria", "status", "sensor_modelo"]) {
+      const refused = fail(withReadings({ sensor_uuid: "s", [field]: "x".repeat(257) }))
+      expect(refused.path, field).toBe(`[0].sensor[0].${field}`)
+      if (field !== "sensor_telemetria") expect(refused.message, field).toContain("at most 256 characters")
+    }
+    expect(fail(equipment({ equip_local: "l".repeat(257) })).path).toBe("[0].equip_local")
+  })
+
   it("uses sensor_datahora_coleta, then timestamp, then the receive time", () => {
     const item = ok(withReadings(
       { sensor_uuid: "a", sensor_datahora_coleta: "2026-04-30T10:00:00Z", timestamp: "2026-01-01T00:00:00Z" },
@@ -447,6 +484,20 @@ describe("timestamps", () => {
     const saoPaulo = parseIn("America/Sao_Paulo")
     expect(saoPaulo("2026-01-15T23:30:00")).toBe("2026-01-16T02:30:00.000000Z")
     expect(saoPaulo("2026-07-15T08:00:00.250")).toBe("2026-07-15T11:00:00.250000Z")
+  })
+
+  it("reads a naive time in the DST gap as if the clocks had not changed yet, and one in the repeated hour as its first instant", () => {
+    const newYork = parseIn("America/New_York")
+    // 2026-03-08: 02:00 EST jumps to 03:00 EDT; 02:30 never shows on a clock there.
+    expect(newYork("2026-03-08T01:59:59")).toBe("2026-03-08T06:59:59.000000Z")
+    expect(newYork("2026-03-08T02:30:00")).toBe("2026-03-08T07:30:00.000000Z") // = 03:30 EDT
+    expect(newYork("2026-03-08T03:00:00")).toBe("2026-03-08T07:00:00.000000Z")
+    // 2026-11-01: 02:00 EDT falls back to 01:00 EST; 01:30 shows twice, first in EDT.
+    expect(newYork("2026-11-01T00:59:59")).toBe("2026-11-01T04:59:59.000000Z")
+    expect(newYork("2026-11-01T01:30:00.250000")).toBe("2026-11-01T05:30:00.250000Z")
+    expect(newYork("2026-11-01T02:00:00")).toBe("2026-11-01T07:00:00.000000Z")
+    // A half-hour shift (Lord Howe Island: 02:00 → 02:30 on 2026-10-04).
+    expect(parseIn("Australia/Lord_Howe")("2026-10-04T02:15:00")).toBe("2026-10-03T15:45:00.000000Z")
   })
 
   it("reads naive times in Europe/Berlin across the DST changes", () => {
@@ -663,6 +714,70 @@ describe("PayloadDecoder", () => {
       const error = yield* source.pipe(decodePayload(decoderOptions), Stream.runCollect, Effect.flip)
       expect(error).toBe("connection reset")
     }))
+
+  describe("a large item (over 1 MiB) is read in parts", () => {
+    const large = { maxItemBytes: 64 * 1024 * 1024 }
+    const readings = (n: number) =>
+      Array.from({ length: n }, (_, k) => ({
+        sensor_uuid: `s${k % 4}`,
+        sensor_nome: `sensor ${k % 4}`,
+        valor: k,
+        sensor_datahora_coleta: new Date(RECEIVED_AT + k * 1000).toISOString()
+      }))
+    const many = readings(20_000)
+
+    it.effect("with every reading once, in order, its equipment whole in the last part, counted as one item", () =>
+      Effect.gen(function*() {
+        const text = JSON.stringify([
+          { equip_uuid: "small", sensor: readings(2) },
+          { equip_uuid: "big", equip_nome: "Big", sensor: many, equip_status: "inativo" },
+          { equip_uuid: "after", sensor: readings(1) }
+        ])
+        const items = yield* decode(text, large, 64 * 1024)
+        const big = items.filter((i) => i.equipment.uuid === "big")
+        expect(big.length).toBeGreaterThan(1)
+        expect(big.map((i) => i.continued === true)).toEqual(big.map((_, k) => k > 0))
+        expect(big.flatMap((i) => i.readings.map((r) => r.value))).toEqual(many.map((r) => r.valor))
+        expect(big.at(-1)?.equipment).toMatchObject({ name: "Big", status: "inactive" })
+        expect(big.every((i) => i.sensors.length === 4)).toBe(true)
+        expect(items.filter((i) => !i.continued).map((i) => i.equipment.uuid)).toEqual(["small", "big", "after"])
+      }))
+
+    it.effect("also when the equipment is named after its readings", () =>
+      Effect.gen(function*() {
+        const items = yield* decode(JSON.stringify([{ sensor: many, equip_uuid: "late", equip_nome: "Late" }]), large, 50_000)
+        expect(items.every((i) => i.equipment.uuid === "late" && i.equipment.name === "Late")).toBe(true)
+        expect(items.reduce((n, i) => n + i.readings.length, 0)).toBe(many.length)
+      }))
+
+    it.effect("an invalid reading deep inside is reported with its own path", () =>
+      Effect.gen(function*() {
+        const bad = readings(20_000).map((r, k) => k === 15_000 ? { ...r, valor: "x" } : r)
+        expect(yield* decodeError(JSON.stringify([{ equip_uuid: "bad", sensor: bad }]), large)).toMatchObject({
+          _tag: "InvalidPayload",
+          path: "[0].sensor[15000].valor"
+        })
+        const nul = readings(20_000).map((r, k) => k === 17_000 ? { ...r, sensor_nome: "a\u0000" } : r)
+        expect(yield* decodeError(JSON.stringify([{ equip_uuid: "nul", sensor: nul }]), large)).toMatchObject({
+          _tag: "InvalidPayload",
+          path: "[0].sensor[17000].sensor_nome"
+        })
+      }))
+
+    it.effect("a sensor that is not an array, twice, or cut short is refused", () =>
+      Effect.gen(function*() {
+        const padding = Array.from({ length: 40 }, () => "z".repeat(40_000))
+        for (
+          const text of [
+            JSON.stringify([{ equip_uuid: "x", padding, sensor: 5 }]),
+            `[{"equip_uuid":"x","sensor":${JSON.stringify(many)},"sensor":[]}]`,
+            `[{"equip_uuid":"x","sensor":${JSON.stringify(many).slice(0, -1)}}]`
+          ]
+        ) {
+          expect(yield* decodeError(text, large)).toMatchObject({ _tag: "InvalidPayload", path: "[0]" })
+        }
+      }))
+  })
 })
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
             }),
             decodePayload({ ...payload, receivedAt: receivedAt.getTime() }),
             Stream.runFold({ items: 0, readings: 0 }, (n, item) => ({
-              items: n.items + 1,
+              items: n.items + (item.continued ? 0 : 1),
               readings: n.readings + item.readings.length
             })),
             Effect.map((counts): PayloadFacts => ({

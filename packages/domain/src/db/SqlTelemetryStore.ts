@@ -29,6 +29,8 @@ const STAGING = "telemetry_staging"
  */
 interface EncodedItem {
   readonly equipment: Equipment
+  /** A later part of a large item (see TelemetryItem). */
+  readonly continued: boolean
   readonly sensors: ReadonlyArray<Sensor>
   readonly rows: Buffer
   /** Index in `sensors` of the sensor of each row. */
@@ -55,6 +57,7 @@ const encode = (item: TelemetryItem): EncodedItem => {
   }
   return {
     equipment: item.equipment,
+    continued: item.continued === true,
     sensors: item.sensors,
     rows: Buffer.from(rows),
     sensorOfRow,
@@ -272,13 +275,15 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         let readings = 0
         let earliest = Infinity
         let latest = -Infinity
+        let whole = 0
         for (const item of items) {
+          if (!item.continued) whole++
           readings += item.sensorOfRow.length
           earliest = Math.min(earliest, item.earliest)
           latest = Math.max(latest, item.latest)
         }
         const duplicates = readings - (inserted?.n ?? 0)
-        return { items: items.length, readings, duplicates, timeRange: readings > 0 ? { earliest, latest } : null }
+        return { items: whole, readings, duplicates, timeRange: readings > 0 ? { earliest, latest } : null }
       })
 
     return TelemetryStore.of({

@@ -6,6 +6,8 @@
  * `JSON.parse`.
  */
 
+import { ItemSplitError, ItemSplitter, type RawItemPart } from "./ItemSplitter.js"
+
 export interface ScannerLimits {
   /** One element larger than this (in UTF-8 bytes) -> "element_too_large". */
   readonly maxElementBytes: number
@@ -13,6 +15,32 @@ export interface ScannerLimits {
   readonly maxDepth: number
   /** A string (key or value) longer than this, in bytes as sent (escapes included) -> "string_too_long". */
   readonly maxStringBytes: number
+}
+
+/**
+ * How an object element larger than `aboveBytes` is handed out: in parts (`ElementPart`) of its `arrayMember`
+ * array's elements, about `partBytes` each, with the members named in `keep`; its other members are dropped.
+ */
+export interface SplitOptions {
+  readonly aboveBytes: number
+  readonly partBytes: number
+  readonly arrayMember: string
+  readonly keep: ReadonlySet<string>
+}
+
+/** A part of a large element (see SplitOptions): parsed, and told apart from parsed JSON by being an instance. */
+export class ElementPart {
+  constructor(
+    /** Index of the element in the top-level array. */
+    readonly index: number,
+    /** The kept members seen so far; all of them in the last part. */
+    readonly head: Record<string, unknown>,
+    /** Elements of the array member. */
+    readonly items: ReadonlyArray<unknown>,
+    /** Index in the array member of the first of `items`. */
+    readonly offset: number,
+    readonly last: boolean
+  ) {}
 }
 
 export class JsonScanError extends Error {
@@ -102,8 +130,13 @@ export class JsonArrayScanner {
   /** The element's bytes from earlier chunks: the first pendingBytes of a buffer reused from element to element. */
   private pending = new Uint8Array(0)
   private pendingBytes = 0
+  /** Set while the current element is read in parts; then `pending` is not used. */
+  private splitter: ItemSplitter | undefined
+  /** The bytes of the current element seen so far, whether pending or handed to the splitter. */
+  private elementBytes = 0
+  private startByte = 0
 
-  constructor(limits: ScannerLimits) {
+  constructor(limits: ScannerLimits, private readonly split?: SplitOptions) {
     this.maxElementBytes = limits.maxElementBytes
     this.maxDepth = limits.maxDepth
     this.maxStringBytes = limits.maxStringBytes
@@ -194,6 +227,8 @@ export class JsonArrayScanner {
   private startElement(bytes: Uint8Array, i: number, out: Array<unknown>): number {
     const b = bytes[i]!
     this.pendingBytes = 0
+    this.elementBytes = 0
+    this.startByte = b
     this.escaped = false
     this.unicodeEscape = false
     this.stringBytes = 0
@@ -219,20 +254,52 @@ export class JsonArrayScanner {
   private continueElement(bytes: Uint8Array, start: number, out: Array<unknown>, from = start): number {
     // Scan at most one byte past the size limit, so an oversized element fails
     // without walking the rest of a huge chunk.
-    const end = Math.min(bytes.length, start + this.maxElementBytes - this.pendingBytes + 1)
+    const end = Math.min(bytes.length, start + this.maxElementBytes - this.elementBytes + 1)
     const stop = this.state === IN_PRIMITIVE ? this.scanPrimitive(bytes, from, end) : this.scanStructured(bytes, from, end)
-    const size = this.pendingBytes + ((stop < 0 ? end : stop) - start)
+    const piece = bytes.subarray(start, stop < 0 ? end : stop)
+    const size = this.elementBytes + piece.length
     if (size > this.maxElementBytes) {
       throw this.error("element_too_large", `Element exceeds ${this.maxElementBytes} bytes`)
     }
+    this.elementBytes = size
+    if (this.splitter === undefined && this.split !== undefined && this.startByte === OPEN_BRACE && size > this.split.aboveBytes) {
+      this.splitter = new ItemSplitter(this.split.keep, this.split.arrayMember, this.split.partBytes)
+      this.splitParts(this.pending.subarray(0, this.pendingBytes), out)
+      this.pendingBytes = 0
+      if (this.pending.length > MAX_KEPT_PENDING_BYTES) this.pending = new Uint8Array(0)
+    }
+    if (this.splitter !== undefined) {
+      this.splitParts(piece, out)
+      if (stop < 0) return end
+      this.splitter = undefined
+      this.emitted++
+      this.state = AFTER_ELEMENT
+      return stop
+    }
     if (stop < 0) {
       // Copied: the caller may reuse its chunk buffer (and Buffer#slice would only be a view).
-      this.appendPending(bytes.subarray(start, end))
+      this.appendPending(piece)
       return end
     }
-    out.push(this.parseElement(bytes.subarray(start, stop), size))
+    out.push(this.parseElement(piece, size))
     this.state = AFTER_ELEMENT
     return stop
+  }
+
+  /** Hands bytes of the current element to its splitter, and the parts they complete, parsed, to `out`. */
+  private splitParts(bytes: Uint8Array, out: Array<unknown>): void {
+    let parts: Array<RawItemPart>
+    try {
+      parts = this.splitter!.push(bytes)
+    } catch (e) {
+      if (e instanceof ItemSplitError) throw this.error("syntax", `Element ${this.emitted}: ${e.message}`)
+      throw e
+    }
+    for (const part of parts) {
+      const head = this.parseChecked(part.head, "")
+      const items = this.parseChecked(part.readings, `.${this.split!.arrayMember}`, part.offset)
+      out.push(new ElementPart(this.emitted, head as Record<string, unknown>, items as Array<unknown>, part.offset, part.last))
+    }
   }
 
   /** Returns the index just after the element, or -1 if it did not end before `end`. */
@@ -345,6 +412,16 @@ export class JsonArrayScanner {
       // An exceptionally large element's buffer is not kept for the rest of the payload.
       if (this.pending.length > MAX_KEPT_PENDING_BYTES) this.pending = new Uint8Array(0)
     }
+    const value = this.parseChecked(bytes, "", 0, this.unicodeEscape)
+    this.emitted++
+    return value
+  }
+
+  /**
+   * `bytes` parsed, its strings checked for what text cannot store when they may hold it; `path` and `offset`
+   * place an array of a part's elements in the element, for the error.
+   */
+  private parseChecked(bytes: Uint8Array, path: string, offset = 0, escapes = true): unknown {
     let value: unknown
     try {
       value = JSON.parse(decoder.decode(bytes))
@@ -352,13 +429,12 @@ export class JsonArrayScanner {
       const reason = e instanceof TypeError ? "invalid UTF-8" : (e as Error).message
       throw this.error("syntax", `Element ${this.emitted}: ${reason}`)
     }
-    if (this.unicodeEscape) {
-      const unstorable = findUnstorable(value, "")
+    if (escapes) {
+      const unstorable = findUnstorable(value, path, offset)
       if (unstorable !== undefined) {
         throw new JsonScanError("unstorable_string", unstorable.message, this.emitted, unstorable.path)
       }
     }
-    this.emitted++
     return value
   }
 
@@ -380,7 +456,11 @@ const describe = (b: number): string =>
  * another string than the one sent). Raw bytes cannot make either (JSON forbids raw control characters and the
  * UTF-8 decoder is fatal), so only elements with `\u` escapes are walked.
  */
-const findUnstorable = (value: unknown, path: string): { readonly path: string; readonly message: string } | undefined => {
+const findUnstorable = (
+  value: unknown,
+  path: string,
+  offset = 0
+): { readonly path: string; readonly message: string } | undefined => {
   if (typeof value === "string") {
     const problem = value.includes("\0") ? "a NUL character (\\u0000)" : value.isWellFormed() ? undefined : "a lone surrogate"
     return problem === undefined ? undefined : { path, message: `contains ${problem}, which cannot be stored as text` }
@@ -388,7 +468,7 @@ const findUnstorable = (value: unknown, path: string): { readonly path: string; 
   if (typeof value !== "object" || value === null) return undefined
   if (Array.isArray(value)) {
     for (let k = 0; k < value.length; k++) {
-      const found = findUnstorable(value[k], `${path}[${k}]`)
+      const found = findUnstorable(value[k], `${path}[${offset + k}]`)
       if (found !== undefined) return found
     }
     return undefined

@@ -71,3 +71,6 @@ export const EquipmentItem = Schema.Struct({
   sensor: Schema.Array(SensorReading).pipe(Schema.minItems(1, { message: () => "must hold at least one reading" }))
 })
 export type EquipmentItem = typeof EquipmentItem.Type
+
+/** The members of an equipment item besides `sensor`: all a large item is read with, besides its readings. */
+export const EQUIPMENT_FIELDS: ReadonlySet<string> = new Set(Object.keys(EquipmentItem.fields).filter((f) => f !== "sensor"))

@@ -1,6 +1,7 @@
 import { Chunk, Effect, Either, Stream } from "effect"
 import { InvalidPayload, PayloadTooLarge } from "../errors.js"
-import { JsonArrayScanner, JsonScanError } from "../json/JsonArrayScanner.js"
+import { ElementPart, JsonArrayScanner, JsonScanError } from "../json/JsonArrayScanner.js"
+import { EQUIPMENT_FIELDS } from "./Payload.js"
 import { makeNormalizer, type NormalizeOptions } from "./normalize.js"
 import type { TelemetryItem } from "./Telemetry.js"
 
@@ -55,8 +56,15 @@ const yieldToEventLoop = Effect.async<void>((resume) => {
 })
 
 /**
+ * Items larger than this are read in parts of about PART_BYTES of readings (see ItemSplitter): a part is parsed
+ * in a few milliseconds, and concurrent large items hold a part each in memory, not a whole item and its objects.
+ */
+const SPLIT_ABOVE_BYTES = 1024 * 1024
+const PART_BYTES = 512 * 1024
+
+/**
  * Turns the JSON bytes of a bulk payload into validated, normalized equipment items, one at a time, so memory
- * stays bounded by one item whatever the payload's size.
+ * stays bounded by one item — or one part of a large one — whatever the payload's size.
  */
 export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
 <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<TelemetryItem, E | InvalidPayload | PayloadTooLarge, R> =>
@@ -65,9 +73,29 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
       maxElementBytes: options.maxItemBytes,
       maxDepth: options.maxDepth,
       maxStringBytes: options.maxStringBytes
-    })
+    }, { aboveBytes: SPLIT_ABOVE_BYTES, partBytes: PART_BYTES, arrayMember: "sensor", keep: EQUIPMENT_FIELDS })
     const normalize = makeNormalizer(options)
     let index = 0
+    // Parts of a large item whose head does not name its equipment yet (`equip_uuid` after `sensor`).
+    let waiting: Array<ElementPart> = []
+    let continued = false
+    /** The items of a part (none while it waits for its item's equipment), or the first invalid one. */
+    const normalizePart = (part: ElementPart): Either.Either<ReadonlyArray<TelemetryItem>, InvalidPayload> => {
+      if (!part.last && !("equip_uuid" in part.head)) {
+        waiting.push(part)
+        return Either.right([])
+      }
+      const parts = [...waiting, part]
+      waiting = []
+      const items: Array<TelemetryItem> = []
+      for (const p of parts) {
+        const item = normalize({ ...part.head, sensor: p.items }, part.index, p.offset)
+        if (Either.isLeft(item)) return Either.left(item.left)
+        items.push(continued ? { ...item.right, continued } : item.right)
+        continued = !p.last
+      }
+      return Either.right(items)
+    }
     const scan = (step: () => ReadonlyArray<unknown>) =>
       Effect.suspend(() => {
         let values: ReadonlyArray<unknown>
@@ -83,6 +111,13 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
             return Effect.fail(
               new PayloadTooLarge({ message: `more than ${options.maxItems} equipment items`, limit: options.maxItems })
             )
+          }
+          if (value instanceof ElementPart) {
+            const parts = normalizePart(value)
+            if (Either.isLeft(parts)) return Effect.fail(parts.left)
+            items.push(...parts.right)
+            if (value.last) index++
+            continue
           }
           const item = normalize(value, index++)
           if (Either.isLeft(item)) return Effect.fail(item.left)

@@ -36,11 +36,15 @@ export interface Reading {
   readonly metadata: string | null
 }
 
-/** One equipment item of a payload: its equipment, its distinct sensors, and its readings. */
+/**
+ * One equipment item of a payload: its equipment, its distinct sensors, and its readings. A large item comes as
+ * several, each with some of its readings (and its sensors), the first of them not `continued`.
+ */
 export interface TelemetryItem {
   readonly equipment: Equipment
   readonly sensors: ReadonlyArray<Sensor>
   readonly readings: ReadonlyArray<Reading>
+  readonly continued?: boolean
 }
 
 /** Merges two descriptions of the same equipment or sensor: the latest non-null value of each field wins. */

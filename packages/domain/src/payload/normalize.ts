@@ -142,13 +142,20 @@ export const makeNormalizer = (options: NormalizeOptions) => {
   let lastText: string | undefined
   let lastTime = 0
 
-  return (input: unknown, index: number): Either.Either<TelemetryItem, InvalidPayload> => {
+  /**
+   * `offset`: the index in the item's `sensor` of the first reading of `input`, when `input` holds only some of
+   * them (a part of a large item), for the paths of errors.
+   */
+  return (input: unknown, index: number, offset = 0): Either.Either<TelemetryItem, InvalidPayload> => {
     let item = decodeFast(input)
     if (item === undefined) {
       const decoded = decodeItem(input)
       if (Either.isLeft(decoded)) {
         const [issue] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-        const path = `[${index}]${formatPath(issue?.path ?? [])}`
+        const where = (issue?.path ?? []).map((key, k, keys) =>
+          k === 1 && keys[0] === "sensor" && typeof key === "number" ? key + offset : key
+        )
+        const path = `[${index}]${formatPath(where)}`
         return Either.left(new InvalidPayload({ message: `${path}: ${issue?.message ?? "invalid"}`, path }))
       }
       item = decoded.right
@@ -176,7 +183,7 @@ export const makeNormalizer = (options: NormalizeOptions) => {
           const parsed = parseTime(at)
           if (Either.isLeft(parsed)) {
             const field = r.sensor_datahora_coleta != null ? "sensor_datahora_coleta" : "timestamp"
-            const path = `[${index}].sensor[${i}].${field}`
+            const path = `[${index}].sensor[${offset + i}].${field}`
             return Either.left(new InvalidPayload({ message: `${path}: ${parsed.left}`, path }))
           }
           lastText = at
@@ -190,7 +197,7 @@ export const makeNormalizer = (options: NormalizeOptions) => {
       if (value === null && telemetry != null) {
         const numeric = typeof telemetry === "number" ? telemetry : DECIMAL.test(telemetry) ? Number(telemetry) : NaN
         if (Math.abs(numeric) > MAX_ABS_VALUE) {
-          const path = `[${index}].sensor[${i}].sensor_telemetria`
+          const path = `[${index}].sensor[${offset + i}].sensor_telemetria`
           return Either.left(new InvalidPayload({ message: `${path}: must be within ±${MAX_ABS_VALUE}`, path }))
         }
         if (Number.isFinite(numeric)) value = numeric

@@ -1,0 +1,318 @@
+/**
+ * Reads one large equipment item — a JSON object whose `sensor` array holds most of its bytes — in parts, so that
+ * memory and the time of one `JSON.parse` stay bounded by a part, not by the item (which may hold hundreds of
+ * thousands of readings). The readings of `sensor` are gathered into parts of about `partBytes`; the item's other
+ * members (only the few `keep` names; an item's unknown fields are ignored downstream anyway) into its head.
+ *
+ * It only finds boundaries — strings, escapes, nesting — the way JsonArrayScanner does; what it hands out is
+ * checked by `JSON.parse`, and the enclosing scanner enforces the item's size, depth and string limits.
+ */
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const COMMA = 0x2c
+const COLON = 0x3a
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const OPEN_BRACKET = 0x5b
+const CLOSE_BRACKET = 0x5d
+
+const isWhitespace = (b: number): boolean => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09
+
+/** A part of the item: some of its readings, as JSON text of an array, and the head as far as it is known. */
+export interface RawItemPart {
+  /** The kept members seen so far, as JSON text of an object. */
+  readonly head: Uint8Array
+  /** The readings of this part, as JSON text of an array. */
+  readonly readings: Uint8Array
+  /** Index in `sensor` of this part's first reading. */
+  readonly offset: number
+  /** The item ended: this is its last part and `head` is whole. */
+  readonly last: boolean
+}
+
+export class ItemSplitError extends Error {}
+
+// Where the splitter is in the item object (depth 1) or in its `sensor` array (depth 2).
+const BEFORE_OBJECT = 0
+const BEFORE_KEY = 1 // after "{" or ","
+const IN_KEY = 2
+const BEFORE_COLON = 3
+const BEFORE_VALUE = 4
+const IN_VALUE = 5 // a member's value, nested or not
+const AFTER_VALUE = 6 // "," or "}"
+const BEFORE_READING = 7 // in `sensor`, after "[" or ","
+const IN_READING = 8
+const AFTER_READING = 9 // "," or "]"
+const ENDED = 10
+
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+/** A byte buffer that grows as bytes are appended. */
+class Bytes {
+  private buffer = new Uint8Array(1024)
+  length = 0
+  append(bytes: Uint8Array, from: number, to: number): void {
+    const size = this.length + (to - from)
+    if (size > this.buffer.length) {
+      const grown = new Uint8Array(Math.max(size, 2 * this.buffer.length))
+      grown.set(this.buffer.subarray(0, this.length))
+      this.buffer = grown
+    }
+    this.buffer.set(bytes.subarray(from, to), this.length)
+    this.length = size
+  }
+  byte(b: number): void {
+    this.append(Uint8Array.of(b), 0, 1)
+  }
+  view(): Uint8Array {
+    return this.buffer.subarray(0, this.length)
+  }
+  take(): Uint8Array {
+    const bytes = this.buffer.slice(0, this.length)
+    this.length = 0
+    return bytes
+  }
+}
+
+export class ItemSplitter {
+  private state = BEFORE_OBJECT
+  /** Nesting inside the current value or reading (0: at its own level). */
+  private depth = 0
+  private inString = false
+  private escaped = false
+
+  private readonly key = new Bytes()
+  private readonly head = new Bytes()
+  private readonly readings = new Bytes()
+  /** Whether the current member is kept in the head; whether `sensor` was seen. */
+  private keeping = false
+  private sensorSeen = false
+  /** The member being started is `sensor`. */
+  private sensorNext = false
+  private readingsInPart = 0
+  private offset = 0
+
+  constructor(
+    private readonly keep: ReadonlySet<string>,
+    /** The member whose array is split. */
+    private readonly arrayMember: string,
+    private readonly partBytes: number
+  ) {
+    this.head.byte(OPEN_BRACE)
+  }
+
+  /** Feeds the item's next bytes; returns the parts they completed. */
+  push(bytes: Uint8Array): Array<RawItemPart> {
+    const out: Array<RawItemPart> = []
+    let i = 0
+    const n = bytes.length
+    while (i < n) {
+      const b = bytes[i]!
+      switch (this.state) {
+        case BEFORE_OBJECT:
+          if (b === OPEN_BRACE) this.state = BEFORE_KEY
+          else if (!isWhitespace(b)) throw new ItemSplitError("an equipment item must be a JSON object")
+          i++
+          break
+        case BEFORE_KEY:
+          if (b === QUOTE) {
+            this.state = IN_KEY
+            this.key.length = 0
+            this.key.byte(QUOTE)
+            this.inString = true
+          } else if (b === CLOSE_BRACE) {
+            this.end(out)
+          } else if (!isWhitespace(b)) {
+            throw new ItemSplitError(`expected a member name, found ${describe(b)}`)
+          }
+          i++
+          break
+        case IN_KEY: {
+          const end = this.skipString(bytes, i)
+          this.key.append(bytes, i, end)
+          i = end
+          if (!this.inString) this.state = BEFORE_COLON
+          break
+        }
+        case BEFORE_COLON:
+          if (b === COLON) this.startMember()
+          else if (!isWhitespace(b)) throw new ItemSplitError(`expected ':', found ${describe(b)}`)
+          i++
+          break
+        case BEFORE_VALUE:
+          if (isWhitespace(b)) {
+            i++
+          } else if (this.sensorNext) {
+            if (b !== OPEN_BRACKET) throw new ItemSplitError(`"${this.arrayMember}" must be an array`)
+            this.sensorNext = false
+            this.state = BEFORE_READING
+            i++
+          } else {
+            this.state = IN_VALUE
+            this.depth = 0
+          }
+          break
+        case IN_VALUE: {
+          const end = this.scanValue(bytes, i, true)
+          if (this.keeping) this.head.append(bytes, i, end)
+          i = end
+          break
+        }
+        case AFTER_VALUE:
+          if (b === COMMA) this.state = BEFORE_KEY
+          else if (b === CLOSE_BRACE) this.end(out)
+          else if (!isWhitespace(b)) throw new ItemSplitError(`expected ',' or '}', found ${describe(b)}`)
+          i++
+          break
+        case BEFORE_READING:
+          if (b === CLOSE_BRACKET && this.readingsInPart === 0 && this.readings.length === 0) {
+            this.state = AFTER_VALUE
+            i++
+          } else if (isWhitespace(b)) {
+            i++
+          } else {
+            if (this.readings.length > 0) this.readings.byte(COMMA)
+            this.state = IN_READING
+            this.depth = 0
+          }
+          break
+        case IN_READING: {
+          const end = this.scanValue(bytes, i, false)
+          this.readings.append(bytes, i, end)
+          i = end
+          // scanValue moved on when the reading ended (hidden from the switch's narrowing).
+          if ((this.state as number) === AFTER_READING) this.readingsInPart++
+          break
+        }
+        case AFTER_READING:
+          if (b === COMMA) {
+            // Only once another reading follows: so the item's last part always has readings of its own.
+            if (this.readings.length >= this.partBytes) out.push(this.part(false))
+            this.state = BEFORE_READING
+          } else if (b === CLOSE_BRACKET) {
+            this.state = AFTER_VALUE
+          } else if (!isWhitespace(b)) {
+            throw new ItemSplitError(`expected ',' or ']' in sensor, found ${describe(b)}`)
+          }
+          i++
+          break
+        default:
+          if (!isWhitespace(b)) throw new ItemSplitError(`unexpected ${describe(b)} after the item`)
+          i++
+      }
+    }
+    return out
+  }
+
+
+  private startMember(): void {
+    const name = JSON.parse(decoder.decode(this.key.view())) as string
+    if (name === this.arrayMember) {
+      if (this.sensorSeen) throw new ItemSplitError(`an element has "${name}" twice`)
+      this.sensorSeen = true
+      this.sensorNext = true
+      this.keeping = false
+    } else {
+      this.keeping = this.keep.has(name)
+      if (this.keeping) {
+        if (this.head.length > 1) this.head.byte(COMMA)
+        this.head.append(this.key.view(), 0, this.key.length)
+        this.head.byte(COLON)
+      }
+    }
+    this.state = BEFORE_VALUE
+  }
+
+  private end(out: Array<RawItemPart>): void {
+    this.head.byte(CLOSE_BRACE)
+    out.push(this.part(true))
+    this.state = ENDED
+  }
+
+  private part(last: boolean): RawItemPart {
+    const readings = new Uint8Array(this.readings.length + 2)
+    readings[0] = OPEN_BRACKET
+    readings.set(this.readings.view(), 1)
+    readings[readings.length - 1] = CLOSE_BRACKET
+    const part: RawItemPart = {
+      head: last ? this.head.view() : Uint8Array.of(...this.head.view(), CLOSE_BRACE),
+      readings,
+      offset: this.offset,
+      last
+    }
+    this.offset += this.readingsInPart
+    this.readingsInPart = 0
+    this.readings.length = 0
+    return part
+  }
+
+  /** The index after the string's end in `bytes`, or `bytes.length` if it goes on; the opening quote is consumed. */
+  private skipString(bytes: Uint8Array, i: number): number {
+    const n = bytes.length
+    if (this.escaped && i < n) {
+      this.escaped = false
+      i++
+    }
+    while (i < n) {
+      const b = bytes[i]!
+      if (b === BACKSLASH) {
+        if (i + 1 >= n) {
+          this.escaped = true
+          return n
+        }
+        i += 2
+      } else if (b === QUOTE) {
+        this.inString = false
+        return i + 1
+      } else {
+        i++
+      }
+    }
+    return n
+  }
+
+  /**
+   * Scans a value (a member's, or a reading) from `i`: the index where it ends (before the `,`, `}` or `]` that
+   * follows it), or `bytes.length` if it goes on. Moves to AFTER_VALUE / AFTER_READING when it ended.
+   */
+  private scanValue(bytes: Uint8Array, i: number, member: boolean): number {
+    const n = bytes.length
+    while (i < n) {
+      if (this.inString) {
+        i = this.skipString(bytes, i)
+        if (this.inString) return n
+        if (this.depth === 0) return this.finishValue(i, member)
+        continue
+      }
+      const b = bytes[i]!
+      if (b === QUOTE) {
+        this.inString = true
+        i++
+      } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+        this.depth++
+        i++
+      } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
+        if (this.depth === 0) return this.finishValue(i, member)
+        this.depth--
+        i++
+        if (this.depth === 0) return this.finishValue(i, member)
+      } else if (b === COMMA && this.depth === 0) {
+        return this.finishValue(i, member)
+      } else if (isWhitespace(b) && this.depth === 0) {
+        return this.finishValue(i, member)
+      } else {
+        i++
+      }
+    }
+    return n
+  }
+
+  private finishValue(i: number, member: boolean): number {
+    this.state = member ? AFTER_VALUE : AFTER_READING
+    return i
+  }
+}
+
+const describe = (b: number): string =>
+  b >= 0x20 && b < 0x7f ? `'${String.fromCharCode(b)}'` : `byte 0x${b.toString(16).padStart(2, "0")}`
