@@ -19,6 +19,8 @@ export class ClaimCheck extends Schema.Class<ClaimCheck>("ClaimCheck")({
     requestId: Schema.String,
     deviceId: Schema.NullOr(Schema.String),
     tenantId: Schema.String,
+    /** The IANA zone the payload's naive reading times are read in (absent in claims of earlier versions). */
+    timeZone: Schema.optional(Schema.String),
     itemsCount: Count,
     totalSensors: Count,
     fileSize: Count
@@ -52,6 +54,8 @@ export interface PayloadFacts {
   readonly requestId: string
   readonly deviceId: string | null
   readonly tenantId: string
+  /** The zone its naive reading times were read in: the device account's, else DEFAULT_TIMEZONE. */
+  readonly timeZone: string
   readonly receivedAt: Date
   readonly originalSize: number
   readonly sha256: string
@@ -64,6 +68,7 @@ export const factsToMetadata = (facts: PayloadFacts): Record<string, string> => 
   "request-id": facts.requestId,
   ...(facts.deviceId === null ? {} : { "device-id": facts.deviceId }),
   "tenant-id": facts.tenantId,
+  "time-zone": facts.timeZone,
   "received-at": facts.receivedAt.toISOString(),
   "original-size": String(facts.originalSize),
   sha256: facts.sha256,
@@ -88,6 +93,7 @@ export const claimFor = (object: StoredObject, storage: { storageType: string; b
       requestId: m["request-id"] ?? "",
       deviceId: m["device-id"] ?? null,
       tenantId: m["tenant-id"] ?? "default",
+      ...(m["time-zone"] === undefined ? {} : { timeZone: m["time-zone"] }),
       itemsCount: Number(m["items-count"] ?? 0),
       totalSensors: Number(m["sensors-count"] ?? 0),
       fileSize: object.size

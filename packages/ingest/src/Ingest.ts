@@ -12,10 +12,11 @@ import {
   PayloadConfig,
   PayloadTooLarge
 } from "@telemetry/domain"
-import { Config, Deferred, Effect, Stream } from "effect"
+import { Config, Deferred, Effect, Option, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
+import * as BodyRate from "./limits/BodyRate.js"
 
 export const IngestConfig = Config.all({
   maxBodyBytes: Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(512 * 1024 * 1024)),
@@ -32,10 +33,14 @@ const RATIO_FLOOR = 1024 * 1024
 
 export interface IngestRequest<E> {
   readonly body: Stream.Stream<Uint8Array, E>
+  /** The body's size as the client declared it (`Content-Length`), when it did. */
+  readonly declaredLength: number | null
   readonly gzipped: boolean
   readonly requestId: string
   readonly deviceId: string | null
   readonly tenantId: string
+  /** The zone of the device account, for naive reading times; else DEFAULT_TIMEZONE. */
+  readonly timeZone: string | null
   /** The client's `Idempotency-Key`: a retry with it gets the first claim back. */
   readonly idempotencyKey: string | null
 }
@@ -57,6 +62,15 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     const config = yield* IngestConfig
     const admission = yield* Admission
     const requests = yield* Idempotency.IngestRequests
+    const bodyRate = yield* BodyRate.BodyRateConfig
+
+    /** The decompressed body's sha256, as `store` computes it, to tell a retry from another body. */
+    const sha256Of = <E>(request: IngestRequest<E>) =>
+      (request.gzipped ? gunzip(request.body) : request.body).pipe(
+        limitBytes(payload.maxDecompressedBytes, "decompressed body"),
+        Stream.runFold(createHash("sha256"), (hash, bytes) => hash.update(bytes)),
+        Effect.map((hash) => hash.digest("hex"))
+      )
 
     /**
      * Streams the body to storage (gzip-compressed unless it already is) while validating it; the object is
@@ -68,7 +82,8 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
         Effect.gen(function*() {
           const receivedAt = new Date()
           const key = objectKey(claimId, receivedAt)
-          const body = request.body.pipe(limitBytes(config.maxBodyBytes, "request body"))
+          const timeZone = request.timeZone ?? payload.timeZone
+          const body = request.body.pipe(limitBytes(config.maxBodyBytes, "request body"), BodyRate.atLeast(bodyRate))
           const [toStore, toCheck] = yield* Stream.broadcast(body, 2, config.maxLagChunks)
 
           const sha256 = createHash("sha256")
@@ -89,7 +104,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
                 )
                 : Effect.void
             }),
-            decodePayload({ ...payload, receivedAt: receivedAt.getTime() }),
+            decodePayload({ ...payload, timeZone, receivedAt: receivedAt.getTime() }),
             Stream.runFold({ items: 0, readings: 0 }, (n, item) => ({
               items: n.items + (item.continued ? 0 : 1),
               readings: n.readings + item.readings.length
@@ -99,6 +114,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
               requestId: request.requestId,
               deviceId: request.deviceId,
               tenantId: request.tenantId,
+              timeZone,
               receivedAt,
               originalSize,
               sha256: sha256.digest("hex"),
@@ -145,17 +161,47 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
         )
       )
 
+    const replayed = (first: Idempotency.Submission): Accepted => ({
+      claimId: first.claimId,
+      key: first.objectKey,
+      items: first.items,
+      readings: first.readings,
+      replayed: true
+    })
+
+    /**
+     * A retry with an Idempotency-Key already accepted is answered before anything is stored: its body is only
+     * read to tell a retry (the first claim back) from another body under the same key (refused).
+     */
+    const retryOf = <E>(request: IngestRequest<E>, key: string) =>
+      Effect.gen(function*() {
+        const recorded = yield* requests.find({ tenantId: request.tenantId, deviceId: request.deviceId ?? "", idempotencyKey: key })
+        if (Option.isNone(recorded)) return Option.none<Accepted>()
+        const first = recorded.value
+        if (!first.accepted) return yield* new Idempotency.InProgress({ claimId: first.claimId })
+        if ((yield* sha256Of(request)) !== first.sha256) return yield* new Idempotency.KeyReused({ key })
+        return Option.some(replayed(first))
+      })
+
     const accept = <E>(request: IngestRequest<E>) =>
-      admission.admit({ tenantId: request.tenantId, deviceId: request.deviceId ?? "" })(store(request, randomUUID())).pipe(
-        Effect.catchIf((e) => e instanceof Idempotency.Duplicate, ({ first }: Idempotency.Duplicate) =>
-          Effect.succeed<Accepted>({
-            claimId: first.claimId,
-            key: first.objectKey,
-            items: first.items,
-            readings: first.readings,
-            replayed: true
-          }))
-      )
+      Effect.gen(function*() {
+        // Refused before a byte is read (and before it takes a slot).
+        if (request.declaredLength !== null && request.declaredLength > config.maxBodyBytes) {
+          return yield* new PayloadTooLarge({
+            message: `the body's declared length, ${request.declaredLength} bytes, is over ${config.maxBodyBytes}`,
+            limit: config.maxBodyBytes
+          })
+        }
+        return yield* admission.admit({ tenantId: request.tenantId, deviceId: request.deviceId ?? "" })(
+          Effect.flatMap(
+            request.idempotencyKey === null ? Effect.succeedNone : retryOf(request, request.idempotencyKey),
+            Option.match({ onSome: Effect.succeed, onNone: () => store(request, randomUUID()) })
+          )
+        ).pipe(
+          Effect.catchIf((e) => e instanceof Idempotency.Duplicate, ({ first }: Idempotency.Duplicate) =>
+            Effect.succeed(replayed(first)))
+        )
+      })
 
     return { accept } as const
   }),

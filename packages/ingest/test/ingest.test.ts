@@ -10,7 +10,7 @@ import {
   QueueError
 } from "@telemetry/domain"
 import { inMemoryStore, nextClaim } from "@telemetry/domain/testing"
-import { Chunk, ConfigProvider, Deferred, Effect, Either, Fiber, Layer, Option, Schema, Stream } from "effect"
+import { Chunk, ConfigProvider, Context, Deferred, Effect, Either, Fiber, Layer, Option, Ref, Schema, Stream, TestClock } from "effect"
 import { createHash } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { Ingest } from "../src/Ingest.js"
@@ -20,12 +20,18 @@ const bodyOf = (bytes: Uint8Array, chunkSize = 100) =>
   Stream.fromIterable(Array.from({ length: Math.ceil(bytes.length / chunkSize) }, (_, i) =>
     bytes.subarray(i * chunkSize, (i + 1) * chunkSize)))
 
-const request = (bytes: Uint8Array, gzipped: boolean, more: { idempotencyKey?: string; deviceId?: string } = {}) => ({
+const request = (
+  bytes: Uint8Array,
+  gzipped: boolean,
+  more: { idempotencyKey?: string; deviceId?: string; timeZone?: string; declaredLength?: number } = {}
+) => ({
   body: bodyOf(bytes),
+  declaredLength: more.declaredLength ?? null,
   gzipped,
   requestId: "req-1",
   deviceId: more.deviceId ?? "device-7",
   tenantId: "tenant-a",
+  timeZone: more.timeZone ?? null,
   idempotencyKey: more.idempotencyKey ?? null
 })
 
@@ -56,6 +62,7 @@ describe("Ingest on in-memory storage and queue", () => {
         "request-id": "req-1",
         "device-id": "device-7",
         "original-size": String(json.length),
+        "time-zone": "UTC",
         sha256: createHash("sha256").update(json).digest("hex")
       })
 
@@ -74,6 +81,7 @@ describe("Ingest on in-memory storage and queue", () => {
           requestId: "req-1",
           deviceId: "device-7",
           tenantId: "tenant-a",
+          timeZone: "UTC",
           itemsCount: 1,
           totalSensors: 3,
           fileSize: object!.size
@@ -119,7 +127,8 @@ describe("Ingest on in-memory storage and queue", () => {
           publish: () => Effect.fail(new QueueError({ operation: "publish", message: "broker down" })),
           consume: () => Effect.never,
           deadLetters: () => Stream.empty,
-          check: Effect.fail(new QueueError({ operation: "check", message: "broker down" }))
+          check: Effect.fail(new QueueError({ operation: "check", message: "broker down" })),
+          backlog: Effect.fail(new QueueError({ operation: "check", message: "broker down" }))
         }))
       ))
     ))
@@ -198,5 +207,103 @@ describe("Ingest on in-memory storage and queue", () => {
       expect(refused).toMatchObject({ _tag: "PayloadTooLarge", limit: 100 })
       expect(yield* objects).toEqual([])
       expect(Option.isNone(yield* nextClaim)).toBe(true)
+    }).pipe(Effect.provide(inMemory)))
+})
+
+
+describe("Ingest refuses what would hold it for nothing", () => {
+  /** How many uploads storage was asked to start. */
+  class Puts extends Context.Tag("test/Puts")<Puts, Ref.Ref<number>>() {}
+  const countingPuts = Layer.effect(
+    ObjectStore,
+    Effect.gen(function*() {
+      const storage = yield* ObjectStore
+      const puts = yield* Puts
+      return ObjectStore.of({
+        ...storage,
+        put: (key, body, finalize) => Effect.zipRight(Ref.update(puts, (n) => n + 1), storage.put(key, body, finalize))
+      })
+    })
+  ).pipe(Layer.provide(MemoryObjectStore.layer()), Layer.provideMerge(Layer.effect(Puts, Ref.make(0))))
+
+  it.live("a declared length over MAX_BODY_BYTES is refused before a byte is read, taking no slot", () =>
+    Effect.gen(function*() {
+      const unread = { ...request(Buffer.from("[]"), false, { declaredLength: 5_000_000_000 }), body: Stream.die("read") }
+      expect(yield* Effect.flip((yield* Ingest).accept(unread))).toMatchObject({ _tag: "PayloadTooLarge", limit: 1_000_000 })
+      expect(yield* objects).toEqual([])
+    }).pipe(Effect.provide(inMemoryWith({ MAX_BODY_BYTES: "1000000", MAX_INFLIGHT_UPLOADS: "1" }))))
+
+  it.effect("a body slower than MIN_BODY_RATE past its grace is cut, and nothing is stored", () =>
+    Effect.gen(function*() {
+      const json = Buffer.from(JSON.stringify(haPayload("slow-body")))
+      // Ten bytes, then nothing: what a client holding a slot open sends.
+      const stalled = { ...request(json, false), body: Stream.concat(bodyOf(json.subarray(0, 10)), Stream.never) }
+      const upload = yield* Effect.fork(Effect.flip((yield* Ingest).accept(stalled)))
+      yield* TestClock.adjust("9 seconds")
+      expect(upload.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Fiber.join(upload)).toMatchObject({ _tag: "BodyTooSlow", received: 10, minBytesPerSecond: 1024 })
+      expect(yield* objects).toEqual([])
+    }).pipe(Effect.provide(inMemoryWith({ MIN_BODY_RATE: "1024", BODY_RATE_GRACE: "10 seconds" }))))
+
+  it.live("bytes after the end of the gzip data are refused; a second gzip member is read", () =>
+    Effect.gen(function*() {
+      const gzipped = gzipSync(JSON.stringify(haPayload("trailing")))
+      const padded = Buffer.concat([gzipped, Buffer.alloc(64 * 1024)])
+      expect(yield* Effect.flip((yield* Ingest).accept(request(padded, true)))).toMatchObject({
+        _tag: "InvalidPayload",
+        message: expect.stringContaining("after the end of its gzip data")
+      })
+      expect(yield* objects).toEqual([])
+      const json = JSON.stringify(haPayload("members"))
+      const members = Buffer.concat([gzipSync(json.slice(0, 40)), gzipSync(json.slice(40))])
+      expect(yield* (yield* Ingest).accept(request(members, true))).toMatchObject({ items: 1, readings: 3 })
+    }).pipe(Effect.provide(inMemory)))
+
+  it.live("a retry under an accepted Idempotency-Key is answered without uploading anything again", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const json = Buffer.from(JSON.stringify(haPayload("keyed")))
+      const first = yield* ingest.accept(request(json, false, { idempotencyKey: "k-early" }))
+      const puts = yield* Puts
+      expect(yield* Ref.get(puts)).toBe(1)
+      expect(yield* ingest.accept(request(json, false, { idempotencyKey: "k-early" }))).toEqual({ ...first, replayed: true })
+      const other = Buffer.from(JSON.stringify(haPayload("other-body")))
+      expect(yield* Effect.flip(ingest.accept(request(other, false, { idempotencyKey: "k-early" })))).toMatchObject({
+        _tag: "KeyReused"
+      })
+      expect(yield* Ref.get(puts)).toBe(1)
+      expect(yield* objects).toHaveLength(1)
+    }).pipe(Effect.provide(Ingest.Default.pipe(
+      Layer.provideMerge(countingPuts),
+      Layer.provideMerge(EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second" })),
+      Layer.provideMerge(inMemoryStore(1000))
+    ))))
+
+  it.live("a device holds at most MAX_UPLOADS_PER_DEVICE slots; other devices go on", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const json = Buffer.from(JSON.stringify(haPayload("held")))
+      const release = yield* Deferred.make<void>()
+      const held = () => ({
+        ...request(json, false),
+        body: Stream.concat(bodyOf(json.subarray(0, 10)), Stream.fromEffect(Effect.as(Deferred.await(release), json.subarray(10))))
+      })
+      const holding = yield* Effect.forkAll([ingest.accept(held()), ingest.accept(held())])
+      yield* Effect.sleep("100 millis")
+      expect(yield* Effect.flip(ingest.accept(held()))).toMatchObject({ _tag: "TooManyUploads", scope: "device", limit: 2 })
+      expect(yield* ingest.accept(request(json, false, { deviceId: "device-8" }))).toMatchObject({ readings: 3 })
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* Fiber.join(holding)).toHaveLength(2)
+    }).pipe(Effect.provide(inMemoryWith({ MAX_UPLOADS_PER_DEVICE: "2", IDEMPOTENCY_BODY_WINDOW: "0 seconds" }))))
+
+  it.live("naive reading times are read in the device account's zone, which the object and claim carry", () =>
+    Effect.gen(function*() {
+      const json = Buffer.from(JSON.stringify(haPayload("zoned")))
+      const accepted = yield* (yield* Ingest).accept(request(json, false, { timeZone: "America/Sao_Paulo" }))
+      const [object] = yield* objects
+      expect(object?.metadata["time-zone"]).toBe("America/Sao_Paulo")
+      const claim = yield* Effect.flatten(nextClaim)
+      expect(claim).toMatchObject({ claim_id: accepted.claimId, metadata: { timeZone: "America/Sao_Paulo" } })
     }).pipe(Effect.provide(inMemory)))
 })

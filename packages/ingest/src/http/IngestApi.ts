@@ -3,7 +3,16 @@ import { EquipmentItem } from "@telemetry/domain"
 import { Schema } from "effect"
 import { DeviceAuth } from "./Auth.js"
 import { allowUnknownFields } from "./docs.js"
-import { InProgress, InvalidBody, KeyReused, RateLimited, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import {
+  InProgress,
+  InvalidBody,
+  KeyReused,
+  RateLimited,
+  RequestTimeout,
+  TooLarge,
+  Unavailable,
+  UnsupportedMediaType
+} from "./errors.js"
 
 // --- Ingest (contract §1) ---
 
@@ -41,12 +50,19 @@ const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary
     .addSuccess(Accepted, { status: 202 })
     .addError(InvalidBody)
     .addError(TooLarge)
+    .addError(RequestTimeout)
     .addError(UnsupportedMediaType)
     .addError(RateLimited)
     .addError(InProgress)
     .addError(KeyReused)
     .addError(Unavailable)
     .annotate(OpenApi.Summary, summary)
+    .annotate(
+      OpenApi.Description,
+      "Answered `202` once the payload is stored and its claim queued; the Easy Smart Monitor integration for Home " +
+        "Assistant (`User-Agent: EasySmartMonitor/…`), which counts only 200 and 201 as success, gets `200` with the " +
+        "same body. Naive reading times are read in the device account's time zone, else DEFAULT_TIMEZONE."
+    )
     .annotate(OpenApi.Transform, allowUnknownFields)
 
 export class IngestGroup extends HttpApiGroup.make("ingest")

@@ -23,6 +23,14 @@ export class TooLarge extends Schema.Class<TooLarge>("TooLarge")(
   HttpApiSchema.annotations({ status: 413, description: "The body, the decompressed body, an item or the item count is over its limit" })
 ) {}
 
+export class RequestTimeout extends Schema.Class<RequestTimeout>("RequestTimeout")(
+  { error: code("request_timeout"), message },
+  HttpApiSchema.annotations({
+    status: 408,
+    description: "The body came slower than MIN_BODY_RATE for longer than BODY_RATE_GRACE; nothing was stored"
+  })
+) {}
+
 export class UnsupportedMediaType extends Schema.Class<UnsupportedMediaType>("UnsupportedMediaType")(
   { error: code("unsupported_media_type"), message },
   HttpApiSchema.annotations({ status: 415, description: "Content-Type is not application/json or Content-Encoding not gzip" })
@@ -84,6 +92,7 @@ export type ApiError =
   | InvalidParameter
   | InvalidBody
   | TooLarge
+  | RequestTimeout
   | UnsupportedMediaType
   | Unavailable
   | RateLimited

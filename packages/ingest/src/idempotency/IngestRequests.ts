@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { RevokedClaims } from "@telemetry/domain"
-import { Config, Context, Data, Duration, Effect, Layer, Schedule } from "effect"
+import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule } from "effect"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */
 export interface Submission {
@@ -23,7 +23,20 @@ export class InProgress extends Data.TaggedError("InProgress")<{ readonly claimI
 /** The key was used before for a different body. */
 export class KeyReused extends Data.TaggedError("KeyReused")<{ readonly key: string }> {}
 
+/** A request under an Idempotency-Key, as it was recorded. */
+export interface Recorded extends Submission {
+  /** False while it is still being stored and published. */
+  readonly accepted: boolean
+}
+
 export interface IngestRequestsShape {
+  /**
+   * The request recorded under this key within the key window, if any (none when the database fails: the
+   * request then goes ahead, as `reserve` lets it).
+   */
+  readonly find: (
+    key: { readonly tenantId: string; readonly deviceId: string; readonly idempotencyKey: string }
+  ) => Effect.Effect<Option.Option<Recorded>>
   /**
    * Reserves the submission's key (or body) for its claim, or fails with what holds it. A reservation that
    * fails for want of a database lets the request through: idempotency is worth less than the reading.
@@ -135,7 +148,29 @@ export const layer = Layer.scoped(
       Effect.forkScoped
     )
 
+    const find: IngestRequestsShape["find"] = (key) =>
+      sql<Row>`SELECT claim_id, idempotency_key, body_sha256, object_key, items, readings, accepted FROM ingest_requests
+        WHERE tenant_id = ${key.tenantId} AND device_id = ${key.deviceId} AND idempotency_key = ${key.idempotencyKey}
+          AND created_at >= now() - make_interval(secs => ${seconds(keyWindow)})
+          AND (accepted OR created_at >= now() - make_interval(secs => ${seconds(STALE_PENDING)}))`.pipe(
+        Effect.map(([row]) =>
+          Option.map(Option.fromNullable(row), (r): Recorded => ({
+            ...key,
+            sha256: r.body_sha256,
+            claimId: r.claim_id,
+            objectKey: r.object_key,
+            items: r.items,
+            readings: r.readings,
+            accepted: r.accepted
+          }))
+        ),
+        Effect.catchAll((e) =>
+          Effect.as(Effect.logWarning(`idempotency key not looked up, the database failed: ${e.message}`), Option.none())
+        )
+      )
+
     return IngestRequests.of({
+      find,
       reserve,
       accept: (claimId) =>
         sql`UPDATE ingest_requests SET accepted = true WHERE claim_id = ${claimId}`.pipe(
