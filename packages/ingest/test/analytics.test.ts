@@ -31,6 +31,8 @@ const materializedBuckets = (view: "telemetry_hourly" | "telemetry_daily") =>
 const DIGITS = 8
 const approx = (x: number | null) => (x === null ? null : expect.closeTo(x, DIGITS))
 const iso = (ms: number) => new Date(ms).toISOString()
+/** A reading's time as the raw history writes it, to the microsecond. */
+const isoMicros = (ms: number) => iso(ms).replace(/Z$/, "000Z")
 
 const analyticsSuite = (database: TestDatabase) =>
   describe(`analytics endpoints on ${database.name}`, async () => {
@@ -103,14 +105,14 @@ const analyticsSuite = (database: TestDatabase) =>
         const raw = yield* get(`/equipment/${equipment}/history?${query({ period: "raw", limit: 100_000, ...range })}`)
         const expectedRaw = rawRows(points, Date.parse(range.start_date), Date.parse(range.end_date))
         expect(raw.json.data).toEqual(expectedRaw.map((p) => ({
-          time: iso(p.time),
+          time: isoMicros(p.time),
           ...sensorColumns(p.sensor),
           value: p.value,
           status: p.status,
           metadata: p.metadata
         })))
         const limited = yield* get(`/equipment/${equipment}/history?${query({ period: "raw", limit: 5, ...range })}`)
-        expect(limited.json.data.map((r: any) => r.time)).toEqual(expectedRaw.slice(0, 5).map((p) => iso(p.time)))
+        expect(limited.json.data.map((r: any) => r.time)).toEqual(expectedRaw.slice(0, 5).map((p) => isoMicros(p.time)))
       })
 
     /** `probe-1` is a sensor of eq-b and of eq-c: by uuid alone both, with equipment_uuid one. */
@@ -134,7 +136,7 @@ const analyticsSuite = (database: TestDatabase) =>
       const raw = yield* get(`/sensor/probe-1/history?${query({ period: "raw", equipment_uuid: "eq-b", limit: 100_000, ...range })}`)
       expect(raw.json.data).toEqual(
         rawRows(ofSensor.filter((p) => p.equipment === "eq-b"), start, stop).map((p) => ({
-          time: iso(p.time),
+          time: isoMicros(p.time),
           value: p.value,
           status: p.status,
           metadata: p.metadata
@@ -279,7 +281,16 @@ const analyticsSuite = (database: TestDatabase) =>
             ["/equipment/eq-a/stats?period=2d", "period"],
             ["/home-assistant/eq-a?hours=0", "hours"],
             ["/home-assistant/eq-a?hours=169", "hours"],
-            ["/home-assistant/eq-a?hours=1.5", "hours"]
+            ["/home-assistant/eq-a?hours=1.5", "hours"],
+            // What ingest refuses to store cannot be asked for either: 400, not a database error.
+            ["/equipment/eq-a/history?start_date=0000-01-01", "start_date"],
+            ["/equipment/eq-a/history?end_date=2100-01-02", "end_date"],
+            [`/equipment/${"e".repeat(129)}/history`, "equipmentUuid"],
+            ["/equipment/a%00b/history", "equipmentUuid"],
+            ["/sensor/a%00b/history", "sensorUuid"],
+            ["/equipment/eq-a/stats?sensor_type=a%00b", "sensor_type"],
+            ["/sensor/probe-1/history?equipment_uuid=a%00b", "equipment_uuid"],
+            ["/home-assistant/a%00b", "equipmentUuid"]
           ]
           for (const [path, where] of cases) {
             const response = yield* get(path)
@@ -293,6 +304,13 @@ const analyticsSuite = (database: TestDatabase) =>
           expect([ok.status, ok.json.start_date, ok.json.end_date]).toEqual([200, "2026-11-20T08:00:00.000Z", "2026-11-21T00:00:00.000Z"])
           const naive = yield* get(`/equipment/eq-a/history?start_date=2026-11-20T10:00:00`)
           expect(naive.json.start_date).toBe("2026-11-20T10:00:00.000Z")
+          // Any uuid ingest accepts reads back, whatever its characters: "/", "%", "?", spaces, emoji.
+          const odd = encodeURIComponent("eq/ 100%? \u{1F600}")
+          const found = yield* get(`/equipment/${odd}/history`)
+          expect([found.status, found.json.equipment_uuid]).toEqual([200, "eq/ 100%? \u{1F600}"])
+          const longest = "\u{1F600}".repeat(64)
+          const atLimit = yield* get(`/equipment/${encodeURIComponent(longest)}/history`)
+          expect([atLimit.status, atLimit.json.equipment_uuid]).toEqual([200, longest])
         }))
 
       it.effect("an unknown equipment or sensor answers 200 with no data", () =>

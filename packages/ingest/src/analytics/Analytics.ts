@@ -65,7 +65,8 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks
     // the tie and every database answers in the same order.
     const raw = (scope: Scope, range: Range, limit?: number) =>
-      rows(RawRow)(sql`SELECT a.time, ${sensorColumns}, a.value, a.status, a.metadata
+      rows(RawRow)(sql`SELECT to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, ${sensorColumns},
+          a.value, a.status, a.metadata
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
         WHERE ${inScope(scope)} AND a.time >= ${range.start} AND a.time < ${range.end}

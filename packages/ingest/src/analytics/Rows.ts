@@ -8,6 +8,11 @@ export const Timestamp = Schema.Date.annotations({
   identifier: "Timestamp",
   jsonSchema: { type: "string", format: "date-time", description: "ISO-8601 date-time, UTC" }
 })
+/** A reading's time to the microsecond, as sent: ISO-8601 text in UTC with six fractional digits. */
+export const MicrosTimestamp = Schema.String.annotations({
+  identifier: "MicrosTimestamp",
+  jsonSchema: { type: "string", format: "date-time", description: "ISO-8601 date-time, UTC, to the microsecond" }
+})
 const Stat = (description: string) => Schema.NullOr(Schema.Number).annotations({ description })
 
 const SensorColumns = {
@@ -32,10 +37,12 @@ const activeMinutes = { active_minutes: Count.annotations({ description: "distin
 const activeHours = { active_hours: Count.annotations({ description: "distinct hours with readings" }) }
 
 const RawColumns = {
-  time: Timestamp,
+  time: MicrosTimestamp,
   value: Schema.NullOr(Schema.Number),
   status: Schema.NullOr(Schema.String),
-  metadata: Schema.NullOr(Schema.Unknown).annotations({ description: "battery, rssi, lqi, battery_voltage" })
+  metadata: Schema.NullOr(Schema.Unknown).annotations({
+    description: "battery, rssi, lqi, battery_voltage, voltage, current, power, and the reading's other sensor_* fields"
+  })
 }
 
 export const HourMetrics = Schema.Struct({ ...Metrics, ...activeMinutes }).annotations({ identifier: "HourMetrics" })

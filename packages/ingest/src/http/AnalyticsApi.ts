@@ -13,7 +13,7 @@ import {
 } from "../analytics/Rows.js"
 import { ReaderAuth } from "./Auth.js"
 import { InvalidParameter } from "./errors.js"
-import { dateParam, Limit, withDefault } from "./params.js"
+import { dateParam, Limit, Text, Uuid, withDefault } from "./params.js"
 
 // --- Analytics (contract §4) ---
 
@@ -27,7 +27,7 @@ const HistoryParams = {
   end_date: Schema.optional(dateParam("until (exclusive; default: now)")),
   limit: withDefault(Limit, 10_000)
 }
-const SensorType = Schema.optional(Schema.String.annotations({ description: "only sensors of this type" }))
+const SensorType = Schema.optional(Text.annotations({ description: "only sensors of this type" }))
 
 const range = { start_date: Timestamp, end_date: Timestamp }
 /** One envelope per period, so each period's rows are documented. */
@@ -72,7 +72,7 @@ const HomeAssistant = Schema.Struct({
 export class AnalyticsGroup extends HttpApiGroup.make("analytics")
   .add(
     HttpApiEndpoint.get("equipmentHistory", "/equipment/:equipmentUuid/history")
-      .setPath(Schema.Struct({ equipmentUuid: Schema.String }))
+      .setPath(Schema.Struct({ equipmentUuid: Uuid }))
       .setUrlParams(Schema.Struct({ ...HistoryParams, sensor_type: SensorType }))
       .addSuccess(EquipmentHistory)
       .annotate(OpenApi.Summary, "Hourly or daily statistics, or raw readings, of an equipment's sensors")
@@ -83,11 +83,11 @@ export class AnalyticsGroup extends HttpApiGroup.make("analytics")
   )
   .add(
     HttpApiEndpoint.get("sensorHistory", "/sensor/:sensorUuid/history")
-      .setPath(Schema.Struct({ sensorUuid: Schema.String }))
+      .setPath(Schema.Struct({ sensorUuid: Uuid }))
       .setUrlParams(Schema.Struct({
         ...HistoryParams,
         equipment_uuid: Schema.optional(
-          Schema.String.annotations({ description: "only the sensor of this equipment (sensor uuids are per equipment)" })
+          Uuid.annotations({ description: "only the sensor of this equipment (sensor uuids are per equipment)" })
         )
       }))
       .addSuccess(SensorHistory)
@@ -95,7 +95,7 @@ export class AnalyticsGroup extends HttpApiGroup.make("analytics")
   )
   .add(
     HttpApiEndpoint.get("equipmentStats", "/equipment/:equipmentUuid/stats")
-      .setPath(Schema.Struct({ equipmentUuid: Schema.String }))
+      .setPath(Schema.Struct({ equipmentUuid: Uuid }))
       .setUrlParams(Schema.Struct({
         period: withDefault(StatsPeriod, "24h"),
         sensor_type: SensorType
@@ -109,7 +109,7 @@ export class AnalyticsGroup extends HttpApiGroup.make("analytics")
   )
   .add(
     HttpApiEndpoint.get("homeAssistant", "/home-assistant/:equipmentUuid")
-      .setPath(Schema.Struct({ equipmentUuid: Schema.String }))
+      .setPath(Schema.Struct({ equipmentUuid: Uuid }))
       .setUrlParams(Schema.Struct({
         hours: withDefault(
           Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 168)).annotations({

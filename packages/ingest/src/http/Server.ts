@@ -1,10 +1,19 @@
-import { HttpApiBuilder, HttpApiError, HttpApiSwagger, HttpMiddleware, HttpServer, HttpServerError } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApiError,
+  HttpApiSwagger,
+  HttpMiddleware,
+  HttpRouter,
+  HttpServer,
+  HttpServerError
+} from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { ShutdownTimeout } from "@telemetry/domain"
 import { Cause, Config, Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
+import * as AuthHandlers from "./AuthHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { errorResponse, InternalError, InvalidParameter, NotFound, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
@@ -38,7 +47,7 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
     return Effect.as(Effect.logError("request failed", cause), errorResponse(new InternalError({ message: "internal error" })))
   }))
 
-const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, HealthHandlers.layer).pipe(
+const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, HealthHandlers.layer, AuthHandlers.layer).pipe(
   Layer.provide(Auth.layer)
 )
 
@@ -73,5 +82,8 @@ export const layer = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
   Layer.provide(contractErrors),
   Layer.provide(HttpApiBuilder.api(TelemetryApi).pipe(Layer.provide(handlers))),
   HttpServer.withLogAddress,
+  // Path parameters hold uuids of up to 128 characters, percent-encoded: up to 12 bytes each (the router's
+  // default, 100, would answer 404 for a uuid that ingest accepted).
+  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1536 })),
   Layer.provide(nodeServer)
 )

@@ -1,9 +1,13 @@
+import { MAX_ID_LENGTH, MAX_TEXT_LENGTH } from "@telemetry/domain"
 import { Effect, ParseResult, Schema } from "effect"
 
 // Query parameters shared by the analytics endpoints.
 
 const ISO_DATE =
   /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+\- ]\d{2}:?\d{2})?)?$/
+
+const EARLIEST = Date.UTC(1970, 0, 1)
+const LATEST = Date.UTC(2100, 0, 1)
 
 /**
  * An ISO-8601 date or date-time. Without a zone it is UTC (what the original's `::timestamptz` did on a UTC
@@ -27,7 +31,11 @@ const DateParam = Schema.transformOrFail(Schema.String, Schema.DateFromSelf, {
     const instant = new Date(
       m[4] === undefined ? text : zone === undefined ? `${text}Z` : text.replace(/ (\d{2}:?\d{2})$/, "+$1")
     )
-    return Number.isNaN(instant.getTime()) ? invalid : ParseResult.succeed(instant)
+    if (Number.isNaN(instant.getTime())) return invalid
+    // The readings' own range: the database has nothing outside it, and years like 0000 are not its dates.
+    return instant.getTime() < EARLIEST || instant.getTime() > LATEST
+      ? ParseResult.fail(new ParseResult.Type(ast, text, `must lie between 1970-01-01 and 2100-01-01; got ${JSON.stringify(text)}`))
+      : ParseResult.succeed(instant)
   },
   encode: (date) => Effect.succeed(date.toISOString())
 })
@@ -47,3 +55,19 @@ export const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1
   description: "at most this many rows (1..100000)",
   message: () => ({ message: "must be a whole number from 1 to 100000", override: true })
 })
+
+/** A text parameter as ingest stores such text: not empty, at most `max` characters, no NUL, well-formed Unicode. */
+const storedText = (max: number) =>
+  Schema.String.pipe(
+    Schema.minLength(1, { message: () => "must not be empty" }),
+    Schema.maxLength(max, { message: () => `must be at most ${max} characters` }),
+    Schema.filter((text) => !text.includes("\0") && text.isWellFormed(), {
+      message: () => "must not contain NUL characters or lone surrogates"
+    })
+  )
+
+/** An equipment or sensor uuid as ingest accepts them: whatever it accepts, analytics can be asked for. */
+export const Uuid = storedText(MAX_ID_LENGTH).annotations({ description: `up to ${MAX_ID_LENGTH} characters` })
+
+/** A sensor type, or another stored text attribute. */
+export const Text = storedText(MAX_TEXT_LENGTH)
