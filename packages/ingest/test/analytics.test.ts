@@ -290,7 +290,9 @@ const analyticsSuite = (database: TestDatabase) =>
             ["/sensor/a%00b/history", "sensorUuid"],
             ["/equipment/eq-a/stats?sensor_type=a%00b", "sensor_type"],
             ["/sensor/probe-1/history?equipment_uuid=a%00b", "equipment_uuid"],
-            ["/home-assistant/a%00b", "equipmentUuid"]
+            ["/home-assistant/a%00b", "equipmentUuid"],
+            ["/equipment/a%ED%A0%80b/history", undefined],
+            ["/equipment/a%FFb/history", undefined]
           ]
           for (const [path, where] of cases) {
             const response = yield* get(path)

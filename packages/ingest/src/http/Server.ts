@@ -21,6 +21,15 @@ import * as IngestHandlers from "./IngestHandlers.js"
 
 const failureOf = (cause: Cause.Cause<unknown>) => Option.getOrUndefined(Cause.failureOption(cause))
 
+const decodable = (url: string) => {
+  try {
+    decodeURIComponent(url)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /**
  * Failures the API does not encode itself get the contract's JSON error body: parameters that fail their schema
  * (400, naming the first offending one), unknown routes (404) and defects (500, logged). A 401 gets the
@@ -41,7 +50,12 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
       return Effect.succeed(errorResponse(failure, { "www-authenticate": "Bearer" }))
     }
     if (failure instanceof HttpServerError.RouteNotFound) {
-      return Effect.succeed(errorResponse(new NotFound({ message: "no such route" })))
+      // The router finds no route for a path it cannot decode: that is the client's malformed URL.
+      return Effect.succeed(errorResponse(
+        decodable(failure.request.url)
+          ? new NotFound({ message: "no such route" })
+          : new InvalidParameter({ message: "the URL is not percent-encoded UTF-8 (or holds a lone surrogate)" })
+      ))
     }
     if (failure !== undefined || Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
     return Effect.as(Effect.logError("request failed", cause), errorResponse(new InternalError({ message: "internal error" })))
