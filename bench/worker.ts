@@ -110,6 +110,7 @@ export const workerBenchmark = (options: {
             requestId: `bench-${claimId}`,
             deviceId: "bench",
             tenantId: "default",
+            timeZone: "UTC",
             receivedAt,
             originalSize: facts.bytes,
             sha256: facts.sha256,

@@ -18,7 +18,7 @@ const COLUMNS = ["equipment_id", "sensor_id", "time", "value", "status", "metada
 const ID_WIDTH = 10
 const PLACEHOLDERS = `${"0".repeat(ID_WIDTH)}\t${"0".repeat(ID_WIDTH)}\t`
 const NEWLINE = 0x0a
-/** A temporary table of this session, emptied at each commit, through which the readings reach telemetry_data. */
+/** A temporary table of this session through which readings that may be stored already reach telemetry_data. */
 const STAGING = "telemetry_staging"
 
 /**
@@ -90,6 +90,9 @@ function* copyRows(items: Chunk.Chunk<EncodedItem>, ids: ReadonlyArray<ItemIds>)
     yield rows
   }
 }
+
+/** SQLSTATE 23505: a row the unique reading index already holds. */
+const isUniqueViolation = (e: SqlError) => (e.cause as { readonly code?: unknown } | undefined)?.code === "23505"
 
 /** One description per key, merged in order; sorted so concurrent loads lock rows in the same order. */
 const distinctBy = <A extends object>(
@@ -227,7 +230,43 @@ export const make = (options: SqlTelemetryStoreOptions) =>
       readonly tenantId: string
       readonly equipments: Map<string, Written>
       readonly sensors: Map<string, Written>
+      /** The claim met readings already stored: its later batches go through the staging table at once. */
+      overlapping: boolean
     }
+
+    const columns = sql.unsafe(COLUMNS.join(", "))
+
+    /**
+     * Readings already stored (a resend, an overlapping claim) are skipped and the first stored value kept: the
+     * rows go through a staging table, emptied at each commit, into an INSERT that skips what the unique reading
+     * index holds. Answers how many were inserted.
+     */
+    const insertNew = (rows: Iterable<Uint8Array>) =>
+      Effect.gen(function*() {
+        yield* sql`CREATE TEMP TABLE IF NOT EXISTS ${sql(STAGING)} (LIKE telemetry_data) ON COMMIT DELETE ROWS`
+        yield* bulk.copyText(STAGING, COLUMNS, rows)
+        const [inserted] = yield* sql<{ n: number }>`WITH inserted AS (
+            INSERT INTO telemetry_data (${columns}) SELECT ${columns} FROM ${sql(STAGING)} ON CONFLICT DO NOTHING RETURNING 1
+          ) SELECT count(*)::int AS n FROM inserted`
+        yield* sql`TRUNCATE ${sql(STAGING)}`
+        return inserted?.n ?? 0
+      })
+
+    /**
+     * A batch's rows, copied straight into telemetry_data — as fast as loading gets — in a savepoint; if one of
+     * them is stored already (the unique index refuses the COPY), the savepoint is rolled back and the batch goes
+     * through `insertNew`, and so do the claim's later batches.
+     */
+    const insertBatch = (load: LoadState, rows: () => Iterable<Uint8Array>, count: number) =>
+      load.overlapping
+        ? insertNew(rows())
+        : sql.withTransaction(bulk.copyText("telemetry_data", COLUMNS, rows())).pipe(
+          Effect.as(count),
+          Effect.catchIf(isUniqueViolation, () => {
+            load.overlapping = true
+            return insertNew(rows())
+          })
+        )
 
     const loadBatch = (load: LoadState, items: Chunk.Chunk<EncodedItem>): Effect.Effect<Totals, SqlError> =>
       Effect.gen(function*() {
@@ -264,14 +303,6 @@ export const make = (options: SqlTelemetryStoreOptions) =>
             ? Effect.dieMessage(`equipment ${JSON.stringify(item.equipment.uuid)} or one of its sensors has no id after its upsert`)
             : Effect.succeed<ItemIds>({ equipment: idBytes(equipment), sensors: sensors.map((id) => idBytes(id!)) })
         })
-        // Readings already stored (a resend, an overlapping claim) are skipped, the first stored value kept: the
-        // rows go through a staging table into an INSERT that skips what the unique reading index holds.
-        yield* bulk.copyText(STAGING, COLUMNS, copyRows(items, ids))
-        const [inserted] = yield* sql<{ n: number }>`WITH inserted AS (
-            INSERT INTO telemetry_data (${sql.unsafe(COLUMNS.join(", "))})
-            SELECT ${sql.unsafe(COLUMNS.join(", "))} FROM ${sql(STAGING)} ON CONFLICT DO NOTHING RETURNING 1
-          ) SELECT count(*)::int AS n FROM inserted`
-        yield* sql`TRUNCATE ${sql(STAGING)}`
         let readings = 0
         let earliest = Infinity
         let latest = -Infinity
@@ -282,7 +313,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           earliest = Math.min(earliest, item.earliest)
           latest = Math.max(latest, item.latest)
         }
-        const duplicates = readings - (inserted?.n ?? 0)
+        const duplicates = readings - (yield* insertBatch(load, () => copyRows(items, ids), readings))
         return { items: whole, readings, duplicates, timeRange: readings > 0 ? { earliest, latest } : null }
       })
 
@@ -296,8 +327,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
               VALUES (${claim.claim_id}, ${claim.claim_check}, ${tenantId}, ${claim.metadata.requestId})
               ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`
             if (claimed.length === 0) return { _tag: "AlreadyLoaded" } as const
-            yield* sql`CREATE TEMP TABLE IF NOT EXISTS ${sql(STAGING)} (LIKE telemetry_data) ON COMMIT DELETE ROWS`
-            const load: LoadState = { tenantId, equipments: new Map(), sensors: new Map() }
+            const load: LoadState = { tenantId, equipments: new Map(), sensors: new Map(), overlapping: false }
             const totals = yield* items.pipe(
               Stream.map(encode),
               Stream.transduce(
