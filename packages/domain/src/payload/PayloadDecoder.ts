@@ -56,6 +56,14 @@ const yieldToEventLoop = Effect.async<void>((resume) => {
 })
 
 /**
+ * One payload at a time scans a chunk, in this process. Each turn ends with the yield above, taken while holding
+ * the turn: the next payload's turn starts from the next check phase of the event loop, after its I/O. Without it,
+ * N payloads scanning at once would each run a chunk in the same check phase — N chunks' work between two looks
+ * at the sockets (a health check waited seconds behind 32 uploads) — and hold N chunks' objects at once.
+ */
+const scanTurn = Effect.unsafeMakeSemaphore(1)
+
+/**
  * Items larger than this are read in parts of about PART_BYTES of readings (see ItemSplitter): a part is parsed
  * in a few milliseconds, and concurrent large items hold a part each in memory, not a whole item and its objects.
  */
@@ -135,7 +143,9 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
       )
     )
     return bytes.pipe(
-      Stream.mapConcatChunkEffect((bytes) => Effect.zipLeft(scan(() => scanner.push(bytes)), yieldToEventLoop)),
+      Stream.mapConcatChunkEffect((bytes) =>
+        scanTurn.withPermits(1)(Effect.zipLeft(scan(() => scanner.push(bytes)), yieldToEventLoop))
+      ),
       Stream.concat(Stream.execute(finish))
     )
   })
