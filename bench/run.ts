@@ -5,7 +5,7 @@
  *
  *   pnpm bench                      quick sizes (a few minutes)
  *   pnpm bench --full               the large sizes
- *   pnpm bench --only worker,memory a subset (worker, ingest, memory, analytics)
+ *   pnpm bench --only worker,memory a subset (worker, ingest, memory, analytics, login)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
@@ -14,6 +14,7 @@ import { writeFile } from "node:fs/promises"
 import pg from "pg"
 import { analyticsBenchmark } from "./analytics.js"
 import { ingestBenchmark } from "./ingest.js"
+import { loginBenchmark } from "./login.js"
 import { memoryBenchmark } from "./memory.js"
 import { machine, markdown, type Results } from "./report.js"
 import { s3rver } from "./services.js"
@@ -25,17 +26,19 @@ const sizes = {
     worker: { readings: 2_000_000, rounds: 1 },
     ingest: { payloadBytes: 10 * MB, requests: { 1: 10, 8: 24 }, rounds: 1 },
     memory: { payloadBytes: 200 * MB },
-    analytics: { rows: 1_000_000, requests: 40 }
+    analytics: { rows: 1_000_000, requests: 40 },
+    login: { accounts: 200, cachedLogins: 2_000, uncachedLogins: 60 }
   },
   full: {
     worker: { readings: 10_000_000, rounds: 3 },
     ingest: { payloadBytes: 10 * MB, requests: { 1: 20, 8: 48 }, rounds: 3 },
     memory: { payloadBytes: 1000 * MB },
-    analytics: { rows: 10_000_000, requests: 100 }
+    analytics: { rows: 10_000_000, requests: 100 },
+    login: { accounts: 1_000, cachedLogins: 10_000, uncachedLogins: 300 }
   }
 } as const
 
-const names = ["worker", "ingest", "memory", "analytics"] as const
+const names = ["worker", "ingest", "memory", "analytics", "login"] as const
 type Name = (typeof names)[number]
 
 const args = process.argv.slice(2)
@@ -89,6 +92,7 @@ const program = Effect.gen(function*() {
   yield* run("ingest", ingestBenchmark({ storage, ...size.ingest }), (i) => (results.ingest = i))
   yield* run("memory", memoryBenchmark({ storage, ...size.memory }), (m) => (results.memory = m))
   yield* run("analytics", analyticsBenchmark(size.analytics), (a) => (results.analytics = a))
+  yield* run("login", loginBenchmark(size.login), (l) => (results.login = l))
 
   const report: Results = {
     mode,

@@ -1,20 +1,20 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ObjectStore } from "@telemetry/domain"
-import { count } from "@telemetry/domain/testing"
+import { count, inMemoryStore } from "@telemetry/domain/testing"
 import { Chunk, Effect, Layer, Stream } from "effect"
-import { execFile } from "node:child_process"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import { createServer } from "node:http"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose"
+import { decodeJwt, exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose"
 import { authEnv, bearer, claimsOf, deviceToken, readerToken, signToken, TEST_SECRET } from "./support/auth.js"
+import { runCli } from "./support/cli.js"
+import { send } from "./support/client.js"
 import { haPayload } from "./support/payloads.js"
 import { healthy, type PipelineProcess, startPipeline, until } from "./support/process.js"
-import { embeddedStack, eventually, freePort, tempDir } from "./support/stack.js"
+import { serverOn } from "./support/server.js"
+import { deployment, embeddedStack, eventually, freePort, tempDir } from "./support/stack.js"
 
-const root = fileURLToPath(new URL("../../../", import.meta.url))
 const DAY = "start_date=2026-11-20T00:00:00Z&end_date=2026-11-21T00:00:00Z"
 
 interface Answer {
@@ -41,16 +41,8 @@ const ingest = (base: string, equipment: string, headers: Record<string, string>
 const readings = (base: string, equipment: string, headers: Record<string, string>) =>
   call(base, `/api/v1/analytics/equipment/${equipment}/history?period=raw&${DAY}`, { headers })
 
-/** `pnpm token`'s program as a child process; resolves with its stdout. */
-const mintWithCli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "packages/ingest/src/cli/token.ts", ...args],
-      { cwd: root, env: { ...process.env, ...env } },
-      (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })
-    )
-  })
+/** `pnpm token`'s program as a child process. */
+const mintWithCli = (args: ReadonlyArray<string>, env: Record<string, string>) => runCli("token", args, env)
 
 // An identity provider: its RS256 public key served as a JSON Web Key Set (AUTH_JWKS_URL).
 const provider = await generateKeyPair("RS256")
@@ -68,12 +60,18 @@ const jwks = Layer.scopedDiscard(Effect.acquireRelease(
   }),
   (server) => Effect.promise(() => new Promise((resolve) => server.close(resolve)))
 ))
+const ISSUER = "https://idp.example.test"
+const AUDIENCE = "telemetry-api"
+/** A token of the identity provider, for this API (its issuer and our audience) unless `claims` say otherwise. */
 const providerToken = (key: CryptoKey, claims: Record<string, unknown>) =>
-  Effect.promise(() => new SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "idp-1" }).sign(key))
+  Effect.promise(() =>
+    new SignJWT({ iss: ISSUER, aud: AUDIENCE, ...claims }).setProtectedHeader({ alg: "RS256", kid: "idp-1" }).sign(key)
+  )
 
 const port = await freePort()
 const base = `http://127.0.0.1:${port}`
-const stack = Layer.merge(embeddedStack(port, { AUTH_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json` }), jwks)
+const providerEnv = { AUTH_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json`, AUTH_ISSUER: ISSUER, AUTH_AUDIENCE: AUDIENCE }
+const stack = Layer.merge(embeddedStack(port, providerEnv), jwks)
 
 const storedObjects = Effect.flatMap(ObjectStore, (storage) =>
   Effect.map(Stream.runCollect(storage.list("telemetry/")), Chunk.toReadonlyArray))
@@ -160,6 +158,7 @@ describe("bearer tokens on the embedded pipeline", () => {
         const { exp: _, ...withoutExp } = claimsOf("device", "tenant-a", "dev-a")
         const { tenant_id: __, ...withoutTenant } = claimsOf("device", "tenant-a", "dev-a")
         const publicKeyPem = yield* Effect.promise(() => exportSPKI(provider.publicKey))
+        const future = { iat: now + 600, exp: now + 4200 }
         const cases: ReadonlyArray<readonly [string, Record<string, string>, string]> = [
           ["no Authorization header", {}, "missing"],
           ["another scheme", { authorization: "Basic ZGV2LWE6c2VjcmV0" }, "Bearer"],
@@ -173,7 +172,12 @@ describe("bearer tokens on the embedded pipeline", () => {
           ["expired", bearer(signToken(claimsOf("device", "tenant-a", "dev-a", { iat: now - 7200, exp: now - 60 }))), "expired"],
           ["without exp", bearer(signToken(withoutExp)), "\"exp\" claim is missing"],
           ["without tenant_id", bearer(signToken(withoutTenant)), "tenant_id"],
-          ["an unknown user_type", bearer(signToken(claimsOf("device", "tenant-a", "dev-a", { user_type: "admin" }))), "user_type"]
+          ["an unknown user_type", bearer(signToken(claimsOf("device", "tenant-a", "dev-a", { user_type: "superuser" }))), "user_type"],
+          ["RS256 for another audience", bearer(yield* providerToken(provider.privateKey, claimsOf("device", "tenant-a", "dev-a", { aud: "another-app" }))), "\"aud\" claim"],
+          ["RS256 without audience", bearer(yield* providerToken(provider.privateKey, claimsOf("device", "tenant-a", "dev-a", { aud: undefined }))), "\"aud\" claim"],
+          ["RS256 of another issuer", bearer(yield* providerToken(provider.privateKey, claimsOf("device", "tenant-a", "dev-a", { iss: "https://evil.test" }))), "\"iss\" claim"],
+          ["HS256 issued ten minutes in the future", bearer(signToken(claimsOf("device", "tenant-a", "dev-a", future))), "\"iat\" claim lies in the future"],
+          ["RS256 issued ten minutes in the future", bearer(yield* providerToken(provider.privateKey, claimsOf("device", "tenant-a", "dev-a", future))), "\"iat\" claim lies in the future"]
         ]
         const before = yield* footprint
         for (const [name, headers, reason] of cases) {
@@ -203,11 +207,38 @@ describe("bearer tokens on the embedded pipeline", () => {
         expect(itself.status).toBe(202)
       }))
 
-    it.effect("RS256 tokens of the identity provider at AUTH_JWKS_URL are accepted", () =>
+    it.effect("RS256 tokens of the identity provider at AUTH_JWKS_URL are accepted, with its issuer and our audience", () =>
       Effect.gen(function*() {
         const token = yield* providerToken(provider.privateKey, claimsOf("reader", "tenant-a", "dashboard"))
         const answer = yield* readings(base, "shared-eq", bearer(token))
         expect([answer.status, answer.json.data.length]).toEqual([200, 3])
+        // An audience list that names us is ours too.
+        const listed = yield* providerToken(provider.privateKey, claimsOf("reader", "tenant-a", "dashboard", { aud: ["other", AUDIENCE] }))
+        expect((yield* readings(base, "shared-eq", bearer(listed))).status).toBe(200)
+        // The provider refreshes its own tokens, and grants no admin.
+        const refreshed = yield* call(base, "/api/v1/auth/refresh", { method: "POST", headers: bearer(token) })
+        expect([refreshed.status, refreshed.json.message]).toEqual([401, "the token is not signed with an accepted algorithm"])
+        const admin = yield* providerToken(provider.privateKey, claimsOf("reader", "*", "idp-admin", { user_type: "admin" }))
+        expect((yield* call(base, "/api/v1/admin/accounts?kind=device", { headers: bearer(admin) })).status).toBe(401)
+      }))
+
+    it.effect("an iat ahead of the clock by less than AUTH_CLOCK_SKEW (60 s) is accepted: clocks differ a little", () =>
+      Effect.gen(function*() {
+        const now = Math.floor(Date.now() / 1000)
+        const ahead = { iat: now + 30, exp: now + 3600 }
+        expect((yield* ingest(base, "skew-eq", bearer(signToken(claimsOf("device", "tenant-a", "dev-a", ahead))))).status).toBe(202)
+        const token = yield* providerToken(provider.privateKey, claimsOf("reader", "tenant-a", "dashboard", ahead))
+        expect((yield* readings(base, "shared-eq", bearer(token))).status).toBe(200)
+      }))
+
+    it.effect("admin tokens (account administration only) can neither ingest nor read analytics", () =>
+      Effect.gen(function*() {
+        const admin = bearer(signToken(claimsOf("device", "tenant-a", "cli", { user_type: "admin" })))
+        const refused = yield* ingest(base, "admin-eq", admin)
+        expect([refused.status, refused.json.message]).toEqual([403, "only device tokens may ingest; this is an admin token"])
+        const read = yield* readings(base, "shared-eq", admin)
+        expect([read.status, read.json.message]).toEqual([403, "only reader tokens may read analytics; this is an admin token"])
+        expect(yield* count("equipments", "uuid = 'admin-eq'")).toBe(0)
       }))
 
     it.effect("health and the API's documents need no token", () =>
@@ -219,10 +250,14 @@ describe("bearer tokens on the embedded pipeline", () => {
 
     it.effect("pnpm token mints device and reader tokens that the server accepts", () =>
       Effect.gen(function*() {
-        const mint = (type: string, subject: string) =>
-          Effect.promise(() => mintWithCli(["--type", type, "--tenant", "tenant-c", "--subject", subject, "--expires", "2h"], authEnv))
-        const device = yield* mint("device", "cli-device")
+        const mint = (type: string, subject: string, ...more: ReadonlyArray<string>) =>
+          Effect.promise(() =>
+            mintWithCli(["--type", type, "--tenant", "tenant-c", "--subject", subject, "--expires", "2h", ...more], authEnv)
+          )
+        // Lisbon keeps UTC in November: the payload's naive times land on the same day either way.
+        const device = yield* mint("device", "cli-device", "--timezone", "Europe/Lisbon")
         expect([device.code, device.stderr]).toEqual([0, expect.stringContaining('device token of tenant "tenant-c"')])
+        expect(decodeJwt(device.stdout.trim()).tz).toBe("Europe/Lisbon")
         const accepted = yield* ingest(base, "cli-eq", bearer(device.stdout.trim()))
         expect(accepted.status).toBe(202)
         yield* eventually(count("claim_ledger", `claim_id = '${accepted.json.claim_id}'`), (n) => n === 1)
@@ -277,6 +312,14 @@ describe("secure by default", () => {
       expect([answer.status, answer.json.data.length]).toEqual([200, 3])
     }), { timeout: 120_000 })
 
+  it.scopedLive("with AUTH_JWKS_URL but neither AUTH_ISSUER nor AUTH_AUDIENCE, the server refuses to start", () =>
+    Effect.gen(function*() {
+      const deployed = yield* deployment("auth-jwks")
+      const pipeline = yield* started({ ...deployed.env, AUTH_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json` })
+      expect(yield* Effect.promise(() => pipeline.exited)).toBe(1)
+      expect(pipeline.output()).toContain("AUTH_JWKS_URL is set without AUTH_ISSUER or AUTH_AUDIENCE")
+    }), { timeout: 60_000 })
+
   it.scopedLive("with a real service configured and no AUTH_SECRET, neither the server nor pnpm token starts", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("auth-refused")
@@ -295,4 +338,77 @@ describe("secure by default", () => {
       expect(cli.stderr).toContain("AUTH_SECRET is not set")
       expect(existsSync(env.AUTH_SECRET_FILE)).toBe(false)
     }), { timeout: 60_000 })
+})
+
+// Limits small enough to reach, in a window long enough that nothing refills during a test; behind one proxy.
+const limitsPort = await freePort()
+const limited = `http://127.0.0.1:${limitsPort}`
+const limits = { RATE_LIMIT_PER_READER: "3", RATE_LIMIT_UNAUTHENTICATED: "3", RATE_LIMIT_WINDOW: "1 hour", TRUSTED_PROXY_HOPS: "1" }
+
+const history = (localAddress: string, headers: Record<string, string> = {}) =>
+  Effect.promise(() => send(`${limited}/api/v1/analytics/equipment/eq/history?${DAY}`, { headers, localAddress }))
+
+/** A 429 with the contract's body and a Retry-After of whole seconds. */
+const expectLimited = (answer: Awaited<ReturnType<typeof send>>, about: string) => {
+  expect([answer.status, answer.json.error]).toEqual([429, "rate_limited"])
+  expect(answer.json.message).toContain(about)
+  expect(Number(answer.headers["retry-after"])).toBeGreaterThanOrEqual(1)
+}
+
+layer(serverOn(inMemoryStore(1_000), limitsPort, limits), { timeout: 120_000, excludeTestServices: true })("rate limits", (it) => {
+  it.effect("each reader token has its rate on analytics (RATE_LIMIT_PER_READER): then 429 with Retry-After; other readers are not affected", () =>
+    Effect.gen(function*() {
+      const alice = bearer(readerToken("tenant-r", "alice"))
+      for (let i = 0; i < 3; i++) expect((yield* history("127.0.0.10", alice)).status).toBe(200)
+      expectLimited(yield* history("127.0.0.10", alice), "reader \"alice\" is over its limit of 3 requests per 1h")
+      // From another address too: the limit is the token's.
+      expect((yield* history("127.0.0.11", alice)).status).toBe(429)
+      expect((yield* history("127.0.0.10", bearer(readerToken("tenant-r", "bob")))).status).toBe(200)
+      expect((yield* history("127.0.0.10", bearer(readerToken("tenant-s", "alice")))).status).toBe(200)
+    }))
+
+  it.effect("rate-limit keys cannot collide: tenant \"a/b\" with reader \"c\" is not tenant \"a\" with reader \"b/c\"", () =>
+    Effect.gen(function*() {
+      const first = bearer(readerToken("a/b", "c"))
+      for (let i = 0; i < 3; i++) expect((yield* history("127.0.0.12", first)).status).toBe(200)
+      expect((yield* history("127.0.0.12", first)).status).toBe(429)
+      const second = bearer(readerToken("a", "b/c"))
+      for (let i = 0; i < 3; i++) expect((yield* history("127.0.0.12", second)).status).toBe(200)
+    }))
+
+  it.effect("requests without a valid token are limited per address (RATE_LIMIT_UNAUTHENTICATED); valid tokens, health and the documents are not", () =>
+    Effect.gen(function*() {
+      const forged = bearer(signToken(claimsOf("reader", "tenant-r", "carol"), { secret: "x".repeat(40) }))
+      for (const headers of [{}, forged, { authorization: "Basic abc" }]) {
+        expect((yield* history("127.0.0.20", headers)).status).toBe(401)
+      }
+      expectLimited(yield* history("127.0.0.20", {}), "too many requests without a valid token")
+      expectLimited(yield* history("127.0.0.20", forged), "too many requests without a valid token")
+      const bulk = yield* Effect.promise(() =>
+        send(`${limited}/api/v1/telemetry/bulk`, { body: [], localAddress: "127.0.0.20" })
+      )
+      expect(bulk.status).toBe(429)
+      // The same address with a valid token is served, and so are the open routes.
+      expect((yield* history("127.0.0.20", bearer(readerToken("tenant-r", "carol")))).status).toBe(200)
+      for (let i = 0; i < 5; i++) {
+        for (const path of ["/api/v1/health", "/api/v1/health/detailed", "/api/v1/openapi.json", "/api/v1/docs"]) {
+          const open = yield* Effect.promise(() => send(`${limited}${path}`, { localAddress: "127.0.0.20" }))
+          expect([path, open.status]).toEqual([path, 200])
+        }
+      }
+      // Another address still gets its 401s.
+      expect((yield* history("127.0.0.21", {})).status).toBe(401)
+    }))
+
+  it.effect("behind TRUSTED_PROXY_HOPS proxies, clients are told apart by the address the proxy appended to X-Forwarded-For", () =>
+    Effect.gen(function*() {
+      const proxy = "127.0.0.30"
+      const from = (forwardedFor: string) => history(proxy, { "x-forwarded-for": forwardedFor })
+      for (let i = 0; i < 3; i++) expect((yield* from("203.0.113.7")).status).toBe(401)
+      expect((yield* from("203.0.113.7")).status).toBe(429)
+      // What the client wrote itself, left of what the proxy appended, changes nothing.
+      expect((yield* from("198.51.100.1, 203.0.113.7")).status).toBe(429)
+      // Another client behind the same proxy is another address.
+      expect((yield* from("203.0.113.8")).status).toBe(401)
+    }))
 })

@@ -15,12 +15,22 @@ export type SecretSource =
   | { readonly _tag: "Environment" }
   | { readonly _tag: "File"; readonly path: string; readonly created: boolean }
 
+/**
+ * An identity provider whose RS256 tokens are accepted too: verified with the keys of its JSON Web Key Set, and
+ * only when they name its issuer and our audience (at least one of the two is required), so that a token it
+ * issued for another application is not taken for one of ours.
+ */
+export interface IdentityProvider {
+  readonly jwksUrl: URL
+  readonly issuer: Option.Option<string>
+  readonly audience: Option.Option<string>
+}
+
 /** The keys tokens are signed and verified with. */
 export class AuthKeys extends Context.Tag("@telemetry/AuthKeys")<AuthKeys, {
-  /** The HS256 key of our own tokens (`pnpm token`, the tokens an embedded pipeline prints). */
+  /** The HS256 key of our own tokens (`pnpm token`, logins, the tokens an embedded pipeline prints). */
   readonly secret: Redacted.Redacted<Uint8Array>
-  /** An identity provider's JSON Web Key Set, whose RS256 keys verify tokens too. */
-  readonly jwksUrl: Option.Option<URL>
+  readonly provider: Option.Option<IdentityProvider>
   readonly source: SecretSource
 }>() {}
 
@@ -61,6 +71,22 @@ const fileSecret = (path: string) =>
     Effect.mapError((e) => new AuthConfigError({ message: `the auth secret file ${path} cannot be used: ${e.message}` }))
   )
 
+/** `AUTH_JWKS_URL` with `AUTH_ISSUER` and/or `AUTH_AUDIENCE`; the URL alone is refused. */
+const identityProvider = Effect.gen(function*() {
+  const jwksUrl = yield* Config.option(Config.url("AUTH_JWKS_URL"))
+  const issuer = yield* Config.option(Config.nonEmptyString("AUTH_ISSUER"))
+  const audience = yield* Config.option(Config.nonEmptyString("AUTH_AUDIENCE"))
+  if (Option.isNone(jwksUrl)) return Option.none<IdentityProvider>()
+  if (Option.isNone(issuer) && Option.isNone(audience)) {
+    return yield* new AuthConfigError({
+      message: "AUTH_JWKS_URL is set without AUTH_ISSUER or AUTH_AUDIENCE: any token signed by a key of that set would " +
+        "be accepted, also one the identity provider issued for another application. Set AUTH_ISSUER to its issuer " +
+        "(`iss`) and/or AUTH_AUDIENCE to the audience (`aud`) its tokens for this API carry."
+    })
+  }
+  return Option.some<IdentityProvider>({ jwksUrl: jwksUrl.value, issuer, audience })
+})
+
 /**
  * `AUTH_SECRET` when set. Without it, an embedded pipeline (no real service configured) uses the secret in
  * `AUTH_SECRET_FILE` (default `./data/auth-secret`), generated on first start; a process configured for real
@@ -70,11 +96,11 @@ const fileSecret = (path: string) =>
 export const layer = Layer.effect(
   AuthKeys,
   Effect.gen(function*() {
-    const jwksUrl = yield* Config.option(Config.url("AUTH_JWKS_URL"))
+    const provider = yield* identityProvider
     const configured = yield* Config.option(Config.redacted("AUTH_SECRET"))
     if (Option.isSome(configured)) {
       const secret = yield* checked(Redacted.value(configured.value), "AUTH_SECRET")
-      return { secret, jwksUrl, source: { _tag: "Environment" } as const }
+      return { secret, provider, source: { _tag: "Environment" } as const }
     }
     const services = yield* Effect.forEach(REAL_SERVICES, (name) => Config.option(Config.string(name)))
     const real = REAL_SERVICES.filter((_, i) => Option.isSome(services[i]!))
@@ -88,6 +114,6 @@ export const layer = Layer.effect(
     }
     const path = yield* Config.string("AUTH_SECRET_FILE").pipe(Config.withDefault("./data/auth-secret"))
     const { created, secret } = yield* fileSecret(path)
-    return { secret: yield* checked(secret, path), jwksUrl, source: { _tag: "File", path, created } as const }
+    return { secret: yield* checked(secret, path), provider, source: { _tag: "File", path, created } as const }
   })
 ).pipe(Layer.provide(NodeFileSystem.layer))

@@ -27,6 +27,7 @@ export const layer = Layer.effectDiscard(Effect.gen(function*() {
     "  # reader: may GET /api/v1/analytics/...",
     `  READER_TOKEN=${reader.token}`,
     "Send one as a header, e.g. curl -H \"Authorization: Bearer $DEVICE_TOKEN\" ...; other tenants, devices and " +
-    "lifetimes: pnpm token --help"
+    "lifetimes: pnpm token --help; accounts that log in with a password (the Home Assistant integration): " +
+    "pnpm device add --help, pnpm user add --help"
   ].join("\n"))
 }))

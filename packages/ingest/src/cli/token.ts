@@ -1,11 +1,11 @@
 import { Command, Options } from "@effect/cli"
 import * as Cli from "@telemetry/domain/Cli"
-import { Console, Effect } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Tokens } from "../auth/Tokens.js"
 
-// `pnpm token --type device|reader --tenant <t> --subject <s> [--expires 30d]`: prints a bearer token signed with
-// the secret the server uses (AUTH_SECRET, else an embedded pipeline's AUTH_SECRET_FILE). The token alone goes to
-// stdout, for `TOKEN=$(pnpm -s token ...)`; what it grants goes to stderr.
+// `pnpm token --type device|reader --tenant <t> --subject <s> [--expires 30d] [--timezone <zone>]`: prints a bearer
+// token signed with the secret the server uses (AUTH_SECRET, else an embedded pipeline's AUTH_SECRET_FILE). The
+// token alone goes to stdout, for `TOKEN=$(pnpm -s token ...)`; what it grants goes to stderr.
 
 const type = Options.choice("type", ["device", "reader"]).pipe(
   Options.withDescription("device: may only ingest, as the device --subject; reader: may only read analytics")
@@ -19,14 +19,20 @@ const expires = Options.text("expires").pipe(
   Options.withDescription("lifetime: e.g. 90m, 12h, 30d, 1y")
 )
 
-const command = Command.make("token", { type, tenant, subject, expires }, (options) =>
+const timeZone = Options.text("timezone").pipe(
+  Options.optional,
+  Options.withDescription("device tokens: IANA time zone of the device's reading times sent without a zone")
+)
+
+const command = Command.make("token", { type, tenant, subject, expires, timeZone }, (options) =>
   Effect.gen(function*() {
     const tokens = yield* Tokens
     const minted = yield* tokens.mint({
       userType: options.type,
       tenantId: options.tenant,
       subject: options.subject,
-      expiresIn: options.expires
+      expiresIn: options.expires,
+      timeZone: Option.getOrNull(options.timeZone)
     })
     yield* Console.error(
       `${options.type} token of tenant "${options.tenant}" for "${options.subject}", valid until ` +

@@ -1,5 +1,6 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import { AnalyticsGroup } from "./AnalyticsApi.js"
+import { AuthApi } from "./AuthApi.js"
 import { withoutDecodeError } from "./docs.js"
 import { InternalError } from "./errors.js"
 import { HealthGroup } from "./HealthApi.js"
@@ -12,6 +13,7 @@ export class TelemetryApi extends HttpApi.make("telemetry")
   .add(IngestGroup)
   .add(AnalyticsGroup)
   .add(HealthGroup)
+  .addHttpApi(AuthApi)
   .addError(InternalError)
   .annotate(OpenApi.Title, "Telemetry pipeline")
   .annotate(OpenApi.Version, "1")

@@ -1,7 +1,8 @@
-import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest, OpenApi } from "@effect/platform"
-import { Context, Effect, Layer, Redacted, Schema } from "effect"
-import { type Principal, Tokens, type UserType } from "../auth/Tokens.js"
-import { Forbidden, Unauthorized } from "./errors.js"
+import { HttpApiMiddleware, HttpApiSecurity, HttpApp, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { AuthLimits, type Limited } from "../auth/AuthLimits.js"
+import { type Principal, Tokens, type UserType, type VerifyOptions } from "../auth/Tokens.js"
+import { Forbidden, RateLimited, Unauthorized } from "./errors.js"
 
 /** Who the request acts for, from its bearer token: the tenant of every row it writes or reads. */
 export class CurrentPrincipal extends Context.Tag("@telemetry/CurrentPrincipal")<CurrentPrincipal, Principal>() {}
@@ -10,12 +11,12 @@ const bearer = HttpApiSecurity.bearer.pipe(
   HttpApiSecurity.annotate(OpenApi.Format, "JWT"),
   HttpApiSecurity.annotate(
     OpenApi.Description,
-    "A JWT (HS256, e.g. from `pnpm token`) with the claims tenant_id, user_type and sub: device tokens may only " +
-      "ingest, as the device `sub`; reader tokens may only read analytics; both only their tenant's data."
+    "A JWT (HS256, from a login or `pnpm token`) with the claims tenant_id, user_type and sub: device tokens may " +
+      "only ingest, as the device `sub`; reader tokens may only read analytics; both only their tenant's data."
   )
 )
 
-const failure = Schema.Union(Unauthorized, Forbidden)
+const failure = Schema.Union(Unauthorized, Forbidden, RateLimited)
 
 /** Ingest: device tokens only. */
 export class DeviceAuth extends HttpApiMiddleware.Tag<DeviceAuth>()("@telemetry/DeviceAuth", {
@@ -24,17 +25,66 @@ export class DeviceAuth extends HttpApiMiddleware.Tag<DeviceAuth>()("@telemetry/
   security: { bearer }
 }) {}
 
-/** Analytics: reader tokens only. */
+/** Analytics: reader tokens only, each within its rate. */
 export class ReaderAuth extends HttpApiMiddleware.Tag<ReaderAuth>()("@telemetry/ReaderAuth", {
   provides: CurrentPrincipal,
   failure,
   security: { bearer }
 }) {}
 
+/** Refresh: a device or reader token of ours (not the identity provider's, which it refreshes itself). */
+export class RefreshAuth extends HttpApiMiddleware.Tag<RefreshAuth>()("@telemetry/RefreshAuth", {
+  provides: CurrentPrincipal,
+  failure,
+  security: { bearer }
+}) {}
+
+/** Account administration: short-lived admin tokens of ours, which `pnpm device` and `pnpm user` mint. */
+export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@telemetry/AdminAuth", {
+  provides: CurrentPrincipal,
+  failure,
+  security: { bearer }
+}) {}
+
+/** The most an admin token may have lived: the command line mints one per command. */
+const ADMIN_TOKEN_MAX_AGE = Duration.minutes(5)
+
+/** Reverse proxies in front of the server whose `X-Forwarded-For` entries are believed; 0: none. */
+const TrustedProxyHops = Config.integer("TRUSTED_PROXY_HOPS").pipe(Config.withDefault(0))
+
+/**
+ * The client's address: what limits on unauthenticated requests and failed logins are counted by. The
+ * connection's peer; behind `TRUSTED_PROXY_HOPS` proxies, the address the outermost of them saw (each appends its
+ * peer to `X-Forwarded-For`, so it is that many entries from the right; what a client wrote itself is left of it).
+ */
+export const clientAddress = Effect.gen(function*() {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const hops = yield* Effect.orDie(TrustedProxyHops)
+  const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
+  if (hops <= 0) return peer
+  const forwarded = (request.headers["x-forwarded-for"] ?? "").split(",").map((entry) => entry.trim()).filter(Boolean)
+  return forwarded[forwarded.length - hops] ?? peer
+})
+
+/** Adds `Retry-After` (whole seconds, at least 1) to the response this request gets, a failure's included. */
+const retryAfter = (wait: Duration.Duration) =>
+  HttpApp.appendPreResponseHandler((_, response) =>
+    Effect.succeed(
+      HttpServerResponse.setHeader(response, "retry-after", String(Math.max(1, Math.ceil(Duration.toSeconds(wait)))))
+    )
+  )
+
+/** 429 with the contract's body and `Retry-After`. */
+export const tooMany = (limited: Limited) =>
+  Effect.zipRight(retryAfter(limited.retryAfter), Effect.fail(new RateLimited({ message: limited.message })))
+
 const BEARER = /^bearer\s/i
 
-/** The principal of a valid token of type `allowed`: 401 without a valid token, 403 for the other type. */
-const authenticate = (tokens: Tokens, allowed: UserType, refusal: string) => (token: Redacted.Redacted<string>) =>
+/**
+ * The principal of a valid bearer token: 401 without one — or 429 once the client's address has sent more
+ * requests without a valid token than `RATE_LIMIT_UNAUTHENTICATED` allows in its window.
+ */
+const authenticate = (tokens: Tokens, limits: AuthLimits, options: VerifyOptions = {}) => (token: Redacted.Redacted<string>) =>
   Effect.gen(function*() {
     const { headers } = yield* HttpServerRequest.HttpServerRequest
     if (headers.authorization === undefined) {
@@ -43,12 +93,24 @@ const authenticate = (tokens: Tokens, allowed: UserType, refusal: string) => (to
     if (!BEARER.test(headers.authorization)) {
       return yield* Effect.fail(new Unauthorized({ message: "the Authorization header must be `Bearer <token>`" }))
     }
-    const principal = yield* tokens.verify(Redacted.value(token).trim()).pipe(
+    return yield* tokens.verify(Redacted.value(token).trim(), options).pipe(
       Effect.mapError((e) => new Unauthorized({ message: e.message }))
     )
-    if (principal.userType !== allowed) return yield* Effect.fail(new Forbidden({ message: refusal }))
-    return principal
-  })
+  }).pipe(
+    Effect.catchAll((unauthorized) =>
+      clientAddress.pipe(
+        Effect.flatMap(limits.unauthenticated),
+        Effect.catchTag("Limited", tooMany),
+        Effect.zipRight(Effect.fail(unauthorized))
+      )
+    )
+  )
+
+/** The principal if its type is one of `allowed`, else 403: `only <what>; this is a <its type> token`. */
+const ofType = (allowed: ReadonlyArray<UserType>, what: string) => (principal: Principal) =>
+  allowed.includes(principal.userType)
+    ? Effect.succeed(principal)
+    : Effect.fail(new Forbidden({ message: `only ${what}; this is a${principal.userType === "admin" ? "n" : ""} ${principal.userType} token` }))
 
 /** A device speaks for itself only: an `x-device-id` other than its token's device is refused. */
 const asItself = (principal: Principal) =>
@@ -62,19 +124,39 @@ const asItself = (principal: Principal) =>
     return principal
   })
 
-/** Both middlewares; they verify tokens with `Tokens`. */
-export const layer = Layer.merge(
-  Layer.effect(
-    DeviceAuth,
-    Effect.map(Tokens, (tokens) => ({
-      bearer: (token) =>
-        Effect.flatMap(authenticate(tokens, "device", "only device tokens may ingest; this is a reader token")(token), asItself)
-    }))
-  ),
+/**
+ * A middleware's bearer check: a token that verifies (with `options`), of a type in `allowed` (`what` they may do,
+ * for the 403), then `more` checks of its own.
+ */
+const guard = (
+  allowed: ReadonlyArray<UserType>,
+  what: string,
+  options: VerifyOptions = {},
+  more: (principal: Principal, limits: AuthLimits) => Effect.Effect<Principal, Forbidden | RateLimited, HttpServerRequest.HttpServerRequest> = Effect.succeed
+) =>
+  Effect.gen(function*() {
+    const limits = yield* AuthLimits
+    const verified = authenticate(yield* Tokens, limits, options)
+    return {
+      bearer: (token: Redacted.Redacted<string>) =>
+        verified(token).pipe(Effect.flatMap(ofType(allowed, what)), Effect.flatMap((principal) => more(principal, limits)))
+    }
+  })
+
+/** The middlewares; they verify tokens with `Tokens`. */
+export const layer = Layer.mergeAll(
+  Layer.effect(DeviceAuth, guard(["device"], "device tokens may ingest", {}, asItself)),
   Layer.effect(
     ReaderAuth,
-    Effect.map(Tokens, (tokens) => ({
-      bearer: authenticate(tokens, "reader", "only reader tokens may read analytics; this is a device token")
-    }))
+    guard(["reader"], "reader tokens may read analytics", {}, (principal, limits) =>
+      limits.reader(principal).pipe(Effect.catchTag("Limited", tooMany), Effect.as(principal)))
+  ),
+  Layer.effect(RefreshAuth, guard(["device", "reader"], "device and reader tokens are refreshed", { ownOnly: true })),
+  Layer.effect(
+    AdminAuth,
+    guard(["admin"], "admin tokens (minted by `pnpm device` and `pnpm user`) manage accounts", {
+      ownOnly: true,
+      maxAge: ADMIN_TOKEN_MAX_AGE
+    })
   )
-)
+).pipe(Layer.provide(AuthLimits.Default))

@@ -1,0 +1,108 @@
+import * as RateLimiter from "@effect/experimental/RateLimiter"
+import { Config, Data, Duration, Effect, Layer } from "effect"
+import type { AccountKind } from "./Accounts.js"
+import type { Principal } from "./Tokens.js"
+
+/** Over a limit: the client may try again after `retryAfter`. */
+export class Limited extends Data.TaggedError("Limited")<{
+  readonly message: string
+  readonly retryAfter: Duration.Duration
+}> {}
+
+const AuthLimitsConfig = Config.all({
+  /** Analytics requests one reader token (tenant and subject) may make per window, bursts up to it; 0: no limit. */
+  perReader: Config.integer("RATE_LIMIT_PER_READER").pipe(Config.withDefault(600)),
+  /** Requests without a valid token one client address may make per window before they get 429 instead of 401. */
+  unauthenticated: Config.integer("RATE_LIMIT_UNAUTHENTICATED").pipe(Config.withDefault(60)),
+  window: Config.duration("RATE_LIMIT_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
+  /** Failed logins one username, or one client address, may make per lockout window before logins are refused. */
+  loginFailures: Config.integer("LOGIN_MAX_FAILURES").pipe(Config.withDefault(10)),
+  lockout: Config.duration("LOGIN_LOCKOUT_WINDOW").pipe(Config.withDefault(Duration.minutes(15)))
+})
+
+/**
+ * Keys that cannot collide whatever the names hold (tenant `a/b` + `c` is not `a` + `b/c`), each limit under a
+ * name of its own.
+ */
+export const keyOf = (limit: string, ...parts: ReadonlyArray<string>) => JSON.stringify([limit, ...parts])
+
+/**
+ * The limits around authentication, counted per process (behind N ingest instances a client gets up to N times
+ * them): a rate per reader token on analytics; a rate per client address of requests without a valid token, so
+ * that guessing tokens or hammering the API without one is slowed; and a lockout of logins after repeated failures
+ * per username and per address, so that passwords cannot be guessed at speed.
+ */
+export class AuthLimits extends Effect.Service<AuthLimits>()("@telemetry/AuthLimits", {
+  effect: Effect.gen(function*() {
+    const config = yield* AuthLimitsConfig
+    const limiter = yield* RateLimiter.RateLimiter
+
+    /** Takes one token of `key`'s bucket, failing once it is empty. */
+    const take = (key: string, limit: number, window: Duration.Duration, what: string) =>
+      limit <= 0
+        ? Effect.void
+        : limiter.consume({ algorithm: "token-bucket", key, limit, window }).pipe(
+          Effect.catchAll((e) =>
+            e.reason === "Exceeded"
+              ? Effect.fail(new Limited({ message: what, retryAfter: e.retryAfter }))
+              // The in-memory store does not fail; were it remote, a broken limiter must not stop requests.
+              : Effect.logWarning(`rate limit not checked: ${e.message}`)
+          ),
+          Effect.asVoid
+        )
+
+    const reader = (principal: Principal) =>
+      take(
+        keyOf("reader rate", principal.tenantId, principal.subject),
+        config.perReader,
+        config.window,
+        `reader "${principal.subject}" is over its limit of ${config.perReader} requests per ${Duration.format(config.window)}`
+      )
+
+    const unauthenticated = (address: string) =>
+      take(
+        keyOf("unauthenticated", address),
+        config.unauthenticated,
+        config.window,
+        `too many requests without a valid token from ${address}: at most ${config.unauthenticated} per ` +
+          Duration.format(config.window)
+      )
+
+    // Failed logins count in a window that starts with the first of them; once `loginFailures` are in, logins stop
+    // until it ends (a fixed window: each failure extends it by lockout / loginFailures).
+    // The address first: a locked-out address then adds no counter per username it tries.
+    const failures = (kind: AccountKind, username: string, address: string) => [
+      keyOf("login failures from address", address),
+      keyOf("login failures of user", kind, username)
+    ]
+    const failureWindow = (key: string, tokens: number) =>
+      limiter.consume({ algorithm: "fixed-window", key, limit: config.loginFailures, window: config.lockout, tokens })
+
+    /** Fails while the username or the address is locked out; counts nothing. */
+    const loginAllowed = (kind: AccountKind, username: string, address: string) =>
+      config.loginFailures <= 0 ? Effect.void : Effect.forEach(failures(kind, username, address), (key) =>
+        failureWindow(key, 0).pipe(
+          Effect.flatMap(({ remaining, resetAfter }) =>
+            remaining > 0 ? Effect.void : Effect.fail(
+              new Limited({
+                message: `too many failed logins for this username or from this address; try again in ${
+                  Duration.format(Duration.seconds(Math.ceil(Duration.toSeconds(resetAfter))))
+                }`,
+                retryAfter: resetAfter
+              })
+            )
+          ),
+          Effect.catchTag("RateLimiterError", (e) => Effect.logWarning(`login lockout not checked: ${e.message}`))
+        ), { discard: true })
+
+    const loginFailed = (kind: AccountKind, username: string, address: string) =>
+      config.loginFailures <= 0 ? Effect.void : Effect.forEach(
+        failures(kind, username, address),
+        (key) => Effect.ignore(failureWindow(key, 1)),
+        { discard: true }
+      )
+
+    return { reader, unauthenticated, loginAllowed, loginFailed } as const
+  }),
+  dependencies: [RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))]
+}) {}

@@ -1,0 +1,254 @@
+import { describe, expect, layer } from "@effect/vitest"
+import { count, databases, storeOn } from "@telemetry/domain/testing"
+import { ConfigProvider, Effect, Layer, Option } from "effect"
+import { decodeJwt } from "jose"
+import { Accounts, type NewAccount } from "../src/auth/Accounts.js"
+import * as SqlAccounts from "../src/auth/SqlAccounts.js"
+import { Tokens } from "../src/auth/Tokens.js"
+import { authEnv, bearer, claimsOf, signToken } from "./support/auth.js"
+import { type Answer, send } from "./support/client.js"
+import { haPayload } from "./support/payloads.js"
+import { serverOn } from "./support/server.js"
+import { freePort } from "./support/stack.js"
+
+const env = { AUTH_TOKEN_TTL: "2 hours", LOGIN_MAX_FAILURES: "3", LOGIN_LOCKOUT_WINDOW: "1 hour" }
+const DAY = "start_date=2026-11-20T00:00:00Z&end_date=2026-11-21T00:00:00Z"
+
+const device = (username: string, overrides: Partial<NewAccount> = {}): NewAccount => ({
+  kind: "device",
+  tenantId: "tenant-h",
+  username,
+  password: `${username}-password`,
+  timeZone: "America/Sao_Paulo",
+  ...overrides
+})
+
+const added = (account: NewAccount) => Effect.flatMap(Accounts, (accounts) => accounts.add(account))
+
+const ports = await Promise.all(databases.map(() => freePort()))
+
+for (const [i, database] of databases.entries()) {
+  describe(`accounts and logins on ${database.name}`, () => {
+    const port = ports[i]!
+    const base = `http://127.0.0.1:${port}`
+    const db = storeOn(database, 1_000)
+    const config = Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...authEnv, ...env }))))
+    // The server, and beside it the accounts and tokens over the same database and secret, for the tests to look.
+    const context = Layer.mergeAll(serverOn(db, port, env), SqlAccounts.layer, Tokens.Default).pipe(
+      Layer.provideMerge(db),
+      Layer.provide(config)
+    )
+
+    /** A login as the client of `localAddress` (every test has its own: failed logins are counted by address). */
+    const login = (localAddress: string, username: string, password: string, path = "/api/v1/auth/device/login") =>
+      Effect.promise(() => send(`${base}${path}`, { body: { username, password }, localAddress }))
+    const refresh = (localAddress: string, headers: Record<string, string>) =>
+      Effect.promise(() => send(`${base}/api/v1/auth/refresh`, { method: "POST", headers, localAddress }))
+    const bulk = (token: string, equipment: string) =>
+      Effect.promise(() => send(`${base}/api/v1/telemetry/bulk`, { body: haPayload(equipment), headers: bearer(token) }))
+
+    /** The issued token's claims, after checking the answer's shape. */
+    const issued = (answer: Answer) => {
+      expect(answer.status, JSON.stringify(answer.json)).toBe(200)
+      expect(answer.json).toEqual({
+        access_token: expect.any(String),
+        token_type: "Bearer",
+        expires_in: 7200,
+        expires_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/)
+      })
+      const claims = decodeJwt(answer.json.access_token)
+      expect(new Date(answer.json.expires_at).getTime()).toBe(claims.exp! * 1000)
+      expect(claims.exp! - claims.iat!).toBe(7200)
+      return claims
+    }
+
+    layer(context, { timeout: 120_000, excludeTestServices: true })((it) => {
+      it.effect("a device logs in: a device token of its account's tenant and time zone, which ingests as that device", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-home"))
+          const answer = yield* login("127.0.0.31", "ha-home", "ha-home-password")
+          expect(issued(answer)).toMatchObject({
+            tenant_id: "tenant-h",
+            user_type: "device",
+            sub: "ha-home",
+            tz: "America/Sao_Paulo"
+          })
+          // The principal the server takes from that token carries the zone.
+          const principal = yield* Effect.flatMap(Tokens, (tokens) => tokens.verify(answer.json.access_token))
+          expect(principal).toEqual({ tenantId: "tenant-h", userType: "device", subject: "ha-home", timeZone: "America/Sao_Paulo" })
+          const accepted = yield* bulk(answer.json.access_token, "login-eq")
+          expect(accepted.status).toBe(202)
+          expect(yield* count("ingest_requests", "tenant_id = 'tenant-h' AND device_id = 'ha-home'")).toBe(1)
+          // Logging in again (the heartbeat) gives another valid token.
+          const again = yield* login("127.0.0.31", "ha-home", "ha-home-password")
+          expect(issued(again).sub).toBe("ha-home")
+        }))
+
+      it.effect("a reader logs in at /api/v1/auth/login and reads its tenant's analytics; the two kinds do not mix", () =>
+        Effect.gen(function*() {
+          yield* added({ kind: "reader", tenantId: "tenant-h", username: "dashboard", password: "dashboard-pw", timeZone: null })
+          const answer = yield* login("127.0.0.32", "dashboard", "dashboard-pw", "/api/v1/auth/login")
+          expect(issued(answer)).toMatchObject({ tenant_id: "tenant-h", user_type: "reader", sub: "dashboard" })
+          expect(decodeJwt(answer.json.access_token).tz).toBeUndefined()
+          const history = yield* Effect.promise(() =>
+            send(`${base}/api/v1/analytics/equipment/login-eq/history?period=raw&${DAY}`, {
+              headers: bearer(answer.json.access_token)
+            })
+          )
+          expect(history.status).toBe(200)
+          expect((yield* bulk(answer.json.access_token, "reader-eq")).status).toBe(403)
+          // A reader account is no device, and a device account no reader.
+          expect((yield* login("127.0.0.32", "dashboard", "dashboard-pw")).status).toBe(401)
+          yield* added(device("ha-kinds"))
+          expect((yield* login("127.0.0.33", "ha-kinds", "ha-kinds-password", "/api/v1/auth/login")).status).toBe(401)
+        }))
+
+      it.effect("an unknown username and a wrong password get the same 401", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-wrong"))
+          const unknown = yield* login("127.0.0.34", "nobody-here", "ha-wrong-password")
+          const wrong = yield* login("127.0.0.34", "ha-wrong", "not-the-password")
+          expect([unknown.status, unknown.json]).toEqual([401, { error: "invalid_credentials", message: "invalid username or password" }])
+          expect([wrong.status, wrong.json]).toEqual([unknown.status, unknown.json])
+          expect(wrong.headers["www-authenticate"]).toBe(unknown.headers["www-authenticate"])
+        }))
+
+      it.effect("a disabled account's right password gets 403 with a message; a wrong one the usual 401", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-disabled"))
+          const accounts = yield* Accounts
+          yield* accounts.setDisabled("device", "ha-disabled", true)
+          const refused = yield* login("127.0.0.35", "ha-disabled", "ha-disabled-password")
+          expect([refused.status, refused.json]).toEqual([403, {
+            error: "account_disabled",
+            message: "the device account \"ha-disabled\" is disabled; ask the administrator to enable it"
+          }])
+          expect((yield* login("127.0.0.35", "ha-disabled", "wrong-password")).status).toBe(401)
+          yield* accounts.setDisabled("device", "ha-disabled", false)
+          expect((yield* login("127.0.0.35", "ha-disabled", "ha-disabled-password")).status).toBe(200)
+        }))
+
+      it.effect("a changed password takes effect at once, though the old one was just verified (and cached)", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-passwd"))
+          expect((yield* login("127.0.0.36", "ha-passwd", "ha-passwd-password")).status).toBe(200)
+          yield* (yield* Accounts).setPassword("device", "ha-passwd", "a-new-password")
+          expect((yield* login("127.0.0.36", "ha-passwd", "ha-passwd-password")).status).toBe(401)
+          expect((yield* login("127.0.0.36", "ha-passwd", "a-new-password")).status).toBe(200)
+        }))
+
+      it.effect("repeated failures lock the username out (429 with Retry-After), from any address, the right password too", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-locked"))
+          yield* added(device("ha-neighbour"))
+          for (const address of ["127.0.0.41", "127.0.0.42", "127.0.0.43"]) {
+            expect((yield* login(address, "ha-locked", "guess")).status).toBe(401)
+          }
+          const locked = yield* login("127.0.0.44", "ha-locked", "ha-locked-password")
+          expect([locked.status, locked.json.error]).toEqual([429, "rate_limited"])
+          expect(locked.json.message).toContain("too many failed logins")
+          // The window is an hour, started by the first failure.
+          expect(Number(locked.headers["retry-after"])).toBeGreaterThan(3000)
+          expect(Number(locked.headers["retry-after"])).toBeLessThanOrEqual(3600)
+          // Other accounts log in from the same address.
+          expect((yield* login("127.0.0.44", "ha-neighbour", "ha-neighbour-password")).status).toBe(200)
+        }))
+
+      it.effect("repeated failures from one address lock that address out, whatever username it tries", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-victim"))
+          for (const username of ["guess-1", "guess-2", "ha-victim"]) {
+            expect((yield* login("127.0.0.51", username, "guess")).status).toBe(401)
+          }
+          const locked = yield* login("127.0.0.51", "ha-victim", "ha-victim-password")
+          expect([locked.status, Number(locked.headers["retry-after"]) > 0]).toEqual([429, true])
+          expect((yield* login("127.0.0.51", "another-name", "guess")).status).toBe(429)
+          // ha-victim had one failure: from elsewhere it logs in.
+          expect((yield* login("127.0.0.52", "ha-victim", "ha-victim-password")).status).toBe(200)
+        }))
+
+      it.effect("refresh: a valid token gets a fresh one of the same principal; a disabled account's is refused", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-refresh"))
+          const first = yield* login("127.0.0.61", "ha-refresh", "ha-refresh-password")
+          const fresh = yield* refresh("127.0.0.61", bearer(first.json.access_token))
+          expect(issued(fresh)).toMatchObject({
+            tenant_id: "tenant-h",
+            user_type: "device",
+            sub: "ha-refresh",
+            tz: "America/Sao_Paulo"
+          })
+          expect((yield* bulk(fresh.json.access_token, "refresh-eq")).status).toBe(202)
+          // A token of `pnpm token` (no account) is refreshed as it is.
+          const minted = signToken(claimsOf("reader", "tenant-z", "grafana"))
+          expect(issued(yield* refresh("127.0.0.61", bearer(minted)))).toMatchObject({
+            tenant_id: "tenant-z",
+            user_type: "reader",
+            sub: "grafana"
+          })
+          const now = Math.floor(Date.now() / 1000)
+          const expired = signToken(claimsOf("device", "tenant-h", "ha-refresh", { iat: now - 7200, exp: now - 10 }))
+          const late = yield* refresh("127.0.0.61", bearer(expired))
+          expect([late.status, late.json.message]).toEqual([401, "the token has expired"])
+          expect((yield* refresh("127.0.0.61", {})).status).toBe(401)
+          yield* (yield* Accounts).setDisabled("device", "ha-refresh", true)
+          const disabled = yield* refresh("127.0.0.61", bearer(first.json.access_token))
+          expect([disabled.status, disabled.json.error]).toEqual([403, "account_disabled"])
+        }))
+
+      it.effect("the admin routes take our short-lived admin tokens only, and answer in the contract's shape", () =>
+        Effect.gen(function*() {
+          const now = Math.floor(Date.now() / 1000)
+          const admin = (extra: Record<string, unknown> = {}) => bearer(signToken(claimsOf("device", "*", "cli", { user_type: "admin", ...extra })))
+          const accounts = (headers: Record<string, string>, body?: unknown) =>
+            Effect.promise(() => send(`${base}/api/v1/admin/accounts${body ? "" : "?kind=device&tenant_id=tenant-a"}`, { headers, body, localAddress: "127.0.0.71" }))
+          expect((yield* accounts({})).status).toBe(401)
+          const device = yield* accounts(bearer(signToken(claimsOf("device", "tenant-a", "ha"))))
+          expect([device.status, device.json.message]).toEqual([403, "only admin tokens (minted by `pnpm device` and `pnpm user`) manage accounts; this is a device token"])
+          const old = yield* accounts(admin({ iat: now - 600, exp: now + 60 }))
+          expect([old.status, old.json.message]).toEqual([401, "the token has expired"])
+          expect((yield* accounts(admin({ iat: undefined }))).status).toBe(401)
+
+          const body = { kind: "device", tenant_id: "tenant-a", username: "ha-admin", password: "admin-made-pw", time_zone: "Asia/Tokyo" }
+          const created = yield* accounts(admin(), body)
+          expect([created.status, created.json]).toEqual([201, {
+            kind: "device",
+            tenant_id: "tenant-a",
+            username: "ha-admin",
+            time_zone: "Asia/Tokyo",
+            disabled: false,
+            created_at: expect.stringMatching(/^\d{4}-/),
+            updated_at: expect.stringMatching(/^\d{4}-/)
+          }])
+          const taken = yield* accounts(admin(), body)
+          expect([taken.status, taken.json]).toEqual([409, { error: "account_exists", message: "a device account named \"ha-admin\" already exists" }])
+          const listed = yield* accounts(admin())
+          expect([listed.status, listed.json.accounts.map((a: any) => a.username)]).toEqual([200, ["ha-admin"]])
+          const missing = yield* Effect.promise(() =>
+            send(`${base}/api/v1/admin/accounts/device/nobody/disable`, { method: "POST", headers: admin(), localAddress: "127.0.0.71" })
+          )
+          expect([missing.status, missing.json]).toEqual([404, { error: "not_found", message: "no device account is named \"nobody\"" }])
+          expect((yield* login("127.0.0.71", "ha-admin", "admin-made-pw")).status).toBe(200)
+        }))
+
+      it.effect("usernames are unique per kind; listing shows the accounts without their hashes", () =>
+        Effect.gen(function*() {
+          const accounts = yield* Accounts
+          yield* added(device("ha-unique", { tenantId: "tenant-u" }))
+          const again = yield* Effect.flip(added(device("ha-unique", { tenantId: "tenant-v" })))
+          expect(again.message).toBe("a device account named \"ha-unique\" already exists")
+          yield* added({ kind: "reader", tenantId: "tenant-u", username: "ha-unique", password: "reader-pw-1", timeZone: null })
+          const listed = yield* accounts.list("device", Option.some("tenant-u"))
+          expect(listed).toEqual([{
+            kind: "device",
+            tenantId: "tenant-u",
+            username: "ha-unique",
+            timeZone: "America/Sao_Paulo",
+            disabled: false,
+            createdAt: expect.any(Date),
+            updatedAt: expect.any(Date)
+          }])
+        }))
+    })
+  })
+}
