@@ -76,7 +76,14 @@ const nodeServer = Layer.scoped(
   Effect.gen(function*() {
     const port = yield* Config.integer("PORT").pipe(Config.withDefault(8080))
     const timeout = yield* ShutdownTimeout
-    const server = createServer()
+    // The server listens before the API's handler is installed: a request in between would wait for ever, so it
+    // is answered 503 instead — once the handler is there (a second listener), it answers alone.
+    const server = createServer((request, response) => {
+      if (server.listenerCount("request") > 1) return
+      request.resume()
+      response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
+      response.end(JSON.stringify({ error: "starting", message: "the server is starting, retry shortly" }))
+    })
     const http = yield* NodeHttpServer.make(() => server, { port })
     // Added after the server's own close, so it runs first: the deadline starts when closing does.
     yield* Effect.addFinalizer(() =>
