@@ -7,6 +7,12 @@ export const DeadLetterReason = Schema.Literal(
   "payload_too_large",
   "object_not_found",
   "retries_exhausted",
+  /** The database refused the claim's data for good (a permanent SQLSTATE, e.g. a NUL, a too large index row). */
+  "unloadable",
+  /** Loading it threw (a defect of the loader) while storage and database answered. */
+  "loader_defect",
+  /** Delivered more than WORKER_MAX_DELIVERIES times without ending: it took its worker down with it. */
+  "too_many_attempts",
   /** On the claims topic but not a claim check: nothing to load. */
   "unreadable_message"
 )

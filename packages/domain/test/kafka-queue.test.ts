@@ -130,6 +130,28 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
       expect(handled.some((id) => first.some((c) => c.claim_id === id))).toBe(false)
     }), { timeout: 90_000 })
 
+  it.scopedLive("its backlog is the group's lag, stalled from when the lag appeared until the group commits again", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
+        const claims = Array.from({ length: 3 }, (_, i) => claim(`device-${i}`))
+        yield* Effect.forEach(claims, q.publish, { discard: true })
+        const waiting = yield* q.backlog
+        yield* Effect.sleep("1100 millis")
+        const stalled = yield* q.backlog
+        expect(waiting.pending).toBe(3)
+        expect(stalled.pending).toBe(3)
+        // Nothing commits: the stall grows from when the lag was first seen.
+        expect(Duration.toMillis(stalled.stalledFor)).toBeGreaterThanOrEqual(Duration.toMillis(waiting.stalledFor) + 1000)
+
+        const handled = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(() => Effect.void, handled, Effect.map(committed(cluster), (n) => n === 3))
+        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
+      }).pipe(Effect.provide(queueOn(cluster)))
+    }), { timeout: 60_000 })
+
   it.scopedLive("keeps its partitions through a load longer than the session timeout", () =>
     Effect.gen(function*() {
       const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 import { InvalidPayload } from "../src/errors.js"
 import { ObjectStore } from "../src/storage/ObjectStore.js"
 import * as S3ObjectStore from "../src/storage/S3ObjectStore.js"
-import { optionsFor, s3Store } from "./support/s3.js"
+import { optionsFor, rawClient, rawKeys, s3Store } from "./support/s3.js"
 
 const MiB = 1024 * 1024
 /** S3's smallest part: three parts stay cheap. */
@@ -166,6 +166,23 @@ describe("S3ObjectStore on s3rver", () => {
       )
       expect(down._tag).toBe("StorageError")
       expect(down.message).toMatch(/ECONNREFUSED.*\(5 attempts\)$/)
+    }).pipe(Effect.provide(S3Server.layer)))
+
+  it.scopedLive("as it starts, asks for a lifecycle rule on its staging prefix and removes staging left longer than its maximum age", () =>
+    Effect.gen(function*() {
+      const server = yield* S3Server.S3Server
+      const client = yield* rawClient
+      yield* S3ObjectStore.make(optionsFor(server))
+      // What a process killed between completing an upload and copying it to its key leaves behind.
+      yield* Effect.promise(() => client.putObject("telemetry-raw", ".pending/abandoned", Buffer.from("parts")))
+      yield* Effect.sleep("4500 millis")
+      yield* Effect.promise(() => client.putObject("telemetry-raw", ".pending/in-progress", Buffer.from("parts")))
+
+      const [, requests] = yield* requestsOf(S3ObjectStore.make(optionsFor(server, { stagingMaxAge: "3 seconds" })))
+      // s3rver implements neither bucket lifecycles nor the listing of incomplete uploads; S3 and MinIO do.
+      expect(matching(requests, /^GET \/telemetry-raw\?lifecycle/)).toBe(1)
+      expect(matching(requests, /^GET \/telemetry-raw\?uploads/)).toBe(1)
+      expect(yield* rawKeys()).toEqual([".pending/in-progress"])
     }).pipe(Effect.provide(S3Server.layer)))
 })
 

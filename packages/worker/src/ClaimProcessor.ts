@@ -1,11 +1,13 @@
 import {
   type ClaimCheck,
+  ClaimAttempts,
   ClaimRejected,
+  DatabaseErrors,
   type DeadLetterReason,
   decodePayload,
   gunzip,
   limitBytes,
-  type LoadError,
+  LoadError,
   Maintenance,
   ObjectStore,
   PayloadConfig,
@@ -13,7 +15,8 @@ import {
   type StorageError,
   TelemetryStore
 } from "@telemetry/domain"
-import { Config, Duration, Effect, Ref, Schedule } from "effect"
+import { SqlError } from "@effect/sql/SqlError"
+import { Cause, Config, Data, Duration, Effect, Exit, Option, Ref, Schedule } from "effect"
 import * as Dependencies from "./Dependencies.js"
 
 /** How hard a claim is tried before the worker gives up on it. */
@@ -24,25 +27,60 @@ export const RetryConfig = Config.all({
     Config.validate({ message: "WORKER_RETRY_ATTEMPTS must be at least 1", validation: (n) => n >= 1 })
   ),
   /** The longest pause between two tries; pauses double from half a second up to it. */
-  maxDelay: Config.duration("WORKER_RETRY_MAX_DELAY").pipe(Config.withDefault(Duration.seconds(30)))
+  maxDelay: Config.duration("WORKER_RETRY_MAX_DELAY").pipe(Config.withDefault(Duration.seconds(30))),
+  /** Deliveries of a claim that may begin loading without ending; the next one is dead-lettered unloaded. */
+  maxDeliveries: Config.integer("WORKER_MAX_DELIVERIES").pipe(
+    Config.withDefault(5),
+    Config.validate({ message: "WORKER_MAX_DELIVERIES must be at least 1", validation: (n) => n >= 1 })
+  )
 })
 
 const FIRST_DELAY = Duration.millis(500)
 
+// Counting a delivery's end must not hold up a stopping worker for long; a count left behind costs one delivery.
+const SETTLE_TIMEOUT = Duration.seconds(5)
+
 /** The outcome of a claim whose request was refused after it was published (see RevokedClaims). */
 const REVOKED = { _tag: "Revoked" } as const
 
+/** The loader threw (or died) instead of failing with an error of its own. */
+class LoaderDefect extends Data.TaggedError("LoaderDefect")<{ readonly defect: unknown }> {
+  override get message() {
+    return this.defect instanceof Error ? `${this.defect.name}: ${this.defect.message}` : String(this.defect)
+  }
+}
+
 type Transient = StorageError | LoadError
 
-const isTransient = (e: { readonly _tag: string }): e is Transient => e._tag === "StorageError" || e._tag === "LoadError"
+/** Failures that may pass on a retry: storage faults, and database faults the database does not blame on the data. */
+const isTransient = (e: { readonly _tag: string }): e is Transient =>
+  e._tag === "StorageError" || (e instanceof LoadError && e.transient)
+
+/** What went wrong, with the database's own words when it answered. */
+const messageOf = (e: { readonly message: string }) => (e instanceof LoadError ? DatabaseErrors.explain(e) : e.message)
+
+/** How a delivery ended without an outcome, kept as its claim's last error. */
+const describeEnd = (cause: Cause.Cause<unknown>) =>
+  Cause.isInterruptedOnly(cause)
+    ? "interrupted (the worker stopped)"
+    : Option.match(Cause.failureOption(cause), {
+      onNone: () => Cause.pretty(cause),
+      onSome: (e) => (e instanceof Error ? messageOf(e) : String(e))
+    })
 
 /**
- * Streams a claim's payload back from storage, decodes it and loads it, exactly once. Storage and database faults
- * are retried with exponential backoff and jitter, a bounded number of times. A claim that cannot load fails with
- * `ClaimRejected` (the queue keeps it as a dead letter): at once when its payload is invalid, too large or gone,
- * and when the retries are spent while storage and database both answer — it is the claim, not them. When one of
- * them is down, the claim fails with its last error instead: it stays unacknowledged and comes back later, so an
- * outage does not empty the queue into the dead letters.
+ * Streams a claim's payload back from storage, decodes it and loads it, exactly once, and decides what becomes of a
+ * claim that does not load, so that none can hold up the claims behind it:
+ * - a payload invalid, too large or gone, or refused by the database for what it holds (a permanent SQLSTATE), fails
+ *   at once with `ClaimRejected` (the queue keeps it as a dead letter);
+ * - storage faults and transient database faults are retried with exponential backoff and jitter, a bounded number
+ *   of times; then the claim is rejected if storage and database both answer — it is the claim, not them —, and
+ *   otherwise fails with its last error: it stays unacknowledged and comes back later, so an outage does not empty
+ *   the queue into the dead letters;
+ * - a defect of the loader (an exception) is not retried: rejected too, unless a dependency is down;
+ * - every delivery is counted in the database before it loads (ClaimAttempts) and the count given back when it
+ *   ends here without an outcome, so what is left counts deliveries that took their process down (out of memory,
+ *   a native crash): past `WORKER_MAX_DELIVERIES` of those the claim is rejected without loading.
  */
 export const make = Effect.gen(function*() {
   const storage = yield* ObjectStore
@@ -65,34 +103,75 @@ export const make = Effect.gen(function*() {
         limitBytes(config.maxDecompressedBytes, "decompressed payload"),
         decodePayload({ ...config, receivedAt: Date.parse(claim.timestamp) })
       )
+    ).pipe(
+      Effect.catchAllDefect((defect) =>
+        Effect.fail(
+          // @effect/sql dies when COMMIT or ROLLBACK fails (e.g. the connection was cut): a database failure, not
+          // the loader's, judged by its SQLSTATE like any other.
+          defect instanceof SqlError
+            ? new LoadError({ claimId: claim.claim_id, message: defect.message, cause: defect })
+            : new LoaderDefect({ defect })
+        )
+      )
     )
 
-  return (claim: ClaimCheck) =>
+  /** The delivery's count removed (it ended: loaded or rejected) or given back (it will come again). */
+  const endDelivery = (claim: ClaimCheck, exit: Exit.Exit<unknown, unknown>) => {
+    const ended = Exit.isSuccess(exit) || Option.getOrUndefined(Cause.failureOption(exit.cause)) instanceof ClaimRejected
+    return Effect.interruptible(
+      ended ? ClaimAttempts.settle(claim.claim_id) : ClaimAttempts.giveBack(claim.claim_id, describeEnd(exit.cause))
+    ).pipe(
+      Effect.timeoutFail({ duration: SETTLE_TIMEOUT, onTimeout: () => new Error(`no answer within ${Duration.format(SETTLE_TIMEOUT)}`) }),
+      Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: its delivery count was not updated: ${e.message}`))
+    )
+  }
+
+  const handle = (claim: ClaimCheck, counted: Ref.Ref<boolean>) =>
     Effect.gen(function*() {
-      const attempts = yield* Ref.make(0)
+      const tries = yield* Ref.make(0)
       const reject = (reason: DeadLetterReason, what: string) => (e: { readonly message: string }) =>
-        Effect.flatMap(Ref.get(attempts), (tried) =>
+        Effect.flatMap(Ref.get(tries), (tried) =>
           Effect.zipRight(
-            Effect.logError(`claim ${claim.claim_id}: ${what}, dead-lettered: ${e.message}`),
-            new ClaimRejected({ reason, message: e.message, attempts: tried })
+            Effect.logError(`claim ${claim.claim_id}: ${what}, dead-lettered: ${messageOf(e)}`),
+            new ClaimRejected({ reason, message: messageOf(e), attempts: tried })
           ))
-      // The retries are spent: the claim is to blame only if its dependencies answer.
-      const exhausted = (e: Transient) =>
+      // The claim is to blame only if its dependencies answer; else it fails with `failure`, to come again.
+      const unlessDown = (e: { readonly message: string }, failure: Transient, reason: DeadLetterReason, what: string) =>
         Effect.flatMap(unreachable, (down): Effect.Effect<never, Transient | ClaimRejected> =>
           down.length > 0
             ? Effect.zipRight(
-              Effect.logError(`claim ${claim.claim_id}: ${e.message}; ${down.join(", ")}: leaving the claim queued for later`),
-              Effect.fail(e)
+              Effect.logError(`claim ${claim.claim_id}: ${messageOf(e)}; ${down.join(", ")}: leaving the claim queued for later`),
+              Effect.fail(failure)
             )
-            : reject("retries_exhausted", "retries exhausted")(e))
+            : reject(reason, what)(e))
 
-      const outcome = yield* Ref.update(attempts, (n) => n + 1).pipe(
+      // Counted once per delivery, in a statement of its own, committed before the first load begins.
+      const countDelivery = Effect.gen(function*() {
+        if (yield* Ref.get(counted)) return
+        const delivery = yield* ClaimAttempts.begin(claim.claim_id).pipe(
+          Effect.mapError((cause) =>
+            new LoadError({ claimId: claim.claim_id, message: `cannot count its delivery: ${cause.message}`, cause })
+          )
+        )
+        yield* Ref.set(counted, true)
+        if (delivery.attempts > retry.maxDeliveries) {
+          const message = `delivered ${delivery.attempts} times, ${delivery.attempts - 1} of them never ended, more ` +
+            `than WORKER_MAX_DELIVERIES (${retry.maxDeliveries}): loading it may take its worker down; ` +
+            `last error: ${delivery.lastError ?? "none recorded"}`
+          yield* Effect.logError(`claim ${claim.claim_id}: too many deliveries, dead-lettered unloaded: ${message}`)
+          // Its attempts: the loads begun before, none in this delivery.
+          return yield* new ClaimRejected({ reason: "too_many_attempts", message, attempts: delivery.attempts - 1 })
+        }
+      })
+
+      const outcome = yield* Ref.update(tries, (n) => n + 1).pipe(
+        Effect.zipRight(countDelivery),
         Effect.zipRight(load(claim)),
         Effect.tapError((e) =>
           isTransient(e)
-            ? Effect.flatMap(Ref.get(attempts), (tried) =>
+            ? Effect.flatMap(Ref.get(tries), (tried) =>
               Effect.logWarning(
-                `claim ${claim.claim_id}: ${e.message}; ${tried < retry.attempts ? "retrying" : "giving up"} (attempt ${tried} of ${retry.attempts})`
+                `claim ${claim.claim_id}: ${messageOf(e)}; ${tried < retry.attempts ? "retrying" : "giving up"} (attempt ${tried} of ${retry.attempts})`
               ))
             : Effect.void
         ),
@@ -105,8 +184,16 @@ export const make = Effect.gen(function*() {
           ObjectNotFound: (e) =>
             Effect.flatMap(RevokedClaims.isRevoked(claim.claim_id).pipe(Effect.orElseSucceed(() => false)), (revoked) =>
               revoked ? Effect.succeed(REVOKED) : reject("object_not_found", "payload not found")(e)),
-          StorageError: exhausted,
-          LoadError: exhausted
+          StorageError: (e) => unlessDown(e, e, "retries_exhausted", "retries exhausted"),
+          LoadError: (e) =>
+            e.transient
+              ? unlessDown(e, e, "retries_exhausted", "retries exhausted")
+              : reject("unloadable", "refused by the database")(e),
+          LoaderDefect: (e) =>
+            Effect.zipRight(
+              Effect.logError(`claim ${claim.claim_id}: the loader failed`, Cause.die(e.defect)),
+              unlessDown(e, new LoadError({ claimId: claim.claim_id, message: e.message, cause: e.defect }), "loader_defect", "loader defect")
+            )
         })
       )
       if (outcome._tag === "Revoked") return yield* Effect.logInfo(`claim ${claim.claim_id}: its request was refused, nothing to load`)
@@ -119,5 +206,11 @@ export const make = Effect.gen(function*() {
           Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late-data refresh failed: ${e.message}`))
         )
       }
-    }).pipe(Effect.annotateLogs({ claim: claim.claim_id }))
+    })
+
+  return (claim: ClaimCheck) =>
+    Effect.flatMap(Ref.make(false), (counted) =>
+      handle(claim, counted).pipe(
+        Effect.onExit((exit) => Effect.flatMap(Ref.get(counted), (was) => (was ? endDelivery(claim, exit) : Effect.void)))
+      )).pipe(Effect.annotateLogs({ claim: claim.claim_id }))
 })

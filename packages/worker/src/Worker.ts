@@ -1,4 +1,4 @@
-import { ClaimQueue, Maintenance } from "@telemetry/domain"
+import { ClaimAttempts, ClaimQueue, Maintenance, WorkerStatus } from "@telemetry/domain"
 import { Cause, Duration, Effect, Layer, Schedule } from "effect"
 import * as ClaimProcessor from "./ClaimProcessor.js"
 
@@ -10,18 +10,22 @@ const restartBackoff = Schedule.exponential(Duration.seconds(1)).pipe(
 
 /**
  * Consumes claims for as long as the layer lives. A consumer that stops — an error (storage or database down, the
- * queue unreachable), or a defect in a load — is started again after a pause: its claim was not acknowledged and
- * comes back. Interrupted (the process is stopping), the consumer lets its loads finish within SHUTDOWN_TIMEOUT.
+ * queue unreachable) — is started again after a pause: its claim was not acknowledged and comes back. Interrupted
+ * (the process is stopping), the consumer lets its loads finish within SHUTDOWN_TIMEOUT. What it does is reported
+ * to `WorkerStatus`, for the health check.
  */
 export const run = Effect.gen(function*() {
   const queue = yield* ClaimQueue
+  const status = yield* WorkerStatus.WorkerStatus
   const process = yield* ClaimProcessor.make
+  yield* ClaimAttempts.purge.pipe(Effect.catchAll((e) => Effect.logWarning(`worker: old delivery counts not purged: ${e.message}`)))
+  yield* status.started
   yield* Effect.logInfo("worker: consuming claims")
-  return yield* queue.consume(process).pipe(
+  return yield* queue.consume((claim) => status.handling(claim.claim_id, process(claim))).pipe(
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.failCause(cause)
-        : Effect.logError("worker: the consumer stopped; starting it again", cause)
+        : Effect.zipRight(status.restarted, Effect.logError("worker: the consumer stopped; starting it again", cause))
     ),
     Effect.repeat(restartBackoff)
   )

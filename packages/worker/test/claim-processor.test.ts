@@ -1,11 +1,20 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { ClaimRejected, MemoryObjectStore, ObjectStore, RevokedClaims, StorageError } from "@telemetry/domain"
+import {
+  ClaimAttempts,
+  ClaimRejected,
+  LoadError,
+  MemoryObjectStore,
+  ObjectStore,
+  RevokedClaims,
+  StorageError,
+  TelemetryStore
+} from "@telemetry/domain"
 import { ConfigProvider, Effect, Layer, Stream, TestServices } from "effect"
 import { randomUUID } from "node:crypto"
 import { dataOf, inMemoryStore } from "@telemetry/domain/testing"
 import * as ClaimProcessor from "../src/ClaimProcessor.js"
-import { capturingLogs, type LogLine, stash } from "./support/claims.js"
+import { capturingLogs, type LogLine, refusedAs, stash } from "./support/claims.js"
 
 const TestLayer = inMemoryStore(2).pipe(Layer.provideMerge(MemoryObjectStore.layer()))
 
@@ -359,6 +368,129 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         yield* process(claim)
         expect(yield* sql`SELECT tenant_id FROM equipments WHERE uuid = ${`${p}-freezer`}`).toEqual([{ tenant_id: "acme" }])
         expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ tenant_id: "acme", items: 2, readings: 5 }])
+      }))
+
+    /** The deliveries counted for a claim and the last error kept, or none. */
+    const attemptsOf = (claimId: string) =>
+      Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ attempts: number; last_error: string | null }>`SELECT attempts, last_error FROM claim_attempts
+          WHERE claim_id = ${claimId}`)
+
+    /** The store, with the loads of `claimId` failing as `fail` says (given the load's number, from 1), if it does. */
+    const storeFailing = (claimId: string, fail: (load: number) => Effect.Effect<never, LoadError> | undefined) =>
+      Effect.map(TelemetryStore, (store) => {
+        let loads = 0
+        return TelemetryStore.of({
+          ...store,
+          load: (claim, items) => {
+            if (claim.claim_id !== claimId) return store.load(claim, items)
+            return Effect.suspend(() => fail(++loads) ?? store.load(claim, items))
+          }
+        })
+      })
+
+    it.effect("a claim the database refuses for its data (NUL, out of range) is dead-lettered at once, not retried", () =>
+      Effect.gen(function*() {
+        const process = yield* makeProcessor
+        const p = `refused-${randomUUID()}`
+        const payloads = [
+          [{ equip_uuid: `${p}-nul`, equip_nome: "a\u0000b", sensor: [{ sensor_uuid: `${p}-s`, valor: 1 }] }],
+          [{ equip_uuid: `${p}-range`, equip_intervalo_coleta: 1e12, sensor: [{ sensor_uuid: `${p}-s`, valor: 1 }] }]
+        ]
+        for (const body of payloads) {
+          const { claim } = yield* stash(body)
+          const { logs, result } = yield* withLogs(Effect.flip(process(claim)))
+          const reason = yield* refusedAs(body)
+          expect(result).toMatchObject({ _tag: "ClaimRejected", reason, attempts: 1 })
+          // A refusal by the database names its SQLSTATE (22021 invalid byte sequence, 22003 out of range).
+          if (reason === "unloadable") expect(result.message).toMatch(/\(SQLSTATE 22\d{3}\)$/)
+          expect(logs.filter((l) => l.level === "WARN")).toEqual([])
+          expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+          expect(yield* attemptsOf(claim.claim_id)).toEqual([])
+        }
+        expect(yield* countWhereEquipment([`${p}-nul`, `${p}-range`])).toEqual({ data: 0, equipments: 0 })
+      }))
+
+    it.effect("a transient database error (a serialization failure) is retried, and the claim then loads", () =>
+      Effect.gen(function*() {
+        const p = `serial-${randomUUID()}`
+        const { claim } = yield* stash(payload(p))
+        const serialization = Object.assign(new Error("could not serialize access due to concurrent update"), {
+          code: "40001",
+          severity: "ERROR"
+        })
+        const store = yield* storeFailing(claim.claim_id, (load) =>
+          load === 1 ? Effect.fail(new LoadError({ claimId: claim.claim_id, message: serialization.message, cause: serialization })) : undefined)
+        const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
+        const { logs } = yield* TestServices.provideLive(withLogs(process(claim)))
+        expect(logs.filter((l) => l.level === "WARN").map((l) => l.message)).toEqual([
+          `claim ${claim.claim_id}: could not serialize access due to concurrent update (SQLSTATE 40001); retrying (attempt 1 of 3)`
+        ])
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([])
+      }))
+
+    it.effect("a defect of the loader is not retried: the claim is dead-lettered as loader_defect", () =>
+      Effect.gen(function*() {
+        const { claim } = yield* stash(payload(`defect-${randomUUID()}`))
+        const store = yield* storeFailing(claim.claim_id, () =>
+          Effect.die(new TypeError("Cannot read properties of undefined (reading 'id')")))
+        const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
+        const { logs, result } = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
+        expect(result).toMatchObject({
+          _tag: "ClaimRejected",
+          reason: "loader_defect",
+          attempts: 1,
+          message: "TypeError: Cannot read properties of undefined (reading 'id')"
+        })
+        expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+          `claim ${claim.claim_id}: the loader failed`,
+          `claim ${claim.claim_id}: loader defect, dead-lettered: TypeError: Cannot read properties of undefined (reading 'id')`
+        ])
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([])
+      }))
+
+    it.effect("a defect while storage is down is not blamed on the claim: it fails, to come again, and its delivery is given back", () =>
+      Effect.gen(function*() {
+        const storage = yield* ObjectStore
+        const { claim } = yield* stash(payload(`defect-down-${randomUUID()}`))
+        const store = yield* storeFailing(claim.claim_id, () => Effect.die(new TypeError("socket gone")))
+        const process = yield* processorWith(fewRetries).pipe(
+          Effect.provideService(TelemetryStore, store),
+          Effect.provideService(ObjectStore, brokenFor(storage, claim.claim_check, true))
+        )
+        const result = yield* TestServices.provideLive(Effect.flip(process(claim)))
+        expect(result).toMatchObject({ _tag: "LoadError", message: "TypeError: socket gone" })
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([{ attempts: 0, last_error: "TypeError: socket gone" }])
+      }))
+
+    it.effect("deliveries that never ended are counted: past WORKER_MAX_DELIVERIES the claim is dead-lettered unloaded", () =>
+      Effect.gen(function*() {
+        const p = `crashed-${randomUUID()}`
+        const { claim } = yield* stash(payload(p))
+        // Two deliveries began loading and their process died (nothing ended them).
+        yield* ClaimAttempts.begin(claim.claim_id)
+        yield* ClaimAttempts.begin(claim.claim_id)
+        const process = yield* processorWith({ WORKER_MAX_DELIVERIES: "2" })
+        const { logs, result } = yield* withLogs(Effect.flip(process(claim)))
+        expect(result).toMatchObject({ _tag: "ClaimRejected", reason: "too_many_attempts", attempts: 2 })
+        expect(result.message).toContain("delivered 3 times, 2 of them never ended, more than WORKER_MAX_DELIVERIES (2)")
+        expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+          expect.stringContaining(`claim ${claim.claim_id}: too many deliveries, dead-lettered unloaded`)
+        ])
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+        expect(yield* countWhereEquipment([`${p}-freezer`, `${p}-fridge`])).toEqual({ data: 0, equipments: 0 })
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([])
+      }))
+
+    it.effect("a delivery that never ended counts once; within the limit the claim loads, and its count is removed", () =>
+      Effect.gen(function*() {
+        const { claim } = yield* stash(payload(`survivor-${randomUUID()}`))
+        yield* ClaimAttempts.begin(claim.claim_id)
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([{ attempts: 1, last_error: null }])
+        yield* (yield* processorWith({ WORKER_MAX_DELIVERIES: "2" }))(claim)
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([])
       }))
   })
 })

@@ -1,12 +1,21 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { ClaimQueue, ObjectStore, PostgresClient, StorageError } from "@telemetry/domain"
-import { serverUrl } from "@telemetry/testbed/PostgresDatabase"
-import { Chunk, Context, Effect, Layer, Redacted, Stream } from "effect"
+import { ClaimQueue, ObjectStore, StorageError } from "@telemetry/domain"
+import { Chunk, Effect, Stream } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { capturingLogs, type LogLine, readingsPayload, stash } from "./support/claims.js"
-import { DLQ, eventually, freshDatabase, infrastructure, kafkaDeployment, loaded, tempDir, TOPIC, worker } from "./support/pipeline.js"
+import {
+  DLQ,
+  eventually,
+  freshDatabase,
+  infrastructure,
+  kafkaDeployment,
+  loaded,
+  switchable,
+  tempDir,
+  TOPIC,
+  worker
+} from "./support/pipeline.js"
 
 
 describe("dead letters on Kafka (mock cluster), PostgreSQL and files", () => {
@@ -75,18 +84,12 @@ describe("dead letters on Kafka (mock cluster), PostgreSQL and files", () => {
   it.scopedLive("with the database down a claim is not dead-lettered: it comes back and loads once when the database is back", () =>
     Effect.gen(function*() {
       const { cluster, committed, database, env } = yield* kafkaDeployment
-      // On the server's own database, to switch the test database off and on.
-      const admin = Context.get(
-        yield* Layer.build(PostgresClient.layer({ url: Redacted.make(serverUrl()), poolSize: 1 })),
-        SqlClient.SqlClient
-      )
+      const outage = yield* switchable(database.name)
       const logs: Array<LogLine> = []
       yield* Effect.gen(function*() {
         const queue = yield* ClaimQueue
         const claim = yield* stash(readingsPayload("down-a", 500))
-        // Down: no new connections, the open ones cut.
-        yield* admin.unsafe(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS false`)
-        yield* admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${database.name}`
+        yield* outage.down
         yield* queue.publish(claim.claim)
         yield* Effect.forkScoped(capturingLogs(logs)(worker(env)))
 
@@ -96,7 +99,7 @@ describe("dead letters on Kafka (mock cluster), PostgreSQL and files", () => {
         expect(yield* cluster.messages(DLQ)).toEqual([])
         expect(yield* committed).toBe(0)
 
-        yield* admin.unsafe(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS true`)
+        yield* outage.up
         yield* eventually(committed, (n) => n === 1)
         expect(yield* loaded("down-")).toEqual({ readings: 500, distinct_readings: 500, claims: 1 })
         expect(yield* cluster.messages(DLQ)).toEqual([])

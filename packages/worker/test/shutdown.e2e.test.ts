@@ -1,4 +1,3 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimQueue } from "@telemetry/domain"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
@@ -6,7 +5,7 @@ import * as S3Server from "@telemetry/testbed/S3Server"
 import { Effect } from "effect"
 import { type PipelineProcess, startWorker } from "../../ingest/test/support/process.js"
 import { readingsPayload, stash } from "./support/claims.js"
-import { DLQ, eventually, freshDatabase, infrastructure, loaded, TOPIC } from "./support/pipeline.js"
+import { DLQ, eventually, freshDatabase, infrastructure, loaded, loading, TOPIC } from "./support/pipeline.js"
 
 const READINGS = 300_000
 
@@ -22,15 +21,6 @@ const exitWithin = (worker: PipelineProcess, seconds: number) =>
       onTimeout: () => new Error(`the worker did not exit within ${seconds} s; it printed:\n${worker.output().slice(-4000)}`)
     })
   )
-
-/** A transaction of `application` that has written (its ledger row comes first) and not committed: a load. */
-const loading = (application: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.map(
-      sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE datname = current_database() AND application_name = ${application} AND backend_xid IS NOT NULL`,
-      (rows) => rows[0]!.n > 0
-    ))
 
 /**
  * SIGTERM in the middle of a 300 000-reading load into PostgreSQL: with a shutdown timeout the load outlasts, it is

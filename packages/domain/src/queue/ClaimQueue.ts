@@ -23,6 +23,22 @@ export interface ClaimQueueShape {
   readonly deadLetters: (range: TimeRange) => Stream.Stream<DeadLetter, QueueError>
   /** Succeeds when the queue can take claims now (for health checks). */
   readonly check: Effect.Effect<void, QueueError>
+  /** The claims not done yet, and whether they move (for health checks). */
+  readonly backlog: Effect.Effect<Backlog, QueueError>
+}
+
+/** Claims published and not yet done, as the health check reports them. */
+export interface Backlog {
+  /** Claims published and not yet acknowledged, waiting or being handled (Kafka: the consumer group's lag). */
+  readonly pending: number
+  /** The in-process queue's claims waiting for a worker, and the most that may wait (publishing waits beyond). */
+  readonly room?: { readonly waiting: number; readonly capacity: number } | undefined
+  /**
+   * How long claims have waited without the workers getting through them. In process: the time since the oldest
+   * claim not yet acknowledged was queued. On Kafka: how long the group has had lag while its committed offsets did
+   * not move, as this process saw them (so at most since it first looked).
+   */
+  readonly stalledFor: Duration.Duration
 }
 
 export class ClaimQueue extends Context.Tag("@telemetry/ClaimQueue")<ClaimQueue, ClaimQueueShape>() {}

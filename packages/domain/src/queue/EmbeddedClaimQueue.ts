@@ -1,7 +1,8 @@
-import { Clock, Config, Duration, Effect, Exit, Fiber, FiberSet, Layer, Option, Queue, Ref, Schedule, Stream } from "effect"
+import { Chunk, Clock, Config, Duration, Effect, Exit, Fiber, FiberSet, Layer, Option, Queue, Ref, Schedule, Stream } from "effect"
 import { mkdir } from "node:fs/promises"
 import { dirname, join } from "node:path"
 import type { ClaimCheck } from "../ClaimCheck.js"
+import * as ClaimAttempts from "../db/ClaimAttempts.js"
 import { type ClaimRejected, DeadLetter, inRange, rejectionOf } from "../DeadLetter.js"
 import { QueueError } from "../errors.js"
 import { ClaimQueue, DEFAULT_SHUTDOWN_TIMEOUT, ShutdownTimeout } from "./ClaimQueue.js"
@@ -27,6 +28,8 @@ export interface EmbeddedQueueOptions {
 /**
  * Re-queues stored payloads that the ledger does not hold: what an in-process queue lost when the process died
  * after answering 202 and before the worker committed the load. Dead-lettered claims stay aside (`pnpm replay`).
+ * Claims whose loads began and never ended (ClaimAttempts) — they may be what took the process down — go last,
+ * fewest deliveries first, so that one of them cannot stop the others again at every start.
  */
 const recover = Effect.gen(function*() {
   const queue = yield* ClaimQueue
@@ -38,13 +41,29 @@ const recover = Effect.gen(function*() {
   )
   // Recovered claims may outnumber the queue's room: wait for the workers rather than give up.
   const publish = (claim: ClaimCheck) => queue.publish(claim).pipe(Effect.retry(Schedule.spaced(Duration.seconds(1))))
-  const requeued = yield* StoredClaims.stored().pipe(
+  const suspects: Array<{ readonly claim: ClaimCheck; readonly deliveries: number }> = []
+  const first = yield* StoredClaims.stored().pipe(
     Stream.filter((claim) => !deadLettered.has(claim.claim_id)),
     StoredClaims.unloaded,
+    Stream.grouped(500),
+    Stream.mapEffect((group) =>
+      Effect.map(ClaimAttempts.counts(Chunk.toReadonlyArray(Chunk.map(group, (c) => c.claim_id))), (counts) =>
+        Chunk.filter(group, (claim) => {
+          const deliveries = counts.get(claim.claim_id)
+          if (deliveries !== undefined) suspects.push({ claim, deliveries })
+          return deliveries === undefined
+        }))
+    ),
+    Stream.flattenChunks,
     Stream.mapEffect(publish),
     Stream.runCount
   )
+  yield* Effect.forEach(suspects.sort((a, b) => a.deliveries - b.deliveries), ({ claim }) => publish(claim), { discard: true })
+  const requeued = first + suspects.length
   if (requeued > 0) yield* Effect.logWarning(`re-queued ${requeued} stored payload(s) that were never loaded`)
+  if (suspects.length > 0) {
+    yield* Effect.logWarning(`of them, ${suspects.length} went last: their loads began before and never ended`)
+  }
 })
 
 /** Runs the recovery in the background once, when the layer starts. */
@@ -74,12 +93,25 @@ export const layer = (options: EmbeddedQueueOptions) =>
     Effect.gen(function*() {
       const deadLetters = yield* deadLetterStore(options.directory)
       const queue = yield* Effect.acquireRelease(Queue.bounded<ClaimCheck>(options.capacity), Queue.shutdown)
-      // Claims taken but not acknowledged (their handling failed or was interrupted): taken again first.
+      // Claims published and not acknowledged yet, and since when (for the health check).
+      const pending = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
+      const acknowledged = (claim: ClaimCheck) =>
+        Ref.update(pending, (all) => {
+          const rest = new Map(all)
+          rest.delete(claim.claim_id)
+          return rest
+        })
+      // Claims taken but not acknowledged (their handling failed or was interrupted): taken again before the
+      // queue's, yet in turn with them, so that a claim that keeps failing cannot hold up those behind it.
       const unacknowledged = yield* Ref.make<ReadonlyArray<ClaimCheck>>([])
-      const next = Effect.flatMap(
-        Ref.modify(unacknowledged, ([first, ...rest]) => [Option.fromNullable(first), rest]),
-        Option.match({ onNone: () => Queue.take(queue), onSome: Effect.succeed })
-      )
+      const lastWasRetry = yield* Ref.make(false)
+      const retried = Ref.modify(unacknowledged, ([first, ...rest]) => [Option.fromNullable(first), rest] as const)
+      const next = Effect.gen(function*() {
+        const fresh = (yield* Ref.get(lastWasRetry)) ? yield* Queue.poll(queue) : Option.none<ClaimCheck>()
+        const claim = Option.isSome(fresh) ? fresh : yield* retried
+        yield* Ref.set(lastWasRetry, Option.isNone(fresh) && Option.isSome(claim))
+        return Option.isSome(claim) ? claim.value : yield* Queue.take(queue)
+      })
       const keep = (claim: ClaimCheck, { attempts, message, reason }: ClaimRejected) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           deadLetters.append(
@@ -88,13 +120,19 @@ export const layer = (options: EmbeddedQueueOptions) =>
 
       return ClaimQueue.of({
         publish: (claim) =>
-          Queue.offer(queue, claim).pipe(
-            Effect.timeoutFail({
-              duration: options.publishTimeout,
-              onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
-            }),
-            Effect.asVoid
-          ),
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            // Published again while still pending (a replay), it counts from its first time.
+            const added = yield* Ref.modify(pending, (all) =>
+              all.has(claim.claim_id) ? [false, all] as const : [true, new Map(all).set(claim.claim_id, now)] as const)
+            yield* Queue.offer(queue, claim).pipe(
+              Effect.timeoutFail({
+                duration: options.publishTimeout,
+                onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
+              }),
+              Effect.tapError(() => (added ? acknowledged(claim) : Effect.void))
+            )
+          }),
         // One claim at a time, each in a fiber of its own so that stopping lets it finish (InFlight).
         consume: (handle) =>
           Effect.scoped(Effect.gen(function*() {
@@ -105,7 +143,11 @@ export const layer = (options: EmbeddedQueueOptions) =>
                 inFlight,
                 rejectionOf(handle(claim)).pipe(
                   Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: (rejection) => keep(claim, rejection) })),
-                  Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Ref.update(unacknowledged, (claims) => [claim, ...claims]))
+                  Effect.onExit((exit) =>
+                    Exit.isSuccess(exit)
+                      ? acknowledged(claim)
+                      : Ref.update(unacknowledged, (claims) => [claim, ...claims])
+                  )
                 )
               )
               yield* Fiber.join(fiber)
@@ -114,7 +156,19 @@ export const layer = (options: EmbeddedQueueOptions) =>
         deadLetters: (range) =>
           Stream.fromIterableEffect(deadLetters.readAll).pipe(Stream.filter((letter) => inRange(range, letter.failedAt))),
         // In this process: up for as long as the process is.
-        check: Effect.void
+        check: Effect.void,
+        backlog: Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const all = yield* Ref.get(pending)
+          let oldest = now
+          for (const since of all.values()) oldest = Math.min(oldest, since)
+          return {
+            pending: all.size,
+            // Negative while consumers wait for claims.
+            room: { waiting: Math.max(0, yield* Queue.size(queue)), capacity: options.capacity },
+            stalledFor: Duration.millis(now - oldest)
+          }
+        })
       })
     })
   )

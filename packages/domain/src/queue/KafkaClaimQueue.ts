@@ -10,6 +10,7 @@ import {
   Layer,
   LogLevel,
   Option,
+  Ref,
   Runtime,
   Schema,
   Stream
@@ -127,18 +128,54 @@ const makeAdmin = (kafka: Kafka, options: KafkaQueueOptions) =>
     (admin) => Effect.promise(() => admin.disconnect()).pipe(Effect.ignore)
   )
 
+/** A health check's request to Kafka, which must answer within the publish timeout. */
+const answeredWithin = (options: KafkaQueueOptions) => <A>(request: Effect.Effect<A, QueueError>) =>
+  request.pipe(
+    Effect.timeoutFail({
+      duration: options.publishTimeout,
+      onTimeout: () => new QueueError({ operation: "check", message: `Kafka did not answer within ${Duration.format(options.publishTimeout)}` })
+    })
+  )
+
 /** Up when the brokers answer with the topic's metadata within the publish timeout. */
 const checkWith = (admin: Admin, options: KafkaQueueOptions) =>
   Effect.tryPromise({
     try: () => admin.fetchTopicMetadata({ topics: [options.topic] }),
     catch: queueError("check", `cannot read the metadata of ${options.topic}`)
-  }).pipe(
-    Effect.timeoutFail({
-      duration: options.publishTimeout,
-      onTimeout: () => new QueueError({ operation: "check", message: `Kafka did not answer within ${Duration.format(options.publishTimeout)}` })
-    }),
-    Effect.asVoid
-  )
+  }).pipe(answeredWithin(options), Effect.asVoid)
+
+/**
+ * The consumer group's lag on the topic (the ends of its partitions beyond the offsets it committed), and for how
+ * long it has had lag while its committed offsets did not move, as this process saw them: a group that commits
+ * nothing while claims wait is stuck (the mock cluster cannot describe groups, and need not: the offsets tell).
+ */
+const backlogWith = (admin: Admin, options: KafkaQueueOptions) =>
+  Effect.map(Ref.make<{ readonly committed: string; readonly since: number } | undefined>(undefined), (seen) =>
+    Effect.gen(function*() {
+      const [ends, [committed]] = yield* Effect.tryPromise({
+        try: () =>
+          Promise.all([
+            admin.fetchTopicOffsets(options.topic),
+            admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] })
+          ]),
+        catch: queueError("check", `cannot read the offsets of ${options.groupId} on ${options.topic}`)
+      }).pipe(answeredWithin(options))
+      const offsets = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]))
+      // A partition the group never committed on (-1) is consumed from its start (fromBeginning).
+      const lag = ends.reduce((sum, p) => {
+        const [low, high, done] = [BigInt(p.low), BigInt(p.high), offsets.get(p.partition) ?? -1n]
+        const from = done > low ? done : low
+        return sum + (high > from ? high - from : 0n)
+      }, 0n)
+      const now = yield* Clock.currentTimeMillis
+      const key = JSON.stringify([...offsets].map(([partition, offset]) => [partition, String(offset)]))
+      // Progress: the offsets moved, or nothing waits.
+      const last = yield* Ref.updateAndGet(seen, (s) => (lag > 0n && s?.committed === key ? s : { committed: key, since: now }))
+      return {
+        pending: Number(lag),
+        stalledFor: Duration.millis(now - last!.since)
+      }
+    }))
 
 /** Where a message was taken from, e.g. `telemetry.raw/2@1234`. */
 const sourceOf = (topic: string, partition: number, offset: string) => `${topic}/${partition}@${offset}`
@@ -402,7 +439,8 @@ export const layer = (options: KafkaQueueOptions) =>
         publish: publishWith(producer, options),
         consume: consumeWith(kafka, producer, options),
         deadLetters: deadLettersWith(kafka, admin, options),
-        check: checkWith(admin, options)
+        check: checkWith(admin, options),
+        backlog: yield* backlogWith(admin, options)
       })
     })
   )

@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto"
 import type { Readable } from "node:stream"
 import { ObjectNotFound, StorageError } from "../errors.js"
 import { BucketConfig, ObjectStore, type StoredObject } from "./ObjectStore.js"
+import * as S3Staging from "./S3Staging.js"
 import * as S3Transport from "./S3Transport.js"
 
 const MiB = 1024 * 1024
@@ -29,13 +30,13 @@ export interface S3Options {
   readonly retries?: number
   /** The wait before the first retry, doubled for each next one, with jitter. Default 250 ms. */
   readonly retryDelay?: Duration.DurationInput
+  /**
+   * Multipart uploads are staged (S3Staging): staging objects and incomplete uploads older than this were abandoned
+   * by a process that died, and are removed. Default 24 hours.
+   */
+  readonly stagingMaxAge?: Duration.DurationInput
 }
 
-/**
- * Multipart uploads are written here and copied to their key once complete: see `put`. A bucket lifecycle rule
- * expiring this prefix (and aborting incomplete multipart uploads) reclaims what a crash leaves behind.
- */
-const STAGING = ".pending/"
 /** HEADs in flight while listing: S3 listings carry no user metadata. */
 const LIST_CONCURRENCY = 8
 
@@ -210,6 +211,9 @@ const firstBytes = (body: Readable) =>
 const DEFAULT_REQUEST_TIMEOUT = Duration.seconds(30)
 const DEFAULT_RETRIES = 4
 const DEFAULT_RETRY_DELAY = Duration.millis(250)
+const DEFAULT_STAGING_MAX_AGE = Duration.hours(24)
+/** How often abandoned staging uploads are looked for, after the first time at start. */
+const SWEEP_INTERVAL = Duration.hours(1)
 
 const isTransientError = (error: unknown): error is StorageError =>
   error instanceof StorageError && S3Transport.isTransient(error.cause)
@@ -296,6 +300,30 @@ export const make = (options: S3Options) =>
       Effect.tryPromise({ try: run, catch: storageError(operation, key) })
     const send = <A>(operation: Operation, key: string, run: () => Promise<A>) => retrying(call(operation, key, run))
 
+    /** The objects whose key starts with `prefix`, staging ones included. */
+    const listed = (prefix: string) =>
+      // ListObjects V1, paged by the last key: s3rver's V2 continuation tokens need DES, which Node 20 lacks.
+      Stream.paginateChunkEffect("", (marker) =>
+        send("list", prefix, () => client.listObjectsQuery(bucket, prefix, marker, { Delimiter: "", MaxKeys: 1000 })).pipe(
+          Effect.map((page) => [
+            Chunk.fromIterable(page.objects.flatMap(({ lastModified, name }) =>
+              name === undefined ? [] : [{ name, lastModified: lastModified ?? new Date(0) }]
+            )),
+            page.isTruncated && page.nextMarker !== undefined ? Option.some(page.nextMarker) : Option.none()
+          ] as const)
+        ))
+
+    const staging = yield* S3Staging.make({
+      client,
+      bucket,
+      maxAge: Duration.decode(options.stagingMaxAge ?? DEFAULT_STAGING_MAX_AGE),
+      listed
+    })
+    yield* staging.lifecycle
+    // The first sweep as the store starts, so that what a crash left is gone before anything else is asked of it.
+    yield* staging.sweep
+    yield* Effect.forkScoped(staging.sweep.pipe(Effect.delay(SWEEP_INTERVAL), Effect.forever))
+
     /**
      * Runs the request that makes `key` visible without interruption, so it is never left racing on its own; an
      * interruption that came meanwhile — or during a wait between attempts, when an earlier attempt that timed out
@@ -324,7 +352,7 @@ export const make = (options: S3Options) =>
       finalize: Effect.Effect<Record<string, string>, E2, R2>
     ) =>
       Effect.gen(function*() {
-        const staging = `${STAGING}${randomUUID()}`
+        const staging = `${S3Staging.STAGING}${randomUUID()}`
         const uploadId = yield* Effect.acquireRelease(
           send("put", key, () => client.initiateNewMultipartUpload(bucket, staging, {})),
           // Best effort: s3rver does not implement AbortMultipartUpload.
@@ -424,29 +452,19 @@ export const make = (options: S3Options) =>
       head,
       delete: (key) => send("delete", key, () => client.removeObject(bucket, key)),
       list: (prefix) =>
-        // ListObjects V1, paged by the last key: s3rver's V2 continuation tokens need DES, which Node 20 lacks.
-        Stream.paginateChunkEffect("", (marker) =>
-          send("list", prefix, () =>
-            client.listObjectsQuery(bucket, prefix, marker, { Delimiter: "", MaxKeys: 1000 })).pipe(
-            Effect.map((page) => {
-              const names = page.objects.flatMap((o) => o.name === undefined ? [] : [o.name])
-              return [
-                Chunk.fromIterable(names.filter((name) => !name.startsWith(STAGING))),
-                page.isTruncated && page.nextMarker !== undefined ? Option.some(page.nextMarker) : Option.none()
-              ] as const
-            })
-          )).pipe(
-            Stream.mapEffect(
-              (key) =>
-                head(key).pipe(
-                  Effect.asSome,
-                  // Deleted between the listing and the HEAD.
-                  Effect.catchTag("ObjectNotFound", () => Effect.succeedNone)
-                ),
-              { concurrency: LIST_CONCURRENCY }
-            ),
-            Stream.filterMap((found) => found)
-          )
+        listed(prefix).pipe(
+          Stream.filter(({ name }) => !name.startsWith(S3Staging.STAGING)),
+          Stream.mapEffect(
+            ({ name }) =>
+              head(name).pipe(
+                Effect.asSome,
+                // Deleted between the listing and the HEAD.
+                Effect.catchTag("ObjectNotFound", () => Effect.succeedNone)
+              ),
+            { concurrency: LIST_CONCURRENCY }
+          ),
+          Stream.filterMap((found) => found)
+        )
     })
   })
 
@@ -475,7 +493,8 @@ export const S3Config = Config.all({
     Config.withDefault(DEFAULT_RETRIES),
     Config.validate({ message: "must be at least 0", validation: (n) => n >= 0 })
   ),
-  retryDelay: Config.duration("S3_RETRY_DELAY").pipe(Config.withDefault(DEFAULT_RETRY_DELAY))
+  retryDelay: Config.duration("S3_RETRY_DELAY").pipe(Config.withDefault(DEFAULT_RETRY_DELAY)),
+  stagingMaxAge: Config.duration("S3_STAGING_MAX_AGE").pipe(Config.withDefault(DEFAULT_STAGING_MAX_AGE))
 })
 
 /** S3 or MinIO at `S3_ENDPOINT`; the bucket is created if missing. */

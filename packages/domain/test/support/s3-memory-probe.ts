@@ -3,7 +3,7 @@
  * streams PROBE_BYTES of generated data into the S3 store configured by the environment, reads it back, and
  * prints one JSON line with the RSS growth and the rates.
  */
-import { Effect, Stream } from "effect"
+import { Effect, Logger, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { ObjectStore } from "../../src/storage/ObjectStore.js"
 import * as S3ObjectStore from "../../src/storage/S3ObjectStore.js"
@@ -71,7 +71,10 @@ const program = Effect.gen(function*() {
   }
 })
 
-Effect.runPromise(program.pipe(Effect.provide(S3ObjectStore.layerConfig))).then(
+// Stdout is for the report: logs go to stderr.
+const logsToStderr = Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))
+
+Effect.runPromise(program.pipe(Effect.provide(S3ObjectStore.layerConfig), Effect.provide(logsToStderr))).then(
   (report) => console.log(JSON.stringify(report)),
   (error) => {
     console.error(error)

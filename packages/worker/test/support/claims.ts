@@ -1,5 +1,5 @@
-import { type ClaimCheck, claimFor, factsToMetadata, ObjectStore, objectKey } from "@telemetry/domain"
-import { Effect, Logger, LogLevel, Stream } from "effect"
+import { type ClaimCheck, claimFor, decodePayload, factsToMetadata, ObjectStore, objectKey, PayloadConfig } from "@telemetry/domain"
+import { ConfigProvider, Effect, Logger, LogLevel, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import { gzipSync } from "node:zlib"
 
@@ -31,6 +31,7 @@ export const stash = (
       requestId: `req-${claimId}`,
       deviceId: options.deviceId ?? "device-1",
       tenantId: options.tenantId ?? "default",
+      timeZone: "UTC",
       receivedAt,
       originalSize: json.length,
       sha256: createHash("sha256").update(json).digest("hex"),
@@ -70,3 +71,22 @@ export const capturingLogs = (lines: Array<LogLine>) =>
       }))),
       Logger.withMinimumLogLevel(LogLevel.All)
     )
+
+/**
+ * Whether the worker's decoder refuses `payload` (then a claim of it is dead-lettered as `invalid_payload`); what
+ * it lets through goes to the database, which may refuse it in turn (`unloadable`). Ingest refuses more and more at
+ * the door, but the worker must be safe from whatever was stored before.
+ */
+export const decoderRefuses = (payload: unknown) =>
+  Effect.gen(function*() {
+    const config = yield* PayloadConfig
+    return yield* Stream.make(Buffer.from(JSON.stringify(payload))).pipe(
+      decodePayload({ ...config, receivedAt: 0 }),
+      Stream.runDrain,
+      Effect.isFailure
+    )
+  }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
+
+/** What the worker makes of a payload its decoder takes and the database refuses, else of one the decoder refuses. */
+export const refusedAs = (payload: unknown) =>
+  Effect.map(decoderRefuses(payload), (refused) => (refused ? "invalid_payload" : "unloadable"))

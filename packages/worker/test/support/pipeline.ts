@@ -1,10 +1,10 @@
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Infrastructure } from "@telemetry/domain"
+import { Infrastructure, PostgresClient, WorkerStatus } from "@telemetry/domain"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import * as Worker from "../../src/Worker.js"
 
 /** Configuration from `env` alone, whatever the environment running the tests says. */
@@ -14,11 +14,41 @@ export const configOf = (env: Readonly<Record<string, string>>) => ConfigProvide
 export const infrastructure = (env: Readonly<Record<string, string>>) =>
   Infrastructure.fromConfig.pipe(Layer.provide(Layer.setConfigProvider(configOf(env))))
 
+/**
+ * Storage, queue and database as `infrastructure` builds them, but the in-process queue without its recovery: for
+ * tests that publish the claims they store themselves (the recovery would queue them a second time).
+ */
+export const publishedOnly = (env: Readonly<Record<string, string>>) =>
+  Layer.mergeAll(Infrastructure.objectStore, Infrastructure.telemetryStore, WorkerStatus.layer).pipe(
+    Layer.provideMerge(Infrastructure.claimQueueWithoutRecovery),
+    Layer.provide(NodeContext.layer),
+    Layer.provide(Layer.setConfigProvider(configOf(env)))
+  )
+
 /** The worker's consumer, restarted after failures, configured by `env`. */
 export const worker = (env: Readonly<Record<string, string>>) => Worker.run.pipe(Effect.withConfigProvider(configOf(env)))
 
 /** A fresh database on the test server for the scope. */
 export const freshDatabase = Effect.acquireRelease(Effect.promise(PostgresDatabase.create), (db) => Effect.promise(db.drop))
+
+/**
+ * Takes the database `name` of the test server down — no new connections, the open ones cut — and up again, as an
+ * outage would; through a connection to the server's own database, for the scope.
+ */
+export const switchable = (name: string) =>
+  Effect.gen(function*() {
+    const admin = Context.get(
+      yield* Layer.build(PostgresClient.layer({ url: Redacted.make(PostgresDatabase.serverUrl()), poolSize: 1 })),
+      SqlClient.SqlClient
+    )
+    return {
+      down: Effect.zipRight(
+        admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`),
+        admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`
+      ),
+      up: Effect.asVoid(admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`))
+    }
+  })
 
 /** A directory removed again when the scope closes. */
 export const tempDir = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "telemetry-worker-" })).pipe(
@@ -47,6 +77,20 @@ export const loaded = (prefix: string) =>
           WHERE e.uuid LIKE ${prefix + "%"}) AS distinct_readings,
         (SELECT count(*)::int FROM claim_ledger) AS claims`,
       (rows) => rows[0]!
+    ))
+
+/**
+ * Whether a process connected as `application` is loading a claim: its transaction inserted the claim's ledger row
+ * and is still open (a load claims its ledger row first). Other writes — the maintenance jobs a worker runs as it
+ * starts, counting a delivery — do not count.
+ */
+export const loading = (application: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity a
+        JOIN pg_locks l ON l.pid = a.pid AND l.relation = 'claim_ledger'::regclass AND l.mode = 'RowExclusiveLock'
+        WHERE a.datname = current_database() AND a.application_name = ${application}`,
+      (rows) => rows[0]!.n > 0
     ))
 
 export const TOPIC = "telemetry.raw"

@@ -1,0 +1,55 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect } from "effect"
+
+/**
+ * Deliveries of claims that began loading and did not end in a worker (table `claim_attempts`): what is left of a
+ * claim that took its process down, so that its next delivery knows.
+ */
+
+export interface Delivery {
+  /** This delivery included. */
+  readonly attempts: number
+  /** How the last delivery that ended in a worker failed, if one did. */
+  readonly lastError: string | null
+}
+
+// An error message has no business being long; a whole payload's worth of it would only bloat the table.
+const MAX_ERROR_CHARS = 2000
+
+/** Counts a delivery of the claim, committed at once (outside any transaction of the load that follows). */
+export const begin = (claimId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ attempts: number; last_error: string | null }>`INSERT INTO claim_attempts (claim_id, attempts)
+        VALUES (${claimId}, 1)
+        ON CONFLICT (claim_id) DO UPDATE SET attempts = claim_attempts.attempts + 1, updated_at = now()
+        RETURNING attempts, last_error`,
+      ([row]): Delivery => ({ attempts: row!.attempts, lastError: row!.last_error })
+    ))
+
+/** The claim was loaded or set aside: nothing more to count. */
+export const settle = (claimId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => Effect.asVoid(sql`DELETE FROM claim_attempts WHERE claim_id = ${claimId}`))
+
+/**
+ * The delivery ended in this process without an outcome (a dependency was down, or the worker stopped): it does
+ * not count against the claim, whose next delivery starts where this one did.
+ */
+export const giveBack = (claimId: string, error: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.asVoid(sql`UPDATE claim_attempts SET attempts = greatest(attempts - 1, 0),
+        last_error = ${error.slice(0, MAX_ERROR_CHARS)}, updated_at = now()
+      WHERE claim_id = ${claimId}`))
+
+/** The deliveries counted for these claims; those without any are left out. */
+export const counts = (claimIds: ReadonlyArray<string>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ claim_id: string; attempts: number }>`SELECT claim_id, attempts FROM claim_attempts
+        WHERE claim_id = ANY(${claimIds}::uuid[]) AND attempts > 0`,
+      (rows): ReadonlyMap<string, number> => new Map(rows.map((r) => [r.claim_id, r.attempts]))
+    ))
+
+/** Rows untouched for a month belong to claims that never came back (replayed as new, or their object deleted). */
+export const purge = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql`DELETE FROM claim_attempts WHERE updated_at < now() - interval '30 days'`.pipe(Effect.asVoid))
