@@ -97,6 +97,15 @@ describe("normalize", () => {
     }
   })
 
+  it("refuses intervals and siren times that are not a 4-byte number of seconds", () => {
+    for (const seconds of [-1, 1e12, "2147483648", 2147483647.6]) {
+      expect(fail(equipment({ equip_intervalo_coleta: seconds })).path, String(seconds)).toBe("[0].equip_intervalo_coleta")
+      expect(fail(equipment({ equip_sirete_tempo: seconds })).path, String(seconds)).toBe("[0].equip_sirete_tempo")
+    }
+    expect(ok(equipment({ equip_intervalo_coleta: "2147483647", equip_sirete_tempo: 0 })).equipment)
+      .toMatchObject({ collectionInterval: 2147483647, sirenTime: 0 })
+  })
+
   it("turns the siren on for \"SIM\", \"sim\", \"true\" and true only", () => {
     for (const on of ["SIM", "sim", "true", "TRUE", true]) {
       expect(ok(equipment({ equip_sirene_ativa: on })).equipment.sirenActive, `${on}`).toBe(true)

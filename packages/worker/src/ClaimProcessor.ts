@@ -101,7 +101,8 @@ export const make = Effect.gen(function*() {
       storage.get(claim.claim_check).pipe(
         gunzip,
         limitBytes(config.maxDecompressedBytes, "decompressed payload"),
-        decodePayload({ ...config, receivedAt: Date.parse(claim.timestamp) })
+        // Naive times in the zone ingest validated them in (claims of earlier versions carry none).
+        decodePayload({ ...config, timeZone: claim.metadata.timeZone ?? config.timeZone, receivedAt: Date.parse(claim.timestamp) })
       )
     ).pipe(
       Effect.catchAllDefect((defect) =>
@@ -198,7 +199,10 @@ export const make = Effect.gen(function*() {
       )
       if (outcome._tag === "Revoked") return yield* Effect.logInfo(`claim ${claim.claim_id}: its request was refused, nothing to load`)
       if (outcome._tag === "AlreadyLoaded") return yield* Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
-      yield* Effect.logInfo(`claim ${claim.claim_id}: loaded ${outcome.readings} readings of ${outcome.items} items`)
+      yield* Effect.logInfo(
+        `claim ${claim.claim_id}: loaded ${outcome.readings - outcome.duplicates} readings of ${outcome.items} items` +
+          (outcome.duplicates > 0 ? `; ${outcome.duplicates} were stored already` : "")
+      )
       // Readings older than the refresh policies' windows would stay out of the aggregates; the load is
       // committed whatever happens here, so a failure is only worth a warning.
       if (outcome.timeRange !== null) {

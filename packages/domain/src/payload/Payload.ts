@@ -21,7 +21,11 @@ const NumericString = Schema.String.pipe(
   Schema.compose(Schema.NumberFromString),
   Schema.finite()
 )
-const NumberOrNumeric = Schema.optional(Schema.NullOr(Schema.Union(Schema.Finite, NumericString)))
+/** Seconds (a collection interval, a siren time): whole, stored as a 4-byte integer once rounded. */
+export const MAX_SECONDS = 2_147_483_647
+const Seconds = Schema.optional(Schema.NullOr(Schema.Union(Schema.Finite, NumericString).pipe(
+  Schema.filter((n) => n >= 0 && Math.round(n) <= MAX_SECONDS, { message: () => `must be a number of seconds from 0 to ${MAX_SECONDS}` })
+)))
 /** Reading values; the bound keeps squares (stddev) and sums in the aggregates finite. */
 export const MAX_ABS_VALUE = 1e100
 const Value = Schema.Finite.pipe(
@@ -65,9 +69,9 @@ export const EquipmentItem = Schema.Struct({
   equip_nome: Text,
   equip_local: Text,
   equip_status: Text,
-  equip_intervalo_coleta: NumberOrNumeric,
+  equip_intervalo_coleta: Seconds,
   equip_sirene_ativa: Flag,
-  equip_sirete_tempo: NumberOrNumeric,
+  equip_sirete_tempo: Seconds,
   sensor: Schema.Array(SensorReading).pipe(Schema.minItems(1, { message: () => "must hold at least one reading" }))
 })
 export type EquipmentItem = typeof EquipmentItem.Type

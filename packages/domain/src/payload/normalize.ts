@@ -1,6 +1,14 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidPayload } from "../errors.js"
-import { DECIMAL, EquipmentItem, MAX_ABS_VALUE, MAX_ID_LENGTH, MAX_TEXT_LENGTH, type SensorReading } from "./Payload.js"
+import {
+  DECIMAL,
+  EquipmentItem,
+  MAX_ABS_VALUE,
+  MAX_ID_LENGTH,
+  MAX_SECONDS,
+  MAX_TEXT_LENGTH,
+  type SensorReading
+} from "./Payload.js"
 import type { Equipment, EquipmentStatus, Reading, Sensor, TelemetryItem } from "./Telemetry.js"
 import { makeTimestampParser } from "./timestamps.js"
 
@@ -40,11 +48,11 @@ const isFlag = (u: unknown) => u == null || isBoundedText(u) || typeof u === "bo
 // Comparisons are false for NaN, so this also excludes it.
 const isValue = (u: unknown) => typeof u === "number" && u >= -MAX_ABS_VALUE && u <= MAX_ABS_VALUE
 
-/** `NumberOrNumeric`: the number, null/undefined as they are, or NaN when unsure. */
-const numeric = (u: unknown): number | null | undefined => {
+/** `Seconds`: the number, null/undefined as they are, or NaN when unsure. */
+const seconds = (u: unknown): number | null | undefined => {
   if (u == null) return u
   const n = typeof u === "number" ? u : typeof u === "string" && DECIMAL.test(u) ? Number(u) : NaN
-  return Number.isFinite(n) ? n : NaN
+  return Number.isFinite(n) && n >= 0 && Math.round(n) <= MAX_SECONDS ? n : NaN
 }
 
 const isReading = (r: unknown): boolean =>
@@ -61,8 +69,8 @@ const isReading = (r: unknown): boolean =>
 const decodeFast = (u: unknown): EquipmentItem | undefined => {
   if (!isRecord(u) || !isId(u.equip_uuid) || !isText(u.equip_nome) || !isText(u.equip_local)) return undefined
   if (!isText(u.equip_status) || !isFlag(u.equip_sirene_ativa)) return undefined
-  const interval = numeric(u.equip_intervalo_coleta)
-  const sirenTime = numeric(u.equip_sirete_tempo)
+  const interval = seconds(u.equip_intervalo_coleta)
+  const sirenTime = seconds(u.equip_sirete_tempo)
   if (Number.isNaN(interval) || Number.isNaN(sirenTime)) return undefined
   const sensor = u.sensor
   if (!Array.isArray(sensor) || sensor.length === 0) return undefined
