@@ -12,7 +12,7 @@ import {
   PayloadConfig,
   PayloadTooLarge
 } from "@telemetry/domain"
-import { Config, Deferred, Effect, Option, Stream } from "effect"
+import { Clock, Config, Deferred, Effect, Option, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
@@ -80,7 +80,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     const store = <E>(request: IngestRequest<E>, claimId: string) =>
       Effect.scoped(
         Effect.gen(function*() {
-          const receivedAt = new Date()
+          const receivedAt = new Date(yield* Clock.currentTimeMillis)
           const key = objectKey(claimId, receivedAt)
           const timeZone = request.timeZone ?? payload.timeZone
           const body = request.body.pipe(limitBytes(config.maxBodyBytes, "request body"), BodyRate.atLeast(bodyRate))
