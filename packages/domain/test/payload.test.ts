@@ -286,6 +286,10 @@ describe("normalize", () => {
       if (field !== "sensor_telemetria") expect(refused.message, field).toContain("at most 256 characters")
     }
     expect(fail(equipment({ equip_local: "l".repeat(257) })).path).toBe("[0].equip_local")
+    // A leading byte order mark would not read back from the embedded database; inside a text it does.
+    expect(fail(equipment({ equip_uuid: "\ufeffeq" })).path).toBe("[0].equip_uuid")
+    expect(fail(withReadings({ sensor_uuid: "s", status: "\ufeffok" })).path).toBe("[0].sensor[0].status")
+    expect(ok(withReadings({ sensor_uuid: "s", status: "o\ufeffk" })).readings[0]?.status).toBe("o\ufeffk")
   })
 
   it("uses sensor_datahora_coleta, then timestamp, then the receive time", () => {

@@ -243,10 +243,13 @@ export const make = (options: SqlTelemetryStoreOptions) =>
      */
     const insertNew = (rows: Iterable<Uint8Array>) =>
       Effect.gen(function*() {
-        yield* sql`CREATE TEMP TABLE IF NOT EXISTS ${sql(STAGING)} (LIKE telemetry_data) ON COMMIT DELETE ROWS`
+        // `seq` numbers the rows as copied: inserted in that order, the first of a reading repeated in the payload
+        // wins, as it does in a COPY (a scan of the staging table need not return its rows in the order written).
+        yield* sql`CREATE TEMP TABLE IF NOT EXISTS ${sql(STAGING)} (LIKE telemetry_data, seq bigserial) ON COMMIT DELETE ROWS`
         yield* bulk.copyText(STAGING, COLUMNS, rows)
         const [inserted] = yield* sql<{ n: number }>`WITH inserted AS (
-            INSERT INTO telemetry_data (${columns}) SELECT ${columns} FROM ${sql(STAGING)} ON CONFLICT DO NOTHING RETURNING 1
+            INSERT INTO telemetry_data (${columns}) SELECT ${columns} FROM ${sql(STAGING)} ORDER BY seq
+            ON CONFLICT DO NOTHING RETURNING 1
           ) SELECT count(*)::int AS n FROM inserted`
         yield* sql`TRUNCATE ${sql(STAGING)}`
         return inserted?.n ?? 0

@@ -9,7 +9,15 @@ export const MAX_ID_LENGTH = 128
 /** Longest name, location, type, unit, status or other text attribute. */
 export const MAX_TEXT_LENGTH = 256
 
-const BoundedText = Schema.String.pipe(
+export const BYTE_ORDER_MARK = 0xfeff
+/**
+ * Text that reads back as it was written on every database: the embedded one (PGlite) decodes what it reads with a
+ * TextDecoder that drops a leading byte order mark, so an identity starting with U+FEFF would come back as another.
+ */
+const Storable = Schema.String.pipe(
+  Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, { message: () => "must not start with U+FEFF (a byte order mark)" })
+)
+const BoundedText = Storable.pipe(
   Schema.maxLength(MAX_TEXT_LENGTH, { message: () => `must be at most ${MAX_TEXT_LENGTH} characters` })
 )
 const Text = Schema.optional(Schema.NullOr(BoundedText))
@@ -31,7 +39,7 @@ export const MAX_ABS_VALUE = 1e100
 const Value = Schema.Finite.pipe(
   Schema.between(-MAX_ABS_VALUE, MAX_ABS_VALUE, { message: () => `must be a finite number within ±${MAX_ABS_VALUE}` })
 )
-const Id = Schema.String.pipe(
+const Id = Storable.pipe(
   Schema.minLength(1, { message: () => "must be a non-empty string" }),
   Schema.maxLength(MAX_ID_LENGTH, { message: () => `must be at most ${MAX_ID_LENGTH} characters` })
 )

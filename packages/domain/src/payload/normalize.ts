@@ -1,6 +1,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidPayload } from "../errors.js"
 import {
+  BYTE_ORDER_MARK,
   DECIMAL,
   EquipmentItem,
   MAX_ABS_VALUE,
@@ -40,9 +41,10 @@ const decodeItem = Schema.decodeUnknownEither(EquipmentItem, { errors: "first" }
 type Fields = Record<string, unknown>
 
 const isRecord = (u: unknown): u is Fields => typeof u === "object" && u !== null && !Array.isArray(u)
-const isBoundedText = (u: unknown) => typeof u === "string" && u.length <= MAX_TEXT_LENGTH
+const isStorable = (u: string) => u.charCodeAt(0) !== BYTE_ORDER_MARK
+const isBoundedText = (u: unknown) => typeof u === "string" && u.length <= MAX_TEXT_LENGTH && isStorable(u)
 const isText = (u: unknown) => u == null || isBoundedText(u)
-const isId = (u: unknown) => typeof u === "string" && u.length > 0 && u.length <= MAX_ID_LENGTH
+const isId = (u: unknown) => typeof u === "string" && u.length > 0 && u.length <= MAX_ID_LENGTH && isStorable(u)
 const isFiniteNumber = (u: unknown) => u == null || (typeof u === "number" && Number.isFinite(u))
 const isFlag = (u: unknown) => u == null || isBoundedText(u) || typeof u === "boolean"
 // Comparisons are false for NaN, so this also excludes it.

@@ -97,8 +97,9 @@ export const makeTimestampParser = (timeZone: string) => {
     const year = Number(y), month = Number(mo), day = Number(d)
     const hours = Number(h), minutes = Number(mi), seconds = Number(s)
     const micros = frac === "" ? 0 : Number(frac.slice(0, 6).padEnd(6, "0"))
-    // Checked before Date.UTC, which reads years 0-99 as 1900-1999.
-    if (year < 1970 || year > 2100) return outOfRange(text)
+    // Checked before Date.UTC, which reads years 0-99 as 1900-1999; the instant itself is checked below (a
+    // local time of 1969 may be an instant of 1970).
+    if (year < 1969 || year > 2100) return outOfRange(text)
     const local = Date.UTC(year, month - 1, day, hours, minutes, seconds)
     const check = new Date(local)
     // Date.UTC rolls Feb 30 over into March: a changed field means an invalid date.
