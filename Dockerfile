@@ -19,4 +19,4 @@ COPY --from=deps /app ./
 RUN mkdir -p data && chown node:node data
 USER node
 EXPOSE 8080
-CMD ["node", "--import", "tsx", "packages/ingest/src/main.ts"]
+CMD ["node", "--import", "tsx", "packages/app/src/main/start.ts"]

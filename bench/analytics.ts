@@ -3,8 +3,8 @@
  * equipments × 5 sensors, evenly spaced readings over the last 31 days): first with no aggregate refreshed yet, so
  * the views aggregate raw rows at query time, then with the aggregates refreshed as their policies keep them.
  */
-import { PostgresClient } from "@telemetry/domain"
-import { Analytics } from "@telemetry/ingest"
+import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
+import * as Analytics from "@telemetry/ingest/analytics/Analytics"
 import { Effect, Layer, Redacted } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"

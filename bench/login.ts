@@ -92,7 +92,7 @@ export const loginBenchmark = (options: { readonly accounts: number; readonly ca
     yield* Effect.promise(() =>
       promisify(execFile)(
         process.execPath,
-        ["--import", "tsx", "packages/ingest/src/cli/device.ts", "add", "--tenant", "bench", "--username", usernameOf(0), "--password", PASSWORD],
+        ["--import", "tsx", "packages/app/src/cli/device.ts", "add", "--tenant", "bench", "--username", usernameOf(0), "--password", PASSWORD],
         { cwd: root, env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "", DATABASE_URL: db.url } }
       )
     )

@@ -1,7 +1,7 @@
 // The bench lives at the repository's root, whose package.json lists none of the workspace packages or their
 // dependencies. Bare imports that do not resolve from here are resolved as if imported by these packages.
-const fallbacks = ["../packages/ingest/package.json", "../packages/worker/package.json",
-  "../packages/domain/package.json", "../packages/testbed/package.json"].map((path) => new URL(path, import.meta.url).href)
+const fallbacks = ["../packages/app/package.json", "../packages/ingest/package.json", "../packages/worker/package.json",
+  "../packages/infra/package.json", "../packages/domain/package.json", "../packages/testbed/package.json"].map((path) => new URL(path, import.meta.url).href)
 const bench = new URL("./", import.meta.url).href
 
 export async function resolve(specifier, context, nextResolve) {

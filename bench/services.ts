@@ -38,7 +38,7 @@ export const largePayloads = {
 export const ingestApp = (env: Record<string, string>) =>
   Effect.gen(function*() {
     const port = yield* Effect.promise(freePort)
-    const app = yield* program("packages/ingest/src/main.ts", {
+    const app = yield* program("packages/app/src/main/start.ts", {
       ...env,
       ...unthrottled,
       PORT: String(port),
@@ -50,4 +50,4 @@ export const ingestApp = (env: Record<string, string>) =>
   })
 
 /** `pnpm worker`'s program on `env`'s services. */
-export const workerApp = (env: Record<string, string>) => program("packages/worker/src/main.ts", env, nodeFlags)
+export const workerApp = (env: Record<string, string>) => program("packages/app/src/main/worker.ts", env, nodeFlags)

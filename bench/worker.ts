@@ -5,8 +5,8 @@
  */
 import { NodeContext, NodeStream } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { claimFor, ClaimCheck, factsToMetadata, Infrastructure, ObjectStore, objectKey } from "@telemetry/domain"
-import { ClaimProcessor } from "@telemetry/worker"
+import { ClaimCheck, claimFor, factsToMetadata, objectKey, ObjectStore } from "@telemetry/domain"
+import * as ClaimProcessor from "@telemetry/worker/ClaimProcessor"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
 import { randomUUID } from "node:crypto"
 import { createReadStream } from "node:fs"
@@ -15,9 +15,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import pg from "pg"
+import * as Infrastructure from "../packages/app/src/Infrastructure.js"
 import { gzippedPayload, type PayloadSpec, READINGS_PER_ITEM } from "./payloads.js"
 import { largePayloads } from "./services.js"
-import { cpuSeconds, formatRate, freshDatabase, median, MB, progress, psql, timed } from "./support.js"
+import { cpuSeconds, formatRate, freshDatabase, MB, median, progress, psql, timed } from "./support.js"
 
 const COLUMNS = "time, equipment_id, sensor_id, value, status, metadata"
 const SEED_BATCH = 1000

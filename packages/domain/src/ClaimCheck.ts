@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import type { StoredObject } from "./storage/ObjectStore.js"
+import type { StoredObject } from "./services/ObjectStore.js"
 
 const Count = Schema.NonNegativeInt
 

@@ -1,5 +1,4 @@
 import { Schema } from "effect"
-import * as DatabaseErrors from "./db/DatabaseErrors.js"
 
 /** The payload breaks the contract; `path` points at the offending field, e.g. `[3].sensor[0].sensor_uuid`. */
 export class InvalidPayload extends Schema.TaggedError<InvalidPayload>()("InvalidPayload", {
@@ -38,16 +37,13 @@ export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
 export class LoadError extends Schema.TaggedError<LoadError>()("LoadError", {
   claimId: Schema.String,
   message: Schema.String,
+  /** Whether loading again may succeed: false when the database refused the claim's data itself. */
+  transient: Schema.Boolean,
   cause: Schema.optional(Schema.Defect)
-}) {
-  /** Whether loading again may succeed: false when the database refused the claim's data (by its SQLSTATE). */
-  get transient(): boolean {
-    return DatabaseErrors.isTransient(this.cause)
-  }
-}
+}) {}
 
-export class MigrationError extends Schema.TaggedError<MigrationError>()("MigrationError", {
-  version: Schema.String,
+/** The ledger of loaded claims could not be read. */
+export class LedgerError extends Schema.TaggedError<LedgerError>()("LedgerError", {
   message: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {}

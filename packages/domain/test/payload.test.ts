@@ -1,10 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Schema, Stream } from "effect"
-import { gzipSync } from "node:zlib"
 import { InvalidPayload, PayloadTooLarge } from "../src/errors.js"
-import { gunzip, limitBytes } from "../src/payload/bytes.js"
-import { EquipmentItem, SensorReading } from "../src/payload/Payload.js"
+import { limitBytes } from "../src/payload/bytes.js"
 import { makeNormalizer } from "../src/payload/normalize.js"
+import { EquipmentItem, SensorReading } from "../src/payload/Payload.js"
 import { decodePayload } from "../src/payload/PayloadDecoder.js"
 import type { TelemetryItem } from "../src/payload/Telemetry.js"
 import { makeTimestampParser } from "../src/payload/timestamps.js"
@@ -794,7 +793,7 @@ describe("PayloadDecoder", () => {
 })
 
 // ---------------------------------------------------------------------------------------------------------------
-// bytes
+// limitBytes
 // ---------------------------------------------------------------------------------------------------------------
 
 const concat = (chunks: Chunk.Chunk<Uint8Array>): Uint8Array => Buffer.concat(Chunk.toArray(chunks))
@@ -802,39 +801,7 @@ const chunksOf = (bytes: Uint8Array, size: number): Stream.Stream<Uint8Array> =>
   Stream.fromChunks(...Array.from({ length: Math.ceil(bytes.length / size) }, (_, k) =>
     Chunk.of(bytes.subarray(k * size, (k + 1) * size))))
 
-describe("bytes", () => {
-  it.effect("gunzip round-trips real gzip data, whole or in small chunks", () =>
-    Effect.gen(function*() {
-      const original = utf8(payload.repeat(50))
-      const zipped = gzipSync(original)
-      for (const size of [zipped.length, 100, 7]) {
-        const out = yield* chunksOf(zipped, size).pipe(gunzip, Stream.runCollect)
-        expect(Buffer.from(concat(out)).equals(Buffer.from(original)), `chunk size ${size}`).toBe(true)
-      }
-    }))
-
-  it.effect("gunzip fails with InvalidPayload on bytes that are not gzip", () =>
-    Effect.gen(function*() {
-      const error = yield* Stream.make(utf8(payload)).pipe(gunzip, Stream.runCollect, Effect.flip)
-      expect(error).toBeInstanceOf(InvalidPayload)
-      expect(error.message).toMatch(/^body is not valid gzip: /)
-    }))
-
-  it.effect("gunzip fails with InvalidPayload on truncated gzip", () =>
-    Effect.gen(function*() {
-      const zipped = gzipSync(utf8(payload))
-      const error = yield* Stream.make(zipped.subarray(0, zipped.length - 10)).pipe(gunzip, Stream.runCollect, Effect.flip)
-      expect(error._tag).toBe("InvalidPayload")
-    }))
-
-  it.effect("gunzip keeps the source's error rather than zlib's", () =>
-    Effect.gen(function*() {
-      const zipped = gzipSync(utf8(payload))
-      const source = Stream.concat(Stream.make(zipped.subarray(0, 20)), Stream.fail(new PayloadTooLarge({ message: "raw", limit: 20 })))
-      const error = yield* source.pipe(gunzip, Stream.runCollect, Effect.flip)
-      expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 20 })
-    }))
-
+describe("limitBytes", () => {
   it.effect("limitBytes passes exactly `limit` bytes", () =>
     Effect.gen(function*() {
       const out = yield* chunksOf(utf8("0123456789"), 3).pipe(limitBytes(10, "body"), Stream.runCollect)
@@ -849,12 +816,5 @@ describe("bytes", () => {
       expect(first).toEqual(Either.right(utf8("0123")))
       expect(second).toEqual(Either.right(utf8("4567")))
       expect(third).toEqual(Either.left(new PayloadTooLarge({ message: "body is larger than 10 bytes", limit: 10 })))
-    }))
-
-  it.effect("gunzip then limitBytes bounds the decompressed size", () =>
-    Effect.gen(function*() {
-      const zipped = gzipSync(new Uint8Array(100_000))
-      const error = yield* Stream.make(zipped).pipe(gunzip, limitBytes(50_000, "decompressed body"), Stream.runDrain, Effect.flip)
-      expect(error).toMatchObject({ _tag: "PayloadTooLarge", message: "decompressed body is larger than 50000 bytes" })
     }))
 })

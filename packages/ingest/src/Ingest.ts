@@ -1,17 +1,16 @@
 import {
-  ClaimQueue,
   claimFor,
+  ClaimQueue,
   decodePayload,
   factsToMetadata,
-  gunzip,
-  gzip,
   limitBytes,
-  ObjectStore,
   objectKey,
-  type PayloadFacts,
+  ObjectStore,
   PayloadConfig,
+  type PayloadFacts,
   PayloadTooLarge
 } from "@telemetry/domain"
+import { gunzip, gzip } from "@telemetry/infra/compression"
 import { Clock, Config, Deferred, Effect, Option, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"

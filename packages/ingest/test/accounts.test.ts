@@ -1,5 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
-import { count, databases, storeOn } from "@telemetry/domain/testing"
+import { count, databases, storeOn } from "@telemetry/infra/testing"
+import { freePort } from "@telemetry/testbed/FreePort"
 import { ConfigProvider, Effect, Layer, Option } from "effect"
 import { decodeJwt } from "jose"
 import { Accounts, type NewAccount } from "../src/auth/Accounts.js"
@@ -9,7 +10,6 @@ import { authEnv, bearer, claimsOf, signToken } from "./support/auth.js"
 import { type Answer, send } from "./support/client.js"
 import { haPayload } from "./support/payloads.js"
 import { serverOn } from "./support/server.js"
-import { freePort } from "./support/stack.js"
 
 const env = { AUTH_TOKEN_TTL: "2 hours", LOGIN_MAX_FAILURES: "3", LOGIN_LOCKOUT_WINDOW: "1 hour" }
 const DAY = "start_date=2026-11-20T00:00:00Z&end_date=2026-11-21T00:00:00Z"

@@ -1,19 +1,21 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Maintenance, TelemetryStore } from "@telemetry/domain"
+import { claim } from "@telemetry/domain/testing"
+import * as SqlMaintenance from "@telemetry/infra/db/SqlMaintenance"
+import { databases, storeOn, type TestDatabase } from "@telemetry/infra/testing"
+import { freePort } from "@telemetry/testbed/FreePort"
 import { Effect, Layer, Stream } from "effect"
-import { claim, databases, storeOn, type TestDatabase } from "@telemetry/domain/testing"
+import { bearer, readerToken } from "./support/auth.js"
 import { generate, itemsOf, type Point, prng, sensorSpec, splitLate } from "./support/dataset.js"
 import { bucketOf, bucketRows, DAY, HOUR, rawRows, sensorTotals } from "./support/reference.js"
-import { bearer, readerToken } from "./support/auth.js"
 import { serverOn } from "./support/server.js"
-import { freePort } from "./support/stack.js"
 
 /**
  * The analytics endpoints over HTTP against numbers computed here from the generated readings, on each test
  * database (a fresh one per suite, migrated, with the store and the maintenance jobs over it).
  */
-const databaseOf = (database: TestDatabase) => Maintenance.layer.pipe(Layer.provideMerge(storeOn(database, 5_000)))
+const databaseOf = (database: TestDatabase) => SqlMaintenance.layer.pipe(Layer.provideMerge(storeOn(database, 5_000)))
 
 /** Buckets the jobs materialized: in our table, or in TimescaleDB's materialization hypertable. */
 const materializedBuckets = (view: "telemetry_hourly" | "telemetry_daily") =>

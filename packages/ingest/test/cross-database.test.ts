@@ -1,11 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Maintenance, TelemetryStore } from "@telemetry/domain"
-import { claim, databases, storeOn } from "@telemetry/domain/testing"
+import { claim } from "@telemetry/domain/testing"
+import * as SqlMaintenance from "@telemetry/infra/db/SqlMaintenance"
+import { databases, storeOn } from "@telemetry/infra/testing"
+import { freePort } from "@telemetry/testbed/FreePort"
 import { Effect, Layer, Stream } from "effect"
-import { generate, itemsOf } from "./support/dataset.js"
 import { bearer, readerToken } from "./support/auth.js"
+import { generate, itemsOf } from "./support/dataset.js"
 import { serverOn } from "./support/server.js"
-import { freePort } from "./support/stack.js"
 
 const HOUR = 3_600_000
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -45,7 +47,7 @@ describe("the same analytics requests on embedded TimescaleDB and on PostgreSQL 
       const servers = yield* Effect.forEach(databases, (database) =>
         Effect.gen(function*() {
           const port = yield* Effect.promise(freePort)
-          const db = Maintenance.layer.pipe(Layer.provideMerge(storeOn(database, 5_000)))
+          const db = SqlMaintenance.layer.pipe(Layer.provideMerge(storeOn(database, 5_000)))
           const context = yield* Layer.build(Layer.provideMerge(serverOn(db, port), db))
           yield* Effect.flatMap(TelemetryStore, (store) =>
             store.load(claim(), Stream.fromIterable(itemsOf("default", points)))).pipe(

@@ -1,13 +1,13 @@
-import { afterAll, expect, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
+import { afterAll, expect, layer } from "@effect/vitest"
 import { ObjectStore } from "@telemetry/domain"
-import { databases, nextClaim, storeOn } from "@telemetry/domain/testing"
+import { databases, nextClaim, storeOn } from "@telemetry/infra/testing"
+import { freePort } from "@telemetry/testbed/FreePort"
 import { Chunk, Effect, FastCheck as fc, Layer, Logger, LogLevel, Option, Stream } from "effect"
 import * as http from "node:http"
 import { bearer, deviceToken } from "./support/auth.js"
 import { type BadBody, badBody, describeBody, type FuzzLimits, type Kind, KINDS } from "./support/fuzz.js"
 import { serverOn } from "./support/server.js"
-import { freePort } from "./support/stack.js"
 
 const port = await freePort()
 const SEED = Number(process.env["FUZZ_SEED"] ?? 20261129)

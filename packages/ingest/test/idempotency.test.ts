@@ -1,6 +1,6 @@
-import { describe, expect, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { databases, storeOn } from "@telemetry/domain/testing"
+import { describe, expect, layer } from "@effect/vitest"
+import { databases, storeOn } from "@telemetry/infra/testing"
 import { ConfigProvider, Effect, Either, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import * as IngestRequests from "../src/idempotency/IngestRequests.js"

@@ -1,16 +1,24 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
+import { ClaimCheck, ClaimCheckJson, ClaimQueue, ObjectStore, QueueError } from "@telemetry/domain"
+import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
+import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
+import { inMemoryStore, nextClaim } from "@telemetry/infra/testing"
 import {
-  ClaimCheck,
-  ClaimCheckJson,
-  ClaimQueue,
-  EmbeddedClaimQueue,
-  MemoryObjectStore,
-  ObjectStore,
-  QueueError
-} from "@telemetry/domain"
-import { inMemoryStore, nextClaim } from "@telemetry/domain/testing"
-import { Chunk, ConfigProvider, Context, Deferred, Effect, Either, Fiber, Layer, Option, Ref, Schema, Stream, TestClock } from "effect"
+  Chunk,
+  ConfigProvider,
+  Context,
+  Deferred,
+  Effect,
+  Either,
+  Fiber,
+  Layer,
+  Option,
+  Ref,
+  Schema,
+  Stream,
+  TestClock
+} from "effect"
 import { createHash } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { Ingest } from "../src/Ingest.js"

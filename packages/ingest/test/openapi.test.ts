@@ -1,10 +1,10 @@
 import { expect, layer } from "@effect/vitest"
-import { PgliteClient } from "@telemetry/domain"
-import { inMemoryStore } from "@telemetry/domain/testing"
+import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
+import { inMemoryStore } from "@telemetry/infra/testing"
+import { freePort } from "@telemetry/testbed/FreePort"
 import { Effect } from "effect"
 import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { serverOn } from "./support/server.js"
-import { freePort } from "./support/stack.js"
 
 const port = await freePort()
 

@@ -1,21 +1,21 @@
+import { SqlError } from "@effect/sql/SqlError"
 import {
   type ClaimCheck,
-  ClaimAttempts,
   ClaimRejected,
-  DatabaseErrors,
   type DeadLetterReason,
   decodePayload,
-  gunzip,
   limitBytes,
   LoadError,
   Maintenance,
   ObjectStore,
   PayloadConfig,
-  RevokedClaims,
   type StorageError,
   TelemetryStore
 } from "@telemetry/domain"
-import { SqlError } from "@effect/sql/SqlError"
+import { gunzip } from "@telemetry/infra/compression"
+import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
+import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
+import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import { Cause, Config, Data, Duration, Effect, Exit, Option, Ref, Schedule } from "effect"
 import * as Dependencies from "./Dependencies.js"
 
@@ -110,7 +110,7 @@ export const make = Effect.gen(function*() {
           // @effect/sql dies when COMMIT or ROLLBACK fails (e.g. the connection was cut): a database failure, not
           // the loader's, judged by its SQLSTATE like any other.
           defect instanceof SqlError
-            ? new LoadError({ claimId: claim.claim_id, message: defect.message, cause: defect })
+            ? new LoadError({ claimId: claim.claim_id, message: defect.message, transient: DatabaseErrors.isTransient(defect), cause: defect })
             : new LoaderDefect({ defect })
         )
       )
@@ -151,7 +151,12 @@ export const make = Effect.gen(function*() {
         if (yield* Ref.get(counted)) return
         const delivery = yield* ClaimAttempts.begin(claim.claim_id).pipe(
           Effect.mapError((cause) =>
-            new LoadError({ claimId: claim.claim_id, message: `cannot count its delivery: ${cause.message}`, cause })
+            new LoadError({
+              claimId: claim.claim_id,
+              message: `cannot count its delivery: ${cause.message}`,
+              transient: DatabaseErrors.isTransient(cause),
+              cause
+            })
           )
         )
         yield* Ref.set(counted, true)
@@ -193,7 +198,12 @@ export const make = Effect.gen(function*() {
           LoaderDefect: (e) =>
             Effect.zipRight(
               Effect.logError(`claim ${claim.claim_id}: the loader failed`, Cause.die(e.defect)),
-              unlessDown(e, new LoadError({ claimId: claim.claim_id, message: e.message, cause: e.defect }), "loader_defect", "loader defect")
+              unlessDown(
+                e,
+                new LoadError({ claimId: claim.claim_id, message: e.message, transient: true, cause: e.defect }),
+                "loader_defect",
+                "loader defect"
+              )
             )
         })
       )

@@ -1,4 +1,4 @@
-import { Health } from "@telemetry/domain"
+import * as Health from "@telemetry/infra/Health"
 import { Duration, Effect } from "effect"
 
 // A dependency that does not answer within this long counts as down.

@@ -1,6 +1,8 @@
-import { ClaimAttempts, ClaimQueue, Maintenance, WorkerStatus } from "@telemetry/domain"
+import { ClaimQueue, WorkerStatus } from "@telemetry/domain"
+import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import { Cause, Duration, Effect, Layer, Schedule } from "effect"
 import * as ClaimProcessor from "./ClaimProcessor.js"
+import * as MaintenanceScheduler from "./MaintenanceScheduler.js"
 
 // Backoff between consumers, back to its start once a consumer has run well for a while.
 const restartBackoff = Schedule.exponential(Duration.seconds(1)).pipe(
@@ -32,4 +34,4 @@ export const run = Effect.gen(function*() {
 })
 
 /** Consumes claims and runs the database's due maintenance jobs (which only some databases run themselves). */
-export const layer = Layer.merge(Layer.scopedDiscard(Effect.forkScoped(run)), Maintenance.scheduler)
+export const layer = Layer.merge(Layer.scopedDiscard(Effect.forkScoped(run)), MaintenanceScheduler.layer)

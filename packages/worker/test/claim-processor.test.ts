@@ -1,18 +1,12 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ClaimAttempts,
-  ClaimRejected,
-  LoadError,
-  MemoryObjectStore,
-  ObjectStore,
-  RevokedClaims,
-  StorageError,
-  TelemetryStore
-} from "@telemetry/domain"
+import { ClaimRejected, LoadError, ObjectStore, StorageError, TelemetryStore } from "@telemetry/domain"
+import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
+import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
+import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
+import { dataOf, inMemoryStore } from "@telemetry/infra/testing"
 import { ConfigProvider, Effect, Layer, Stream, TestServices } from "effect"
 import { randomUUID } from "node:crypto"
-import { dataOf, inMemoryStore } from "@telemetry/domain/testing"
 import * as ClaimProcessor from "../src/ClaimProcessor.js"
 import { capturingLogs, type LogLine, refusedAs, stash } from "./support/claims.js"
 
@@ -420,7 +414,7 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
           severity: "ERROR"
         })
         const store = yield* storeFailing(claim.claim_id, (load) =>
-          load === 1 ? Effect.fail(new LoadError({ claimId: claim.claim_id, message: serialization.message, cause: serialization })) : undefined)
+          load === 1 ? Effect.fail(new LoadError({ claimId: claim.claim_id, message: serialization.message, transient: true, cause: serialization })) : undefined)
         const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
         const { logs } = yield* TestServices.provideLive(withLogs(process(claim)))
         expect(logs.filter((l) => l.level === "WARN").map((l) => l.message)).toEqual([

@@ -1,6 +1,8 @@
 import { HttpApiBuilder } from "@effect/platform"
-import { ClaimQueue, Health, WorkerStatus } from "@telemetry/domain"
+import { ClaimQueue, WorkerStatus } from "@telemetry/domain"
+import * as Health from "@telemetry/infra/Health"
 import { Clock, Config, Duration, Effect, Either, Layer, Option } from "effect"
+import * as Assessment from "../health/Assessment.js"
 import { Admission } from "../limits/Admission.js"
 import { TelemetryApi } from "./Api.js"
 import { DetailedHealth, NotReady, Ready, Unhealthy } from "./HealthApi.js"
@@ -38,7 +40,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "health", (handlers) =>
     const worker = yield* Effect.serviceOption(WorkerStatus.WorkerStatus)
     const admission = yield* Admission
     const timeout = yield* HealthCheckTimeout
-    const maxClaimAge = yield* Health.MaxClaimAge
+    const maxClaimAge = yield* Assessment.MaxClaimAge
     const stopping = yield* stopSignal
     const backlog = queue.backlog.pipe(
       Effect.timeoutFail({ duration: timeout, onTimeout: () => ({ message: `no answer within ${Duration.format(timeout)}` }) }),
@@ -56,7 +58,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "health", (handlers) =>
       const { room, stalledFor } = pending.right
       return {
         ...check,
-        ...Health.assessBacklog(pending.right, maxClaimAge),
+        ...Assessment.assessBacklog(pending.right, maxClaimAge),
         backlog: {
           pending: pending.right.pending,
           ...(room === undefined ? {} : { waiting: room.waiting, capacity: room.capacity }),
@@ -71,8 +73,8 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "health", (handlers) =>
       if (!snapshot.running) return undefined
       const now = yield* Clock.currentTimeMillis
       return {
-        ...Health.assessWorker(snapshot, now, maxClaimAge),
-        restarts: Health.recentRestarts(snapshot, now),
+        ...Assessment.assessWorker(snapshot, now, maxClaimAge),
+        restarts: Assessment.recentRestarts(snapshot, now),
         last_handled_at: timestampOf(snapshot.lastHandledAt),
         busy_since: timestampOf(snapshot.busySince)
       }

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { RevokedClaims } from "@telemetry/domain"
+import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule } from "effect"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */

@@ -1,5 +1,6 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { EmbeddedClaimQueue, MemoryObjectStore } from "@telemetry/domain"
+import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
+import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
 import { ConfigProvider, Layer } from "effect"
 import { Analytics } from "../../src/analytics/Analytics.js"
 import { Tokens } from "../../src/auth/Tokens.js"

@@ -5,11 +5,11 @@ import {
   keyTime,
   OBJECT_PREFIX,
   objectKeyTime,
-  StoredClaims,
   type TimeRange
 } from "@telemetry/domain"
 import { Duration, Effect, Fiber, Option, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import * as ClaimProcessor from "../ClaimProcessor.js"
+import * as StoredClaims from "../StoredClaims.js"
 
 /** What a replay reports as it goes: a claim to replay was found, a claim was replayed. */
 export interface Progress {

@@ -1,0 +1,29 @@
+import { Analytics } from "@telemetry/ingest/analytics/Analytics"
+import * as AuthConfig from "@telemetry/ingest/auth/AuthConfig"
+import * as LocalTokens from "@telemetry/ingest/auth/LocalTokens"
+import { Tokens } from "@telemetry/ingest/auth/Tokens"
+import * as Server from "@telemetry/ingest/http/Server"
+import { Ingest } from "@telemetry/ingest/Ingest"
+import * as Worker from "@telemetry/worker/Worker"
+import { Config, Effect, Layer } from "effect"
+
+/** The worker runs in this process unless `RUN_WORKER=false` (an ingest-only node). */
+const worker = Layer.unwrapEffect(
+  Effect.map(Config.boolean("RUN_WORKER").pipe(Config.withDefault(true)), (run) => (run ? Worker.layer : Layer.empty))
+)
+
+/**
+ * Token verification with the configured secret — or, embedded, with a secret of its own, whose first tokens it
+ * prints. Fails when real services are configured without `AUTH_SECRET`: provide it beside the infrastructure, so
+ * that such a process stops before connecting to anything.
+ */
+export const authentication = LocalTokens.layer.pipe(
+  Layer.provideMerge(Tokens.DefaultWithoutDependencies),
+  Layer.provideMerge(AuthConfig.layer)
+)
+
+/** Ingest and analytics over HTTP: needs storage, queue and database layers, and `authentication`. */
+export const http = Server.layer.pipe(Layer.provide(Layer.mergeAll(Ingest.Default, Analytics.Default)))
+
+/** The HTTP API and a worker (unless `RUN_WORKER=false`): the whole pipeline in one process. */
+export const layer = Layer.merge(http, worker)

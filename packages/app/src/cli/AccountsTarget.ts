@@ -1,0 +1,39 @@
+import * as Migrator from "@telemetry/infra/db/Migrator"
+import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
+import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
+import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
+import * as SqlAccounts from "@telemetry/ingest/auth/SqlAccounts"
+import { Tokens } from "@telemetry/ingest/auth/Tokens"
+import { Config, Console, Effect, Layer, Option } from "effect"
+import * as RemoteAccounts from "./RemoteAccounts.js"
+
+// The accounts in the database, migrated first so that a new database gets the table.
+const inPostgres = SqlAccounts.layer.pipe(Layer.provide(Migrator.migrated(PostgresClient.layerConfig)))
+const inEmbedded = SqlAccounts.layer.pipe(Layer.provide(Migrator.migrated(PgliteClient.layerConfig)))
+
+/** The server on this host that holds the embedded database, reached on `PORT`. */
+const throughServer = Layer.unwrapEffect(Effect.gen(function*() {
+  const port = yield* Config.integer("PORT").pipe(Config.withDefault(8080))
+  const baseUrl = `http://127.0.0.1:${port}`
+  yield* Console.error(`The embedded database is held by a running server: sending the command to it at ${baseUrl}.`)
+  return RemoteAccounts.layer(baseUrl).pipe(Layer.provide(Tokens.Default))
+}))
+
+/** Embedded: the lock first (the one `pnpm start` holds, beside the queue), and the database only once it is ours. */
+const embedded = inEmbedded.pipe(
+  Layer.provide(EmbeddedClaimQueue.layerConfig),
+  Layer.catchAll((error) =>
+    Layer.unwrapEffect(
+      error._tag === "QueueError" && error.operation === "take" ? Effect.succeed(throughServer) : Effect.fail(error)
+    )
+  )
+)
+
+/**
+ * Where `pnpm device` and `pnpm user` manage accounts. With `DATABASE_URL`, in that database, which any number of
+ * processes share. Embedded, the database may be opened by one process only: the command opens it itself when no
+ * server holds it, else sends the operation to that server, which runs it with the same code (SqlAccounts).
+ */
+export const layer = Layer.unwrapEffect(
+  Effect.map(Config.option(Config.string("DATABASE_URL")), (url) => Option.isSome(url) ? inPostgres : embedded)
+)

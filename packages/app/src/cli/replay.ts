@@ -1,0 +1,116 @@
+import { Command, Options } from "@effect/cli"
+import { NodeContext } from "@effect/platform-node"
+import { type ClaimCheck, type TimeRange } from "@telemetry/domain"
+import * as Replay from "@telemetry/worker/replay/Replay"
+import { SingleBar } from "cli-progress"
+import { Config, Console, Effect, Layer, Logger, LogLevel, Option, Ref, type Stream } from "effect"
+import * as Infrastructure from "../Infrastructure.js"
+import * as Cli from "./Cli.js"
+
+// `pnpm replay dead-letters|stored [--from <ISO>] [--to <ISO>] [--dry-run]`: puts claims back on the queue, with the
+// configuration of the worker (the same variables). With Kafka the workers load them; with the in-process queue
+// (no KAFKA_BROKERS) there is no other consumer, so this process loads them itself and needs the embedded data
+// to itself: it refuses while `pnpm start` runs on it.
+
+const kafkaBrokers = Config.option(Config.string("KAFKA_BROKERS"))
+
+// The queue first: the in-process one takes its lock before the embedded database is opened. Without recovery:
+// this replays the range asked for, not every payload left unloaded.
+const infrastructure = Layer.mergeAll(Infrastructure.objectStore, Infrastructure.telemetryStore).pipe(
+  Layer.provideMerge(Infrastructure.claimQueueWithoutRecovery),
+  Layer.provide(NodeContext.layer)
+)
+
+const from = Options.date("from").pipe(
+  Options.optional,
+  Options.withDescription("start of the range, inclusive (ISO-8601, e.g. 2026-11-20T00:00:00Z); default: the beginning")
+)
+const to = Options.date("to").pipe(
+  Options.optional,
+  Options.withDescription("end of the range, exclusive (ISO-8601); default: now")
+)
+const dryRun = Options.boolean("dry-run").pipe(Options.withDescription("count what would be replayed, replay nothing"))
+
+interface RangeOptions {
+  readonly from: Option.Option<Date>
+  readonly to: Option.Option<Date>
+  readonly dryRun: boolean
+}
+
+const rangeOf = (options: RangeOptions): TimeRange => ({
+  from: Option.getOrUndefined(options.from),
+  to: Option.getOrElse(options.to, () => new Date())
+})
+
+const describe = (range: TimeRange) => `from ${range.from?.toISOString() ?? "the beginning"} to ${range.to?.toISOString()}`
+
+/** A bar on stderr whose total grows as claims to replay are found. */
+const progressBar = Effect.acquireRelease(
+  Effect.sync(() => {
+    const bar = new SingleBar({
+      stream: process.stderr,
+      format: "replay [{bar}] {value}/{total} claims | {duration_formatted}",
+      noTTYOutput: true,
+      notTTYSchedule: 5000
+    })
+    bar.start(0, 0)
+    return bar
+  }),
+  (bar) => Effect.sync(() => bar.stop())
+)
+
+const execute = <E, R>(
+  what: string,
+  candidates: (range: TimeRange) => Stream.Stream<ClaimCheck, E, R>,
+  options: RangeOptions,
+  report: (summary: Replay.Summary) => Effect.Effect<string>
+) =>
+  Effect.gen(function*() {
+    const range = rangeOf(options)
+    const loadHere = Option.isNone(yield* kafkaBrokers)
+    const summary = yield* Effect.scoped(Effect.gen(function*() {
+      const bar = yield* progressBar
+      return yield* Replay.replay(candidates(range), {
+        dryRun: options.dryRun,
+        loadHere,
+        progress: {
+          found: Effect.sync(() => bar.setTotal(bar.getTotal() + 1)),
+          replayed: Effect.sync(() => bar.increment())
+        }
+      })
+    }))
+    const replayed = options.dryRun
+      ? `would replay ${summary.replayed}`
+      : loadHere
+      ? `loaded ${summary.replayed} here (${summary.rejectedAgain} dead-lettered again)`
+      : `re-published ${summary.replayed}`
+    yield* Console.log(
+      `${what} ${describe(range)}: ${summary.candidates} claim(s)${yield* report(summary)}, ` +
+        `${summary.alreadyLoaded} already loaded; ${replayed}`
+    )
+  }).pipe(
+    Effect.provide(infrastructure),
+    // Per-claim lines would tear the progress bar apart; warnings and errors still show.
+    Logger.withMinimumLogLevel(LogLevel.Warning)
+  )
+
+const deadLetters = Command.make("dead-letters", { from, to, dryRun }, (options) =>
+  Effect.flatMap(Ref.make(0), (notClaims) =>
+    execute(
+      "dead letters",
+      (range) => Replay.deadLetterClaims(range, notClaims),
+      options,
+      () => Effect.map(Ref.get(notClaims), (n) => (n > 0 ? ` (and ${n} message(s) that are not claims, left alone)` : ""))
+    ))).pipe(Command.withDescription("Re-publishes the claims of the dead letters kept in the range (by failure time)"))
+
+const stored = Command.make("stored", { from, to, dryRun }, (options) =>
+  execute("stored payloads", Replay.storedClaims, options, () => Effect.succeed(""))).pipe(
+    Command.withDescription("Re-publishes the claims of the payloads stored in the range (by receive time) that are not loaded")
+  )
+
+const replay = Command.make("replay").pipe(
+  Command.withDescription("Puts claims back on the queue; the ledger keeps any claim from loading twice"),
+  Command.withSubcommands([deadLetters, stored])
+)
+
+Cli.run(replay, "pnpm replay")

@@ -1,0 +1,19 @@
+import { NodeRuntime } from "@effect/platform-node"
+import { Layer } from "effect"
+import * as App from "../App.js"
+import * as Infrastructure from "../Infrastructure.js"
+import * as Shutdown from "../Shutdown.js"
+
+/**
+ * Runs a server program on the services the environment names, else embedded ones, with bearer-token
+ * verification (App.authentication), until SIGTERM or SIGINT (Shutdown).
+ */
+export const runServer = <E>(program: string, app: Layer.Layer<never, E, Layer.Layer.Context<typeof App.layer>>) =>
+  NodeRuntime.runMain(
+    Layer.launch(
+      app.pipe(
+        Layer.provide(Layer.merge(Infrastructure.fromConfig, App.authentication)),
+        Layer.provide(Shutdown.exitByDeadline(program))
+      )
+    )
+  )

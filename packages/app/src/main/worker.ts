@@ -1,0 +1,23 @@
+import { NodeRuntime } from "@effect/platform-node"
+import * as Worker from "@telemetry/worker/Worker"
+import { Config, Effect, Layer } from "effect"
+import * as Infrastructure from "../Infrastructure.js"
+import * as Shutdown from "../Shutdown.js"
+
+// A worker process of its own only makes sense with a shared queue: the embedded one lives inside `pnpm start`.
+const requireKafka = Layer.effectDiscard(
+  Config.string("KAFKA_BROKERS").pipe(
+    Effect.orElseFail(() => new Error("the worker process needs KAFKA_BROKERS (for one process on embedded parts, run `pnpm start`)"))
+  )
+)
+
+// `pnpm worker`: consumes claims from Kafka and loads them.
+NodeRuntime.runMain(
+  Layer.launch(
+    Worker.layer.pipe(
+      Layer.provide(Infrastructure.fromConfig),
+      Layer.provide(requireKafka),
+      Layer.provide(Shutdown.exitByDeadline("worker"))
+    )
+  )
+)

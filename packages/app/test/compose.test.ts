@@ -1,0 +1,205 @@
+// No Docker engine runs here, so docker-compose.yml is checked statically: its services, images and health
+// checks, the order in which they start, and that every variable it hands the app is one the sources read
+// and the README documents.
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import ts from "typescript"
+import { describe, expect, it } from "vitest"
+import { parse } from "yaml"
+
+interface Service {
+  readonly image?: string
+  readonly build?: unknown
+  readonly command?: string | ReadonlyArray<string>
+  readonly entrypoint?: string | ReadonlyArray<string>
+  readonly environment?: Record<string, string | number | boolean | null> | ReadonlyArray<string>
+  readonly depends_on?: Record<string, { readonly condition?: string }> | ReadonlyArray<string>
+  readonly healthcheck?: { readonly test?: string | ReadonlyArray<string>; readonly disable?: boolean }
+  readonly deploy?: { readonly replicas?: number }
+  readonly restart?: string
+  readonly volumes?: ReadonlyArray<string>
+}
+
+const root = fileURLToPath(new URL("../../../", import.meta.url))
+// Compose resolves `<<` merge keys; YAML 1.2 parsers only do when asked.
+const compose = parse(readFileSync(join(root, "docker-compose.yml"), "utf8"), { merge: true }) as {
+  readonly services: Record<string, Service>
+  readonly volumes?: Record<string, unknown>
+}
+const services = compose.services
+
+const words = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> =>
+  value === undefined ? [] : typeof value === "string" ? value.split(/\s+/) : value
+const commandLine = (service: Service) => [...words(service.entrypoint), ...words(service.command)].join(" ")
+
+const environment = (service: Service): Record<string, string> => {
+  const env = service.environment ?? {}
+  if (Array.isArray(env)) {
+    return Object.fromEntries(env.map((entry: string) => [entry.split("=")[0]!, entry.slice(entry.indexOf("=") + 1)]))
+  }
+  return Object.fromEntries(Object.entries(env).map(([name, value]) => [name, String(value ?? "")]))
+}
+
+// `$$NAME` in a compose command is the container's own variable NAME.
+const expand = (service: Service, text: string) =>
+  text.replace(/\$\$\{?(\w+)\}?/g, (_, name: string) => environment(service)[name] ?? "")
+
+const dependencies = (service: Service): Record<string, string> => {
+  const deps = service.depends_on ?? {}
+  return Array.isArray(deps)
+    ? Object.fromEntries(deps.map((name: string) => [name, "service_started"]))
+    : Object.fromEntries(Object.entries(deps).map(([name, dep]) => [name, dep.condition ?? "service_started"]))
+}
+
+const appServices = Object.entries(services).filter(([, service]) => service.build !== undefined)
+const runs = (entry: string) => appServices.filter(([, service]) => commandLine(service).includes(entry))
+const ingest = runs("packages/app/src/main/ingest.ts")
+const workers = runs("packages/app/src/main/worker.ts")
+const initServices = Object.entries(services).filter(([, service]) => /kafka-topics\.sh|\bmc mb\b/.test(commandLine(service)))
+
+const sourceFiles = (dir: string): ReadonlyArray<string> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith(".ts") ? [join(dir, entry.name)] : []
+  )
+
+const ENV_NAME = /^[A-Z][A-Z0-9_]*$/
+// The names passed straight to `Config.string("NAME")`, `Config.integer("NAME")`, `Config.array(c, "NAME")`,
+// `Config.literal(...)("NAME")`…, found in the syntax tree of every source file of every package.
+const configNamesRead = (): ReadonlySet<string> => {
+  const names = new Set<string>()
+  const isConfigCall = (callee: ts.Expression): boolean =>
+    (ts.isPropertyAccessExpression(callee) && ts.isIdentifier(callee.expression) &&
+      callee.expression.text === "Config" && !["withDefault", "nested"].includes(callee.name.text)) ||
+    (ts.isCallExpression(callee) && isConfigCall(callee.expression))
+  const visit = (node: ts.Node): void => {
+    if (ts.isCallExpression(node) && isConfigCall(node.expression)) {
+      for (const arg of node.arguments) {
+        if (ts.isStringLiteralLike(arg) && ENV_NAME.test(arg.text)) names.add(arg.text)
+      }
+    }
+    ts.forEachChild(node, visit)
+  }
+  for (const pkg of readdirSync(join(root, "packages"))) {
+    const src = join(root, "packages", pkg, "src")
+    if (!existsSync(src)) continue
+    for (const file of sourceFiles(src)) {
+      visit(ts.createSourceFile(file, readFileSync(file, "utf8"), ts.ScriptTarget.Latest))
+    }
+  }
+  return names
+}
+
+const documentedNames = (): ReadonlySet<string> =>
+  new Set(
+    [...readFileSync(join(root, "README.md"), "utf8").matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map((match) => match[1]!)
+  )
+
+describe("docker-compose.yml", () => {
+  it("runs Kafka, MinIO, TimescaleDB (TSL build, PostgreSQL 17), ingest and at least two workers", () => {
+    expect(services.kafka?.image).toMatch(/^(docker\.io\/)?apache\/kafka:[\w.-]+$/)
+    expect(services.minio?.image).toMatch(/^([\w.-]+\/)?minio\/minio:[\w.-]+$/)
+    // The `-oss` images lack continuous aggregates (TimescaleDB License features).
+    expect(services.timescaledb?.image).toMatch(/^(docker\.io\/)?timescale\/timescaledb:[\w.-]*pg17$/)
+
+    expect(ingest.map(([name]) => name)).toEqual(["ingest"])
+    expect(environment(services.ingest!).RUN_WORKER).toBe("false")
+    const replicas = workers.reduce((sum, [, service]) => sum + (service.deploy?.replicas ?? 1), 0)
+    expect(replicas).toBeGreaterThanOrEqual(2)
+    for (const [, service] of [...ingest, ...workers]) {
+      expect(words(service.command).slice(0, 3)).toEqual(["node", "--import", "tsx"])
+    }
+  })
+
+  it("starts each app service on an entry point that exists", () => {
+    const missing = [...ingest, ...workers]
+      .map(([name, service]) => [name, words(service.command).find((word) => word.endsWith(".ts"))!] as const)
+      .filter(([, entry]) => !existsSync(join(root, entry)))
+    expect(missing).toEqual([])
+  })
+
+  it("has health checks where services serve, ingest's on GET /api/v1/health", () => {
+    for (const name of ["kafka", "minio", "timescaledb", "ingest"]) {
+      const check = services[name]?.healthcheck
+      expect(check?.disable, name).not.toBe(true)
+      expect(words(check?.test).filter((word) => word !== "NONE").length, name).toBeGreaterThan(1)
+    }
+    expect(words(services.timescaledb!.healthcheck!.test).join(" ")).toContain("pg_isready")
+    const port = environment(services.ingest!).PORT ?? "8080"
+    expect(words(services.ingest!.healthcheck!.test).join(" ")).toContain(`:${port}/api/v1/health`)
+  })
+
+  it("starts ingest and workers once the infrastructure is healthy and its topics and bucket exist", () => {
+    expect(initServices.map(([name]) => name).sort()).toEqual(["kafka-init", "minio-init"])
+    for (const [name, service] of initServices) {
+      expect(service.restart ?? "no", name).toBe("no")
+    }
+    for (const [name, service] of appServices) {
+      const deps = dependencies(service)
+      for (const infra of ["kafka", "minio", "timescaledb"]) expect(deps[infra], `${name} → ${infra}`).toBe("service_healthy")
+      for (const [init] of initServices) expect(deps[init], `${name} → ${init}`).toBe("service_completed_successfully")
+      expect(service.restart, name).toMatch(/^(always|unless-stopped|on-failure)/)
+    }
+  })
+
+  it("keeps the data of Kafka, MinIO and TimescaleDB in declared named volumes", () => {
+    for (const name of ["kafka", "minio", "timescaledb"]) {
+      const sources = (services[name]?.volumes ?? []).map((mount) => mount.split(":")[0]!)
+      expect(sources.filter((source) => source in (compose.volumes ?? {})).length, name).toBe(1)
+    }
+  })
+
+  it("hands ingest and workers only variables that the sources read", () => {
+    const read = configNamesRead()
+    const unread = appServices.flatMap(([name, service]) =>
+      Object.keys(environment(service)).filter((variable) => !read.has(variable)).map((variable) => `${name}: ${variable}`)
+    )
+    expect(unread).toEqual([])
+  })
+
+  it("hands ingest and workers only variables that the README's configuration table documents", () => {
+    const documented = documentedNames()
+    const undocumented = appServices.flatMap(([name, service]) =>
+      Object.keys(environment(service)).filter((variable) => !documented.has(variable)).map((variable) => `${name}: ${variable}`)
+    )
+    expect(undocumented).toEqual([])
+  })
+
+  it("points KAFKA_TOPIC at a topic kafka-init creates with 3 partitions, beside a 1-partition dead-letter topic", () => {
+    const init = services["kafka-init"]!
+    const partitions = new Map(
+      expand(init, commandLine(init)).split("kafka-topics.sh").filter((call) => /--create\b/.test(call)).map((call) => [
+        /--topic\s+(\S+)/.exec(call)?.[1],
+        Number(/--partitions\s+(\d+)/.exec(call)?.[1])
+      ])
+    )
+    expect(partitions.get("telemetry.dlq")).toBe(1)
+    const advertised = environment(services.kafka!).KAFKA_ADVERTISED_LISTENERS ?? ""
+    for (const [name, service] of appServices) {
+      const env = environment(service)
+      expect(env.KAFKA_TOPIC, name).toBeDefined()
+      expect(partitions.get(env.KAFKA_TOPIC!), name).toBe(3)
+      for (const broker of (env.KAFKA_BROKERS ?? "").split(",")) expect(advertised, name).toContain(`//${broker}`)
+    }
+  })
+
+  it("gives the app the addresses and credentials of MinIO and TimescaleDB, and the bucket minio-init creates", () => {
+    const minio = environment(services.minio!)
+    const postgres = environment(services.timescaledb!)
+    const init = services["minio-init"]!
+    const bucket = /\bmc mb\b[^&;]*?\s"?\w+\/([\w.-]+)"?/.exec(expand(init, commandLine(init)))?.[1]
+    for (const [name, service] of appServices) {
+      const env = environment(service)
+      expect(new URL(env.S3_ENDPOINT!).host, name).toBe("minio:9000")
+      expect([env.S3_ACCESS_KEY, env.S3_SECRET_KEY], name).toEqual([minio.MINIO_ROOT_USER, minio.MINIO_ROOT_PASSWORD])
+      expect(env.STORAGE_BUCKET, name).toBe(bucket)
+      const database = new URL(env.DATABASE_URL!)
+      expect([database.host, database.username, database.password, database.pathname], name).toEqual([
+        "timescaledb:5432",
+        postgres.POSTGRES_USER,
+        postgres.POSTGRES_PASSWORD,
+        `/${postgres.POSTGRES_DB}`
+      ])
+    }
+  })
+})

@@ -1,0 +1,217 @@
+import { describe, expect, it } from "@effect/vitest"
+import { ClaimQueue } from "@telemetry/domain"
+import { authEnv, bearer, deviceToken } from "@telemetry/ingest/testing/auth"
+import { haPayload } from "@telemetry/ingest/testing/payloads"
+import * as KafkaMock from "@telemetry/testbed/KafkaMock"
+import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
+import * as S3Server from "@telemetry/testbed/S3Server"
+import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
+import { Effect, Layer } from "effect"
+import { request as httpRequest } from "node:http"
+import { gzipSync } from "node:zlib"
+import { eventually, freshDatabase, loaded, switchable } from "./support/pipeline.js"
+import { healthy, startPipeline, until } from "./support/process.js"
+import { embeddedStack, freePort } from "./support/stack.js"
+
+interface Check {
+  readonly status: "up" | "degraded" | "down"
+  readonly latency_ms?: number
+  readonly error?: string
+  readonly reason?: string
+  readonly backlog?: { readonly pending: number; readonly waiting?: number; readonly capacity?: number; readonly stalled_seconds: number }
+  readonly restarts?: number
+}
+
+type Checks = Record<"storage" | "queue" | "database", Check> & { readonly worker?: Check }
+
+const getJson = <A>(base: string, path: string) =>
+  Effect.promise(async () => {
+    const response = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(20_000) })
+    return { code: response.status, body: (await response.json()) as A }
+  })
+
+const detailed = (base: string) =>
+  Effect.map(getJson<{ status: string; checks: Checks }>(base, "/api/v1/health/detailed"), ({ body, code }) => ({
+    code,
+    status: body.status,
+    checks: body.checks
+  }))
+
+const ready = (base: string) =>
+  Effect.map(getJson<{ status: string; reasons?: ReadonlyArray<string> }>(base, "/api/v1/health/ready"), ({ body, code }) => ({
+    code,
+    status: body.status,
+    reasons: body.reasons ?? []
+  }))
+
+const post = (base: string, body: unknown) =>
+  Effect.promise(async () => {
+    const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...bearer(deviceToken()) },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(20_000)
+    })
+    await response.arrayBuffer()
+    return response.status
+  })
+
+/** An upload whose body is still coming, holding its slot, until the scope closes. */
+const uploadInFlight = (base: string) =>
+  Effect.acquireRelease(
+    Effect.async<ReturnType<typeof httpRequest>>((resume) => {
+      const request = httpRequest(`${base}/api/v1/telemetry/bulk`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "content-encoding": "gzip", ...bearer(deviceToken()) }
+      })
+      request.on("error", () => {})
+      const body = gzipSync(JSON.stringify(haPayload("slow")))
+      // Half the body now; the rest never comes while the test runs.
+      request.write(body.subarray(0, body.length / 2), () => resume(Effect.succeed(request)))
+    }),
+    (request) => Effect.sync(() => request.destroy())
+  )
+
+const up = { status: "up", latency_ms: expect.any(Number) }
+const down = { status: "down", latency_ms: expect.any(Number), error: expect.any(String) }
+const idle = { pending: 0, stalled_seconds: 0 }
+
+const testBed = Layer.mergeAll(KafkaMock.layer({ topics: { "telemetry.raw": 3 } }), S3Server.layer, PostgresDatabase.layer)
+
+describe("health on Kafka, S3 and PostgreSQL (ingest only)", () => {
+  it.scopedLive("detailed: each dependency with its latency, 503 naming the one down, degraded while claims wait unconsumed; ready: 503 while storage or Kafka is down", () =>
+    Effect.gen(function*() {
+      const kafka = yield* KafkaMock.KafkaMock
+      const s3 = yield* S3Server.S3Server
+      const database = yield* PostgresDatabase.PostgresDatabase
+      const port = yield* Effect.promise(freePort)
+      const base = `http://127.0.0.1:${port}`
+      const ingest = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          startPipeline({
+            ...kafka.env,
+            ...s3.env,
+            ...database.env,
+            ...authEnv,
+            PORT: String(port),
+            RUN_WORKER: "false",
+            HEALTH_MAX_CLAIM_AGE: "2 seconds"
+          })
+        ),
+        (p) => Effect.sync(() => p.child.kill("SIGKILL"))
+      )
+      yield* Effect.promise(() => healthy(ingest, base))
+
+      expect(yield* detailed(base)).toEqual({
+        code: 200,
+        status: "healthy",
+        checks: { storage: up, queue: { ...up, backlog: idle }, database: up }
+      })
+      expect(yield* ready(base)).toEqual({ code: 200, status: "ready", reasons: [] })
+
+      yield* Effect.promise(() => s3.down())
+      expect(yield* detailed(base)).toEqual({
+        code: 503,
+        status: "unhealthy",
+        checks: { storage: down, queue: { ...up, backlog: idle }, database: up }
+      })
+      expect(yield* ready(base)).toEqual({ code: 503, status: "not_ready", reasons: [expect.stringMatching(/^storage is down: /)] })
+      yield* Effect.promise(() => s3.up())
+
+      yield* kafka.brokerDown(1)
+      expect(yield* detailed(base)).toEqual({ code: 503, status: "unhealthy", checks: { storage: up, queue: down, database: up } })
+      expect(yield* ready(base)).toMatchObject({ code: 503, reasons: [expect.stringMatching(/^the queue is down: /)] })
+      yield* kafka.brokerUp(1)
+
+      // Back to healthy once both are back (Kafka's clients reconnect on their own time).
+      yield* Effect.promise(() =>
+        until(ingest, async () => (await Effect.runPromise(detailed(base))).code === 200, 60_000, "healthy again")
+      )
+      expect(yield* ready(base)).toMatchObject({ code: 200 })
+
+      // A claim no worker takes: the group's lag, and once it has not moved for HEALTH_MAX_CLAIM_AGE, degraded.
+      expect(yield* post(base, haPayload("waiting"))).toBe(202)
+      expect(yield* detailed(base)).toMatchObject({ code: 200, status: "healthy", checks: { queue: { status: "up", backlog: { pending: 1 } } } })
+      yield* Effect.sleep("2500 millis")
+      const stuck = yield* detailed(base)
+      expect(stuck).toMatchObject({ code: 200, status: "degraded", checks: { queue: { status: "degraded", backlog: { pending: 1 } } } })
+      expect(stuck.checks.queue.reason).toMatch(/^1 claim\(s\) not loaded, without progress for \d+s \(more than HEALTH_MAX_CLAIM_AGE, 2s\)$/)
+      // Ingest can still take uploads.
+      expect(yield* ready(base)).toMatchObject({ code: 200 })
+    }).pipe(Effect.provide(testBed)), { timeout: 180_000 })
+})
+
+describe("health on embedded parts", () => {
+  it.scopedLive("degraded once claims wait longer than HEALTH_MAX_CLAIM_AGE or fill the queue; not ready while the queue is full or every upload slot is taken", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const base = `http://127.0.0.1:${port}`
+      // No worker: claims stay queued.
+      yield* Layer.build(embeddedStack(port, {
+        RUN_WORKER: "false",
+        QUEUE_CAPACITY: "2",
+        QUEUE_PUBLISH_TIMEOUT: "200 millis",
+        MAX_INFLIGHT_UPLOADS: "1",
+        HEALTH_MAX_CLAIM_AGE: "2 seconds"
+      }))
+
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* uploadInFlight(base)
+        expect(yield* ready(base)).toEqual({ code: 503, status: "not_ready", reasons: ["every upload slot is taken (1 of 1)"] })
+      }))
+      yield* eventually(ready(base), (r) => r.code === 200)
+
+      expect(yield* post(base, haPayload("first"))).toBe(202)
+      expect(yield* detailed(base)).toMatchObject({
+        code: 200,
+        status: "healthy",
+        checks: { queue: { status: "up", backlog: { pending: 1, waiting: 1, capacity: 2 } } }
+      })
+      yield* Effect.sleep("2500 millis")
+      const old = yield* detailed(base)
+      expect(old).toMatchObject({ code: 200, status: "degraded", checks: { queue: { status: "degraded" } } })
+      expect(old.checks.queue.reason).toMatch(/^1 claim\(s\) not loaded, without progress for \d+s \(more than HEALTH_MAX_CLAIM_AGE, 2s\)$/)
+      expect(yield* ready(base)).toMatchObject({ code: 200 })
+
+      expect(yield* post(base, haPayload("second"))).toBe(202)
+      const full = yield* detailed(base)
+      expect(full).toMatchObject({ code: 200, status: "degraded", checks: { queue: { backlog: { pending: 2, waiting: 2, capacity: 2 } } } })
+      expect(full.checks.queue.reason).toContain("the queue is full (2 claims wait, its capacity)")
+      expect(yield* ready(base)).toEqual({ code: 503, status: "not_ready", reasons: ["the queue is full (2 claims wait)"] })
+      expect(yield* post(base, haPayload("third"))).toBe(503)
+    }), { timeout: 120_000 })
+
+  it.scopedLive("the worker of the process: degraded after its consumer kept restarting (the database was down), with the restarts counted", () =>
+    Effect.gen(function*() {
+      const database = yield* freshDatabase
+      const port = yield* Effect.promise(freePort)
+      const base = `http://127.0.0.1:${port}`
+      yield* Effect.gen(function*() {
+        const queue = yield* ClaimQueue
+        const outage = yield* switchable(database.name)
+        expect(yield* detailed(base)).toMatchObject({
+          code: 200,
+          status: "healthy",
+          checks: { worker: { status: "up", restarts: 0, last_handled_at: null, busy_since: null } }
+        })
+
+        yield* outage.down
+        const claim = yield* stash(readingsPayload("restarts", 10))
+        yield* queue.publish(claim.claim)
+        // Every delivery fails while the database is down, and the consumer is started again each time.
+        yield* eventually(detailed(base), (h) => (h.checks.worker?.restarts ?? 0) >= 3, "60 seconds")
+        expect(yield* detailed(base)).toMatchObject({ code: 503, checks: { database: { status: "down" }, worker: { status: "degraded" } } })
+
+        yield* outage.up
+        yield* eventually(loaded("restarts"), (l) => l.readings === 10, "60 seconds")
+        // Everything answers again, but the restarts are recent: degraded, not healthy.
+        yield* eventually(detailed(base), (h) => h.code === 200)
+        const after = yield* detailed(base)
+        expect(after).toMatchObject({
+          status: "degraded",
+          checks: { database: { status: "up" }, worker: { status: "degraded", last_handled_at: expect.any(String), busy_since: null } }
+        })
+        expect(after.checks.worker!.reason).toMatch(/^the consumer stopped and was started again \d+ times in the last 5m$/)
+      }).pipe(Effect.provide(embeddedStack(port, { DATABASE_URL: database.url, WORKER_RETRY_ATTEMPTS: "1" })))
+    }), { timeout: 180_000 })
+})

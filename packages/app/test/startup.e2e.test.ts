@@ -1,0 +1,51 @@
+import { describe, expect, it } from "@effect/vitest"
+import { ClaimQueue } from "@telemetry/domain"
+import * as KafkaMock from "@telemetry/testbed/KafkaMock"
+import * as S3Server from "@telemetry/testbed/S3Server"
+import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
+import { Effect } from "effect"
+import { DLQ, eventually, freshDatabase, infrastructure, loaded, switchable, TOPIC } from "./support/pipeline.js"
+import { startWorker } from "./support/process.js"
+
+// Issue 11 §5: a worker started while its services are unreachable waits for them — logging what it waits for —
+// instead of exiting, and works once they are there.
+
+describe("a worker process started before its services", () => {
+  it.scopedLive("waits for storage, the database and Kafka, then loads the claim waiting for it", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
+      const s3 = yield* Effect.acquireRelease(Effect.promise(S3Server.start), (s) => Effect.promise(s.stop))
+      const database = yield* freshDatabase
+      const outage = yield* switchable(database.name)
+      const env = { ...cluster.env, ...s3.env, ...database.env, KAFKA_SESSION_TIMEOUT: "8 seconds", KAFKA_HEARTBEAT_INTERVAL: "1 second" }
+
+      yield* Effect.gen(function*() {
+        const queue = yield* ClaimQueue
+        yield* queue.publish((yield* stash(readingsPayload("late-start", 10))).claim)
+      }).pipe(Effect.scoped, Effect.provide(infrastructure(env)))
+
+      yield* Effect.promise(() => s3.down())
+      yield* outage.down
+      yield* cluster.brokerDown(1)
+      const worker = yield* Effect.acquireRelease(Effect.sync(() => startWorker(env)), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
+      const printed = (text: string) => eventually(Effect.sync(() => worker.output().includes(text)), (seen) => seen, "60 seconds")
+
+      // Storage and database are built side by side; Kafka once they are there.
+      yield* printed("startup: storage is unreachable")
+      yield* printed("startup: the database is unreachable")
+      yield* Effect.sleep("3 seconds")
+      expect(worker.child.exitCode).toBeNull()
+      yield* Effect.promise(() => s3.up())
+      yield* outage.up
+      yield* printed("startup: Kafka is unreachable")
+      expect(worker.child.exitCode).toBeNull()
+      yield* cluster.brokerUp(1)
+
+      yield* Effect.gen(function*() {
+        yield* eventually(loaded("late-start"), (l) => l.readings === 10, "120 seconds").pipe(
+          Effect.mapError(() => new Error(`the claim was not loaded; the worker printed:\n${worker.output().slice(-4000)}`))
+        )
+      }).pipe(Effect.scoped, Effect.provide(infrastructure(env)))
+      expect(worker.child.exitCode).toBeNull()
+    }), { timeout: 240_000 })
+})

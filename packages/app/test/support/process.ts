@@ -1,0 +1,48 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../../../../", import.meta.url))
+
+export interface PipelineProcess {
+  readonly child: ChildProcess
+  readonly output: () => string
+  /** Resolves with the exit code or signal. */
+  readonly exited: Promise<number | string>
+}
+
+/** A program of ours as a separate OS process, so a test can SIGKILL it. */
+const startProgram = (entry: string, env: Record<string, string>, args: ReadonlyArray<string> = []): PipelineProcess => {
+  const child = spawn(process.execPath, ["--import", "tsx", entry, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout!.on("data", (d) => (output += d))
+  child.stderr!.on("data", (d) => (output += d))
+  const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)))
+  return { child, output: () => output, exited }
+}
+
+/** `pnpm start`'s program: ingest and analytics over HTTP, and a worker unless `RUN_WORKER=false`. */
+export const startPipeline = (env: Record<string, string>) => startProgram("packages/app/src/main/start.ts", env)
+
+/** `pnpm worker`'s program: a worker consuming claims from Kafka. */
+export const startWorker = (env: Record<string, string>) => startProgram("packages/app/src/main/worker.ts", env)
+
+/** `pnpm replay <args>`'s program. */
+export const startReplay = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  startProgram("packages/app/src/cli/replay.ts", env, args)
+
+/** Polls `check` until it returns true, or fails after `timeoutMs` with what the process printed. */
+export const until = async (pipeline: PipelineProcess, check: () => Promise<boolean>, timeoutMs: number, what: string) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`timed out waiting for ${what}; the process printed:\n${pipeline.output()}`)
+}
+
+export const healthy = (pipeline: PipelineProcess, base: string) =>
+  until(pipeline, async () => (await fetch(`${base}/api/v1/health`)).ok, 60_000, "health")

@@ -1,0 +1,37 @@
+import { Context, type Effect, Schema } from "effect"
+
+/**
+ * The scheduled jobs of the database: refreshing the aggregates, raw retention, compression (migrations 0002–0004
+ * define them). Who runs them depends on the server:
+ * - `timescaledb`: TimescaleDB with its background workers runs its policies itself;
+ * - `embedded`: TimescaleDB without background workers (PGlite): we run its policies with `CALL run_job`;
+ * - `own`: no continuous aggregates (plain PostgreSQL, Apache-licensed TimescaleDB): we run the jobs of
+ *   `telemetry_jobs`, each job by one worker at a time.
+ */
+export type Runner = "timescaledb" | "embedded" | "own"
+
+export class JobError extends Schema.TaggedError<JobError>()("JobError", {
+  job: Schema.String,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+export interface MaintenanceShape {
+  readonly runner: Runner
+  /** Runs the jobs whose time has come (none with `timescaledb`); answers the jobs run. Failures are logged. */
+  readonly runDue: Effect.Effect<ReadonlyArray<string>>
+  /** Runs every job now, whatever its schedule and runner; answers the jobs run. For tests and tools. */
+  readonly runAll: Effect.Effect<ReadonlyArray<string>, JobError>
+  /**
+   * Refreshes the buckets that readings in `[earliest, latest]` (epoch ms) fall in where the refresh policies no
+   * longer look (older than their window): late data shows in the aggregates once this ran. Buckets older than
+   * the raw retention are left alone, since their raw rows may be gone.
+   */
+  readonly refreshLate: (timeRange: { readonly earliest: number; readonly latest: number }) => Effect.Effect<
+    void,
+    JobError
+  >
+}
+
+export class Maintenance extends Context.Tag("@telemetry/Maintenance")<Maintenance, MaintenanceShape>() {}
+

@@ -1,0 +1,31 @@
+import { Context, type Effect, type Stream } from "effect"
+import type { ClaimCheck } from "../ClaimCheck.js"
+import type { LedgerError, LoadError } from "../errors.js"
+import type { TelemetryItem } from "../payload/Telemetry.js"
+
+export type LoadOutcome =
+  | {
+    readonly _tag: "Loaded"
+    readonly items: number
+    readonly readings: number
+    /** Readings of the claim that were stored already (by an earlier claim) and so were skipped. */
+    readonly duplicates: number
+    /** Earliest and latest reading time (epoch ms); null without readings. Late data may need a refresh. */
+    readonly timeRange: { readonly earliest: number; readonly latest: number } | null
+  }
+  | { readonly _tag: "AlreadyLoaded" }
+
+export interface TelemetryStoreShape {
+  /**
+   * Loads a claim's items in one transaction that also records the claim in the ledger: a claim delivered twice
+   * loads once (the second time answers AlreadyLoaded), a failure part-way loads nothing.
+   */
+  readonly load: <E, R>(
+    claim: ClaimCheck,
+    items: Stream.Stream<TelemetryItem, E, R>
+  ) => Effect.Effect<LoadOutcome, LoadError | E, R>
+  /** Which of these claims the ledger already holds. */
+  readonly loadedClaims: (claimIds: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, LedgerError>
+}
+
+export class TelemetryStore extends Context.Tag("@telemetry/TelemetryStore")<TelemetryStore, TelemetryStoreShape>() {}

@@ -1,0 +1,30 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { ObjectStore } from "@telemetry/domain"
+import { Clock, Duration, Effect } from "effect"
+
+/** One dependency's state, as the detailed health endpoint reports it. */
+export interface DependencyCheck {
+  readonly status: "up" | "down"
+  readonly latency_ms: number
+  readonly error?: string
+}
+
+/** Storage answers a HEAD of a key that is never written with "not found": it and its bucket are reachable. */
+export const storageReachable = Effect.map(ObjectStore, (storage) =>
+  storage.head(".health-check").pipe(Effect.catchTag("ObjectNotFound", () => Effect.void)))
+
+export const databaseReachable = Effect.map(SqlClient.SqlClient, (sql) => Effect.asVoid(sql`SELECT 1`))
+
+/** Runs a check, timed, and bounded so that a hung dependency reads as down rather than hanging the caller. */
+export const timed = (check: Effect.Effect<unknown, { readonly message: string }>, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    const outcome = yield* check.pipe(
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => ({ message: `no answer within ${Duration.format(timeout)}` }) }),
+      Effect.either
+    )
+    const latency_ms = (yield* Clock.currentTimeMillis) - start
+    return outcome._tag === "Right"
+      ? { status: "up", latency_ms } satisfies DependencyCheck
+      : { status: "down", latency_ms, error: outcome.left.message } satisfies DependencyCheck
+  })

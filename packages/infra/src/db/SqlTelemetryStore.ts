@@ -1,0 +1,383 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import {
+  type ClaimCheck,
+  type Equipment,
+  LedgerError,
+  LoadError,
+  type LoadOutcome,
+  mergeLatest,
+  type Sensor,
+  type TelemetryItem,
+  TelemetryStore
+} from "@telemetry/domain"
+import { Chunk, Effect, Layer, Sink, Stream } from "effect"
+import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
+import * as DatabaseErrors from "./DatabaseErrors.js"
+
+export interface SqlTelemetryStoreOptions {
+  /** Readings per COPY chunk. */
+  readonly batchReadings: number
+}
+
+// The ids come first in a row, as fixed-width placeholders filled in once known (see EncodedItem).
+const COLUMNS = ["equipment_id", "sensor_id", "time", "value", "status", "metadata"] as const
+/** Digits of an id placeholder: an int4 has at most 10, and PostgreSQL reads leading zeros. */
+const ID_WIDTH = 10
+const PLACEHOLDERS = `${"0".repeat(ID_WIDTH)}\t${"0".repeat(ID_WIDTH)}\t`
+const NEWLINE = 0x0a
+/** A temporary table of this session through which readings that may be stored already reach telemetry_data. */
+const STAGING = "telemetry_staging"
+
+/**
+ * An item's readings as COPY rows, made as soon as the item is decoded, whose ids are still placeholders: the
+ * equipment and sensor ids are known only once the batch's upserts ran. The rows wait for their batch's COPY in
+ * a Buffer, outside the JS heap: held as objects, every reading of a waiting batch would be copied by each young
+ * generation collection until promoted, and then left for a full collection (several µs a reading, measured).
+ */
+interface EncodedItem {
+  readonly equipment: Equipment
+  /** A later part of a large item (see TelemetryItem). */
+  readonly continued: boolean
+  readonly sensors: ReadonlyArray<Sensor>
+  readonly rows: Buffer
+  /** Index in `sensors` of the sensor of each row. */
+  readonly sensorOfRow: Uint32Array
+  /** Earliest and latest reading time, epoch milliseconds. */
+  readonly earliest: number
+  readonly latest: number
+}
+
+const encode = (item: TelemetryItem): EncodedItem => {
+  const sensorIndex = new Map(item.sensors.map((sensor, k) => [sensor.uuid, k]))
+  const sensorOfRow = new Uint32Array(item.readings.length)
+  let earliest = Infinity
+  let latest = -Infinity
+  let rows = ""
+  for (let k = 0; k < item.readings.length; k++) {
+    const r = item.readings[k]!
+    const sensor = sensorIndex.get(r.sensorUuid)
+    if (sensor === undefined) throw new Error(`reading of sensor ${r.sensorUuid}, which is not among its item's sensors`)
+    sensorOfRow[k] = sensor
+    if (r.timeMicros < earliest) earliest = r.timeMicros
+    if (r.timeMicros > latest) latest = r.timeMicros
+    rows += `${PLACEHOLDERS}${copyTimestamp(r.timeMicros)}\t${r.value ?? "\\N"}\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
+  }
+  return {
+    equipment: item.equipment,
+    continued: item.continued === true,
+    sensors: item.sensors,
+    rows: Buffer.from(rows),
+    sensorOfRow,
+    earliest: Math.floor(earliest / 1000),
+    latest: Math.ceil(latest / 1000)
+  }
+}
+
+const idBytes = (id: number) => Buffer.from(String(id).padStart(ID_WIDTH, "0"))
+
+/** An item's ids as COPY fields: its equipment's, and its sensors' in the order of `EncodedItem.sensors`. */
+interface ItemIds {
+  readonly equipment: Buffer
+  readonly sensors: ReadonlyArray<Buffer>
+}
+
+/** The rows of `items` with their ids filled in, an item at a time, as the COPY reads them. */
+function* copyRows(items: Chunk.Chunk<EncodedItem>, ids: ReadonlyArray<ItemIds>): Generator<Uint8Array> {
+  let k = 0
+  for (const item of items) {
+    const { equipment, sensors } = ids[k++]!
+    const { rows, sensorOfRow } = item
+    let at = 0
+    for (let r = 0; r < sensorOfRow.length; r++) {
+      rows.set(equipment, at)
+      rows.set(sensors[sensorOfRow[r]!]!, at + ID_WIDTH + 1)
+      // A newline inside a field is escaped (\n), so the next byte 0x0a ends the row.
+      at = rows.indexOf(NEWLINE, at + PLACEHOLDERS.length) + 1
+    }
+    yield rows
+  }
+}
+
+/** SQLSTATE 23505: a row the unique reading index already holds. */
+const isUniqueViolation = (e: SqlError) => (e.cause as { readonly code?: unknown } | undefined)?.code === "23505"
+
+/** One description per key, merged in order; sorted so concurrent loads lock rows in the same order. */
+const distinctBy = <A extends object>(
+  values: Iterable<A>,
+  key: (a: A) => string,
+  merge: (before: A | undefined, after: A) => A = mergeLatest
+): Array<A> => {
+  const byKey = new Map<string, A>()
+  for (const value of values) byKey.set(key(value), merge(byKey.get(key(value)), value))
+  return Array.from(byKey.entries()).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value)
+}
+
+type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag">
+
+const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0, timeRange: null }
+
+const addTotals = (a: Totals, b: Totals): Totals => ({
+  items: a.items + b.items,
+  readings: a.readings + b.readings,
+  duplicates: a.duplicates + b.duplicates,
+  timeRange: a.timeRange === null || b.timeRange === null
+    ? a.timeRange ?? b.timeRange
+    : {
+      earliest: Math.min(a.timeRange.earliest, b.timeRange.earliest),
+      latest: Math.max(a.timeRange.latest, b.timeRange.latest)
+    }
+})
+
+/** An equipment's or sensor's id, and the description this load last wrote for it. */
+interface Written {
+  readonly id: number
+  readonly description: string
+}
+
+/** Entries kept per load: past this many, a payload naming ever new equipments or sensors starts over. */
+const MAX_WRITTEN = 10_000
+
+/**
+ * The ids of `values` by key, upserting only those whose description is not the one this load wrote last: the
+ * upsert would leave those as they are and only answer their ids. A large payload names the same equipments and
+ * sensors batch after batch, so most of its batches then need no round trip before their COPY.
+ */
+const upsertChanged = <A>(
+  written: Map<string, Written>,
+  values: ReadonlyArray<A>,
+  key: (a: A) => string,
+  description: (a: A) => object,
+  upsert: (values: ReadonlyArray<A>) => Effect.Effect<ReadonlyMap<string, number>, SqlError>
+) =>
+  Effect.gen(function*() {
+    if (written.size > MAX_WRITTEN) written.clear()
+    const descriptions = values.map((value) => JSON.stringify(description(value)))
+    const changed = values.filter((value, k) => written.get(key(value))?.description !== descriptions[k])
+    if (changed.length > 0) {
+      const ids = yield* upsert(changed)
+      values.forEach((value, k) => {
+        const id = ids.get(key(value))
+        if (id !== undefined) written.set(key(value), { id, description: descriptions[k]! })
+      })
+    }
+    // Those the database answered no id for are left out: the caller refuses to load their rows.
+    return new Map(values.flatMap((value) => {
+      const id = written.get(key(value))?.id
+      return id === undefined ? [] : [[key(value), id] as const]
+    }))
+  })
+
+export const make = (options: SqlTelemetryStoreOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const bulk = yield* BulkCopy
+
+    // Insert new rows, update changed ones, then read the ids. Unchanged rows are not touched (and so not
+    // locked), so concurrent loads for the same equipment do not queue behind each other.
+    const upsertEquipments = (tenantId: string, equipments: ReadonlyArray<Equipment>) =>
+      Effect.gen(function*() {
+        const cols = {
+          uuid: equipments.map((e) => e.uuid),
+          name: equipments.map((e) => e.name),
+          location: equipments.map((e) => e.location),
+          status: equipments.map((e) => e.status),
+          interval: equipments.map((e) => e.collectionInterval),
+          siren: equipments.map((e) => e.sirenActive),
+          sirenTime: equipments.map((e) => e.sirenTime)
+        }
+        const values = sql`unnest(${cols.uuid}::text[], ${cols.name}::text[], ${cols.location}::text[],
+          ${cols.status}::text[], ${cols.interval}::int[], ${cols.siren}::bool[], ${cols.sirenTime}::int[])
+          AS v (uuid, name, location, status, collection_interval, siren_active, siren_time)`
+        yield* sql`INSERT INTO equipments (tenant_id, uuid, name, location, status, collection_interval, siren_active, siren_time)
+          SELECT ${tenantId}, v.* FROM ${values}
+          ON CONFLICT (tenant_id, uuid) DO NOTHING`
+        yield* sql`UPDATE equipments e SET name = coalesce(v.name, e.name), location = coalesce(v.location, e.location),
+            status = v.status, collection_interval = v.collection_interval, siren_active = v.siren_active,
+            siren_time = v.siren_time, updated_at = now()
+          FROM ${values}
+          WHERE e.tenant_id = ${tenantId} AND e.uuid = v.uuid
+            AND (e.name, e.location, e.status, e.collection_interval, e.siren_active, e.siren_time)
+              IS DISTINCT FROM (coalesce(v.name, e.name), coalesce(v.location, e.location), v.status,
+                v.collection_interval, v.siren_active, v.siren_time)`
+        const rows = yield* sql<{ id: number; uuid: string }>`SELECT id, uuid FROM equipments
+          WHERE tenant_id = ${tenantId} AND uuid = ANY(${cols.uuid}::text[])`
+        return new Map(rows.map((r) => [r.uuid, r.id]))
+      })
+
+    const upsertSensors = (sensors: ReadonlyArray<{ readonly equipmentId: number; readonly sensor: Sensor }>) =>
+      Effect.gen(function*() {
+        const pick = <A>(f: (s: Sensor) => A) => sensors.map((s) => f(s.sensor))
+        const equipmentIds = sensors.map((s) => s.equipmentId)
+        const values = sql`unnest(${equipmentIds}::int[], ${pick((s) => s.uuid)}::text[], ${pick((s) => s.name)}::text[],
+          ${pick((s) => s.type)}::text[], ${pick((s) => s.unit)}::text[], ${pick((s) => s.status)}::text[],
+          ${pick((s) => s.manufacturer)}::text[], ${pick((s) => s.model)}::text[], ${pick((s) => s.firmware)}::text[],
+          ${pick((s) => s.hardwareId)}::text[], ${pick((s) => s.viaHub)}::text[])
+          AS v (equipment_id, uuid, name, type, unit, status, manufacturer, model, firmware, hardware_id, via_hub)`
+        yield* sql`INSERT INTO sensors (equipment_id, uuid, name, type, unit, status, manufacturer, model, firmware, hardware_id, via_hub)
+          SELECT v.equipment_id, v.uuid, v.name, coalesce(v.type, 'unknown'), v.unit, v.status, v.manufacturer, v.model,
+            v.firmware, v.hardware_id, v.via_hub
+          FROM ${values}
+          ON CONFLICT (equipment_id, uuid) DO NOTHING`
+        // Attributes a payload did not carry (null) keep their stored value.
+        yield* sql`UPDATE sensors s SET name = n.name, type = n.type, unit = n.unit, status = n.status,
+            manufacturer = n.manufacturer, model = n.model, firmware = n.firmware, hardware_id = n.hardware_id,
+            via_hub = n.via_hub, updated_at = now()
+          FROM (SELECT s.id, coalesce(v.name, s.name) AS name, coalesce(v.type, s.type) AS type,
+                  coalesce(v.unit, s.unit) AS unit, coalesce(v.status, s.status) AS status,
+                  coalesce(v.manufacturer, s.manufacturer) AS manufacturer, coalesce(v.model, s.model) AS model,
+                  coalesce(v.firmware, s.firmware) AS firmware, coalesce(v.hardware_id, s.hardware_id) AS hardware_id,
+                  coalesce(v.via_hub, s.via_hub) AS via_hub
+                FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid) n
+          WHERE s.id = n.id
+            AND (s.name, s.type, s.unit, s.status, s.manufacturer, s.model, s.firmware, s.hardware_id, s.via_hub)
+              IS DISTINCT FROM (n.name, n.type, n.unit, n.status, n.manufacturer, n.model, n.firmware, n.hardware_id, n.via_hub)`
+        const rows = yield* sql<{ id: number; equipment_id: number; uuid: string }>`SELECT s.id, s.equipment_id, s.uuid
+          FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid`
+        return new Map(rows.map((r) => [`${r.equipment_id}:${r.uuid}`, r.id]))
+      })
+
+    /** What a load wrote so far, by equipment uuid and by `equipment id:sensor uuid`. */
+    interface LoadState {
+      readonly tenantId: string
+      readonly equipments: Map<string, Written>
+      readonly sensors: Map<string, Written>
+      /** The claim met readings already stored: its later batches go through the staging table at once. */
+      overlapping: boolean
+    }
+
+    const columns = sql.unsafe(COLUMNS.join(", "))
+
+    /**
+     * Readings already stored (a resend, an overlapping claim) are skipped and the first stored value kept: the
+     * rows go through a staging table, emptied at each commit, into an INSERT that skips what the unique reading
+     * index holds. Answers how many were inserted.
+     */
+    const insertNew = (rows: Iterable<Uint8Array>) =>
+      Effect.gen(function*() {
+        // `seq` numbers the rows as copied: inserted in that order, the first of a reading repeated in the payload
+        // wins, as it does in a COPY (a scan of the staging table need not return its rows in the order written).
+        yield* sql`CREATE TEMP TABLE IF NOT EXISTS ${sql(STAGING)} (LIKE telemetry_data, seq bigserial) ON COMMIT DELETE ROWS`
+        yield* bulk.copyText(STAGING, COLUMNS, rows)
+        const [inserted] = yield* sql<{ n: number }>`WITH inserted AS (
+            INSERT INTO telemetry_data (${columns}) SELECT ${columns} FROM ${sql(STAGING)} ORDER BY seq
+            ON CONFLICT DO NOTHING RETURNING 1
+          ) SELECT count(*)::int AS n FROM inserted`
+        yield* sql`TRUNCATE ${sql(STAGING)}`
+        return inserted?.n ?? 0
+      })
+
+    /**
+     * A batch's rows, copied straight into telemetry_data — as fast as loading gets — in a savepoint; if one of
+     * them is stored already (the unique index refuses the COPY), the savepoint is rolled back and the batch goes
+     * through `insertNew`, and so do the claim's later batches.
+     */
+    const insertBatch = (load: LoadState, rows: () => Iterable<Uint8Array>, count: number) =>
+      load.overlapping
+        ? insertNew(rows())
+        : sql.withTransaction(bulk.copyText("telemetry_data", COLUMNS, rows())).pipe(
+          Effect.as(count),
+          Effect.catchIf(isUniqueViolation, () => {
+            load.overlapping = true
+            return insertNew(rows())
+          })
+        )
+
+    const loadBatch = (load: LoadState, items: Chunk.Chunk<EncodedItem>): Effect.Effect<Totals, SqlError> =>
+      Effect.gen(function*() {
+        if (Chunk.isEmpty(items)) return NO_TOTALS
+        const equipmentIds = yield* upsertChanged(
+          load.equipments,
+          distinctBy(Chunk.map(items, (i) => i.equipment), (e) => e.uuid),
+          (e) => e.uuid,
+          (e) => e,
+          (equipments) => upsertEquipments(load.tenantId, equipments)
+        )
+        const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
+        const sensorIds = yield* upsertChanged(
+          load.sensors,
+          distinctBy(
+            Chunk.flatMap(items, (item) => {
+              const equipmentId = equipmentIds.get(item.equipment.uuid)!
+              return Chunk.unsafeFromArray(item.sensors.map((sensor) => ({ equipmentId, sensor })))
+            }),
+            sensorKey,
+            (before, after) => ({ ...after, sensor: mergeLatest(before?.sensor, after.sensor) })
+          ),
+          sensorKey,
+          (s) => s.sensor,
+          upsertSensors
+        )
+        // The upserts answer the ids of the identities as the database stored them: one that came back under
+        // no key would be an identity the database changed (unreachable since the codec refuses what it cannot
+        // store as sent), which must not be loaded under another's id.
+        const ids = yield* Effect.forEach(items, (item) => {
+          const equipment = equipmentIds.get(item.equipment.uuid)
+          const sensors = item.sensors.map((sensor) => sensorIds.get(`${equipment}:${sensor.uuid}`))
+          return equipment === undefined || sensors.includes(undefined)
+            ? Effect.dieMessage(`equipment ${JSON.stringify(item.equipment.uuid)} or one of its sensors has no id after its upsert`)
+            : Effect.succeed<ItemIds>({ equipment: idBytes(equipment), sensors: sensors.map((id) => idBytes(id!)) })
+        })
+        let readings = 0
+        let earliest = Infinity
+        let latest = -Infinity
+        let whole = 0
+        for (const item of items) {
+          if (!item.continued) whole++
+          readings += item.sensorOfRow.length
+          earliest = Math.min(earliest, item.earliest)
+          latest = Math.max(latest, item.latest)
+        }
+        const duplicates = readings - (yield* insertBatch(load, () => copyRows(items, ids), readings))
+        return { items: whole, readings, duplicates, timeRange: readings > 0 ? { earliest, latest } : null }
+      })
+
+    return TelemetryStore.of({
+      load: <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
+        sql.withTransaction(
+          Effect.gen(function*() {
+            const tenantId = claim.metadata.tenantId
+            // Claiming the ledger row first: a concurrent load of the same claim waits here, then finds it taken.
+            const claimed = yield* sql`INSERT INTO claim_ledger (claim_id, object_key, tenant_id, request_id)
+              VALUES (${claim.claim_id}, ${claim.claim_check}, ${tenantId}, ${claim.metadata.requestId})
+              ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`
+            if (claimed.length === 0) return { _tag: "AlreadyLoaded" } as const
+            const load: LoadState = { tenantId, equipments: new Map(), sensors: new Map(), overlapping: false }
+            const totals = yield* items.pipe(
+              Stream.map(encode),
+              Stream.transduce(
+                Sink.foldWeighted({
+                  initial: Chunk.empty<EncodedItem>(),
+                  maxCost: options.batchReadings,
+                  cost: (_, item) => item.sensorOfRow.length,
+                  body: (batch, item) => Chunk.append(batch, item)
+                })
+              ),
+              // The next batch is read and validated while this one is copied, so this process and the
+              // database work at the same time instead of taking turns.
+              Stream.buffer({ capacity: 1 }),
+              Stream.mapEffect((batch) => loadBatch(load, batch)),
+              Stream.runFold(NO_TOTALS, addTotals)
+            )
+            yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
+              duplicates = ${totals.duplicates} WHERE claim_id = ${claim.claim_id}`
+            return { _tag: "Loaded", ...totals } as const
+          })
+        ).pipe(
+          Effect.catchIf(
+            (e): e is SqlError => e instanceof SqlError,
+            (cause) =>
+              Effect.fail(
+                new LoadError({ claimId: claim.claim_id, message: cause.message, transient: DatabaseErrors.isTransient(cause), cause })
+              )
+          )
+        ),
+      loadedClaims: (claimIds) =>
+        sql<{ claim_id: string }>`SELECT claim_id FROM claim_ledger WHERE claim_id = ANY(${claimIds}::uuid[])`.pipe(
+          Effect.map((rows) => new Set(rows.map((r) => r.claim_id))),
+          Effect.mapError((cause) => new LedgerError({ message: cause.message, cause }))
+        )
+    })
+  })
+
+export const layer = (options: SqlTelemetryStoreOptions) => Layer.effect(TelemetryStore, make(options))

@@ -1,0 +1,148 @@
+import {
+  type ClaimCheck,
+  ClaimQueue,
+  type ClaimRejected,
+  DeadLetter,
+  DEFAULT_SHUTDOWN_TIMEOUT,
+  inRange,
+  QueueError,
+  rejectionOf,
+  ShutdownTimeout
+} from "@telemetry/domain"
+import { Clock, Config, Duration, Effect, Exit, Fiber, FiberSet, Layer, Option, Queue, Ref, Stream } from "effect"
+import { mkdir } from "node:fs/promises"
+import { dirname, join } from "node:path"
+import * as InFlight from "../InFlight.js"
+import * as DeadLetterFile from "./DeadLetterFile.js"
+import * as DirectoryLock from "./DirectoryLock.js"
+
+export interface EmbeddedQueueOptions {
+  /** Claims waiting for a worker; publishing waits while the queue is full. */
+  readonly capacity: number
+  /** How long publishing may wait for room before the request is refused. */
+  readonly publishTimeout: Duration.DurationInput
+  /** How long a claim being loaded may take to finish once the consumer is told to stop (default 20 s). */
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+  /**
+   * Where the queue keeps what must outlive the process — its dead letters (`dead-letters.jsonl`) — and the lock
+   * (`owner.pid`) that lets one process at a time own it. Without it, dead letters last as long as the process.
+   */
+  readonly directory?: string | undefined
+}
+
+/** The dead letters' store: a file in `directory`, held by this process alone; else in memory. */
+const deadLetterStore = (directory: string | undefined) =>
+  directory === undefined
+    ? DeadLetterFile.inMemory
+    : Effect.gen(function*() {
+      yield* Effect.tryPromise({
+        try: () => mkdir(directory, { recursive: true }),
+        catch: (cause) => new QueueError({ operation: "take", message: `cannot create ${directory}: ${cause}`, cause })
+      })
+      yield* DirectoryLock.hold(join(directory, "owner.pid"), `the embedded queue in ${directory}`)
+      return DeadLetterFile.inFile(join(directory, "dead-letters.jsonl"))
+    })
+
+/** An in-process bounded queue. It does not survive the process: see the worker's `Recovery`. */
+export const layer = (options: EmbeddedQueueOptions) =>
+  Layer.scoped(
+    ClaimQueue,
+    Effect.gen(function*() {
+      const deadLetters = yield* deadLetterStore(options.directory)
+      const queue = yield* Effect.acquireRelease(Queue.bounded<ClaimCheck>(options.capacity), Queue.shutdown)
+      // Claims published and not acknowledged yet, and since when (for the health check).
+      const pending = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
+      const acknowledged = (claim: ClaimCheck) =>
+        Ref.update(pending, (all) => {
+          const rest = new Map(all)
+          rest.delete(claim.claim_id)
+          return rest
+        })
+      // Claims taken but not acknowledged (their handling failed or was interrupted): taken again before the
+      // queue's, yet in turn with them, so that a claim that keeps failing cannot hold up those behind it.
+      const unacknowledged = yield* Ref.make<ReadonlyArray<ClaimCheck>>([])
+      const lastWasRetry = yield* Ref.make(false)
+      const retried = Ref.modify(unacknowledged, ([first, ...rest]) => [Option.fromNullable(first), rest] as const)
+      const next = Effect.gen(function*() {
+        const fresh = (yield* Ref.get(lastWasRetry)) ? yield* Queue.poll(queue) : Option.none<ClaimCheck>()
+        const claim = Option.isSome(fresh) ? fresh : yield* retried
+        yield* Ref.set(lastWasRetry, Option.isNone(fresh) && Option.isSome(claim))
+        return Option.isSome(claim) ? claim.value : yield* Queue.take(queue)
+      })
+      const keep = (claim: ClaimCheck, { attempts, message, reason }: ClaimRejected) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          deadLetters.append(
+            new DeadLetter({ claim, reason, error: message, attempts, failedAt: new Date(now), source: "embedded queue" })
+          ))
+
+      return ClaimQueue.of({
+        publish: (claim) =>
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            // Published again while still pending (a replay), it counts from its first time.
+            const added = yield* Ref.modify(pending, (all) =>
+              all.has(claim.claim_id) ? [false, all] as const : [true, new Map(all).set(claim.claim_id, now)] as const)
+            yield* Queue.offer(queue, claim).pipe(
+              Effect.timeoutFail({
+                duration: options.publishTimeout,
+                onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
+              }),
+              Effect.tapError(() => (added ? acknowledged(claim) : Effect.void))
+            )
+          }),
+        // One claim at a time, each in a fiber of its own so that stopping lets it finish (InFlight).
+        consume: (handle) =>
+          Effect.scoped(Effect.gen(function*() {
+            const inFlight = yield* InFlight.make<void, unknown>(options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
+            return yield* Effect.forever(Effect.gen(function*() {
+              const claim = yield* next
+              const fiber = yield* FiberSet.run(
+                inFlight,
+                rejectionOf(handle(claim)).pipe(
+                  Effect.flatMap(Option.match({ onNone: () => Effect.void, onSome: (rejection) => keep(claim, rejection) })),
+                  Effect.onExit((exit) =>
+                    Exit.isSuccess(exit)
+                      ? acknowledged(claim)
+                      : Ref.update(unacknowledged, (claims) => [claim, ...claims])
+                  )
+                )
+              )
+              yield* Fiber.join(fiber)
+            }))
+          })),
+        deadLetters: (range) =>
+          Stream.fromIterableEffect(deadLetters.readAll).pipe(Stream.filter((letter) => inRange(range, letter.failedAt))),
+        // In this process: up for as long as the process is.
+        check: Effect.void,
+        backlog: Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const all = yield* Ref.get(pending)
+          let oldest = now
+          for (const since of all.values()) oldest = Math.min(oldest, since)
+          return {
+            pending: all.size,
+            // Negative while consumers wait for claims.
+            room: { waiting: Math.max(0, yield* Queue.size(queue)), capacity: options.capacity },
+            stalledFor: Duration.millis(now - oldest)
+          }
+        })
+      })
+    })
+  )
+
+export const layerConfig = Layer.unwrapEffect(
+  Effect.map(
+    Config.all({
+      capacity: Config.integer("QUEUE_CAPACITY").pipe(Config.withDefault(1000)),
+      publishTimeout: Config.duration("QUEUE_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
+      shutdownTimeout: ShutdownTimeout,
+      // Beside the embedded database by default, so that one data directory holds one deployment.
+      directory: Config.string("EMBEDDED_QUEUE_DIR").pipe(
+        Config.orElse(() =>
+          Config.map(Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg")), (db) => join(dirname(db), "queue"))
+        )
+      )
+    }),
+    layer
+  )
+)

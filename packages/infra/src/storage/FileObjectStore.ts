@@ -1,0 +1,106 @@
+import { FileSystem, Path } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { BucketConfig, ObjectNotFound, ObjectStore, StorageError, type StoredObject } from "@telemetry/domain"
+import { Config, Effect, Layer, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+
+const META = ".meta.json"
+const PENDING = ".pending"
+
+/**
+ * Objects as files under `<root>/<bucket>/<key>`, metadata in a `<key>.meta.json` sidecar. Uploads go to
+ * `.pending/` and are renamed into place once finalized, so a crash mid-upload leaves no object behind.
+ */
+export const make = (options: { readonly root: string; readonly bucket: string }) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const base = path.resolve(options.root, options.bucket)
+    const pending = path.join(base, PENDING)
+    // Leftovers of uploads cut short by a crash were never acknowledged: they are not data.
+    yield* fs.remove(pending, { recursive: true }).pipe(Effect.ignore)
+    yield* fs.makeDirectory(pending, { recursive: true }).pipe(
+      Effect.mapError((cause) => storageError("put", pending, cause))
+    )
+
+    const fileOf = (key: string) => {
+      const file = path.resolve(base, key)
+      return file.startsWith(base + path.sep) ? Effect.succeed(file) : Effect.die(`object key escapes the store: ${key}`)
+    }
+    const head = (key: string) =>
+      Effect.gen(function*() {
+        const file = yield* fileOf(key)
+        const stat = yield* fs.stat(file)
+        const metadata = JSON.parse(yield* fs.readFileString(file + META)) as Record<string, string>
+        return { key, size: Number(stat.size), metadata } satisfies StoredObject
+      }).pipe(Effect.mapError((cause) => notFoundOr("head", key, cause)))
+
+    return ObjectStore.of({
+      storageType: "filesystem",
+      bucket: options.bucket,
+      put: (key, body, finalize) =>
+        Effect.gen(function*() {
+          const file = yield* fileOf(key)
+          const temp = path.join(pending, randomUUID())
+          const commit = Effect.gen(function*() {
+            yield* Stream.run(body, fs.sink(temp))
+            const metadata = yield* finalize
+            yield* fs.makeDirectory(path.dirname(file), { recursive: true })
+            yield* fs.writeFileString(file + META, JSON.stringify(metadata))
+            yield* fs.rename(temp, file)
+            const { size } = yield* fs.stat(file)
+            return { key, size: Number(size), metadata }
+          })
+          return yield* commit.pipe(
+            Effect.catchIf(isPlatformError, (cause) => Effect.fail(storageError("put", key, cause))),
+            Effect.onError(() => fs.remove(temp).pipe(Effect.ignore))
+          )
+        }),
+      get: (key) =>
+        Stream.unwrap(
+          Effect.map(fileOf(key), (file) =>
+            fs.stream(file, { chunkSize: 256 * 1024 }).pipe(Stream.mapError((cause) => notFoundOr("get", key, cause))))
+        ),
+      head,
+      delete: (key) =>
+        Effect.flatMap(fileOf(key), (file) =>
+          Effect.all([fs.remove(file), fs.remove(file + META)], { discard: true }).pipe(
+            Effect.catchIf(
+              (e) => e._tag === "SystemError" && e.reason === "NotFound",
+              () => Effect.void
+            ),
+            Effect.mapError((cause) => storageError("delete", key, cause))
+          )),
+      list: (prefix) =>
+        Stream.fromIterableEffect(
+          fs.readDirectory(base, { recursive: true }).pipe(
+            Effect.catchIf((e) => e._tag === "SystemError" && e.reason === "NotFound", () => Effect.succeed([])),
+            Effect.mapError((cause) => storageError("list", prefix, cause))
+          )
+        ).pipe(
+          Stream.map((name) => name.split(path.sep).join("/")),
+          Stream.filter((key) => key.startsWith(prefix) && !key.endsWith(META) && !key.startsWith(PENDING)),
+          Stream.mapEffect((key) => head(key).pipe(Effect.option)),
+          Stream.filterMap((found) => found)
+        )
+    })
+  })
+
+const isPlatformError = (u: unknown): u is PlatformError =>
+  typeof u === "object" && u !== null && "_tag" in u && (u._tag === "SystemError" || u._tag === "BadArgument")
+
+const storageError = (operation: StorageError["operation"], key: string, cause: PlatformError) =>
+  new StorageError({ operation, key, message: cause.message, cause })
+
+const notFoundOr = (operation: StorageError["operation"], key: string, cause: PlatformError) =>
+  cause._tag === "SystemError" && cause.reason === "NotFound"
+    ? new ObjectNotFound({ key })
+    : storageError(operation, key, cause)
+
+export const StorageConfig = Config.all({
+  root: Config.string("STORAGE_DIR").pipe(Config.withDefault("./data/objects")),
+  bucket: BucketConfig
+})
+
+/** The embedded default: files under `STORAGE_DIR` (default `./data/objects`). */
+export const layerConfig = Layer.effect(ObjectStore, Effect.flatMap(StorageConfig, make))

@@ -1,0 +1,53 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import { LoadError } from "@telemetry/domain"
+import { freePort } from "@telemetry/testbed/FreePort"
+import { Effect, Layer, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import * as DatabaseErrors from "../src/db/DatabaseErrors.js"
+import * as PostgresClient from "../src/db/PostgresClient.js"
+import { databases } from "./support/databases.js"
+
+/** How the statement fails: its SQLSTATE, and whether loading again may succeed. */
+const verdict = <A, E>(statement: Effect.Effect<A, E>) =>
+  Effect.map(Effect.flip(statement), (cause) => ({ state: DatabaseErrors.sqlStateOf(cause), transient: DatabaseErrors.isTransient(cause) }))
+
+for (const database of databases) {
+  describe(`database errors on ${database.name}`, () => {
+    it.layer(database.fresh, { timeout: 120_000 })((it) => {
+      it.effect("data the database refuses is permanent: NUL, a too large index row, out of range, a duplicate key", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`CREATE TABLE t (u text PRIMARY KEY, n int)`
+          yield* sql`INSERT INTO t VALUES ('taken', 1)`
+          expect(yield* verdict(sql`INSERT INTO t VALUES (${"a\u0000b"}, 1)`)).toEqual({ state: "22021", transient: false })
+          // Random, so that it cannot be compressed under the limit.
+          const long = randomBytes(30_000).toString("hex")
+          expect(yield* verdict(sql`INSERT INTO t VALUES (${long}, 1)`)).toEqual({ state: "54000", transient: false })
+          expect(yield* verdict(sql`INSERT INTO t VALUES ('big', ${2 ** 40})`)).toEqual({ state: "22003", transient: false })
+          expect(yield* verdict(sql`INSERT INTO t VALUES ('taken', 1)`)).toEqual({ state: "23505", transient: false })
+          // The message names what the database said, not only the client's "Failed to execute statement".
+          const refused = yield* Effect.flip(sql`INSERT INTO t VALUES ('big', ${2 ** 40})`)
+          expect(DatabaseErrors.explain(new LoadError({ claimId: "c", message: refused.message, transient: false, cause: refused })))
+            .toMatch(/out of range for type integer.*\(SQLSTATE 22003\)$/)
+        }))
+    })
+  })
+}
+
+describe("database errors of the connection", () => {
+  it.effect("a server that does not answer is transient (no SQLSTATE)", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const unreachable = PostgresClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:${port}/none`), poolSize: 1 })
+      expect(yield* verdict(Effect.scoped(Layer.build(unreachable)))).toEqual({ state: undefined, transient: true })
+    }))
+
+  it.layer(databases[1]!.fresh, { timeout: 120_000 })("on PostgreSQL", (it) => {
+    it.effect("a connection the server terminated (57P01, an administrator or a restart) is transient", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        expect(yield* verdict(sql`SELECT pg_terminate_backend(pg_backend_pid())`)).toEqual({ state: "57P01", transient: true })
+      }))
+  })
+})

@@ -1,0 +1,103 @@
+import { describe, expect, it } from "@effect/vitest"
+import { type ClaimCheck, ClaimQueue } from "@telemetry/domain"
+import { claim } from "@telemetry/domain/testing"
+import { Deferred, Duration, Effect, Fiber, Ref, TestClock } from "effect"
+import * as EmbeddedClaimQueue from "../src/queue/embedded/EmbeddedClaimQueue.js"
+
+const queueWith = (shutdownTimeout: Duration.DurationInput) =>
+  EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second", shutdownTimeout })
+
+/** Consumes with `handle` until it started on a claim, then stops the consumer; answers the claims finished. */
+const stopDuring = (handle: (claim: ClaimCheck) => Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const queue = yield* ClaimQueue
+    const started = yield* Deferred.make<void>()
+    const finished = yield* Ref.make<ReadonlyArray<string>>([])
+    const consumer = yield* Effect.fork(queue.consume((c) =>
+      Deferred.succeed(started, undefined).pipe(
+        Effect.zipRight(handle(c)),
+        Effect.zipRight(Ref.update(finished, (ids) => [...ids, c.claim_id]))
+      )
+    ))
+    yield* Deferred.await(started)
+    yield* Fiber.interrupt(consumer)
+    return yield* Ref.get(finished)
+  })
+
+/** The claims a new consumer takes first, in order. */
+const nextTaken = (count: number) =>
+  Effect.gen(function*() {
+    const queue = yield* ClaimQueue
+    const taken = yield* Ref.make<ReadonlyArray<string>>([])
+    const consumer = yield* Effect.fork(queue.consume((c) => Ref.update(taken, (ids) => [...ids, c.claim_id])))
+    yield* Ref.get(taken).pipe(Effect.repeat({ until: (ids) => ids.length >= count }))
+    yield* Fiber.interrupt(consumer)
+    return yield* Ref.get(taken)
+  })
+
+describe("the in-process queue's consumer", () => {
+  it.live("stopped, lets the claim in progress finish within the shutdown timeout and takes no more", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      const [first, second] = [claim(), claim()]
+      yield* queue.publish(first)
+      yield* queue.publish(second)
+      expect(yield* stopDuring(() => Effect.sleep("500 millis"))).toEqual([first.claim_id])
+      expect(yield* nextTaken(1)).toEqual([second.claim_id])
+    }).pipe(Effect.provide(queueWith("20 seconds"))))
+
+  it.live("stopped, interrupts a claim that outlasts the shutdown timeout and hands it out again first", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      const [first, second] = [claim(), claim()]
+      yield* queue.publish(first)
+      yield* queue.publish(second)
+      expect(yield* stopDuring(() => Effect.never)).toEqual([])
+      expect(yield* nextTaken(2)).toEqual([first.claim_id, second.claim_id])
+    }).pipe(Effect.provide(queueWith("200 millis"))))
+
+  it.live("a claim whose handling failed stops the consumer and is handed out again first", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      const [first, second] = [claim(), claim()]
+      yield* queue.publish(first)
+      yield* queue.publish(second)
+      expect(yield* Effect.flip(queue.consume(() => Effect.fail("database down")))).toBe("database down")
+      expect(yield* nextTaken(2)).toEqual([first.claim_id, second.claim_id])
+    }).pipe(Effect.provide(queueWith("1 second"))))
+
+  it.live("a claim whose handling keeps failing is handed out in turn with the others, not before each of them", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      const [poison, second, third] = [claim(), claim(), claim()]
+      for (const c of [poison, second, third]) yield* queue.publish(c)
+      const taken = yield* Ref.make<ReadonlyArray<string>>([])
+      // As the worker does: a consumer that failed is started again.
+      const consumer = yield* Effect.fork(
+        queue.consume((c) =>
+          Effect.zipRight(
+            Ref.update(taken, (ids) => [...ids, c.claim_id]),
+            c.claim_id === poison.claim_id ? Effect.fail("database refused it") : Effect.void
+          )
+        ).pipe(Effect.ignore, Effect.forever)
+      )
+      yield* Ref.get(taken).pipe(Effect.repeat({ until: (ids) => ids.length >= 6 }))
+      yield* Fiber.interrupt(consumer)
+      const ids = (yield* Ref.get(taken)).slice(0, 6)
+      expect(ids).toEqual([poison, poison, second, poison, third, poison].map((c) => c.claim_id))
+    }).pipe(Effect.provide(queueWith("1 second"))))
+
+  it.effect("its backlog: claims not acknowledged, those waiting against the capacity, and how long the oldest has waited", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      expect(yield* queue.backlog).toEqual({ pending: 0, room: { waiting: 0, capacity: 10 }, stalledFor: Duration.zero })
+      const [first, second] = [claim(), claim()]
+      yield* queue.publish(first)
+      yield* TestClock.adjust("10 seconds")
+      yield* queue.publish(second)
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* queue.backlog).toEqual({ pending: 2, room: { waiting: 2, capacity: 10 }, stalledFor: Duration.seconds(15) })
+      expect(yield* nextTaken(1)).toEqual([first.claim_id])
+      expect(yield* queue.backlog).toEqual({ pending: 1, room: { waiting: 1, capacity: 10 }, stalledFor: Duration.seconds(5) })
+    }).pipe(Effect.provide(queueWith("1 second"))))
+})

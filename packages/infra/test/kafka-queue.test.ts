@@ -1,0 +1,354 @@
+import { describe, expect, it } from "@effect/vitest"
+import { ClaimCheck, ClaimQueue, ClaimRejected } from "@telemetry/domain"
+import * as KafkaMock from "@telemetry/testbed/KafkaMock"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Ref, Schedule, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import * as KafkaClaimQueue from "../src/queue/kafka/KafkaClaimQueue.js"
+
+const TOPIC = "telemetry.raw"
+const DLQ = "telemetry.dlq"
+const GROUP = "telemetry-workers"
+
+const claim = (deviceId: string | null) =>
+  new ClaimCheck({
+    version: 1,
+    claim_id: randomUUID(),
+    claim_check: `telemetry/2026-11-29T00-00-00-000Z/${randomUUID()}.json.gz`,
+    storage_type: "s3",
+    bucket: "telemetry-raw",
+    file_size: 120,
+    original_size: 900,
+    compression: "gzip",
+    timestamp: "2026-11-29T00:00:00.000Z",
+    metadata: { requestId: randomUUID(), deviceId, tenantId: "default", itemsCount: 2, totalSensors: 7, fileSize: 120 }
+  })
+
+const queueOn = (cluster: KafkaMock.KafkaMockShape, overrides: Partial<KafkaClaimQueue.KafkaQueueOptions> = {}) =>
+  KafkaClaimQueue.layer({
+    brokers: [cluster.bootstrap],
+    clientId: "test",
+    topic: TOPIC,
+    groupId: GROUP,
+    publishTimeout: Duration.seconds(5),
+    sessionTimeout: Duration.seconds(6),
+    heartbeatInterval: Duration.seconds(1),
+    partitionsConcurrently: 3,
+    deadLetterTopic: DLQ,
+    shutdownTimeout: Duration.seconds(20),
+    ...overrides
+  })
+
+/** Offsets the group committed, summed over the partitions. */
+const committed = (cluster: KafkaMock.KafkaMockShape) =>
+  Effect.map(cluster.committed(GROUP, TOPIC), (offsets) => offsets.reduce((sum, n) => sum + n, 0))
+
+const waitFor = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean) =>
+  Effect.repeat(effect, { until, schedule: Schedule.spaced("200 millis") }).pipe(
+    Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("condition not reached in time") })
+  )
+
+/** Runs a consumer that records what it handled until `done` holds, then stops it. */
+const consumeUntil = <E, E2>(
+  handle: (claim: ClaimCheck) => Effect.Effect<void, E>,
+  seen: Ref.Ref<ReadonlyArray<string>>,
+  done: Effect.Effect<boolean, E2>
+) =>
+  Effect.gen(function*() {
+    const queue = yield* ClaimQueue
+    const fiber = yield* Effect.fork(queue.consume((c) => Effect.zipRight(handle(c), Ref.update(seen, (s) => [...s, c.claim_id]))))
+    yield* waitFor(done, (ok) => ok)
+    yield* Fiber.interrupt(fiber)
+  })
+
+/** Publishes claims straight to chosen partitions (our producer picks them by key). */
+const publishTo = (cluster: KafkaMock.KafkaMockShape, placed: ReadonlyArray<readonly [ClaimCheck, number]>) =>
+  cluster.produce(TOPIC, placed.map(([c, partition]) => ({ partition, value: JSON.stringify(c) })))
+
+describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
+  it.scopedLive("publishes claim checks per contract §2 (key, headers, JSON value)", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const withDevice = claim("device-7")
+      const withoutDevice = claim(null)
+      yield* Effect.flatMap(ClaimQueue, (q) => Effect.zipRight(q.publish(withDevice), q.publish(withoutDevice))).pipe(
+        Effect.provide(queueOn(cluster))
+      )
+      // Read back raw by a plain consumer of another group.
+      const messages = yield* cluster.messages(TOPIC)
+      const byKey = Object.fromEntries(messages.map((m) => [m.key, m]))
+      expect(Object.keys(byKey).sort()).toEqual(["device-7", withoutDevice.claim_id].sort())
+      const m = byKey["device-7"]!
+      expect(JSON.parse(m.value!)).toEqual(JSON.parse(JSON.stringify(withDevice)))
+      expect(m.headers).toEqual({
+        "content-type": "application/json",
+        "message-type": "claim-check",
+        "request-id": withDevice.metadata.requestId,
+        "items-count": "2",
+        "sensors-count": "7",
+        "file-size": "120"
+      })
+    }), { timeout: 60_000 })
+
+  it.scopedLive("commits each claim after it was handled, resumes after the committed offsets, redelivers a failed one", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const queue = queueOn(cluster)
+      const first = Array.from({ length: 6 }, (_, i) => claim(`device-${i}`))
+      const seen = yield* Ref.make<ReadonlyArray<string>>([])
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* Effect.forEach(first, q.publish, { discard: true })
+        yield* consumeUntil(() => Effect.void, seen, Effect.map(committed(cluster), (n) => n === 6))
+      }).pipe(Effect.provide(queue))
+      expect([...(yield* Ref.get(seen))].sort()).toEqual(first.map((c) => c.claim_id).sort())
+      expect(yield* committed(cluster)).toBe(6)
+
+      // A claim whose handling fails stays unacknowledged: the next member gets it again, and only the rest.
+      const second = Array.from({ length: 3 }, (_, i) => claim(`device-${i}`))
+      const failing = second[0]!.claim_id
+      const failures = yield* Ref.make(0)
+      const seenAgain = yield* Ref.make<ReadonlyArray<string>>([])
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* Effect.forEach(second, q.publish, { discard: true })
+        const failOnce = (c: ClaimCheck) =>
+          c.claim_id === failing
+            ? Effect.flatMap(Ref.getAndUpdate(failures, (n) => n + 1), (n) => (n === 0 ? Effect.fail("database down") : Effect.void))
+            : Effect.void
+        // The member stops at the failure, as the worker's consumer does; the worker then starts a new one.
+        const stoppedWith = yield* q.consume((c) => Effect.zipRight(failOnce(c), Ref.update(seenAgain, (s) => [...s, c.claim_id]))).pipe(
+          Effect.flip
+        )
+        expect(stoppedWith).toBe("database down")
+        yield* consumeUntil(failOnce, seenAgain, Effect.map(committed(cluster), (n) => n === 9))
+      }).pipe(Effect.provide(queue))
+      const handled = yield* Ref.get(seenAgain)
+      expect(handled.filter((id) => id === failing)).toHaveLength(1)
+      expect(new Set(handled)).toEqual(new Set(second.map((c) => c.claim_id)))
+      expect(handled.some((id) => first.some((c) => c.claim_id === id))).toBe(false)
+    }), { timeout: 90_000 })
+
+  it.scopedLive("its backlog is the group's lag, stalled from when the lag appeared until the group commits again", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
+        const claims = Array.from({ length: 3 }, (_, i) => claim(`device-${i}`))
+        yield* Effect.forEach(claims, q.publish, { discard: true })
+        const waiting = yield* q.backlog
+        yield* Effect.sleep("1100 millis")
+        const stalled = yield* q.backlog
+        expect(waiting.pending).toBe(3)
+        expect(stalled.pending).toBe(3)
+        // Nothing commits: the stall grows from when the lag was first seen.
+        expect(Duration.toMillis(stalled.stalledFor)).toBeGreaterThanOrEqual(Duration.toMillis(waiting.stalledFor) + 1000)
+
+        const handled = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(() => Effect.void, handled, Effect.map(committed(cluster), (n) => n === 3))
+        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
+      }).pipe(Effect.provide(queueOn(cluster)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("keeps its partitions through a load longer than the session timeout", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const seen = yield* Ref.make<ReadonlyArray<string>>([])
+      const slow = claim("device-slow")
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(slow)
+        // Had the member been dropped mid-load, the mock would refuse its commit and the claim would come back.
+        yield* consumeUntil(() => Effect.sleep(Duration.seconds(10)), seen, Effect.map(committed(cluster), (n) => n === 1))
+      }).pipe(Effect.provide(queueOn(cluster)))
+      expect(yield* Ref.get(seen)).toEqual([slow.claim_id])
+    }), { timeout: 60_000 })
+
+  it.scopedLive("loads the other partitions while one partition's claim is slow", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const slow = claim("slow")
+      const fast = [claim("fast-1"), claim("fast-2"), claim("fast-1b")]
+      yield* publishTo(cluster, [[slow, 0], [fast[0]!, 1], [fast[1]!, 2], [fast[2]!, 1]])
+      const finished = yield* Ref.make<ReadonlyArray<string>>([])
+      yield* consumeUntil(
+        (c) => (c.claim_id === slow.claim_id ? Effect.sleep(Duration.seconds(8)) : Effect.void),
+        finished,
+        Effect.map(committed(cluster), (n) => n === 4)
+      ).pipe(Effect.provide(queueOn(cluster)))
+      // The slow claim finished last: the others did not wait for it.
+      const order = yield* Ref.get(finished)
+      expect(order.at(-1)).toBe(slow.claim_id)
+      expect(new Set(order.slice(0, 3))).toEqual(new Set(fast.map((c) => c.claim_id)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a member that kafkajs gives up on fails, and a new member takes the claims", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const c = claim("d")
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(c)
+        // SyncGroup (API 14) answered INVALID_REQUEST (42), as the mock does to a member joining a running group.
+        yield* cluster.requestErrors(14, 42, 1)
+        const failed = yield* Effect.flip(q.consume(() => Effect.void)).pipe(Effect.timeout("30 seconds"))
+        expect(failed._tag).toBe("QueueError")
+        const seen = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(() => Effect.void, seen, Effect.map(committed(cluster), (n) => n === 1))
+        expect(yield* Ref.get(seen)).toEqual([c.claim_id])
+      }).pipe(Effect.provide(queueOn(cluster)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("refuses a publish within its timeout while the broker is down, and publishes once it is back", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(claim("d"))
+        yield* cluster.brokerDown(1)
+        const refused = yield* Effect.flip(q.publish(claim("d")))
+        expect(refused._tag).toBe("QueueError")
+        yield* cluster.brokerUp(1)
+        yield* q.publish(claim("d")).pipe(Effect.retry({ times: 10, schedule: Schedule.spaced("1 second") }))
+      }).pipe(Effect.provide(queueOn(cluster, { publishTimeout: Duration.seconds(2) })))
+    }), { timeout: 60_000 })
+  it.scopedLive("keeps a rejected claim and a message that is not a claim on the dead-letter topic, then commits them", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
+      const rejected = claim("device-bad")
+      const good = claim("device-good")
+      const before = new Date()
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(rejected)
+        yield* cluster.produce(TOPIC, [{ key: "junk", value: "not a claim", headers: { origin: "elsewhere" } }])
+        yield* q.publish(good)
+        const seen = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(
+          (c) =>
+            c.claim_id === rejected.claim_id
+              ? new ClaimRejected({ reason: "invalid_payload", message: "[0].sensor[0].sensor_uuid is missing", attempts: 1 })
+              : Effect.void,
+          seen,
+          Effect.map(committed(cluster), (n) => n === 3)
+        )
+        // The rejected claim reached the handler; the unreadable message did not.
+        expect(yield* Ref.get(seen)).toEqual([good.claim_id])
+      }).pipe(Effect.provide(queueOn(cluster)))
+
+      const letters = yield* cluster.messages(DLQ)
+      expect(letters).toHaveLength(2)
+      const [first, second] = letters
+      // The claim as it was published: same key, value and headers, plus why, when and where from.
+      expect(first!.key).toBe("device-bad")
+      expect(JSON.parse(first!.value!)).toEqual(JSON.parse(JSON.stringify(rejected)))
+      expect(first!.headers).toMatchObject({
+        "message-type": "claim-check",
+        "request-id": rejected.metadata.requestId,
+        "dlq-reason": "invalid_payload",
+        "dlq-error": "[0].sensor[0].sensor_uuid is missing",
+        "dlq-attempts": "1",
+        "dlq-source": `${TOPIC}/0@0`
+      })
+      expect(Date.parse(first!.headers["dlq-failed-at"]!)).toBeGreaterThanOrEqual(before.getTime() - 1000)
+      // A message that is not a claim check is forwarded byte for byte.
+      expect(second).toMatchObject({ key: "junk", value: "not a claim" })
+      expect(second!.headers).toMatchObject({
+        origin: "elsewhere",
+        "dlq-reason": "unreadable_message",
+        "dlq-attempts": "0",
+        "dlq-source": `${TOPIC}/0@1`
+      })
+    }), { timeout: 60_000 })
+
+  it.scopedLive("reads the dead letters back by failure time", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
+      const claims = [claim("a"), claim("b")]
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        expect(yield* Stream.runCollect(q.deadLetters({}))).toHaveLength(0)
+        yield* Effect.forEach(claims, q.publish, { discard: true })
+        const seen = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(
+          () => new ClaimRejected({ reason: "retries_exhausted", message: "connection reset", attempts: 6 }),
+          seen,
+          Effect.map(committed(cluster), (n) => n === 2)
+        )
+        const all = Chunk.toReadonlyArray(yield* Stream.runCollect(q.deadLetters({})))
+        expect(all.map((l) => [l.claim?.claim_id, l.reason, l.error, l.attempts, l.source])).toEqual([
+          [claims[0]!.claim_id, "retries_exhausted", "connection reset", 6, `${TOPIC}/0@0`],
+          [claims[1]!.claim_id, "retries_exhausted", "connection reset", 6, `${TOPIC}/0@1`]
+        ])
+        expect(all[0]!.claim).toEqual(claims[0])
+        const failedAt = all[1]!.failedAt
+        expect(yield* Stream.runCount(q.deadLetters({ from: new Date(failedAt.getTime() + 1) }))).toBe(0)
+        expect(yield* Stream.runCount(q.deadLetters({ from: all[0]!.failedAt, to: new Date(failedAt.getTime() + 1) }))).toBe(2)
+      }).pipe(Effect.provide(queueOn(cluster)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("does not acknowledge a rejected claim whose dead letter cannot be kept", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
+      const c = claim("d")
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(c)
+        // Produce (API 0) refused with TOPIC_AUTHORIZATION_FAILED (29), which kafkajs does not retry.
+        yield* cluster.requestErrors(0, 29, 1)
+        const reject = () => new ClaimRejected({ reason: "object_not_found", message: "gone", attempts: 1 })
+        const failed = yield* Effect.flip(q.consume(reject)).pipe(Effect.timeout("30 seconds"))
+        expect(failed).toMatchObject({ _tag: "QueueError", operation: "ack" })
+        expect(yield* committed(cluster)).toBe(0)
+        expect(yield* cluster.messages(DLQ)).toHaveLength(0)
+        // The next member gets it again and keeps it this time.
+        yield* consumeUntil(reject, yield* Ref.make<ReadonlyArray<string>>([]), Effect.map(committed(cluster), (n) => n === 1))
+      }).pipe(Effect.provide(queueOn(cluster)))
+      expect((yield* cluster.messages(DLQ)).map((m) => m.headers["dlq-reason"])).toEqual(["object_not_found"])
+    }), { timeout: 60_000 })
+
+  it.scopedLive("stopped, lets a claim in progress finish and commits it, then takes no more", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1 } })
+      const [slow, next] = [claim("d"), claim("d")]
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(slow)
+        yield* q.publish(next)
+        const started = yield* Deferred.make<void>()
+        const handled = yield* Ref.make<ReadonlyArray<string>>([])
+        const consumer = yield* Effect.fork(q.consume((c) =>
+          Deferred.succeed(started, undefined).pipe(
+            Effect.zipRight(Effect.sleep("3 seconds")),
+            Effect.zipRight(Ref.update(handled, (h) => [...h, c.claim_id]))
+          )
+        ))
+        yield* Deferred.await(started)
+        expect(Exit.isInterrupted(yield* Fiber.interrupt(consumer))).toBe(true)
+        expect(yield* Ref.get(handled)).toEqual([slow.claim_id])
+        expect(yield* committed(cluster)).toBe(1)
+      }).pipe(Effect.provide(queueOn(cluster)))
+    }), { timeout: 60_000 })
+
+  it.scopedLive("stopped, interrupts a claim that outlasts the shutdown timeout and leaves it unacknowledged", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1 } })
+      const c = claim("d")
+      yield* Effect.gen(function*() {
+        const q = yield* ClaimQueue
+        yield* q.publish(c)
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        const consumer = yield* Effect.fork(q.consume(() =>
+          Deferred.succeed(started, undefined).pipe(
+            Effect.zipRight(Effect.never),
+            Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+          )
+        ))
+        yield* Deferred.await(started)
+        yield* Fiber.interrupt(consumer)
+        expect(yield* Deferred.isDone(interrupted)).toBe(true)
+        expect(yield* committed(cluster)).toBe(0)
+      }).pipe(Effect.provide(queueOn(cluster, { shutdownTimeout: Duration.millis(500) })))
+    }), { timeout: 60_000 })
+})

@@ -1,0 +1,291 @@
+import { NodeContext } from "@effect/platform-node"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { TelemetryStore } from "@telemetry/domain"
+import type { Reading } from "@telemetry/domain"
+import { claim, equipment, item, reading, sensor, uid } from "@telemetry/domain/testing"
+import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
+import { Duration, Effect, Layer, Schedule, Stream } from "effect"
+import * as Migrator from "../src/db/Migrator.js"
+import * as SqlMaintenance from "../src/db/SqlMaintenance.js"
+import { databases, embedded, postgres, postgresAt, storeOn, type TestDatabase } from "./support/databases.js"
+
+const sqlClient = SqlClient.SqlClient
+const MINUTE = 60_000
+const HOUR = 60 * MINUTE
+const DAY = 24 * HOUR
+
+const maintenance = (rawRetention = Duration.days(30)) => SqlMaintenance.make({ rawRetention })
+
+/** Loads readings of one sensor for a new equipment; answers the equipment's uuid and the load's time range. */
+const load = (readings: (sensorUuid: string) => ReadonlyArray<Reading>) =>
+  Effect.gen(function*() {
+    const store = yield* TelemetryStore
+    const eq = uid("eq")
+    const s = `${eq}-s`
+    const outcome = yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], readings(s))))
+    if (outcome._tag !== "Loaded" || outcome.timeRange === null) return yield* Effect.die("nothing loaded")
+    return { eq, timeRange: outcome.timeRange }
+  })
+
+interface Row {
+  readonly bucket: Date
+  readonly avg_value: number | null
+  readonly min_value: number | null
+  readonly max_value: number | null
+  readonly sample_count: number
+  readonly value_count: number
+  readonly active: number
+  readonly median_value: number | null
+}
+
+/** Rows of an aggregate (the view, or its materialized part) for one equipment, in bucket order. */
+const rowsOf = (relation: string, activity: string, eq: string) =>
+  Effect.flatMap(sqlClient, (sql) =>
+    sql.unsafe<Row>(
+      `SELECT a.bucket, a.avg_value, a.min_value, a.max_value, a.sample_count, a.value_count, a.${activity} AS active,
+         a.median_value
+       FROM ${relation} a JOIN equipments e ON e.id = a.equipment_id WHERE e.uuid = $1 ORDER BY a.bucket`,
+      [eq]
+    ))
+
+/** Where an aggregate keeps its materialized buckets: our table, or TimescaleDB's materialization hypertable. */
+const materializedPart = (view: string) =>
+  Effect.gen(function*() {
+    const sql = yield* sqlClient
+    const [own] = yield* sql<{ relation: string | null }>`SELECT materialized_table AS relation FROM telemetry_aggregates
+      WHERE view_name = ${view}`
+    if (own?.relation) return own.relation
+    const [cagg] = yield* sql<{ relation: string }>`SELECT
+        format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) AS relation
+      FROM timescaledb_information.continuous_aggregates WHERE view_name = ${view}`
+    return cagg!.relation
+  })
+
+const hourly = (eq: string) => rowsOf("telemetry_hourly", "active_minutes", eq)
+const daily = (eq: string) => rowsOf("telemetry_daily", "active_hours", eq)
+const materializedHourly = (eq: string) =>
+  Effect.flatMap(materializedPart("telemetry_hourly"), (relation) => rowsOf(relation, "active_minutes", eq))
+const materializedDaily = (eq: string) =>
+  Effect.flatMap(materializedPart("telemetry_daily"), (relation) => rowsOf(relation, "active_hours", eq))
+
+const rawCount = (eq: string) =>
+  Effect.flatMap(sqlClient, (sql) =>
+    Effect.map(
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM telemetry_data t JOIN equipments e ON e.id = t.equipment_id
+        WHERE e.uuid = ${eq}`,
+      (rows) => rows[0]!.n
+    ))
+
+/** Readings every 10 minutes over `minutes` from `start` (aligned to the minute), values 1, 2, 3, ... */
+const every10Minutes = (start: number, minutes: number) => (s: string) =>
+  Array.from({ length: minutes / 10 }, (_, k) => reading(s, Math.floor(start / MINUTE) * MINUTE + k * 10 * MINUTE, k + 1))
+
+/** Statistics computed here, independently of the database, for the readings of one bucket. */
+const expected = (values: ReadonlyArray<number>, times: ReadonlyArray<number>, activityMs: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = (sorted.length - 1) / 2
+  return {
+    avg_value: values.reduce((a, b) => a + b, 0) / values.length,
+    min_value: sorted[0],
+    max_value: sorted.at(-1),
+    sample_count: values.length,
+    value_count: values.length,
+    active: new Set(times.map((t) => Math.floor(t / activityMs))).size,
+    median_value: (sorted[Math.floor(mid)]! + sorted[Math.ceil(mid)]!) / 2
+  }
+}
+
+describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
+  const fresh = storeOn(database, 1000)
+
+  layer(fresh, { timeout: 120_000, excludeTestServices: true })("real-time", (it) => {
+    it.effect("readings loaded a moment ago appear in telemetry_hourly and telemetry_daily before any refresh", () =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        const { eq } = yield* load((s) => [reading(s, now - 2 * MINUTE, 4), reading(s, now - MINUTE, 6)])
+        const fresh = { sample_count: 2, value_count: 2, avg_value: 5, min_value: 4, max_value: 6 }
+        // Both readings may straddle an hour boundary; together they are always there.
+        const sum = (rows: ReadonlyArray<Row>) => rows.reduce((n, r) => n + r.sample_count, 0)
+        expect(sum(yield* hourly(eq))).toBe(2)
+        expect(yield* materializedHourly(eq)).toEqual([])
+        const days = yield* daily(eq)
+        expect(sum(days)).toBe(2)
+        if (days.length === 1) expect(days[0]).toMatchObject(fresh)
+
+        // Refreshing does not change what the view shows: the current hour is never materialized.
+        yield* Effect.flatMap(maintenance(), (m) => m.runAll)
+        expect(sum(yield* hourly(eq))).toBe(2)
+        expect(yield* materializedHourly(eq)).toEqual([])
+      }))
+  })
+
+  layer(fresh, { timeout: 120_000, excludeTestServices: true })("scheduled jobs", (it) => {
+    it.effect("the scheduler refreshes the aggregates on the policies' schedule: rows appear in the materialized part", () =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        // 02:00 to 05:00 of the day before yesterday (UTC), whatever the time now: inside the hourly window
+        // [now - 3 d, now - 1 h], and in a whole day bucket that ends before now - 1 d, as the daily refresh needs.
+        // (Two days back from now crossed midnight after 21:00 UTC, and the daily bucket was then not refreshed.)
+        const { eq } = yield* load(every10Minutes(Math.floor(now / DAY) * DAY - 2 * DAY + 2 * HOUR, 180))
+        const liveHours = yield* hourly(eq)
+        const liveDays = yield* daily(eq)
+        expect(liveHours.length).toBeGreaterThanOrEqual(3)
+        expect(yield* materializedHourly(eq)).toEqual([])
+        expect(yield* materializedDaily(eq)).toEqual([])
+
+        const m = yield* maintenance()
+        expect(m.runner).toBe(database.edition === "timescale" ? "embedded" : "own")
+        // Due jobs run as the worker's scheduler runs them (MaintenanceScheduler), here every 100 ms.
+        yield* Effect.gen(function*() {
+          yield* materializedHourly(eq).pipe(
+            Effect.filterOrFail((rows) => rows.length === liveHours.length),
+            Effect.zip(materializedDaily(eq).pipe(Effect.filterOrFail((rows) => rows.length === liveDays.length))),
+            Effect.retry(Schedule.spaced(Duration.millis(200)).pipe(Schedule.upTo(Duration.seconds(60))))
+          )
+        }).pipe(
+          // What the worker's scheduler does: run the due jobs, every so often.
+          Effect.raceFirst(Effect.repeat(m.runDue, Schedule.spaced(Duration.millis(100))))
+        )
+
+        // The materialized buckets are the ones the view showed live, and the view shows the same.
+        expect(yield* materializedHourly(eq)).toEqual(liveHours)
+        expect(yield* materializedDaily(eq)).toEqual(liveDays)
+        expect(yield* hourly(eq)).toEqual(liveHours)
+        expect(yield* daily(eq)).toEqual(liveDays)
+        // They just ran: nothing is due now.
+        expect(yield* m.runDue).toEqual([])
+      }))
+
+    it.effect("late readings older than the policy windows show once refreshLate ran for them", () =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        const m = yield* maintenance()
+        // Materialized data moves the watermarks to about now - 1 h and now - 1 d.
+        yield* load(every10Minutes(now - 3 * HOUR, 60))
+        yield* load(every10Minutes(now - 2 * DAY, 60))
+        yield* m.runAll
+
+        const tenDaysAgo = Math.floor((now - 10 * DAY) / DAY) * DAY + 6 * HOUR
+        const { eq, timeRange } = yield* load(every10Minutes(tenDaysAgo, 120))
+        // As TimescaleDB does: below the watermark only materialized buckets show, and the policies never refresh
+        // buckets this old.
+        expect(yield* hourly(eq)).toEqual([])
+        expect(yield* daily(eq)).toEqual([])
+        yield* m.runAll
+        expect(yield* hourly(eq)).toEqual([])
+
+        yield* m.refreshLate(timeRange)
+        const values = Array.from({ length: 12 }, (_, k) => k + 1)
+        const times = values.map((_, k) => tenDaysAgo + k * 10 * MINUTE)
+        expect(yield* hourly(eq)).toEqual([
+          { bucket: new Date(tenDaysAgo), ...expected(values.slice(0, 6), times.slice(0, 6), MINUTE) },
+          { bucket: new Date(tenDaysAgo + HOUR), ...expected(values.slice(6), times.slice(6), MINUTE) }
+        ])
+        expect(yield* daily(eq)).toEqual([
+          { bucket: new Date(Math.floor(tenDaysAgo / DAY) * DAY), ...expected(values, times, HOUR) }
+        ])
+      }))
+  })
+
+  layer(fresh, { timeout: 120_000, excludeTestServices: true })("retention", (it) => {
+    it.effect("retention deletes raw readings older than RAW_RETENTION; the aggregates keep them", () =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        const dayStart = Math.floor((now - 25 * DAY) / DAY) * DAY
+        const old = dayStart + 9 * HOUR
+        const oldData = yield* load(every10Minutes(old, 90))
+        const recent = yield* load(every10Minutes(now - 2 * DAY, 30))
+        // Materialized while the readings were young enough (the default retention of 30 days).
+        yield* Effect.flatMap(maintenance(), (m) => m.refreshLate(oldData.timeRange))
+        const values = Array.from({ length: 9 }, (_, k) => k + 1)
+        const times = values.map((_, k) => old + k * 10 * MINUTE)
+        const hours = [
+          { bucket: new Date(old), ...expected(values.slice(0, 6), times.slice(0, 6), MINUTE) },
+          { bucket: new Date(old + HOUR), ...expected(values.slice(6), times.slice(6), MINUTE) }
+        ]
+        const days = [{ bucket: new Date(dayStart), ...expected(values, times, HOUR) }]
+        expect(yield* hourly(oldData.eq)).toEqual(hours)
+        expect(yield* daily(oldData.eq)).toEqual(days)
+
+        // A later start with RAW_RETENTION = 20 days changes the retention job, and its run drops the old readings.
+        const m = yield* maintenance(Duration.days(20))
+        const sql = yield* sqlClient
+        const [retention] = database.edition === "timescale"
+          ? yield* sql<{ drop_after: string }>`SELECT config ->> 'drop_after' AS drop_after
+              FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'`
+          : yield* sql<{ drop_after: string }>`SELECT config ->> 'drop_after' AS drop_after FROM telemetry_jobs
+              WHERE proc_name = 'telemetry_retention_policy'`
+        expect(retention).toEqual({ drop_after: "20 days" })
+        yield* m.runAll
+
+        expect(yield* rawCount(oldData.eq)).toBe(0)
+        expect(yield* rawCount(recent.eq)).toBe(3)
+        expect(yield* hourly(oldData.eq)).toEqual(hours)
+        expect(yield* daily(oldData.eq)).toEqual(days)
+      }))
+  })
+})
+
+describe("maintenance on PostgreSQL with several workers", () => {
+  it.scoped("each due job runs once, whichever worker takes it", () =>
+    Effect.gen(function*() {
+      const { url } = yield* PostgresDatabase.PostgresDatabase
+      // Each run starts a worker of its own: a pool, the migrations, the maintenance service.
+      const worker = Migrator.migrated(postgresAt(url)).pipe(Layer.provideMerge(NodeContext.layer))
+      const runDue = Effect.flatMap(maintenance(), (m) => m.runDue).pipe(Effect.provide(worker))
+      const first = yield* Effect.all([runDue, runDue, runDue], { concurrency: "unbounded" })
+      expect(first.flat().sort()).toEqual(["refresh telemetry_daily", "refresh telemetry_hourly", "retention telemetry_data"])
+      // Each is next due a schedule interval later.
+      expect(yield* runDue).toEqual([])
+      const next = yield* Effect.flatMap(sqlClient, (sql) =>
+        sql<{ job_name: string; due_in: string }>`SELECT job_name, (next_start - last_finish)::text AS due_in
+          FROM telemetry_jobs ORDER BY job_name`).pipe(Effect.provide(worker))
+      expect(next).toEqual([
+        { job_name: "refresh telemetry_daily", due_in: "02:00:00" },
+        { job_name: "refresh telemetry_hourly", due_in: "00:30:00" },
+        { job_name: "retention telemetry_data", due_in: "1 day" }
+      ])
+    }).pipe(Effect.provide(PostgresDatabase.layer)), { timeout: 120_000 })
+})
+
+it.scoped("the same aggregate query returns the same rows on both databases", () =>
+  Effect.gen(function*() {
+    const now = Date.now()
+    // Three days of readings of two sensors, some without a value, loaded out of order, plus late ones.
+    const start = Math.floor((now - 3 * DAY) / HOUR) * HOUR
+    const readings = (s: string) =>
+      Array.from({ length: 3 * 24 * 6 }, (_, k) => {
+        const time = start + k * 10 * MINUTE + (k % 7) * 1000
+        return reading(s, time, k % 11 === 0 ? null : Math.sin(k) * 20 - 5, k % 11 === 0 ? { status: "defrost" } : {})
+      }).reverse()
+    const late = (s: string) => every10Minutes(now - 12 * DAY, 240)(s)
+    const eq = uid("eq-same")
+    const query = Effect.gen(function*() {
+      const store = yield* TelemetryStore
+      const m = yield* maintenance()
+      const items = Stream.make(
+        item(equipment(eq), [sensor(`${eq}-a`), sensor(`${eq}-b`)], [...readings(`${eq}-a`), ...late(`${eq}-b`)]),
+        item(equipment(eq), [sensor(`${eq}-b`)], readings(`${eq}-b`))
+      )
+      const outcome = yield* store.load(claim(), items)
+      yield* m.runAll
+      if (outcome._tag === "Loaded" && outcome.timeRange !== null) yield* m.refreshLate(outcome.timeRange)
+      const sql = yield* sqlClient
+      const select = (view: string) =>
+        sql.unsafe(`SELECT a.bucket, s.uuid AS sensor, a.avg_value, a.max_value, a.min_value, a.sum_value,
+            a.value_count, a.sample_count, a.stddev_value, a.median_value, a.p95_value, a.p99_value
+          FROM ${view} a JOIN sensors s ON s.id = a.sensor_id JOIN equipments e ON e.id = a.equipment_id
+          WHERE e.uuid = $1 ORDER BY s.uuid, a.bucket`, [eq])
+      return { hourly: yield* select("telemetry_hourly"), daily: yield* select("telemetry_daily") }
+    })
+    const onEmbedded = yield* query.pipe(Effect.provide(storeOn(embedded, 5000)))
+    const onPostgres = yield* query.pipe(Effect.provide(storeOn(postgres, 5000)))
+    expect(onEmbedded.hourly.length).toBeGreaterThan(72)
+    expect(onEmbedded.daily.length).toBeGreaterThanOrEqual(5)
+    // Floating-point sums may differ in the last bits with the order rows are aggregated in.
+    const rounded = (rows: ReadonlyArray<unknown>) =>
+      JSON.parse(JSON.stringify(rows, (_, v) => (typeof v === "number" ? Number(v.toPrecision(12)) : v)))
+    expect(rounded(onPostgres.hourly)).toEqual(rounded(onEmbedded.hourly))
+    expect(rounded(onPostgres.daily)).toEqual(rounded(onEmbedded.daily))
+  }), { timeout: 120_000 })

@@ -1,0 +1,52 @@
+import type { Backlog, WorkerStatus } from "@telemetry/domain"
+import { Config, Duration } from "effect"
+
+/** A part of the pipeline that answers, but not as it should: what the detailed health check calls degraded. */
+export interface Assessment {
+  readonly status: "up" | "degraded"
+  /** Why it is degraded. */
+  readonly reason?: string
+}
+
+/** `HEALTH_MAX_CLAIM_AGE`: claims waiting (or one loading) longer than this make the pipeline degraded. */
+export const MaxClaimAge = Config.duration("HEALTH_MAX_CLAIM_AGE").pipe(Config.withDefault(Duration.minutes(5)))
+
+/** A consumer started again this many times within the window keeps failing (one restart is a hiccup). */
+const MAX_RESTARTS = 3
+const RESTART_WINDOW = Duration.minutes(5)
+
+const seconds = (millis: number) => Duration.format(Duration.seconds(Math.round(millis / 1000)))
+
+const assessment = (reasons: ReadonlyArray<string>): Assessment =>
+  reasons.length === 0 ? { status: "up" } : { status: "degraded", reason: reasons.join("; ") }
+
+/** Degraded when the in-process queue is full, or claims wait without the workers getting through them. */
+export const assessBacklog = (backlog: Backlog, maxAge: Duration.Duration): Assessment =>
+  assessment([
+    ...(backlog.room !== undefined && backlog.room.waiting >= backlog.room.capacity
+      ? [`the queue is full (${backlog.room.waiting} claims wait, its capacity): ingest answers 503`]
+      : []),
+    ...(backlog.pending > 0 && Duration.greaterThan(backlog.stalledFor, maxAge)
+      ? [
+        `${backlog.pending} claim(s) not loaded, without progress for ${seconds(Duration.toMillis(backlog.stalledFor))} ` +
+        `(more than HEALTH_MAX_CLAIM_AGE, ${Duration.format(maxAge)})`
+      ]
+      : [])
+  ])
+
+/** Degraded when the worker's consumer keeps restarting, or a claim has been loading for too long. */
+export const assessWorker = (worker: WorkerStatus.WorkerSnapshot, now: number, maxAge: Duration.Duration): Assessment => {
+  const restarts = recentRestarts(worker, now)
+  return assessment([
+    ...(restarts >= MAX_RESTARTS
+      ? [`the consumer stopped and was started again ${restarts} times in the last ${Duration.format(RESTART_WINDOW)}`]
+      : []),
+    ...(worker.busySince !== null && now - worker.busySince > Duration.toMillis(maxAge)
+      ? [`a claim has been loading for ${seconds(now - worker.busySince)} (more than HEALTH_MAX_CLAIM_AGE, ${Duration.format(maxAge)})`]
+      : [])
+  ])
+}
+
+/** Restarts of the consumer within the window before `now`. */
+export const recentRestarts = (worker: WorkerStatus.WorkerSnapshot, now: number) =>
+  worker.restarts.filter((at) => now - at <= Duration.toMillis(RESTART_WINDOW)).length

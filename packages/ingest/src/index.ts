@@ -1,5 +1,0 @@
-export * as Analytics from "./analytics/Analytics.js"
-export * as Api from "./http/Api.js"
-export * as App from "./App.js"
-export * as Server from "./http/Server.js"
-export * as Ingest from "./Ingest.js"

@@ -1,2 +1,0 @@
-export * as ClaimProcessor from "./ClaimProcessor.js"
-export * as Worker from "./Worker.js"
