@@ -5,7 +5,7 @@
  */
 import { NodeContext, NodeStream } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { ClaimCheck, claimFor, factsToMetadata, objectKey, ObjectStore } from "@telemetry/domain"
+import { ClaimCheck, claimFor, factsToMetadata, objectKey, ObjectStore, type PayloadFacts } from "@telemetry/domain"
 import * as ClaimProcessor from "@telemetry/worker/ClaimProcessor"
 import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
 import { randomUUID } from "node:crypto"
@@ -101,26 +101,24 @@ export const workerBenchmark = (options: {
       const claimId = randomUUID()
       const receivedAt = new Date()
       const source = gzippedPayload(payload)
+      const factsOf = (): PayloadFacts => ({
+        claimId,
+        requestId: `bench-${claimId}`,
+        deviceId: "bench",
+        tenantId: "default",
+        timeZone: "UTC",
+        receivedAt,
+        originalSize: source.facts().bytes,
+        sha256: source.facts().sha256,
+        items: Math.ceil(payload.readings / READINGS_PER_ITEM),
+        readings: payload.readings
+      })
       const object = yield* storage.put(
         objectKey(claimId, receivedAt),
         NodeStream.fromReadable(() => source.stream, (e) => e as Error),
-        Effect.sync(() => {
-          const facts = source.facts()
-          return factsToMetadata({
-            claimId,
-            requestId: `bench-${claimId}`,
-            deviceId: "bench",
-            tenantId: "default",
-            timeZone: "UTC",
-            receivedAt,
-            originalSize: facts.bytes,
-            sha256: facts.sha256,
-            items: Math.ceil(payload.readings / READINGS_PER_ITEM),
-            readings: payload.readings
-          })
-        })
+        Effect.sync(() => factsToMetadata(factsOf()))
       ).pipe(Effect.orDie)
-      const stored = claimFor(object, storage)
+      const stored = claimFor(factsOf(), object, storage)
       const payloadBytes = stored.original_size
       yield* progress(`worker: stored ${(payloadBytes / MB).toFixed(0)} MB of JSON as ${(object.size / MB).toFixed(1)} MB of gzip`)
 

@@ -1,7 +1,10 @@
-import { Schema } from "effect"
+import { Either, Option, ParseResult, Schema } from "effect"
+import { InvalidStoredObject } from "./errors.js"
 import type { StoredObject } from "./services/ObjectStore.js"
 
 const Count = Schema.NonNegativeInt
+/** A tenant: every stored object and claim names one, and never gets one by default. */
+const Tenant = Schema.NonEmptyTrimmedString
 
 /** The ~1 KB message that stands for a stored payload (contract §2). */
 export class ClaimCheck extends Schema.Class<ClaimCheck>("ClaimCheck")({
@@ -18,7 +21,7 @@ export class ClaimCheck extends Schema.Class<ClaimCheck>("ClaimCheck")({
   metadata: Schema.Struct({
     requestId: Schema.String,
     deviceId: Schema.NullOr(Schema.String),
-    tenantId: Schema.String,
+    tenantId: Tenant,
     /** The IANA zone the payload's naive reading times are read in (absent in claims of earlier versions). */
     timeZone: Schema.optional(Schema.String),
     itemsCount: Count,
@@ -48,55 +51,79 @@ export const objectKeyTime = (key: string): Date | undefined => {
   return Number.isNaN(time) ? undefined : new Date(time)
 }
 
-/** What ingest learns of a payload while validating it; stored as object metadata. */
-export interface PayloadFacts {
-  readonly claimId: string
-  readonly requestId: string
-  readonly deviceId: string | null
-  readonly tenantId: string
+/** What ingest learns of a payload while validating it; stored as object metadata (`StoredFacts`). */
+export const PayloadFacts = Schema.Struct({
+  claimId: Schema.UUID,
+  requestId: Schema.String,
+  deviceId: Schema.NullOr(Schema.String),
+  tenantId: Tenant,
   /** The zone its naive reading times were read in: the device account's, else DEFAULT_TIMEZONE. */
-  readonly timeZone: string
-  readonly receivedAt: Date
-  readonly originalSize: number
-  readonly sha256: string
-  readonly items: number
-  readonly readings: number
-}
+  timeZone: Schema.optional(Schema.String),
+  receivedAt: Schema.DateFromSelf,
+  originalSize: Count,
+  sha256: Schema.String,
+  items: Count,
+  readings: Count
+})
+export type PayloadFacts = typeof PayloadFacts.Type
 
-export const factsToMetadata = (facts: PayloadFacts): Record<string, string> => ({
-  "claim-id": facts.claimId,
-  "request-id": facts.requestId,
-  ...(facts.deviceId === null ? {} : { "device-id": facts.deviceId }),
-  "tenant-id": facts.tenantId,
-  "time-zone": facts.timeZone,
-  "received-at": facts.receivedAt.toISOString(),
-  "original-size": String(facts.originalSize),
-  sha256: facts.sha256,
-  "items-count": String(facts.items),
-  "sensors-count": String(facts.readings)
+const Whole = Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative())
+const key = <S extends Schema.Schema.Any>(schema: S, name: string) =>
+  Schema.propertySignature(schema).pipe(Schema.fromKey(name))
+
+/**
+ * The facts as an object's metadata: lower-case keys and text values, as S3 keeps them. Decoding the metadata of a
+ * stored object checks it: an object without a tenant, or damaged, is refused, never taken for another's.
+ */
+export const StoredFacts = Schema.Struct({
+  claimId: key(Schema.UUID, "claim-id"),
+  requestId: key(Schema.String, "request-id"),
+  deviceId: Schema.optionalWith(Schema.String, { nullable: true, as: "Option" }).pipe(Schema.fromKey("device-id")),
+  tenantId: key(Tenant, "tenant-id"),
+  timeZone: Schema.optional(Schema.String).pipe(Schema.fromKey("time-zone")),
+  receivedAt: key(Schema.Date, "received-at"),
+  originalSize: key(Whole, "original-size"),
+  sha256: Schema.String,
+  items: key(Whole, "items-count"),
+  readings: key(Whole, "sensors-count")
 })
 
-/** The claim check for a committed object; also rebuilds one from a stored object's metadata. */
-export const claimFor = (object: StoredObject, storage: { storageType: string; bucket: string }): ClaimCheck => {
-  const m = object.metadata
-  return new ClaimCheck({
+const encodeStoredFacts = Schema.encodeSync(StoredFacts)
+const decodeStoredFacts = Schema.decodeUnknownEither(StoredFacts)
+
+export const factsToMetadata = (facts: PayloadFacts): Record<string, string> =>
+  encodeStoredFacts({ ...facts, deviceId: Option.fromNullable(facts.deviceId) }) as Record<string, string>
+
+/** The facts a stored object's metadata holds, or why they cannot be read (not ours, damaged, no tenant). */
+export const factsOf = (object: StoredObject): Either.Either<PayloadFacts, InvalidStoredObject> =>
+  Either.mapBoth(decodeStoredFacts(object.metadata), {
+    onLeft: (error) => new InvalidStoredObject({ key: object.key, message: ParseResult.TreeFormatter.formatErrorSync(error) }),
+    onRight: (facts): PayloadFacts => ({ ...facts, deviceId: Option.getOrNull(facts.deviceId) })
+  })
+
+/** The claim check for a committed object with the facts of its payload. */
+export const claimFor = (
+  facts: PayloadFacts,
+  object: StoredObject,
+  storage: { readonly storageType: string; readonly bucket: string }
+): ClaimCheck =>
+  new ClaimCheck({
     version: 1,
-    claim_id: m["claim-id"] ?? "",
+    claim_id: facts.claimId,
     claim_check: object.key,
     storage_type: storage.storageType,
     bucket: storage.bucket,
     file_size: object.size,
-    original_size: Number(m["original-size"] ?? 0),
+    original_size: facts.originalSize,
     compression: "gzip",
-    timestamp: m["received-at"] ?? "",
+    timestamp: facts.receivedAt.toISOString(),
     metadata: {
-      requestId: m["request-id"] ?? "",
-      deviceId: m["device-id"] ?? null,
-      tenantId: m["tenant-id"] ?? "default",
-      ...(m["time-zone"] === undefined ? {} : { timeZone: m["time-zone"] }),
-      itemsCount: Number(m["items-count"] ?? 0),
-      totalSensors: Number(m["sensors-count"] ?? 0),
+      requestId: facts.requestId,
+      deviceId: facts.deviceId,
+      tenantId: facts.tenantId,
+      ...(facts.timeZone === undefined ? {} : { timeZone: facts.timeZone }),
+      itemsCount: facts.items,
+      totalSensors: facts.readings,
       fileSize: object.size
     }
   })
-}

@@ -27,6 +27,12 @@ export class ObjectNotFound extends Schema.TaggedError<ObjectNotFound>()("Object
   }
 }
 
+/** A stored object whose metadata makes no claim: not ours, damaged, or without a tenant. */
+export class InvalidStoredObject extends Schema.TaggedError<InvalidStoredObject>()("InvalidStoredObject", {
+  key: Schema.String,
+  message: Schema.String
+}) {}
+
 export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
   operation: Schema.Literal("publish", "take", "ack", "check"),
   message: Schema.String,

@@ -140,7 +140,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
             Effect.tap(check, (f) => Deferred.succeed(facts, f))
           ], { concurrency: "unbounded" })
 
-          yield* queue.publish(claimFor(object, storage)).pipe(
+          yield* queue.publish(claimFor(counted, object, storage)).pipe(
             // Not acknowledged, so not kept: the client will send it again. A claim Kafka delivers after all
             // finds itself revoked (first, so that it never finds its object gone unexplained) and loads nothing.
             Effect.tapError(() =>

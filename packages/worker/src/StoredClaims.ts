@@ -1,22 +1,30 @@
 import {
   type ClaimCheck,
   claimFor,
+  factsOf,
   OBJECT_PREFIX,
   ObjectStore,
   type StoredObject,
   TelemetryStore
 } from "@telemetry/domain"
-import { Chunk, Effect, Either, Stream } from "effect"
+import { Chunk, Effect, Either, identity, Option, Stream } from "effect"
 
 /**
- * The claims of the payloads stored under `prefix` (default: all of them) that `keep` selects. Objects whose
- * metadata makes no claim (not ours, or damaged) are left out.
+ * The claims of the payloads stored under `prefix` (default: all of them) that `keep` selects. An object whose
+ * metadata makes no claim (not ours, damaged, without a tenant) is left aside with an error in the log: it is never
+ * loaded into a tenant it does not name.
  */
 export const stored = (options: { readonly prefix?: string; readonly keep?: (object: StoredObject) => boolean } = {}) =>
   Stream.unwrap(Effect.map(ObjectStore, (storage) =>
     storage.list(options.prefix ?? OBJECT_PREFIX).pipe(
       Stream.filter((object) => options.keep?.(object) ?? true),
-      Stream.filterMap((object) => Either.getRight(Either.try(() => claimFor(object, storage))))
+      Stream.mapEffect((object): Effect.Effect<Option.Option<ClaimCheck>> =>
+        Either.match(factsOf(object), {
+          onLeft: (e) => Effect.as(Effect.logError(`stored object ${e.key} makes no claim, left aside: ${e.message}`), Option.none()),
+          onRight: (facts) => Effect.succeed(Option.some(claimFor(facts, object, storage)))
+        })
+      ),
+      Stream.filterMap(identity)
     )))
 
 /** The claims the ledger does not hold yet (not loaded), looked up a few hundred at a time. */

@@ -1,4 +1,13 @@
-import { type ClaimCheck, claimFor, decodePayload, factsToMetadata, ObjectStore, objectKey, PayloadConfig } from "@telemetry/domain"
+import {
+  type ClaimCheck,
+  claimFor,
+  decodePayload,
+  factsToMetadata,
+  ObjectStore,
+  objectKey,
+  PayloadConfig,
+  type PayloadFacts
+} from "@telemetry/domain"
 import { ConfigProvider, Effect, Logger, LogLevel, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import { gzipSync } from "node:zlib"
@@ -26,7 +35,7 @@ export const stash = (
     const readings = Array.isArray(payload)
       ? payload.reduce((n: number, i: any) => n + (Array.isArray(i?.sensor) ? i.sensor.length : 0), 0)
       : 0
-    const metadata = factsToMetadata({
+    const facts: PayloadFacts = {
       claimId,
       requestId: `req-${claimId}`,
       deviceId: options.deviceId ?? "device-1",
@@ -37,9 +46,10 @@ export const stash = (
       sha256: createHash("sha256").update(json).digest("hex"),
       items,
       readings
-    })
+    }
+    const metadata = factsToMetadata(facts)
     const object = yield* storage.put(objectKey(claimId, receivedAt), Stream.make(bytes), Effect.succeed(metadata))
-    return { claim: claimFor(object, storage), receivedAt, bytes, metadata } satisfies Stashed
+    return { claim: claimFor(facts, object, storage), receivedAt, bytes, metadata } satisfies Stashed
   })
 
 /** Puts a stashed payload's object back (after a test deleted it). */
