@@ -1,7 +1,7 @@
 import { NodeContext } from "@effect/platform-node"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { QueueError, StorageError, WorkerStatus } from "@telemetry/domain"
+import { BucketConfig, QueueError, ShutdownTimeout, StorageError, WorkerStatus } from "@telemetry/domain"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as Migrator from "@telemetry/infra/db/Migrator"
 import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
@@ -14,6 +14,91 @@ import * as FileObjectStore from "@telemetry/infra/storage/FileObjectStore"
 import * as S3ObjectStore from "@telemetry/infra/storage/s3/S3ObjectStore"
 import * as Recovery from "@telemetry/worker/Recovery"
 import { Config, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { dirname, join } from "node:path"
+
+// Each adapter's options, read from the variables the README's Configuration table documents.
+
+const MiB = 1024 * 1024
+
+/** A setting left to the adapter's own default (which the README gives) while its variable is unset. */
+const orAdapterDefault = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
+  Config.map(Config.option(config), Option.getOrUndefined)
+
+/** `S3_*`: S3 or MinIO. */
+const s3: Config.Config.Wrap<S3ObjectStore.S3Options> = {
+  endpoint: Config.url("S3_ENDPOINT").pipe(Config.map((url) => url.href)),
+  accessKey: Config.string("S3_ACCESS_KEY"),
+  secretKey: Config.redacted("S3_SECRET_KEY"),
+  region: orAdapterDefault(Config.string("S3_REGION")),
+  bucket: BucketConfig,
+  partSize: orAdapterDefault(Config.integer("S3_PART_SIZE").pipe(
+    Config.validate({
+      message: "must be between 5 MiB and 5 GiB",
+      validation: (n) => n >= 5 * MiB && n <= 5 * 1024 * MiB
+    })
+  )),
+  concurrency: orAdapterDefault(Config.integer("S3_UPLOAD_CONCURRENCY").pipe(
+    Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
+  )),
+  requestTimeout: orAdapterDefault(Config.duration("S3_REQUEST_TIMEOUT")),
+  retries: orAdapterDefault(Config.integer("S3_RETRIES").pipe(
+    Config.validate({ message: "must be at least 0", validation: (n) => n >= 0 })
+  )),
+  retryDelay: orAdapterDefault(Config.duration("S3_RETRY_DELAY")),
+  stagingMaxAge: orAdapterDefault(Config.duration("S3_STAGING_MAX_AGE"))
+}
+
+/** The embedded object store. */
+const files: Config.Config.Wrap<FileObjectStore.FileStoreOptions> = {
+  root: Config.string("STORAGE_DIR").pipe(Config.withDefault("./data/objects")),
+  bucket: BucketConfig
+}
+
+/** `DATABASE_*`: PostgreSQL, with or without TimescaleDB. */
+const postgresOptions: Config.Config.Wrap<PostgresClient.PostgresOptions> = {
+  url: Config.redacted("DATABASE_URL"),
+  poolSize: Config.integer("DATABASE_POOL_SIZE").pipe(
+    Config.withDefault(10),
+    Config.validate({ message: "DATABASE_POOL_SIZE must be at least 1", validation: (n) => n >= 1 })
+  )
+}
+
+const embeddedDatabaseDir = Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg"))
+
+/** How claims are loaded into either database. */
+const loading: Config.Config.Wrap<SqlTelemetryStore.SqlTelemetryStoreOptions> = {
+  batchReadings: Config.integer("COPY_BATCH_READINGS").pipe(Config.withDefault(20_000))
+}
+
+/** Of either queue. */
+const publishTimeout = Config.duration("QUEUE_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
+
+/** `KAFKA_*`: the claims on Kafka. */
+const kafka: Config.Config.Wrap<KafkaClaimQueue.KafkaQueueOptions> = {
+  brokers: Config.string("KAFKA_BROKERS").pipe(
+    Config.map((list) => list.split(",").map((b) => b.trim()).filter((b) => b.length > 0))
+  ),
+  clientId: Config.string("KAFKA_CLIENT_ID").pipe(Config.withDefault("telemetry")),
+  topic: Config.string("KAFKA_TOPIC").pipe(Config.withDefault("telemetry.raw")),
+  deadLetterTopic: Config.string("KAFKA_DLQ_TOPIC").pipe(Config.withDefault("telemetry.dlq")),
+  groupId: Config.string("KAFKA_GROUP_ID").pipe(Config.withDefault("telemetry-workers")),
+  publishTimeout,
+  sessionTimeout: Config.duration("KAFKA_SESSION_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
+  heartbeatInterval: Config.duration("KAFKA_HEARTBEAT_INTERVAL").pipe(Config.withDefault(Duration.seconds(3))),
+  partitionsConcurrently: Config.integer("KAFKA_PARTITIONS_CONCURRENTLY").pipe(Config.withDefault(3)),
+  shutdownTimeout: ShutdownTimeout
+}
+
+/** `QUEUE_*` and `EMBEDDED_QUEUE_DIR`: the in-process queue. */
+const inProcess: Config.Config.Wrap<EmbeddedClaimQueue.EmbeddedQueueOptions> = {
+  capacity: Config.integer("QUEUE_CAPACITY").pipe(Config.withDefault(1000)),
+  publishTimeout,
+  shutdownTimeout: ShutdownTimeout,
+  // Beside the embedded database by default, so that one data directory holds one deployment.
+  directory: Config.string("EMBEDDED_QUEUE_DIR").pipe(
+    Config.orElse(() => Config.map(embeddedDatabaseDir, (db) => join(dirname(db), "queue")))
+  )
+}
 
 /** Picks the real layer when its variable is set, else the embedded one. */
 const whenSet = <A, E, R, A2, E2, R2>(
@@ -60,17 +145,14 @@ const waitingFor = <A, E, R>(what: string, layer: Layer.Layer<A, E, R>) =>
     )
   )
 
-const postgres = Migrator.migrated(PostgresClient.layerConfig)
-const embeddedDatabase = Migrator.migrated(PgliteClient.layerConfig)
+/** PostgreSQL at `DATABASE_URL`, migrated. */
+export const postgres = Migrator.migrated(PostgresClient.layerConfig(postgresOptions))
+/** Embedded TimescaleDB in `EMBEDDED_DB_DIR`, migrated. */
+export const embeddedDatabase = Migrator.migrated(PgliteClient.layerConfig({ dataDir: embeddedDatabaseDir }))
 
 /** The telemetry store and maintenance over `database`, which they also provide. */
 const storeOn = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>) =>
-  Layer.unwrapEffect(
-    Effect.map(
-      Config.integer("COPY_BATCH_READINGS").pipe(Config.withDefault(20_000)),
-      (batchReadings) => SqlTelemetryStore.layer({ batchReadings })
-    )
-  ).pipe(Layer.provideMerge(SqlMaintenance.layer), Layer.provideMerge(database))
+  SqlTelemetryStore.layerConfig(loading).pipe(Layer.provideMerge(SqlMaintenance.layer), Layer.provideMerge(database))
 
 /** PostgreSQL or TimescaleDB at `DATABASE_URL`, else embedded TimescaleDB in `EMBEDDED_DB_DIR`; migrated. */
 export const database = whenSet("DATABASE_URL", postgres, embeddedDatabase)
@@ -78,23 +160,30 @@ export const database = whenSet("DATABASE_URL", postgres, embeddedDatabase)
 /** The database, with the telemetry store and maintenance over it. */
 export const telemetryStore = storeOn(database)
 
+const s3Store = S3ObjectStore.layerConfig(s3)
+const fileStore = FileObjectStore.layerConfig(files)
+
 /** S3 or MinIO at `S3_ENDPOINT`, else files under `STORAGE_DIR`. */
-export const objectStore = whenSet("S3_ENDPOINT", S3ObjectStore.layerConfig, FileObjectStore.layerConfig)
+export const objectStore = whenSet("S3_ENDPOINT", s3Store, fileStore)
+
+const kafkaQueue = KafkaClaimQueue.layerConfig(kafka)
+/** The in-process queue, holding its directory (`EMBEDDED_QUEUE_DIR`) for this process alone. */
+export const embeddedClaimQueue = EmbeddedClaimQueue.layerConfig(inProcess)
 
 /** The in-process queue with the recovery that makes up for it living in memory. */
-const embeddedQueue = Recovery.layer.pipe(Layer.provideMerge(EmbeddedClaimQueue.layerConfig))
+const embeddedQueue = Recovery.layer.pipe(Layer.provideMerge(embeddedClaimQueue))
 
 /** The queue without the recovery: for a replay, which re-queues the range asked for, not every unloaded payload. */
-export const claimQueueWithoutRecovery = whenSet("KAFKA_BROKERS", KafkaClaimQueue.layerConfig, EmbeddedClaimQueue.layerConfig)
+export const claimQueueWithoutRecovery = whenSet("KAFKA_BROKERS", kafkaQueue, embeddedClaimQueue)
 
 /**
  * Storage, database and queue of a server (`pnpm start`, `pnpm worker`), each the real service its variable names
  * — waited for while unreachable — or else the embedded stand-in: with nothing set, everything runs in this
  * process. Kafka when `KAFKA_BROKERS` is set, else the in-process queue. With the status its worker reports.
  */
-export const fromConfig = whenSet("KAFKA_BROKERS", waitingFor("Kafka", KafkaClaimQueue.layerConfig), embeddedQueue).pipe(
+export const fromConfig = whenSet("KAFKA_BROKERS", waitingFor("Kafka", kafkaQueue), embeddedQueue).pipe(
   Layer.provideMerge(Layer.mergeAll(
-    whenSet("S3_ENDPOINT", waitingFor("storage", S3ObjectStore.layerConfig), FileObjectStore.layerConfig),
+    whenSet("S3_ENDPOINT", waitingFor("storage", s3Store), fileStore),
     whenSet("DATABASE_URL", waitingFor("the database", storeOn(postgres)), storeOn(embeddedDatabase)),
     WorkerStatus.layer
   )),

@@ -1,17 +1,17 @@
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
+import { haPayload } from "@telemetry/domain/testing"
 import * as Migrator from "@telemetry/infra/db/Migrator"
 import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
 import { bearer } from "@telemetry/ingest/testing/auth"
 import { send } from "@telemetry/ingest/testing/client"
-import { haPayload } from "@telemetry/ingest/testing/payloads"
 import { serverOn } from "@telemetry/ingest/testing/server"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import { Effect, Layer, Redacted } from "effect"
 import { decodeJwt } from "jose"
 import { runCli } from "./support/cli.js"
-import { healthy, startPipeline } from "./support/process.js"
+import { healthy, started, startPipeline } from "./support/process.js"
 import { deployment, freePort } from "./support/stack.js"
 
 const login = (base: string, username: string, password: string, path = "/api/v1/auth/device/login") =>
@@ -89,10 +89,7 @@ describe("pnpm device and pnpm user", () => {
   it.scopedLive("while `pnpm start` holds the embedded database, the commands go through it; once it stopped, they open it", () =>
     Effect.gen(function*() {
       const deployed = yield* deployment("accounts-cli")
-      const pipeline = yield* Effect.acquireRelease(
-        Effect.sync(() => startPipeline(deployed.env)),
-        (p) => Effect.sync(() => p.child.kill("SIGKILL"))
-      )
+      const pipeline = yield* started(() => startPipeline(deployed.env))
       yield* Effect.promise(() => healthy(pipeline, deployed.base))
 
       const added = yield* cli("device", [

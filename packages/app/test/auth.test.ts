@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { ObjectStore } from "@telemetry/domain"
+import { haPayload } from "@telemetry/domain/testing"
 import { count, inMemoryStore } from "@telemetry/infra/testing"
 import {
   authEnv,
@@ -12,7 +13,6 @@ import {
   TEST_SECRET
 } from "@telemetry/ingest/testing/auth"
 import { send } from "@telemetry/ingest/testing/client"
-import { haPayload } from "@telemetry/ingest/testing/payloads"
 import { serverOn } from "@telemetry/ingest/testing/server"
 import { Chunk, Effect, Layer, Stream } from "effect"
 import { decodeJwt, exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose"
@@ -20,7 +20,7 @@ import { existsSync, readFileSync, statSync } from "node:fs"
 import { createServer } from "node:http"
 import { join } from "node:path"
 import { runCli } from "./support/cli.js"
-import { healthy, type PipelineProcess, startPipeline, until } from "./support/process.js"
+import { healthy, type PipelineProcess, started, startPipeline, until } from "./support/process.js"
 import { deployment, embeddedStack, eventually, freePort, tempDir } from "./support/stack.js"
 
 const DAY = "start_date=2026-11-20T00:00:00Z&end_date=2026-11-21T00:00:00Z"
@@ -276,10 +276,6 @@ describe("bearer tokens on the embedded pipeline", () => {
   })
 })
 
-/** A process that is killed with the scope. */
-const started = (env: Record<string, string>) =>
-  Effect.acquireRelease(Effect.sync(() => startPipeline(env)), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
-
 const printed = (pipeline: PipelineProcess, name: string) => new RegExp(`^\\s*${name}=(\\S+)$`, "m").exec(pipeline.output())?.[1]
 
 describe("secure by default", () => {
@@ -295,7 +291,7 @@ describe("secure by default", () => {
         EMBEDDED_DB_DIR: join(dir, "pg"),
         AUTH_SECRET_FILE: secretFile
       }
-      const pipeline = yield* started(env)
+      const pipeline = yield* started(() => startPipeline(env))
       yield* Effect.promise(() => healthy(pipeline, base))
       yield* Effect.promise(() => until(pipeline, async () => printed(pipeline, "READER_TOKEN") !== undefined, 10_000, "tokens"))
       expect(statSync(secretFile).mode & 0o777).toBe(0o600)
@@ -323,7 +319,7 @@ describe("secure by default", () => {
   it.scopedLive("with AUTH_JWKS_URL but neither AUTH_ISSUER nor AUTH_AUDIENCE, the server refuses to start", () =>
     Effect.gen(function*() {
       const deployed = yield* deployment("auth-jwks")
-      const pipeline = yield* started({ ...deployed.env, AUTH_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json` })
+      const pipeline = yield* started(() => startPipeline({ ...deployed.env, AUTH_JWKS_URL: `http://127.0.0.1:${jwksPort}/jwks.json` }))
       expect(yield* Effect.promise(() => pipeline.exited)).toBe(1)
       expect(pipeline.output()).toContain("AUTH_JWKS_URL is set without AUTH_ISSUER or AUTH_AUDIENCE")
     }), { timeout: 60_000 })
@@ -338,7 +334,7 @@ describe("secure by default", () => {
         EMBEDDED_DB_DIR: join(dir, "pg"),
         AUTH_SECRET_FILE: join(dir, "auth-secret")
       }
-      const pipeline = yield* started(env)
+      const pipeline = yield* started(() => startPipeline(env))
       expect(yield* Effect.promise(() => pipeline.exited)).toBe(1)
       expect(pipeline.output()).toContain("AUTH_SECRET is not set, but KAFKA_BROKERS is")
       const cli = yield* Effect.promise(() => mintWithCli(["--type", "device", "--tenant", "t", "--subject", "d"], env))

@@ -21,17 +21,13 @@ import {
   tempDir,
   TOPIC
 } from "./support/pipeline.js"
-import { type PipelineProcess, startPipeline, startWorker } from "./support/process.js"
+import { type PipelineProcess, started, startPipeline, startWorker } from "./support/process.js"
 
 // A claim whose load takes its process down (out of memory, a native crash) must not do so forever: its deliveries
 // are counted before each load, so after a restart it is not taken first (in-process queue) and past
 // WORKER_MAX_DELIVERIES it is dead-lettered without loading (both queues). The crash here is a SIGKILL mid-load.
 
 const LARGE = 300_000
-
-/** A process of ours, killed with the scope if the test did not. */
-const running = (start: () => PipelineProcess) =>
-  Effect.acquireRelease(Effect.sync(start), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
 
 /** Kills the process once it is loading a claim into the database (as `application`), and waits for it to be gone. */
 const killWhileLoading = (process: PipelineProcess, application: string) =>
@@ -72,7 +68,7 @@ describe("a claim that crashed its worker", () => {
       yield* Effect.gen(function*() {
         // Stored before the process starts: its recovery queues what the ledger does not hold.
         const large = yield* stash(readingsPayload("crash-large", LARGE), { receivedAt: new Date("2026-11-20T10:00:00Z") })
-        const first = yield* running(() => startPipeline({ ...env, ...asApplication("pipeline-1") }))
+        const first = yield* started(() => startPipeline({ ...env, ...asApplication("pipeline-1") }))
         yield* killWhileLoading(first, "pipeline-1")
         expect(yield* deliveriesOf(large.claim.claim_id)).toEqual([{ attempts: 1 }])
         expect(yield* loaded("crash-")).toEqual({ readings: 0, distinct_readings: 0, claims: 0 })
@@ -80,7 +76,7 @@ describe("a claim that crashed its worker", () => {
         // Payloads of another tenant, stored meanwhile, and unloaded too when the pipeline starts again.
         const others = yield* Effect.forEach([1, 2, 3], (n) =>
           stash(readingsPayload(`crash-other-${n}`, 10), { receivedAt: new Date(`2026-11-20T11:0${n}:00Z`), tenantId: "other" }))
-        const second = yield* running(() => startPipeline({ ...env, ...asApplication("pipeline-2"), WORKER_MAX_DELIVERIES: "1" }))
+        const second = yield* started(() => startPipeline({ ...env, ...asApplication("pipeline-2"), WORKER_MAX_DELIVERIES: "1" }))
         const letters = join(dir, "queue", "dead-letters.jsonl")
         yield* eventually(
           Effect.try(() => readFileSync(letters, "utf8")).pipe(Effect.orElseSucceed(() => "")),
@@ -123,11 +119,11 @@ describe("a claim that crashed its worker", () => {
         yield* queue.publish(large.claim)
         yield* queue.publish(behind.claim)
 
-        yield* killWhileLoading(yield* running(() => startWorker(asApplication("worker-1"))), "worker-1")
+        yield* killWhileLoading(yield* started(() => startWorker(asApplication("worker-1"))), "worker-1")
         expect(yield* deliveriesOf(large.claim.claim_id)).toEqual([{ attempts: 1 }])
         expect(yield* committed).toBe(0)
 
-        yield* running(() => startWorker({ ...asApplication("worker-2"), WORKER_MAX_DELIVERIES: "1" }))
+        yield* started(() => startWorker({ ...asApplication("worker-2"), WORKER_MAX_DELIVERIES: "1" }))
         yield* eventually(committed, (n) => n === 2, "120 seconds")
         const letters = yield* cluster.messages(DLQ)
         expect(letters.map((l) => [JSON.parse(l.value!).claim_id, l.headers["dlq-reason"], l.headers["dlq-attempts"]])).toEqual([

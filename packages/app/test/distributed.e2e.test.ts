@@ -1,14 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { authEnv, bearer, deviceToken } from "@telemetry/ingest/testing/auth"
-import { bulkPayload } from "@telemetry/ingest/testing/payloads"
-import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import * as S3Server from "@telemetry/testbed/S3Server"
-import { Effect, Layer } from "effect"
+import { bulkPayload } from "@telemetry/domain/testing"
+import { bearer, deviceToken } from "@telemetry/ingest/testing/auth"
+import { Effect } from "effect"
 import { gzipSync } from "node:zlib"
-import pg from "pg"
-import { healthy, type PipelineProcess, startPipeline, startWorker, until } from "./support/process.js"
-import { freePort } from "./support/stack.js"
+import { started, startedIngest, startWorker, until } from "./support/process.js"
+import { pgClient, runningStandIns, standIns } from "./support/standIns.js"
 
 /** Posts as a well-behaved client does: told to come back later (429, 503), it waits `Retry-After` and does. */
 const post = async (base: string, body: Buffer, device: string): Promise<number> => {
@@ -28,35 +24,19 @@ const post = async (base: string, body: Buffer, device: string): Promise<number>
   return post(base, body, device)
 }
 
-/** A process that is killed with the scope if the test did not already stop it. */
-const started = (start: () => PipelineProcess) =>
-  Effect.acquireRelease(Effect.sync(start), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
-
-const testBed = Layer.mergeAll(
-  KafkaMock.layer({ topics: { "telemetry.raw": 3 } }),
-  S3Server.layer,
-  PostgresDatabase.layer
-)
-
 describe("distributed pipeline: ingest and two workers as OS processes on Kafka, S3 and PostgreSQL", () => {
   it.scopedLive("loads every reading exactly once, also when a worker is SIGKILLed in the middle of a load", () =>
     Effect.gen(function*() {
-      const kafka = yield* KafkaMock.KafkaMock
-      const s3 = yield* S3Server.S3Server
-      const database = yield* PostgresDatabase.PostgresDatabase
-      const db = new pg.Client({ connectionString: database.url })
-      yield* Effect.acquireRelease(Effect.promise(() => db.connect()), () => Effect.promise(() => db.end()))
+      const { database, env: standInsEnv } = yield* runningStandIns
+      const db = yield* pgClient({ connectionString: database.url })
       const scalar = async (query: string) => Number((await db.query(query)).rows[0].n)
 
-      const port = yield* Effect.promise(freePort)
-      const base = `http://127.0.0.1:${port}`
-      const env = { ...kafka.env, ...s3.env, ...database.env, ...authEnv, KAFKA_SESSION_TIMEOUT: "6 seconds", KAFKA_HEARTBEAT_INTERVAL: "1 second" }
-      const ingest = yield* started(() => startPipeline({ ...env, PORT: String(port), RUN_WORKER: "false" }))
+      const env = { ...standInsEnv, KAFKA_SESSION_TIMEOUT: "6 seconds", KAFKA_HEARTBEAT_INTERVAL: "1 second" }
+      const { base, ingest } = yield* startedIngest(env)
       // Each worker names its database connections, so the test can see which one is in the middle of a COPY.
       const worker = (name: string) =>
         started(() => startWorker({ ...env, DATABASE_URL: `${database.url}?application_name=${name}` }))
       const workers = { "worker-a": yield* worker("worker-a"), "worker-b": yield* worker("worker-b") }
-      yield* Effect.promise(() => healthy(ingest, base))
       // On a timeout, what the workers printed says why.
       const waitUntil = (check: () => Promise<boolean>, timeoutMs: number, what: string) =>
         Effect.promise(() => until(ingest, check, timeoutMs, what)).pipe(
@@ -96,5 +76,5 @@ describe("distributed pipeline: ingest and two workers as OS processes on Kafka,
       // Nothing more arrives later: the killed worker's claim was loaded once, by the survivor.
       yield* Effect.sleep("3 seconds")
       expect(yield* Effect.promise(() => scalar(loaded))).toBe(expected)
-    }).pipe(Effect.scoped, Effect.provide(testBed)), { timeout: 420_000 })
+    }).pipe(Effect.scoped, Effect.provide(standIns({ "telemetry.raw": 3 }))), { timeout: 420_000 })
 })

@@ -1,7 +1,4 @@
 import { expect, layer } from "@effect/vitest"
-import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import * as S3Server from "@telemetry/testbed/S3Server"
 import { Context, Effect, Layer } from "effect"
 import { describeTally } from "./support/faults/audit.js"
 import { type Bed, makeBed } from "./support/faults/bed.js"
@@ -9,18 +6,13 @@ import { answer, latch, type Outcome } from "./support/faults/requests.js"
 import { campaign, runRound } from "./support/faults/rounds.js"
 import { MiB, shipment, type ShipmentSpec } from "./support/faults/shipments.js"
 import { CLAIMS_TOPIC, DLQ_TOPIC } from "./support/faults/topics.js"
+import { standIns } from "./support/standIns.js"
 
 class FaultBed extends Context.Tag("FaultBed")<FaultBed, Bed>() {}
 
 // One bed for the whole file: the scenarios run in turn on the same processes, restarting only what they kill,
 // and each audit holds every request sent so far — earlier scenarios' included — against the outcome.
-const bed = Layer.scoped(FaultBed, makeBed).pipe(
-  Layer.provide(Layer.mergeAll(
-    KafkaMock.layer({ topics: { [CLAIMS_TOPIC]: 3, [DLQ_TOPIC]: 1 } }),
-    S3Server.layer,
-    PostgresDatabase.layer
-  ))
-)
+const bed = Layer.scoped(FaultBed, makeBed).pipe(Layer.provide(standIns({ [CLAIMS_TOPIC]: 3, [DLQ_TOPIC]: 1 })))
 
 const SEED = Number(process.env["FAULT_SEED"] ?? 20261129)
 const ROUNDS = Number(process.env["FAULT_ROUNDS"] ?? 50)

@@ -1,17 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimQueue } from "@telemetry/domain"
-import { authEnv, bearer, deviceToken } from "@telemetry/ingest/testing/auth"
-import { haPayload } from "@telemetry/ingest/testing/payloads"
-import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import * as S3Server from "@telemetry/testbed/S3Server"
+import { haPayload } from "@telemetry/domain/testing"
+import { bearer, deviceToken } from "@telemetry/ingest/testing/auth"
 import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
 import { Effect, Layer } from "effect"
 import { request as httpRequest } from "node:http"
 import { gzipSync } from "node:zlib"
 import { eventually, freshDatabase, loaded, switchable } from "./support/pipeline.js"
-import { healthy, startPipeline, until } from "./support/process.js"
+import { startedIngest, until } from "./support/process.js"
 import { embeddedStack, freePort } from "./support/stack.js"
+import { runningStandIns, standIns } from "./support/standIns.js"
 
 interface Check {
   readonly status: "up" | "degraded" | "down"
@@ -76,31 +74,11 @@ const up = { status: "up", latency_ms: expect.any(Number) }
 const down = { status: "down", latency_ms: expect.any(Number), error: expect.any(String) }
 const idle = { pending: 0, stalled_seconds: 0 }
 
-const testBed = Layer.mergeAll(KafkaMock.layer({ topics: { "telemetry.raw": 3 } }), S3Server.layer, PostgresDatabase.layer)
-
 describe("health on Kafka, S3 and PostgreSQL (ingest only)", () => {
   it.scopedLive("detailed: each dependency with its latency, 503 naming the one down, degraded while claims wait unconsumed; ready: 503 while storage or Kafka is down", () =>
     Effect.gen(function*() {
-      const kafka = yield* KafkaMock.KafkaMock
-      const s3 = yield* S3Server.S3Server
-      const database = yield* PostgresDatabase.PostgresDatabase
-      const port = yield* Effect.promise(freePort)
-      const base = `http://127.0.0.1:${port}`
-      const ingest = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          startPipeline({
-            ...kafka.env,
-            ...s3.env,
-            ...database.env,
-            ...authEnv,
-            PORT: String(port),
-            RUN_WORKER: "false",
-            HEALTH_MAX_CLAIM_AGE: "2 seconds"
-          })
-        ),
-        (p) => Effect.sync(() => p.child.kill("SIGKILL"))
-      )
-      yield* Effect.promise(() => healthy(ingest, base))
+      const { env, kafka, s3 } = yield* runningStandIns
+      const { base, ingest } = yield* startedIngest({ ...env, HEALTH_MAX_CLAIM_AGE: "2 seconds" })
 
       expect(yield* detailed(base)).toEqual({
         code: 200,
@@ -138,7 +116,7 @@ describe("health on Kafka, S3 and PostgreSQL (ingest only)", () => {
       expect(stuck.checks.queue.reason).toMatch(/^1 claim\(s\) not loaded, without progress for \d+s \(more than HEALTH_MAX_CLAIM_AGE, 2s\)$/)
       // Ingest can still take uploads.
       expect(yield* ready(base)).toMatchObject({ code: 200 })
-    }).pipe(Effect.provide(testBed)), { timeout: 180_000 })
+    }).pipe(Effect.provide(standIns({ "telemetry.raw": 3 }))), { timeout: 180_000 })
 })
 
 describe("health on embedded parts", () => {

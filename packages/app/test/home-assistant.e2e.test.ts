@@ -2,18 +2,16 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Accounts } from "@telemetry/ingest/auth/Accounts"
 import * as SqlAccounts from "@telemetry/ingest/auth/SqlAccounts"
-import { authEnv, bearer, readerToken } from "@telemetry/ingest/testing/auth"
+import { bearer, readerToken } from "@telemetry/ingest/testing/auth"
 import { send } from "@telemetry/ingest/testing/client"
-import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import * as S3Server from "@telemetry/testbed/S3Server"
 import { Context, Duration, Effect, Layer } from "effect"
-import pg from "pg"
 import { runCli } from "./support/cli.js"
 import { type HaItem, type HaReading, makeHaClient, pythonIsoformat } from "./support/homeAssistant.js"
 import * as LostAnswers from "./support/lostAnswers.js"
-import { healthy, type PipelineProcess, startPipeline, startWorker } from "./support/process.js"
+import { started, startedIngest, startWorker } from "./support/process.js"
 import { embeddedStack, eventually, freePort } from "./support/stack.js"
+import { pgClient, runningStandIns, standIns } from "./support/standIns.js"
 
 // Issue 12: the Easy Smart Monitor integration, as it behaves (support/homeAssistant.ts), against the pipeline.
 // A home in Berlin records readings through the night the clocks go back (2026-10-25, 03:00 CEST → 02:00 CET), in
@@ -395,16 +393,6 @@ const scenario = (bed: Bed) =>
     }
   })
 
-/** A process killed with the scope, whatever the test did to it. */
-const started = (start: () => PipelineProcess) =>
-  Effect.acquireRelease(Effect.sync(start), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
-
-const testBed = Layer.mergeAll(
-  KafkaMock.layer({ topics: { "telemetry.raw": 3, "telemetry.dlq": 1 } }),
-  S3Server.layer,
-  PostgresDatabase.layer
-)
-
 describe("the Home Assistant integration, as it behaves, against the pipeline", () => {
   it.scopedLive("embedded stack (in-process queue, PGlite) with storage on s3rver", () =>
     Effect.gen(function*() {
@@ -427,18 +415,11 @@ describe("the Home Assistant integration, as it behaves, against the pipeline", 
 
   it.scopedLive("ingest and a worker as OS processes on mock Kafka, s3rver and PostgreSQL", () =>
     Effect.gen(function*() {
-      const kafka = yield* KafkaMock.KafkaMock
-      const s3 = yield* S3Server.S3Server
-      const database = yield* PostgresDatabase.PostgresDatabase
-      const db = new pg.Client({ connectionString: database.url })
-      yield* Effect.acquireRelease(Effect.promise(() => db.connect()), () => Effect.promise(() => db.end()))
-
-      const port = yield* Effect.promise(freePort)
-      const base = `http://127.0.0.1:${port}`
-      const env = { ...kafka.env, ...s3.env, ...database.env, ...authEnv, ...SETTINGS }
-      const ingest = yield* started(() => startPipeline({ ...env, PORT: String(port), RUN_WORKER: "false" }))
+      const { database, env: standInsEnv, s3 } = yield* runningStandIns
+      const db = yield* pgClient({ connectionString: database.url })
+      const env = { ...standInsEnv, ...SETTINGS }
+      const { base, ingest } = yield* startedIngest(env)
       const worker = yield* started(() => startWorker(env))
-      yield* Effect.promise(() => healthy(ingest, base))
 
       yield* scenario({
         base,
@@ -466,5 +447,5 @@ describe("the Home Assistant integration, as it behaves, against the pipeline", 
           )
         )
       )
-    }).pipe(Effect.scoped, Effect.provide(testBed)), { timeout: 240_000 })
+    }).pipe(Effect.scoped, Effect.provide(standIns({ "telemetry.raw": 3, "telemetry.dlq": 1 }))), { timeout: 240_000 })
 })

@@ -1,9 +1,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { ObjectStore } from "@telemetry/domain"
+import { haEquipmentRow, haPayload } from "@telemetry/domain/testing"
 import { count } from "@telemetry/infra/testing"
 import { bearer, deviceToken, readerToken } from "@telemetry/ingest/testing/auth"
-import { haPayload } from "@telemetry/ingest/testing/payloads"
 import { Chunk, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
@@ -73,14 +73,7 @@ describe("pipeline over HTTP on embedded parts", () => {
         expect(rows[0]!.metadata).toEqual({ battery: 87, rssi: -61 })
         const [equipment] = yield* sql`SELECT name, location, status, collection_interval, siren_active, siren_time
           FROM equipments WHERE uuid = 'ha-1'`
-        expect(equipment).toEqual({
-          name: "Freezer 1",
-          location: "Kitchen",
-          status: "active",
-          collection_interval: 30,
-          siren_active: true,
-          siren_time: 90
-        })
+        expect(equipment).toEqual(haEquipmentRow)
 
         const [object] = (yield* storedObjects).filter((o) => o.key === response.json.claim_check)
         expect(object!.metadata).toMatchObject({

@@ -3,6 +3,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
 import { bearer, deviceToken, readerToken } from "@telemetry/ingest/testing/auth"
+import { readingsPayload } from "@telemetry/worker/testing/claims"
 import { Effect } from "effect"
 import { request as httpRequest } from "node:http"
 import { setTimeout as sleep } from "node:timers/promises"
@@ -13,16 +14,8 @@ import { deployment } from "./support/stack.js"
 const HOUR = 3_600_000
 const START = Date.UTC(2026, 10, 10)
 
-/** One equipment, `readings` readings of 4 sensors one second apart. */
-const payload = (equipment: string, readings: number) =>
-  gzipSync(JSON.stringify([{
-    equip_uuid: equipment,
-    sensor: Array.from({ length: readings }, (_, j) => ({
-      sensor_uuid: `${equipment}-s${j % 4}`,
-      valor: j % 100,
-      sensor_datahora_coleta: new Date(START + j * 1000).toISOString()
-    }))
-  }]))
+/** One equipment, `readings` readings of 4 sensors one second apart from START, gzip-compressed. */
+const payload = (equipment: string, readings: number) => gzipSync(JSON.stringify(readingsPayload(equipment, readings, START)))
 
 const post = async (base: string, body: Buffer) => {
   const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
@@ -70,10 +63,31 @@ const servedReadings = async (base: string, equipment: string) => {
   return data.reduce((n, row) => n + row.sample_count, 0)
 }
 
-const stop = async (p: PipelineProcess) => {
-  p.child.kill("SIGTERM")
-  return p.exited
-}
+/** Waits until `pipeline` serves `readings` readings of `equipment`. */
+const serves = (pipeline: PipelineProcess, base: string, equipment: string, readings: number) =>
+  until(pipeline, async () => (await servedReadings(base, equipment)) >= readings, 120_000, `${readings} readings of ${equipment}`)
+
+/** Starts the pipeline again on `env`, runs `meanwhile` once it answers, then stops it with SIGTERM. */
+const restartedWhile = (env: Record<string, string>, base: string, meanwhile: (pipeline: PipelineProcess) => Promise<unknown>) =>
+  Effect.promise(async () => {
+    const pipeline = startPipeline(env)
+    await healthy(pipeline, base)
+    await meanwhile(pipeline)
+    pipeline.child.kill("SIGTERM")
+    await pipeline.exited
+  })
+
+/**
+ * Ingest alone, with `SHUTDOWN_TIMEOUT`, SIGTERMed while `body` is posted slowly in `parts`: the answer to that post
+ * (a status, or the error of the cut connection) and how the process exited.
+ */
+const sigtermDuringUpload = (env: Record<string, string>, base: string, shutdownTimeout: string, body: Buffer, parts: number) =>
+  Effect.promise(async () => {
+    const ingest = startPipeline({ ...env, RUN_WORKER: "false", SHUTDOWN_TIMEOUT: shutdownTimeout })
+    await healthy(ingest, base)
+    const answer = await postSlowly(base, body, parts, 200, () => ingest.child.kill("SIGTERM"))
+    return { answer, exit: await ingest.exited }
+  })
 
 /** Opens the data directory the processes used, once they are gone, and counts what was loaded. */
 const countLoaded = (dataDir: string, equipments: ReadonlyArray<string>) =>
@@ -98,12 +112,7 @@ describe("lossless restart on embedded parts", () => {
       ingestOnly.child.kill("SIGKILL")
       expect(yield* Effect.promise(() => ingestOnly.exited)).toBe("SIGKILL")
 
-      const restarted = startPipeline(env)
-      yield* Effect.promise(() => healthy(restarted, base))
-      yield* Effect.promise(() =>
-        until(restarted, async () => (await servedReadings(base, "restart-a")) === 5_000, 60_000, "the recovered claim to load")
-      )
-      yield* Effect.promise(() => stop(restarted))
+      yield* restartedWhile(env, base, (restarted) => serves(restarted, base, "restart-a", 5_000))
 
       const loaded = yield* countLoaded(dataDir, ["restart-a"])
       expect(loaded).toEqual({ total: 5_000, distinct_rows: 5_000, claims: 1 })
@@ -124,14 +133,9 @@ describe("lossless restart on embedded parts", () => {
       first.child.kill("SIGKILL")
       yield* Effect.promise(() => first.exited)
 
-      const second = startPipeline(env)
-      yield* Effect.promise(() => healthy(second, base))
-      for (const equipment of equipments) {
-        yield* Effect.promise(() =>
-          until(second, async () => (await servedReadings(base, equipment)) >= readings, 120_000, `${equipment} to load`)
-        )
-      }
-      yield* Effect.promise(() => stop(second))
+      yield* restartedWhile(env, base, async (second) => {
+        for (const equipment of equipments) await serves(second, base, equipment, readings)
+      })
 
       const loaded = yield* countLoaded(dataDir, equipments)
       expect(loaded).toEqual({ total: 3 * readings, distinct_rows: 3 * readings, claims: 3 })
@@ -140,40 +144,22 @@ describe("lossless restart on embedded parts", () => {
   it.scopedLive("SIGTERM during an upload: the upload finishes and is answered, the process exits, the claim loads once", () =>
     Effect.gen(function*() {
       const { base, dataDir, env } = yield* deployment("sigterm-upload")
-      const first = startPipeline({ ...env, RUN_WORKER: "false", SHUTDOWN_TIMEOUT: "30 seconds" })
-      yield* Effect.promise(() => healthy(first, base))
-      const status = yield* Effect.promise(() =>
-        postSlowly(base, payload("graceful-a", 20_000), 10, 200, () => first.child.kill("SIGTERM"))
-      )
-      expect(status).toBe(202)
-      expect(yield* Effect.promise(() => first.exited)).toBe(0)
+      expect(yield* sigtermDuringUpload(env, base, "30 seconds", payload("graceful-a", 20_000), 10)).toEqual({ answer: 202, exit: 0 })
       // New connections are refused once it stopped.
       expect(yield* Effect.promise(() => fetch(`${base}/api/v1/health`).then(() => "answered", () => "refused"))).toBe("refused")
 
-      const second = startPipeline(env)
-      yield* Effect.promise(() => healthy(second, base))
-      yield* Effect.promise(() =>
-        until(second, async () => (await servedReadings(base, "graceful-a")) === 20_000, 60_000, "the claim to load")
-      )
-      yield* Effect.promise(() => stop(second))
+      yield* restartedWhile(env, base, (second) => serves(second, base, "graceful-a", 20_000))
       expect(yield* countLoaded(dataDir, ["graceful-a"])).toEqual({ total: 20_000, distinct_rows: 20_000, claims: 1 })
     }), { timeout: 180_000 })
 
   it.scopedLive("an upload still streaming at the shutdown deadline is cut off and nothing of it is kept", () =>
     Effect.gen(function*() {
       const { base, dataDir, env } = yield* deployment("sigterm-deadline")
-      const first = startPipeline({ ...env, RUN_WORKER: "false", SHUTDOWN_TIMEOUT: "1 second" })
-      yield* Effect.promise(() => healthy(first, base))
-      const status = yield* Effect.promise(() =>
-        postSlowly(base, payload("cut-a", 20_000), 40, 200, () => first.child.kill("SIGTERM"))
-      )
-      expect(status).not.toBe(202)
-      expect(yield* Effect.promise(() => first.exited)).toBe(0)
+      const { answer, exit } = yield* sigtermDuringUpload(env, base, "1 second", payload("cut-a", 20_000), 40)
+      expect(answer).not.toBe(202)
+      expect(exit).toBe(0)
 
-      const second = startPipeline(env)
-      yield* Effect.promise(() => healthy(second, base))
-      yield* Effect.sleep("3 seconds")
-      yield* Effect.promise(() => stop(second))
+      yield* restartedWhile(env, base, () => sleep(3000))
       expect(yield* countLoaded(dataDir, ["cut-a"])).toEqual({ total: 0, distinct_rows: 0, claims: 0 })
     }), { timeout: 180_000 })
 })

@@ -5,13 +5,9 @@ import * as S3Server from "@telemetry/testbed/S3Server"
 import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
 import { Effect } from "effect"
 import { DLQ, eventually, freshDatabase, infrastructure, loaded, loading, TOPIC } from "./support/pipeline.js"
-import { type PipelineProcess, startWorker } from "./support/process.js"
+import { type PipelineProcess, started, startWorker } from "./support/process.js"
 
 const READINGS = 300_000
-
-/** A worker process, killed with the scope if the test did not stop it. */
-const started = (env: Record<string, string>) =>
-  Effect.acquireRelease(Effect.sync(() => startWorker(env)), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
 
 /** Its exit code, which must come within `seconds`. */
 const exitWithin = (worker: PipelineProcess, seconds: number) =>
@@ -43,7 +39,7 @@ const sigtermDuringLoad = (shutdownTimeout: string, expectLoadedBeforeRestart: b
       const marker = yield* stash(readingsPayload("term-marker", 10), { deviceId: "device-term" })
       yield* queue.publish(large.claim)
 
-      const first = yield* started(workerEnv("worker-1"))
+      const first = yield* started(() => startWorker(workerEnv("worker-1")))
       yield* eventually(loading("worker-1"), (busy) => busy, "120 seconds")
       first.child.kill("SIGTERM")
       // The deadline is the shutdown timeout, plus 5 s to close the clients; 10 s more for a busy machine.
@@ -54,7 +50,7 @@ const sigtermDuringLoad = (shutdownTimeout: string, expectLoadedBeforeRestart: b
       expect(afterStop.claims).toBe(expectLoadedBeforeRestart ? 1 : 0)
       expect(yield* committed).toBe(expectLoadedBeforeRestart ? 1 : 0)
 
-      yield* started(workerEnv("worker-2"))
+      yield* started(() => startWorker(workerEnv("worker-2")))
       yield* queue.publish(marker.claim)
       // The marker loads after the large claim, in order on their partition.
       yield* eventually(committed, (n) => n === 2, "180 seconds")

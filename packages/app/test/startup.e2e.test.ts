@@ -5,7 +5,7 @@ import * as S3Server from "@telemetry/testbed/S3Server"
 import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
 import { Effect } from "effect"
 import { DLQ, eventually, freshDatabase, infrastructure, loaded, switchable, TOPIC } from "./support/pipeline.js"
-import { startWorker } from "./support/process.js"
+import { started, startWorker } from "./support/process.js"
 
 // Issue 11 §5: a worker started while its services are unreachable waits for them — logging what it waits for —
 // instead of exiting, and works once they are there.
@@ -27,7 +27,7 @@ describe("a worker process started before its services", () => {
       yield* Effect.promise(() => s3.down())
       yield* outage.down
       yield* cluster.brokerDown(1)
-      const worker = yield* Effect.acquireRelease(Effect.sync(() => startWorker(env)), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
+      const worker = yield* started(() => startWorker(env))
       const printed = (text: string) => eventually(Effect.sync(() => worker.output().includes(text)), (seen) => seen, "60 seconds")
 
       // Storage and database are built side by side; Kafka once they are there.

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest"
 import { JsonArrayScanner, JsonScanError, type ScannerLimits } from "../src/json/JsonArrayScanner.js"
+import { piecesOf, utf8 } from "./support/bytes.js"
 
 const roomy: ScannerLimits = { maxElementBytes: 1 << 20, maxDepth: 64, maxStringBytes: 1 << 20 }
-const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 
 const scanChunks = (chunks: ReadonlyArray<Uint8Array>, limits: ScannerLimits = roomy): Array<unknown> => {
   const scanner = new JsonArrayScanner(limits)
@@ -90,8 +90,7 @@ describe("JsonArrayScanner", () => {
   it("reassembles elements of any size spanning many chunks, one after another", () => {
     const elements = [3_000_000, 100_000, 10, 2_000_000, 70_000].map((n, k) => ({ k, text: "é".repeat(n / 2) }))
     const bytes = utf8(JSON.stringify(elements))
-    const chunks = Array.from({ length: Math.ceil(bytes.length / 65_536) }, (_, k) => bytes.subarray(k * 65_536, (k + 1) * 65_536))
-    expect(scanChunks(chunks, { ...roomy, maxElementBytes: 8_000_000, maxStringBytes: 8_000_000 })).toEqual(elements)
+    expect(scanChunks(piecesOf(bytes, 65_536), { ...roomy, maxElementBytes: 8_000_000, maxStringBytes: 8_000_000 })).toEqual(elements)
   })
 
   it("does not keep references to the caller's chunk buffers", () => {

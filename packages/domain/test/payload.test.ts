@@ -7,9 +7,9 @@ import { EquipmentItem, SensorReading } from "../src/payload/Payload.js"
 import { decodePayload } from "../src/payload/PayloadDecoder.js"
 import type { TelemetryItem } from "../src/payload/Telemetry.js"
 import { makeTimestampParser } from "../src/payload/timestamps.js"
+import { chunksOf, concat, piecesOf, utf8 } from "./support/bytes.js"
 
 const RECEIVED_AT = Date.parse("2026-05-01T12:00:00.000Z")
-const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 /** Epoch microseconds as ISO-8601 with six fractional digits. */
 const isoMicros = (us: number): string =>
   new Date(Math.floor(us / 1000)).toISOString().replace(/Z$/, `${String(us % 1000).padStart(3, "0")}Z`)
@@ -568,12 +568,7 @@ const limits = { maxItems: 100, maxItemBytes: 4096, maxDepth: 8, maxStringBytes:
 const decoderOptions = { timeZone: "UTC", receivedAt: RECEIVED_AT, ...limits }
 
 /** `text` as a stream of chunks of `size` bytes (by default one chunk). */
-const bytesOf = (text: string, size = Infinity): Stream.Stream<Uint8Array> => {
-  const bytes = utf8(text)
-  const chunks: Array<Uint8Array> = []
-  for (let i = 0; i < bytes.length; i += Math.min(size, bytes.length)) chunks.push(bytes.subarray(i, i + size))
-  return Stream.fromIterable(chunks)
-}
+const bytesOf = (text: string, size = Infinity): Stream.Stream<Uint8Array> => Stream.fromIterable(piecesOf(utf8(text), size))
 const decode = (text: string, options: Partial<typeof decoderOptions> = {}, chunkSize = Infinity) =>
   bytesOf(text, chunkSize).pipe(decodePayload({ ...decoderOptions, ...options }), Stream.runCollect, Effect.map(Chunk.toArray))
 const decodeError = (text: string, options: Partial<typeof decoderOptions> = {}) => Effect.flip(decode(text, options))
@@ -795,11 +790,6 @@ describe("PayloadDecoder", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // limitBytes
 // ---------------------------------------------------------------------------------------------------------------
-
-const concat = (chunks: Chunk.Chunk<Uint8Array>): Uint8Array => Buffer.concat(Chunk.toArray(chunks))
-const chunksOf = (bytes: Uint8Array, size: number): Stream.Stream<Uint8Array> =>
-  Stream.fromChunks(...Array.from({ length: Math.ceil(bytes.length / size) }, (_, k) =>
-    Chunk.of(bytes.subarray(k * size, (k + 1) * size))))
 
 describe("limitBytes", () => {
   it.effect("limitBytes passes exactly `limit` bytes", () =>

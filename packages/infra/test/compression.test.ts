@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { InvalidPayload, limitBytes, PayloadTooLarge } from "@telemetry/domain"
+import { chunksOf, concat, piecesOf, utf8 } from "@telemetry/domain/testing"
 import { Chunk, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { gzipSync } from "node:zlib"
@@ -10,10 +11,7 @@ const MiB = 1024 * 1024
 /** `bytes` as a stream of 64 KiB chunks, counting what was pulled. */
 const counted = (bytes: Buffer) => {
   let pulled = 0
-  const stream = Stream.fromIterable(Array.from({ length: Math.ceil(bytes.length / (64 * 1024)) }, (_, i) =>
-    bytes.subarray(i * 64 * 1024, (i + 1) * 64 * 1024))).pipe(
-      Stream.tap((chunk) => Effect.sync(() => (pulled += chunk.length)))
-    )
+  const stream = Stream.fromIterable(piecesOf(bytes, 64 * 1024)).pipe(Stream.tap((chunk) => Effect.sync(() => (pulled += chunk.length))))
   return { stream, pulled: () => pulled }
 }
 
@@ -45,11 +43,6 @@ describe("zlib streams", () => {
 })
 
 const payload = JSON.stringify([{ equip_uuid: "freezer-1", sensor: [{ sensor_uuid: "t1", valor: -18.5 }] }])
-const utf8 = (text: string) => new TextEncoder().encode(text)
-const concat = (chunks: Chunk.Chunk<Uint8Array>): Uint8Array => Buffer.concat(Chunk.toArray(chunks))
-const chunksOf = (bytes: Uint8Array, size: number): Stream.Stream<Uint8Array> =>
-  Stream.fromChunks(...Array.from({ length: Math.ceil(bytes.length / size) }, (_, k) =>
-    Chunk.of(bytes.subarray(k * size, (k + 1) * size))))
 
 describe("gunzip", () => {
   it.effect("gunzip round-trips real gzip data, whole or in small chunks", () =>

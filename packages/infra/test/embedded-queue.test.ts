@@ -1,28 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { type ClaimCheck, ClaimQueue } from "@telemetry/domain"
 import { claim } from "@telemetry/domain/testing"
-import { Deferred, Duration, Effect, Fiber, Ref, TestClock } from "effect"
+import { Duration, Effect, Fiber, Ref, TestClock } from "effect"
 import * as EmbeddedClaimQueue from "../src/queue/embedded/EmbeddedClaimQueue.js"
+import { stopDuring } from "./support/queue.js"
 
 const queueWith = (shutdownTimeout: Duration.DurationInput) =>
   EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second", shutdownTimeout })
 
-/** Consumes with `handle` until it started on a claim, then stops the consumer; answers the claims finished. */
-const stopDuring = (handle: (claim: ClaimCheck) => Effect.Effect<void>) =>
-  Effect.gen(function*() {
-    const queue = yield* ClaimQueue
-    const started = yield* Deferred.make<void>()
-    const finished = yield* Ref.make<ReadonlyArray<string>>([])
-    const consumer = yield* Effect.fork(queue.consume((c) =>
-      Deferred.succeed(started, undefined).pipe(
-        Effect.zipRight(handle(c)),
-        Effect.zipRight(Ref.update(finished, (ids) => [...ids, c.claim_id]))
-      )
-    ))
-    yield* Deferred.await(started)
-    yield* Fiber.interrupt(consumer)
-    return yield* Ref.get(finished)
-  })
+/** Publishes `claims` in turn, and answers them. */
+const published = <const C extends ReadonlyArray<ClaimCheck>>(...claims: C) =>
+  Effect.flatMap(ClaimQueue, (queue) => Effect.as(Effect.forEach(claims, queue.publish, { discard: true }), claims))
 
 /** The claims a new consumer takes first, in order. */
 const nextTaken = (count: number) =>
@@ -38,30 +26,22 @@ const nextTaken = (count: number) =>
 describe("the in-process queue's consumer", () => {
   it.live("stopped, lets the claim in progress finish within the shutdown timeout and takes no more", () =>
     Effect.gen(function*() {
-      const queue = yield* ClaimQueue
-      const [first, second] = [claim(), claim()]
-      yield* queue.publish(first)
-      yield* queue.publish(second)
-      expect(yield* stopDuring(() => Effect.sleep("500 millis"))).toEqual([first.claim_id])
+      const [first, second] = yield* published(claim(), claim())
+      expect(yield* stopDuring(() => Effect.sleep("500 millis"))).toEqual({ finished: [first.claim_id], interrupted: true })
       expect(yield* nextTaken(1)).toEqual([second.claim_id])
     }).pipe(Effect.provide(queueWith("20 seconds"))))
 
   it.live("stopped, interrupts a claim that outlasts the shutdown timeout and hands it out again first", () =>
     Effect.gen(function*() {
-      const queue = yield* ClaimQueue
-      const [first, second] = [claim(), claim()]
-      yield* queue.publish(first)
-      yield* queue.publish(second)
-      expect(yield* stopDuring(() => Effect.never)).toEqual([])
+      const [first, second] = yield* published(claim(), claim())
+      expect(yield* stopDuring(() => Effect.never)).toEqual({ finished: [], interrupted: true })
       expect(yield* nextTaken(2)).toEqual([first.claim_id, second.claim_id])
     }).pipe(Effect.provide(queueWith("200 millis"))))
 
   it.live("a claim whose handling failed stops the consumer and is handed out again first", () =>
     Effect.gen(function*() {
       const queue = yield* ClaimQueue
-      const [first, second] = [claim(), claim()]
-      yield* queue.publish(first)
-      yield* queue.publish(second)
+      const [first, second] = yield* published(claim(), claim())
       expect(yield* Effect.flip(queue.consume(() => Effect.fail("database down")))).toBe("database down")
       expect(yield* nextTaken(2)).toEqual([first.claim_id, second.claim_id])
     }).pipe(Effect.provide(queueWith("1 second"))))
@@ -69,8 +49,7 @@ describe("the in-process queue's consumer", () => {
   it.live("a claim whose handling keeps failing is handed out in turn with the others, not before each of them", () =>
     Effect.gen(function*() {
       const queue = yield* ClaimQueue
-      const [poison, second, third] = [claim(), claim(), claim()]
-      for (const c of [poison, second, third]) yield* queue.publish(c)
+      const [poison, second, third] = yield* published(claim(), claim(), claim())
       const taken = yield* Ref.make<ReadonlyArray<string>>([])
       // As the worker does: a consumer that failed is started again.
       const consumer = yield* Effect.fork(

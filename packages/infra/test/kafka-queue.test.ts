@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimCheck, ClaimQueue, ClaimRejected } from "@telemetry/domain"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Ref, Schedule, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Fiber, Ref, Schedule, type Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import * as KafkaClaimQueue from "../src/queue/kafka/KafkaClaimQueue.js"
+import { stopDuring } from "./support/queue.js"
 
 const TOPIC = "telemetry.raw"
 const DLQ = "telemetry.dlq"
@@ -63,6 +64,20 @@ const consumeUntil = <E, E2>(
 /** Publishes claims straight to chosen partitions (our producer picks them by key). */
 const publishTo = (cluster: KafkaMock.KafkaMockShape, placed: ReadonlyArray<readonly [ClaimCheck, number]>) =>
   cluster.produce(TOPIC, placed.map(([c, partition]) => ({ partition, value: JSON.stringify(c) })))
+
+/**
+ * Runs `test` on a new mock cluster with `topics`, with our queue on it (the options above, and `overrides`) as the
+ * ClaimQueue until `test` ends.
+ */
+const onQueue = <A, E>(
+  topics: Readonly<Record<string, number>>,
+  test: (queue: ClaimQueue["Type"], cluster: KafkaMock.KafkaMockShape) => Effect.Effect<A, E, ClaimQueue | Scope.Scope>,
+  overrides: Partial<KafkaClaimQueue.KafkaQueueOptions> = {}
+) =>
+  Effect.gen(function*() {
+    const cluster = yield* KafkaMock.start({ topics })
+    return yield* Effect.flatMap(ClaimQueue, (queue) => test(queue, cluster)).pipe(Effect.provide(queueOn(cluster, overrides)))
+  })
 
 describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
   it.scopedLive("publishes claim checks per contract §2 (key, headers, JSON value)", () =>
@@ -129,10 +144,8 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
     }), { timeout: 90_000 })
 
   it.scopedLive("its backlog is the group's lag, stalled from when the lag appeared until the group commits again", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
+    onQueue({ [TOPIC]: 3 }, (q, cluster) =>
+      Effect.gen(function*() {
         expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
         const claims = Array.from({ length: 3 }, (_, i) => claim(`device-${i}`))
         yield* Effect.forEach(claims, q.publish, { discard: true })
@@ -147,47 +160,41 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         const handled = yield* Ref.make<ReadonlyArray<string>>([])
         yield* consumeUntil(() => Effect.void, handled, Effect.map(committed(cluster), (n) => n === 3))
         expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
-      }).pipe(Effect.provide(queueOn(cluster)))
-    }), { timeout: 60_000 })
+      })), { timeout: 60_000 })
 
   it.scopedLive("keeps its partitions through a load longer than the session timeout", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
-      const seen = yield* Ref.make<ReadonlyArray<string>>([])
-      const slow = claim("device-slow")
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
+    onQueue({ [TOPIC]: 3 }, (q, cluster) =>
+      Effect.gen(function*() {
+        const seen = yield* Ref.make<ReadonlyArray<string>>([])
+        const slow = claim("device-slow")
         yield* q.publish(slow)
         // Had the member been dropped mid-load, the mock would refuse its commit and the claim would come back.
         yield* consumeUntil(() => Effect.sleep(Duration.seconds(10)), seen, Effect.map(committed(cluster), (n) => n === 1))
-      }).pipe(Effect.provide(queueOn(cluster)))
-      expect(yield* Ref.get(seen)).toEqual([slow.claim_id])
-    }), { timeout: 60_000 })
+        expect(yield* Ref.get(seen)).toEqual([slow.claim_id])
+      })), { timeout: 60_000 })
 
   it.scopedLive("loads the other partitions while one partition's claim is slow", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
-      const slow = claim("slow")
-      const fast = [claim("fast-1"), claim("fast-2"), claim("fast-1b")]
-      yield* publishTo(cluster, [[slow, 0], [fast[0]!, 1], [fast[1]!, 2], [fast[2]!, 1]])
-      const finished = yield* Ref.make<ReadonlyArray<string>>([])
-      yield* consumeUntil(
-        (c) => (c.claim_id === slow.claim_id ? Effect.sleep(Duration.seconds(8)) : Effect.void),
-        finished,
-        Effect.map(committed(cluster), (n) => n === 4)
-      ).pipe(Effect.provide(queueOn(cluster)))
-      // The slow claim finished last: the others did not wait for it.
-      const order = yield* Ref.get(finished)
-      expect(order.at(-1)).toBe(slow.claim_id)
-      expect(new Set(order.slice(0, 3))).toEqual(new Set(fast.map((c) => c.claim_id)))
-    }), { timeout: 60_000 })
+    onQueue({ [TOPIC]: 3 }, (_, cluster) =>
+      Effect.gen(function*() {
+        const slow = claim("slow")
+        const fast = [claim("fast-1"), claim("fast-2"), claim("fast-1b")]
+        yield* publishTo(cluster, [[slow, 0], [fast[0]!, 1], [fast[1]!, 2], [fast[2]!, 1]])
+        const finished = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(
+          (c) => (c.claim_id === slow.claim_id ? Effect.sleep(Duration.seconds(8)) : Effect.void),
+          finished,
+          Effect.map(committed(cluster), (n) => n === 4)
+        )
+        // The slow claim finished last: the others did not wait for it.
+        const order = yield* Ref.get(finished)
+        expect(order.at(-1)).toBe(slow.claim_id)
+        expect(new Set(order.slice(0, 3))).toEqual(new Set(fast.map((c) => c.claim_id)))
+      })), { timeout: 60_000 })
 
   it.scopedLive("a member that kafkajs gives up on fails, and a new member takes the claims", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
-      const c = claim("d")
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
+    onQueue({ [TOPIC]: 3 }, (q, cluster) =>
+      Effect.gen(function*() {
+        const c = claim("d")
         yield* q.publish(c)
         // SyncGroup (API 14) answered INVALID_REQUEST (42), as the mock does to a member joining a running group.
         yield* cluster.requestErrors(14, 42, 1)
@@ -196,30 +203,25 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         const seen = yield* Ref.make<ReadonlyArray<string>>([])
         yield* consumeUntil(() => Effect.void, seen, Effect.map(committed(cluster), (n) => n === 1))
         expect(yield* Ref.get(seen)).toEqual([c.claim_id])
-      }).pipe(Effect.provide(queueOn(cluster)))
-    }), { timeout: 60_000 })
+      })), { timeout: 60_000 })
 
   it.scopedLive("refuses a publish within its timeout while the broker is down, and publishes once it is back", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
+    onQueue({ [TOPIC]: 3 }, (q, cluster) =>
+      Effect.gen(function*() {
         yield* q.publish(claim("d"))
         yield* cluster.brokerDown(1)
         const refused = yield* Effect.flip(q.publish(claim("d")))
         expect(refused._tag).toBe("QueueError")
         yield* cluster.brokerUp(1)
         yield* q.publish(claim("d")).pipe(Effect.retry({ times: 10, schedule: Schedule.spaced("1 second") }))
-      }).pipe(Effect.provide(queueOn(cluster, { publishTimeout: Duration.seconds(2) })))
-    }), { timeout: 60_000 })
+      }), { publishTimeout: Duration.seconds(2) }), { timeout: 60_000 })
+
   it.scopedLive("keeps a rejected claim and a message that is not a claim on the dead-letter topic, then commits them", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
-      const rejected = claim("device-bad")
-      const good = claim("device-good")
-      const before = new Date()
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
+    onQueue({ [TOPIC]: 1, [DLQ]: 1 }, (q, cluster) =>
+      Effect.gen(function*() {
+        const rejected = claim("device-bad")
+        const good = claim("device-good")
+        const before = new Date()
         yield* q.publish(rejected)
         yield* cluster.produce(TOPIC, [{ key: "junk", value: "not a claim", headers: { origin: "elsewhere" } }])
         yield* q.publish(good)
@@ -234,39 +236,36 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         )
         // The rejected claim reached the handler; the unreadable message did not.
         expect(yield* Ref.get(seen)).toEqual([good.claim_id])
-      }).pipe(Effect.provide(queueOn(cluster)))
 
-      const letters = yield* cluster.messages(DLQ)
-      expect(letters).toHaveLength(2)
-      const [first, second] = letters
-      // The claim as it was published: same key, value and headers, plus why, when and where from.
-      expect(first!.key).toBe("device-bad")
-      expect(JSON.parse(first!.value!)).toEqual(JSON.parse(JSON.stringify(rejected)))
-      expect(first!.headers).toMatchObject({
-        "message-type": "claim-check",
-        "request-id": rejected.metadata.requestId,
-        "dlq-reason": "invalid_payload",
-        "dlq-error": "[0].sensor[0].sensor_uuid is missing",
-        "dlq-attempts": "1",
-        "dlq-source": `${TOPIC}/0@0`
-      })
-      expect(Date.parse(first!.headers["dlq-failed-at"]!)).toBeGreaterThanOrEqual(before.getTime() - 1000)
-      // A message that is not a claim check is forwarded byte for byte.
-      expect(second).toMatchObject({ key: "junk", value: "not a claim" })
-      expect(second!.headers).toMatchObject({
-        origin: "elsewhere",
-        "dlq-reason": "unreadable_message",
-        "dlq-attempts": "0",
-        "dlq-source": `${TOPIC}/0@1`
-      })
-    }), { timeout: 60_000 })
+        const letters = yield* cluster.messages(DLQ)
+        expect(letters).toHaveLength(2)
+        const [first, second] = letters
+        // The claim as it was published: same key, value and headers, plus why, when and where from.
+        expect(first!.key).toBe("device-bad")
+        expect(JSON.parse(first!.value!)).toEqual(JSON.parse(JSON.stringify(rejected)))
+        expect(first!.headers).toMatchObject({
+          "message-type": "claim-check",
+          "request-id": rejected.metadata.requestId,
+          "dlq-reason": "invalid_payload",
+          "dlq-error": "[0].sensor[0].sensor_uuid is missing",
+          "dlq-attempts": "1",
+          "dlq-source": `${TOPIC}/0@0`
+        })
+        expect(Date.parse(first!.headers["dlq-failed-at"]!)).toBeGreaterThanOrEqual(before.getTime() - 1000)
+        // A message that is not a claim check is forwarded byte for byte.
+        expect(second).toMatchObject({ key: "junk", value: "not a claim" })
+        expect(second!.headers).toMatchObject({
+          origin: "elsewhere",
+          "dlq-reason": "unreadable_message",
+          "dlq-attempts": "0",
+          "dlq-source": `${TOPIC}/0@1`
+        })
+      })), { timeout: 60_000 })
 
   it.scopedLive("reads the dead letters back by failure time", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
-      const claims = [claim("a"), claim("b")]
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
+    onQueue({ [TOPIC]: 1, [DLQ]: 1 }, (q, cluster) =>
+      Effect.gen(function*() {
+        const claims = [claim("a"), claim("b")]
         expect(yield* Stream.runCollect(q.deadLetters({}))).toHaveLength(0)
         yield* Effect.forEach(claims, q.publish, { discard: true })
         const seen = yield* Ref.make<ReadonlyArray<string>>([])
@@ -284,16 +283,12 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         const failedAt = all[1]!.failedAt
         expect(yield* Stream.runCount(q.deadLetters({ from: new Date(failedAt.getTime() + 1) }))).toBe(0)
         expect(yield* Stream.runCount(q.deadLetters({ from: all[0]!.failedAt, to: new Date(failedAt.getTime() + 1) }))).toBe(2)
-      }).pipe(Effect.provide(queueOn(cluster)))
-    }), { timeout: 60_000 })
+      })), { timeout: 60_000 })
 
   it.scopedLive("does not acknowledge a rejected claim whose dead letter cannot be kept", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1, [DLQ]: 1 } })
-      const c = claim("d")
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
-        yield* q.publish(c)
+    onQueue({ [TOPIC]: 1, [DLQ]: 1 }, (q, cluster) =>
+      Effect.gen(function*() {
+        yield* q.publish(claim("d"))
         // Produce (API 0) refused with TOPIC_AUTHORIZATION_FAILED (29), which kafkajs does not retry.
         yield* cluster.requestErrors(0, 29, 1)
         const reject = () => new ClaimRejected({ reason: "object_not_found", message: "gone", attempts: 1 })
@@ -303,52 +298,27 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         expect(yield* cluster.messages(DLQ)).toHaveLength(0)
         // The next member gets it again and keeps it this time.
         yield* consumeUntil(reject, yield* Ref.make<ReadonlyArray<string>>([]), Effect.map(committed(cluster), (n) => n === 1))
-      }).pipe(Effect.provide(queueOn(cluster)))
-      expect((yield* cluster.messages(DLQ)).map((m) => m.headers["dlq-reason"])).toEqual(["object_not_found"])
-    }), { timeout: 60_000 })
+        expect((yield* cluster.messages(DLQ)).map((m) => m.headers["dlq-reason"])).toEqual(["object_not_found"])
+      })), { timeout: 60_000 })
 
   it.scopedLive("stopped, lets a claim in progress finish and commits it, then takes no more", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1 } })
-      const [slow, next] = [claim("d"), claim("d")]
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
+    onQueue({ [TOPIC]: 1 }, (q, cluster) =>
+      Effect.gen(function*() {
+        const [slow, next] = [claim("d"), claim("d")]
         yield* q.publish(slow)
         yield* q.publish(next)
-        const started = yield* Deferred.make<void>()
-        const handled = yield* Ref.make<ReadonlyArray<string>>([])
-        const consumer = yield* Effect.fork(q.consume((c) =>
-          Deferred.succeed(started, undefined).pipe(
-            Effect.zipRight(Effect.sleep("3 seconds")),
-            Effect.zipRight(Ref.update(handled, (h) => [...h, c.claim_id]))
-          )
-        ))
-        yield* Deferred.await(started)
-        expect(Exit.isInterrupted(yield* Fiber.interrupt(consumer))).toBe(true)
-        expect(yield* Ref.get(handled)).toEqual([slow.claim_id])
+        expect(yield* stopDuring(() => Effect.sleep("3 seconds"))).toEqual({ finished: [slow.claim_id], interrupted: true })
         expect(yield* committed(cluster)).toBe(1)
-      }).pipe(Effect.provide(queueOn(cluster)))
-    }), { timeout: 60_000 })
+      })), { timeout: 60_000 })
 
   it.scopedLive("stopped, interrupts a claim that outlasts the shutdown timeout and leaves it unacknowledged", () =>
-    Effect.gen(function*() {
-      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 1 } })
-      const c = claim("d")
-      yield* Effect.gen(function*() {
-        const q = yield* ClaimQueue
-        yield* q.publish(c)
-        const started = yield* Deferred.make<void>()
+    onQueue({ [TOPIC]: 1 }, (q, cluster) =>
+      Effect.gen(function*() {
+        yield* q.publish(claim("d"))
         const interrupted = yield* Deferred.make<void>()
-        const consumer = yield* Effect.fork(q.consume(() =>
-          Deferred.succeed(started, undefined).pipe(
-            Effect.zipRight(Effect.never),
-            Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
-          )
-        ))
-        yield* Deferred.await(started)
-        yield* Fiber.interrupt(consumer)
+        const outlasting = Effect.onInterrupt(Effect.never, () => Deferred.succeed(interrupted, undefined))
+        expect(yield* stopDuring(() => outlasting)).toEqual({ finished: [], interrupted: true })
         expect(yield* Deferred.isDone(interrupted)).toBe(true)
         expect(yield* committed(cluster)).toBe(0)
-      }).pipe(Effect.provide(queueOn(cluster, { shutdownTimeout: Duration.millis(500) })))
-    }), { timeout: 60_000 })
+      }), { shutdownTimeout: Duration.millis(500) }), { timeout: 60_000 })
 })

@@ -51,6 +51,13 @@ const sensorRow = (equipUuid: string, sensorUuid: string) =>
         return rows[0]!
       }))
 
+/** The store, and a new equipment's uuid (starting with `prefix`) with the uuid of a sensor of it. */
+const freshEquipment = (prefix: string) =>
+  Effect.map(TelemetryStore, (store) => {
+    const eq = uid(prefix)
+    return { store, eq, s: `${eq}-s` }
+  })
+
 const iso = (rows: ReadonlyArray<DataRow>) => rows.map((r) => new Date(r.time).toISOString())
 
 describe("copyTimestamp", () => {
@@ -130,9 +137,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("values, times, statuses and metadata are stored as given", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-values")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-values")
         const readings = [
           reading(s, "2025-02-01T00:00:00.001Z", 0.1 + 0.2),
           reading(s, "2025-02-01T00:00:01.999Z", -1e-7),
@@ -157,15 +162,14 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("a claim loaded twice loads once: the second load answers AlreadyLoaded", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-twice")
-        const items = [item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 7))]
+        const { store, eq, s } = yield* freshEquipment("eq-twice")
+        const items = [item(equipment(eq), [sensor(s)], series(s, 7))]
         const c = claim()
         expect(yield* store.load(c, Stream.fromIterable(items))).toMatchObject({ _tag: "Loaded", items: 1, readings: 7 })
         expect(yield* countOf(eq)).toBe(7)
 
         // The same claim again, even with different content, is not loaded a second time.
-        const more = [...items, item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 2, Date.UTC(2025, 5, 1)))]
+        const more = [...items, item(equipment(eq), [sensor(s)], series(s, 2, Date.UTC(2025, 5, 1)))]
         expect(yield* store.load(c, Stream.fromIterable(more))).toEqual({ _tag: "AlreadyLoaded" })
         expect(yield* countOf(eq)).toBe(7)
         expect(yield* ledgerOf(c.claim_id)).toMatchObject([{ items: 1, readings: 7 }])
@@ -178,9 +182,8 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("the same claim loaded concurrently loads once", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-concurrent")
-        const items = [item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 5))]
+        const { store, eq, s } = yield* freshEquipment("eq-concurrent")
+        const items = [item(equipment(eq), [sensor(s)], series(s, 5))]
         const c = claim()
         const outcomes = yield* Effect.all(
           Array.from({ length: 4 }, () => store.load(c, Stream.fromIterable(items))),
@@ -193,9 +196,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("a reading is stored once whatever claims bring it: a resend stores only its new readings, the first value wins", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-resend")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-resend")
         const start = Date.UTC(2025, 3, 1, 8)
         const first = item(equipment(eq), [sensor(s)], series(s, 5, start))
         expect(yield* store.load(claim(), Stream.make(first))).toMatchObject({ readings: 5, duplicates: 0 })
@@ -217,9 +218,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("a reading repeated within one claim, across its batches, is stored once", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-repeat")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-repeat")
         const readings = series(s, 2 * BATCH_READINGS, Date.UTC(2025, 3, 2))
         const outcome = yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], [...readings, ...readings])))
         expect(outcome).toMatchObject({ readings: 4 * BATCH_READINGS, duplicates: 2 * BATCH_READINGS })
@@ -228,9 +227,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("overlapping claims loaded at the same time store each reading once", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-overlap")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-overlap")
         const start = Date.UTC(2025, 3, 3)
         // Four claims, each with readings 0..9 shifted by 3 per claim: 19 distinct instants in all.
         const claims = Array.from({ length: 4 }, (_, k) => item(equipment(eq), [sensor(s)], series(s, 10, start + 3 * k * 60_000)))
@@ -241,9 +238,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("reading times keep their microseconds", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-micros")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-micros")
         const at = Date.UTC(2026, 11, 3, 0, 15, 19) * 1000 + 700_760
         const r = { ...reading(s, 0, 1), timeMicros: at }
         yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], [r, { ...r, timeMicros: at + 1, value: 2 }])))
@@ -255,10 +250,9 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("a stream failing part-way loads nothing and leaves no ledger row; the claim loads afterwards", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-fail")
+        const { store, eq, s } = yield* freshEquipment("eq-fail")
         const eqLater = uid("eq-fail-later")
-        const first = item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 2))
+        const first = item(equipment(eq), [sensor(s)], series(s, 2))
         // More readings than one batch before the failure: batches may already be written when it comes.
         const second = item(equipment(eqLater), [sensor(`${eqLater}-s`)], series(`${eqLater}-s`, 4))
         const c = claim()
@@ -275,7 +269,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         expect(yield* countOf(eqLater)).toBe(0)
         expect(yield* equipmentRows(eq)).toEqual([])
         expect(yield* equipmentRows(eqLater)).toEqual([])
-        expect(yield* (yield* TelemetryStore).loadedClaims([c.claim_id])).toEqual(new Set())
+        expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set())
 
         // Nothing of the failed attempt is left over: the same claim loads whole afterwards.
         expect(yield* store.load(c, Stream.make(first, second))).toMatchObject({ _tag: "Loaded", items: 2, readings: 6 })
@@ -286,12 +280,11 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("a database error part-way fails with LoadError and loads nothing", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-dberr")
+        const { store, eq, s } = yield* freshEquipment("eq-dberr")
         const bad = uid("eq-dberr-bad")
         const c = claim()
         const items = Stream.make(
-          item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 4)),
+          item(equipment(eq), [sensor(s)], series(s, 4)),
           // collection_interval is an integer column: this one is out of its range.
           item(equipment(bad, { collectionInterval: 2 ** 40 }), [sensor(`${bad}-s`)], series(`${bad}-s`, 1))
         )
@@ -304,11 +297,10 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("loadedClaims answers exactly the loaded claims among those asked", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-ledger")
+        const { store, eq, s } = yield* freshEquipment("eq-ledger")
         const loaded = [claim(), claim(), claim()]
         for (const c of loaded) {
-          yield* store.load(c, Stream.make(item(equipment(eq), [sensor(`${eq}-s`)], series(`${eq}-s`, 1))))
+          yield* store.load(c, Stream.make(item(equipment(eq), [sensor(s)], series(s, 1))))
         }
         const failed = claim()
         yield* Effect.exit(store.load(failed, Stream.fail(new InvalidPayload({ message: "x" }))))
@@ -323,43 +315,36 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("equipment attributes: a later null keeps the stored value, a changed value updates it", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-attrs")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-attrs")
         const load = (e: Equipment) =>
           store.load(claim(), Stream.make(item(e, [sensor(s)], [reading(s, Date.UTC(2025, 0, 1), 1)])))
 
-        yield* load(equipment(eq, { name: "Freezer 1", location: "Kitchen", status: "active", collectionInterval: 30, sirenActive: true, sirenTime: 90 }))
-        expect(yield* equipmentRows(eq)).toEqual([{
+        // The row of `equipments` holding `e`'s attributes.
+        const rowOf = (e: Equipment) => ({
           tenant_id: "default",
-          name: "Freezer 1",
-          location: "Kitchen",
-          status: "active",
-          collection_interval: 30,
-          siren_active: true,
-          siren_time: 90
-        }])
+          name: e.name,
+          location: e.location,
+          status: e.status,
+          collection_interval: e.collectionInterval,
+          siren_active: e.sirenActive,
+          siren_time: e.sirenTime
+        })
 
-        yield* load(equipment(eq, { name: null, location: null, status: "active", collectionInterval: 30, sirenActive: true, sirenTime: 90 }))
-        expect(yield* equipmentRows(eq)).toMatchObject([{ name: "Freezer 1", location: "Kitchen" }])
+        const first = equipment(eq, { name: "Freezer 1", location: "Kitchen", status: "active", collectionInterval: 30, sirenActive: true, sirenTime: 90 })
+        yield* load(first)
+        expect(yield* equipmentRows(eq)).toEqual([rowOf(first)])
 
-        yield* load(equipment(eq, { name: "Freezer 2", location: null, status: "blocked", collectionInterval: 45, sirenActive: false, sirenTime: 10 }))
-        expect(yield* equipmentRows(eq)).toEqual([{
-          tenant_id: "default",
-          name: "Freezer 2",
-          location: "Kitchen",
-          status: "blocked",
-          collection_interval: 45,
-          siren_active: false,
-          siren_time: 10
-        }])
+        yield* load({ ...first, name: null, location: null })
+        expect(yield* equipmentRows(eq)).toEqual([rowOf(first)])
+
+        const changed = equipment(eq, { name: "Freezer 2", location: null, status: "blocked", collectionInterval: 45, sirenActive: false, sirenTime: 10 })
+        yield* load(changed)
+        expect(yield* equipmentRows(eq)).toEqual([rowOf({ ...changed, location: "Kitchen" })])
       }))
 
     it.effect("sensor attributes: a later null keeps the stored value, a changed value updates it", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-sensor-attrs")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-sensor-attrs")
         const load = (attrs: Partial<Sensor>) =>
           store.load(claim(), Stream.make(item(equipment(eq), [sensor(s, attrs)], [reading(s, Date.UTC(2025, 0, 1), 1)])))
 
@@ -388,17 +373,9 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
           viaHub: "true"
         }
         yield* load(full)
-        const stored = {
-          name: "Temperature",
-          type: "temperature",
-          unit: "°C",
-          status: "ok",
-          manufacturer: "Acme",
-          model: "T-1",
-          firmware: "1.0.0",
-          hardware_id: "hw-1",
-          via_hub: "true"
-        }
+        // The same values, under the columns' names.
+        const { hardwareId, viaHub, ...named } = full
+        const stored = { ...named, hardware_id: hardwareId, via_hub: viaHub }
         expect(yield* sensorRow(eq, s)).toEqual(stored)
 
         // Nothing told: everything stays, including the type (not reset to "unknown").
@@ -411,9 +388,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("attributes of a sensor seen in several items of one claim do not depend on batching", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-merge")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-merge")
         // Two items of one claim, small enough to share one batch: the first tells the manufacturer and the
         // equipment name, the second does not (null = not carried). Loading them in order must keep both, as it
         // does when they land in different batches (or different claims).
@@ -443,9 +418,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("an equipment and a sensor named again batch after batch end with the latest attributes", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-again")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-again")
         // Each item fills a batch of its own. The third changes the attributes and the fourth changes them back,
         // to what the first two wrote: the load must write them again, whatever it skipped in between.
         const first = { e: equipment(eq, { name: "Freezer", status: "active" }), s: sensor(s, { model: "T-1" }) }
@@ -460,9 +433,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("equipments are per tenant", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-tenant")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-tenant")
         yield* store.load(claim({ tenantId: "t1" }), Stream.make(item(equipment(eq, { name: "One" }), [sensor(s)], series(s, 2))))
         yield* store.load(claim({ tenantId: "t2" }), Stream.make(item(equipment(eq, { name: "Two" }), [sensor(s)], series(s, 3))))
         expect((yield* equipmentRows(eq)).map((r) => [r.tenant_id, r.name])).toEqual([["t1", "One"], ["t2", "Two"]])
@@ -472,9 +443,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
 
     it.effect("status text with tabs, newlines, backslashes and COPY markers round-trips", () =>
       Effect.gen(function*() {
-        const store = yield* TelemetryStore
-        const eq = uid("eq-copy")
-        const s = `${eq}-s`
+        const { store, eq, s } = yield* freshEquipment("eq-copy")
         const statuses = [
           "a\tb",
           "line1\nline2",

@@ -1,4 +1,5 @@
 import { describe, expect, layer } from "@effect/vitest"
+import { haPayload } from "@telemetry/domain/testing"
 import { count, databases, storeOn } from "@telemetry/infra/testing"
 import { freePort } from "@telemetry/testbed/FreePort"
 import { ConfigProvider, Effect, Layer, Option } from "effect"
@@ -8,7 +9,6 @@ import * as SqlAccounts from "../src/auth/SqlAccounts.js"
 import { Tokens } from "../src/auth/Tokens.js"
 import { authEnv, bearer, claimsOf, signToken } from "./support/auth.js"
 import { type Answer, send } from "./support/client.js"
-import { haPayload } from "./support/payloads.js"
 import { serverOn } from "./support/server.js"
 
 const env = { AUTH_TOKEN_TTL: "2 hours", LOGIN_MAX_FAILURES: "3", LOGIN_LOCKOUT_WINDOW: "1 hour" }

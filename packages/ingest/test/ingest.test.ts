@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimCheck, ClaimCheckJson, ClaimQueue, ObjectStore, QueueError } from "@telemetry/domain"
+import { haPayload, piecesOf } from "@telemetry/domain/testing"
 import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
 import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
 import { inMemoryStore, nextClaim } from "@telemetry/infra/testing"
@@ -22,11 +23,8 @@ import {
 import { createHash } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { Ingest } from "../src/Ingest.js"
-import { haPayload } from "./support/payloads.js"
 
-const bodyOf = (bytes: Uint8Array, chunkSize = 100) =>
-  Stream.fromIterable(Array.from({ length: Math.ceil(bytes.length / chunkSize) }, (_, i) =>
-    bytes.subarray(i * chunkSize, (i + 1) * chunkSize)))
+const bodyOf = (bytes: Uint8Array, chunkSize = 100) => Stream.fromIterable(piecesOf(bytes, chunkSize))
 
 const request = (
   bytes: Uint8Array,

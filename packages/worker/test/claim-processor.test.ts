@@ -4,6 +4,7 @@ import { ClaimRejected, LoadError, ObjectStore, StorageError, TelemetryStore } f
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
+import { haEquipmentRow, haPayload } from "@telemetry/domain/testing"
 import { dataOf, inMemoryStore } from "@telemetry/infra/testing"
 import { ConfigProvider, Effect, Layer, Stream, TestServices } from "effect"
 import { randomUUID } from "node:crypto"
@@ -46,45 +47,12 @@ const countWhereEquipment = (equipUuids: ReadonlyArray<string>) =>
       Effect.map((rows) => rows[0]!)
     )
 
-/** Two equipments as the Home Assistant client sends them; 5 readings, more than one COPY batch. */
+/**
+ * Two equipments, the first as the Home Assistant client sends it but with a naive time (read in the claim's zone,
+ * UTC), one in UTC and one with an offset; 5 readings, more than one COPY batch.
+ */
 const payload = (prefix: string) => [
-  {
-    equip_uuid: `${prefix}-freezer`,
-    equip_nome: "Freezer 1",
-    equip_local: "Kitchen",
-    equip_status: "ATIVO",
-    equip_intervalo_coleta: "30",
-    equip_sirene_ativa: "SIM",
-    equip_sirete_tempo: 90,
-    sensor: [
-      {
-        sensor_uuid: `${prefix}-temp`,
-        sensor_nome: "Temperature",
-        sensor_tipo: "temperature",
-        sensor_unidade: "°C",
-        sensor_fabricante: "Acme",
-        valor: null,
-        sensor_telemetria: "-18.5",
-        sensor_datahora_coleta: "2026-11-20T10:15:00",
-        sensor_bateria_pct: 87,
-        sensor_sinal_rssi: -61
-      },
-      {
-        sensor_uuid: `${prefix}-temp`,
-        sensor_tipo: "temperature",
-        valor: -17.25,
-        sensor_datahora_coleta: "2026-11-20T10:45:30Z"
-      },
-      {
-        sensor_uuid: `${prefix}-door`,
-        sensor_nome: "Door",
-        tipo: "door",
-        sensor_telemetria: "open",
-        sensor_datahora_coleta: "2026-11-20T10:20:00-03:00",
-        extra_field_from_a_newer_client: true
-      }
-    ]
-  },
+  ...haPayload(`${prefix}-freezer`, ["2026-11-20T10:15:00", "2026-11-20T10:45:30Z", "2026-11-20T10:20:00-03:00"]),
   {
     equip_uuid: `${prefix}-fridge`,
     equip_nome: "Fridge",
@@ -111,9 +79,9 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(first.logs).toContainEqual({ level: "INFO", message: `claim ${claim.claim_id}: loaded 5 readings of 2 items` })
 
         const freezer = [
-          ["2026-11-20T10:15:00.000Z", `${p}-temp`, -18.5, null, { battery: 87, rssi: -61 }],
-          ["2026-11-20T10:45:30.000Z", `${p}-temp`, -17.25, null, null],
-          ["2026-11-20T13:20:00.000Z", `${p}-door`, null, "open", null]
+          ["2026-11-20T10:15:00.000Z", `${p}-freezer-temp`, -18.5, null, { battery: 87, rssi: -61 }],
+          ["2026-11-20T10:45:30.000Z", `${p}-freezer-temp`, -17.25, null, null],
+          ["2026-11-20T13:20:00.000Z", `${p}-freezer-door`, null, "open", null]
         ]
         const fridge = [
           ["2026-11-20T11:00:00.250Z", `${p}-fridge-temp`, 4, null, null],
@@ -124,15 +92,7 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
 
         expect(yield* sql`SELECT uuid, name, location, status, collection_interval, siren_active, siren_time
           FROM equipments WHERE uuid IN (${`${p}-freezer`}, ${`${p}-fridge`}) ORDER BY uuid`).toEqual([
-          {
-            uuid: `${p}-freezer`,
-            name: "Freezer 1",
-            location: "Kitchen",
-            status: "active",
-            collection_interval: 30,
-            siren_active: true,
-            siren_time: 90
-          },
+          { uuid: `${p}-freezer`, ...haEquipmentRow },
           {
             uuid: `${p}-fridge`,
             name: "Fridge",
@@ -146,9 +106,9 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* sql`SELECT s.uuid, s.name, s.type, s.unit, s.manufacturer FROM sensors s
           JOIN equipments e ON e.id = s.equipment_id WHERE e.uuid IN (${`${p}-freezer`}, ${`${p}-fridge`})
           ORDER BY s.uuid`).toEqual([
-          { uuid: `${p}-door`, name: "Door", type: "door", unit: null, manufacturer: null },
-          { uuid: `${p}-fridge-temp`, name: null, type: "unknown", unit: null, manufacturer: null },
-          { uuid: `${p}-temp`, name: "Temperature", type: "temperature", unit: "°C", manufacturer: "Acme" }
+          { uuid: `${p}-freezer-door`, name: "Door", type: "door", unit: null, manufacturer: null },
+          { uuid: `${p}-freezer-temp`, name: "Temperature", type: "temperature", unit: "°C", manufacturer: "Acme" },
+          { uuid: `${p}-fridge-temp`, name: null, type: "unknown", unit: null, manufacturer: null }
         ])
         const ledger = [{
           object_key: claim.claim_check,

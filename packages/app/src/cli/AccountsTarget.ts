@@ -1,15 +1,12 @@
-import * as Migrator from "@telemetry/infra/db/Migrator"
-import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
-import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
-import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
 import * as SqlAccounts from "@telemetry/ingest/auth/SqlAccounts"
 import { Tokens } from "@telemetry/ingest/auth/Tokens"
 import { Config, Console, Effect, Layer, Option } from "effect"
+import * as Infrastructure from "../Infrastructure.js"
 import * as RemoteAccounts from "./RemoteAccounts.js"
 
 // The accounts in the database, migrated first so that a new database gets the table.
-const inPostgres = SqlAccounts.layer.pipe(Layer.provide(Migrator.migrated(PostgresClient.layerConfig)))
-const inEmbedded = SqlAccounts.layer.pipe(Layer.provide(Migrator.migrated(PgliteClient.layerConfig)))
+const inPostgres = SqlAccounts.layer.pipe(Layer.provide(Infrastructure.postgres))
+const inEmbedded = SqlAccounts.layer.pipe(Layer.provide(Infrastructure.embeddedDatabase))
 
 /** The server on this host that holds the embedded database, reached on `PORT`. */
 const throughServer = Layer.unwrapEffect(Effect.gen(function*() {
@@ -21,7 +18,7 @@ const throughServer = Layer.unwrapEffect(Effect.gen(function*() {
 
 /** Embedded: the lock first (the one `pnpm start` holds, beside the queue), and the database only once it is ours. */
 const embedded = inEmbedded.pipe(
-  Layer.provide(EmbeddedClaimQueue.layerConfig),
+  Layer.provide(Infrastructure.embeddedClaimQueue),
   Layer.catchAll((error) =>
     Layer.unwrapEffect(
       error._tag === "QueueError" && error.operation === "take" ? Effect.succeed(throughServer) : Effect.fail(error)

@@ -1,3 +1,5 @@
+import { freePort } from "@telemetry/testbed/FreePort"
+import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
@@ -24,6 +26,10 @@ const startProgram = (entry: string, env: Record<string, string>, args: Readonly
   return { child, output: () => output, exited }
 }
 
+/** A program of ours started with `start`, SIGKILLed with the scope if it is still running. */
+export const started = (start: () => PipelineProcess) =>
+  Effect.acquireRelease(Effect.sync(start), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
+
 /** `pnpm start`'s program: ingest and analytics over HTTP, and a worker unless `RUN_WORKER=false`. */
 export const startPipeline = (env: Record<string, string>) => startProgram("packages/app/src/main/start.ts", env)
 
@@ -46,3 +52,16 @@ export const until = async (pipeline: PipelineProcess, check: () => Promise<bool
 
 export const healthy = (pipeline: PipelineProcess, base: string) =>
   until(pipeline, async () => (await fetch(`${base}/api/v1/health`)).ok, 60_000, "health")
+
+/**
+ * `pnpm start`'s program without its worker (`RUN_WORKER=false`) on a free port, with `env`, SIGKILLed with the
+ * scope; once it answers health.
+ */
+export const startedIngest = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const port = yield* Effect.promise(freePort)
+    const base = `http://127.0.0.1:${port}`
+    const ingest = yield* started(() => startPipeline({ ...env, PORT: String(port), RUN_WORKER: "false" }))
+    yield* Effect.promise(() => healthy(ingest, base))
+    return { ingest, base }
+  })

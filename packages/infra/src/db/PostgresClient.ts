@@ -3,7 +3,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted } from "effect"
 import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import pg from "pg"
@@ -138,13 +138,8 @@ export const layer = (
       ))
   ).pipe(Layer.provide(Reactivity.layer))
 
-/** `DATABASE_URL` (required), `DATABASE_POOL_SIZE` (default 10). */
-export const config = Config.all({
-  url: Config.redacted("DATABASE_URL"),
-  poolSize: Config.integer("DATABASE_POOL_SIZE").pipe(
-    Config.withDefault(10),
-    Config.validate({ message: "DATABASE_POOL_SIZE must be at least 1", validation: (n) => n >= 1 })
-  )
-})
-
-export const layerConfig = Layer.unwrapEffect(Effect.map(config, layer))
+/** `layer` with its options read from `config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<PostgresOptions>
+): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | BulkCopy, SqlError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

@@ -11,7 +11,7 @@ import {
   type TelemetryItem,
   TelemetryStore
 } from "@telemetry/domain"
-import { Chunk, Effect, Layer, Sink, Stream } from "effect"
+import { Chunk, Config, Effect, Layer, Sink, Stream } from "effect"
 import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
 import * as DatabaseErrors from "./DatabaseErrors.js"
 
@@ -381,3 +381,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
   })
 
 export const layer = (options: SqlTelemetryStoreOptions) => Layer.effect(TelemetryStore, make(options))
+
+/** `layer` with its options read from `config`. */
+export const layerConfig = (config: Config.Config.Wrap<SqlTelemetryStoreOptions>) =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

@@ -1,8 +1,14 @@
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { BucketConfig, ObjectNotFound, ObjectStore, StorageError, type StoredObject } from "@telemetry/domain"
-import { Config, Effect, Layer, Stream } from "effect"
+import { ObjectNotFound, ObjectStore, StorageError, type StoredObject } from "@telemetry/domain"
+import { Config, type ConfigError, Effect, Layer, Stream } from "effect"
 import { randomUUID } from "node:crypto"
+
+export interface FileStoreOptions {
+  /** The folder the buckets are folders of. */
+  readonly root: string
+  readonly bucket: string
+}
 
 const META = ".meta.json"
 const PENDING = ".pending"
@@ -11,7 +17,7 @@ const PENDING = ".pending"
  * Objects as files under `<root>/<bucket>/<key>`, metadata in a `<key>.meta.json` sidecar. Uploads go to
  * `.pending/` and are renamed into place once finalized, so a crash mid-upload leaves no object behind.
  */
-export const make = (options: { readonly root: string; readonly bucket: string }) =>
+export const make = (options: FileStoreOptions) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -97,10 +103,13 @@ const notFoundOr = (operation: StorageError["operation"], key: string, cause: Pl
     ? new ObjectNotFound({ key })
     : storageError(operation, key, cause)
 
-export const StorageConfig = Config.all({
-  root: Config.string("STORAGE_DIR").pipe(Config.withDefault("./data/objects")),
-  bucket: BucketConfig
-})
+/** Files under `options.root`; the embedded default. */
+export const layer = (
+  options: FileStoreOptions
+): Layer.Layer<ObjectStore, StorageError, FileSystem.FileSystem | Path.Path> => Layer.effect(ObjectStore, make(options))
 
-/** The embedded default: files under `STORAGE_DIR` (default `./data/objects`). */
-export const layerConfig = Layer.effect(ObjectStore, Effect.flatMap(StorageConfig, make))
+/** `layer` with its options read from `config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<FileStoreOptions>
+): Layer.Layer<ObjectStore, StorageError | ConfigError.ConfigError, FileSystem.FileSystem | Path.Path> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

@@ -1,10 +1,10 @@
 /**
  * Run as its own process by `s3-object-store.test.ts` (so the test runner's memory does not blur the figures):
- * streams PROBE_BYTES of generated data into the S3 store configured by the environment, reads it back, and
- * prints one JSON line with the RSS growth and the rates.
+ * streams PROBE_BYTES of generated data into the S3 store the environment names (with the store's defaults for
+ * everything else), reads it back, and prints one JSON line with the RSS growth and the rates.
  */
 import { ObjectStore } from "@telemetry/domain"
-import { Effect, Logger, Stream } from "effect"
+import { Config, Effect, Logger, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as S3ObjectStore from "../../src/storage/s3/S3ObjectStore.js"
 
@@ -74,7 +74,15 @@ const program = Effect.gen(function*() {
 // Stdout is for the report: logs go to stderr.
 const logsToStderr = Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))
 
-Effect.runPromise(program.pipe(Effect.provide(S3ObjectStore.layerConfig), Effect.provide(logsToStderr))).then(
+const store = S3ObjectStore.layerConfig({
+  endpoint: Config.string("S3_ENDPOINT"),
+  accessKey: Config.string("S3_ACCESS_KEY"),
+  secretKey: Config.redacted("S3_SECRET_KEY"),
+  region: Config.string("S3_REGION"),
+  bucket: Config.string("STORAGE_BUCKET")
+})
+
+Effect.runPromise(program.pipe(Effect.provide(store), Effect.provide(logsToStderr))).then(
   (report) => console.log(JSON.stringify(report)),
   (error) => {
     console.error(error)

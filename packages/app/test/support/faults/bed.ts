@@ -4,14 +4,11 @@
  * Kafka, end database connections, watch what the workers and storage are doing — and the audit of the outcome.
  */
 import * as S3ObjectStore from "@telemetry/infra/storage/s3/S3ObjectStore"
-import { authEnv } from "@telemetry/ingest/testing/auth"
-import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import * as S3Server from "@telemetry/testbed/S3Server"
 import { Effect, Redacted } from "effect"
 import pg from "pg"
 import { type PipelineProcess, startPipeline, startWorker } from "../process.js"
 import { freePort } from "../stack.js"
+import { runningStandIns, shortPatience } from "../standIns.js"
 import { type Entry, makeAudit } from "./audit.js"
 import { type Hold, type Outcome, send } from "./requests.js"
 import { MiB, type Shipment } from "./shipments.js"
@@ -32,9 +29,7 @@ const ingestEnv = (port: number) => ({
 })
 
 export const makeBed = Effect.gen(function*() {
-  const kafka = yield* KafkaMock.KafkaMock
-  const s3 = yield* S3Server.S3Server
-  const database = yield* PostgresDatabase.PostgresDatabase
+  const { database, env, kafka, s3 } = yield* runningStandIns
   const port = yield* Effect.promise(freePort)
 
   const db = new pg.Client({ connectionString: database.url, application_name: "fault-audit" })
@@ -46,23 +41,8 @@ export const makeBed = Effect.gen(function*() {
     bucket: BUCKET
   })
 
-  const common = {
-    ...kafka.env,
-    ...s3.env,
-    ...authEnv,
-    STORAGE_BUCKET: BUCKET,
-    // A killed worker's partitions move after this: short, so that the rounds that kill one stay short; not
-    // shorter, because a loaded machine then misses heartbeats, and the extra rebalances can crash the mock
-    // cluster (librdkafka 2.0.2 asserts on a JoinGroup of a member whose previous one is still pending).
-    KAFKA_SESSION_TIMEOUT: "8 seconds",
-    // Members learn of a rebalance (a worker joining or gone) at their next heartbeat.
-    KAFKA_HEARTBEAT_INTERVAL: "1 second",
-    DATABASE_POOL_SIZE: "4",
-    // Storage retried sooner and more often: S3 gives up after ~1.5 s instead of ~3.75 s, and a load waiting for
-    // storage or the database tries again every second instead of backing off to 30 s.
-    S3_RETRY_DELAY: "100 millis",
-    WORKER_RETRY_MAX_DELAY: "1 second"
-  }
+  // Each process connects as itself (`urlFor`), so that the rounds can see which one is in a load.
+  const common = { ...env, ...shortPatience, STORAGE_BUCKET: BUCKET }
   const urlFor = (name: string) => `${database.url}?application_name=${name}`
 
   // Every process started, dead or alive, so that a failure can show what each printed.

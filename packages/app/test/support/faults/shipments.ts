@@ -1,4 +1,4 @@
-import { bulkPayload } from "@telemetry/ingest/testing/payloads"
+import { bulkPayload } from "@telemetry/domain/testing"
 import { randomUUID } from "node:crypto"
 import { gzipSync } from "node:zlib"
 

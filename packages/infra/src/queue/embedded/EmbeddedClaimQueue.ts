@@ -1,3 +1,4 @@
+import { FileSystem, Path } from "@effect/platform"
 import {
   type ClaimCheck,
   ClaimQueue,
@@ -6,13 +7,25 @@ import {
   DEFAULT_SHUTDOWN_TIMEOUT,
   inRange,
   QueueError,
-  rejectionOf,
-  ShutdownTimeout
+  rejectionOf
 } from "@telemetry/domain"
-import { Clock, Config, Duration, Effect, Exit, Fiber, FiberSet, Layer, Option, Queue, Ref, Stream } from "effect"
-import { mkdir } from "node:fs/promises"
-import { dirname, join } from "node:path"
+import {
+  Clock,
+  Config,
+  type ConfigError,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberSet,
+  Layer,
+  Option,
+  Queue,
+  Ref,
+  Stream
+} from "effect"
 import * as InFlight from "../InFlight.js"
+import { queueError } from "../QueueErrors.js"
 import * as DeadLetterFile from "./DeadLetterFile.js"
 import * as DirectoryLock from "./DirectoryLock.js"
 
@@ -35,17 +48,28 @@ const deadLetterStore = (directory: string | undefined) =>
   directory === undefined
     ? DeadLetterFile.inMemory
     : Effect.gen(function*() {
-      yield* Effect.tryPromise({
-        try: () => mkdir(directory, { recursive: true }),
-        catch: (cause) => new QueueError({ operation: "take", message: `cannot create ${directory}: ${cause}`, cause })
-      })
-      yield* DirectoryLock.hold(join(directory, "owner.pid"), `the embedded queue in ${directory}`)
-      return DeadLetterFile.inFile(join(directory, "dead-letters.jsonl"))
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      yield* fs.makeDirectory(directory, { recursive: true }).pipe(
+        Effect.mapError(queueError("take", `cannot create ${directory}`))
+      )
+      yield* DirectoryLock.hold(path.join(directory, "owner.pid"), `the embedded queue in ${directory}`)
+      return yield* DeadLetterFile.inFile(path.join(directory, "dead-letters.jsonl"))
     })
 
-/** An in-process bounded queue. It does not survive the process: see the worker's `Recovery`. */
-export const layer = (options: EmbeddedQueueOptions) =>
-  Layer.scoped(
+type Files = FileSystem.FileSystem | Path.Path
+
+/**
+ * An in-process bounded queue. It does not survive the process: see the worker's `Recovery`. Only with a
+ * `directory` does it need the file system, and can it fail (that directory being unusable or held by another).
+ */
+export function layer(
+  options: EmbeddedQueueOptions & { readonly directory: string }
+): Layer.Layer<ClaimQueue, QueueError, Files>
+export function layer(options: EmbeddedQueueOptions & { readonly directory?: undefined }): Layer.Layer<ClaimQueue>
+export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, QueueError, Files>
+export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, QueueError, Files> {
+  return Layer.scoped(
     ClaimQueue,
     Effect.gen(function*() {
       const deadLetters = yield* deadLetterStore(options.directory)
@@ -129,20 +153,10 @@ export const layer = (options: EmbeddedQueueOptions) =>
       })
     })
   )
+}
 
-export const layerConfig = Layer.unwrapEffect(
-  Effect.map(
-    Config.all({
-      capacity: Config.integer("QUEUE_CAPACITY").pipe(Config.withDefault(1000)),
-      publishTimeout: Config.duration("QUEUE_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
-      shutdownTimeout: ShutdownTimeout,
-      // Beside the embedded database by default, so that one data directory holds one deployment.
-      directory: Config.string("EMBEDDED_QUEUE_DIR").pipe(
-        Config.orElse(() =>
-          Config.map(Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg")), (db) => join(dirname(db), "queue"))
-        )
-      )
-    }),
-    layer
-  )
-)
+/** `layer` with its options read from `config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<EmbeddedQueueOptions>
+): Layer.Layer<ClaimQueue, QueueError | ConfigError.ConfigError, Files> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

@@ -1,19 +1,8 @@
-import {
-  type ClaimCheck,
-  ClaimCheckJson,
-  ClaimQueue,
-  ClaimRejected,
-  DeadLetter,
-  DeadLetterReason,
-  inRange,
-  QueueError,
-  rejectionOf,
-  ShutdownTimeout,
-  type TimeRange
-} from "@telemetry/domain"
+import { type ClaimCheck, ClaimQueue, ClaimRejected, QueueError, rejectionOf } from "@telemetry/domain"
 import {
   Clock,
   Config,
+  type ConfigError,
   Deferred,
   Duration,
   Effect,
@@ -21,27 +10,24 @@ import {
   Exit,
   FiberSet,
   Layer,
-  LogLevel,
   Option,
-  Ref,
-  Runtime,
-  Schema,
-  Stream
+  Ref
 } from "effect"
 import {
   type Admin,
   type Consumer,
   type EachBatchPayload,
-  type IHeaders,
   Kafka,
   type KafkaMessage,
-  type LogEntry,
   logLevel,
   Partitioners,
   type Producer
 } from "kafkajs"
-import { randomUUID } from "node:crypto"
 import * as InFlight from "../InFlight.js"
+import { queueError } from "../QueueErrors.js"
+import { deadLettersWith, deadLetterWith } from "./KafkaDeadLetters.js"
+import { logCreator } from "./KafkaLog.js"
+import { claimOf, toMessage } from "./KafkaMessages.js"
 
 export interface KafkaQueueOptions {
   readonly brokers: ReadonlyArray<string>
@@ -60,26 +46,6 @@ export interface KafkaQueueOptions {
   /** How long claims being loaded may take to finish once the consumer is told to stop. */
   readonly shutdownTimeout: Duration.DurationInput
 }
-
-const encodeClaim = Schema.encodeSync(ClaimCheckJson)
-const decodeClaim = Schema.decodeUnknownEither(ClaimCheckJson)
-
-const queueError = (operation: QueueError["operation"], message: string) => (cause: unknown) =>
-  new QueueError({ operation, message: `${message}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
-
-/** Contract §2: keyed by device so one device's claims stay in order on one partition; headers for routing. */
-const toMessage = (claim: ClaimCheck) => ({
-  key: claim.metadata.deviceId ?? claim.claim_id,
-  value: encodeClaim(claim),
-  headers: {
-    "content-type": "application/json",
-    "message-type": "claim-check",
-    "request-id": claim.metadata.requestId,
-    "items-count": String(claim.metadata.itemsCount),
-    "sensors-count": String(claim.metadata.totalSensors),
-    "file-size": String(claim.file_size)
-  }
-})
 
 const makeProducer = (kafka: Kafka, options: KafkaQueueOptions) =>
   Effect.acquireRelease(
@@ -189,42 +155,6 @@ const backlogWith = (admin: Admin, options: KafkaQueueOptions) =>
 /** Where a message was taken from, e.g. `telemetry.raw/2@1234`. */
 const sourceOf = (topic: string, partition: number, offset: string) => `${topic}/${partition}@${offset}`
 
-// Kafka's default limit on a message is 1 MB; an error message has no business coming near it.
-const MAX_ERROR_CHARS = 2000
-
-/**
- * The message as it came (value and key unchanged, so a replay re-publishes it as is), its headers plus why, when
- * and from where it was set aside.
- */
-const toDeadLetterMessage = (message: KafkaMessage, source: string, rejection: ClaimRejected, failedAt: Date) => ({
-  key: message.key,
-  value: message.value,
-  headers: {
-    ...message.headers,
-    "dlq-reason": rejection.reason,
-    "dlq-error": rejection.message.slice(0, MAX_ERROR_CHARS),
-    "dlq-attempts": String(rejection.attempts),
-    "dlq-failed-at": failedAt.toISOString(),
-    "dlq-source": source
-  }
-})
-
-const deadLetterWith = (producer: Producer, options: KafkaQueueOptions) =>
-(message: KafkaMessage, source: string, rejection: ClaimRejected) =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Effect.tryPromise({
-      try: () =>
-        producer.send({
-          topic: options.deadLetterTopic,
-          acks: -1,
-          timeout: Duration.toMillis(options.publishTimeout),
-          messages: [toDeadLetterMessage(message, source, rejection, new Date(now))]
-        }),
-      catch: queueError("ack", `cannot keep the dead letter of ${source} on ${options.deadLetterTopic}`)
-    })).pipe(
-      Effect.zipRight(Effect.logWarning(`kafka: ${source} kept on ${options.deadLetterTopic} (${rejection.reason})`))
-    )
-
 /**
  * One consumer-group member for as long as it stays healthy. It fails when kafkajs gives up (crash without
  * restart, e.g. a failed group join) or when `handle` fails; the caller then starts a new member.
@@ -300,7 +230,7 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
       Effect.gen(function*() {
         const { partition, topic } = payload.batch
         const source = sourceOf(topic, partition, message.offset)
-        const claim = decodeClaim(message.value?.toString("utf8"))
+        const claim = claimOf(message)
         // Not a claim check of ours: nothing to load, and it must not block the partition.
         const rejection = Either.isLeft(claim)
           ? Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 }))
@@ -339,98 +269,6 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
     return yield* Deferred.await(stopped)
   }))
 
-const headerText = (value: IHeaders[string]) => value === undefined ? undefined : String(value)
-
-/** The `dlq-*` headers of a dead letter. */
-const LetterHeaders = Schema.Struct({
-  "dlq-reason": DeadLetterReason,
-  "dlq-error": Schema.String,
-  "dlq-attempts": Schema.NumberFromString.pipe(Schema.nonNegative(), Schema.int()),
-  "dlq-failed-at": Schema.Date,
-  "dlq-source": Schema.String
-})
-const decodeLetterHeaders = Schema.decodeUnknownOption(LetterHeaders)
-
-/** A message of the dead-letter topic as a letter; none for one that is not a dead letter of ours. */
-const toDeadLetter = (message: KafkaMessage): Option.Option<DeadLetter> =>
-  Option.map(
-    decodeLetterHeaders(Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, headerText(v)]))),
-    (h) =>
-      new DeadLetter({
-        claim: Either.getOrNull(decodeClaim(message.value?.toString("utf8"))),
-        reason: h["dlq-reason"],
-        error: h["dlq-error"],
-        attempts: h["dlq-attempts"],
-        failedAt: h["dlq-failed-at"],
-        source: h["dlq-source"]
-      })
-  )
-
-/**
- * The dead-letter topic from its start to where it ends now, read by a member of a group of its own that
- * commits nothing (the topic is kept, not consumed).
- */
-const deadLettersWith = (kafka: Kafka, admin: Admin, options: KafkaQueueOptions) => (range: TimeRange) =>
-  Stream.unwrapScoped(Effect.gen(function*() {
-    const topic = options.deadLetterTopic
-    const offsets = yield* Effect.tryPromise({
-      try: () => admin.fetchTopicOffsets(topic),
-      catch: queueError("take", `cannot read the offsets of ${topic}`)
-    })
-    const ends = new Map(offsets.filter((p) => BigInt(p.high) > BigInt(p.low)).map((p) => [p.partition, BigInt(p.high)]))
-    if (ends.size === 0) return Stream.empty
-    const consumer = kafka.consumer({
-      groupId: `${options.groupId}.dead-letters.${randomUUID()}`,
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: 100
-    })
-    yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: async () => {
-          await consumer.connect()
-          await consumer.subscribe({ topic, fromBeginning: true })
-        },
-        catch: queueError("take", `cannot read ${topic}`)
-      }),
-      () => Effect.promise(() => consumer.disconnect()).pipe(Effect.ignore)
-    )
-    return Stream.async<KafkaMessage, QueueError>((emit) => {
-      consumer.on(consumer.events.CRASH, ({ payload }) => {
-        void emit.fail(queueError("take", `cannot read ${topic}`)(payload.error))
-      })
-      consumer.run({
-        autoCommit: false,
-        eachBatch: async ({ batch }) => {
-          const end = ends.get(batch.partition)
-          if (end === undefined) return
-          for (const message of batch.messages) if (BigInt(message.offset) < end) void emit.single(message)
-          if (BigInt(batch.lastOffset()) + 1n >= end) {
-            ends.delete(batch.partition)
-            if (ends.size === 0) void emit.end()
-          }
-        }
-      }).catch((e) => void emit.fail(queueError("take", `cannot read ${topic}`)(e)))
-    })
-  })).pipe(
-    Stream.filterMap(toDeadLetter),
-    Stream.filter((letter) => inRange(range, letter.failedAt))
-  )
-
-const levels: Record<number, LogLevel.LogLevel> = {
-  [logLevel.ERROR]: LogLevel.Error,
-  [logLevel.WARN]: LogLevel.Warning,
-  [logLevel.INFO]: LogLevel.Info,
-  [logLevel.DEBUG]: LogLevel.Debug
-}
-
-/** kafkajs logs through our logger, one line each, instead of its own JSON on stderr. */
-const logCreator = (runtime: Runtime.Runtime<never>) => () => ({ namespace, level, log }: LogEntry) =>
-  Runtime.runSync(runtime)(
-    Effect.logWithLevel(levels[level] ?? LogLevel.Info, `kafka${namespace ? ` ${namespace}` : ""}: ${log.message}`).pipe(
-      Effect.annotateLogs(log.broker === undefined ? {} : { broker: String(log.broker) })
-    )
-  )
-
 /** Claims on a Kafka topic: publishing from ingest, a consumer group of workers. */
 export const layer = (options: KafkaQueueOptions) =>
   Layer.scoped(
@@ -454,21 +292,8 @@ export const layer = (options: KafkaQueueOptions) =>
     })
   )
 
-const brokers = Config.string("KAFKA_BROKERS").pipe(
-  Config.map((list) => list.split(",").map((b) => b.trim()).filter((b) => b.length > 0))
-)
-
-export const config = Config.all({
-  brokers,
-  clientId: Config.string("KAFKA_CLIENT_ID").pipe(Config.withDefault("telemetry")),
-  topic: Config.string("KAFKA_TOPIC").pipe(Config.withDefault("telemetry.raw")),
-  deadLetterTopic: Config.string("KAFKA_DLQ_TOPIC").pipe(Config.withDefault("telemetry.dlq")),
-  groupId: Config.string("KAFKA_GROUP_ID").pipe(Config.withDefault("telemetry-workers")),
-  publishTimeout: Config.duration("QUEUE_PUBLISH_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
-  sessionTimeout: Config.duration("KAFKA_SESSION_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
-  heartbeatInterval: Config.duration("KAFKA_HEARTBEAT_INTERVAL").pipe(Config.withDefault(Duration.seconds(3))),
-  partitionsConcurrently: Config.integer("KAFKA_PARTITIONS_CONCURRENTLY").pipe(Config.withDefault(3)),
-  shutdownTimeout: ShutdownTimeout
-})
-
-export const layerConfig = Layer.unwrapEffect(Effect.map(config, layer))
+/** `layer` with its options read from `config`. */
+export const layerConfig = (
+  config: Config.Config.Wrap<KafkaQueueOptions>
+): Layer.Layer<ClaimQueue, QueueError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
