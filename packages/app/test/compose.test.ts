@@ -19,6 +19,7 @@ interface Service {
   readonly deploy?: { readonly replicas?: number }
   readonly restart?: string
   readonly volumes?: ReadonlyArray<string>
+  readonly ports?: ReadonlyArray<string>
 }
 
 const root = fileURLToPath(new URL("../../../", import.meta.url))
@@ -119,7 +120,7 @@ describe("docker-compose.yml", () => {
   })
 
   it("has health checks where services serve, ingest's on GET /api/v1/health", () => {
-    for (const name of ["kafka", "minio", "timescaledb", "ingest"]) {
+    for (const name of ["kafka", "minio", "timescaledb", "ingest", "prometheus", "grafana"]) {
       const check = services[name]?.healthcheck
       expect(check?.disable, name).not.toBe(true)
       expect(words(check?.test).filter((word) => word !== "NONE").length, name).toBeGreaterThan(1)
@@ -201,5 +202,148 @@ describe("docker-compose.yml", () => {
         `/${postgres.POSTGRES_DB}`
       ])
     }
+  })
+})
+
+// Where the file or folder a service sees at `target` is in the repository (a bind mount of `./…`).
+const hostPath = (service: Service, target: string): string => {
+  for (const mount of service.volumes ?? []) {
+    const [source, at] = mount.split(":") as [string, string]
+    if (source.startsWith(".") && (target === at || target.startsWith(`${at}/`))) {
+      return join(root, source, target.slice(at.length))
+    }
+  }
+  throw new Error(`nothing of the repository is mounted at ${target}`)
+}
+
+const containerPorts = (service: Service) => (service.ports ?? []).map((port) => port.split(":").at(-1))
+const readYaml = (path: string) => parse(readFileSync(path, "utf8"))
+const yamlFiles = (dir: string) => readdirSync(dir).filter((name) => /\.ya?ml$/.test(name)).map((name) => join(dir, name))
+
+// The worker's default METRICS_PORT, where each replica serves /metrics when compose does not set it.
+const WORKER_METRICS_PORT = "9464"
+
+interface ScrapeJob {
+  readonly job_name: string
+  readonly metrics_path?: string
+  readonly static_configs?: ReadonlyArray<{ readonly targets: ReadonlyArray<string> }>
+  readonly dns_sd_configs?: ReadonlyArray<{ readonly names: ReadonlyArray<string>; readonly type?: string; readonly port: number }>
+}
+
+interface Datasource {
+  readonly uid: string
+  readonly type: string
+  readonly url: string
+  readonly user?: string
+  readonly jsonData?: { readonly database?: string }
+  readonly secureJsonData?: { readonly password?: string }
+}
+
+describe("docker-compose.yml: Prometheus and Grafana", () => {
+  const prometheus = services.prometheus!
+  const grafana = services.grafana!
+  const dbInit = services["grafana-db-init"]!
+  const provisioning = hostPath(grafana, "/etc/grafana/provisioning")
+  const datasources: ReadonlyArray<Datasource> = yamlFiles(join(provisioning, "datasources"))
+    .flatMap((file) => readYaml(file).datasources)
+  const dashboardDirs: ReadonlyArray<string> = yamlFiles(join(provisioning, "dashboards"))
+    .flatMap((file) => readYaml(file).providers)
+    .map((provider: { options: { path: string } }) => hostPath(grafana, provider.options.path))
+
+  it("runs Prometheus and Grafana from pinned images, on ports 9090 and 3000, their data in named volumes", () => {
+    expect(prometheus.image).toMatch(/^(docker\.io\/)?prom\/prometheus:v\d+\.\d+\.\d+$/)
+    expect(grafana.image).toMatch(/^(docker\.io\/)?grafana\/grafana(-oss)?:\d+\.\d+\.\d+$/)
+    expect(containerPorts(prometheus)).toEqual(["9090"])
+    expect(containerPorts(grafana)).toEqual(["3000"])
+    for (const [service, data] of [[prometheus, "/prometheus"], [grafana, "/var/lib/grafana"]] as const) {
+      const source = (service.volumes ?? []).find((mount) => mount.split(":")[1] === data)?.split(":")[0]
+      expect(compose.volumes ?? {}, data).toHaveProperty(source!)
+    }
+  })
+
+  it("scrapes /metrics of ingest on its PORT and of every worker replica, found by DNS, on METRICS_PORT", () => {
+    const configFile = words(prometheus.command).find((word) => word.startsWith("--config.file="))!.split("=")[1]!
+    const jobs: ReadonlyArray<ScrapeJob> = readYaml(hostPath(prometheus, configFile)).scrape_configs
+    for (const job of jobs) expect(job.metrics_path ?? "/metrics", job.job_name).toBe("/metrics")
+
+    const [ingestName, ingestService] = ingest[0]!
+    const ingestTarget = `${ingestName}:${environment(ingestService).PORT}`
+    expect(jobs.filter((job) => job.static_configs?.some((c) => c.targets.includes(ingestTarget)))).toHaveLength(1)
+
+    for (const [name, service] of workers) {
+      const port = Number(environment(service).METRICS_PORT ?? WORKER_METRICS_PORT)
+      // The service name resolves to the address of each replica: one A record per container.
+      const found = jobs.flatMap((job) => job.dns_sd_configs ?? []).filter((c) => c.names.includes(name))
+      expect(found.map((c) => [c.type ?? "SRV", c.port]), name).toEqual([["A", port]])
+    }
+  })
+
+  it("starts Prometheus after the app without waiting for its health, and Grafana once Prometheus and its database role are ready", () => {
+    expect(Object.keys(dependencies(prometheus)).sort()).toEqual([...ingest, ...workers].map(([name]) => name).sort())
+    expect(dependencies(grafana)).toEqual({
+      prometheus: "service_healthy",
+      "grafana-db-init": "service_completed_successfully"
+    })
+    expect(dependencies(dbInit)).toEqual({ timescaledb: "service_healthy" })
+    expect(dbInit.restart).toBe("no")
+  })
+
+  it("gives Grafana's admin a password from the environment with no default, and no anonymous access or sign-up", () => {
+    const env = environment(grafana)
+    // `${NAME:?message}`: compose refuses to start without NAME.
+    expect(env.GF_SECURITY_ADMIN_PASSWORD).toMatch(/^\$\{\w+:?\?[^}]*\}$/)
+    expect(env.GF_AUTH_ANONYMOUS_ENABLED).toBe("false")
+    expect(env.GF_USERS_ALLOW_SIGN_UP).toBe("false")
+  })
+
+  it("provisions a Prometheus data source on the prometheus service", () => {
+    const sources = datasources.filter((source) => source.type === "prometheus")
+    expect(sources.map((source) => source.url)).toEqual([`http://prometheus:${containerPorts(prometheus)[0]}`])
+  })
+
+  it("provisions the database as the read-only role that grafana-db-init creates, with the password it sets", () => {
+    const postgres = environment(services.timescaledb!)
+    const [source, ...others] = datasources.filter((s) => s.type === "grafana-postgresql-datasource")
+    expect(others).toEqual([])
+    expect([source!.url, source!.jsonData?.database]).toEqual(["timescaledb:5432", postgres.POSTGRES_DB])
+
+    // The init connects as the database's owner and runs the repository's reader.sql.
+    const init = environment(dbInit)
+    expect([init.PGHOST, init.PGUSER, init.PGPASSWORD, init.PGDATABASE]).toEqual([
+      "timescaledb",
+      postgres.POSTGRES_USER,
+      postgres.POSTGRES_PASSWORD,
+      postgres.POSTGRES_DB
+    ])
+    const script = expand(dbInit, commandLine(dbInit))
+    const sqlFile = /psql [^\n]*-f (\S+)/.exec(script)![1]!
+    const role = /CREATE ROLE (\w+)/.exec(readFileSync(hostPath(dbInit, sqlFile), "utf8"))![1]
+    expect(source!.user).toBe(role)
+
+    // Grafana reads the password from its environment, where it is the one the init gives the role.
+    const variable = /^\$\{?(\w+)\}?$/.exec(source!.secureJsonData?.password ?? "")![1]!
+    const password = environment(grafana)[variable]
+    expect(password).toBeTruthy()
+    expect(script).toContain(`ALTER ROLE ${role} PASSWORD :'password'`)
+    expect(script).toContain(`-v password="${password}"`)
+  })
+
+  it("provisions the Equipment telemetry and Pipeline dashboards, on provisioned data sources", () => {
+    const dashboards = dashboardDirs.flatMap((dir) =>
+      readdirSync(dir).filter((name) => name.endsWith(".json")).map((name) => JSON.parse(readFileSync(join(dir, name), "utf8")))
+    )
+    expect(dashboards.map((dashboard) => dashboard.title).sort()).toEqual(["Equipment telemetry", "Pipeline"])
+    const uids = new Set(datasources.map((source) => source.uid))
+    const used = new Set<string>()
+    const collect = (node: unknown): void => {
+      if (Array.isArray(node)) return node.forEach(collect)
+      if (node === null || typeof node !== "object") return
+      const { datasource, ...rest } = node as Record<string, unknown>
+      if (datasource !== undefined) used.add((datasource as { uid: string }).uid)
+      Object.values(rest).forEach(collect)
+    }
+    collect(dashboards)
+    expect([...used].filter((uid) => !uids.has(uid))).toEqual([])
+    expect(used.size).toBe(2)
   })
 })
