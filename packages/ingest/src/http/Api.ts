@@ -1,6 +1,7 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import { AnalyticsGroup } from "./AnalyticsApi.js"
 import { AuthApi } from "./AuthApi.js"
+import { ConsoleApi } from "../console/ConsoleApi.js"
 import { withoutDecodeError } from "./docs.js"
 import { InternalError } from "./errors.js"
 import { HealthGroup } from "./HealthApi.js"
@@ -14,6 +15,7 @@ export class TelemetryApi extends HttpApi.make("telemetry")
   .add(AnalyticsGroup)
   .add(HealthGroup)
   .addHttpApi(AuthApi)
+  .addHttpApi(ConsoleApi)
   .addError(InternalError)
   .annotate(OpenApi.Title, "Telemetry pipeline")
   .annotate(OpenApi.Version, "1")

@@ -14,6 +14,7 @@ import { createServer } from "node:http"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
 import * as AuthHandlers from "./AuthHandlers.js"
+import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { errorResponse, InternalError, InvalidParameter, NotFound, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
@@ -61,7 +62,7 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
     return Effect.as(Effect.logError("request failed", cause), errorResponse(new InternalError({ message: "internal error" })))
   }))
 
-const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, HealthHandlers.layer, AuthHandlers.layer).pipe(
+const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, HealthHandlers.layer, AuthHandlers.layer, ConsoleHandlers.layer).pipe(
   Layer.provide(Auth.layer)
 )
 

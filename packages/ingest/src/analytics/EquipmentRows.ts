@@ -1,0 +1,64 @@
+import { Schema } from "effect"
+import { MicrosTimestamp, Timestamp } from "./Rows.js"
+
+// The equipments of a tenant as the console lists them (GET /api/v1/equipments): what each is, how its sensors
+// last read, and how much it sent over the last day. They type the response bodies and the OpenAPI document.
+
+const Count = Schema.Number.annotations({ description: "a count (integer)" })
+
+export const LastReading = Schema.Struct({
+  time: MicrosTimestamp,
+  value: Schema.NullOr(Schema.Number),
+  status: Schema.NullOr(Schema.String)
+}).annotations({ identifier: "LastReading", description: "the sensor's newest stored reading" })
+
+export const EquipmentSensor = Schema.Struct({
+  uuid: Schema.String,
+  name: Schema.NullOr(Schema.String),
+  type: Schema.String,
+  unit: Schema.NullOr(Schema.String),
+  status: Schema.NullOr(Schema.String),
+  last_reading: Schema.NullOr(LastReading),
+  readings_24h: Count.annotations({ description: "readings in the hourly buckets of the last 24 hours" })
+}).annotations({ identifier: "EquipmentSensor" })
+
+export const Sparkline = Schema.Struct({
+  sensor_uuid: Schema.String.annotations({ description: "the first sensor (by uuid) with values in the window" }),
+  start: Timestamp.annotations({ description: "the first hour's start; each further value is one hour later" }),
+  hourly_avg: Schema.Array(Schema.NullOr(Schema.Number)).annotations({
+    description: "the mean of each hour up to the current one; null for an hour without values"
+  })
+}).annotations({ identifier: "Sparkline" })
+
+export const Equipment = Schema.Struct({
+  uuid: Schema.String,
+  name: Schema.NullOr(Schema.String),
+  location: Schema.NullOr(Schema.String),
+  status: Schema.String,
+  collection_interval: Count.annotations({ description: "seconds between readings, as the device declares" }),
+  last_reading_at: Schema.NullOr(MicrosTimestamp).annotations({ description: "the newest reading of any sensor" }),
+  stale: Schema.Boolean.annotations({
+    description: "no reading for longer than 3 collection intervals, and at least 10 minutes (or none at all)"
+  }),
+  readings_24h: Count.annotations({
+    description: "readings in the hourly buckets since the start of the hour 24 hours ago (as stats?period=24h)"
+  }),
+  sparkline: Schema.NullOr(Sparkline),
+  sensors: Schema.Array(EquipmentSensor)
+}).annotations({ identifier: "Equipment" })
+export type Equipment = typeof Equipment.Type
+
+export const StatusCount = Schema.Struct({
+  status: Schema.String,
+  equipments: Count
+}).annotations({ identifier: "StatusCount" })
+
+export const EquipmentPage = Schema.Struct({
+  data: Schema.Array(Equipment),
+  total: Count.annotations({ description: "equipments matching the filters, on every page" }),
+  next_cursor: Schema.NullOr(Schema.String).annotations({ description: "pass as `cursor` for the next page; null on the last" }),
+  statuses: Schema.Array(StatusCount).annotations({
+    description: "the statuses of the tenant's equipments and how many have each (for a status filter)"
+  })
+}).annotations({ identifier: "EquipmentPage" })
+export type EquipmentPage = typeof EquipmentPage.Type

@@ -1,0 +1,214 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Clock, Data, Effect, Option, Schema } from "effect"
+import type { Equipment, EquipmentPage } from "./EquipmentRows.js"
+
+const MINUTE = 60_000
+const HOUR = 60 * MINUTE
+const DAY = 24 * HOUR
+
+/** An equipment without a reading for this long, and for 3 of its collection intervals, is stale. */
+const STALE_AFTER = 10 * MINUTE
+const STALE_INTERVALS = 3
+
+export interface EquipmentFilter {
+  /** Part of the name or uuid, in any case. */
+  readonly name?: string | undefined
+  readonly status?: string | undefined
+}
+
+export interface PageRequest {
+  readonly limit: number
+  readonly cursor?: string | undefined
+}
+
+export class InvalidCursor extends Data.TaggedError("InvalidCursor")<{ readonly cursor: string }> {
+  override get message() {
+    return "is not a cursor this API returned (next_cursor)"
+  }
+}
+
+/** Where a page starts: after the equipment with this sort key and uuid. */
+const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(Schema.String, Schema.String)))
+const encodeCursor = Schema.encodeSync(Cursor)
+const decodeCursor = (cursor: string) =>
+  Schema.decodeUnknown(Cursor)(cursor).pipe(Effect.mapError(() => new InvalidCursor({ cursor })))
+
+const EquipmentRow = Schema.Struct({
+  id: Schema.Number,
+  uuid: Schema.String,
+  name: Schema.NullOr(Schema.String),
+  location: Schema.NullOr(Schema.String),
+  status: Schema.String,
+  collection_interval: Schema.Number,
+  sort_key: Schema.String
+})
+type EquipmentRow = typeof EquipmentRow.Type
+
+const SensorRow = Schema.Struct({
+  equipment_id: Schema.Number,
+  uuid: Schema.String,
+  name: Schema.NullOr(Schema.String),
+  type: Schema.String,
+  unit: Schema.NullOr(Schema.String),
+  status: Schema.NullOr(Schema.String),
+  last_time: Schema.NullOr(Schema.String),
+  last_value: Schema.NullOr(Schema.Number),
+  last_status: Schema.NullOr(Schema.String),
+  readings: Schema.Number,
+  hours: Schema.NullOr(Schema.Array(Schema.Number)),
+  averages: Schema.NullOr(Schema.Array(Schema.NullOr(Schema.Number)))
+})
+type SensorRow = typeof SensorRow.Type
+
+const FacetRow = Schema.Struct({ status: Schema.String, equipments: Schema.Number, matching: Schema.Number })
+
+/**
+ * The equipments of a tenant with their sensors' newest readings and their last day, for the console. Every query
+ * is index-led: the page from the tenant's equipments, each sensor's newest reading from the unique
+ * (sensor_id, time DESC) index (one entry each), the day's counts and hourly means from `telemetry_hourly` by
+ * (equipment_id, bucket) for the page's equipments only.
+ */
+export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipments", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const rows = <A, I>(schema: Schema.Schema<A, I>) => {
+      const decode = Schema.decodeUnknown(Schema.Array(Schema.typeSchema(schema)))
+      return (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
+        query.pipe(Effect.flatMap(decode), Effect.catchTag("ParseError", Effect.die))
+    }
+
+    // Names sort ignoring ASCII case, then by uuid, in byte order on every database (their collations differ).
+    const sortKey = sql`lower(coalesce(e.name, e.uuid)) COLLATE "C"`
+    const nameMatches = (part: string | undefined) =>
+      part === undefined
+        ? sql`true`
+        : sql`(strpos(lower(coalesce(e.name, '')), lower(${part})) > 0 OR strpos(lower(e.uuid), lower(${part})) > 0)`
+
+    const equipmentColumns = sql`e.id, e.uuid, e.name, e.location, e.status, e.collection_interval, ${sortKey} AS sort_key`
+
+    const page = (tenantId: string, filter: EquipmentFilter, limit: number, after: readonly [string, string] | undefined) =>
+      rows(EquipmentRow)(sql`SELECT ${equipmentColumns}
+        FROM equipments e
+        WHERE e.tenant_id = ${tenantId} AND ${nameMatches(filter.name)}
+          ${filter.status === undefined ? sql`` : sql`AND e.status = ${filter.status}`}
+          ${after === undefined ? sql`` : sql`AND (${sortKey} > ${after[0]} OR (${sortKey} = ${after[0]} AND e.uuid COLLATE "C" > ${after[1]}))`}
+        ORDER BY sort_key, e.uuid COLLATE "C"
+        LIMIT ${limit}`)
+
+    /** Per status, the tenant's equipments and those whose name matches: the filter's choices and the total. */
+    const facets = (tenantId: string, filter: EquipmentFilter) =>
+      rows(FacetRow)(sql`SELECT e.status, count(*)::int AS equipments, count(*) FILTER (WHERE ${nameMatches(filter.name)})::int AS matching
+        FROM equipments e
+        WHERE e.tenant_id = ${tenantId}
+        GROUP BY e.status
+        ORDER BY e.status COLLATE "C"`)
+
+    const sensorsOf = (ids: ReadonlyArray<number>, since: Date) =>
+      rows(SensorRow)(sql`SELECT s.equipment_id, s.uuid, s.name, s.type, s.unit, s.status,
+          to_char(last.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS last_time,
+          last.value AS last_value, last.status AS last_status,
+          coalesce(day.readings, 0)::float8 AS readings, day.hours, day.averages
+        FROM sensors s
+        LEFT JOIN LATERAL (
+          SELECT d.time, d.value, d.status FROM telemetry_data d WHERE d.sensor_id = s.id ORDER BY d.time DESC LIMIT 1
+        ) last ON true
+        LEFT JOIN (
+          SELECT h.sensor_id, sum(h.sample_count) AS readings,
+            array_agg(floor(extract(epoch FROM h.bucket - ${since}::timestamptz) / 3600)::float8 ORDER BY h.bucket) AS hours,
+            array_agg(h.avg_value::float8 ORDER BY h.bucket) AS averages
+          FROM telemetry_hourly h
+          WHERE h.equipment_id = ANY(${ids}::int[]) AND h.bucket >= ${since}
+          GROUP BY h.sensor_id
+        ) day ON day.sensor_id = s.id
+        WHERE s.equipment_id = ANY(${ids}::int[])
+        ORDER BY s.equipment_id, s.uuid COLLATE "C"`)
+
+    /** The equipments of `rows` with their sensors, as of `now`. */
+    const described = (equipments: ReadonlyArray<EquipmentRow>) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        // The hourly buckets of the last 24 hours, as stats?period=24h takes them.
+        const since = Math.floor((now - DAY) / HOUR) * HOUR
+        const sensors = equipments.length === 0 ? [] : yield* sensorsOf(equipments.map((e) => e.id), new Date(since))
+        const hours = Math.floor((now - since) / HOUR) + 1
+        return equipments.map((e) => toEquipment(e, sensors.filter((s) => s.equipment_id === e.id), { now, since, hours }))
+      })
+
+    const list = (
+      tenantId: string,
+      filter: EquipmentFilter,
+      request: PageRequest
+    ): Effect.Effect<EquipmentPage, SqlError | InvalidCursor> =>
+      Effect.gen(function*() {
+        const after = request.cursor === undefined ? undefined : yield* decodeCursor(request.cursor)
+        const [found, counts] = yield* Effect.all(
+          [page(tenantId, filter, request.limit + 1, after), facets(tenantId, filter)],
+          { concurrency: 2 }
+        )
+        const shown = found.slice(0, request.limit)
+        const last = shown[shown.length - 1]
+        return {
+          data: yield* described(shown),
+          total: counts.reduce((sum, c) => sum + (filter.status === undefined || c.status === filter.status ? c.matching : 0), 0),
+          next_cursor: found.length > request.limit && last ? encodeCursor([last.sort_key, last.uuid]) : null,
+          statuses: counts.map(({ equipments, status }) => ({ status, equipments }))
+        }
+      })
+
+    const get = (tenantId: string, uuid: string): Effect.Effect<Option.Option<Equipment>, SqlError> =>
+      rows(EquipmentRow)(sql`SELECT ${equipmentColumns} FROM equipments e WHERE e.tenant_id = ${tenantId} AND e.uuid = ${uuid}`).pipe(
+        Effect.flatMap(described),
+        Effect.map((found) => Option.fromNullable(found[0]))
+      )
+
+    return { list, get } as const
+  })
+}) {}
+
+const toEquipment = (
+  e: EquipmentRow,
+  sensors: ReadonlyArray<SensorRow>,
+  window: { readonly now: number; readonly since: number; readonly hours: number }
+): Equipment => {
+  const lastReadingAt = sensors.reduce<string | null>(
+    (newest, s) => (s.last_time !== null && (newest === null || s.last_time > newest) ? s.last_time : newest),
+    null
+  )
+  const staleAfter = Math.max(STALE_AFTER, STALE_INTERVALS * e.collection_interval * 1000)
+  const charted = sensors.find((s) => s.averages?.some((v) => v !== null))
+  return {
+    uuid: e.uuid,
+    name: e.name,
+    location: e.location,
+    status: e.status,
+    collection_interval: e.collection_interval,
+    last_reading_at: lastReadingAt,
+    stale: lastReadingAt === null || window.now - Date.parse(lastReadingAt) > staleAfter,
+    readings_24h: sensors.reduce((sum, s) => sum + s.readings, 0),
+    sparkline: charted === undefined ? null : {
+      sensor_uuid: charted.uuid,
+      start: new Date(window.since),
+      hourly_avg: hourly(charted, window.hours)
+    },
+    sensors: sensors.map((s) => ({
+      uuid: s.uuid,
+      name: s.name,
+      type: s.type,
+      unit: s.unit,
+      status: s.status,
+      last_reading: s.last_time === null ? null : { time: s.last_time, value: s.last_value, status: s.last_status },
+      readings_24h: s.readings
+    }))
+  }
+}
+
+/** One mean per hour of the window, null where the hour has none. */
+const hourly = (sensor: SensorRow, hours: number) => {
+  const slots: Array<number | null> = Array.from({ length: hours }, () => null)
+  sensor.hours?.forEach((hour, i) => {
+    if (hour >= 0 && hour < hours) slots[hour] = sensor.averages?.[i] ?? null
+  })
+  return slots
+}
