@@ -135,6 +135,8 @@ describe("health on embedded parts", () => {
 
       yield* Effect.scoped(Effect.gen(function*() {
         yield* uploadInFlight(base)
+        // The server admits the upload on its own time after the first bytes: wait until the slot is taken.
+        yield* eventually(ready(base), (r) => r.code === 503)
         expect(yield* ready(base)).toEqual({ code: 503, status: "not_ready", reasons: ["every upload slot is taken (1 of 1)"] })
       }))
       yield* eventually(ready(base), (r) => r.code === 200)
@@ -167,6 +169,8 @@ describe("health on embedded parts", () => {
       yield* Effect.gen(function*() {
         const queue = yield* ClaimQueue
         const outage = yield* switchable(database.name)
+        // The worker reports once it has started; until then the check has no worker entry.
+        yield* eventually(detailed(base), (h) => h.checks.worker !== undefined)
         expect(yield* detailed(base)).toMatchObject({
           code: 200,
           status: "healthy",

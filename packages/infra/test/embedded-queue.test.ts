@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { type ClaimCheck, ClaimQueue } from "@telemetry/domain"
 import { claim } from "@telemetry/domain/testing"
-import { Duration, Effect, Fiber, Ref, TestClock } from "effect"
+import { Chunk, Duration, Effect, Fiber, Ref, TestClock } from "effect"
 import * as EmbeddedClaimQueue from "../src/queue/embedded/EmbeddedClaimQueue.js"
 import { stopDuring } from "./support/queue.js"
 
@@ -24,10 +24,14 @@ const nextTaken = (count: number) =>
   })
 
 describe("the in-process queue's consumer", () => {
-  it.live("stopped, lets the claim in progress finish within the shutdown timeout and takes no more", () =>
+  it.effect("stopped, lets the claim in progress finish within the shutdown timeout and takes no more", () =>
     Effect.gen(function*() {
       const [first, second] = yield* published(claim(), claim())
-      expect(yield* stopDuring(() => Effect.sleep("500 millis"))).toEqual({ finished: [first.claim_id], interrupted: true })
+      const stopping = yield* Effect.fork(stopDuring(() => Effect.sleep("500 millis")))
+      // Both clocks running: the claim's 500 ms and the stop's wait of up to 20 s for it.
+      yield* TestClock.sleeps().pipe(Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) >= 2 }))
+      yield* TestClock.adjust("500 millis")
+      expect(yield* Fiber.join(stopping)).toEqual({ finished: [first.claim_id], interrupted: true })
       expect(yield* nextTaken(1)).toEqual([second.claim_id])
     }).pipe(Effect.provide(queueWith("20 seconds"))))
 

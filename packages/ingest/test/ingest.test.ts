@@ -15,6 +15,7 @@ import {
   Fiber,
   Layer,
   Option,
+  Queue,
   Ref,
   Schema,
   Stream,
@@ -194,10 +195,17 @@ describe("Ingest on in-memory storage and queue", () => {
       const ingest = yield* Ingest
       const json = Buffer.from(JSON.stringify(haPayload("slow")))
       const release = yield* Deferred.make<void>()
-      // An upload that stays in flight until released.
-      const slow = { ...request(json, false), body: Stream.concat(bodyOf(json.subarray(0, 10)), Stream.fromEffect(Effect.as(Deferred.await(release), json.subarray(10)))) }
+      const reading = yield* Deferred.make<void>()
+      // An upload that stays in flight until released; its body is read only once it holds its slot.
+      const slow = {
+        ...request(json, false),
+        body: Stream.concat(
+          bodyOf(json.subarray(0, 10)),
+          Stream.fromEffect(Effect.as(Effect.zipRight(Deferred.succeed(reading, undefined), Deferred.await(release)), json.subarray(10)))
+        )
+      }
       const inFlight = yield* Effect.fork(ingest.accept(slow))
-      yield* Effect.sleep("100 millis")
+      yield* Deferred.await(reading)
       const refused = yield* Effect.flip(ingest.accept(request(Buffer.from(JSON.stringify(haPayload("second"))), false, { deviceId: "device-2" })))
       expect(refused).toMatchObject({ _tag: "Overloaded", inFlight: 1 })
       yield* Deferred.succeed(release, undefined)
@@ -291,12 +299,17 @@ describe("Ingest refuses what would hold it for nothing", () => {
       const ingest = yield* Ingest
       const json = Buffer.from(JSON.stringify(haPayload("held")))
       const release = yield* Deferred.make<void>()
+      // Each held upload reads its body only once it holds its slot, and counts itself in.
+      const reading = yield* Queue.unbounded<void>()
       const held = () => ({
         ...request(json, false),
-        body: Stream.concat(bodyOf(json.subarray(0, 10)), Stream.fromEffect(Effect.as(Deferred.await(release), json.subarray(10))))
+        body: Stream.concat(
+          bodyOf(json.subarray(0, 10)),
+          Stream.fromEffect(Effect.as(Effect.zipRight(Queue.offer(reading, undefined), Deferred.await(release)), json.subarray(10)))
+        )
       })
       const holding = yield* Effect.forkAll([ingest.accept(held()), ingest.accept(held())])
-      yield* Effect.sleep("100 millis")
+      yield* Queue.takeN(reading, 2)
       expect(yield* Effect.flip(ingest.accept(held()))).toMatchObject({ _tag: "TooManyUploads", scope: "device", limit: 2 })
       expect(yield* ingest.accept(request(json, false, { deviceId: "device-8" }))).toMatchObject({ readings: 3 })
       yield* Deferred.succeed(release, undefined)

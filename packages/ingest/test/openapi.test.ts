@@ -39,12 +39,15 @@ const ACCOUNTS = [
   "put /api/v1/admin/accounts/{kind}/{username}/password"
 ]
 
+/** The equipments of the caller's tenant, listed for the console (reader tokens). */
+const EQUIPMENTS = ["get /api/v1/equipments", "get /api/v1/equipments/{equipmentUuid}"]
+
 /**
  * The operations behind a bearer token: ingest (device tokens), analytics (reader tokens), refresh (either) and
  * account administration (admin tokens).
  */
 const secured = (operation: string) =>
-  ["/bulk", "/analytics/", "/auth/refresh", "/admin/"].some((part) => operation.includes(part))
+  ["/bulk", "/analytics/", "/auth/refresh", "/admin/", "/equipments"].some((part) => operation.includes(part))
 
 const operations = (spec: any): Array<string> =>
   Object.entries<Record<string, unknown>>(spec.paths).flatMap(([path, methods]) =>
@@ -58,7 +61,7 @@ layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServi
       expect(response.status).toBe(200)
       const spec = JSON.parse(response.text)
       expect(spec.openapi).toMatch(/^3\./)
-      expect(operations(spec).sort()).toEqual([...CONTRACT, ...ACCOUNTS].sort())
+      expect(operations(spec).sort()).toEqual([...CONTRACT, ...ACCOUNTS, ...EQUIPMENTS].sort())
 
       const history = spec.paths["/api/v1/analytics/equipment/{equipmentUuid}/history"].get
       expect(history.parameters.map((p: any) => p.name).sort()).toEqual(
@@ -88,6 +91,8 @@ layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServi
           headers: { "content-type": "text/plain", ...(secured(operation) ? bearer(token) : {}) }
         })
         if (ACCOUNTS.includes(operation)) expect([operation, response.status]).not.toEqual([operation, 404])
+        // No equipment "x": the route answers that it has none, not that the route is missing.
+        else if (operation === EQUIPMENTS[1]) expect(JSON.parse(response.text).message).not.toBe("no such route")
         else expect([operation, response.status]).toEqual([operation, method === "post" ? 415 : 200])
         expect(response.type, operation).toContain("application/json")
       }
