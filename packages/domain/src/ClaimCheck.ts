@@ -24,6 +24,8 @@ export class ClaimCheck extends Schema.Class<ClaimCheck>("ClaimCheck")({
     tenantId: Tenant,
     /** The IANA zone the payload's naive reading times are read in (absent in claims of earlier versions). */
     timeZone: Schema.optional(Schema.String),
+    /** The ingest request's trace (W3C), so that the worker's spans join it (absent when not traced). */
+    traceparent: Schema.optional(Schema.String),
     itemsCount: Count,
     totalSensors: Count,
     fileSize: Count
@@ -59,6 +61,8 @@ export const PayloadFacts = Schema.Struct({
   tenantId: Tenant,
   /** The zone its naive reading times were read in: the device account's, else DEFAULT_TIMEZONE. */
   timeZone: Schema.optional(Schema.String),
+  /** The trace of the request that brought it (W3C `traceparent`), when traced. */
+  traceparent: Schema.optional(Schema.String),
   receivedAt: Schema.DateFromSelf,
   originalSize: Count,
   sha256: Schema.String,
@@ -81,6 +85,7 @@ export const StoredFacts = Schema.Struct({
   deviceId: Schema.optionalWith(Schema.String, { nullable: true, as: "Option" }).pipe(Schema.fromKey("device-id")),
   tenantId: key(Tenant, "tenant-id"),
   timeZone: Schema.optional(Schema.String).pipe(Schema.fromKey("time-zone")),
+  traceparent: Schema.optional(Schema.String),
   receivedAt: key(Schema.Date, "received-at"),
   originalSize: key(Whole, "original-size"),
   sha256: Schema.String,
@@ -122,6 +127,7 @@ export const claimFor = (
       deviceId: facts.deviceId,
       tenantId: facts.tenantId,
       ...(facts.timeZone === undefined ? {} : { timeZone: facts.timeZone }),
+      ...(facts.traceparent === undefined ? {} : { traceparent: facts.traceparent }),
       itemsCount: facts.items,
       totalSensors: facts.readings,
       fileSize: object.size

@@ -1,6 +1,7 @@
 import {
   claimFor,
   ClaimQueue,
+  currentTraceparent,
   decodePayload,
   factsToMetadata,
   limitBytes,
@@ -82,6 +83,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           const receivedAt = new Date(yield* Clock.currentTimeMillis)
           const key = objectKey(claimId, receivedAt)
           const timeZone = request.timeZone ?? payload.timeZone
+          const traceparent = Option.getOrUndefined(yield* currentTraceparent)
           const body = request.body.pipe(limitBytes(config.maxBodyBytes, "request body"), BodyRate.atLeast(bodyRate))
           const [toStore, toCheck] = yield* Stream.broadcast(body, 2, config.maxLagChunks)
 
@@ -114,6 +116,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
               deviceId: request.deviceId,
               tenantId: request.tenantId,
               timeZone,
+              traceparent,
               receivedAt,
               originalSize,
               sha256: sha256.digest("hex"),
@@ -136,11 +139,12 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           const facts = yield* Deferred.make<PayloadFacts>()
           const stored = request.gzipped ? toStore : gzip(config.gzipLevel)(toStore)
           const [object, counted] = yield* Effect.all([
-            storage.put(key, stored, Effect.map(Deferred.await(facts), factsToMetadata)),
+            storage.put(key, stored, Effect.map(Deferred.await(facts), factsToMetadata)).pipe(Effect.withSpan("ObjectStore.put")),
             Effect.tap(check, (f) => Deferred.succeed(facts, f))
           ], { concurrency: "unbounded" })
 
           yield* queue.publish(claimFor(counted, object, storage)).pipe(
+            Effect.withSpan("ClaimQueue.publish"),
             // Not acknowledged, so not kept: the client will send it again. A claim Kafka delivers after all
             // finds itself revoked (first, so that it never finds its object gone unexplained) and loads nothing.
             Effect.tapError(() =>

@@ -10,14 +10,16 @@ import {
   ObjectStore,
   PayloadConfig,
   type StorageError,
-  TelemetryStore
+  TelemetryStore,
+  withRemoteParent
 } from "@telemetry/domain"
 import { gunzip } from "@telemetry/infra/compression"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
-import { Cause, Config, Data, Duration, Effect, Exit, Option, Ref, Schedule } from "effect"
+import { Cause, Clock, Config, Data, Duration, Effect, Exit, Metric, Option, Ref, Schedule } from "effect"
 import * as Dependencies from "./Dependencies.js"
+import * as Metrics from "./metrics.js"
 
 /** How hard a claim is tried before the worker gives up on it. */
 export const RetryConfig = Config.all({
@@ -172,12 +174,15 @@ export const make = Effect.gen(function*() {
 
       const outcome = yield* Ref.update(tries, (n) => n + 1).pipe(
         Effect.zipRight(countDelivery),
-        Effect.zipRight(load(claim)),
+        Effect.zipRight(load(claim).pipe(Metric.trackDurationWith(Metrics.loadDuration, Duration.toSeconds))),
         Effect.tapError((e) =>
           isTransient(e)
             ? Effect.flatMap(Ref.get(tries), (tried) =>
-              Effect.logWarning(
-                `claim ${claim.claim_id}: ${messageOf(e)}; ${tried < retry.attempts ? "retrying" : "giving up"} (attempt ${tried} of ${retry.attempts})`
+              Effect.zipRight(
+                tried < retry.attempts ? Metric.increment(Metrics.claimHandled("retried")) : Effect.void,
+                Effect.logWarning(
+                  `claim ${claim.claim_id}: ${messageOf(e)}; ${tried < retry.attempts ? "retrying" : "giving up"} (attempt ${tried} of ${retry.attempts})`
+                )
               ))
             : Effect.void
         ),
@@ -208,7 +213,14 @@ export const make = Effect.gen(function*() {
         })
       )
       if (outcome._tag === "Revoked") return yield* Effect.logInfo(`claim ${claim.claim_id}: its request was refused, nothing to load`)
-      if (outcome._tag === "AlreadyLoaded") return yield* Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
+      if (outcome._tag === "AlreadyLoaded") {
+        yield* Metric.increment(Metrics.claimHandled("already_loaded"))
+        return yield* Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
+      }
+      yield* Metric.increment(Metrics.claimHandled("loaded"))
+      yield* Metric.incrementBy(Metrics.readingsLoaded, outcome.readings - outcome.duplicates)
+      yield* Metric.incrementBy(Metrics.readingsDuplicate, outcome.duplicates)
+      yield* Metric.set(Metrics.lastLoadTimestamp, (yield* Clock.currentTimeMillis) / 1000)
       yield* Effect.logInfo(
         `claim ${claim.claim_id}: loaded ${outcome.readings - outcome.duplicates} readings of ${outcome.items} items` +
           (outcome.duplicates > 0 ? `; ${outcome.duplicates} were stored already` : "")
@@ -225,6 +237,16 @@ export const make = Effect.gen(function*() {
   return (claim: ClaimCheck) =>
     Effect.flatMap(Ref.make(false), (counted) =>
       handle(claim, counted).pipe(
+        Effect.tapError((e) =>
+          e instanceof ClaimRejected
+            ? Effect.zipRight(Metric.increment(Metrics.claimHandled("dead_lettered")), Metric.increment(Metrics.deadLettered(e.reason)))
+            : Effect.void
+        ),
         Effect.onExit((exit) => Effect.flatMap(Ref.get(counted), (was) => (was ? endDelivery(claim, exit) : Effect.void)))
-      )).pipe(Effect.annotateLogs({ claim: claim.claim_id }))
+      )).pipe(
+        Effect.annotateLogs({ claim: claim.claim_id }),
+        // A child of the ingest request's span, when the claim carries its trace.
+        Effect.withSpan("ClaimProcessor.process", { attributes: { "claim.id": claim.claim_id } }),
+        withRemoteParent(claim.metadata.traceparent)
+      )
 })

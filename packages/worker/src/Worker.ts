@@ -22,7 +22,6 @@ export const run = Effect.gen(function*() {
   const process = yield* ClaimProcessor.make
   yield* ClaimAttempts.purge.pipe(Effect.catchAll((e) => Effect.logWarning(`worker: old delivery counts not purged: ${e.message}`)))
   yield* status.started
-  yield* Effect.logInfo("worker: consuming claims")
   return yield* queue.consume((claim) => status.handling(claim.claim_id, process(claim))).pipe(
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)

@@ -1,7 +1,9 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
 import * as App from "../App.js"
 import * as Infrastructure from "../Infrastructure.js"
+import * as Logging from "../Logging.js"
+import * as Tracing from "../observability/Tracing.js"
 import * as Shutdown from "../Shutdown.js"
 
 /**
@@ -13,7 +15,10 @@ export const runServer = <E>(program: string, app: Layer.Layer<never, E, Layer.L
     Layer.launch(
       app.pipe(
         Layer.provide(Layer.merge(Infrastructure.fromConfig, App.authentication)),
-        Layer.provide(Shutdown.exitByDeadline(program))
+        Layer.provide(Shutdown.exitByDeadline(program)),
+        Layer.provide(Tracing.layer(`telemetry-${program}`))
       )
-    )
+    ).pipe(Effect.provide(Logging.layer)),
+    // Logging.layer chooses the format: runMain's own pretty logger would print every line a second time.
+    { disablePrettyLogger: true }
   )

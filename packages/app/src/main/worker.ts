@@ -2,6 +2,8 @@ import { NodeRuntime } from "@effect/platform-node"
 import * as Worker from "@telemetry/worker/Worker"
 import { Config, Effect, Layer } from "effect"
 import * as Infrastructure from "../Infrastructure.js"
+import * as Logging from "../Logging.js"
+import * as Tracing from "../observability/Tracing.js"
 import * as Shutdown from "../Shutdown.js"
 
 // A worker process of its own only makes sense with a shared queue: the embedded one lives inside `pnpm start`.
@@ -17,7 +19,10 @@ NodeRuntime.runMain(
     Worker.layer.pipe(
       Layer.provide(Infrastructure.fromConfig),
       Layer.provide(requireKafka),
-      Layer.provide(Shutdown.exitByDeadline("worker"))
+      Layer.provide(Shutdown.exitByDeadline("worker")),
+      Layer.provide(Tracing.layer("telemetry-worker"))
     )
-  )
+  ).pipe(Effect.provide(Logging.layer)),
+  // Logging.layer chooses the format: runMain's own pretty logger would print every line a second time.
+  { disablePrettyLogger: true }
 )

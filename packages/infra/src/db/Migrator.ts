@@ -28,6 +28,60 @@ export const MigrationsDir = Config.string("MIGRATIONS_DIR").pipe(
   Config.withDefault(fileURLToPath(new URL("../../../../migrations", import.meta.url)))
 )
 
+/** A migration file of `dir`: its version, name, text and checksum. */
+interface MigrationFile {
+  readonly version: string
+  readonly name: string
+  readonly text: string
+  readonly checksum: string
+}
+
+const readMigrations = (dir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const names = (yield* fs.readDirectory(dir)).filter((f) => FILE.test(f)).sort()
+    return yield* Effect.forEach(names, (name) =>
+      Effect.map(fs.readFileString(path.join(dir, name)), (text): MigrationFile => ({
+        version: FILE.exec(name)![1]!,
+        name,
+        text,
+        checksum: createHash("sha256").update(text).digest("hex")
+      })))
+  }).pipe(
+    Effect.catchTag("SystemError", "BadArgument", (cause) =>
+      new MigrationError({ reason: "unreadable", message: `cannot read migrations in ${dir}: ${cause.message}`, cause }))
+  )
+
+/** Where the schema stands against the files of `dir`. */
+export interface MigrationStatus {
+  readonly applied: ReadonlyArray<{ readonly version: string; readonly name: string; readonly appliedAt: Date; readonly changed: boolean }>
+  readonly pending: ReadonlyArray<{ readonly version: string; readonly name: string }>
+}
+
+/** Which migration files of `dir` are applied (and whether one changed since) and which are pending; changes nothing. */
+export const status = (dir: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const files = yield* readMigrations(dir)
+    const [table] = yield* sql<{ exists: boolean }>`SELECT to_regclass('schema_migrations') IS NOT NULL AS exists`
+    const rows = table?.exists === true
+      ? yield* sql<{ version: string; name: string; checksum: string; applied_at: Date | string }>`
+          SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version`
+      : []
+    const byVersion = new Map(files.map((file) => [file.version, file]))
+    const appliedVersions = new Set(rows.map((row) => row.version))
+    return {
+      applied: rows.map((row) => ({
+        version: row.version,
+        name: row.name,
+        appliedAt: new Date(row.applied_at),
+        changed: byVersion.get(row.version)?.checksum !== row.checksum
+      })),
+      pending: files.filter((file) => !appliedVersions.has(file.version)).map(({ name, version }) => ({ version, name }))
+    } satisfies MigrationStatus
+  }).pipe(Effect.catchTag("SqlError", (cause) => new MigrationError({ reason: "failed", message: cause.message, cause })))
+
 /**
  * Applies the versioned SQL files of `dir` (`NNNN_name.sql`) in order, each once, in its own transaction, and
  * records them in `schema_migrations` with a checksum. A changed file that was already applied is an error:
@@ -36,9 +90,7 @@ export const MigrationsDir = Config.string("MIGRATIONS_DIR").pipe(
 export const migrate = (dir: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const files = (yield* fs.readDirectory(dir)).filter((f) => FILE.test(f)).sort()
+    const files = yield* readMigrations(dir)
     const locked = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       sql.withTransaction(Effect.zipRight(sql`SELECT pg_advisory_xact_lock(${LOCK})`, effect))
 
@@ -49,10 +101,7 @@ export const migrate = (dir: string) =>
       applied_at timestamptz NOT NULL DEFAULT now()
     )`)
     let applied = 0
-    for (const name of files) {
-      const version = FILE.exec(name)![1]!
-      const text = yield* fs.readFileString(path.join(dir, name))
-      const checksum = createHash("sha256").update(text).digest("hex")
+    for (const { checksum, name, text, version } of files) {
       const done = yield* locked(Effect.gen(function*() {
         const [row] = yield* sql<{ checksum: string }>`SELECT checksum FROM schema_migrations WHERE version = ${version}`
         if (row !== undefined) {
@@ -69,11 +118,7 @@ export const migrate = (dir: string) =>
       if (done) applied++
     }
     yield* Effect.logInfo(`migrations: ${applied} applied, ${files.length - applied} already in place`)
-  }).pipe(
-    Effect.catchTag("SystemError", "BadArgument", (cause) =>
-      new MigrationError({ reason: "unreadable", message: `cannot read migrations in ${dir}: ${cause.message}`, cause })),
-    Effect.catchTag("SqlError", (cause) => new MigrationError({ reason: "failed", message: cause.message, cause }))
-  )
+  }).pipe(Effect.catchTag("SqlError", (cause) => new MigrationError({ reason: "failed", message: cause.message, cause })))
 
 /** A database layer that applies the migrations when it is built, so every process starts on the current schema. */
 export const migrated = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>) =>

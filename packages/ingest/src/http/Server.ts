@@ -2,7 +2,6 @@ import {
   HttpApiBuilder,
   HttpApiError,
   HttpApiSwagger,
-  HttpMiddleware,
   HttpRouter,
   HttpServer,
   HttpServerError
@@ -19,6 +18,7 @@ import { TelemetryApi } from "./Api.js"
 import { errorResponse, InternalError, InvalidParameter, NotFound, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as IngestHandlers from "./IngestHandlers.js"
+import * as RequestLog from "./RequestLog.js"
 
 const failureOf = (cause: Cause.Cause<unknown>) => Option.getOrUndefined(Cause.failureOption(cause))
 
@@ -98,7 +98,7 @@ const nodeServer = Layer.scoped(
  * The HTTP API on `PORT` (default 8080), its OpenAPI document and Swagger UI; needs the Ingest, Analytics and
  * Tokens services. Ingest takes device tokens, analytics reader tokens; health and the documents are open.
  */
-export const layer = HttpApiBuilder.serve(HttpMiddleware.logger).pipe(
+export const layer = HttpApiBuilder.serve(RequestLog.middleware).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/api/v1/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
   Layer.provide(contractErrors),

@@ -19,12 +19,14 @@ import {
   Fiber,
   FiberSet,
   Layer,
+  Metric,
   Option,
   Queue,
   Ref,
   Stream
 } from "effect"
 import * as InFlight from "../InFlight.js"
+import * as QueueMetrics from "../QueueMetrics.js"
 import { queueError } from "../QueueErrors.js"
 import * as DeadLetterFile from "./DeadLetterFile.js"
 import * as DirectoryLock from "./DirectoryLock.js"
@@ -76,12 +78,13 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
       const queue = yield* Effect.acquireRelease(Queue.bounded<ClaimCheck>(options.capacity), Queue.shutdown)
       // Claims published and not acknowledged yet, and since when (for the health check).
       const pending = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
+      const reportLag = Effect.flatMap(Ref.get(pending), (all) => Metric.set(QueueMetrics.embeddedLag, all.size))
       const acknowledged = (claim: ClaimCheck) =>
         Ref.update(pending, (all) => {
           const rest = new Map(all)
           rest.delete(claim.claim_id)
           return rest
-        })
+        }).pipe(Effect.zipRight(reportLag))
       // Claims taken but not acknowledged (their handling failed or was interrupted): taken again before the
       // queue's, yet in turn with them, so that a claim that keeps failing cannot hold up those behind it.
       const unacknowledged = yield* Ref.make<ReadonlyArray<ClaimCheck>>([])
@@ -106,6 +109,7 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
             // Published again while still pending (a replay), it counts from its first time.
             const added = yield* Ref.modify(pending, (all) =>
               all.has(claim.claim_id) ? [false, all] as const : [true, new Map(all).set(claim.claim_id, now)] as const)
+            yield* reportLag
             yield* Queue.offer(queue, claim).pipe(
               Effect.timeoutFail({
                 duration: options.publishTimeout,
@@ -118,6 +122,7 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
         consume: (handle) =>
           Effect.scoped(Effect.gen(function*() {
             const inFlight = yield* InFlight.make<void, unknown>(options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
+            yield* Effect.logInfo("worker: consuming claims")
             return yield* Effect.forever(Effect.gen(function*() {
               const claim = yield* next
               const fiber = yield* FiberSet.run(

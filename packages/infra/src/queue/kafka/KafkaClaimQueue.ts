@@ -11,7 +11,8 @@ import {
   FiberSet,
   Layer,
   Option,
-  Ref
+  Ref,
+  Runtime
 } from "effect"
 import {
   type Admin,
@@ -187,8 +188,13 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
     })
     // Partitions this member owns now; a batch fiber stops at the next claim once its partition moved away.
     let owned = new Set<number>()
+    const runtime = yield* Effect.runtime<never>()
+    // Said once the member is in the group, not before: a consumer that never joins consumes nothing.
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       owned = new Set(payload.memberAssignment[options.topic] ?? [])
+      Runtime.runSync(runtime)(
+        Effect.logInfo(`worker: consuming claims (group ${options.groupId}, partitions ${[...owned].join(",") || "none"})`)
+      )
     })
     yield* Effect.acquireRelease(
       Effect.tryPromise({

@@ -8,10 +8,26 @@ const levels: Record<number, LogLevel.LogLevel> = {
   [logLevel.DEBUG]: LogLevel.Debug
 }
 
+/**
+ * kafkajs logs a rebalance — routine whenever a member joins or leaves — as errors: the broker's answer to a
+ * heartbeat (`Response Heartbeat(key: 12, version: 3)`, REBALANCE_IN_PROGRESS) is noise, the consumer's "The group
+ * is rebalancing, re-joining" worth a line. Other entries keep kafkajs's level.
+ */
+const levelOf = (level: logLevel, log: LogEntry["log"]): LogLevel.LogLevel => {
+  if (log.type === "REBALANCE_IN_PROGRESS" || /Heartbeat/.test(log.message)) return LogLevel.Debug
+  if (/rebalanc/i.test(log.message)) return LogLevel.Info
+  return levels[level] ?? LogLevel.Info
+}
+
+const annotations = (log: LogEntry["log"]): Record<string, string> =>
+  Object.fromEntries(
+    (["broker", "groupId", "type", "error"] as const).flatMap((key) => log[key] === undefined ? [] : [[key, String(log[key])]])
+  )
+
 /** kafkajs logs through our logger, one line each, instead of its own JSON on stderr. */
 export const logCreator = (runtime: Runtime.Runtime<never>) => () => ({ namespace, level, log }: LogEntry) =>
   Runtime.runSync(runtime)(
-    Effect.logWithLevel(levels[level] ?? LogLevel.Info, `kafka${namespace ? ` ${namespace}` : ""}: ${log.message}`).pipe(
-      Effect.annotateLogs(log.broker === undefined ? {} : { broker: String(log.broker) })
+    Effect.logWithLevel(levelOf(level, log), `kafka${namespace ? ` ${namespace}` : ""}: ${log.message}`).pipe(
+      Effect.annotateLogs(annotations(log))
     )
   )

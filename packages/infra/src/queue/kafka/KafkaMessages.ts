@@ -15,7 +15,9 @@ export const toMessage = (claim: ClaimCheck) => ({
     "request-id": claim.metadata.requestId,
     "items-count": String(claim.metadata.itemsCount),
     "sensors-count": String(claim.metadata.totalSensors),
-    "file-size": String(claim.file_size)
+    "file-size": String(claim.file_size),
+    // W3C trace context, for consumers and tools that read headers rather than the claim.
+    ...(claim.metadata.traceparent === undefined ? {} : { traceparent: claim.metadata.traceparent })
   }
 })
 

@@ -1,0 +1,35 @@
+import type { DeadLetterReason } from "@telemetry/domain"
+import { Metric, MetricBoundaries } from "effect"
+
+// Names as defined here; the Prometheus exporter appends `_total` to counters (see metrics-contract: scraped names).
+
+/** Claims handled, by outcome: loaded | retried (a transient failure tried again) | dead_lettered | already_loaded. */
+const claims = Metric.counter("telemetry_worker_claims", { description: "Claims handled by the worker, by outcome" })
+
+export type ClaimOutcome = "loaded" | "retried" | "dead_lettered" | "already_loaded"
+
+export const claimHandled = (outcome: ClaimOutcome) => Metric.tagged(claims, "outcome", outcome)
+
+export const readingsLoaded = Metric.counter("telemetry_worker_readings_loaded", {
+  description: "Readings stored by the worker",
+  incremental: true
+})
+
+export const readingsDuplicate = Metric.counter("telemetry_worker_readings_duplicate", {
+  description: "Readings of loaded claims that were stored already",
+  incremental: true
+})
+
+const deadLetters = Metric.counter("telemetry_worker_dead_letters", { description: "Claims dead-lettered, by reason" })
+
+export const deadLettered = (reason: DeadLetterReason) => Metric.tagged(deadLetters, "reason", reason)
+
+export const loadDuration = Metric.histogram(
+  "telemetry_worker_load_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.01, factor: 2, count: 14 }),
+  "Time to load one claim, from storage to commit"
+)
+
+export const lastLoadTimestamp = Metric.gauge("telemetry_worker_last_load_timestamp_seconds", {
+  description: "Unix seconds of the worker's last successful load"
+})
