@@ -3,16 +3,10 @@ import { EquipmentItem } from "@telemetry/domain"
 import { Schema } from "effect"
 import { DeviceAuth } from "./Auth.js"
 import { allowUnknownFields } from "./docs.js"
-import {
-  InProgress,
-  InvalidBody,
-  KeyReused,
-  RateLimited,
-  RequestTimeout,
-  TooLarge,
-  Unavailable,
-  UnsupportedMediaType
-} from "./errors.js"
+import { InProgress, KeyReused } from "../idempotency/IngestRequests.js"
+import { Overloaded, RateLimited, TooManyUploads } from "../limits/Admission.js"
+import { BodyTooSlow } from "../limits/BodyRate.js"
+import { InvalidBody, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 
 // --- Ingest (contract §1) ---
 
@@ -50,12 +44,14 @@ const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary
     .addSuccess(Accepted, { status: 202 })
     .addError(InvalidBody)
     .addError(TooLarge)
-    .addError(RequestTimeout)
+    .addError(BodyTooSlow)
     .addError(UnsupportedMediaType)
     .addError(RateLimited)
+    .addError(TooManyUploads)
     .addError(InProgress)
     .addError(KeyReused)
     .addError(Unavailable)
+    .addError(Overloaded)
     .annotate(OpenApi.Summary, summary)
     .annotate(
       OpenApi.Description,

@@ -6,17 +6,7 @@ import { randomUUID } from "node:crypto"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
-import {
-  errorResponse,
-  InProgress,
-  InvalidBody,
-  KeyReused,
-  RateLimited,
-  RequestTimeout,
-  TooLarge,
-  Unavailable,
-  UnsupportedMediaType
-} from "./errors.js"
+import { errorResponse, InvalidBody, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
 /**
@@ -27,6 +17,8 @@ const HOME_ASSISTANT_CLIENT = /^EasySmartMonitor\//i
 /** A client whose body is refused before it is read is not left sending the rest of it. */
 const CLOSE = { connection: "close" }
 const RETRY_AFTER = { "retry-after": "5" }
+/** Refused for what is in flight now, which is soon answered. */
+const RETRY_SOON = { "retry-after": "1" }
 const MAX_IDEMPOTENCY_KEY = 255
 
 const retryAfter = (wait: Duration.Duration) => ({ "retry-after": String(Math.max(1, Math.ceil(Duration.toSeconds(wait)))) })
@@ -93,29 +85,12 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
       InvalidPayload: (e) =>
         Effect.succeed(errorResponse(new InvalidBody({ message: e.message, path: e.path }), headers)),
       PayloadTooLarge: (e) => Effect.succeed(errorResponse(new TooLarge({ message: e.message }), { ...headers, ...CLOSE })),
-      BodyTooSlow: (e) => Effect.succeed(errorResponse(new RequestTimeout({ message: e.message }), { ...headers, ...CLOSE })),
-      RateLimited: (e) =>
-        Effect.succeed(errorResponse(new RateLimited({ message: e.message }), { ...headers, ...retryAfter(e.retryAfter) })),
-      TooManyUploads: (e) =>
-        Effect.succeed(errorResponse(new RateLimited({ message: `${e.message}; retry once one is answered` }), {
-          ...headers,
-          "retry-after": "1"
-        })),
-      Overloaded: (e) =>
-        Effect.succeed(errorResponse(
-          new Unavailable({ error: "overloaded", message: `${e.message}, retry shortly` }),
-          { ...headers, "retry-after": "1" }
-        )),
-      InProgress: (e) =>
-        Effect.succeed(errorResponse(
-          new InProgress({ message: `the same request is being accepted as claim ${e.claimId}; retry to get its answer` }),
-          { ...headers, "retry-after": "1" }
-        )),
-      KeyReused: (e) =>
-        Effect.succeed(errorResponse(
-          new KeyReused({ message: `Idempotency-Key "${e.key}" was used for a different body` }),
-          headers
-        )),
+      BodyTooSlow: (e) => Effect.succeed(errorResponse(e, { ...headers, ...CLOSE })),
+      RateLimited: (e) => Effect.succeed(errorResponse(e, { ...headers, ...retryAfter(e.retryAfter) })),
+      TooManyUploads: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
+      Overloaded: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
+      InProgress: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
+      KeyReused: (e) => Effect.succeed(errorResponse(e, headers)),
       StorageError: (e) =>
         Effect.as(
           Effect.logError("storage failed during ingest", e),

@@ -1,5 +1,5 @@
 import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
-import { Schema } from "effect"
+import { Option, Schema, SchemaAST } from "effect"
 
 // The error body of the contract, `{ error, message, path? }`: one class per status, so the OpenAPI document
 // shows each and a handler failing with one gets that status.
@@ -23,43 +23,19 @@ export class TooLarge extends Schema.Class<TooLarge>("TooLarge")(
   HttpApiSchema.annotations({ status: 413, description: "The body, the decompressed body, an item or the item count is over its limit" })
 ) {}
 
-export class RequestTimeout extends Schema.Class<RequestTimeout>("RequestTimeout")(
-  { error: code("request_timeout"), message },
-  HttpApiSchema.annotations({
-    status: 408,
-    description: "The body came slower than MIN_BODY_RATE for longer than BODY_RATE_GRACE; nothing was stored"
-  })
-) {}
-
 export class UnsupportedMediaType extends Schema.Class<UnsupportedMediaType>("UnsupportedMediaType")(
   { error: code("unsupported_media_type"), message },
   HttpApiSchema.annotations({ status: 415, description: "Content-Type is not application/json or Content-Encoding not gzip" })
 ) {}
 
 export class Unavailable extends Schema.Class<Unavailable>("Unavailable")(
-  { error: Schema.Literal("storage_unavailable", "queue_unavailable", "overloaded"), message },
-  HttpApiSchema.annotations({
-    status: 503,
-    description: "Storage or queue is unavailable, or the server is at its bound of uploads in flight; retry after `Retry-After` seconds"
-  })
+  { error: Schema.Literal("storage_unavailable", "queue_unavailable"), message },
+  HttpApiSchema.annotations({ status: 503, description: "Storage or queue is unavailable; retry after `Retry-After` seconds" })
 ) {}
 
 export class RateLimited extends Schema.Class<RateLimited>("RateLimited")(
   { error: code("rate_limited"), message },
   HttpApiSchema.annotations({ status: 429, description: "The device is over its request rate; retry after `Retry-After` seconds" })
-) {}
-
-export class InProgress extends Schema.Class<InProgress>("InProgress")(
-  { error: code("request_in_progress"), message },
-  HttpApiSchema.annotations({
-    status: 409,
-    description: "A request with the same Idempotency-Key (or body) is still being accepted; retry after `Retry-After` seconds"
-  })
-) {}
-
-export class KeyReused extends Schema.Class<KeyReused>("KeyReused")(
-  { error: code("idempotency_key_reused"), message },
-  HttpApiSchema.annotations({ status: 422, description: "The Idempotency-Key was used before for a different body" })
 ) {}
 
 export class Unauthorized extends Schema.Class<Unauthorized>("Unauthorized")(
@@ -92,21 +68,46 @@ export type ApiError =
   | InvalidParameter
   | InvalidBody
   | TooLarge
-  | RequestTimeout
   | UnsupportedMediaType
   | Unavailable
   | RateLimited
-  | InProgress
-  | KeyReused
   | Unauthorized
   | Forbidden
   | NotFound
   | InternalError
 
+const ErrorCode = Symbol.for("@telemetry/ingest/ErrorCode")
+
+/**
+ * The annotations of a failure raised where it happens (`Schema.TaggedError` carrying facts) that answers with the
+ * contract's body, `{ error, message }`: its status, and that body as the document shows it instead of the facts.
+ */
+export const answeredAs = <A>(status: number, error: string, description: string): Schema.Annotations.Schema<A> => ({
+  ...HttpApiSchema.annotations<A>({ status, description }),
+  [ErrorCode]: error,
+  jsonSchema: {
+    type: "object",
+    required: ["error", "message"],
+    properties: { error: { type: "string", enum: [error] }, message: { type: "string" } }
+  }
+})
+
+/** A failure annotated with `answeredAs`. */
+export interface Failure {
+  readonly _tag: string
+  readonly message: string
+}
+
 /** A declared error as its response, for the places that answer without the API's encoder (raw handlers, 404/500). */
-export const errorResponse = (error: ApiError, headers?: Record<string, string>) =>
-  // The instance's own fields are the body; its class carries the status annotation.
-  HttpServerResponse.unsafeJson(error, {
-    status: HttpApiSchema.getStatusError(error.constructor as unknown as Schema.Schema.Any),
+export const errorResponse = (error: ApiError | Failure, headers?: Record<string, string>) => {
+  // The class carries the status, and the code of a failure; an ApiError instance's own fields are the body.
+  const schema = error.constructor as unknown as Schema.Schema.Any
+  const body = Option.match(SchemaAST.getAnnotation<string>(ErrorCode)(SchemaAST.typeAST(schema.ast)), {
+    onNone: () => error,
+    onSome: (code) => ({ error: code, message: error.message })
+  })
+  return HttpServerResponse.unsafeJson(body, {
+    status: HttpApiSchema.getStatusError(schema),
     ...(headers ? { headers } : {})
   })
+}

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
-import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
+import { answeredAs } from "../http/errors.js"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */
 export interface Submission {
@@ -18,10 +19,26 @@ export interface Submission {
 export class Duplicate extends Data.TaggedError("Duplicate")<{ readonly first: Submission }> {}
 
 /** The first request with the same key or body is still being stored and published. */
-export class InProgress extends Data.TaggedError("InProgress")<{ readonly claimId: string }> {}
+export class InProgress extends Schema.TaggedError<InProgress>()("InProgress", { claimId: Schema.String }, answeredAs(
+  409,
+  "request_in_progress",
+  "A request with the same Idempotency-Key (or body) is still being accepted; retry after `Retry-After` seconds"
+)) {
+  override get message() {
+    return `the same request is being accepted as claim ${this.claimId}; retry to get its answer`
+  }
+}
 
 /** The key was used before for a different body. */
-export class KeyReused extends Data.TaggedError("KeyReused")<{ readonly key: string }> {}
+export class KeyReused extends Schema.TaggedError<KeyReused>()("KeyReused", { key: Schema.String }, answeredAs(
+  422,
+  "idempotency_key_reused",
+  "The Idempotency-Key was used before for a different body"
+)) {
+  override get message() {
+    return `Idempotency-Key "${this.key}" was used for a different body`
+  }
+}
 
 /** A request under an Idempotency-Key, as it was recorded. */
 export interface Recorded extends Submission {

@@ -1,5 +1,6 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import { Config, Data, Duration, Effect, Either, Layer, Ref } from "effect"
+import { Config, Duration, Effect, Either, Layer, Ref, Schema } from "effect"
+import { answeredAs } from "../http/errors.js"
 
 /** Who an upload is for: limits are kept per device and per tenant. */
 export interface Uploader {
@@ -8,12 +9,16 @@ export interface Uploader {
 }
 
 /** The device sent more requests than its rate allows; it may send again after `retryAfter`. */
-export class RateLimited extends Data.TaggedError("RateLimited")<{
-  readonly device: string
-  readonly limit: number
-  readonly window: Duration.Duration
-  readonly retryAfter: Duration.Duration
-}> {
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  device: Schema.String,
+  limit: Schema.Number,
+  window: Schema.DurationFromMillis,
+  retryAfter: Schema.DurationFromMillis
+}, {
+  // Not the login limit's RateLimited of the same body, which the document shows apart.
+  identifier: "DeviceRateLimited",
+  ...answeredAs(429, "rate_limited", "The device is over its request rate; retry after `Retry-After` seconds")
+}) {
   override get message() {
     return `device ${this.device} is over its limit of ${this.limit} requests per ${Duration.format(this.window)}`
   }
@@ -23,20 +28,25 @@ export class RateLimited extends Data.TaggedError("RateLimited")<{
  * The device (or its tenant) already streams as many uploads as it may at once: one client must not take every
  * slot of the server. It may send again once one of them is answered.
  */
-export class TooManyUploads extends Data.TaggedError("TooManyUploads")<{
-  readonly scope: "device" | "tenant"
-  readonly name: string
-  readonly limit: number
-}> {
+export class TooManyUploads extends Schema.TaggedError<TooManyUploads>()("TooManyUploads", {
+  scope: Schema.Literal("device", "tenant"),
+  name: Schema.String,
+  limit: Schema.Number
+}, answeredAs(429, "rate_limited", "The device or its tenant has as many uploads in flight as it may; retry after `Retry-After` seconds")) {
   override get message() {
-    return `${this.scope} ${this.name} already has ${this.limit} uploads in flight, the most it may have at once`
+    return `${this.scope} ${this.name} already has ${this.limit} uploads in flight, the most it may have at once; ` +
+      "retry once one is answered"
   }
 }
 
 /** As many uploads as this process takes at once are running; the client should come back shortly. */
-export class Overloaded extends Data.TaggedError("Overloaded")<{ readonly inFlight: number }> {
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { inFlight: Schema.Number }, answeredAs(
+  503,
+  "overloaded",
+  "The server is at its bound of uploads in flight; retry after `Retry-After` seconds"
+)) {
   override get message() {
-    return `${this.inFlight} uploads are in flight, the most this server takes at once`
+    return `${this.inFlight} uploads are in flight, the most this server takes at once, retry shortly`
   }
 }
 

@@ -1,11 +1,12 @@
-import { type Chunk, Clock, Config, Data, Duration, Effect, Option, Stream } from "effect"
+import { type Chunk, Clock, Config, Duration, Effect, Option, Schema, Stream } from "effect"
+import { answeredAs } from "../http/errors.js"
 
 /** The client sends its body slower than the least rate we wait for: it holds an upload slot for nothing. */
-export class BodyTooSlow extends Data.TaggedError("BodyTooSlow")<{
-  readonly received: number
-  readonly waited: Duration.Duration
-  readonly minBytesPerSecond: number
-}> {
+export class BodyTooSlow extends Schema.TaggedError<BodyTooSlow>()("BodyTooSlow", {
+  received: Schema.Number,
+  waited: Schema.DurationFromMillis,
+  minBytesPerSecond: Schema.Number
+}, answeredAs(408, "request_timeout", "The body came slower than MIN_BODY_RATE for longer than BODY_RATE_GRACE; nothing was stored")) {
   override get message() {
     return `the body came at less than ${this.minBytesPerSecond} bytes per second ` +
       `(${this.received} bytes in ${Duration.format(this.waited)} of waiting)`
