@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
+import { decodedRows } from "./decodedRows.js"
 import { DayRow, HourRow, RawRow, SensorStats } from "./Rows.js"
 
 /** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
@@ -41,11 +41,6 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const rows = <A, I>(schema: Schema.Schema<A, I>) => {
-      const decode = Schema.decodeUnknown(Schema.Array(Schema.typeSchema(schema)))
-      return (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
-        query.pipe(Effect.flatMap(decode), Effect.catchTag("ParseError", Effect.die))
-    }
 
     // The scope as a filter on the readings or buckets (alias `a`), its ids computed once (InitPlans) so that it
     // reaches into the aggregates' views: an equipment by its id, which the (equipment_id, time|bucket) indexes
@@ -65,7 +60,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks
     // the tie and every database answers in the same order.
     const raw = (scope: Scope, range: Range, limit?: number) =>
-      rows(RawRow)(sql`SELECT to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, ${sensorColumns},
+      decodedRows(RawRow)(sql`SELECT to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, ${sensorColumns},
           a.value, a.status, a.metadata
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
@@ -87,12 +82,12 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
         ${limited(limit)}`
     }
 
-    const hourly = (scope: Scope, range: Range, limit?: number) => rows(HourRow)(buckets("hour", scope, range, limit))
-    const daily = (scope: Scope, range: Range, limit?: number) => rows(DayRow)(buckets("day", scope, range, limit))
+    const hourly = (scope: Scope, range: Range, limit?: number) => decodedRows(HourRow)(buckets("hour", scope, range, limit))
+    const daily = (scope: Scope, range: Range, limit?: number) => decodedRows(DayRow)(buckets("day", scope, range, limit))
 
     /** Per sensor over the buckets in range; the mean is the exact one (sum of values / number of values). */
     const stats = (resolution: Resolution, scope: Scope, range: Range) =>
-      rows(SensorStats)(sql`SELECT ${sensorColumns},
+      decodedRows(SensorStats)(sql`SELECT ${sensorColumns},
           (sum(a.sum_value) / nullif(sum(a.value_count), 0))::float8 AS overall_avg,
           max(a.max_value)::float8 AS overall_max, min(a.min_value)::float8 AS overall_min,
           sum(a.sample_count)::float8 AS total_samples, count(*)::int AS active_periods

@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Data, Effect, Option, Schema } from "effect"
+import { decodedRows } from "./decodedRows.js"
 import type { Equipment, EquipmentPage } from "./EquipmentRows.js"
 
 const MINUTE = 60_000
@@ -73,11 +74,7 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const rows = <A, I>(schema: Schema.Schema<A, I>) => {
-      const decode = Schema.decodeUnknown(Schema.Array(Schema.typeSchema(schema)))
-      return (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
-        query.pipe(Effect.flatMap(decode), Effect.catchTag("ParseError", Effect.die))
-    }
+    const rows = decodedRows
 
     // Names sort ignoring ASCII case, then by uuid, in byte order on every database (their collations differ).
     const sortKey = sql`lower(coalesce(e.name, e.uuid)) COLLATE "C"`
@@ -177,7 +174,7 @@ const toEquipment = (
     null
   )
   const staleAfter = Math.max(STALE_AFTER, STALE_INTERVALS * e.collection_interval * 1000)
-  const charted = sensors.find((s) => s.averages?.some((v) => v !== null))
+  const charted = sensors.find((s) => s.averages?.some(isValue))
   return {
     uuid: e.uuid,
     name: e.name,
@@ -204,11 +201,15 @@ const toEquipment = (
   }
 }
 
+/** A mean of some values: TimescaleDB's hourly aggregate gives NaN, not null, for an hour of status-only readings. */
+const isValue = (v: number | null): v is number => v !== null && !Number.isNaN(v)
+
 /** One mean per hour of the window, null where the hour has none. */
 const hourly = (sensor: SensorRow, hours: number) => {
   const slots: Array<number | null> = Array.from({ length: hours }, () => null)
   sensor.hours?.forEach((hour, i) => {
-    if (hour >= 0 && hour < hours) slots[hour] = sensor.averages?.[i] ?? null
+    const mean = sensor.averages?.[i] ?? null
+    if (hour >= 0 && hour < hours && isValue(mean)) slots[hour] = mean
   })
   return slots
 }

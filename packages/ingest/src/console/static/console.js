@@ -1,3 +1,5 @@
+import uPlot from "/console/uplot.js"
+
 // The console: a reader's token in this tab's session storage, sent as a bearer header, never in a URL.
 const main = document.getElementById("main")
 const nav = document.getElementById("nav")
@@ -51,32 +53,181 @@ const signIn = () => {
   main.replaceChildren(form)
 }
 
+const svg = (tag, attrs = {}) => {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag)
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v)
+  return node
+}
+
+/** The last day's hourly means as a small line (gaps where an hour has none). */
+const sparkline = (line) => {
+  const picture = svg("svg", { class: "sparkline", viewBox: "0 0 100 20", preserveAspectRatio: "none", role: "img" })
+  const values = line?.hourly_avg.filter((v) => v !== null) ?? []
+  if (values.length === 0) return picture
+  const [low, high] = [Math.min(...values), Math.max(...values)]
+  const y = (v) => 19 - ((v - low) / (high - low || 1)) * 18
+  const step = 100 / Math.max(1, line.hourly_avg.length - 1)
+  const d = line.hourly_avg.map((v, i) => v === null ? "" : `${line.hourly_avg[i - 1] == null ? "M" : "L"}${(i * step).toFixed(1)},${y(v).toFixed(1)}`).join("")
+  picture.append(svg("path", { d, fill: "none", stroke: "#06c", "stroke-width": "1.5", "vector-effect": "non-scaling-stroke" }))
+  return picture
+}
+
+const filters = { name: "", status: "" }
 const list = async () => {
-  const page = await api("/api/v1/equipments?limit=200")
+  const query = new URLSearchParams({ limit: "200" })
+  if (filters.name) query.set("name", filters.name)
+  if (filters.status) query.set("status", filters.status)
+  const page = await api(`/api/v1/equipments?${query}`)
+  const search = el("input", { type: "search", name: "name", placeholder: "name or uuid", "aria-label": "Search" })
+  search.value = filters.name
+  const status = el("select", { name: "status", "aria-label": "Status" }, el("option", { value: "" }, "any status"),
+    ...page.statuses.map((s) => el("option", { value: s.status }, `${s.status} (${s.equipments})`)))
+  status.value = filters.status
+  const form = el("form", { id: "filter", role: "search" }, search, " ", status, " ", el("button", { type: "submit" }, "Filter"))
+  form.addEventListener("submit", (event) => {
+    event.preventDefault()
+    Object.assign(filters, { name: search.value, status: status.value })
+    route()
+  })
+  status.addEventListener("change", () => form.requestSubmit())
   const rows = page.data.map((e) => el("tr", {},
-    el("td", {}, el("a", { href: `#/equipment/${e.uuid}` }, e.name ?? e.uuid)),
+    el("td", {}, el("a", { href: `#/equipment/${encodeURIComponent(e.uuid)}` }, e.name ?? e.uuid)),
     el("td", {}, e.status),
     el("td", e.stale ? { class: "stale" } : {}, when(e.last_reading_at) + (e.stale ? " (stale)" : "")),
-    el("td", {}, String(e.readings_24h))))
-  main.replaceChildren(el("h2", {}, `Equipments (${page.total})`),
-    el("table", { id: "equipments" }, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Status"), el("th", {}, "Last seen"), el("th", {}, "Readings 24 h")), ...rows))
+    el("td", {}, String(e.readings_24h)),
+    el("td", {}, sparkline(e.sparkline))))
+  main.replaceChildren(el("h2", {}, `Equipments (${page.total})`), form,
+    el("table", { id: "equipments" }, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Status"), el("th", {}, "Last seen"),
+      el("th", {}, "Readings 24 h"), el("th", {}, "Last 24 h")), ...rows))
 }
+
+const HOUR = 3_600_000
+/** The chart ranges: how far back, the history's bucket, the stats period shown beside. */
+const ranges = {
+  "24h": { back: 24 * HOUR, period: "hour", stats: "24h" },
+  "7d": { back: 7 * 24 * HOUR, period: "hour", stats: "7d" },
+  "30d": { back: 30 * 24 * HOUR, period: "day", stats: "30d" }
+}
+const view = { range: "24h", from: "", to: "" }
+
+const localInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 16)
+
+/** One uPlot chart of a sensor's buckets: the mean as a line, min to max as a band, p95 dashed. */
+const chart = (rows, title, unit) => {
+  const box = el("figure", { class: "chart" }, el("figcaption", {}, title))
+  const xs = rows.map((r) => Date.parse(r.time) / 1000)
+  const pick = (key) => rows.map((r) => r[key])
+  const width = Math.min(900, main.clientWidth - 20)
+  new uPlot({
+    width, height: 220, scales: { x: { time: true } },
+    axes: [{}, { label: unit ?? "" }],
+    series: [{},
+      { label: "min", stroke: "#9bc", points: { show: false } },
+      { label: "max", stroke: "#9bc", points: { show: false } },
+      { label: "avg", stroke: "#06c", width: 2 },
+      { label: "p95", stroke: "#c60", dash: [6, 4] }],
+    bands: [{ series: [2, 1], fill: "rgba(0,102,204,0.12)" }]
+  }, [xs, pick("min_value"), pick("max_value"), pick("avg_value"), pick("p95_value")], box)
+  return box
+}
+
+const number = (v) => v === null ? "–" : Number(v.toPrecision(4)).toString()
 
 const equipment = async (uuid) => {
-  const e = await api(`/api/v1/equipments/${uuid}`)
-  const sensors = e.sensors.map((s) => el("tr", {}, el("td", {}, s.name ?? s.uuid), el("td", {}, s.type), el("td", {}, s.unit ?? ""),
-    el("td", {}, s.last_reading ? `${s.last_reading.value ?? s.last_reading.status} at ${when(s.last_reading.time)}` : "none")))
-  main.replaceChildren(el("h2", {}, e.name ?? e.uuid), el("p", {}, `${e.location ?? ""} · ${e.status}`),
-    el("table", { id: "sensors" }, ...sensors))
+  const id = encodeURIComponent(uuid)
+  const custom = view.range === "custom" && view.from && view.to
+  const range = ranges[view.range] ?? ranges["24h"]
+  const now = Date.now()
+  const [start, end] = custom ? [Date.parse(view.from), Date.parse(view.to)] : [now - range.back, now]
+  const period = custom ? (end - start > 8 * 24 * HOUR ? "day" : "hour") : range.period
+  const bounds = `start_date=${new Date(start).toISOString()}&end_date=${new Date(end).toISOString()}`
+  const [e, history, stats, raw] = await Promise.all([
+    api(`/api/v1/equipments/${id}`),
+    api(`/api/v1/analytics/equipment/${id}/history?period=${period}&${bounds}`),
+    api(`/api/v1/analytics/equipment/${id}/stats?period=${custom ? "30d" : range.stats}`),
+    api(`/api/v1/analytics/equipment/${id}/history?period=raw&limit=100&start_date=${new Date(now - HOUR).toISOString()}`)
+  ])
+
+  const picker = el("form", { id: "range" }, ...["24h", "7d", "30d", "custom"].map((r) => {
+    const button = el("button", { type: "button", "aria-pressed": String(view.range === r) }, r)
+    button.addEventListener("click", () => { view.range = r; route() })
+    return button
+  }))
+  if (view.range === "custom") {
+    const from = el("input", { type: "datetime-local", name: "from", "aria-label": "From" })
+    const to = el("input", { type: "datetime-local", name: "to", "aria-label": "To" })
+    from.value = view.from || localInput(now - 2 * 24 * HOUR)
+    to.value = view.to || localInput(now)
+    const apply = el("button", { type: "submit" }, "Show")
+    picker.append(" ", from, " ", to, " ", apply)
+    picker.addEventListener("submit", (event) => { event.preventDefault(); Object.assign(view, { from: from.value, to: to.value }); route() })
+  }
+
+  const cards = el("div", { class: "cards" }, ...stats.sensors.map((s) => el("section", { class: "card" },
+    el("h3", {}, s.sensor_name ?? s.sensor_uuid),
+    el("p", {}, `avg ${number(s.overall_avg)} ${s.sensor_unit ?? ""}`),
+    el("p", {}, `min ${number(s.overall_min)} · max ${number(s.overall_max)}`),
+    el("p", {}, `${s.total_samples} readings, ${s.active_periods} active ${stats.period === "24h" ? "hours" : "days"}`))))
+
+  const charts = el("div", { id: "charts" })
+  const sensorsShown = []
+  for (const s of e.sensors) {
+    const rows = history.data.filter((r) => r.sensor_uuid === s.uuid)
+    if (rows.some((r) => r.avg_value !== null)) sensorsShown.push([rows, `${s.name ?? s.uuid} (${s.type})`, s.unit])
+  }
+
+  const rawRows = raw.data.map((r) => el("tr", {}, el("td", {}, when(r.time)), el("td", {}, r.sensor_name ?? r.sensor_uuid),
+    el("td", {}, r.value === null ? "" : number(r.value)), el("td", {}, r.status ?? "")))
+  main.replaceChildren(el("h2", {}, e.name ?? e.uuid),
+    el("p", {}, [e.location, e.status, `last reading ${when(e.last_reading_at)}`].filter(Boolean).join(" · ")),
+    picker, el("h3", {}, "Statistics"), cards, el("h3", {}, "History"), charts,
+    el("h3", {}, "Readings of the last hour"),
+    el("table", { id: "raw" }, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Sensor"), el("th", {}, "Value"), el("th", {}, "Status")), ...rawRows))
+  // Charts are sized from the page, so drawn once it is in place.
+  charts.append(...sensorsShown.map(([rows, title, unit]) => chart(rows, title, unit)))
 }
+
+/** The counters of the Prometheus exposition, summed over their labels. */
+const counters = (text) => {
+  const sums = new Map()
+  for (const line of text.split("\n")) {
+    const match = /^([a-z_]+)(?:\{[^}]*\})? ([0-9.eE+-]+|NaN)/.exec(line)
+    if (match) sums.set(match[1], (sums.get(match[1]) ?? 0) + Number(match[2]))
+  }
+  return sums
+}
+const shown = [
+  ["telemetry_ingest_payloads_accepted_total", "payloads accepted"],
+  ["telemetry_ingest_readings_accepted_total", "readings accepted"],
+  ["telemetry_ingest_payloads_refused_total", "payloads refused"],
+  ["telemetry_claims_published_total", "claims published"],
+  ["telemetry_claims_publish_failures_total", "publish failures"],
+  ["telemetry_worker_readings_loaded_total", "readings loaded"],
+  ["telemetry_worker_readings_duplicate_total", "duplicate readings"],
+  ["telemetry_worker_dead_letters_total", "dead letters"],
+  ["telemetry_queue_lag", "queue lag"],
+  ["telemetry_ingest_uploads_in_flight", "uploads in flight"]
+]
 
 const pipeline = async () => {
-  const health = await api("/api/v1/health/detailed")
-  main.replaceChildren(el("h2", {}, "Pipeline"), el("pre", {}, JSON.stringify(health, null, 2)))
+  const [health, metrics] = await Promise.all([
+    api("/api/v1/health/detailed"),
+    fetch("/metrics", { headers: { authorization: `Bearer ${token()}` } })
+  ])
+  const values = metrics.ok ? counters(await metrics.text()) : null
+  const panel = values === null
+    ? el("p", { class: "error", role: "status" }, "metrics unavailable")
+    : el("div", { class: "cards" }, ...shown.map(([name, label]) => el("section", { class: "card" },
+      el("h3", {}, label), el("p", { class: "count" }, values.has(name) ? String(values.get(name)) : "–"))))
+  main.replaceChildren(el("h2", {}, "Pipeline"), panel, el("h3", {}, "Health"), el("pre", {}, JSON.stringify(health, null, 2)))
 }
 
+/** The page shown is refreshed every 30 s while it stays shown. */
+let refresh
 const route = async () => {
+  clearInterval(refresh)
   if (!token()) return signIn()
+  refresh = setInterval(() => { if (!document.querySelector("#main :focus")) route() }, 30_000)
   nav.hidden = false
   const hash = location.hash
   try {
