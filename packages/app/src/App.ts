@@ -6,6 +6,7 @@ import * as Server from "@telemetry/ingest/http/Server"
 import { Ingest } from "@telemetry/ingest/Ingest"
 import * as Worker from "@telemetry/worker/Worker"
 import { Config, Effect, Layer } from "effect"
+import * as Metrics from "./observability/Metrics.js"
 
 /** The worker runs in this process unless `RUN_WORKER=false` (an ingest-only node). */
 const worker = Layer.unwrapEffect(
@@ -22,8 +23,11 @@ export const authentication = LocalTokens.layer.pipe(
   Layer.provideMerge(AuthConfig.layer)
 )
 
-/** Ingest and analytics over HTTP: needs storage, queue and database layers, and `authentication`. */
-export const http = Server.layer.pipe(Layer.provide(Layer.mergeAll(Ingest.Default, Analytics.Default)))
+/**
+ * Ingest and analytics over HTTP, and the process's metrics on GET /metrics: needs storage, queue and database
+ * layers, and `authentication`.
+ */
+export const http = Server.layer.pipe(Layer.provide(Layer.mergeAll(Ingest.Default, Analytics.Default, Metrics.layer)))
 
 /** The HTTP API and a worker (unless `RUN_WORKER=false`): the whole pipeline in one process. */
 export const layer = Layer.merge(http, worker)

@@ -1,4 +1,4 @@
-import { Effect, Option, Schema, Tracer } from "effect"
+import { Context, DefaultServices, Effect, Option, Schema, Tracer } from "effect"
 
 /**
  * A W3C `traceparent` (version 00): `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`. Carried in Kafka
@@ -12,13 +12,23 @@ export type Traceparent = typeof Traceparent.Type
 
 const isTraceparent = Schema.is(Traceparent)
 
-/** The `traceparent` of the current span; none without a span (or under a tracer whose ids are not W3C ones). */
-export const currentTraceparent: Effect.Effect<Option.Option<Traceparent>> = Effect.map(
-  Effect.option(Effect.currentSpan),
-  Option.flatMap((span) => {
-    const header = `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
-    return isTraceparent(header) ? Option.some(header) : Option.none()
-  })
+/** Effect's own tracer, installed when no other is: it exports nothing, so its spans name no trace to look up. */
+const untraced = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
+/**
+ * The `traceparent` of the current span; none without a span, under Effect's own tracer (a worker that exports
+ * would hang its spans under a parent no collector ever receives), or under a tracer whose ids are not W3C ones.
+ */
+export const currentTraceparent: Effect.Effect<Option.Option<Traceparent>> = Effect.flatMap(
+  Effect.tracer,
+  (tracer) =>
+    tracer === untraced ? Effect.succeedNone : Effect.map(
+      Effect.option(Effect.currentSpan),
+      Option.flatMap((span) => {
+        const header = `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
+        return isTraceparent(header) ? Option.some(header) : Option.none()
+      })
+    )
 )
 
 /** The remote span a `traceparent` names: run an effect under it with `Effect.withParentSpan`. */

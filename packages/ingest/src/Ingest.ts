@@ -12,11 +12,12 @@ import {
   PayloadTooLarge
 } from "@telemetry/domain"
 import { gunzip, gzip } from "@telemetry/infra/compression"
-import { Clock, Config, Deferred, Effect, Option, Stream } from "effect"
+import { Clock, Config, Deferred, Effect, Metric, Option, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
 import * as BodyRate from "./limits/BodyRate.js"
+import * as Metrics from "./metrics.js"
 
 export const IngestConfig = Config.all({
   maxBodyBytes: Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(512 * 1024 * 1024)),
@@ -80,6 +81,10 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     const store = <E>(request: IngestRequest<E>, claimId: string) =>
       Effect.scoped(
         Effect.gen(function*() {
+          yield* Effect.acquireRelease(
+            Metric.incrementBy(Metrics.uploadsInFlight, 1),
+            () => Metric.incrementBy(Metrics.uploadsInFlight, -1)
+          )
           const receivedAt = new Date(yield* Clock.currentTimeMillis)
           const key = objectKey(claimId, receivedAt)
           const timeZone = request.timeZone ?? payload.timeZone
@@ -90,7 +95,10 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           const sha256 = createHash("sha256")
           let sentSize = 0
           let originalSize = 0
-          const sent = toCheck.pipe(Stream.tap((bytes) => Effect.sync(() => (sentSize += bytes.length))))
+          const sent = toCheck.pipe(Stream.tap((bytes) => {
+            sentSize += bytes.length
+            return Metric.incrementBy(Metrics.receivedBytes, bytes.length)
+          }))
           const check = (request.gzipped ? gunzip(sent) : sent).pipe(
             limitBytes(payload.maxDecompressedBytes, "decompressed body"),
             Stream.tap((bytes) => {
@@ -103,7 +111,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
                     limit: config.maxCompressionRatio
                   })
                 )
-                : Effect.void
+                : Metric.incrementBy(Metrics.decompressedBytes, bytes.length)
             }),
             decodePayload({ ...payload, timeZone, receivedAt: receivedAt.getTime() }),
             Stream.runFold({ items: 0, readings: 0 }, (n, item) => ({
@@ -145,6 +153,10 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
 
           yield* queue.publish(claimFor(counted, object, storage)).pipe(
             Effect.withSpan("ClaimQueue.publish"),
+            Effect.tapBoth({
+              onSuccess: () => Metric.increment(Metrics.claimsPublished),
+              onFailure: () => Metric.increment(Metrics.claimsPublishFailures)
+            }),
             // Not acknowledged, so not kept: the client will send it again. A claim Kafka delivers after all
             // finds itself revoked (first, so that it never finds its object gone unexplained) and loads nothing.
             Effect.tapError(() =>
@@ -157,6 +169,9 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
             )
           )
           yield* requests.accept(claimId)
+          // Replays are not counted: they accept nothing new.
+          yield* Metric.increment(Metrics.payloadsAccepted)
+          yield* Metric.incrementBy(Metrics.readingsAccepted, counted.readings)
           return { claimId, key, items: counted.items, readings: counted.readings, replayed: false } satisfies Accepted
         }).pipe(
           // Whatever failed, a retry must be free to go ahead (a no-op when nothing was reserved).

@@ -17,7 +17,7 @@ import { gunzip } from "@telemetry/infra/compression"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
-import { Cause, Clock, Config, Data, Duration, Effect, Exit, Metric, Option, Ref, Schedule } from "effect"
+import { Cause, Clock, Config, Data, Duration, Effect, Exit, Metric, Option, Ref, Schedule, Stream } from "effect"
 import * as Dependencies from "./Dependencies.js"
 import * as Metrics from "./metrics.js"
 
@@ -101,6 +101,7 @@ export const make = Effect.gen(function*() {
     store.load(
       claim,
       storage.get(claim.claim_check).pipe(
+        Stream.withSpan("ObjectStore.get"),
         gunzip,
         limitBytes(config.maxDecompressedBytes, "decompressed payload"),
         // Naive times in the zone ingest validated them in (claims of earlier versions carry none).

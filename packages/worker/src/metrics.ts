@@ -4,7 +4,10 @@ import { Metric, MetricBoundaries } from "effect"
 // Names as defined here; the Prometheus exporter appends `_total` to counters (see metrics-contract: scraped names).
 
 /** Claims handled, by outcome: loaded | retried (a transient failure tried again) | dead_lettered | already_loaded. */
-const claims = Metric.counter("telemetry_worker_claims", { description: "Claims handled by the worker, by outcome" })
+const claims = Metric.counter("telemetry_worker_claims", {
+  description: "Claims handled by the worker, by outcome",
+  incremental: true
+})
 
 export type ClaimOutcome = "loaded" | "retried" | "dead_lettered" | "already_loaded"
 
@@ -20,7 +23,10 @@ export const readingsDuplicate = Metric.counter("telemetry_worker_readings_dupli
   incremental: true
 })
 
-const deadLetters = Metric.counter("telemetry_worker_dead_letters", { description: "Claims dead-lettered, by reason" })
+const deadLetters = Metric.counter("telemetry_worker_dead_letters", {
+  description: "Claims dead-lettered, by reason",
+  incremental: true
+})
 
 export const deadLettered = (reason: DeadLetterReason) => Metric.tagged(deadLetters, "reason", reason)
 

@@ -356,7 +356,9 @@ export const make = (options: SqlTelemetryStoreOptions) =>
               // The next batch is read and validated while this one is copied, so this process and the
               // database work at the same time instead of taking turns.
               Stream.buffer({ capacity: 1 }),
-              Stream.mapEffect((batch) => loadBatch(load, batch)),
+              Stream.mapEffect((batch) =>
+                loadBatch(load, batch).pipe(Effect.withSpan("TelemetryStore.loadBatch", { attributes: { "batch.items": batch.length } }))
+              ),
               Stream.runFold(NO_TOTALS, addTotals)
             )
             yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
@@ -370,7 +372,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
               Effect.fail(
                 new LoadError({ claimId: claim.claim_id, message: cause.message, transient: DatabaseErrors.isTransient(cause), cause })
               )
-          )
+          ),
+          Effect.withSpan("TelemetryStore.load")
         ),
       loadedClaims: (claimIds) =>
         sql<{ claim_id: string }>`SELECT claim_id FROM claim_ledger WHERE claim_id = ANY(${claimIds}::uuid[])`.pipe(

@@ -8,7 +8,7 @@ import {
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { ShutdownTimeout } from "@telemetry/domain"
-import { Cause, Config, Duration, Effect, Layer, Option } from "effect"
+import { Cause, Config, Duration, Effect, flow, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
@@ -17,7 +17,9 @@ import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { errorResponse, InternalError, InvalidParameter, NotFound, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
+import * as HttpMetrics from "./HttpMetrics.js"
 import * as IngestHandlers from "./IngestHandlers.js"
+import * as MetricsRoute from "./MetricsRoute.js"
 import * as RequestLog from "./RequestLog.js"
 
 const failureOf = (cause: Cause.Cause<unknown>) => Option.getOrUndefined(Cause.failureOption(cause))
@@ -96,10 +98,12 @@ const nodeServer = Layer.scoped(
 
 /**
  * The HTTP API on `PORT` (default 8080), its OpenAPI document and Swagger UI; needs the Ingest, Analytics and
- * Tokens services. Ingest takes device tokens, analytics reader tokens; health and the documents are open.
+ * Tokens services, and the MetricsExposition that GET /metrics serves. Ingest takes device tokens, analytics reader
+ * tokens; health and the documents are open.
  */
-export const layer = HttpApiBuilder.serve(RequestLog.middleware).pipe(
+export const layer = HttpApiBuilder.serve(flow(HttpMetrics.middleware, RequestLog.middleware)).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/api/v1/docs" })),
+  Layer.provide(MetricsRoute.layer),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
   Layer.provide(contractErrors),
   Layer.provide(HttpApiBuilder.api(TelemetryApi).pipe(Layer.provide(handlers))),
