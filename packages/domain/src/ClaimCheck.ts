@@ -96,8 +96,12 @@ export const StoredFacts = Schema.Struct({
 const encodeStoredFacts = Schema.encodeSync(StoredFacts)
 const decodeStoredFacts = Schema.decodeUnknownEither(StoredFacts)
 
+// An optional fact left undefined has no key at all: stores send every key as a header value.
 export const factsToMetadata = (facts: PayloadFacts): Record<string, string> =>
-  encodeStoredFacts({ ...facts, deviceId: Option.fromNullable(facts.deviceId) }) as Record<string, string>
+  Object.fromEntries(
+    Object.entries(encodeStoredFacts({ ...facts, deviceId: Option.fromNullable(facts.deviceId) }))
+      .filter(([, value]) => value !== undefined)
+  ) as Record<string, string>
 
 /** The facts a stored object's metadata holds, or why they cannot be read (not ours, damaged, no tenant). */
 export const factsOf = (object: StoredObject): Either.Either<PayloadFacts, InvalidStoredObject> =>

@@ -36,6 +36,13 @@ describe("stored facts", () => {
     expect(factsOf(object(factsToMetadata({ ...facts, deviceId: null })))).toEqual(Either.right({ ...facts, deviceId: null }))
   })
 
+  it("hold no key for an optional fact left undefined: a store sends every key as a header", () => {
+    const untraced = factsToMetadata({ ...facts, timeZone: undefined, traceparent: undefined })
+    expect(Object.keys(untraced)).not.toContain("traceparent")
+    expect(Object.keys(untraced)).not.toContain("time-zone")
+    expect(Object.values(untraced).every((value) => typeof value === "string")).toBe(true)
+  })
+
   it("of an object without a tenant, or damaged, are refused with its key: never taken for another tenant's", () => {
     const { "tenant-id": _, ...withoutTenant } = factsToMetadata(facts)
     for (const metadata of [withoutTenant, { ...withoutTenant, "tenant-id": " " }, { ...factsToMetadata(facts), "claim-id": "x" }, {}]) {
