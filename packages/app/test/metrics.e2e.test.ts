@@ -73,6 +73,17 @@ describe("GET /metrics counts what the pipeline did", () => {
         expect(valueOf(text, "telemetry_ingest_uploads_in_flight")).toBe(0)
       }))
 
+    it.effect("a refusal on the bulk route's alias is a refused payload too", () =>
+      Effect.gen(function*() {
+        const refused = (t: string) => valueOf(t, "telemetry_ingest_payloads_refused_total", { status: "415" })
+        const before = refused(yield* metricsOf)
+        const response = yield* Effect.promise(() =>
+          fetch(`${base}/api/v1/telemetria/bulk`, { method: "POST", headers: { ...asDevice, "content-type": "text/plain" }, body: "x" })
+        )
+        expect(response.status).toBe(415)
+        expect(refused(yield* metricsOf)).toBe(before + 1)
+      }))
+
     it.effect("an unknown path is counted as route \"other\", never by its path", () =>
       Effect.gen(function*() {
         yield* Effect.promise(() => fetch(`${base}/api/v1/no-such/3f1c`))

@@ -3,7 +3,8 @@ import { Clock, Effect, Exit, Metric, MetricLabel } from "effect"
 import * as Metrics from "../metrics.js"
 import { TelemetryApi } from "./Api.js"
 
-const bulk = "/api/v1/telemetry/bulk"
+// The bulk route and its alias (contract §1): refusals of either are refused payloads.
+const bulkRoutes = new Set(["/api/v1/telemetry/bulk", "/api/v1/telemetria/bulk"])
 
 type Template = { readonly method: string; readonly path: string; readonly segments: ReadonlyArray<string> }
 
@@ -54,7 +55,7 @@ export const middleware = HttpMiddleware.make((app) =>
         MetricLabel.make("status", String(status))
       ]))
       yield* Metric.update(Metric.tagged(Metrics.httpRequestDuration, "route", route), seconds)
-      if (route === bulk && request.method === "POST" && status >= 400) {
+      if (bulkRoutes.has(route) && request.method === "POST" && status >= 400) {
         yield* Metric.increment(Metric.tagged(Metrics.payloadsRefused, "status", String(status)))
       }
       return yield* exit
