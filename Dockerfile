@@ -1,5 +1,6 @@
-# One image for ingest and worker; docker-compose.yml picks the entry point. The app runs its TypeScript
-# through tsx, so there is nothing to build: the image is the sources plus their installed dependencies.
+# One image for ingest and worker; docker-compose.yml picks the entry point. The app runs compiled: `pnpm build`
+# bundles each entry point into dist/ (README, "Production build"), which loads its packages from node_modules and
+# reads migrations/ and the console's files from the sources beside it.
 FROM node:20-bookworm-slim AS deps
 # Node 20's bundled corepack cannot verify the signatures of current pnpm releases.
 RUN npm install -g corepack@latest --no-fund --no-audit --loglevel=error && corepack enable
@@ -9,7 +10,7 @@ WORKDIR /app
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./
 RUN pnpm fetch
 COPY . .
-RUN pnpm install --offline --frozen-lockfile
+RUN pnpm install --offline --frozen-lockfile && pnpm build
 
 # Neither pnpm nor its store is needed at run time.
 FROM node:20-bookworm-slim
@@ -19,4 +20,4 @@ COPY --from=deps /app ./
 RUN mkdir -p data && chown node:node data
 USER node
 EXPOSE 8080
-CMD ["node", "--import", "tsx", "packages/app/src/main/start.ts"]
+CMD ["node", "dist/main/start.js"]

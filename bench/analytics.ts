@@ -1,7 +1,9 @@
 /**
- * 4. Analytics: latency of a 30-day equipment history and of 30-day stats over HTTP, on a generated dataset (20
- * equipments × 5 sensors, evenly spaced readings over the last 31 days): first with no aggregate refreshed yet, so
- * the views aggregate raw rows at query time, then with the aggregates refreshed as their policies keep them.
+ * 4. Analytics: latency of every analytics route and of the equipments listing over HTTP, on a generated dataset:
+ * 20 equipments × 5 sensors with evenly spaced readings over the last 31 days, among 10 000 equipments in all (the
+ * others with two sensors and a reading every 3 hours of the last day, for the console's list). First with no
+ * aggregate refreshed yet, so the views aggregate raw rows at query time, then with the aggregates refreshed as
+ * their policies keep them.
  */
 import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
 import * as Analytics from "@telemetry/ingest/analytics/Analytics"
@@ -10,7 +12,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ingestApp } from "./services.js"
-import { freshDatabase, percentile, pgClient, progress, timed, token } from "./support.js"
+import { cpuSeconds, freshDatabase, percentile, pgClient, progress, timed, token } from "./support.js"
 
 export interface QueryLatency {
   readonly query: string
@@ -22,6 +24,8 @@ export interface QueryLatency {
   readonly requests: number
   /** Rows (or sensors) in one answer. */
   readonly rows: number
+  /** CPU time of the ingest process per request (over HTTP): unlike latencies, it hardly depends on what else runs. */
+  readonly cpuMs?: number
 }
 
 export interface AnalyticsResult {
@@ -32,6 +36,8 @@ export interface AnalyticsResult {
 }
 
 const EQUIPMENTS = 20
+/** Equipments of the tenant in all, for the equipments listing. */
+const LISTED = 10_000
 const SPAN_DAYS = 31
 const DAY = 86_400_000
 
@@ -54,6 +60,24 @@ const generate = (rows: number) => `
       CASE WHEN i % 10 = 0 THEN '{"battery": 80}'::jsonb END
     FROM (SELECT ceil(${rows}::float8 / count(*))::int AS per_sensor FROM sensors) n,
       generate_series(0, n.per_sensor - 1) i CROSS JOIN sensors s;
+`
+
+/** The rest of the fleet: named "Unit N" (after the Freezers by name), some inactive, a few readings each. */
+const generateFleet = `
+  INSERT INTO equipments (uuid, name, location, status)
+    SELECT 'fleet-' || lpad(e::text, 5, '0'), 'Unit ' || e, 'Site ' || (e % 40),
+      CASE WHEN e % 10 = 0 THEN 'inactive' WHEN e % 97 = 0 THEN 'maintenance' ELSE 'active' END
+    FROM generate_series(1, ${LISTED - EQUIPMENTS}) e;
+  INSERT INTO sensors (equipment_id, uuid, name, type, unit)
+    SELECT e.id, e.uuid || '-' || k.kind, k.name, k.type, k.unit FROM equipments e CROSS JOIN (VALUES
+      ('temp', 'Temperature', 'temperature', '°C'), ('door', 'Door', 'door', NULL)) AS k (kind, name, type, unit)
+    WHERE e.uuid LIKE 'fleet-%';
+  INSERT INTO telemetry_data (time, equipment_id, sensor_id, value, status)
+    SELECT date_trunc('minute', now()) - (s.id % 180) * INTERVAL '1 minute' - h * INTERVAL '3 hours', s.equipment_id, s.id,
+      CASE WHEN s.type = 'door' THEN NULL ELSE s.id % 30 - 20 + h / 10.0 END,
+      CASE WHEN s.type = 'door' THEN (CASE WHEN (s.id + h) % 3 = 0 THEN 'open' ELSE 'closed' END) END
+    FROM sensors s CROSS JOIN generate_series(0, 7) h
+    WHERE s.uuid LIKE 'fleet-%';
 `
 
 /**
@@ -112,13 +136,17 @@ export const analyticsBenchmark = (options: { readonly rows: number; readonly re
     // Its own embedded storage and queue: nothing is ingested here, and the shared bucket's objects would only
     // be re-queued by the embedded queue's recovery.
     yield* progress("analytics: starting the service (it applies the migrations)")
-    const { base } = yield* ingestApp({ DATABASE_URL: db.url, STORAGE_DIR: dir })
+    const { app, base } = yield* ingestApp({ DATABASE_URL: db.url, STORAGE_DIR: dir })
     const client = yield* pgClient(db.url)
     const query = (text: string) => Effect.promise(() => client.query(text))
 
     yield* progress(`analytics: generating ${options.rows.toLocaleString("en")} readings over ${SPAN_DAYS} days`)
     const [, loadMs] = yield* timed(query(generate(options.rows)))
+    yield* progress(`analytics: generating the rest of the ${LISTED.toLocaleString("en")} equipments`)
+    yield* query(generateFleet)
     yield* query("VACUUM ANALYZE telemetry_data")
+    yield* query("VACUUM ANALYZE equipments")
+    yield* query("VACUUM ANALYZE sensors")
     const rows = Number((yield* query("SELECT count(*) AS n FROM telemetry_data")).rows[0].n)
     yield* progress(`analytics: ${rows.toLocaleString("en")} readings in ${(loadMs / 1000).toFixed(0)} s`)
 
@@ -126,51 +154,84 @@ export const analyticsBenchmark = (options: { readonly rows: number; readonly re
     const end = new Date()
     const start = new Date(end.getTime() - 30 * 86_400_000)
     const range = `start_date=${start.toISOString()}&end_date=${end.toISOString()}`
-    const queries = [
-      { query: "equipment history, hourly, 30 days", path: (eq: string) => `equipment/${eq}/history?period=hour&${range}` },
-      { query: "equipment history, daily, 30 days", path: (eq: string) => `equipment/${eq}/history?period=day&${range}` },
-      { query: "equipment stats, 30 days", path: (eq: string) => `equipment/${eq}/stats?period=30d` },
-      { query: "equipment history, raw, 30 days (limit 10 000)", path: (eq: string) => `equipment/${eq}/history?period=raw&${range}` }
+    /** A route, as the `k`-th request asks it (going round the equipments with readings). */
+    interface Route {
+      readonly query: string
+      readonly path: (k: number) => string
+    }
+    const history = (period: string) => (k: number) => `analytics/equipment/${equipmentUuid(k)}/history?period=${period}&${range}`
+    const hourly: Route = { query: "equipment history, hourly, 30 days", path: history("hour") }
+    const daily: Route = { query: "equipment history, daily, 30 days", path: history("day") }
+    const stats30d: Route = { query: "equipment stats, 30 days", path: (k) => `analytics/equipment/${equipmentUuid(k)}/stats?period=30d` }
+    const raw: Route = { query: "equipment history, raw, 30 days (limit 10 000)", path: history("raw") }
+    const aggregateRoutes: ReadonlyArray<Route> = [
+      hourly,
+      daily,
+      raw,
+      {
+        query: "equipment history, hourly, 30 days, one sensor type",
+        path: (k) => `${history("hour")(k)}&sensor_type=temperature`
+      },
+      {
+        query: "sensor history, hourly, 30 days",
+        path: (k) => `analytics/sensor/${equipmentUuid(k)}-temp/history?period=hour&${range}`
+      },
+      {
+        query: "sensor history, raw, 30 days (limit 10 000)",
+        path: (k) => `analytics/sensor/${equipmentUuid(k)}-temp/history?period=raw&${range}`
+      },
+      { query: "equipment stats, 24 hours", path: (k) => `analytics/equipment/${equipmentUuid(k)}/stats?period=24h` },
+      stats30d,
+      { query: "equipment stats, 1 year", path: (k) => `analytics/equipment/${equipmentUuid(k)}/stats?period=1y` },
+      { query: "Home Assistant, 168 hours", path: (k) => `analytics/home-assistant/${equipmentUuid(k)}?hours=168` },
+      { query: `equipments, first page (of ${LISTED.toLocaleString("en")})`, path: () => "equipments" },
+      { query: "equipments, filtered by name", path: (k) => `equipments?name=unit%20${10 + (k % 90)}` },
+      { query: "equipments, filtered by status", path: () => "equipments?status=inactive" },
+      { query: "one equipment", path: (k) => `equipments/${equipmentUuid(k)}` }
     ]
 
-    const measure = (source: QueryLatency["source"], q: (typeof queries)[number], requests: number) =>
+    const measure = (source: QueryLatency["source"], route: Route, requests: number) =>
       Effect.gen(function*() {
         const get = (k: number) =>
           Effect.promise(async () => {
-            const response = await fetch(`${base}/api/v1/analytics/${q.path(equipmentUuid(k))}`, {
+            const response = await fetch(`${base}/api/v1/${route.path(k)}`, {
               headers: { authorization: `Bearer ${reader}` }
             })
             const body = (await response.json()) as { data?: Array<unknown>; sensors?: Array<unknown> }
-            if (!response.ok) throw new Error(`${q.query}: ${response.status} ${JSON.stringify(body).slice(0, 300)}`)
+            if (!response.ok) throw new Error(`${route.query}: ${response.status} ${JSON.stringify(body).slice(0, 300)}`)
             return (body.data ?? body.sensors ?? []).length
           })
         yield* get(0) // warm-up
         const latencies: Array<number> = []
         let answerRows = 0
+        const cpuBefore = cpuSeconds(app.pid)
         for (let k = 1; k <= requests; k++) {
           const [n, ms] = yield* timed(get(k))
           latencies.push(ms)
           answerRows = n
         }
         const result: QueryLatency = {
-          query: q.query,
+          query: route.query,
           source,
           via: "HTTP",
           p50: percentile(latencies, 0.5),
           p95: percentile(latencies, 0.95),
           requests,
-          rows: answerRows
+          rows: answerRows,
+          cpuMs: ((cpuSeconds(app.pid) - cpuBefore) * 1000) / requests
         }
-        yield* progress(`analytics: ${q.query} from ${source}: p95 ${result.p95.toFixed(1)} ms (${answerRows} rows)`)
+        yield* progress(
+          `analytics: ${route.query} from ${source}: p95 ${result.p95.toFixed(1)} ms, ` +
+            `${result.cpuMs!.toFixed(1)} ms CPU (${answerRows} rows)`
+        )
         return result
       })
 
     const results: Array<QueryLatency> = []
     // Aggregating raw rows at query time is slow on the large dataset: fewer requests there.
     const fromRaw = Math.max(5, Math.round(options.requests / 5))
-    const [hourly, daily, stats, raw] = queries
-    for (const q of [hourly!, daily!, stats!]) results.push(yield* measure("raw rows", q, fromRaw))
-    results.push(yield* measure("raw rows", raw!, options.requests))
+    for (const route of [hourly, daily, stats30d]) results.push(yield* measure("raw rows", route, fromRaw))
+    results.push(yield* measure("raw rows", raw, options.requests))
 
     yield* progress("analytics: refreshing the aggregates as their policies keep them")
     const [, refreshMs] = yield* timed(query(`
@@ -179,7 +240,7 @@ export const analyticsBenchmark = (options: { readonly rows: number; readonly re
     // VACUUM runs outside a transaction, so one statement at a time.
     yield* query("VACUUM ANALYZE telemetry_hourly_materialized")
     yield* query("VACUUM ANALYZE telemetry_daily_materialized")
-    for (const q of [hourly!, daily!, stats!]) results.push(yield* measure("aggregates", q, options.requests))
+    for (const route of aggregateRoutes) results.push(yield* measure("aggregates", route, options.requests))
     results.push(...yield* serviceLatencies(db.url, options.requests))
     return { rows, loadSeconds: loadMs / 1000, refreshSeconds: refreshMs / 1000, queries: results } satisfies AnalyticsResult
   })

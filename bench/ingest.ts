@@ -1,12 +1,13 @@
 /**
  * 2. Ingest: 10 MB payloads POSTed to the ingest service (its own process, on s3rver, the mock Kafka cluster and
- * PostgreSQL), gzip and plain bodies, one at a time and eight at once; beside a raw PUT of the same bytes to the
- * same bucket with minio's client, in alternating rounds.
+ * PostgreSQL), gzip and plain bodies, one at a time and eight at once; beside its two floors, in alternating
+ * rounds: a raw PUT of the same bytes to the same bucket with minio's client, and the least validation can cost —
+ * gunzip (gzip bodies) and `JSON.parse` of the same bytes in this process, on one thread, one at a time.
  */
 import { Effect } from "effect"
 import * as Minio from "minio"
 import { randomUUID } from "node:crypto"
-import { gzipSync } from "node:zlib"
+import { gunzipSync, gzipSync } from "node:zlib"
 import { payloadBuffer, readingsFor } from "./payloads.js"
 import { ingestApp, kafka } from "./services.js"
 import { freshDatabase, MB, percentile, progress, token } from "./support.js"
@@ -31,6 +32,8 @@ export interface IngestRow {
   readonly bodyBytes: number
   readonly ingest: Latencies | { readonly error: string }
   readonly put: Latencies
+  /** In-process gunzip + `JSON.parse` of the body, one thread, one at a time whatever the concurrency. */
+  readonly parse: Latencies
 }
 
 interface Request {
@@ -107,6 +110,9 @@ export const ingestBenchmark = (options: {
             "x-device-id": devices[k]!
           },
           body: body as unknown as BodyInit
+        }).catch((e: Error) => {
+          // fetch says only "fetch failed": the cause tells what the connection did.
+          throw new Error(`POST failed: ${e.cause instanceof Error ? e.cause.message : e.message}`)
         })
         const text = await response.text()
         const ms = performance.now() - start
@@ -122,8 +128,20 @@ export const ingestBenchmark = (options: {
       }
     })
 
+    const parse = (body: Buffer, gzipped: boolean): Request => ({
+      send: async () => {
+        const start = performance.now()
+        JSON.parse((gzipped ? gunzipSync(body) : body).toString("utf8"))
+        const ms = performance.now() - start
+        // The event loop was held: let it see what the sockets did meanwhile (an idle keep-alive connection the
+        // server closed must not be taken for the next request).
+        await new Promise((resolve) => setImmediate(resolve))
+        return ms
+      }
+    })
+
     // Warm-up: connections, JIT, the bucket's first objects.
-    yield* batch([post(gzip, true), post(json, false), put(gzip), put(json)], 1)
+    yield* batch([post(gzip, true), post(json, false), put(gzip), put(json), parse(gzip, true), parse(json, false)], 1)
     failure = undefined
 
     const rows: Array<IngestRow> = []
@@ -132,21 +150,27 @@ export const ingestBenchmark = (options: {
         const concurrency = Number(concurrencyText)
         const ingestRuns = []
         const putRuns = []
+        const parseRuns = []
         for (let round = 1; round <= options.rounds; round++) {
           ingestRuns.push(yield* batch(Array.from({ length: n }, () => post(body, variant === "gzip")), concurrency))
           putRuns.push(yield* batch(Array.from({ length: n }, () => put(body)), concurrency))
+          parseRuns.push(yield* batch(Array.from({ length: n }, () => parse(body, variant === "gzip")), 1))
         }
         const row: IngestRow = {
           body: variant,
           concurrency,
           bodyBytes: body.length,
           ingest: failure === undefined ? summarize(ingestRuns, json.length) : { error: failure },
-          put: summarize(putRuns, json.length)
+          put: summarize(putRuns, json.length),
+          parse: summarize(parseRuns, json.length)
         }
         failure = undefined
         rows.push(row)
         const ingest = "error" in row.ingest ? `failed: ${row.ingest.error}` : `p95 ${row.ingest.p95.toFixed(0)} ms`
-        yield* progress(`ingest: ${variant} bodies at concurrency ${concurrency}: ${ingest}; raw PUT p95 ${row.put.p95.toFixed(0)} ms`)
+        yield* progress(
+          `ingest: ${variant} bodies at concurrency ${concurrency}: ${ingest}; raw PUT p95 ${row.put.p95.toFixed(0)} ms; ` +
+            `gunzip + JSON.parse p95 ${row.parse.p95.toFixed(0)} ms`
+        )
       }
     }
     return { payloadBytes: json.length, rows } satisfies IngestResult

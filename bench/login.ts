@@ -4,13 +4,12 @@
  * login a scrypt hash), and what that makes of the Home Assistant heartbeat: every device logging in every 120 s.
  */
 import { Effect } from "effect"
-import { execFile } from "node:child_process"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { promisify } from "node:util"
+import { deviceAccounts } from "./accounts.js"
 import { ingestApp } from "./services.js"
-import { cpuSeconds, freshDatabase, percentile, pgClient, progress, root } from "./support.js"
+import { cpuSeconds, freshDatabase, percentile, progress } from "./support.js"
 
 /** The heartbeat the target is stated for: 1 000 devices, each logging in every 120 s. */
 export const HEARTBEAT = { devices: 1_000, seconds: 120 } as const
@@ -87,24 +86,8 @@ export const loginBenchmark = (options: { readonly accounts: number; readonly ca
       Effect.promise(() => mkdtemp(join(tmpdir(), "bench-login-"))),
       (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
     )
-    yield* progress(`login: creating ${options.accounts} device accounts (pnpm device add, then copies of its row)`)
-    // The command line makes the schema and one account; the others share its hash (each is still verified alone).
-    yield* Effect.promise(() =>
-      promisify(execFile)(
-        process.execPath,
-        ["--import", "tsx", "packages/app/src/cli/device.ts", "add", "--tenant", "bench", "--username", usernameOf(0), "--password", PASSWORD],
-        { cwd: root, env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "", DATABASE_URL: db.url } }
-      )
-    )
-    const client = yield* pgClient(db.url)
-    yield* Effect.promise(() =>
-      client.query(
-        `INSERT INTO accounts (kind, tenant_id, username, password_hash)
-         SELECT 'device', 'bench', 'bench-' || lpad(i::text, 5, '0'), a.password_hash
-         FROM accounts a, generate_series(1, $1 - 1) i WHERE a.username = $2`,
-        [options.accounts, usernameOf(0)]
-      )
-    )
+    yield* progress(`login: creating ${options.accounts} device accounts`)
+    yield* deviceAccounts({ url: db.url, tenantOf: () => "bench", count: options.accounts, usernameOf, password: PASSWORD })
 
     yield* progress(`login: ${options.cachedLogins} logins of ${options.accounts} devices, with the credential cache`)
     const cached = yield* measure(db.url, dir, options.accounts, options.accounts, options.cachedLogins, {})

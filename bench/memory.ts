@@ -1,38 +1,108 @@
 /**
- * 3. Memory: the peak resident set (VmHWM) of an ingest process taking one large payload, and of a worker process
- * loading it, each its own OS process as deployed (`pnpm start` with RUN_WORKER=false, `pnpm worker`), on s3rver,
- * a fresh mock Kafka cluster and a fresh database.
+ * 3. Footprint: the compiled programs (`pnpm build`, as the image runs them), each its own OS process on s3rver, a
+ * fresh mock Kafka cluster and a fresh database: the time from spawn to ready (GET /api/v1/health/ready 200) of an
+ * ingest process, a worker and an embedded `pnpm start`; the resident set of the ingest process and the worker when
+ * idle; their peak (VmHWM) with one large payload through each.
  */
 import { Duration, Effect } from "effect"
+import { execFile } from "node:child_process"
 import { writeFileSync } from "node:fs"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { Readable } from "node:stream"
+import { promisify } from "node:util"
 import { gzippedPayload, payloadChunks, type PayloadSpec, readingsFor } from "./payloads.js"
-import { ingestApp, kafka, largePayloads, workerApp } from "./services.js"
-import { freshDatabase, MB, pgClient, type Program, progress, token, waitFor } from "./support.js"
+import { kafka, largePayloads } from "./services.js"
+import {
+  AUTH_SECRET,
+  freePort,
+  freshDatabase,
+  MB,
+  nodeFlags,
+  pgClient,
+  type Program,
+  program,
+  progress,
+  root,
+  token,
+  waitFor
+} from "./support.js"
 
 export interface MemoryResult {
   readonly payloadBytes: number
   readonly readings: number
-  /** Peak RSS in bytes of each process: when started and idle, and over the payload. */
+  /** RSS in bytes of each process: idle once started (current), and its peak over the payload. */
   readonly ingest: { readonly idle: number; readonly gzip: number; readonly plain: number }
   readonly worker: { readonly idle: number; readonly load: number }
   readonly workerSeconds: number
+  /** Seconds from spawn to ready: on the real services' stand-ins, and embedded (a fresh data directory). */
+  readonly startup: { readonly ingest: number; readonly worker: number; readonly embedded: number }
 }
 
 /** Starts the peak over from the current RSS (Linux 4.0+), so each phase's peak is its own. */
 const resetPeak = (app: Program) => Effect.sync(() => writeFileSync(`/proc/${app.pid}/clear_refs`, "5"))
+
+/** The current resident set: the peak, started over from it. */
+const currentRss = (app: Program) => Effect.map(resetPeak(app), () => app.peakRss())
+
+/** `pnpm build`: dist/ as the image has it. */
+const build = Effect.promise(() => promisify(execFile)(process.execPath, ["scripts/build.mjs"], { cwd: root }))
+
+/** A compiled program on `env`, and the seconds from its spawn until `GET <base>/api/v1/health/ready` answers 200. */
+const compiled = (entry: string, env: Record<string, string>, base: string) =>
+  Effect.gen(function*() {
+    const start = performance.now()
+    const app = yield* program(`dist/${entry}`, env, nodeFlags)
+    yield* waitFor(
+      `${base}/api/v1/health/ready`,
+      Effect.tryPromise(() => fetch(`${base}/api/v1/health/ready`)).pipe(
+        Effect.filterOrFail((response) => response.ok, () => new Error("not ready yet"))
+      ),
+      Duration.minutes(5)
+    ).pipe(Effect.mapError((e) => new Error(`${e.message}; the process printed:\n${app.output()}`)))
+    return { app, seconds: (performance.now() - start) / 1000 }
+  })
+
+const local = (port: number) => `http://127.0.0.1:${port}`
+
+/** `pnpm start`'s compiled program on embedded parts in a fresh directory: the seconds it takes to be ready. */
+const embeddedStartup = Effect.gen(function*() {
+  const dir = yield* Effect.acquireRelease(
+    Effect.promise(() => mkdtemp(join(tmpdir(), "bench-embedded-"))),
+    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+  )
+  const port = yield* Effect.promise(freePort)
+  const env = { AUTH_SECRET, PORT: String(port), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: join(dir, "pg") }
+  return (yield* compiled("main/start.js", env, local(port))).seconds
+}).pipe(Effect.scoped)
 
 export const memoryBenchmark = (options: { readonly storage: Record<string, string>; readonly payloadBytes: number }) =>
   Effect.gen(function*() {
     const db = yield* freshDatabase
     const queue = yield* kafka
     const env = { ...options.storage, ...queue, ...largePayloads, DATABASE_URL: db.url }
+    yield* progress("memory: pnpm build")
+    yield* build
+    yield* progress("memory: starting an embedded pnpm start in a fresh directory")
+    const embedded = yield* embeddedStartup
     yield* progress("memory: starting an ingest process and a worker process")
-    const { app: ingest, base } = yield* ingestApp(env)
-    const worker = yield* workerApp(env)
-    // Settled: migrations ran, the consumer is joining its group.
-    yield* Effect.sleep("3 seconds")
-    const idle = { ingest: ingest.peakRss(), worker: worker.peakRss() }
+    const ingestPort = yield* Effect.promise(freePort)
+    const base = local(ingestPort)
+    const { app: ingest, seconds: ingestStartup } = yield* compiled(
+      "main/ingest.js",
+      { ...env, AUTH_SECRET, RATE_LIMIT_PER_DEVICE: "100000", MAX_INFLIGHT_UPLOADS: "64", PORT: String(ingestPort) },
+      base
+    )
+    const metricsPort = yield* Effect.promise(freePort)
+    const { app: worker, seconds: workerStartup } = yield* compiled(
+      "main/worker.js",
+      { ...env, METRICS_PORT: String(metricsPort) },
+      local(metricsPort)
+    )
+    // Idle: V8's memory reducer gives the garbage of the start back after some 30 s without work.
+    yield* Effect.sleep("45 seconds")
+    const idle = { ingest: yield* currentRss(ingest), worker: yield* currentRss(worker) }
     const readings = readingsFor(options.payloadBytes)
     const device = "bench-memory"
     const bearer = yield* token("device", device)
@@ -88,6 +158,7 @@ export const memoryBenchmark = (options: { readonly storage: Record<string, stri
       readings,
       ingest: { idle: idle.ingest, gzip: ingestGzip, plain: ingestPlain },
       worker: { idle: idle.worker, load: workerLoad },
-      workerSeconds
+      workerSeconds,
+      startup: { ingest: ingestStartup, worker: workerStartup, embedded }
     } satisfies MemoryResult
   })

@@ -5,7 +5,7 @@
  *
  *   pnpm bench                      quick sizes (a few minutes)
  *   pnpm bench --full               the large sizes
- *   pnpm bench --only worker,memory a subset (worker, ingest, memory, analytics, login)
+ *   pnpm bench --only worker,memory a subset (worker, ingest, memory, analytics, login, observability)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
@@ -16,6 +16,7 @@ import { analyticsBenchmark } from "./analytics.js"
 import { ingestBenchmark } from "./ingest.js"
 import { loginBenchmark } from "./login.js"
 import { memoryBenchmark } from "./memory.js"
+import { observabilityBenchmark } from "./observability.js"
 import { machine, markdown, type Results } from "./report.js"
 import { s3rver } from "./services.js"
 import { MB, progress, root } from "./support.js"
@@ -27,18 +28,20 @@ const sizes = {
     ingest: { payloadBytes: 10 * MB, requests: { 1: 10, 8: 24 }, rounds: 1 },
     memory: { payloadBytes: 200 * MB },
     analytics: { rows: 1_000_000, requests: 40 },
-    login: { accounts: 200, cachedLogins: 2_000, uncachedLogins: 60 }
+    login: { accounts: 200, cachedLogins: 2_000, uncachedLogins: 60 },
+    observability: { readings: 200_000, rounds: 5 }
   },
   full: {
     worker: { readings: 10_000_000, rounds: 3 },
     ingest: { payloadBytes: 10 * MB, requests: { 1: 20, 8: 48 }, rounds: 3 },
     memory: { payloadBytes: 1000 * MB },
     analytics: { rows: 10_000_000, requests: 100 },
-    login: { accounts: 1_000, cachedLogins: 10_000, uncachedLogins: 300 }
+    login: { accounts: 1_000, cachedLogins: 10_000, uncachedLogins: 300 },
+    observability: { readings: 1_000_000, rounds: 7 }
   }
 } as const
 
-const names = ["worker", "ingest", "memory", "analytics", "login"] as const
+const names = ["worker", "ingest", "memory", "analytics", "login", "observability"] as const
 type Name = (typeof names)[number]
 
 const args = process.argv.slice(2)
@@ -93,6 +96,15 @@ const program = Effect.gen(function*() {
   yield* run("memory", memoryBenchmark({ storage, ...size.memory }), (m) => (results.memory = m))
   yield* run("analytics", analyticsBenchmark(size.analytics), (a) => (results.analytics = a))
   yield* run("login", loginBenchmark(size.login), (l) => (results.login = l))
+  yield* run(
+    "observability",
+    observabilityBenchmark({
+      payload: { readings: size.observability.readings, prefix: "observability", end, span: 2 * 86_400_000 },
+      rounds: size.observability.rounds,
+      storage
+    }),
+    (o) => (results.observability = o)
+  )
 
   const report: Results = {
     mode,

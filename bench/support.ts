@@ -80,12 +80,12 @@ const verbose = process.env["BENCH_VERBOSE"] === "1"
 /** Node options for our programs, e.g. `BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile them. */
 export const nodeFlags = (process.env["BENCH_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
 
-/** A program run with tsx as its own OS process (so its memory can be read), stopped with the scope. */
+/** A program (TypeScript through tsx, or compiled JavaScript) run as its own OS process (so its memory can be read), stopped with the scope. */
 export const program = (entry: string, env: Record<string, string>, flags: ReadonlyArray<string> = []) =>
   Effect.map(
     Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, [...flags, "--import", "tsx", entry], {
+        spawn(process.execPath, [...flags, ...(entry.endsWith(".ts") ? ["--import", "tsx"] : []), entry], {
           cwd: root,
           // Only what it is given: settings in the benchmark's own environment (S3_ENDPOINT, ...) would change it.
           env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "", ...env },

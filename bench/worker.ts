@@ -77,6 +77,39 @@ const seedLoad = (url: string, file: string) =>
     }
   })
 
+/** Generates `payload`, stores it as ingest would, and answers the object and a claim of it. */
+export const storedPayload = (payload: PayloadSpec) =>
+  Effect.gen(function*() {
+    const storage = yield* ObjectStore
+    const source = gzippedPayload(payload)
+    const claimId = randomUUID()
+    const receivedAt = new Date()
+    // Known once the stream ended (the payload's size and hash), then kept: a hash is digested once.
+    let known: PayloadFacts | undefined
+    const facts = (): PayloadFacts => {
+      if (known !== undefined) return known
+      const { bytes, sha256 } = source.facts()
+      return known = {
+        claimId,
+        requestId: `bench-${claimId}`,
+        deviceId: "bench",
+        tenantId: "default",
+        timeZone: "UTC",
+        receivedAt,
+        originalSize: bytes,
+        sha256,
+        items: Math.ceil(payload.readings / READINGS_PER_ITEM),
+        readings: payload.readings
+      }
+    }
+    const object = yield* storage.put(
+      objectKey(claimId, receivedAt),
+      NodeStream.fromReadable(() => source.stream, (e) => e as Error),
+      Effect.sync(() => factsToMetadata(facts()))
+    ).pipe(Effect.orDie)
+    return { object, stored: claimFor(facts(), object, storage) }
+  })
+
 export const workerBenchmark = (options: {
   readonly payload: PayloadSpec
   readonly rounds: number
@@ -93,32 +126,11 @@ export const workerBenchmark = (options: {
     const env = { ...options.storage, ...largePayloads, DATABASE_URL: db.url, DATABASE_POOL_SIZE: "4" }
 
     return yield* Effect.gen(function*() {
-      const storage = yield* ObjectStore
       const sql = yield* SqlClient.SqlClient
       const processClaim = yield* ClaimProcessor.make
 
       yield* progress(`worker: generating and storing a payload of ${payload.readings.toLocaleString("en")} readings`)
-      const claimId = randomUUID()
-      const receivedAt = new Date()
-      const source = gzippedPayload(payload)
-      const factsOf = (): PayloadFacts => ({
-        claimId,
-        requestId: `bench-${claimId}`,
-        deviceId: "bench",
-        tenantId: "default",
-        timeZone: "UTC",
-        receivedAt,
-        originalSize: source.facts().bytes,
-        sha256: source.facts().sha256,
-        items: Math.ceil(payload.readings / READINGS_PER_ITEM),
-        readings: payload.readings
-      })
-      const object = yield* storage.put(
-        objectKey(claimId, receivedAt),
-        NodeStream.fromReadable(() => source.stream, (e) => e as Error),
-        Effect.sync(() => factsToMetadata(factsOf()))
-      ).pipe(Effect.orDie)
-      const stored = claimFor(factsOf(), object, storage)
+      const { object, stored } = yield* storedPayload(payload)
       const payloadBytes = stored.original_size
       yield* progress(`worker: stored ${(payloadBytes / MB).toFixed(0)} MB of JSON as ${(object.size / MB).toFixed(1)} MB of gzip`)
 

@@ -4,14 +4,13 @@ import { SqlError } from "@effect/sql/SqlError"
 import { BucketConfig, QueueError, ShutdownTimeout, StorageError, WorkerStatus } from "@telemetry/domain"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as Migrator from "@telemetry/infra/db/Migrator"
-import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
-import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
+import type * as PostgresClient from "@telemetry/infra/db/PostgresClient"
 import * as SqlMaintenance from "@telemetry/infra/db/SqlMaintenance"
 import * as SqlTelemetryStore from "@telemetry/infra/db/SqlTelemetryStore"
 import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
-import * as KafkaClaimQueue from "@telemetry/infra/queue/kafka/KafkaClaimQueue"
+import type * as KafkaClaimQueue from "@telemetry/infra/queue/kafka/KafkaClaimQueue"
 import * as FileObjectStore from "@telemetry/infra/storage/FileObjectStore"
-import * as S3ObjectStore from "@telemetry/infra/storage/s3/S3ObjectStore"
+import type * as S3ObjectStore from "@telemetry/infra/storage/s3/S3ObjectStore"
 import * as Recovery from "@telemetry/worker/Recovery"
 import { Config, Duration, Effect, Layer, Option, Schedule } from "effect"
 import { dirname, join } from "node:path"
@@ -100,6 +99,13 @@ const inProcess: Config.Config.Wrap<EmbeddedClaimQueue.EmbeddedQueueOptions> = {
   )
 }
 
+/**
+ * The layer `make` builds from the module `load` imports, imported only when the layer is built: a process loads
+ * the client library (kafkajs, minio, pg, PGlite and its WASM) of the adapters its configuration chooses, no other.
+ */
+const lazy = <M, A, E, R>(load: () => Promise<M>, make: (module: M) => Layer.Layer<A, E, R>) =>
+  Layer.unwrapEffect(Effect.map(Effect.promise(load), make))
+
 /** Picks the real layer when its variable is set, else the embedded one. */
 const whenSet = <A, E, R, A2, E2, R2>(
   variable: string,
@@ -146,9 +152,13 @@ const waitingFor = <A, E, R>(what: string, layer: Layer.Layer<A, E, R>) =>
   )
 
 /** PostgreSQL at `DATABASE_URL`, migrated. */
-export const postgres = Migrator.migrated(PostgresClient.layerConfig(postgresOptions))
+export const postgres = Migrator.migrated(
+  lazy(() => import("@telemetry/infra/db/PostgresClient"), (module) => module.layerConfig(postgresOptions))
+)
 /** Embedded TimescaleDB in `EMBEDDED_DB_DIR`, migrated. */
-export const embeddedDatabase = Migrator.migrated(PgliteClient.layerConfig({ dataDir: embeddedDatabaseDir }))
+export const embeddedDatabase = Migrator.migrated(
+  lazy(() => import("@telemetry/infra/db/PgliteClient"), (module) => module.layerConfig({ dataDir: embeddedDatabaseDir }))
+)
 
 /** The telemetry store and maintenance over `database`, which they also provide. */
 const storeOn = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>) =>
@@ -160,13 +170,13 @@ export const database = whenSet("DATABASE_URL", postgres, embeddedDatabase)
 /** The database, with the telemetry store and maintenance over it. */
 export const telemetryStore = storeOn(database)
 
-const s3Store = S3ObjectStore.layerConfig(s3)
+const s3Store = lazy(() => import("@telemetry/infra/storage/s3/S3ObjectStore"), (module) => module.layerConfig(s3))
 const fileStore = FileObjectStore.layerConfig(files)
 
 /** S3 or MinIO at `S3_ENDPOINT`, else files under `STORAGE_DIR`. */
 export const objectStore = whenSet("S3_ENDPOINT", s3Store, fileStore)
 
-const kafkaQueue = KafkaClaimQueue.layerConfig(kafka)
+const kafkaQueue = lazy(() => import("@telemetry/infra/queue/kafka/KafkaClaimQueue"), (module) => module.layerConfig(kafka))
 /** The in-process queue, holding its directory (`EMBEDDED_QUEUE_DIR`) for this process alone. */
 export const embeddedClaimQueue = EmbeddedClaimQueue.layerConfig(inProcess)
 

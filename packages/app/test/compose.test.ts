@@ -20,6 +20,7 @@ interface Service {
   readonly restart?: string
   readonly volumes?: ReadonlyArray<string>
   readonly ports?: ReadonlyArray<string>
+  readonly expose?: ReadonlyArray<string | number>
 }
 
 const root = fileURLToPath(new URL("../../../", import.meta.url))
@@ -54,7 +55,16 @@ const dependencies = (service: Service): Record<string, string> => {
 }
 
 const appServices = Object.entries(services).filter(([, service]) => service.build !== undefined)
-const runs = (entry: string) => appServices.filter(([, service]) => commandLine(service).includes(entry))
+/** The program a service runs: a TypeScript source through tsx, or its build by `pnpm build` in dist/. */
+const entryOf = (service: Service) => words(service.command).find((word) => /\.[jt]s$/.test(word))
+/** The source of an entry point: dist/main/ingest.js is built from packages/app/src/main/ingest.ts. */
+const sourceOf = (entry: string) =>
+  entry.startsWith("dist/") ? `packages/app/src/${entry.slice("dist/".length).replace(/\.js$/, ".ts")}` : entry
+const runs = (source: string) =>
+  appServices.filter(([, service]) => {
+    const entry = entryOf(service)
+    return entry !== undefined && sourceOf(entry) === source
+  })
 const ingest = runs("packages/app/src/main/ingest.ts")
 const workers = runs("packages/app/src/main/worker.ts")
 const initServices = Object.entries(services).filter(([, service]) => /kafka-topics\.sh|\bmc mb\b/.test(commandLine(service)))
@@ -108,19 +118,23 @@ describe("docker-compose.yml", () => {
     const replicas = workers.reduce((sum, [, service]) => sum + (service.deploy?.replicas ?? 1), 0)
     expect(replicas).toBeGreaterThanOrEqual(2)
     for (const [, service] of [...ingest, ...workers]) {
-      expect(words(service.command).slice(0, 3)).toEqual(["node", "--import", "tsx"])
+      const [program, ...args] = words(service.command)
+      expect(program).toBe("node")
+      // The sources need tsx; their build (dist/) does not.
+      if (!entryOf(service)!.startsWith("dist/")) expect(args.slice(0, 2)).toEqual(["--import", "tsx"])
     }
   })
 
-  it("starts each app service on an entry point that exists", () => {
-    const missing = [...ingest, ...workers]
-      .map(([name, service]) => [name, words(service.command).find((word) => word.endsWith(".ts"))!] as const)
-      .filter(([, entry]) => !existsSync(join(root, entry)))
-    expect(missing).toEqual([])
+  it("starts each app service on an entry point that exists, built by the image when it is compiled", () => {
+    const entries = [...ingest, ...workers].map(([name, service]) => [name, entryOf(service)!] as const)
+    expect(entries.filter(([, entry]) => !existsSync(join(root, sourceOf(entry))))).toEqual([])
+    if (entries.some(([, entry]) => entry.startsWith("dist/"))) {
+      expect(readFileSync(join(root, "Dockerfile"), "utf8")).toMatch(/\bpnpm (run )?build\b/)
+    }
   })
 
-  it("has health checks where services serve, ingest's on GET /api/v1/health", () => {
-    for (const name of ["kafka", "minio", "timescaledb", "ingest", "prometheus", "grafana"]) {
+  it("has health checks where services serve, ingest's on GET /api/v1/health, the workers' on their METRICS_PORT", () => {
+    for (const name of ["kafka", "minio", "timescaledb", "ingest", ...workers.map(([name]) => name), "prometheus", "grafana"]) {
       const check = services[name]?.healthcheck
       expect(check?.disable, name).not.toBe(true)
       expect(words(check?.test).filter((word) => word !== "NONE").length, name).toBeGreaterThan(1)
@@ -128,6 +142,13 @@ describe("docker-compose.yml", () => {
     expect(words(services.timescaledb!.healthcheck!.test).join(" ")).toContain("pg_isready")
     const port = environment(services.ingest!).PORT ?? "8080"
     expect(words(services.ingest!.healthcheck!.test).join(" ")).toContain(`:${port}/api/v1/health`)
+    for (const [name, service] of workers) {
+      const metricsPort = environment(service).METRICS_PORT ?? WORKER_METRICS_PORT
+      expect(words(service.healthcheck!.test).join(" "), name).toContain(`:${metricsPort}/api/v1/health/ready`)
+      // Reachable by Prometheus on the compose network, not published on the host.
+      expect((service.expose ?? []).map(String), name).toContain(metricsPort)
+      expect(service.ports ?? [], name).toEqual([])
+    }
   })
 
   it("starts ingest and workers once the infrastructure is healthy and its topics and bucket exist", () => {

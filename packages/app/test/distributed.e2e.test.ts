@@ -1,29 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { bulkPayload } from "@telemetry/domain/testing"
-import { bearer, deviceToken } from "@telemetry/ingest/testing/auth"
 import { Effect } from "effect"
 import { gzipSync } from "node:zlib"
 import { started, startedIngest, startWorker, until } from "./support/process.js"
+import { postGzipAs } from "./support/uploads.js"
 import { pgClient, runningStandIns, standIns } from "./support/standIns.js"
 
 /** Posts as a well-behaved client does: told to come back later (429, 503), it waits `Retry-After` and does. */
-const post = async (base: string, body: Buffer, device: string): Promise<number> => {
-  const response = await fetch(`${base}/api/v1/telemetry/bulk`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "content-encoding": "gzip",
-      "x-device-id": device,
-      ...bearer(deviceToken("default", device))
-    },
-    body: body as unknown as BodyInit
-  })
-  if (response.status !== 429 && response.status !== 503) return response.status
-  await response.arrayBuffer()
-  await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get("retry-after") ?? 1) * 1000))
-  return post(base, body, device)
-}
-
 describe("distributed pipeline: ingest and two workers as OS processes on Kafka, S3 and PostgreSQL", () => {
   it.scopedLive("loads every reading exactly once, also when a worker is SIGKILLed in the middle of a load", () =>
     Effect.gen(function*() {
@@ -49,14 +32,14 @@ describe("distributed pipeline: ingest and two workers as OS processes on Kafka,
 
       // 50 payloads of 2 equipments × 100 readings from 10 devices, spread over the 3 partitions by device key.
       const small = Array.from({ length: 50 }, (_, i) => gzipSync(JSON.stringify(bulkPayload(2, 100, Date.UTC(2026, 10, 1), `p${i}`))))
-      const statuses = yield* Effect.promise(() => Promise.all(small.map((body, i) => post(base, body, `device-${i % 10}`))))
+      const statuses = yield* Effect.promise(() => Promise.all(small.map((body, i) => postGzipAs(base, body, `device-${i % 10}`))))
       expect(statuses.every((s) => s === 202)).toBe(true)
       const loaded = "SELECT count(*) AS n FROM telemetry_data"
       yield* waitUntil(async () => (await scalar(loaded)) === 10_000 && (await scalar("SELECT count(*) AS n FROM claim_ledger")) === 50, 120_000, "50 claims loaded")
 
       // Large payloads, so that a worker is caught in the middle of one.
       const large = Array.from({ length: 6 }, (_, i) => gzipSync(JSON.stringify(bulkPayload(1, 60_000, Date.UTC(2026, 10, 5), `big${i}`))))
-      const bigStatuses = yield* Effect.promise(() => Promise.all(large.map((body, i) => post(base, body, `big-device-${i}`))))
+      const bigStatuses = yield* Effect.promise(() => Promise.all(large.map((body, i) => postGzipAs(base, body, `big-device-${i}`))))
       expect(bigStatuses.every((s) => s === 202)).toBe(true)
       let victim = ""
       // In the middle of a load: a transaction that has written (its ledger row comes first) and not committed.

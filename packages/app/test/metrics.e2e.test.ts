@@ -2,8 +2,8 @@ import { describe, expect, layer } from "@effect/vitest"
 import { haPayload } from "@telemetry/domain/testing"
 import { bearer, deviceToken } from "@telemetry/ingest/testing/auth"
 import { Effect } from "effect"
-import parse from "parse-prometheus-text-format"
 import { gzipSync } from "node:zlib"
+import { countOf } from "./support/exposition.js"
 import { embeddedStack, eventually, freePort } from "./support/stack.js"
 
 const port = await freePort()
@@ -25,18 +25,6 @@ const scrape = (headers: Record<string, string> = { authorization: `Bearer ${TOK
     return { status: response.status, text: await response.text() }
   })
 
-/**
- * The scraped value of `name` for the sample whose labels include `labels` (0 when there is none). Its family is
- * parsed alone: the parser fails on an unlabelled histogram whose _count comes before its buckets, as OpenTelemetry
- * writes them.
- */
-const valueOf = (text: string, name: string, labels: Record<string, string> = {}) => {
-  const block = text.split(/\n(?=# HELP )/).find((b) => b.startsWith(`# HELP ${name} `)) ?? ""
-  const family = parse(`${block}\n`).find((f) => f.name === name)
-  const sample = family?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
-  return Number(sample?.value ?? 0)
-}
-
 const metricsOf = Effect.map(scrape(), ({ text }) => text)
 
 describe("GET /metrics counts what the pipeline did", () => {
@@ -52,30 +40,30 @@ describe("GET /metrics counts what the pipeline did", () => {
         expect(yield* post(first, { ...asDevice, "content-type": "text/plain" })).toBe(415)
 
         // The worker loads both claims after the 202s.
-        yield* eventually(metricsOf, (t) => valueOf(t, "telemetry_worker_claims_total", { outcome: "loaded" }) === 2)
+        yield* eventually(metricsOf, (t) => countOf(t, "telemetry_worker_claims_total", { outcome: "loaded" }) === 2)
         const text = yield* metricsOf
-        expect(valueOf(text, "telemetry_worker_readings_loaded_total")).toBe(6)
-        expect(valueOf(text, "telemetry_ingest_payloads_accepted_total")).toBe(2)
-        expect(valueOf(text, "telemetry_ingest_readings_accepted_total")).toBe(6)
-        expect(valueOf(text, "telemetry_claims_published_total")).toBe(2)
-        expect(valueOf(text, "telemetry_claims_publish_failures_total")).toBe(0)
+        expect(countOf(text, "telemetry_worker_readings_loaded_total")).toBe(6)
+        expect(countOf(text, "telemetry_ingest_payloads_accepted_total")).toBe(2)
+        expect(countOf(text, "telemetry_ingest_readings_accepted_total")).toBe(6)
+        expect(countOf(text, "telemetry_claims_published_total")).toBe(2)
+        expect(countOf(text, "telemetry_claims_publish_failures_total")).toBe(0)
         for (const status of ["400", "401", "415"]) {
-          expect(valueOf(text, "telemetry_ingest_payloads_refused_total", { status })).toBe(1)
+          expect(countOf(text, "telemetry_ingest_payloads_refused_total", { status })).toBe(1)
         }
-        expect(valueOf(text, "telemetry_ingest_payloads_refused_total", { status: "202" })).toBe(0)
-        expect(valueOf(text, "telemetry_http_requests_total", { route: bulk, method: "POST", status: "202" })).toBe(2)
+        expect(countOf(text, "telemetry_ingest_payloads_refused_total", { status: "202" })).toBe(0)
+        expect(countOf(text, "telemetry_http_requests_total", { route: bulk, method: "POST", status: "202" })).toBe(2)
         // The parser drops a labelled histogram's _count (it comes before the buckets): read as written.
         expect(text).toContain(`telemetry_http_request_duration_seconds_count{route="${bulk}"} 5\n`)
         // Bytes of every body read, the refused JSON's too; the second body was gzipped.
         const read = Buffer.byteLength(first) + Buffer.byteLength(invalid)
-        expect(valueOf(text, "telemetry_ingest_received_bytes_total")).toBe(read + gzipSync(second).length)
-        expect(valueOf(text, "telemetry_ingest_decompressed_bytes_total")).toBe(read + Buffer.byteLength(second))
-        expect(valueOf(text, "telemetry_ingest_uploads_in_flight")).toBe(0)
+        expect(countOf(text, "telemetry_ingest_received_bytes_total")).toBe(read + gzipSync(second).length)
+        expect(countOf(text, "telemetry_ingest_decompressed_bytes_total")).toBe(read + Buffer.byteLength(second))
+        expect(countOf(text, "telemetry_ingest_uploads_in_flight")).toBe(0)
       }))
 
     it.effect("a refusal on the bulk route's alias is a refused payload too", () =>
       Effect.gen(function*() {
-        const refused = (t: string) => valueOf(t, "telemetry_ingest_payloads_refused_total", { status: "415" })
+        const refused = (t: string) => countOf(t, "telemetry_ingest_payloads_refused_total", { status: "415" })
         const before = refused(yield* metricsOf)
         const response = yield* Effect.promise(() =>
           fetch(`${base}/api/v1/telemetria/bulk`, { method: "POST", headers: { ...asDevice, "content-type": "text/plain" }, body: "x" })
@@ -88,7 +76,7 @@ describe("GET /metrics counts what the pipeline did", () => {
       Effect.gen(function*() {
         yield* Effect.promise(() => fetch(`${base}/api/v1/no-such/3f1c`))
         const text = yield* metricsOf
-        expect(valueOf(text, "telemetry_http_requests_total", { route: "other", method: "GET", status: "404" })).toBe(1)
+        expect(countOf(text, "telemetry_http_requests_total", { route: "other", method: "GET", status: "404" })).toBe(1)
         expect(text).not.toContain("3f1c")
       }))
 

@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { ObjectStore } from "@telemetry/domain"
-import { Clock, Duration, Effect } from "effect"
+import { Clock, Config, Duration, Effect } from "effect"
 
 /** One dependency's state, as the detailed health endpoint reports it. */
 export interface DependencyCheck {
@@ -14,6 +14,9 @@ export const storageReachable = Effect.map(ObjectStore, (storage) =>
   storage.head(".health-check").pipe(Effect.catchTag("ObjectNotFound", () => Effect.void)))
 
 export const databaseReachable = Effect.map(SqlClient.SqlClient, (sql) => Effect.asVoid(sql`SELECT 1`))
+
+/** `HEALTH_CHECK_TIMEOUT`: how long a dependency may take to answer its check before it reads as down. */
+export const HealthCheckTimeout = Config.duration("HEALTH_CHECK_TIMEOUT").pipe(Config.withDefault(Duration.seconds(2)))
 
 /** Runs a check, timed, and bounded so that a hung dependency reads as down rather than hanging the caller. */
 export const timed = (check: Effect.Effect<unknown, { readonly message: string }>, timeout: Duration.Duration) =>

@@ -73,14 +73,24 @@ describe("the in-process queue's consumer", () => {
   it.effect("its backlog: claims not acknowledged, those waiting against the capacity, and how long the oldest has waited", () =>
     Effect.gen(function*() {
       const queue = yield* ClaimQueue
-      expect(yield* queue.backlog).toEqual({ pending: 0, room: { waiting: 0, capacity: 10 }, stalledFor: Duration.zero })
+      expect(yield* queue.backlog).toEqual({ pending: 0, partitions: [{ topic: "embedded", partition: 0, lag: 0 }], room: { waiting: 0, capacity: 10 }, stalledFor: Duration.zero })
       const [first, second] = [claim(), claim()]
       yield* queue.publish(first)
       yield* TestClock.adjust("10 seconds")
       yield* queue.publish(second)
       yield* TestClock.adjust("5 seconds")
-      expect(yield* queue.backlog).toEqual({ pending: 2, room: { waiting: 2, capacity: 10 }, stalledFor: Duration.seconds(15) })
+      expect(yield* queue.backlog).toEqual({
+        pending: 2,
+        partitions: [{ topic: "embedded", partition: 0, lag: 2 }],
+        room: { waiting: 2, capacity: 10 },
+        stalledFor: Duration.seconds(15)
+      })
       expect(yield* nextTaken(1)).toEqual([first.claim_id])
-      expect(yield* queue.backlog).toEqual({ pending: 1, room: { waiting: 1, capacity: 10 }, stalledFor: Duration.seconds(5) })
+      expect(yield* queue.backlog).toEqual({
+        pending: 1,
+        partitions: [{ topic: "embedded", partition: 0, lag: 1 }],
+        room: { waiting: 1, capacity: 10 },
+        stalledFor: Duration.seconds(5)
+      })
     }).pipe(Effect.provide(queueWith("1 second"))))
 })

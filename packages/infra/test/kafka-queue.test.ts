@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimCheck, ClaimQueue, ClaimRejected } from "@telemetry/domain"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import { Chunk, Deferred, Duration, Effect, Fiber, Ref, Schedule, type Scope, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Fiber, Metric, Ref, Schedule, type Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import * as KafkaClaimQueue from "../src/queue/kafka/KafkaClaimQueue.js"
+import * as QueueMetrics from "../src/queue/QueueMetrics.js"
 import { stopDuring } from "./support/queue.js"
 
 const TOPIC = "telemetry.raw"
@@ -38,6 +39,13 @@ const queueOn = (cluster: KafkaMock.KafkaMockShape, overrides: Partial<KafkaClai
     shutdownTimeout: Duration.seconds(20),
     ...overrides
   })
+
+/** The backlog's partitions of the topic with these lags. */
+const lags = (values: ReadonlyArray<number>) => values.map((lag, partition) => ({ topic: TOPIC, partition, lag }))
+
+/** The `telemetry_queue_lag` gauges of the topic's three partitions, as scraped. */
+const lagGauges = Effect.forEach([0, 1, 2], (partition) =>
+  Effect.map(Metric.value(QueueMetrics.lagOf(TOPIC, partition)), (state) => state.value))
 
 /** Offsets the group committed, summed over the partitions. */
 const committed = (cluster: KafkaMock.KafkaMockShape) =>
@@ -146,7 +154,7 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
   it.scopedLive("its backlog is the group's lag, stalled from when the lag appeared until the group commits again", () =>
     onQueue({ [TOPIC]: 3 }, (q, cluster) =>
       Effect.gen(function*() {
-        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
+        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero, partitions: lags([0, 0, 0]) })
         const claims = Array.from({ length: 3 }, (_, i) => claim(`device-${i}`))
         yield* Effect.forEach(claims, q.publish, { discard: true })
         const waiting = yield* q.backlog
@@ -154,13 +162,25 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         const stalled = yield* q.backlog
         expect(waiting.pending).toBe(3)
         expect(stalled.pending).toBe(3)
+        expect(stalled.partitions.map((p) => p.partition)).toEqual([0, 1, 2])
+        expect(stalled.partitions.reduce((sum, p) => sum + p.lag, 0)).toBe(3)
         // Nothing commits: the stall grows from when the lag was first seen.
         expect(Duration.toMillis(stalled.stalledFor)).toBeGreaterThanOrEqual(Duration.toMillis(waiting.stalledFor) + 1000)
 
         const handled = yield* Ref.make<ReadonlyArray<string>>([])
         yield* consumeUntil(() => Effect.void, handled, Effect.map(committed(cluster), (n) => n === 3))
-        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero })
+        expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero, partitions: lags([0, 0, 0]) })
       })), { timeout: 60_000 })
+
+  it.scopedLive("reads the group's lag per partition into telemetry_queue_lag every KAFKA_LAG_INTERVAL", () =>
+    onQueue({ [TOPIC]: 3 }, (_, cluster) =>
+      Effect.gen(function*() {
+        yield* publishTo(cluster, [[claim("a"), 0], [claim("b"), 0], [claim("c"), 2]])
+        yield* waitFor(lagGauges, (lag) => lag.join() === "2,0,1")
+        const handled = yield* Ref.make<ReadonlyArray<string>>([])
+        yield* consumeUntil(() => Effect.void, handled, Effect.map(committed(cluster), (n) => n === 3))
+        yield* waitFor(lagGauges, (lag) => lag.join() === "0,0,0")
+      }), { lagInterval: Duration.millis(200) }), { timeout: 60_000 })
 
   it.scopedLive("keeps its partitions through a load longer than the session timeout", () =>
     onQueue({ [TOPIC]: 3 }, (q, cluster) =>

@@ -1,11 +1,12 @@
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { TelemetryStore } from "@telemetry/domain"
+import { Maintenance, TelemetryStore } from "@telemetry/domain"
 import type { Reading } from "@telemetry/domain"
 import { claim, equipment, item, reading, sensor, uid } from "@telemetry/domain/testing"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import { Duration, Effect, Layer, Schedule, Stream } from "effect"
+import { Duration, Effect, Layer, Metric, Schedule, Stream } from "effect"
+import * as DbMetrics from "../src/db/DbMetrics.js"
 import * as Migrator from "../src/db/Migrator.js"
 import * as SqlMaintenance from "../src/db/SqlMaintenance.js"
 import { databases, embedded, postgres, postgresAt, storeOn, type TestDatabase } from "./support/databases.js"
@@ -223,6 +224,138 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         expect(yield* rawCount(recent.eq)).toBe(3)
         expect(yield* hourly(oldData.eq)).toEqual(hours)
         expect(yield* daily(oldData.eq)).toEqual(days)
+      }))
+  })
+})
+
+const JOBS = ["refresh telemetry_daily", "refresh telemetry_hourly", "retention telemetry_data"]
+
+const runs = (job: string, outcome: DbMetrics.Outcome) => Effect.map(Metric.value(DbMetrics.jobRuns(job, outcome)), (s) => s.count)
+const gauge = (metric: Metric.Metric.Gauge<number>) => Effect.map(Metric.value(metric), (s) => s.value)
+const poolGauge = (state: DbMetrics.PoolState) => gauge(DbMetrics.poolConnections(state))
+
+/** Our jobs' status, by name (TimescaleDB may have jobs of its own). */
+const statusOf = (m: { readonly status: Effect.Effect<Maintenance.MaintenanceStatus, Maintenance.JobError> }) =>
+  Effect.map(m.status, (status) => ({
+    ...status,
+    jobs: new Map(status.jobs.filter((j) => JOBS.includes(j.job)).map((j) => [j.job, j]))
+  }))
+
+describe.each(databases)("maintenance status and metrics on $name", (database: TestDatabase) => {
+  layer(storeOn(database, 1000), { timeout: 120_000, excludeTestServices: true })((it) => {
+    it.effect("the jobs' runs and the aggregates' watermarks, in the status and the metrics", () =>
+      Effect.gen(function*() {
+        const m = yield* maintenance()
+        const before = yield* statusOf(m)
+        expect([...before.jobs.keys()].sort()).toEqual(JOBS)
+        for (const job of before.jobs.values()) expect(job).toMatchObject({ lastSuccess: null, lastOutcome: null })
+        expect(before.aggregates).toEqual([
+          { aggregate: "telemetry_daily", watermark: null },
+          { aggregate: "telemetry_hourly", watermark: null }
+        ])
+        const counted = yield* Effect.forEach(JOBS, (job) => runs(job, "success"))
+
+        // 02:00 to 04:50 of the day before yesterday: materialized by both refresh policies (see "scheduled jobs").
+        const now = Date.now()
+        const dayBefore = Math.floor(now / DAY) * DAY - 2 * DAY
+        yield* load(every10Minutes(dayBefore + 2 * HOUR, 180))
+        const started = Date.now()
+        // On a new database every job is due.
+        expect([...(yield* m.runDue)].sort()).toEqual(expect.arrayContaining(JOBS))
+        const after = yield* statusOf(m)
+        for (const job of JOBS) {
+          const status = after.jobs.get(job)!
+          expect(status).toMatchObject({ lastOutcome: "success", lastError: null })
+          // The database's clock and ours may differ by the time of a statement.
+          expect(status.lastSuccess!.getTime()).toBeGreaterThanOrEqual(started - 1000)
+          expect(status.lastRun!.getTime()).toBeLessThanOrEqual(status.lastSuccess!.getTime())
+          expect(status.nextRun).not.toBeNull()
+        }
+        expect(yield* Effect.forEach(JOBS, (job) => runs(job, "success"))).toEqual(counted.map((n) => n + 1))
+        // The end of the newest materialized bucket: 05:00 of that day, and the end of that day.
+        expect(after.aggregates).toEqual([
+          { aggregate: "telemetry_daily", watermark: new Date(dayBefore + DAY) },
+          { aggregate: "telemetry_hourly", watermark: new Date(dayBefore + 5 * HOUR) }
+        ])
+
+        const sample = yield* Effect.provideService(DbMetrics.makeSampler, Maintenance.Maintenance, m)
+        const sampledFrom = Date.now()
+        yield* sample
+        const sampledTo = Date.now()
+        for (const job of JOBS) {
+          expect(yield* gauge(DbMetrics.lastSuccessOf(job))).toBe(after.jobs.get(job)!.lastSuccess!.getTime() / 1000)
+        }
+        for (const { aggregate, watermark } of after.aggregates) {
+          const lag = yield* gauge(DbMetrics.watermarkLagOf(aggregate))
+          expect(lag).toBeGreaterThanOrEqual((sampledFrom - watermark!.getTime()) / 1000)
+          expect(lag).toBeLessThanOrEqual((sampledTo - watermark!.getTime()) / 1000)
+        }
+      }))
+
+    it.effect("the pool's connections: in use while a transaction holds one, idle after", () =>
+      Effect.gen(function*() {
+        const sql = yield* sqlClient
+        // node-postgres' pool is sampled every few seconds; PGlite's session reported as it is taken.
+        const until = (state: DbMetrics.PoolState, done: (n: number) => boolean) =>
+          poolGauge(state).pipe(
+            Effect.repeat({ schedule: Schedule.spaced(Duration.millis(100)), until: done }),
+            Effect.timeout(Duration.seconds(30))
+          )
+        yield* sql.withTransaction(Effect.zipRight(sql`SELECT 1`, until("in_use", (n) => n === 1)))
+        yield* until("in_use", (n) => n === 0)
+        expect(yield* poolGauge("idle")).toBeGreaterThanOrEqual(1)
+        expect(yield* poolGauge("waiting")).toBe(0)
+      }))
+  })
+})
+
+describe("maintenance status on PostgreSQL: a failed job", () => {
+  layer(storeOn(postgres, 1000), { timeout: 120_000, excludeTestServices: true })((it) => {
+    it.effect("a job that fails is counted and reported with its error until it succeeds again", () =>
+      Effect.gen(function*() {
+        const sql = yield* sqlClient
+        const m = yield* maintenance()
+        const job = "refresh telemetry_hourly"
+        const failures = yield* runs(job, "failure")
+        yield* sql`UPDATE telemetry_jobs SET config = jsonb_set(config, '{view_name}', '"no_such_view"'),
+          next_start = now() WHERE job_name = ${job}`
+        const started = Date.now()
+        expect(yield* m.runDue).not.toContain(job)
+        expect(yield* runs(job, "failure")).toBe(failures + 1)
+        const failed = (yield* statusOf(m)).jobs.get(job)!
+        expect(failed).toMatchObject({ lastOutcome: "failure", lastSuccess: null })
+        // run_telemetry_job finds no aggregate of that name.
+        expect(failed.lastError).toContain("query returned no rows")
+        expect(failed.lastRun!.getTime()).toBeGreaterThanOrEqual(started - 1000)
+
+        yield* sql`UPDATE telemetry_jobs SET config = jsonb_set(config, '{view_name}', '"telemetry_hourly"'),
+          next_start = now() WHERE job_name = ${job}`
+        expect(yield* m.runDue).toContain(job)
+        expect((yield* statusOf(m)).jobs.get(job)).toMatchObject({ lastOutcome: "success", lastError: null })
+      }))
+  })
+})
+
+describe("maintenance status when TimescaleDB's scheduler runs the jobs", () => {
+  // PGlite has no background workers; with the setting made, the service reads TimescaleDB's job statistics.
+  layer(storeOn(embedded, 1000), { timeout: 120_000, excludeTestServices: true })((it) => {
+    it.effect("reads the jobs' statistics, and counts no runs before the scheduler made any", () =>
+      Effect.gen(function*() {
+        const sql = yield* sqlClient
+        yield* sql`SET timescaledb.max_background_workers = 8`
+        const m = yield* maintenance()
+        expect(m.runner).toBe("timescaledb")
+        const status = yield* statusOf(m)
+        expect([...status.jobs.keys()].sort()).toEqual(JOBS)
+        for (const job of status.jobs.values()) {
+          expect(job).toMatchObject({ lastRun: null, lastSuccess: null, lastOutcome: null, totals: { successes: 0, failures: 0 } })
+        }
+        const counted = Effect.forEach(JOBS, (job) => Effect.all([runs(job, "success"), runs(job, "failure")]))
+        const before = yield* counted
+        const sample = yield* Effect.provideService(DbMetrics.makeSampler, Maintenance.Maintenance, m)
+        yield* sample
+        yield* sample
+        expect(yield* counted).toEqual(before)
       }))
   })
 })

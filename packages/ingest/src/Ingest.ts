@@ -2,7 +2,6 @@ import {
   claimFor,
   ClaimQueue,
   currentTraceparent,
-  decodePayload,
   factsToMetadata,
   limitBytes,
   objectKey,
@@ -18,6 +17,7 @@ import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
 import * as BodyRate from "./limits/BodyRate.js"
 import * as Metrics from "./metrics.js"
+import { Validation } from "./validation/Validation.js"
 
 export const IngestConfig = Config.all({
   maxBodyBytes: Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(512 * 1024 * 1024)),
@@ -28,9 +28,6 @@ export const IngestConfig = Config.all({
   /** Decompressed bytes a gzip body may expand to per byte sent, past its first MiB: a gzip bomb is refused. */
   maxCompressionRatio: Config.number("MAX_COMPRESSION_RATIO").pipe(Config.withDefault(100))
 })
-
-/** Small bodies may compress better than the ratio (repetitive JSON) and cost nothing to expand. */
-const RATIO_FLOOR = 1024 * 1024
 
 export interface IngestRequest<E> {
   readonly body: Stream.Stream<Uint8Array, E>
@@ -64,6 +61,8 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     const admission = yield* Admission
     const requests = yield* Idempotency.IngestRequests
     const bodyRate = yield* BodyRate.BodyRateConfig
+    const validation = yield* Validation
+    yield* Metrics.exposeCounters
 
     /** The decompressed body's sha256, as `store` computes it, to tell a retry from another body. */
     const sha256Of = <E>(request: IngestRequest<E>) =>
@@ -92,33 +91,15 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           const body = request.body.pipe(limitBytes(config.maxBodyBytes, "request body"), BodyRate.atLeast(bodyRate))
           const [toStore, toCheck] = yield* Stream.broadcast(body, 2, config.maxLagChunks)
 
-          const sha256 = createHash("sha256")
-          let sentSize = 0
-          let originalSize = 0
-          const sent = toCheck.pipe(Stream.tap((bytes) => {
-            sentSize += bytes.length
-            return Metric.incrementBy(Metrics.receivedBytes, bytes.length)
-          }))
-          const check = (request.gzipped ? gunzip(sent) : sent).pipe(
-            limitBytes(payload.maxDecompressedBytes, "decompressed body"),
-            Stream.tap((bytes) => {
-              sha256.update(bytes)
-              originalSize += bytes.length
-              return request.gzipped && originalSize > RATIO_FLOOR && originalSize > config.maxCompressionRatio * sentSize
-                ? Effect.fail(
-                  new PayloadTooLarge({
-                    message: `gzip body expands more than ${config.maxCompressionRatio} times; refused as a likely gzip bomb`,
-                    limit: config.maxCompressionRatio
-                  })
-                )
-                : Metric.incrementBy(Metrics.decompressedBytes, bytes.length)
-            }),
-            decodePayload({ ...payload, timeZone, receivedAt: receivedAt.getTime() }),
-            Stream.runFold({ items: 0, readings: 0 }, (n, item) => ({
-              items: n.items + (item.continued ? 0 : 1),
-              readings: n.readings + item.readings.length
-            })),
-            Effect.map((counts): PayloadFacts => ({
+          const sent = toCheck.pipe(Stream.tap((bytes) => Metric.incrementBy(Metrics.receivedBytes, bytes.length)))
+          const check = validation.validate(sent, {
+            gzipped: request.gzipped,
+            timeZone,
+            receivedAt: receivedAt.getTime(),
+            payload,
+            maxCompressionRatio: config.maxCompressionRatio
+          }).pipe(
+            Effect.map((validated): PayloadFacts => ({
               claimId,
               requestId: request.requestId,
               deviceId: request.deviceId,
@@ -126,9 +107,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
               timeZone,
               traceparent,
               receivedAt,
-              originalSize,
-              sha256: sha256.digest("hex"),
-              ...counts
+              ...validated
             })),
             // Before the object is committed: a retry of an accepted request stores nothing.
             Effect.tap((facts) =>
@@ -177,7 +156,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           // Whatever failed, a retry must be free to go ahead (a no-op when nothing was reserved).
           Effect.tapErrorCause(() => requests.release(claimId))
         )
-      )
+      ).pipe(Effect.annotateLogs("claim_id", claimId))
 
     const replayed = (first: Idempotency.Submission): Accepted => ({
       claimId: first.claimId,
@@ -223,6 +202,6 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
 
     return { accept } as const
   }),
-  dependencies: [Admission.Default, Idempotency.layer]
+  dependencies: [Admission.Default, Idempotency.layer, Validation.Default]
 }) {}
 

@@ -1,4 +1,4 @@
-import { Metric, MetricBoundaries } from "effect"
+import { Effect, Metric, MetricBoundaries } from "effect"
 
 // Ingest's metrics, named so that the Prometheus exporter's output is exactly the contract's names: monotonic
 // (incremental) counters get `_total` appended by the exporter, so they are declared without it.
@@ -23,3 +23,13 @@ export const decompressedBytes = counter("telemetry_ingest_decompressed_bytes", 
 export const uploadsInFlight = Metric.gauge("telemetry_ingest_uploads_in_flight", { description: "Uploads streaming now" })
 export const claimsPublished = counter("telemetry_claims_published", "Claims published to the queue")
 export const claimsPublishFailures = counter("telemetry_claims_publish_failures", "Claims the queue did not acknowledge")
+
+/**
+ * Exposes the unlabelled counters at 0 from the start: a counter appears on /metrics once touched, and a rate of
+ * publish failures must read 0, not "no data", until the first one.
+ */
+export const exposeCounters = Effect.forEach(
+  [payloadsAccepted, readingsAccepted, receivedBytes, decompressedBytes, claimsPublished, claimsPublishFailures],
+  (counter) => Metric.incrementBy(counter, 0),
+  { discard: true }
+)

@@ -41,7 +41,13 @@ const analyticsSuite = (database: TestDatabase) =>
     const port = await freePort()
     const get = (path: string) =>
       Effect.promise(async () => {
-        const response = await fetch(`http://127.0.0.1:${port}/api/v1/analytics${path}`, { headers: bearer(readerToken()) })
+        const request = () => fetch(`http://127.0.0.1:${port}/api/v1/analytics${path}`, { headers: bearer(readerToken()) })
+        // The embedded database runs in this thread: while the maintenance jobs hold it, the client's and the
+        // server's keep-alive timers both expire, and the client may reuse a connection the server is closing.
+        // Browsers send an idempotent request again on such a reset; so does this.
+        const response = await request().catch((e: Error) =>
+          (e.cause as NodeJS.ErrnoException | undefined)?.code === "ECONNRESET" ? request() : Promise.reject(e)
+        )
         return { status: response.status, json: (await response.json()) as any }
       })
 

@@ -245,7 +245,13 @@ export const make = Effect.gen(function*() {
         ),
         Effect.onExit((exit) => Effect.flatMap(Ref.get(counted), (was) => (was ? endDelivery(claim, exit) : Effect.void)))
       )).pipe(
-        Effect.annotateLogs({ claim: claim.claim_id }),
+        // Every line about the claim, the loader's included, joins the request that brought it.
+        Effect.annotateLogs({
+          claim_id: claim.claim_id,
+          tenant: claim.metadata.tenantId,
+          request_id: claim.metadata.requestId,
+          ...(claim.metadata.deviceId === null ? {} : { device: claim.metadata.deviceId })
+        }),
         // A child of the ingest request's span, when the claim carries its trace.
         Effect.withSpan("ClaimProcessor.process", { attributes: { "claim.id": claim.claim_id } }),
         withRemoteParent(claim.metadata.traceparent)

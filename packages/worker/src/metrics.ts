@@ -1,4 +1,3 @@
-import type { DeadLetterReason } from "@telemetry/domain"
 import { Metric, MetricBoundaries } from "effect"
 
 // Names as defined here; the Prometheus exporter appends `_total` to counters (see metrics-contract: scraped names).
@@ -23,12 +22,8 @@ export const readingsDuplicate = Metric.counter("telemetry_worker_readings_dupli
   incremental: true
 })
 
-const deadLetters = Metric.counter("telemetry_worker_dead_letters", {
-  description: "Claims dead-lettered, by reason",
-  incremental: true
-})
-
-export const deadLettered = (reason: DeadLetterReason) => Metric.tagged(deadLetters, "reason", reason)
+// Counted by the queue too: a message that is not a claim is dead-lettered there, before any worker sees it.
+export { deadLettered } from "@telemetry/infra/queue/QueueMetrics"
 
 export const loadDuration = Metric.histogram(
   "telemetry_worker_load_duration_seconds",

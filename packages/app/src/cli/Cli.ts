@@ -17,3 +17,9 @@ export const run = <Name extends string, E, A>(command: Command.Command<Name, No
     Effect.provide(NodeContext.layer),
     (program) => NodeRuntime.runMain(program, { disableErrorReporting: true })
   )
+
+/** Rows as columns, padded to the widest cell, the first row the heading. */
+export const columns = (rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")
+}

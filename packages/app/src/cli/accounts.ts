@@ -4,6 +4,7 @@ import { Name, TimeZoneName } from "@telemetry/ingest/auth/Tokens"
 import { Console, Effect, Logger, LogLevel, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as AccountsTarget from "./AccountsTarget.js"
+import { columns } from "./Cli.js"
 
 // `pnpm device add|list|disable|enable|passwd` and `pnpm user ...` (reader accounts): one command line per kind of
 // account. Messages go to stderr; stdout carries only what a script wants (a generated password, the list).
@@ -18,11 +19,6 @@ const tenant = Options.text("tenant").pipe(Options.withSchema(Name))
 
 /** 24 characters of base64url: 144 random bits. */
 const generated = () => randomBytes(18).toString("base64url")
-
-const columns = (rows: ReadonlyArray<ReadonlyArray<string>>) => {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")
-}
 
 /** Runs one account operation where the accounts are (AccountsTarget); `--help` needs neither. */
 const run = <A, E>(operation: Effect.Effect<A, E, Accounts>) =>

@@ -3,7 +3,9 @@ import * as Worker from "@telemetry/worker/Worker"
 import { Config, Effect, Layer } from "effect"
 import * as Infrastructure from "../Infrastructure.js"
 import * as Logging from "../Logging.js"
+import * as Metrics from "../observability/Metrics.js"
 import * as Tracing from "../observability/Tracing.js"
+import * as WorkerServer from "../observability/WorkerServer.js"
 import * as Shutdown from "../Shutdown.js"
 
 // A worker process of its own only makes sense with a shared queue: the embedded one lives inside `pnpm start`.
@@ -13,10 +15,10 @@ const requireKafka = Layer.effectDiscard(
   )
 )
 
-// `pnpm worker`: consumes claims from Kafka and loads them.
+// `pnpm worker`: consumes claims from Kafka and loads them, and serves its metrics and health on METRICS_PORT.
 NodeRuntime.runMain(
   Layer.launch(
-    Worker.layer.pipe(
+    Layer.merge(Worker.layer, WorkerServer.layer.pipe(Layer.provide(Metrics.layer))).pipe(
       Layer.provide(Infrastructure.fromConfig),
       Layer.provide(requireKafka),
       Layer.provide(Shutdown.exitByDeadline("worker")),

@@ -1,11 +1,25 @@
-import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BatchSpanProcessor, type SpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base"
 import { Config, type ConfigError, Effect, Layer, Option } from "effect"
+
+/**
+ * OpenTelemetry's tracer provider for this process, its span processor made by `processor`. The SDK is imported
+ * only here, when tracing is on: a process that exports no spans never loads it (about 20 MiB).
+ */
+const sdkLayer = (
+  serviceName: string,
+  processor: (sdk: typeof import("@opentelemetry/sdk-trace-base")) => Promise<import("@opentelemetry/sdk-trace-base").SpanProcessor>
+): Layer.Layer<never> =>
+  Layer.unwrapEffect(
+    Effect.promise(async () => {
+      const [NodeSdk, sdk] = await Promise.all([import("@effect/opentelemetry/NodeSdk"), import("@opentelemetry/sdk-trace-base")])
+      const spanProcessor = await processor(sdk)
+      return Layer.discard(NodeSdk.layer(() => ({ resource: { serviceName }, spanProcessor })))
+    })
+  )
 
 /** Spans of this process handed to `exporter` as each ends (tests: an in-memory exporter). */
 export const layerExporter = (serviceName: string, exporter: SpanExporter): Layer.Layer<never> =>
-  Layer.discard(NodeSdk.layer(() => ({ resource: { serviceName }, spanProcessor: new SimpleSpanProcessor(exporter) })))
+  sdkLayer(serviceName, async (sdk) => new sdk.SimpleSpanProcessor(exporter))
 
 /**
  * Spans exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, batched off the request path, under
@@ -20,13 +34,12 @@ export const layer = (defaultServiceName: string): Layer.Layer<never, ConfigErro
       return Option.match(endpoint, {
         onNone: () => Layer.empty,
         onSome: (base) =>
-          // The OTLP convention: the endpoint is a base URL, traces go to its `v1/traces`.
-          Layer.discard(NodeSdk.layer(() => ({
-            resource: { serviceName },
-            spanProcessor: new BatchSpanProcessor(
-              new OTLPTraceExporter({ url: new URL("v1/traces", base.href.endsWith("/") ? base : `${base.href}/`).href })
-            )
-          })))
+          sdkLayer(serviceName, async (sdk) => {
+            const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http")
+            // The OTLP convention: the endpoint is a base URL, traces go to its `v1/traces`.
+            const url = new URL("v1/traces", base.href.endsWith("/") ? base : `${base.href}/`).href
+            return new sdk.BatchSpanProcessor(new OTLPTraceExporter({ url }))
+          })
       })
     })
   )

@@ -50,8 +50,9 @@ export const until = async (pipeline: PipelineProcess, check: () => Promise<bool
   throw new Error(`timed out waiting for ${what}; the process printed:\n${pipeline.output()}`)
 }
 
+/** Opening a new embedded database takes a minute on a loaded 2-core machine: startup gets twice that. */
 export const healthy = (pipeline: PipelineProcess, base: string) =>
-  until(pipeline, async () => (await fetch(`${base}/api/v1/health`)).ok, 60_000, "health")
+  until(pipeline, async () => (await fetch(`${base}/api/v1/health`)).ok, 120_000, "health")
 
 /**
  * `pnpm start`'s program without its worker (`RUN_WORKER=false`) on a free port, with `env`, SIGKILLed with the

@@ -1,4 +1,4 @@
-import { bearer } from "@telemetry/ingest/testing/auth"
+import { bearer, deviceToken } from "@telemetry/ingest/testing/auth"
 import { Effect } from "effect"
 import { request } from "node:http"
 
@@ -83,3 +83,24 @@ export const trickle = (
       req.destroy()
     })
   })
+
+/**
+ * POSTs a gzip body as device `device` of the tenant "default", retrying a 429 or 503 after its `Retry-After`;
+ * answers the final status.
+ */
+export const postGzipAs = async (base: string, body: Buffer, device: string): Promise<number> => {
+  const response = await fetch(`${base}${BULK}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "content-encoding": "gzip",
+      "x-device-id": device,
+      ...bearer(deviceToken("default", device))
+    },
+    body: body as unknown as BodyInit
+  })
+  await response.arrayBuffer()
+  if (response.status !== 429 && response.status !== 503) return response.status
+  await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get("retry-after") ?? 1) * 1000))
+  return postGzipAs(base, body, device)
+}

@@ -39,6 +39,15 @@ export interface Backlog {
    * not move, as this process saw them (so at most since it first looked).
    */
   readonly stalledFor: Duration.Duration
+  /** `pending` per partition of the claims' topic (the in-process queue: one partition, 0). */
+  readonly partitions: ReadonlyArray<PartitionLag>
+}
+
+/** Claims waiting in one partition: its end less the offset the workers committed there. */
+export interface PartitionLag {
+  readonly topic: string
+  readonly partition: number
+  readonly lag: number
 }
 
 export class ClaimQueue extends Context.Tag("@telemetry/ClaimQueue")<ClaimQueue, ClaimQueueShape>() {}

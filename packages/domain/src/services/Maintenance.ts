@@ -16,6 +16,34 @@ export class JobError extends Schema.TaggedError<JobError>()("JobError", {
   cause: Schema.optional(Schema.Defect)
 }) {}
 
+/** What is known of one job's runs. Names are the same on every runner, e.g. `refresh telemetry_hourly`. */
+export interface JobStatus {
+  readonly job: string
+  /** When its last run started; null when it never ran (as far as its runner keeps track). */
+  readonly lastRun: Date | null
+  readonly lastSuccess: Date | null
+  readonly lastOutcome: "success" | "failure" | null
+  /** Why its last run failed. */
+  readonly lastError: string | null
+  /** When it is next due; null when unknown. */
+  readonly nextRun: Date | null
+  /** Runs counted by TimescaleDB's scheduler since the database was created (runner `timescaledb` only). */
+  readonly totals: { readonly successes: number; readonly failures: number } | null
+}
+
+/** How far a continuous aggregate is materialized: buckets before the watermark are stored, later ones computed. */
+export interface AggregateStatus {
+  readonly aggregate: string
+  /** Null while nothing is materialized. */
+  readonly watermark: Date | null
+}
+
+export interface MaintenanceStatus {
+  readonly runner: Runner
+  readonly jobs: ReadonlyArray<JobStatus>
+  readonly aggregates: ReadonlyArray<AggregateStatus>
+}
+
 export interface MaintenanceShape {
   readonly runner: Runner
   /** Runs the jobs whose time has come (none with `timescaledb`); answers the jobs run. Failures are logged. */
@@ -27,6 +55,11 @@ export interface MaintenanceShape {
    * longer look (older than their window): late data shows in the aggregates once this ran. Buckets older than
    * the raw retention are left alone, since their raw rows may be gone.
    */
+  /**
+   * The jobs' last runs and the aggregates' watermarks. With the `embedded` runner TimescaleDB records no runs:
+   * those of this process are reported, kept in memory.
+   */
+  readonly status: Effect.Effect<MaintenanceStatus, JobError>
   readonly refreshLate: (timeRange: { readonly earliest: number; readonly latest: number }) => Effect.Effect<
     void,
     JobError

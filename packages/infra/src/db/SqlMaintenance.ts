@@ -1,7 +1,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Maintenance } from "@telemetry/domain"
-import { Clock, Config, Duration, Effect, Either, Layer, Ref } from "effect"
+import { Clock, Config, Duration, Effect, Either, Layer, Metric, Ref } from "effect"
+import * as DatabaseErrors from "./DatabaseErrors.js"
+import * as DbMetrics from "./DbMetrics.js"
 
 /** Shortest raw retention: the daily policy re-aggregates the last 7 days from raw rows. */
 const MIN_RETENTION = Duration.days(7)
@@ -59,14 +61,22 @@ export const make = (options: MaintenanceOptions) =>
         WHERE proc_name = 'telemetry_retention_policy' AND (config ->> 'drop_after')::interval <> ${drop}`
     }
 
+    // TimescaleDB's policies named as our own jobs are, so that a job has the same name (and metric label) on every
+    // runner.
+    const timescaleJobName = sql`CASE j.proc_name
+        WHEN 'policy_refresh_continuous_aggregate' THEN 'refresh ' || j.hypertable_name
+        WHEN 'policy_retention' THEN 'retention ' || j.hypertable_name
+        WHEN 'policy_compression' THEN 'compression ' || j.hypertable_name
+        ELSE j.application_name END`
+
     const jobs: Effect.Effect<ReadonlyArray<Job>, SqlError> = timescale
       ? Effect.map(
-        sql<{ job_id: number; application_name: string; schedule_ms: number }>`SELECT job_id, application_name,
-            extract(epoch FROM schedule_interval)::float8 * 1000 AS schedule_ms
-          FROM timescaledb_information.jobs WHERE scheduled ORDER BY job_id`,
+        sql<{ job_id: number; job_name: string; schedule_ms: number }>`SELECT j.job_id, ${timescaleJobName} AS job_name,
+            extract(epoch FROM j.schedule_interval)::float8 * 1000 AS schedule_ms
+          FROM timescaledb_information.jobs j WHERE j.scheduled ORDER BY j.job_id`,
         (rows) =>
           rows.map((r) => ({
-            name: r.application_name,
+            name: r.job_name,
             schedule: Duration.millis(r.schedule_ms),
             // A statement of its own: run_job cannot run inside a transaction.
             run: Effect.asVoid(sql`CALL run_job(${r.job_id})`)
@@ -88,10 +98,34 @@ export const make = (options: MaintenanceOptions) =>
           }))
       )
 
-    const failed = (job: string) => (cause: SqlError) => new Maintenance.JobError({ job, message: cause.message, cause })
+    const failed = (job: string) => (cause: SqlError) => new Maintenance.JobError({ job, message: DatabaseErrors.explain(cause), cause })
+
+    // The runs of this process: counted in the metrics, and kept as the status of jobs that TimescaleDB runs
+    // without recording them (embedded).
+    const ranHere = yield* Ref.make(new Map<string, Maintenance.JobStatus>())
+    const record = (job: string, started: number, result: Either.Either<unknown, SqlError>) =>
+      Effect.zipRight(
+        Metric.increment(DbMetrics.jobRuns(job, Either.isRight(result) ? "success" : "failure")),
+        Ref.update(ranHere, (m) => {
+          const previous = m.get(job)
+          return new Map(m).set(job, {
+            job,
+            lastRun: new Date(started),
+            lastSuccess: Either.isRight(result) ? new Date(started) : previous?.lastSuccess ?? null,
+            lastOutcome: Either.isRight(result) ? "success" : "failure",
+            lastError: Either.isLeft(result) ? DatabaseErrors.explain(result.left) : null,
+            nextRun: null,
+            totals: null
+          })
+        })
+      )
+    /** Runs `run` as `job`, recorded. */
+    const recorded = <A>(job: string, run: Effect.Effect<A, SqlError>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (started) =>
+        Effect.flatMap(Effect.either(run), (result) => Effect.zipRight(record(job, started, result), result)))
 
     const runAll = Effect.flatMap(Effect.mapError(jobs, failed("list jobs")), (all) =>
-      Effect.forEach(all, (job) => Effect.as(Effect.mapError(job.run, failed(job.name)), job.name)))
+      Effect.forEach(all, (job) => Effect.as(Effect.mapError(recorded(job.name, job.run), failed(job.name)), job.name)))
 
     // Embedded: TimescaleDB does not keep next_start without its scheduler, so we do, in memory. Every job is due
     // at start: it catches up on what was missed while the process was down.
@@ -101,7 +135,7 @@ export const make = (options: MaintenanceOptions) =>
       const next = yield* Ref.get(nextRuns)
       const ran: Array<string> = []
       for (const job of (yield* jobs).filter((job) => (next.get(job.name) ?? now) <= now)) {
-        const result = yield* Effect.either(job.run)
+        const result = yield* Effect.either(recorded(job.name, job.run))
         const end = yield* Clock.currentTimeMillis
         // Failed or not, the next attempt is a schedule interval away (TimescaleDB's default retry period).
         yield* Ref.update(nextRuns, (m) => new Map(m).set(job.name, end + Duration.toMillis(job.schedule)))
@@ -121,7 +155,7 @@ export const make = (options: MaintenanceOptions) =>
         const result = yield* Effect.either(sql.withTransaction(Effect.gen(function*() {
           const [mine] = yield* sql`SELECT 1 FROM telemetry_jobs WHERE job_name = ${job_name} AND next_start <= now()
             FOR UPDATE SKIP LOCKED`
-          if (mine !== undefined) yield* sql`SELECT run_telemetry_job(${job_name})`
+          if (mine !== undefined) yield* recorded(job_name, sql`SELECT run_telemetry_job(${job_name})`)
           return mine !== undefined
         })))
         if (Either.isRight(result)) {
@@ -129,7 +163,7 @@ export const make = (options: MaintenanceOptions) =>
         } else {
           yield* logFailure(job_name, result.left)
           // Retried after its schedule interval, as TimescaleDB's default retry period.
-          yield* sql`UPDATE telemetry_jobs SET next_start = now() + schedule_interval, last_error = ${result.left.message}
+          yield* sql`UPDATE telemetry_jobs SET next_start = now() + schedule_interval, last_error = ${DatabaseErrors.explain(result.left)}
             WHERE job_name = ${job_name}`.pipe(Effect.ignore)
         }
       }
@@ -152,6 +186,66 @@ export const make = (options: MaintenanceOptions) =>
         extract(epoch FROM (j.config ->> 'start_offset')::interval)::float8 * 1000 AS policy_start_ms
       FROM telemetry_aggregates a JOIN ${policies}`
 
+    const jobStatus: Effect.Effect<ReadonlyArray<Maintenance.JobStatus>, SqlError> = runner === "own"
+      // A run, failed or not, schedules the next one a schedule interval after it started.
+      ? Effect.map(
+        sql<OwnJobRow>`SELECT job_name AS job, last_finish AS last_success, last_error, next_start,
+            CASE WHEN last_finish IS NOT NULL OR last_error IS NOT NULL THEN next_start - schedule_interval END AS last_run
+          FROM telemetry_jobs ORDER BY job_name`,
+        (rows) =>
+          rows.map((r) => ({
+            job: r.job,
+            lastRun: r.last_run,
+            lastSuccess: r.last_success,
+            lastOutcome: r.last_error !== null ? "failure" : r.last_success !== null ? "success" : null,
+            lastError: r.last_error,
+            nextRun: r.next_start,
+            totals: null
+          }))
+      )
+      : runner === "embedded"
+      ? Effect.gen(function*() {
+        const [ran, next] = [yield* Ref.get(ranHere), yield* Ref.get(nextRuns)]
+        return (yield* jobs).map(({ name }): Maintenance.JobStatus => ({
+          ...(ran.get(name) ??
+            { job: name, lastRun: null, lastSuccess: null, lastOutcome: null, lastError: null, nextRun: null, totals: null }),
+          nextRun: next.has(name) ? new Date(next.get(name)!) : null
+        }))
+      })
+      : Effect.map(
+        sql<TimescaleJobRow>`SELECT ${timescaleJobName} AS job, s.last_run_started_at AS last_run,
+            s.last_successful_finish AS last_success, s.last_run_status, s.next_start,
+            s.total_successes, s.total_failures, e.err_message AS last_error
+          FROM timescaledb_information.jobs j
+          LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
+          LEFT JOIN LATERAL (SELECT err_message FROM timescaledb_information.job_errors
+            WHERE job_id = j.job_id ORDER BY start_time DESC LIMIT 1) e ON s.last_run_status = 'Failed'
+          WHERE j.scheduled ORDER BY j.job_id`,
+        (rows) =>
+          rows.map((r) => ({
+            job: r.job,
+            lastRun: r.last_run,
+            lastSuccess: r.last_success,
+            lastOutcome: r.last_run_status === "Success" ? "success" : r.last_run_status === "Failed" ? "failure" : null,
+            lastError: r.last_run_status === "Failed" ? r.last_error ?? "failed" : null,
+            nextRun: r.next_start,
+            totals: r.total_successes === null
+              ? { successes: 0, failures: 0 }
+              : { successes: Number(r.total_successes), failures: Number(r.total_failures ?? 0) }
+          }))
+      )
+
+    // TimescaleDB's watermark is the end of the newest materialized bucket; before any, the lowest time it knows.
+    const watermarks: Effect.Effect<ReadonlyArray<Maintenance.AggregateStatus>, SqlError> = sql<
+      Maintenance.AggregateStatus
+    >`SELECT a.view_name AS aggregate, ${
+      timescale
+        ? sql`(SELECT CASE WHEN w.at >= TIMESTAMPTZ 'epoch' THEN w.at END AS watermark FROM (SELECT _timescaledb_functions.to_timestamp(
+            _timescaledb_functions.cagg_watermark(c.mat_hypertable_id)) AS at) w)
+            FROM telemetry_aggregates a JOIN _timescaledb_catalog.continuous_agg c ON c.user_view_name = a.view_name`
+        : sql`a.watermark FROM telemetry_aggregates a`
+    } ORDER BY a.view_name`
+
     const refresh = (view: string, start: Date, end: Date) =>
       timescale
         // A statement of its own: refresh_continuous_aggregate cannot run inside a transaction.
@@ -171,11 +265,39 @@ export const make = (options: MaintenanceOptions) =>
         }
       }).pipe(Effect.mapError(failed("refresh late data")))
 
-    return Maintenance.Maintenance.of({ runner, runDue, runAll, refreshLate })
+    return Maintenance.Maintenance.of({
+      runner,
+      runDue,
+      runAll,
+      refreshLate,
+      status: Effect.all({ jobs: jobStatus, aggregates: watermarks }).pipe(
+        Effect.map(({ aggregates, jobs }) => ({ runner, jobs, aggregates })),
+        Effect.mapError(failed("status"))
+      )
+    })
   })
 
+interface OwnJobRow {
+  readonly job: string
+  readonly last_run: Date | null
+  readonly last_success: Date | null
+  readonly last_error: string | null
+  readonly next_start: Date
+}
+
+interface TimescaleJobRow {
+  readonly job: string
+  readonly last_run: Date | null
+  readonly last_success: Date | null
+  readonly last_run_status: string | null
+  readonly next_start: Date | null
+  readonly total_successes: number | null
+  readonly total_failures: number | null
+  readonly last_error: string | null
+}
+
 const logFailure = (job: string, cause: SqlError) =>
-  Effect.logWarning(`maintenance: job "${job}" failed: ${cause.message}`)
+  Effect.logWarning(`maintenance: job "${job}" failed: ${DatabaseErrors.explain(cause)}`)
 
 /** The service, with `RAW_RETENTION` applied to the retention job. */
 export const layer = Layer.effect(Maintenance.Maintenance, Effect.flatMap(RawRetention, (rawRetention) => make({ rawRetention })))

@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { decodedRows } from "./decodedRows.js"
+import { checkedRows } from "./checkedRows.js"
 import { DayRow, HourRow, RawRow, SensorStats } from "./Rows.js"
 
 /** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
@@ -32,10 +32,15 @@ const aggregates = {
   day: { table: "telemetry_daily", active: "active_hours" }
 } as const
 
+const rawRows = checkedRows(RawRow)
+const hourRows = checkedRows(HourRow)
+const dayRows = checkedRows(DayRow)
+const statsRows = checkedRows(SensorStats)
+
 /**
  * The analytics queries (contract §4), always scoped by tenant. Every number is cast to float8/int in SQL, since
- * node-postgres returns bigint and numeric as strings; the rows are checked against their schemas, so a column of
- * the wrong type is a defect here rather than a malformed response.
+ * node-postgres returns bigint and numeric as strings; the rows are checked against their schemas (checkedRows), so a
+ * column of the wrong type is a defect here rather than a malformed response.
  */
 export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics", {
   effect: Effect.gen(function*() {
@@ -55,13 +60,14 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
 
     const limited = (limit: number | undefined) => (limit === undefined ? sql`` : sql`LIMIT ${limit}`)
 
+    // Columns come in the order of the rows' schemas (Rows.ts), so that the answers send the rows as they are.
     const sensorColumns = sql`s.uuid AS sensor_uuid, s.name AS sensor_name, s.type AS sensor_type, s.unit AS sensor_unit`
 
     // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks
     // the tie and every database answers in the same order.
     const raw = (scope: Scope, range: Range, limit?: number) =>
-      decodedRows(RawRow)(sql`SELECT to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, ${sensorColumns},
-          a.value, a.status, a.metadata
+      rawRows(sql`SELECT ${sensorColumns},
+          to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, a.value, a.status, a.metadata
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
         WHERE ${inScope(scope)} AND a.time >= ${range.start} AND a.time < ${range.end}
@@ -70,11 +76,11 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
 
     const buckets = (resolution: Resolution, scope: Scope, range: Range, limit: number | undefined) => {
       const { active, table } = aggregates[resolution]
-      return sql`SELECT a.bucket AS time, ${sensorColumns},
+      return sql`SELECT ${sensorColumns}, to_char(a.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time,
           a.avg_value::float8 AS avg_value, a.max_value::float8 AS max_value, a.min_value::float8 AS min_value,
-          a.sample_count::int AS sample_count, a.${sql(active)}::int AS ${sql(active)},
-          a.stddev_value::float8 AS stddev_value, a.median_value::float8 AS median_value,
-          a.p95_value::float8 AS p95_value, a.p99_value::float8 AS p99_value
+          a.sample_count::int AS sample_count, a.stddev_value::float8 AS stddev_value,
+          a.median_value::float8 AS median_value, a.p95_value::float8 AS p95_value, a.p99_value::float8 AS p99_value,
+          a.${sql(active)}::int AS ${sql(active)}
         FROM ${sql(table)} a
         JOIN sensors s ON s.id = a.sensor_id
         WHERE ${inScope(scope)} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
@@ -82,12 +88,12 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
         ${limited(limit)}`
     }
 
-    const hourly = (scope: Scope, range: Range, limit?: number) => decodedRows(HourRow)(buckets("hour", scope, range, limit))
-    const daily = (scope: Scope, range: Range, limit?: number) => decodedRows(DayRow)(buckets("day", scope, range, limit))
+    const hourly = (scope: Scope, range: Range, limit?: number) => hourRows(buckets("hour", scope, range, limit))
+    const daily = (scope: Scope, range: Range, limit?: number) => dayRows(buckets("day", scope, range, limit))
 
     /** Per sensor over the buckets in range; the mean is the exact one (sum of values / number of values). */
     const stats = (resolution: Resolution, scope: Scope, range: Range) =>
-      decodedRows(SensorStats)(sql`SELECT ${sensorColumns},
+      statsRows(sql`SELECT ${sensorColumns},
           (sum(a.sum_value) / nullif(sum(a.value_count), 0))::float8 AS overall_avg,
           max(a.max_value)::float8 AS overall_max, min(a.min_value)::float8 AS overall_min,
           sum(a.sample_count)::float8 AS total_samples, count(*)::int AS active_periods

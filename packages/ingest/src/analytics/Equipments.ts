@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Data, Effect, Option, Schema } from "effect"
-import { decodedRows } from "./decodedRows.js"
+import { checkedRows } from "./checkedRows.js"
 import type { Equipment, EquipmentPage } from "./EquipmentRows.js"
 
 const MINUTE = 60_000
@@ -74,9 +74,10 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const rows = decodedRows
+    const rows = checkedRows
 
-    // Names sort ignoring ASCII case, then by uuid, in byte order on every database (their collations differ).
+    // Names sort ignoring ASCII case, then by uuid, in byte order on every database (their collations differ):
+    // the order of equipments_tenant_name_idx (migration 0009), which the page reads from its cursor on.
     const sortKey = sql`lower(coalesce(e.name, e.uuid)) COLLATE "C"`
     const nameMatches = (part: string | undefined) =>
       part === undefined
@@ -90,7 +91,7 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
         FROM equipments e
         WHERE e.tenant_id = ${tenantId} AND ${nameMatches(filter.name)}
           ${filter.status === undefined ? sql`` : sql`AND e.status = ${filter.status}`}
-          ${after === undefined ? sql`` : sql`AND (${sortKey} > ${after[0]} OR (${sortKey} = ${after[0]} AND e.uuid COLLATE "C" > ${after[1]}))`}
+          ${after === undefined ? sql`` : sql`AND (${sortKey}, e.uuid COLLATE "C") > (${after[0]}, ${after[1]})`}
         ORDER BY sort_key, e.uuid COLLATE "C"
         LIMIT ${limit}`)
 

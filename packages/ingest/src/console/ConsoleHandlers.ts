@@ -9,8 +9,8 @@ import * as StaticFiles from "./StaticFiles.js"
  * Scripts, styles and connections from this server only, and no inline script or style: an injected string can
  * run nothing. Nor may another site frame the console (clickjacking).
  */
-const CONTENT_SECURITY_POLICY =
-  "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+const CONTENT_SECURITY_POLICY = "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; " +
+  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 const securityHeaders = {
   "content-security-policy": CONTENT_SECURITY_POLICY,

@@ -1,8 +1,9 @@
-import { HttpApiBuilder } from "@effect/platform"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect } from "effect"
 import { Analytics, type Range, type Scope } from "../analytics/Analytics.js"
-import type { DayRow, HourRow, RawRow } from "../analytics/Rows.js"
+import { inFieldOrder } from "../analytics/fieldOrder.js"
+import { DayMetrics, DayRow, HourMetrics, HourRow, RawReading, RawRow, SensorStats } from "../analytics/Rows.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
 import { InvalidParameter } from "./errors.js"
@@ -50,6 +51,20 @@ type History =
   | { readonly period: "day"; readonly data: ReadonlyArray<DayRow> }
   | { readonly period: "raw"; readonly data: ReadonlyArray<RawRow> }
 
+/** The rows of each period as each history envelope writes them (AnalyticsApi: EquipmentHistory, SensorHistory). */
+const rowsOf = {
+  equipment: { hour: inFieldOrder(HourRow), day: inFieldOrder(DayRow), raw: inFieldOrder(RawRow) },
+  sensor: { hour: inFieldOrder(HourMetrics), day: inFieldOrder(DayMetrics), raw: inFieldOrder(RawReading) }
+} as const
+const statsRows = inFieldOrder(SensorStats)
+
+/**
+ * The answer as JSON, written once: the objects below carry their keys in the order of the endpoints' success
+ * schemas and hold JSON values, so this is the body the API's schema encoder would write, at a fraction of the
+ * cost for thousands of rows (the analytics answers test holds it to the same bytes).
+ */
+const json = (body: object) => HttpServerResponse.unsafeJson(body)
+
 export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) =>
   Effect.gen(function*() {
     const analytics = yield* Analytics
@@ -76,8 +91,14 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
         Effect.gen(function*() {
           const range = yield* historyRange(urlParams)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
-          const result = yield* Effect.orDie(history(scope, urlParams, range))
-          return { equipment_uuid: path.equipmentUuid, start_date: range.start, end_date: range.end, ...result }
+          const { data, period } = yield* Effect.orDie(history(scope, urlParams, range))
+          return json({
+            equipment_uuid: path.equipmentUuid,
+            period,
+            start_date: range.start,
+            end_date: range.end,
+            data: rowsOf.equipment[period](data)
+          })
         }))
       .handle("sensorHistory", ({ path, urlParams }) =>
         Effect.gen(function*() {
@@ -88,8 +109,14 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
             sensorUuid: path.sensorUuid,
             equipmentUuid: urlParams.equipment_uuid
           }
-          const result = yield* Effect.orDie(history(scope, urlParams, range))
-          return { sensor_uuid: path.sensorUuid, start_date: range.start, end_date: range.end, ...result }
+          const { data, period } = yield* Effect.orDie(history(scope, urlParams, range))
+          return json({
+            sensor_uuid: path.sensorUuid,
+            period,
+            start_date: range.start,
+            end_date: range.end,
+            data: rowsOf.sensor[period](data)
+          })
         }))
       .handle("equipmentStats", ({ path, urlParams }) =>
         Effect.gen(function*() {
@@ -97,20 +124,20 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* lastBuckets(period.length, period.bucket)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const sensors = yield* Effect.orDie(analytics.stats(period.resolution, scope, range))
-          return {
+          return json({
             equipment_uuid: path.equipmentUuid,
             period: urlParams.period,
             start_date: range.start,
             end_date: range.end,
-            sensors
-          }
+            sensors: statsRows(sensors)
+          })
         }))
       .handle("homeAssistant", ({ path, urlParams }) =>
         Effect.gen(function*() {
           const range = yield* lastBuckets(urlParams.hours * HOUR, HOUR)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const rows = yield* Effect.orDie(analytics.hourly(scope, range))
-          return {
+          return json({
             equipment_uuid: path.equipmentUuid,
             period_hours: urlParams.hours,
             start_date: range.start,
@@ -126,6 +153,6 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
               min: r.min_value,
               samples: r.sample_count
             }))
-          }
+          })
         }))
   }))

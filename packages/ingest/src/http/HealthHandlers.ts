@@ -1,7 +1,7 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { ClaimQueue, WorkerStatus } from "@telemetry/domain"
 import * as Health from "@telemetry/infra/Health"
-import { Clock, Config, Duration, Effect, Either, Layer, Option } from "effect"
+import { Clock, Duration, Effect, Either, Layer, Option } from "effect"
 import * as Assessment from "../health/Assessment.js"
 import { Admission } from "../limits/Admission.js"
 import { TelemetryApi } from "./Api.js"
@@ -9,7 +9,6 @@ import { DetailedHealth, NotReady, Ready, Unhealthy } from "./HealthApi.js"
 
 const service = "telemetry-ingest"
 
-const HealthCheckTimeout = Config.duration("HEALTH_CHECK_TIMEOUT").pipe(Config.withDefault(Duration.seconds(2)))
 
 /**
  * Raised once the process is told to stop (SIGTERM, SIGINT), so that load balancers take it out while the uploads
@@ -39,7 +38,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "health", (handlers) =>
     const database = yield* Health.databaseReachable
     const worker = yield* Effect.serviceOption(WorkerStatus.WorkerStatus)
     const admission = yield* Admission
-    const timeout = yield* HealthCheckTimeout
+    const timeout = yield* Health.HealthCheckTimeout
     const maxClaimAge = yield* Assessment.MaxClaimAge
     const stopping = yield* stopSignal
     const backlog = queue.backlog.pipe(

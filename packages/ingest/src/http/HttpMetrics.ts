@@ -1,39 +1,19 @@
-import { HttpApi, HttpMiddleware, HttpServerError, HttpServerRequest } from "@effect/platform"
-import { Clock, Effect, Exit, Metric, MetricLabel } from "effect"
+import { HttpMiddleware, HttpServerError, HttpServerRequest } from "@effect/platform"
+import { Clock, Effect, Exit, Metric, MetricLabel, Option } from "effect"
 import * as Metrics from "../metrics.js"
-import { TelemetryApi } from "./Api.js"
 
 // The bulk route and its alias (contract §1): refusals of either are refused payloads.
 const bulkRoutes = new Set(["/api/v1/telemetry/bulk", "/api/v1/telemetria/bulk"])
 
-type Template = { readonly method: string; readonly path: string; readonly segments: ReadonlyArray<string> }
-
-const template = (method: string, path: string): Template => ({ method, path, segments: path.split("/") })
-
 /**
- * The API's endpoints and the routes served beside them, those with more literal segments first, so that a
- * literal route wins over a parameter in the same place, as in the router.
+ * The path template of the route the router matched for this request, "other" for none: a bounded label, never
+ * a uuid. The router records it on the request's span (`http.route`), which the server opens around this
+ * middleware for every request, whether a tracer exports it or not.
  */
-const templates: ReadonlyArray<Template> = (() => {
-  const found = [template("GET", "/metrics"), template("GET", "/api/v1/openapi.json"), template("GET", "/api/v1/docs")]
-  HttpApi.reflect(TelemetryApi, {
-    onGroup: () => {},
-    onEndpoint: ({ endpoint }) => found.push(template(endpoint.method, endpoint.path))
-  })
-  const literals = (t: Template) => t.segments.filter((s) => !s.startsWith(":")).length
-  return found.sort((a, b) => literals(b) - literals(a))
-})()
-
-const matches = (t: Template, segments: ReadonlyArray<string>) =>
-  t.segments.length === segments.length &&
-  t.segments.every((s, i) => s === segments[i] || (s.startsWith(":") && segments[i] !== ""))
-
-/** The path template of the route a request is for, "other" for none: a bounded label, never a uuid. */
-export const routeOf = (method: string, path: string) => {
-  const segments = path.split("/")
-  const head = method === "HEAD" ? "GET" : method
-  return templates.find((t) => t.method === head && matches(t, segments))?.path ?? "other"
-}
+const matchedRoute = Effect.map(
+  Effect.option(Effect.currentSpan),
+  (span) => Option.getOrUndefined(Option.flatMapNullable(span, (s) => s.attributes.get("http.route") as string | undefined)) ?? "other"
+)
 
 /**
  * Counts every request by route template, method and status, and times it by route; a refused bulk upload
@@ -42,9 +22,9 @@ export const routeOf = (method: string, path: string) => {
 export const middleware = HttpMiddleware.make((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
     Effect.gen(function*() {
-      const route = routeOf(request.method, request.url.split("?")[0]!)
       const start = yield* Clock.currentTimeMillis
       const exit = yield* Effect.exit(app)
+      const route = yield* matchedRoute
       const status = Exit.isSuccess(exit)
         ? exit.value.status
         : HttpServerError.causeResponseStripped(exit.cause)[0].status

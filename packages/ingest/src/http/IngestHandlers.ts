@@ -2,11 +2,11 @@ import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/p
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
 import { Duration, Effect } from "effect"
-import { randomUUID } from "node:crypto"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
 import { errorResponse, InvalidBody, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import { CurrentRequest } from "./RequestLog.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
 /**
@@ -23,10 +23,14 @@ const MAX_IDEMPOTENCY_KEY = 255
 
 const retryAfter = (wait: Duration.Duration) => ({ "retry-after": String(Math.max(1, Math.ceil(Duration.toSeconds(wait)))) })
 
-/** The body is never buffered: it streams to storage and through validation at once (see `Ingest.accept`). */
+/**
+ * The body is never buffered: it streams to storage and through validation at once (see `Ingest.accept`). Its
+ * tenant, device and claim go on the request's line, tenant and device on every line logged while it is accepted.
+ */
 const bulk = (ingest: Ingest) => Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
-  const requestId = request.headers["x-request-id"] || randomUUID()
+  const served = yield* CurrentRequest
+  const requestId = served.id
   const headers = { "x-request-id": requestId }
   const contentType = request.headers["content-type"] ?? ""
   if (!JSON_TYPE.test(contentType)) {
@@ -50,6 +54,8 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
     )
   }
   const principal = yield* CurrentPrincipal
+  const who = { tenant: principal.tenantId, device: principal.subject }
+  yield* served.annotate(who)
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   const declaredLength = Number(request.headers["content-length"] ?? NaN)
   const success = HOME_ASSISTANT_CLIENT.test(request.headers["user-agent"] ?? "") ? 200 : 202
@@ -69,6 +75,7 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
     timeZone: principal.timeZone,
     idempotencyKey
   }).pipe(
+    Effect.tap((accepted) => served.annotate({ claim_id: accepted.claimId })),
     Effect.map((accepted) =>
       HttpServerResponse.unsafeJson({
         status: "accepted",
@@ -107,7 +114,8 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
             { ...headers, ...RETRY_AFTER }
           )
         )
-    })
+    }),
+    Effect.annotateLogs(who)
   )
 })
 

@@ -1,5 +1,5 @@
 import { HttpMiddleware, HttpServerError, HttpServerRequest } from "@effect/platform"
-import { Effect, Exit, LogLevel } from "effect"
+import { Context, Effect, Exit, LogLevel } from "effect"
 import { randomUUID } from "node:crypto"
 
 // Probes come every few seconds: at info level they would drown the requests that matter.
@@ -8,25 +8,44 @@ const probes = new Set(["/api/v1/health", "/api/v1/health/live", "/api/v1/health
 const levelOf = (path: string, status: number) =>
   status >= 500 ? LogLevel.Error : probes.has(path) ? LogLevel.Debug : LogLevel.Info
 
+/** The request being served, as its handler sees it. */
+export interface ServedRequest {
+  /** The client's `x-request-id`, else one made for it: the id every line of the request is annotated with. */
+  readonly id: string
+  /** Adds facts the handler learns (tenant, device, claim) to the request's own line. */
+  readonly annotate: (annotations: Readonly<Record<string, string>>) => Effect.Effect<void>
+}
+
 /**
- * One line per request — method, path (no query string, which may hold secrets), status, request id — at error
- * for a 5xx, debug for a probe, else info. Headers are never logged: they carry bearer tokens. Everything the
- * request logs is annotated with its request id (the client's `x-request-id`, else a new one).
+ * The request being served. The middleware below provides it to every request; the default only stands in where
+ * an effect runs outside a request, where there is no line to annotate.
+ */
+export class CurrentRequest extends Context.Reference<CurrentRequest>()("@telemetry/ingest/CurrentRequest", {
+  defaultValue: (): ServedRequest => ({ id: "none", annotate: () => Effect.void })
+}) {}
+
+/**
+ * One line per request — method, path (no query string, which may hold secrets), status, request id, and what the
+ * handler added (see `CurrentRequest`) — at error for a 5xx, debug for a probe, else info. Headers are never
+ * logged: they carry bearer tokens. Everything the request logs is annotated with its request id.
  */
 export const middleware = HttpMiddleware.make((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const path = request.url.split("?")[0]!
-    return Effect.exit(app).pipe(
+    const id = request.headers["x-request-id"] || randomUUID()
+    const added: Record<string, string> = {}
+    const served: ServedRequest = { id, annotate: (annotations) => Effect.sync(() => Object.assign(added, annotations)) }
+    return Effect.exit(Effect.provideService(app, CurrentRequest, served)).pipe(
       Effect.tap((exit) => {
         const status = Exit.isSuccess(exit)
           ? exit.value.status
           : HttpServerError.causeResponseStripped(exit.cause)[0].status
         return Effect.logWithLevel(levelOf(path, status), "http request").pipe(
-          Effect.annotateLogs({ method: request.method, path, status })
+          Effect.annotateLogs({ ...added, method: request.method, path, status })
         )
       }),
       Effect.flatten,
-      Effect.annotateLogs("request_id", request.headers["x-request-id"] ?? randomUUID())
+      Effect.annotateLogs("request_id", id)
     )
   })
 )

@@ -6,6 +6,7 @@ import {
   DeadLetter,
   DEFAULT_SHUTDOWN_TIMEOUT,
   inRange,
+  type PartitionLag,
   QueueError,
   rejectionOf
 } from "@telemetry/domain"
@@ -19,7 +20,6 @@ import {
   Fiber,
   FiberSet,
   Layer,
-  Metric,
   Option,
   Queue,
   Ref,
@@ -61,6 +61,11 @@ const deadLetterStore = (directory: string | undefined) =>
 
 type Files = FileSystem.FileSystem | Path.Path
 
+/** The queue as one partition, its lag the claims published and not acknowledged yet. */
+const partitionsOf = (pending: number): ReadonlyArray<PartitionLag> => [
+  { topic: QueueMetrics.EMBEDDED_TOPIC, partition: 0, lag: pending }
+]
+
 /**
  * An in-process bounded queue. It does not survive the process: see the worker's `Recovery`. Only with a
  * `directory` does it need the file system, and can it fail (that directory being unusable or held by another).
@@ -78,7 +83,7 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
       const queue = yield* Effect.acquireRelease(Queue.bounded<ClaimCheck>(options.capacity), Queue.shutdown)
       // Claims published and not acknowledged yet, and since when (for the health check).
       const pending = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
-      const reportLag = Effect.flatMap(Ref.get(pending), (all) => Metric.set(QueueMetrics.embeddedLag, all.size))
+      const reportLag = Effect.flatMap(Ref.get(pending), (all) => QueueMetrics.reportLag(partitionsOf(all.size)))
       const acknowledged = (claim: ClaimCheck) =>
         Ref.update(pending, (all) => {
           const rest = new Map(all)
@@ -152,7 +157,8 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
             pending: all.size,
             // Negative while consumers wait for claims.
             room: { waiting: Math.max(0, yield* Queue.size(queue)), capacity: options.capacity },
-            stalledFor: Duration.millis(now - oldest)
+            stalledFor: Duration.millis(now - oldest),
+            partitions: partitionsOf(all.size)
           }
         })
       })

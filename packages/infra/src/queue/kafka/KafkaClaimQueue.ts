@@ -10,6 +10,7 @@ import {
   Exit,
   FiberSet,
   Layer,
+  Metric,
   Option,
   Ref,
   Runtime
@@ -26,7 +27,9 @@ import {
 } from "kafkajs"
 import * as InFlight from "../InFlight.js"
 import { queueError } from "../QueueErrors.js"
+import * as QueueMetrics from "../QueueMetrics.js"
 import { deadLettersWith, deadLetterWith } from "./KafkaDeadLetters.js"
+import * as KafkaLag from "./KafkaLag.js"
 import { logCreator } from "./KafkaLog.js"
 import { claimOf, toMessage } from "./KafkaMessages.js"
 
@@ -46,6 +49,8 @@ export interface KafkaQueueOptions {
   readonly deadLetterTopic: string
   /** How long claims being loaded may take to finish once the consumer is told to stop. */
   readonly shutdownTimeout: Duration.DurationInput
+  /** How often the group's lag per partition is read into `telemetry_queue_lag` (default 10 s). */
+  readonly lagInterval?: Duration.DurationInput | undefined
 }
 
 const makeProducer = (kafka: Kafka, options: KafkaQueueOptions) =>
@@ -120,6 +125,10 @@ const checkWith = (admin: Admin, options: KafkaQueueOptions) =>
     catch: queueError("check", `cannot read the metadata of ${options.topic}`)
   }).pipe(answeredWithin(options), Effect.asVoid)
 
+/** The consumer group's lag per partition of the topic, within the publish timeout. */
+const lagsWith = (admin: Admin, options: KafkaQueueOptions) =>
+  KafkaLag.fetchLags(admin, options.topic, options.groupId).pipe(answeredWithin(options))
+
 /**
  * The consumer group's lag on the topic (the ends of its partitions beyond the offsets it committed), and for how
  * long it has had lag while its committed offsets did not move, as this process saw them: a group that commits
@@ -128,28 +137,16 @@ const checkWith = (admin: Admin, options: KafkaQueueOptions) =>
 const backlogWith = (admin: Admin, options: KafkaQueueOptions) =>
   Effect.map(Ref.make<{ readonly committed: string; readonly since: number } | undefined>(undefined), (seen) =>
     Effect.gen(function*() {
-      const [ends, [committed]] = yield* Effect.tryPromise({
-        try: () =>
-          Promise.all([
-            admin.fetchTopicOffsets(options.topic),
-            admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] })
-          ]),
-        catch: queueError("check", `cannot read the offsets of ${options.groupId} on ${options.topic}`)
-      }).pipe(answeredWithin(options))
-      const offsets = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]))
-      // A partition the group never committed on (-1) is consumed from its start (fromBeginning).
-      const lag = ends.reduce((sum, p) => {
-        const [low, high, done] = [BigInt(p.low), BigInt(p.high), offsets.get(p.partition) ?? -1n]
-        const from = done > low ? done : low
-        return sum + (high > from ? high - from : 0n)
-      }, 0n)
+      const { committed, partitions } = yield* lagsWith(admin, options)
+      const lag = partitions.reduce((sum, p) => sum + p.lag, 0)
       const now = yield* Clock.currentTimeMillis
-      const key = JSON.stringify([...offsets].map(([partition, offset]) => [partition, String(offset)]))
+      const key = JSON.stringify(committed.map((p) => [p.partition, p.offset]))
       // Progress: the offsets moved, or nothing waits.
-      const last = yield* Ref.updateAndGet(seen, (s) => (lag > 0n && s?.committed === key ? s : { committed: key, since: now }))
+      const last = yield* Ref.updateAndGet(seen, (s) => (lag > 0 && s?.committed === key ? s : { committed: key, since: now }))
       return {
-        pending: Number(lag),
-        stalledFor: Duration.millis(now - last!.since)
+        pending: lag,
+        stalledFor: Duration.millis(now - last!.since),
+        partitions
       }
     }))
 
@@ -239,7 +236,10 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
         const claim = claimOf(message)
         // Not a claim check of ours: nothing to load, and it must not block the partition.
         const rejection = Either.isLeft(claim)
-          ? Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 }))
+          ? yield* Effect.as(
+            Metric.increment(QueueMetrics.deadLettered("unreadable_message")),
+            Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 }))
+          )
           : yield* loading.withPermits(1)(rejectionOf(handle(claim.right)))
         if (Option.isSome(rejection)) yield* deadLetter(message, source, rejection.value)
         yield* commit(topic, partition, message.offset)
@@ -288,6 +288,10 @@ export const layer = (options: KafkaQueueOptions) =>
       })
       const producer = yield* makeProducer(kafka, options)
       const admin = yield* makeAdmin(kafka, options)
+      yield* KafkaLag.sampleEvery(
+        Effect.map(lagsWith(admin, options), (lags) => lags.partitions),
+        options.lagInterval ?? KafkaLag.DEFAULT_INTERVAL
+      )
       return ClaimQueue.of({
         publish: publishWith(producer, options),
         consume: consumeWith(kafka, producer, options),
@@ -302,4 +306,9 @@ export const layer = (options: KafkaQueueOptions) =>
 export const layerConfig = (
   config: Config.Config.Wrap<KafkaQueueOptions>
 ): Layer.Layer<ClaimQueue, QueueError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
+  Layer.unwrapEffect(
+    Effect.map(
+      Config.all([Config.unwrap(config), KafkaLag.LagInterval]),
+      ([options, lagInterval]) => layer({ ...options, lagInterval: options.lagInterval ?? lagInterval })
+    )
+  )

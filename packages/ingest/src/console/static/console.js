@@ -24,18 +24,21 @@ const el = (tag, attrs = {}, ...children) => {
   node.append(...children)
   return node
 }
-const when = (iso) => iso === null ? "never" : new Date(iso).toLocaleString()
+/** A time in the browser's zone (named in the footer), machine-readable in `datetime`. */
+const when = (iso) => iso === null ? "never" : el("time", { datetime: iso }, new Date(iso).toLocaleString())
 
-const signIn = () => {
+/** The sign-in form; `notice` says why it is shown again (an expired session). */
+const signIn = (notice = "") => {
   nav.hidden = true
-  const form = el("form", { id: "signin" },
+  // POST, not the default GET: should the script not run, the form must not put a token into the URL.
+  const form = el("form", { id: "signin", method: "post" },
     el("h2", {}, "Sign in"),
     el("label", {}, "Username ", el("input", { name: "username", autocomplete: "username" })), " ",
     el("label", {}, "Password ", el("input", { name: "password", type: "password", autocomplete: "current-password" })),
     el("p", {}, "or paste a reader token"),
     el("label", {}, "Token ", el("input", { name: "token" })), " ",
     el("button", { type: "submit" }, "Sign in"),
-    el("p", { class: "error", role: "alert" }))
+    el("p", { class: "error", role: "alert" }, notice))
   form.addEventListener("submit", async (event) => {
     event.preventDefault()
     const data = new FormData(form)
@@ -93,7 +96,7 @@ const list = async () => {
   const rows = page.data.map((e) => el("tr", {},
     el("td", {}, el("a", { href: `#/equipment/${encodeURIComponent(e.uuid)}` }, e.name ?? e.uuid)),
     el("td", {}, e.status),
-    el("td", e.stale ? { class: "stale" } : {}, when(e.last_reading_at) + (e.stale ? " (stale)" : "")),
+    el("td", e.stale ? { class: "stale" } : {}, when(e.last_reading_at), e.stale ? " (stale)" : ""),
     el("td", {}, String(e.readings_24h)),
     el("td", {}, sparkline(e.sparkline))))
   main.replaceChildren(el("h2", {}, `Equipments (${page.total})`), form,
@@ -104,87 +107,110 @@ const list = async () => {
 const HOUR = 3_600_000
 /** The chart ranges: how far back, the history's bucket, the stats period shown beside. */
 const ranges = {
-  "24h": { back: 24 * HOUR, period: "hour", stats: "24h" },
-  "7d": { back: 7 * 24 * HOUR, period: "hour", stats: "7d" },
-  "30d": { back: 30 * 24 * HOUR, period: "day", stats: "30d" }
+  "24h": { label: "24 h", back: 24 * HOUR, period: "hour", stats: "24h" },
+  "7d": { label: "7 d", back: 7 * 24 * HOUR, period: "hour", stats: "7d" },
+  "30d": { label: "30 d", back: 30 * 24 * HOUR, period: "day", stats: "30d" },
+  "custom": { label: "custom" }
 }
+const statsNames = { "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days" }
 const view = { range: "24h", from: "", to: "" }
 
 const localInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 16)
 
-/** One uPlot chart of a sensor's buckets: the mean as a line, min to max as a band, p95 dashed. */
-const chart = (rows, title, unit) => {
-  const box = el("figure", { class: "chart" }, el("figcaption", {}, title))
-  const xs = rows.map((r) => Date.parse(r.time) / 1000)
-  const pick = (key) => rows.map((r) => r[key])
-  const width = Math.min(900, main.clientWidth - 20)
-  new uPlot({
-    width, height: 220, scales: { x: { time: true } },
-    axes: [{}, { label: unit ?? "" }],
-    series: [{},
-      { label: "min", stroke: "#9bc", points: { show: false } },
-      { label: "max", stroke: "#9bc", points: { show: false } },
-      { label: "avg", stroke: "#06c", width: 2 },
-      { label: "p95", stroke: "#c60", dash: [6, 4] }],
-    bands: [{ series: [2, 1], fill: "rgba(0,102,204,0.12)" }]
-  }, [xs, pick("min_value"), pick("max_value"), pick("avg_value"), pick("p95_value")], box)
+/** A sensor's buckets as uPlot draws them: the mean as a line, min to max as a band, p95 dashed. */
+const lines = (rows, sensor) => ({
+  series: [{},
+    { label: "min", stroke: "#9bc", points: { show: false } },
+    { label: "max", stroke: "#9bc", points: { show: false } },
+    { label: "avg", stroke: "#06c", width: 2 },
+    { label: "p95", stroke: "#c60", dash: [6, 4] }],
+  bands: [{ series: [2, 1], fill: "rgba(0,102,204,0.12)" }],
+  axes: [{}, { label: sensor.unit ?? "" }],
+  data: [rows.map((r) => r.min_value), rows.map((r) => r.max_value), rows.map((r) => r.avg_value), rows.map((r) => r.p95_value)]
+})
+
+/** A sensor without values (a door, a status) as bars of its active time: minutes of each hour, hours of each day. */
+const bars = (rows, period) => ({
+  series: [{}, { label: "active", stroke: "#06c", fill: "rgba(0,102,204,0.45)", paths: uPlot.paths.bars({ size: [0.8, 40] }), points: { show: false } }],
+  scales: { y: { range: (_, __, max) => [0, Math.max(1, max)] } },
+  axes: [{}, { label: activeName(period) }],
+  data: [rows.map((r) => period === "day" ? r.active_hours : r.active_minutes)]
+})
+const activeName = (period) => period === "day" ? "active hours a day" : "active minutes an hour"
+
+/** One chart of a sensor's rows; its figure says what it was given (points, and the bars' total). */
+const chart = (rows, sensor, period, width) => {
+  const kind = rows.every((r) => r.avg_value === null) ? "bars" : "line"
+  const { data, scales, ...options } = kind === "bars" ? bars(rows, period) : lines(rows, sensor)
+  const box = el("figure", { class: "chart", "data-sensor": sensor.uuid, "data-kind": kind },
+    el("figcaption", {}, `${sensor.name ?? sensor.uuid} (${sensor.type})${kind === "bars" ? `: ${activeName(period)}` : ""}`))
+  const plot = new uPlot({ width, height: 220, scales: { x: { time: true }, ...scales }, ...options },
+    [rows.map((r) => Date.parse(r.time) / 1000), ...data], box)
+  // Read back from uPlot, for whoever checks the page against the API (the browser test).
+  box.dataset.points = String(plot.data[0].length)
+  if (kind === "bars") box.dataset.total = String(plot.data[1].reduce((sum, v) => sum + (v ?? 0), 0))
   return box
 }
 
-const number = (v) => v === null ? "–" : Number(v.toPrecision(4)).toString()
+const number = (v) => v === null ? "–" : Number(v.toFixed(2)).toString()
+
+const card = (s, active) => {
+  const fact = (name, value) => [el("dt", {}, name), el("dd", { "data-fact": name }, value)]
+  return el("section", { class: "card", "data-sensor": s.sensor_uuid },
+    el("h4", {}, `${s.sensor_name ?? s.sensor_uuid}${s.sensor_unit ? ` (${s.sensor_unit})` : ""}`),
+    el("dl", {}, ...fact("avg", number(s.overall_avg)), ...fact("min", number(s.overall_min)),
+      ...fact("max", number(s.overall_max)), ...fact("readings", String(s.total_samples)),
+      ...fact(active, String(s.active_periods))))
+}
 
 const equipment = async (uuid) => {
   const id = encodeURIComponent(uuid)
-  const custom = view.range === "custom" && view.from && view.to
-  const range = ranges[view.range] ?? ranges["24h"]
+  const custom = view.range === "custom"
+  const range = ranges[view.range]?.back ? ranges[view.range] : ranges["24h"]
   const now = Date.now()
   const [start, end] = custom ? [Date.parse(view.from), Date.parse(view.to)] : [now - range.back, now]
   const period = custom ? (end - start > 8 * 24 * HOUR ? "day" : "hour") : range.period
-  const bounds = `start_date=${new Date(start).toISOString()}&end_date=${new Date(end).toISOString()}`
-  const [e, history, stats, raw] = await Promise.all([
+  const statsPeriod = custom ? "30d" : range.stats
+  const history = `/api/v1/analytics/equipment/${id}/history?period=${period}&start_date=${new Date(start).toISOString()}&end_date=${new Date(end).toISOString()}`
+  const statsPath = `/api/v1/analytics/equipment/${id}/stats?period=${statsPeriod}`
+  const [e, buckets, stats, raw] = await Promise.all([
     api(`/api/v1/equipments/${id}`),
-    api(`/api/v1/analytics/equipment/${id}/history?period=${period}&${bounds}`),
-    api(`/api/v1/analytics/equipment/${id}/stats?period=${custom ? "30d" : range.stats}`),
+    api(history),
+    api(statsPath),
     api(`/api/v1/analytics/equipment/${id}/history?period=raw&limit=100&start_date=${new Date(now - HOUR).toISOString()}`)
   ])
 
-  const picker = el("form", { id: "range" }, ...["24h", "7d", "30d", "custom"].map((r) => {
-    const button = el("button", { type: "button", "aria-pressed": String(view.range === r) }, r)
-    button.addEventListener("click", () => { view.range = r; route() })
+  const picker = el("form", { id: "range", "aria-label": "Range" }, ...Object.entries(ranges).map(([key, { label }]) => {
+    const button = el("button", { type: "button", "data-range": key, "aria-pressed": String(view.range === key) }, label)
+    button.addEventListener("click", () => {
+      // A custom range starts as the last two days, then is edited.
+      if (key === "custom" && !view.from) Object.assign(view, { from: localInput(now - 2 * 24 * HOUR), to: localInput(now) })
+      view.range = key
+      route()
+    })
     return button
   }))
-  if (view.range === "custom") {
+  if (custom) {
     const from = el("input", { type: "datetime-local", name: "from", "aria-label": "From" })
     const to = el("input", { type: "datetime-local", name: "to", "aria-label": "To" })
-    from.value = view.from || localInput(now - 2 * 24 * HOUR)
-    to.value = view.to || localInput(now)
-    const apply = el("button", { type: "submit" }, "Show")
-    picker.append(" ", from, " ", to, " ", apply)
+    from.value = view.from
+    to.value = view.to
+    picker.append(" ", from, " ", to, " ", el("button", { type: "submit" }, "Show"))
     picker.addEventListener("submit", (event) => { event.preventDefault(); Object.assign(view, { from: from.value, to: to.value }); route() })
   }
 
-  const cards = el("div", { class: "cards" }, ...stats.sensors.map((s) => el("section", { class: "card" },
-    el("h3", {}, s.sensor_name ?? s.sensor_uuid),
-    el("p", {}, `avg ${number(s.overall_avg)} ${s.sensor_unit ?? ""}`),
-    el("p", {}, `min ${number(s.overall_min)} · max ${number(s.overall_max)}`),
-    el("p", {}, `${s.total_samples} readings, ${s.active_periods} active ${stats.period === "24h" ? "hours" : "days"}`))))
-
-  const charts = el("div", { id: "charts" })
-  const sensorsShown = []
-  for (const s of e.sensors) {
-    const rows = history.data.filter((r) => r.sensor_uuid === s.uuid)
-    if (rows.some((r) => r.avg_value !== null)) sensorsShown.push([rows, `${s.name ?? s.uuid} (${s.type})`, s.unit])
-  }
-
+  const active = stats.period === "24h" ? "active hours" : "active days"
+  const cards = el("div", { id: "stats", class: "cards", "data-source": statsPath }, ...stats.sensors.map((s) => card(s, active)))
+  const charts = el("div", { id: "charts", "data-source": history, "data-range": view.range })
   const rawRows = raw.data.map((r) => el("tr", {}, el("td", {}, when(r.time)), el("td", {}, r.sensor_name ?? r.sensor_uuid),
     el("td", {}, r.value === null ? "" : number(r.value)), el("td", {}, r.status ?? "")))
   main.replaceChildren(el("h2", {}, e.name ?? e.uuid),
-    el("p", {}, [e.location, e.status, `last reading ${when(e.last_reading_at)}`].filter(Boolean).join(" · ")),
-    picker, el("h3", {}, "Statistics"), cards, el("h3", {}, "History"), charts,
+    el("p", {}, ...[e.location, e.status].filter(Boolean).map((text) => `${text} · `), "last reading ", when(e.last_reading_at)),
+    picker, el("h3", {}, `Statistics, ${statsNames[statsPeriod]}`), cards, el("h3", {}, "History"), charts,
     el("h3", {}, "Readings of the last hour"),
     el("table", { id: "raw" }, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Sensor"), el("th", {}, "Value"), el("th", {}, "Status")), ...rawRows))
-  // Charts are sized from the page, so drawn once it is in place.
-  charts.append(...sensorsShown.map(([rows, title, unit]) => chart(rows, title, unit)))
+  // Charts are sized to the page, so drawn once it is in place; one per sensor, empty when it has no rows.
+  charts.append(...e.sensors.map((s) => chart(buckets.data.filter((r) => r.sensor_uuid === s.uuid), s, period, Math.min(900, charts.clientWidth))))
 }
 
 /** The counters of the Prometheus exposition, summed over their labels. */
@@ -235,7 +261,7 @@ const route = async () => {
     else if (hash === "#/pipeline") await pipeline()
     else await list()
   } catch (error) {
-    if (error instanceof Expired) return signIn()
+    if (error instanceof Expired) return signIn("Signed out: the token has expired or is not valid.")
     main.replaceChildren(el("p", { class: "error", role: "alert" }, String(error.message)))
   }
 }

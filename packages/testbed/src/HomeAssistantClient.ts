@@ -44,6 +44,8 @@ export interface HaClientOptions {
 export interface Cycle {
   readonly logins: ReadonlyArray<number>
   readonly sends: ReadonlyArray<number | "network error">
+  /** How long each of `sends` took to be answered, in milliseconds. */
+  readonly sendMs: ReadonlyArray<number>
   readonly acknowledged: boolean
 }
 
@@ -114,23 +116,30 @@ export const makeHaClient = (options: HaClientOptions) => {
     cycle: Effect.gen(function*() {
       const logins: Array<number> = []
       const sends: Array<number | "network error"> = []
+      const sendMs: Array<number> = []
       if (queue.length === 0 || token === undefined) logins.push(yield* login)
-      if (queue.length === 0) return { logins, sends, acknowledged: false } satisfies Cycle
+      if (queue.length === 0) return { logins, sends, sendMs, acknowledged: false } satisfies Cycle
       const body = gzipSync(pythonJsonDumps(queue), { level: 6 })
+      const timedPost = Effect.map(Effect.timed(post(body)), ([elapsed, status]) => {
+        sendMs.push(Duration.toMillis(elapsed))
+        return status
+      })
       for (let attempt = 1; attempt <= attempts; attempt++) {
-        let status = yield* post(body)
+        let status = yield* timedPost
         if (status === 401) {
           logins.push(yield* login)
-          status = yield* post(body)
+          // The refused attempt counts as the resend it leads to.
+          sendMs.pop()
+          status = yield* timedPost
         }
         sends.push(status)
         if (status === 200 || status === 201) {
           queue.length = 0
-          return { logins, sends, acknowledged: true } satisfies Cycle
+          return { logins, sends, sendMs, acknowledged: true } satisfies Cycle
         }
         if (attempt < attempts) yield* Effect.sleep(retryDelay)
       }
-      return { logins, sends, acknowledged: false } satisfies Cycle
+      return { logins, sends, sendMs, acknowledged: false } satisfies Cycle
     })
   }
 }

@@ -1,0 +1,98 @@
+import { Args, Command, Options } from "@effect/cli"
+import { NodeHttpClient } from "@effect/platform-node"
+import { SingleBar } from "cli-progress"
+import { Config, Console, Data, Effect, Schema } from "effect"
+import * as Cli from "./Cli.js"
+import * as Payloads from "./send/Payloads.js"
+import * as Sender from "./send/Sender.js"
+import * as Summary from "./send/Summary.js"
+
+// `pnpm send <file|dir|-> [--url] [--token] [--concurrency] [--attempts] [--json]`: posts payload files to a
+// running server's bulk route, as a device does; the summary on stdout, progress on stderr, exit 1 unless every
+// payload was accepted (or already had been).
+
+const source = Args.text({ name: "file|dir|-" }).pipe(
+  Args.withDescription("a payload file (JSON, or gzip JSON), a directory of *.json and *.json.gz files, or - for stdin")
+)
+const url = Options.text("url").pipe(
+  Options.withFallbackConfig(Config.string("TELEMETRY_URL")),
+  Options.withDefault("http://127.0.0.1:8080"),
+  Options.withDescription("the server's base URL (env TELEMETRY_URL)")
+)
+const token = Options.redacted("token").pipe(
+  Options.withFallbackConfig(Config.redacted("TELEMETRY_TOKEN")),
+  Options.optional,
+  Options.withDescription("a device token, sent as its bearer token (env TELEMETRY_TOKEN)")
+)
+const positive = Schema.Int.pipe(Schema.positive())
+const concurrency = Options.integer("concurrency").pipe(
+  Options.withSchema(positive),
+  Options.withDefault(4),
+  Options.withDescription("payloads in flight at once")
+)
+const attempts = Options.integer("attempts").pipe(
+  Options.withSchema(positive),
+  Options.withDefault(5),
+  Options.withDescription("tries per payload while the server answers 429 or 503 (honouring Retry-After) or cannot be reached")
+)
+const json = Options.boolean("json").pipe(Options.withDescription("print the summary as one JSON document on stdout"))
+
+class NotAllAccepted extends Data.TaggedError("NotAllAccepted")<{ readonly notAccepted: number; readonly files: number }> {
+  override get message() {
+    return `${this.notAccepted} of ${this.files} file(s) were not accepted`
+  }
+}
+
+/** A bar on stderr, one step per payload done. */
+const progressBar = (total: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const bar = new SingleBar({
+        stream: process.stderr,
+        format: "send [{bar}] {value}/{total} files | {duration_formatted}",
+        noTTYOutput: true,
+        notTTYSchedule: 5000
+      })
+      bar.start(total, 0)
+      return bar
+    }),
+    (bar) => Effect.sync(() => bar.stop())
+  )
+
+/** A payload that could not be read is not sent, and fails the run. */
+const unreadable = (e: Payloads.PayloadUnreadable): Sender.Result => ({
+  file: e.name,
+  outcome: "failed",
+  status: null,
+  claimId: null,
+  readings: 0,
+  error: "unreadable",
+  message: e.message,
+  bytes: 0,
+  sentBytes: 0,
+  attempts: 0
+})
+
+const send = Command.make("send", { source, url, token, concurrency, attempts, json }, (options) =>
+  Effect.gen(function*() {
+    const names = yield* Payloads.namesOf(options.source)
+    const sendOne = yield* Sender.make(options)
+    const results = yield* Effect.scoped(Effect.gen(function*() {
+      const bar = yield* progressBar(names.length)
+      return yield* Effect.forEach(names, (name) =>
+        Payloads.read(name).pipe(
+          Effect.matchEffect({ onFailure: (e) => Effect.succeed(unreadable(e)), onSuccess: sendOne }),
+          Effect.tap(() => Effect.sync(() => bar.increment()))
+        ), { concurrency: options.concurrency })
+    }))
+    const summary = Summary.summarize(results)
+    yield* Console.log(options.json ? JSON.stringify(summary) : Summary.render(summary))
+    const notAccepted = Summary.notAccepted(summary)
+    if (notAccepted > 0) return yield* new NotAllAccepted({ notAccepted, files: summary.files })
+  }).pipe(Effect.provide(NodeHttpClient.layer))).pipe(
+    Command.withDescription(
+      "Posts telemetry payload files to a running server (gzip, one Idempotency-Key per file: a rerun stores nothing twice)"
+    )
+  )
+
+Cli.run(send, "pnpm send")

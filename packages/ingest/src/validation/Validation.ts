@@ -1,0 +1,167 @@
+import type { InvalidPayload, PayloadTooLarge } from "@telemetry/domain"
+import { Config, Effect, Metric, Queue, Runtime, Schema, Stream } from "effect"
+import { createRequire } from "node:module"
+import { availableParallelism } from "node:os"
+import { pathToFileURL } from "node:url"
+import { MessageChannel, Worker } from "node:worker_threads"
+import * as Metrics from "../metrics.js"
+import { CHUNKS_AHEAD, type FromThread, Refusal, type Start, type ToThread } from "./protocol.js"
+import { type Job, validate, type Validated } from "./validate.js"
+
+/** Reads a body to its end and answers its facts, or why it is refused (or the body's own failure). */
+export type Validate = <E, R>(
+  body: Stream.Stream<Uint8Array, E, R>,
+  job: Job
+) => Effect.Effect<Validated, E | InvalidPayload | PayloadTooLarge, R>
+
+/**
+ * Threads that validate uploads (gunzip, scan, decode, count), default one per core; 0 validates on the main
+ * thread. Admission (slots, rates) and storage stay on the main thread: one place for the limits of the process.
+ */
+const ValidationThreads = Config.integer("INGEST_PROCESSES").pipe(Config.withDefault(availableParallelism()))
+
+/** The thread's module: its TypeScript source, or its compiled bundle (`pnpm build` rewrites this URL). */
+const threadModule = new URL("./thread.ts", import.meta.url)
+
+/**
+ * A new validation thread. From the sources, the thread loads its module through tsx (a worker does not take the
+ * `--import tsx` hooks of its process on Node 20); compiled, it runs the bundle.
+ */
+const spawn = () => {
+  if (!threadModule.pathname.endsWith(".ts")) return new Worker(threadModule)
+  // tsx's ESM API (its `import` condition: the `require` one does not register from here), then the module.
+  const require = createRequire(import.meta.url)
+  const manifest = require.resolve("tsx/package.json")
+  const api = new URL(require(manifest).exports["./esm/api"].import.default, pathToFileURL(manifest)).href
+  return new Worker(
+    `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(threadModule.href)}) })`,
+    { eval: true, execArgv: [] }
+  )
+}
+
+/** Waits for a new thread's first message, which it posts once its module is loaded. */
+const ready = (worker: Worker) =>
+  Effect.async<void>((resume) => {
+    const stop = () => {
+      worker.off("message", loaded)
+      worker.off("exit", exited)
+    }
+    const loaded = () => {
+      stop()
+      resume(Effect.void)
+    }
+    const exited = (code: number) => {
+      stop()
+      resume(Effect.dieMessage(`a validation thread exited (code ${code}) before it was ready`))
+    }
+    worker.on("message", loaded)
+    worker.on("exit", exited)
+    return Effect.sync(stop)
+  })
+
+interface Thread {
+  worker: Worker
+  /** The uploads it validates now, each by what fails it should the thread exit. */
+  readonly uploads: Set<() => void>
+}
+
+type Received = FromThread | { readonly _tag: "Exited" }
+
+const countDecompressed = (bytes: number) => Metric.incrementBy(Metrics.decompressedBytes, bytes)
+
+/** Validates uploads on a pool of INGEST_PROCESSES threads, each upload on the least busy thread. */
+export class Validation extends Effect.Service<Validation>()("@telemetry/Validation", {
+  scoped: Effect.gen(function*() {
+    const count = yield* ValidationThreads
+    if (count <= 0) {
+      const inProcess: Validate = (body, job) => validate(body, job, countDecompressed)
+      return { validate: inProcess }
+    }
+
+    const runtime = yield* Effect.runtime<never>()
+    let closing = false
+    const threads: Array<Thread> = []
+    const start = (): Worker => {
+      const worker = spawn()
+      worker.on("error", (e) => Runtime.runFork(runtime)(Effect.logError("a validation thread failed", e)))
+      return worker
+    }
+    const add = () => {
+      const thread: Thread = { worker: start(), uploads: new Set() }
+      // A thread that died (out of memory, say) fails its uploads and is replaced.
+      const exited = () => {
+        for (const fail of thread.uploads) fail()
+        if (closing) return
+        thread.worker = start()
+        thread.worker.once("exit", exited)
+      }
+      thread.worker.once("exit", exited)
+      threads.push(thread)
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => {
+        closing = true
+        return Promise.all(threads.map((thread) => thread.worker.terminate()))
+      })
+    )
+    // All from the start, and ready before the server listens: a thread takes a while to load, which no upload
+    // should wait for (its body would seem to stall meanwhile).
+    for (let i = 0; i < count; i++) add()
+    yield* Effect.forEach(threads, ({ worker }) => ready(worker), { concurrency: "unbounded", discard: true })
+    const leastBusy = () => threads.reduce((least, thread) => (thread.uploads.size < least.uploads.size ? thread : least))
+
+    const onThread: Validate = (body, job) =>
+      Effect.gen(function*() {
+        const thread = leastBusy()
+        const received = yield* Queue.unbounded<Received>()
+        const exited = () => received.unsafeOffer({ _tag: "Exited" })
+        yield* Effect.acquireRelease(
+          Effect.sync(() => thread.uploads.add(exited)),
+          () => Effect.sync(() => thread.uploads.delete(exited))
+        )
+        const { port1: port, port2 } = yield* Effect.acquireRelease(
+          Effect.sync(() => new MessageChannel()),
+          ({ port1 }) => Effect.sync(() => port1.close())
+        )
+        port.on("message", (message: FromThread) => received.unsafeOffer(message))
+        thread.worker.postMessage({ job, port: port2 } satisfies Start, [port2])
+        const send = (message: ToThread, transfer: ReadonlyArray<ArrayBuffer> = []) =>
+          Effect.sync(() => port.postMessage(message, transfer))
+
+        const ahead = yield* Effect.makeSemaphore(CHUNKS_AHEAD)
+        const sending = body.pipe(
+          Stream.runForEach((bytes) => {
+            // A copy of its own: the same bytes are on their way to storage meanwhile.
+            const copy = new Uint8Array(bytes)
+            return Effect.zipRight(ahead.take(1), send({ _tag: "Chunk", bytes: copy }, [copy.buffer]))
+          }),
+          Effect.zipRight(send({ _tag: "End" }))
+        )
+        const answer = Effect.gen(function*() {
+          while (true) {
+            const message = yield* Queue.take(received)
+            switch (message._tag) {
+              case "Taken":
+                yield* ahead.release(1)
+                break
+              case "Decompressed":
+                yield* countDecompressed(message.bytes)
+                break
+              case "Valid":
+                return message.validated
+              case "Invalid":
+                return yield* Schema.decode(Refusal)(message.error).pipe(Effect.orDie, Effect.flip)
+              case "Defect":
+                return yield* Effect.dieMessage(`validation failed: ${message.message}`)
+              case "Exited":
+                return yield* Effect.dieMessage("the validation thread exited")
+            }
+          }
+        })
+        // Whichever fails first ends the upload: the body (cut, too slow, too large) or its validation.
+        return yield* Effect.zipRight(sending, answer, { concurrent: true })
+      }).pipe(Effect.scoped)
+
+    return { validate: onThread }
+  })
+}) {}
