@@ -49,5 +49,6 @@ export const ingestApp = (env: Record<string, string>) =>
     return { app, base }
   })
 
-/** `pnpm worker`'s program on `env`'s services. */
-export const workerApp = (env: Record<string, string>) => program("packages/app/src/main/worker.ts", env, nodeFlags)
+/** `pnpm worker`'s program on `env`'s services; its metrics server on any free port (workers run side by side). */
+export const workerApp = (env: Record<string, string>) =>
+  program("packages/app/src/main/worker.ts", { METRICS_PORT: "0", ...env }, nodeFlags)

@@ -18,7 +18,7 @@ import { writeFile } from "node:fs/promises"
 import { deviceAccounts } from "./accounts.js"
 import { renderSoakPlot } from "./plot.js"
 import { ingestApp, kafka, s3rver, workerApp } from "./services.js"
-import { freePort, freshDatabase, percentile, pgClient, progress, root, waitFor } from "./support.js"
+import { freshDatabase, percentile, pgClient, progress, root, waitFor } from "./support.js"
 
 const CYCLE_SECONDS = 120
 /** The integration's collection interval: two readings per sensor per cycle. */
@@ -120,10 +120,7 @@ const soak = (minutes: number, devices: number) =>
       RATE_LIMIT_UNAUTHENTICATED: "1000000"
     }
     const { app: ingest, base } = yield* ingestApp(env)
-    const workers = [
-      yield* workerApp({ ...env, METRICS_PORT: String(yield* Effect.promise(freePort)) }),
-      yield* workerApp({ ...env, METRICS_PORT: String(yield* Effect.promise(freePort)) })
-    ]
+    const workers = [yield* workerApp(env), yield* workerApp(env)]
     const programs = { ingest, "worker 1": workers[0]!, "worker 2": workers[1]! }
 
     const admin = new Kafka({ brokers: queue["KAFKA_BROKERS"]!.split(","), logLevel: logLevel.NOTHING }).admin()

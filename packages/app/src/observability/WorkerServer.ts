@@ -8,9 +8,11 @@ import { createServer } from "node:http"
 
 const service = "telemetry-worker"
 
-/** `METRICS_PORT`: where the worker process serves /metrics and its health. */
-const MetricsPort = Config.port("METRICS_PORT").pipe(Config.withDefault(9464))
-
+/** `METRICS_PORT`: where the worker process serves /metrics and its health; 0 takes any free port. */
+const MetricsPort = Config.integer("METRICS_PORT").pipe(
+  Config.validate({ message: "must be a port number, or 0 for any free port", validation: (n) => n >= 0 && n <= 65535 }),
+  Config.withDefault(9464)
+)
 
 /** The dependencies as ingest's readiness names them. */
 const named = { storage: "storage", queue: "the queue", database: "the database" } as const

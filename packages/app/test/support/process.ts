@@ -33,8 +33,9 @@ export const started = (start: () => PipelineProcess) =>
 /** `pnpm start`'s program: ingest and analytics over HTTP, and a worker unless `RUN_WORKER=false`. */
 export const startPipeline = (env: Record<string, string>) => startProgram("packages/app/src/main/start.ts", env)
 
-/** `pnpm worker`'s program: a worker consuming claims from Kafka. */
-export const startWorker = (env: Record<string, string>) => startProgram("packages/app/src/main/worker.ts", env)
+/** `pnpm worker`'s program; its metrics server on any free port unless `env` names one (workers run side by side). */
+export const startWorker = (env: Record<string, string>) =>
+  startProgram("packages/app/src/main/worker.ts", { METRICS_PORT: "0", ...env })
 
 /** `pnpm replay <args>`'s program. */
 export const startReplay = (args: ReadonlyArray<string>, env: Record<string, string>) =>
