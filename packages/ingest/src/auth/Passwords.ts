@@ -47,13 +47,13 @@ const parse = (stored: string) => {
 }
 
 /**
- * Salted, memory-hard password hashes (node's scrypt), computed on libuv's thread pool: at most one per core at
- * once, so that a burst of logins neither takes every pool thread from file and zlib work nor multiplies the
- * 32 MiB each hash holds.
+ * Salted, memory-hard password hashes (node's scrypt), computed on libuv's thread pool: at most one per core but
+ * one at once, so that a burst of logins (a fleet of devices starting together) leaves a core to the uploads, and
+ * neither takes every pool thread from file and zlib work nor multiplies the 32 MiB each hash holds.
  */
 export class Passwords extends Effect.Service<Passwords>()("@telemetry/Passwords", {
   effect: Effect.gen(function*() {
-    const permits = yield* Effect.makeSemaphore(Math.max(1, availableParallelism()))
+    const permits = yield* Effect.makeSemaphore(Math.max(1, availableParallelism() - 1))
     const limited = permits.withPermits(1)
 
     const hash = (password: string) =>
