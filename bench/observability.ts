@@ -14,10 +14,9 @@ import { randomUUID } from "node:crypto"
 import * as Infrastructure from "../packages/app/src/Infrastructure.js"
 import * as Metrics from "../packages/app/src/observability/Metrics.js"
 import * as Tracing from "../packages/app/src/observability/Tracing.js"
-import type { PayloadSpec } from "./payloads.js"
 import { largePayloads } from "./services.js"
 import { formatRate, freshDatabase, median, progress, timed } from "./support.js"
-import { type Rates, storedPayload } from "./worker.js"
+import { type LoadRounds, type Rates, storedPayload } from "./worker.js"
 
 export const VARIANTS = ["plain", "metrics", "tracing"] as const
 export type Variant = (typeof VARIANTS)[number]
@@ -63,11 +62,7 @@ const countingExporter = () => {
 const lost = (base: ReadonlyArray<number>, other: ReadonlyArray<number>) =>
   (1 - median(other.map((x, round) => x / base[round]!))) * 100
 
-export const observabilityBenchmark = (options: {
-  readonly payload: PayloadSpec
-  readonly rounds: number
-  readonly storage: Record<string, string>
-}) =>
+export const observabilityBenchmark = (options: LoadRounds) =>
   Effect.gen(function*() {
     const { payload, rounds } = options
     const db = yield* freshDatabase

@@ -110,11 +110,14 @@ export const storedPayload = (payload: PayloadSpec) =>
     return { object, stored: claimFor(facts(), object, storage) }
   })
 
-export const workerBenchmark = (options: {
+/** A payload loaded `rounds` times into a fresh database, read from the storage `storage` configures. */
+export interface LoadRounds {
   readonly payload: PayloadSpec
   readonly rounds: number
   readonly storage: Record<string, string>
-}) =>
+}
+
+export const workerBenchmark = (options: LoadRounds) =>
   Effect.gen(function*() {
     const { payload, rounds } = options
     const db = yield* freshDatabase
