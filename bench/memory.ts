@@ -4,30 +4,15 @@
  * ingest process, a worker and an embedded `pnpm start`; the resident set of the ingest process and the worker when
  * idle; their peak (VmHWM) with one large payload through each.
  */
-import { Duration, Effect } from "effect"
-import { execFile } from "node:child_process"
+import { Effect } from "effect"
 import { writeFileSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Readable } from "node:stream"
-import { promisify } from "node:util"
 import { gzippedPayload, payloadChunks, type PayloadSpec, readingsFor } from "./payloads.js"
-import { kafka, largePayloads } from "./services.js"
-import {
-  AUTH_SECRET,
-  freePort,
-  freshDatabase,
-  MB,
-  nodeFlags,
-  pgClient,
-  type Program,
-  program,
-  progress,
-  root,
-  token,
-  waitFor
-} from "./support.js"
+import { build, compiled, kafka, largePayloads, local } from "./services.js"
+import { AUTH_SECRET, freePort, freshDatabase, MB, pgClient, type Program, progress, token, waitFor } from "./support.js"
 
 export interface MemoryResult {
   readonly payloadBytes: number
@@ -45,26 +30,6 @@ const resetPeak = (app: Program) => Effect.sync(() => writeFileSync(`/proc/${app
 
 /** The current resident set: the peak, started over from it. */
 const currentRss = (app: Program) => Effect.map(resetPeak(app), () => app.peakRss())
-
-/** `pnpm build`: dist/ as the image has it. */
-const build = Effect.promise(() => promisify(execFile)(process.execPath, ["scripts/build.mjs"], { cwd: root }))
-
-/** A compiled program on `env`, and the seconds from its spawn until `GET <base>/api/v1/health/ready` answers 200. */
-const compiled = (entry: string, env: Record<string, string>, base: string) =>
-  Effect.gen(function*() {
-    const start = performance.now()
-    const app = yield* program(`dist/${entry}`, env, nodeFlags)
-    yield* waitFor(
-      `${base}/api/v1/health/ready`,
-      Effect.tryPromise(() => fetch(`${base}/api/v1/health/ready`)).pipe(
-        Effect.filterOrFail((response) => response.ok, () => new Error("not ready yet"))
-      ),
-      Duration.minutes(5)
-    ).pipe(Effect.mapError((e) => new Error(`${e.message}; the process printed:\n${app.output()}`)))
-    return { app, seconds: (performance.now() - start) / 1000 }
-  })
-
-const local = (port: number) => `http://127.0.0.1:${port}`
 
 /** `pnpm start`'s compiled program on embedded parts in a fresh directory: the seconds it takes to be ready. */
 const embeddedStartup = Effect.gen(function*() {

@@ -2,7 +2,7 @@
 import { CHROMIUM, ensureChromium } from "@telemetry/testbed/Chromium"
 import { Effect } from "effect"
 import { chromium } from "playwright-core"
-import type { SoakResult } from "./soak.js"
+import type { SoakResult } from "./soakReport.js"
 
 interface Series {
   readonly name: string
@@ -17,8 +17,11 @@ const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 
 const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;")
 
-/** One panel: the series as lines over minutes, a y axis from 0 with 4 ticks, the legend on the right. */
-const panel = (title: string, unit: string, series: ReadonlyArray<Series>, top: number, minutes: number) => {
+/**
+ * One panel: the series as lines over minutes, a y axis from 0 with 4 ticks, the legend on the right, and a dashed
+ * line where the warm-up ended.
+ */
+const panel = (title: string, unit: string, series: ReadonlyArray<Series>, top: number, minutes: number, warmup: number) => {
   const ys = series.flatMap((s) => s.points.map(([, y]) => y)).filter(Number.isFinite)
   const max = Math.max(1, ...ys) * 1.1
   const w = WIDTH - MARGIN.left - MARGIN.right
@@ -37,6 +40,8 @@ const panel = (title: string, unit: string, series: ReadonlyArray<Series>, top: 
       `<text x="${x(m)}" y="${top + MARGIN.top + h + 14}" text-anchor="middle">${m}</text>`
     ),
     `<text x="${MARGIN.left + w / 2}" y="${top + PANEL - 6}" text-anchor="middle">minute</text>`,
+    `<line x1="${x(warmup)}" x2="${x(warmup)}" y1="${top + MARGIN.top}" y2="${top + MARGIN.top + h}" stroke="#888" stroke-dasharray="4 3"/>` +
+      `<text x="${x(warmup) + 4}" y="${top + MARGIN.top + 10}" fill="#666">end of warm-up</text>`,
     ...series.map((s, i) => {
       const path = s.points.filter(([, v]) => Number.isFinite(v)).map(([m, v], k) => `${k === 0 ? "M" : "L"}${x(m).toFixed(1)},${y(v).toFixed(1)}`).join(" ")
       const ly = top + MARGIN.top + 14 + i * 18
@@ -54,14 +59,14 @@ export const soakSvg = (r: SoakResult) => {
   const height = 3 * PANEL + 40
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Soak: ${r.devices} Home Assistant devices, ${r.minutes} min, ingest + 2 workers (${escape(r.date.slice(0, 10))})</text>
+<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Soak: ${r.devices} Home Assistant devices, ${r.minutes} min after a ${r.warmupMinutes}-min warm-up, ingest + 2 workers (${escape(r.date.slice(0, 10))})</text>
 <g transform="translate(0,30)">
 ${panel("Ingest latency per minute", "ms", [
     { name: "p50", color: COLORS[0]!, points: of((m) => m.p50) },
     { name: "p99", color: COLORS[1]!, points: of((m) => m.p99) }
-  ], 0, minutes)}
-${panel("Resident memory", "MiB", names.map((name, i) => ({ name, color: COLORS[i % COLORS.length]!, points: of((m) => m.rss[name]!) })), PANEL, minutes)}
-${panel("Consumer lag", "claims", [{ name: "lag", color: COLORS[2]!, points: of((m) => m.lag) }], 2 * PANEL, minutes)}
+  ], 0, minutes, r.warmupMinutes)}
+${panel("Resident memory", "MiB", names.map((name, i) => ({ name, color: COLORS[i % COLORS.length]!, points: of((m) => m.rss[name]!) })), PANEL, minutes, r.warmupMinutes)}
+${panel("Consumer lag", "claims", [{ name: "lag", color: COLORS[2]!, points: of((m) => m.lag) }], 2 * PANEL, minutes, r.warmupMinutes)}
 </g>
 </svg>`
 }

@@ -1,7 +1,9 @@
 /** The test bed's stand-ins and our programs as child processes, each for the scope it is started in. */
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import { Effect } from "effect"
-import { AUTH_SECRET, freePort, healthy, nodeFlags, program, waitFor } from "./support.js"
+import { Duration, Effect } from "effect"
+import { execFile } from "node:child_process"
+import { promisify } from "node:util"
+import { AUTH_SECRET, freePort, healthy, nodeFlags, program, root, waitFor } from "./support.js"
 
 /** s3rver in its own process; answers the environment that points a program at it. */
 export const s3rver = Effect.gen(function*() {
@@ -52,3 +54,23 @@ export const ingestApp = (env: Record<string, string>) =>
 /** `pnpm worker`'s program on `env`'s services; its metrics server on any free port (workers run side by side). */
 export const workerApp = (env: Record<string, string>) =>
   program("packages/app/src/main/worker.ts", { METRICS_PORT: "0", ...env }, nodeFlags)
+
+/** `pnpm build`: dist/ as the image has it. */
+export const build = Effect.promise(() => promisify(execFile)(process.execPath, ["scripts/build.mjs"], { cwd: root }))
+
+/** A compiled program on `env`, and the seconds from its spawn until `GET <base>/api/v1/health/ready` answers 200. */
+export const compiled = (entry: string, env: Record<string, string>, base: string) =>
+  Effect.gen(function*() {
+    const start = performance.now()
+    const app = yield* program(`dist/${entry}`, env, nodeFlags)
+    yield* waitFor(
+      `${base}/api/v1/health/ready`,
+      Effect.tryPromise(() => fetch(`${base}/api/v1/health/ready`)).pipe(
+        Effect.filterOrFail((response) => response.ok, () => new Error("not ready yet"))
+      ),
+      Duration.minutes(5)
+    ).pipe(Effect.mapError((e) => new Error(`${e.message}; the process printed:\n${app.output()}`)))
+    return { app, seconds: (performance.now() - start) / 1000 }
+  })
+
+export const local = (port: number) => `http://127.0.0.1:${port}`

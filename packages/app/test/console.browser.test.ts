@@ -519,5 +519,43 @@ describe("the web console in Chromium", () => {
         expect(s.problems.filter((p) => !/inline script/.test(p))).toEqual([])
         expect(s.requests.filter((url) => !url.startsWith(`${base}/`))).toEqual([])
       }))
+
+    // Last: it loads a reading more, which the pipeline page's counters above do not count.
+    it.scoped("the page shown refreshes itself every 30 s: a reading loaded meanwhile appears without a click", () =>
+      Effect.gen(function*() {
+        yield* dataset
+        const s = yield* session()
+        const { page } = s
+        // The page's timers under the test's control; its clock starts at the real time and runs on.
+        yield* Effect.promise(() => page.clock.install())
+        yield* signInWith(page, readerToken())
+        yield* Effect.promise(async () => {
+          await page.click("text=Freezer")
+          await page.waitForSelector("#raw td")
+        })
+        const VALUE = 7.25
+        expect(yield* Effect.promise(() => page.locator("#raw td").allTextContents())).not.toContain(String(VALUE))
+
+        const reading = {
+          sensor_uuid: "freezer-temp", sensor_nome: "Temperature", sensor_tipo: "temperature", sensor_unidade: "°C",
+          valor: VALUE, sensor_datahora_coleta: new Date(Date.now() - 1_000).toISOString()
+        }
+        yield* post(deviceToken(), [item("freezer", "Freezer", [[reading]])])
+        const lastHour = `start_date=${new Date(Date.now() - HOUR).toISOString()}`
+        yield* eventually(
+          get<{ data: ReadonlyArray<{ value: number | null }> }>(`/api/v1/analytics/equipment/freezer/history?period=raw&${lastHour}`),
+          (history) => history.data.some((r) => r.value === VALUE)
+        )
+        // Nothing shows it until the page's own refresh, 30 s on.
+        expect(yield* Effect.promise(() => page.locator("#raw td").allTextContents())).not.toContain(String(VALUE))
+        const since = s.requests.length
+        yield* Effect.promise(async () => {
+          await page.clock.fastForward(30_000)
+          await page.waitForSelector(`#raw td:text-is("${VALUE}")`)
+        })
+        expect(s.requests.slice(since).filter((url) => url.includes("/api/v1/analytics/equipment/freezer/history?period=raw")))
+          .toHaveLength(1)
+        expectWellBehaved(s)
+      }))
   })
 })

@@ -1,6 +1,7 @@
 import { type Command, ValidationError } from "@effect/cli"
 import * as CliCommand from "@effect/cli/Command"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { SingleBar } from "cli-progress"
 import { Console, Effect } from "effect"
 
 /**
@@ -23,3 +24,22 @@ export const columns = (rows: ReadonlyArray<ReadonlyArray<string>>) => {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
   return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n")
 }
+
+/**
+ * A progress bar on stderr (stdout stays for the result), `<name> [bar] value/total <unit> | elapsed`, stopped with
+ * the scope; without a terminal, a line every 5 s.
+ */
+export const progressBar = (name: string, unit: string, total: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const bar = new SingleBar({
+        stream: process.stderr,
+        format: `${name} [{bar}] {value}/{total} ${unit} | {duration_formatted}`,
+        noTTYOutput: true,
+        notTTYSchedule: 5000
+      })
+      bar.start(total, 0)
+      return bar
+    }),
+    (bar) => Effect.sync(() => bar.stop())
+  )

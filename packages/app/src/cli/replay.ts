@@ -2,7 +2,6 @@ import { Command, Options } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
 import { type ClaimCheck, type TimeRange } from "@telemetry/domain"
 import * as Replay from "@telemetry/worker/replay/Replay"
-import { SingleBar } from "cli-progress"
 import { Config, Console, Effect, Layer, Logger, LogLevel, Option, Ref, type Stream } from "effect"
 import * as Infrastructure from "../Infrastructure.js"
 import * as Cli from "./Cli.js"
@@ -44,21 +43,6 @@ const rangeOf = (options: RangeOptions): TimeRange => ({
 
 const describe = (range: TimeRange) => `from ${range.from?.toISOString() ?? "the beginning"} to ${range.to?.toISOString()}`
 
-/** A bar on stderr whose total grows as claims to replay are found. */
-const progressBar = Effect.acquireRelease(
-  Effect.sync(() => {
-    const bar = new SingleBar({
-      stream: process.stderr,
-      format: "replay [{bar}] {value}/{total} claims | {duration_formatted}",
-      noTTYOutput: true,
-      notTTYSchedule: 5000
-    })
-    bar.start(0, 0)
-    return bar
-  }),
-  (bar) => Effect.sync(() => bar.stop())
-)
-
 const execute = <E, R>(
   what: string,
   candidates: (range: TimeRange) => Stream.Stream<ClaimCheck, E, R>,
@@ -69,7 +53,8 @@ const execute = <E, R>(
     const range = rangeOf(options)
     const loadHere = Option.isNone(yield* kafkaBrokers)
     const summary = yield* Effect.scoped(Effect.gen(function*() {
-      const bar = yield* progressBar
+      // Its total grows as claims to replay are found.
+      const bar = yield* Cli.progressBar("replay", "claims", 0)
       return yield* Replay.replay(candidates(range), {
         dryRun: options.dryRun,
         loadHere,

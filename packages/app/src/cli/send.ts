@@ -1,6 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
 import { NodeHttpClient } from "@effect/platform-node"
-import { SingleBar } from "cli-progress"
 import { Config, Console, Data, Effect, Schema } from "effect"
 import * as Cli from "./Cli.js"
 import * as Payloads from "./send/Payloads.js"
@@ -43,22 +42,6 @@ class NotAllAccepted extends Data.TaggedError("NotAllAccepted")<{ readonly notAc
   }
 }
 
-/** A bar on stderr, one step per payload done. */
-const progressBar = (total: number) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const bar = new SingleBar({
-        stream: process.stderr,
-        format: "send [{bar}] {value}/{total} files | {duration_formatted}",
-        noTTYOutput: true,
-        notTTYSchedule: 5000
-      })
-      bar.start(total, 0)
-      return bar
-    }),
-    (bar) => Effect.sync(() => bar.stop())
-  )
-
 /** A payload that could not be read is not sent, and fails the run. */
 const unreadable = (e: Payloads.PayloadUnreadable): Sender.Result => ({
   file: e.name,
@@ -78,7 +61,7 @@ const send = Command.make("send", { source, url, token, concurrency, attempts, j
     const names = yield* Payloads.namesOf(options.source)
     const sendOne = yield* Sender.make(options)
     const results = yield* Effect.scoped(Effect.gen(function*() {
-      const bar = yield* progressBar(names.length)
+      const bar = yield* Cli.progressBar("send", "files", names.length)
       return yield* Effect.forEach(names, (name) =>
         Payloads.read(name).pipe(
           Effect.matchEffect({ onFailure: (e) => Effect.succeed(unreadable(e)), onSuccess: sendOne }),

@@ -1,6 +1,7 @@
-import { Effect } from "effect"
+import { Config, Duration, Effect, Schema } from "effect"
 import { randomBytes, scrypt, type ScryptOptions, timingSafeEqual } from "node:crypto"
 import { availableParallelism } from "node:os"
+import { answeredAs } from "../http/errors.js"
 
 /**
  * scrypt with N = 2^15, r = 8, p = 1: 32 MiB of memory and ~0.1 s of one core per hash (2026 hardware), the
@@ -15,6 +16,26 @@ const MAX_N = 2 ** 20
 const MAX_RP = 64
 
 const PREFIX = "scrypt"
+
+/**
+ * The longest a login may expect to wait for its password check; beyond it, logins are refused at once. A client
+ * gives up after a while (the Home Assistant integration after 25 s): a hash computed after that is wasted, and
+ * computing it delays every login behind it past its client's patience too.
+ */
+const MaxWait = Config.duration("LOGIN_MAX_WAIT").pipe(Config.withDefault(Duration.seconds(10)))
+
+/** A first estimate of one hash's time, until hashes are measured. */
+const FIRST_ESTIMATE_MS = 100
+
+/** So many logins wait for a password check that another would wait longer than LOGIN_MAX_WAIT. */
+export class PasswordChecksBusy extends Schema.TaggedError<PasswordChecksBusy>()("PasswordChecksBusy", {
+  waiting: Schema.Number,
+  retryAfter: Schema.DurationFromMillis
+}, answeredAs(503, "overloaded", "Too many logins wait for a password check; retry after `Retry-After` seconds")) {
+  override get message() {
+    return `${this.waiting} logins are waiting for a password check; retry in ${Duration.format(this.retryAfter)}`
+  }
+}
 
 interface Parameters {
   readonly N: number
@@ -49,12 +70,35 @@ const parse = (stored: string) => {
 /**
  * Salted, memory-hard password hashes (node's scrypt), computed on libuv's thread pool: at most one per core but
  * one at once, so that a burst of logins (a fleet of devices starting together) leaves a core to the uploads, and
- * neither takes every pool thread from file and zlib work nor multiplies the 32 MiB each hash holds.
+ * neither takes every pool thread from file and zlib work nor multiplies the 32 MiB each hash holds. A check that
+ * would wait longer than LOGIN_MAX_WAIT is refused at once (PasswordChecksBusy, 503): such a burst is then served
+ * as fast as the cores allow, and the rest come back later, instead of every login timing out in a queue.
  */
 export class Passwords extends Effect.Service<Passwords>()("@telemetry/Passwords", {
   effect: Effect.gen(function*() {
-    const permits = yield* Effect.makeSemaphore(Math.max(1, availableParallelism() - 1))
-    const limited = permits.withPermits(1)
+    const threads = Math.max(1, availableParallelism() - 1)
+    const permits = yield* Effect.makeSemaphore(threads)
+    const maxWaitMs = Duration.toMillis(yield* MaxWait)
+    let waiting = 0
+    let hashMs = FIRST_ESTIMATE_MS
+    const limited = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      permits.withPermits(1)(
+        Effect.tap(Effect.timed(effect), ([took]) => {
+          // A moving average of recent hashes: the machine's speed, and what else it is doing.
+          hashMs = 0.8 * hashMs + 0.2 * Duration.toMillis(took)
+        })
+      ).pipe(Effect.map(([, a]) => a))
+    /** `effect` once a thread is free, unless the wait ahead of it is longer than LOGIN_MAX_WAIT. */
+    const admitted = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | PasswordChecksBusy, R> =>
+      Effect.suspend((): Effect.Effect<A, E | PasswordChecksBusy, R> => {
+        const wait = (waiting * hashMs) / threads
+        if (wait > maxWaitMs) {
+          return Effect.fail(new PasswordChecksBusy({ waiting, retryAfter: Duration.millis(wait) }))
+        }
+        waiting++
+        // A client that leaves while its login waits interrupts it: its hash is never computed.
+        return Effect.ensuring(limited(effect), Effect.sync(() => waiting--))
+      })
 
     const hash = (password: string) =>
       Effect.suspend(() => {
@@ -71,7 +115,7 @@ export class Passwords extends Effect.Service<Passwords>()("@telemetry/Passwords
           derive(password, parsed.salt, parsed.key.length, parsed.parameters),
           (key) => timingSafeEqual(key, parsed.key)
         )
-      }).pipe(limited)
+      }).pipe(admitted)
 
     /**
      * Verified against when no account has the name, so that an unknown name costs what a wrong password does.

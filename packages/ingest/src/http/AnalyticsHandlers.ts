@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder } from "@effect/platform"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect } from "effect"
 import { Analytics, type Range, type Scope } from "../analytics/Analytics.js"
@@ -7,6 +7,7 @@ import { DayMetrics, DayRow, HourMetrics, HourRow, RawReading, RawRow, SensorSta
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
 import { InvalidParameter } from "./errors.js"
+import { jsonResponse } from "./jsonResponse.js"
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -59,12 +60,10 @@ const rowsOf = {
 const statsRows = inFieldOrder(SensorStats)
 
 /**
- * The answer as JSON, written once: the objects below carry their keys in the order of the endpoints' success
- * schemas and hold JSON values, so this is the body the API's schema encoder would write, at a fraction of the
- * cost for thousands of rows (the analytics answers test holds it to the same bytes).
+ * Answers are written as JSON once (`jsonResponse`): the objects below carry their keys in the order of the
+ * endpoints' success schemas and hold JSON values, so this is the body the API's schema encoder would write, at a
+ * fraction of the cost for thousands of rows (the analytics answers test holds it to the same bytes).
  */
-const json = (body: object) => HttpServerResponse.unsafeJson(body)
-
 export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) =>
   Effect.gen(function*() {
     const analytics = yield* Analytics
@@ -92,7 +91,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* historyRange(urlParams)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const { data, period } = yield* Effect.orDie(history(scope, urlParams, range))
-          return json({
+          return jsonResponse({
             equipment_uuid: path.equipmentUuid,
             period,
             start_date: range.start,
@@ -110,7 +109,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
             equipmentUuid: urlParams.equipment_uuid
           }
           const { data, period } = yield* Effect.orDie(history(scope, urlParams, range))
-          return json({
+          return jsonResponse({
             sensor_uuid: path.sensorUuid,
             period,
             start_date: range.start,
@@ -124,7 +123,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* lastBuckets(period.length, period.bucket)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const sensors = yield* Effect.orDie(analytics.stats(period.resolution, scope, range))
-          return json({
+          return jsonResponse({
             equipment_uuid: path.equipmentUuid,
             period: urlParams.period,
             start_date: range.start,
@@ -137,7 +136,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* lastBuckets(urlParams.hours * HOUR, HOUR)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const rows = yield* Effect.orDie(analytics.hourly(scope, range))
-          return json({
+          return jsonResponse({
             equipment_uuid: path.equipmentUuid,
             period_hours: urlParams.hours,
             start_date: range.start,

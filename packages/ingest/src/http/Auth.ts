@@ -2,7 +2,7 @@ import { HttpApiMiddleware, HttpApiSecurity, HttpApp, HttpServerRequest, HttpSer
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { AuthLimits, type Limited } from "../auth/AuthLimits.js"
 import { type Principal, Tokens, type UserType, type VerifyOptions } from "../auth/Tokens.js"
-import { Forbidden, RateLimited, Unauthorized } from "./errors.js"
+import { Forbidden, RateLimited, retryAfterHeader, Unauthorized } from "./errors.js"
 
 /** Who the request acts for, from its bearer token: the tenant of every row it writes or reads. */
 export class CurrentPrincipal extends Context.Tag("@telemetry/CurrentPrincipal")<CurrentPrincipal, Principal>() {}
@@ -68,11 +68,7 @@ export const clientAddress = Effect.gen(function*() {
 
 /** Adds `Retry-After` (whole seconds, at least 1) to the response this request gets, a failure's included. */
 const retryAfter = (wait: Duration.Duration) =>
-  HttpApp.appendPreResponseHandler((_, response) =>
-    Effect.succeed(
-      HttpServerResponse.setHeader(response, "retry-after", String(Math.max(1, Math.ceil(Duration.toSeconds(wait)))))
-    )
-  )
+  HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, retryAfterHeader(wait))))
 
 /** 429 with the contract's body and `Retry-After`. */
 export const tooMany = (limited: Limited) =>

@@ -1,5 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { PasswordChecksBusy } from "../auth/Passwords.js"
 import { AdminGroup } from "./AdminApi.js"
 import { RefreshAuth } from "./Auth.js"
 import { RateLimited } from "./errors.js"
@@ -36,11 +37,13 @@ const login = <const Name extends string>(name: Name, path: `/${string}`, summar
     .addError(InvalidCredentials)
     .addError(AccountDisabled)
     .addError(RateLimited)
+    .addError(PasswordChecksBusy)
     .annotate(OpenApi.Summary, summary)
     .annotate(
       OpenApi.Description,
       "After LOGIN_MAX_FAILURES failed logins for one username, or from one address, within LOGIN_LOCKOUT_WINDOW, " +
-        "logins are refused with 429 and `Retry-After` until the window ends."
+        "logins are refused with 429 and `Retry-After` until the window ends. When more logins wait for a password " +
+        "check than the server can serve within LOGIN_MAX_WAIT, it answers 503 and `Retry-After` at once."
     )
 
 export class AuthGroup extends HttpApiGroup.make("auth")

@@ -10,6 +10,7 @@ import * as AdminHandlers from "./AdminHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { clientAddress, CurrentPrincipal, tooMany } from "./Auth.js"
 import { AccountDisabled, InvalidCredentials } from "./AuthApi.js"
+import { errorResponse, retryAfterHeader } from "./errors.js"
 
 const answer = (issued: Issued) => ({
   access_token: issued.token,
@@ -30,6 +31,7 @@ const authGroup = HttpApiBuilder.group(TelemetryApi, "auth", (handlers) =>
           InvalidCredentials: (e) => Effect.fail(new InvalidCredentials({ message: e.message })),
           AccountDisabled: disabled,
           Limited: tooMany,
+          PasswordChecksBusy: (e) => Effect.succeed(errorResponse(e, retryAfterHeader(e.retryAfter))),
           // A failing database is an internal error: the server logs it and answers 500 (Server.ts).
           AccountsUnavailable: Effect.die
         })

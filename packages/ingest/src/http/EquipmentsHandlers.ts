@@ -1,9 +1,10 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer, Option } from "effect"
 import { Equipments } from "../analytics/Equipments.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
 import { InvalidParameter, NotFound } from "./errors.js"
+import { jsonResponse } from "./jsonResponse.js"
 
 const group = HttpApiBuilder.group(TelemetryApi, "equipments", (handlers) =>
   Effect.map(Equipments, (equipments) =>
@@ -15,7 +16,7 @@ const group = HttpApiBuilder.group(TelemetryApi, "equipments", (handlers) =>
           return yield* equipments.list(tenantId, { name, status }, { limit, cursor }).pipe(
             // Equipments.ts builds the page in the schema's key order with JSON values: written once, as the
             // schema's encoder would (held to the same bytes by the analytics answers test).
-            Effect.map((page) => HttpServerResponse.unsafeJson(page)),
+            Effect.map((page) => jsonResponse(page)),
             Effect.catchTags({
               InvalidCursor: (e) => Effect.fail(new InvalidParameter({ message: `cursor: ${e.message}`, path: "cursor" })),
               SqlError: Effect.die
@@ -28,7 +29,7 @@ const group = HttpApiBuilder.group(TelemetryApi, "equipments", (handlers) =>
           const found = yield* Effect.orDie(equipments.get(tenantId, equipmentUuid))
           return yield* Option.match(found, {
             onNone: () => Effect.fail(new NotFound({ message: `no equipment "${equipmentUuid}"` })),
-            onSome: (equipment) => Effect.succeed(HttpServerResponse.unsafeJson(equipment))
+            onSome: (equipment) => Effect.succeed(jsonResponse(equipment))
           })
         }))))
 

@@ -1,11 +1,11 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
-import { Duration, Effect } from "effect"
+import { Effect } from "effect"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
-import { errorResponse, InvalidBody, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import { errorResponse, InvalidBody, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 import { CurrentRequest } from "./RequestLog.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
@@ -21,7 +21,6 @@ const RETRY_AFTER = { "retry-after": "5" }
 const RETRY_SOON = { "retry-after": "1" }
 const MAX_IDEMPOTENCY_KEY = 255
 
-const retryAfter = (wait: Duration.Duration) => ({ "retry-after": String(Math.max(1, Math.ceil(Duration.toSeconds(wait)))) })
 
 /**
  * The body is never buffered: it streams to storage and through validation at once (see `Ingest.accept`). Its
@@ -93,7 +92,7 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
         Effect.succeed(errorResponse(new InvalidBody({ message: e.message, path: e.path }), headers)),
       PayloadTooLarge: (e) => Effect.succeed(errorResponse(new TooLarge({ message: e.message }), { ...headers, ...CLOSE })),
       BodyTooSlow: (e) => Effect.succeed(errorResponse(e, { ...headers, ...CLOSE })),
-      RateLimited: (e) => Effect.succeed(errorResponse(e, { ...headers, ...retryAfter(e.retryAfter) })),
+      RateLimited: (e) => Effect.succeed(errorResponse(e, { ...headers, ...retryAfterHeader(e.retryAfter) })),
       TooManyUploads: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
       Overloaded: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
       InProgress: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),

@@ -1,5 +1,5 @@
 import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
-import { Option, Schema, SchemaAST } from "effect"
+import { Duration, Option, Schema, SchemaAST } from "effect"
 
 // The error body of the contract, `{ error, message, path? }`: one class per status, so the OpenAPI document
 // shows each and a handler failing with one gets that status.
@@ -111,3 +111,8 @@ export const errorResponse = (error: ApiError | Failure, headers?: Record<string
     ...(headers ? { headers } : {})
   })
 }
+
+/** `Retry-After` for a wait, in whole seconds (at least 1). */
+export const retryAfterHeader = (wait: Duration.Duration) => ({
+  "retry-after": String(Math.max(1, Math.ceil(Duration.toSeconds(wait))))
+})
