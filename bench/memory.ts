@@ -4,7 +4,7 @@
  * ingest process, a worker and an embedded `pnpm start`; the resident set of the ingest process and the worker when
  * idle; their peak (VmHWM) with one large payload through each.
  */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { writeFileSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
