@@ -24,10 +24,15 @@ export const s3rver = Effect.gen(function*() {
 export const kafka = Effect.map(KafkaMock.start({ topics: { "telemetry.raw": 3 } }), (cluster) => cluster.env)
 
 /**
- * Settings of the work going on in parallel (auth, per-device rate limits, an upload bound) that would otherwise
- * throttle the benchmark's clients; harmless where they do not exist yet.
+ * The secret of the benchmark's tokens, and limits (per device, per reader, uploads in flight) that would otherwise
+ * throttle its clients: the full analytics run asks one reader's 100 requests a route.
  */
-const unthrottled = { AUTH_SECRET, RATE_LIMIT_PER_DEVICE: "100000", MAX_INFLIGHT_UPLOADS: "64" }
+const unthrottled = {
+  AUTH_SECRET,
+  RATE_LIMIT_PER_DEVICE: "100000",
+  RATE_LIMIT_PER_READER: "1000000",
+  MAX_INFLIGHT_UPLOADS: "64"
+}
 
 /** Limits that let the full sizes through (a 10 M-reading payload is 2.2 GB of JSON, over the 2 GiB default). */
 export const largePayloads = {
