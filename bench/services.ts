@@ -68,13 +68,7 @@ export const compiled = (entry: string, env: Record<string, string>, base: strin
   Effect.gen(function*() {
     const start = performance.now()
     const app = yield* program(`dist/${entry}`, env, nodeFlags)
-    yield* waitFor(
-      `${base}/api/v1/health/ready`,
-      Effect.tryPromise(() => fetch(`${base}/api/v1/health/ready`)).pipe(
-        Effect.filterOrFail((response) => response.ok, () => new Error("not ready yet"))
-      ),
-      Duration.minutes(5)
-    ).pipe(Effect.mapError((e) => new Error(`${e.message}; the process printed:\n${app.output()}`)))
+    yield* healthy(app, base, "/api/v1/health/ready", Duration.minutes(5))
     return { app, seconds: (performance.now() - start) / 1000 }
   })
 

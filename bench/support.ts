@@ -114,13 +114,17 @@ export const waitFor = <A, E, R>(what: string, check: Effect.Effect<A, E, R>, ti
     Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`timed out waiting for ${what}`) })
   )
 
-/** Waits for the HTTP server of `app` to answer its health check. */
-export const healthy = (app: Program, base: string) =>
+/**
+ * Waits for the HTTP server of `app` at `base` to answer `path` (its health check, by default) with a success;
+ * on time-out, tells what the process printed.
+ */
+export const healthy = (app: Program, base: string, path = "/api/v1/health", timeout?: Duration.Duration) =>
   waitFor(
-    `${base}/api/v1/health`,
-    Effect.tryPromise(() => fetch(`${base}/api/v1/health`)).pipe(
+    `${base}${path}`,
+    Effect.tryPromise(() => fetch(`${base}${path}`)).pipe(
       Effect.filterOrFail((response) => response.ok, () => new Error("not healthy yet"))
-    )
+    ),
+    timeout
   ).pipe(Effect.mapError((e) => new Error(`${e.message}; the process printed:\n${app.output()}`)))
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; 0 once it is gone. */

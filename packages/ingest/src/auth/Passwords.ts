@@ -68,8 +68,8 @@ const parse = (stored: string) => {
 }
 
 /**
- * Salted, memory-hard password hashes (node's scrypt), computed on libuv's thread pool: at most one per core but
- * one at once, so that a burst of logins (a fleet of devices starting together) leaves a core to the uploads, and
+ * Salted, memory-hard password hashes (node's scrypt), computed on libuv's thread pool: at most cores − 1 at once
+ * (at least one), so that a burst of logins (a fleet of devices starting together) leaves a core to the uploads, and
  * neither takes every pool thread from file and zlib work nor multiplies the 32 MiB each hash holds. A check that
  * would wait longer than LOGIN_MAX_WAIT is refused at once (PasswordChecksBusy, 503): such a burst is then served
  * as fast as the cores allow, and the rest come back later, instead of every login timing out in a queue.
