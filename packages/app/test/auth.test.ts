@@ -415,4 +415,15 @@ layer(serverOn(inMemoryStore(1_000), limitsPort, limits), { timeout: 120_000, ex
       // Another client behind the same proxy is another address.
       expect((yield* from("203.0.113.8")).status).toBe(401)
     }))
+
+  it.effect("an IPv6 client is counted by its /64: a host has them all, so a new address per request gains nothing", () =>
+    Effect.gen(function*() {
+      const from = (forwardedFor: string) => history("127.0.0.31", { "x-forwarded-for": forwardedFor })
+      for (const suffix of ["1", "2", "abcd:1:2"]) expect((yield* from(`2001:db8:7:8::${suffix}`)).status).toBe(401)
+      expectLimited(yield* from("2001:db8:7:8:ffff::4"), "too many requests without a valid token from 2001:db8:7:8::/64")
+      expect((yield* from("2001:db8:7:9::1")).status).toBe(401)
+      // An IPv4 address written as IPv6 is that IPv4 address.
+      for (let i = 0; i < 3; i++) expect((yield* from("203.0.113.9")).status).toBe(401)
+      expect((yield* from("::ffff:203.0.113.9")).status).toBe(429)
+    }))
 })

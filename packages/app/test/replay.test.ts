@@ -2,6 +2,7 @@ import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimQueue, ObjectStore } from "@telemetry/domain"
 import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
+import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import * as Replay from "@telemetry/worker/replay/Replay"
 import { readingsPayload, restore, stash } from "@telemetry/worker/testing/claims"
 import { Effect, Ref, Stream } from "effect"
@@ -31,6 +32,9 @@ describe("replay", () => {
         yield* stash(readingsPayload("rp-lost1", 11), { receivedAt: day(1) })
         yield* stash(readingsPayload("rp-lost2", 12), { receivedAt: day(2) })
         yield* stash(readingsPayload("rp-lost3", 13), { receivedAt: day(3) })
+        // Its request refused though storage kept its object (it failed as it answered): revoked, never replayed.
+        const refused = yield* stash(readingsPayload("rp-refused", 5), { receivedAt: day(2) })
+        yield* RevokedClaims.revoke(refused.claim.claim_id)
         // Loaded as usual.
         const good = yield* stash(readingsPayload("rp-good", 30), { receivedAt: day(2) })
         // Its object missing at first: dead-lettered.
@@ -54,17 +58,17 @@ describe("replay", () => {
         // Once loaded, a dead letter is not replayed again.
         expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 1, replayed: 0, rejectedAgain: 0 })
 
-        // The payloads stored on day 2: two are loaded, the lost one is re-published — by the command.
+        // The payloads stored on day 2: two are loaded, one revoked, the lost one is re-published — by the command.
         const range = ["--from", "2026-11-02T00:00:00Z", "--to", "2026-11-03T00:00:00Z"]
         const dry = yield* replayProcess(["stored", ...range, "--dry-run"], env)
         expect(dry.code).toBe(0)
         expect(dry.output).toContain(
-          "stored payloads from 2026-11-02T00:00:00.000Z to 2026-11-03T00:00:00.000Z: 3 claim(s), 2 already loaded; would replay 1"
+          "stored payloads from 2026-11-02T00:00:00.000Z to 2026-11-03T00:00:00.000Z: 4 claim(s), 3 already loaded; would replay 1"
         )
         expect(yield* committed).toBe(3)
         const real = yield* replayProcess(["stored", ...range], env)
         expect(real.code).toBe(0)
-        expect(real.output).toContain("3 claim(s), 2 already loaded; re-published 1")
+        expect(real.output).toContain("4 claim(s), 3 already loaded; re-published 1")
         expect(real.output).toMatch(/replay \[[=-]+\] 1\/1 claims/)
         yield* eventually(committed, (n) => n === 4)
         expect(yield* loaded("rp-")).toEqual({ readings: 82, distinct_readings: 82, claims: 3 })

@@ -11,7 +11,7 @@ import {
   PayloadTooLarge
 } from "@telemetry/domain"
 import { gunzip, gzip } from "@telemetry/infra/compression"
-import { Clock, Config, Deferred, Effect, Metric, Option, Stream } from "effect"
+import { Clock, Config, Deferred, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
@@ -52,8 +52,18 @@ export interface Accepted {
   readonly replayed: boolean
 }
 
+/**
+ * How long deleting the object of a refused request is tried, in the background: storage may be down for a while
+ * (its failure may be why the request was refused). Its claim is revoked first, so that nothing loads it meanwhile.
+ */
+const discardRetries = Schedule.exponential(Duration.seconds(1)).pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((delay) => Duration.min(delay, Duration.seconds(30))),
+  Schedule.upTo(Duration.minutes(15))
+)
+
 export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const storage = yield* ObjectStore
     const queue = yield* ClaimQueue
     const payload = yield* PayloadConfig
@@ -63,6 +73,25 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     const bodyRate = yield* BodyRate.BodyRateConfig
     const validation = yield* Validation
     yield* Metrics.exposeCounters
+    /** Deletions of refused requests' objects still being tried run in it; they are interrupted when it closes. */
+    const serviceScope = yield* Effect.scope
+
+    /**
+     * The request is refused, yet its object may have been stored (the store failed after committing it, or the
+     * claim was not acknowledged): the claim is revoked — a worker then never loads it, should Kafka deliver it late
+     * or a replay find its object — and its object deleted, retried until storage answers, without holding up the
+     * answer.
+     */
+    const discard = (claimId: string, key: string) =>
+      Effect.zipRight(
+        requests.revoke(claimId),
+        storage.delete(key).pipe(
+          Effect.retry(discardRetries),
+          Effect.catchAll((e) => Effect.logError(`the object ${key} of a refused request could not be deleted: ${e.message}`)),
+          Effect.annotateLogs("claim_id", claimId),
+          Effect.forkIn(serviceScope)
+        )
+      )
 
     /** The decompressed body's sha256, as `store` computes it, to tell a retry from another body. */
     const sha256Of = <E>(request: IngestRequest<E>) =>
@@ -126,7 +155,11 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           const facts = yield* Deferred.make<PayloadFacts>()
           const stored = request.gzipped ? toStore : gzip(config.gzipLevel)(toStore)
           const [object, counted] = yield* Effect.all([
-            storage.put(key, stored, Effect.map(Deferred.await(facts), factsToMetadata)).pipe(Effect.withSpan("ObjectStore.put")),
+            storage.put(key, stored, Effect.map(Deferred.await(facts), factsToMetadata)).pipe(
+              Effect.withSpan("ObjectStore.put"),
+              // A store failing as it commits may have committed all the same.
+              Effect.tapErrorTag("StorageError", () => discard(claimId, key))
+            ),
             Effect.tap(check, (f) => Deferred.succeed(facts, f))
           ], { concurrency: "unbounded" })
 
@@ -136,16 +169,8 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
               onSuccess: () => Metric.increment(Metrics.claimsPublished),
               onFailure: () => Metric.increment(Metrics.claimsPublishFailures)
             }),
-            // Not acknowledged, so not kept: the client will send it again. A claim Kafka delivers after all
-            // finds itself revoked (first, so that it never finds its object gone unexplained) and loads nothing.
-            Effect.tapError(() =>
-              Effect.zipRight(
-                requests.revoke(claimId),
-                storage.delete(key).pipe(
-                  Effect.catchAll((e) => Effect.logError(`unpublished payload ${key} could not be deleted: ${e.message}`))
-                )
-              )
-            )
+            // Not acknowledged, so not kept: the client will send it again.
+            Effect.tapError(() => discard(claimId, key))
           )
           yield* requests.accept(claimId)
           // Replays are not counted: they accept nothing new.

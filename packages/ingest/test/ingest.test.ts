@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { ClaimCheck, ClaimCheckJson, ClaimQueue, ObjectStore, QueueError } from "@telemetry/domain"
+import { ClaimCheck, ClaimCheckJson, ClaimQueue, ObjectStore, QueueError, StorageError } from "@telemetry/domain"
 import { haPayload, piecesOf } from "@telemetry/domain/testing"
 import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
 import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
@@ -139,6 +139,43 @@ describe("Ingest on in-memory storage and queue", () => {
         }))
       ))
     ))
+
+  it.live("when storage fails as it commits the object, the claim is revoked and the object deleted once storage answers", () => {
+    let deletes = 0
+    // The object is stored, yet the store answers with a failure (a connection cut before its answer), and it is
+    // down for the first deletion.
+    const failingAsItCommits = Layer.effect(ObjectStore, Effect.map(ObjectStore, (inner) =>
+      ObjectStore.of({
+        ...inner,
+        put: (key, body, finalize) =>
+          Effect.zipRight(inner.put(key, body, finalize), new StorageError({ operation: "put", key, message: "socket hang up" })),
+        delete: (key) =>
+          Effect.suspend(() =>
+            ++deletes === 1 ? new StorageError({ operation: "delete", key, message: "connect ECONNREFUSED" }) : inner.delete(key)
+          )
+      }))).pipe(Layer.provide(MemoryObjectStore.layer("telemetry-raw")))
+    return Effect.gen(function*() {
+      const result = yield* Effect.either((yield* Ingest).accept(request(Buffer.from(JSON.stringify(haPayload())), false)))
+      expect(Either.isLeft(result) && result.left._tag).toBe("StorageError")
+      const sql = yield* SqlClient.SqlClient
+      expect(yield* sql`SELECT count(*)::int AS n FROM revoked_claims`).toEqual([{ n: 1 }])
+      expect(Option.isNone(yield* nextClaim)).toBe(true)
+      // Deleted by the retry, after the answer.
+      const left = yield* objects.pipe(
+        Effect.delay("100 millis"),
+        Effect.repeat({ until: (o) => o.length === 0 }),
+        Effect.timeout("10 seconds")
+      )
+      expect(left).toEqual([])
+      expect(deletes).toBe(2)
+    }).pipe(
+      Effect.provide(Ingest.Default.pipe(
+        Layer.provideMerge(failingAsItCommits),
+        Layer.provideMerge(EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second" })),
+        Layer.provideMerge(inMemoryStore(1000))
+      ))
+    )
+  })
 
   it.live("a retry with the same Idempotency-Key gets the first claim back and stores nothing more", () =>
     Effect.gen(function*() {

@@ -6,6 +6,7 @@ import {
   decodePayload,
   limitBytes,
   LoadError,
+  type LoadOutcome,
   Maintenance,
   ObjectStore,
   PayloadConfig,
@@ -149,9 +150,10 @@ export const make = Effect.gen(function*() {
             )
             : reject(reason, what)(e))
 
-      // Counted once per delivery, in a statement of its own, committed before the first load begins.
+      // Counted once per delivery, in a statement of its own, committed before the first load begins; true when
+      // the claim was revoked (its object may have outlived its request: storage was down when it was deleted).
       const countDelivery = Effect.gen(function*() {
-        if (yield* Ref.get(counted)) return
+        if (yield* Ref.get(counted)) return false
         const delivery = yield* ClaimAttempts.begin(claim.claim_id).pipe(
           Effect.mapError((cause) =>
             new LoadError({
@@ -163,6 +165,7 @@ export const make = Effect.gen(function*() {
           )
         )
         yield* Ref.set(counted, true)
+        if (delivery.revoked) return true
         if (delivery.attempts > retry.maxDeliveries) {
           const message = `delivered ${delivery.attempts} times, ${delivery.attempts - 1} of them never ended, more ` +
             `than WORKER_MAX_DELIVERIES (${retry.maxDeliveries}): loading it may take its worker down; ` +
@@ -171,11 +174,16 @@ export const make = Effect.gen(function*() {
           // Its attempts: the loads begun before, none in this delivery.
           return yield* new ClaimRejected({ reason: "too_many_attempts", message, attempts: delivery.attempts - 1 })
         }
+        return false
       })
 
       const outcome = yield* Ref.update(tries, (n) => n + 1).pipe(
         Effect.zipRight(countDelivery),
-        Effect.zipRight(load(claim).pipe(Metric.trackDurationWith(Metrics.loadDuration, Duration.toSeconds))),
+        Effect.flatMap((revoked) =>
+          revoked
+            ? Effect.succeed<LoadOutcome | typeof REVOKED>(REVOKED)
+            : load(claim).pipe(Metric.trackDurationWith(Metrics.loadDuration, Duration.toSeconds))
+        ),
         Effect.tapError((e) =>
           isTransient(e)
             ? Effect.flatMap(Ref.get(tries), (tried) =>

@@ -7,6 +7,7 @@ import {
   type StoredObject,
   TelemetryStore
 } from "@telemetry/domain"
+import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import { Chunk, Effect, Either, identity, Option, Stream } from "effect"
 
 /**
@@ -27,16 +28,20 @@ export const stored = (options: { readonly prefix?: string; readonly keep?: (obj
       Stream.filterMap(identity)
     )))
 
-/** The claims the ledger does not hold yet (not loaded), looked up a few hundred at a time. */
+/**
+ * The claims still to load, looked up a few hundred at a time: not in the ledger, and not revoked (a refused
+ * request's object that storage kept while it was down).
+ */
 export const unloaded = <E, R>(claims: Stream.Stream<ClaimCheck, E, R>) =>
   Stream.unwrap(Effect.map(TelemetryStore, (store) =>
     claims.pipe(
       Stream.grouped(500),
-      Stream.mapEffect((group) =>
-        Effect.map(
-          store.loadedClaims(Chunk.toReadonlyArray(Chunk.map(group, (c) => c.claim_id))),
-          (loaded) => Chunk.filter(group, (c) => !loaded.has(c.claim_id))
+      Stream.mapEffect((group) => {
+        const ids = Chunk.toReadonlyArray(Chunk.map(group, (c) => c.claim_id))
+        return Effect.map(
+          Effect.all([store.loadedClaims(ids), RevokedClaims.among(ids)]),
+          ([loaded, revoked]) => Chunk.filter(group, (c) => !loaded.has(c.claim_id) && !revoked.has(c.claim_id))
         )
-      ),
+      }),
       Stream.flattenChunks
     )))

@@ -197,19 +197,24 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         ])
       }))
 
-    it.effect("a claim whose request was refused after its publish timed out is settled without a dead letter", () =>
-      Effect.gen(function*() {
-        const process = yield* makeProcessor
-        const storage = yield* ObjectStore
-        const { claim } = yield* stash(payload(`revoked-${randomUUID()}`))
-        // What ingest does when Kafka did not acknowledge in time: revoke the claim, then delete its object.
-        yield* RevokedClaims.revoke(claim.claim_id)
-        yield* storage.delete(claim.claim_check)
-        const { logs } = yield* withLogs(process(claim))
-        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
-        expect(logs.filter((l) => l.level === "ERROR")).toEqual([])
-        expect(logs.map((l) => l.message)).toContain(`claim ${claim.claim_id}: its request was refused, nothing to load`)
-      }))
+    // What ingest does when Kafka did not acknowledge in time, or storage failed as the object was committed:
+    // revoke the claim, then delete its object — which fails while storage is down.
+    for (const object of ["deleted", "left in storage"] as const) {
+      it.effect(`a claim whose request was refused after its object was stored (${object}) is settled unloaded`, () =>
+        Effect.gen(function*() {
+          const process = yield* makeProcessor
+          const storage = yield* ObjectStore
+          const p = `revoked-${randomUUID()}`
+          const { claim } = yield* stash(payload(p))
+          yield* RevokedClaims.revoke(claim.claim_id)
+          if (object === "deleted") yield* storage.delete(claim.claim_check)
+          const { logs } = yield* withLogs(process(claim))
+          expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+          expect(yield* rowsOf(`${p}-freezer`)).toEqual([])
+          expect(logs.filter((l) => l.level === "ERROR")).toEqual([])
+          expect(logs.map((l) => l.message)).toContain(`claim ${claim.claim_id}: its request was refused, nothing to load`)
+        }))
+    }
 
     for (const when of ["before any byte", "part-way"] as const) {
       it.effect(`a storage failure ${when} while reading the object is retried, and the claim is then loaded`, () =>

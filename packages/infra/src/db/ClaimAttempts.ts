@@ -11,20 +11,22 @@ export interface Delivery {
   readonly attempts: number
   /** How the last delivery that ended in a worker failed, if one did. */
   readonly lastError: string | null
+  /** Its request was refused after all (RevokedClaims): nothing is to be loaded, whatever storage still holds. */
+  readonly revoked: boolean
 }
 
 // An error message has no business being long; a whole payload's worth of it would only bloat the table.
 const MAX_ERROR_CHARS = 2000
 
-/** Counts a delivery of the claim, committed at once (outside any transaction of the load that follows). */
+/** Counts a delivery of the claim (and tells whether it was revoked), committed at once (outside any transaction of the load that follows). */
 export const begin = (claimId: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.map(
-      sql<{ attempts: number; last_error: string | null }>`INSERT INTO claim_attempts (claim_id, attempts)
+      sql<{ attempts: number; last_error: string | null; revoked: boolean }>`INSERT INTO claim_attempts (claim_id, attempts)
         VALUES (${claimId}, 1)
         ON CONFLICT (claim_id) DO UPDATE SET attempts = claim_attempts.attempts + 1, updated_at = now()
-        RETURNING attempts, last_error`,
-      ([row]): Delivery => ({ attempts: row!.attempts, lastError: row!.last_error })
+        RETURNING attempts, last_error, EXISTS (SELECT 1 FROM revoked_claims WHERE claim_id = ${claimId}) AS revoked`,
+      ([row]): Delivery => ({ attempts: row!.attempts, lastError: row!.last_error, revoked: row!.revoked })
     ))
 
 /** The claim was loaded or set aside: nothing more to count. */

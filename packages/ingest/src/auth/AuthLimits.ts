@@ -1,5 +1,7 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import { Config, Data, Duration, Effect, Layer } from "effect"
+import { Config, Data, Duration, Effect } from "effect"
+import ipaddr from "ipaddr.js"
+import * as RateLimitStore from "../limits/RateLimitStore.js"
 import type { AccountKind } from "./Accounts.js"
 import type { Principal } from "./Tokens.js"
 
@@ -25,6 +27,18 @@ const AuthLimitsConfig = Config.all({
  * name of its own.
  */
 export const keyOf = (limit: string, ...parts: ReadonlyArray<string>) => JSON.stringify([limit, ...parts])
+
+/**
+ * What a client address is counted as: an IPv4 address as it is (an IPv4-mapped IPv6 one too), an IPv6 address by
+ * its /64, since one host is given a whole /64 and counting its addresses one by one would limit nothing.
+ */
+export const countedAddress = (address: string) => {
+  if (!ipaddr.isValid(address)) return address
+  const parsed = ipaddr.process(address)
+  return parsed.kind() === "ipv4"
+    ? parsed.toString()
+    : `${ipaddr.IPv6.networkAddressFromCIDR(`${parsed.toString()}/64`).toString()}/64`
+}
 
 /**
  * The limits around authentication, counted per process (behind N ingest instances a client gets up to N times
@@ -59,20 +73,22 @@ export class AuthLimits extends Effect.Service<AuthLimits>()("@telemetry/AuthLim
         `reader "${principal.subject}" is over its limit of ${config.perReader} requests per ${Duration.format(config.window)}`
       )
 
-    const unauthenticated = (address: string) =>
-      take(
+    const unauthenticated = (peer: string) => {
+      const address = countedAddress(peer)
+      return take(
         keyOf("unauthenticated", address),
         config.unauthenticated,
         config.window,
         `too many requests without a valid token from ${address}: at most ${config.unauthenticated} per ` +
           Duration.format(config.window)
       )
+    }
 
     // Failed logins count in a window that starts with the first of them; once `loginFailures` are in, logins stop
     // until it ends (a fixed window: each failure extends it by lockout / loginFailures).
     // The address first: a locked-out address then adds no counter per username it tries.
     const failures = (kind: AccountKind, username: string, address: string) => [
-      keyOf("login failures from address", address),
+      keyOf("login failures from address", countedAddress(address)),
       keyOf("login failures of user", kind, username)
     ]
     const failureWindow = (key: string, tokens: number) =>
@@ -104,5 +120,5 @@ export class AuthLimits extends Effect.Service<AuthLimits>()("@telemetry/AuthLim
 
     return { reader, unauthenticated, loginAllowed, loginFailed } as const
   }),
-  dependencies: [RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))]
+  dependencies: [RateLimitStore.layer]
 }) {}

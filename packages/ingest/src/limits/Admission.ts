@@ -1,5 +1,6 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import { Config, Duration, Effect, Either, Layer, Ref, Schema } from "effect"
+import { Config, Duration, Effect, Either, Ref, Schema } from "effect"
+import * as RateLimitStore from "./RateLimitStore.js"
 import { answeredAs } from "../http/errors.js"
 
 /** Who an upload is for: limits are kept per device and per tenant. */
@@ -149,5 +150,5 @@ export class Admission extends Effect.Service<Admission>()("@telemetry/Admission
 
     return { admit, capacity } as const
   }),
-  dependencies: [RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory))]
+  dependencies: [RateLimitStore.layer]
 }) {}

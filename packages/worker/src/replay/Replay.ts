@@ -31,7 +31,7 @@ export interface ReplayOptions {
 export interface Summary {
   /** Candidates in the range (claims, each once). */
   readonly candidates: number
-  /** Candidates the ledger holds already: not replayed. */
+  /** Candidates the ledger holds already (or revoked: their request was refused): not replayed. */
   readonly alreadyLoaded: number
   /** Claims re-published (or, loading here, handled); with a dry run, those that would be. */
   readonly replayed: number

@@ -1,4 +1,4 @@
-import type { ObjectStoreShape } from "@telemetry/domain"
+import type { ObjectStoreShape, StoredObject } from "@telemetry/domain"
 import { Effect, Stream } from "effect"
 import { isAccepted, isUnknown, mayBeQueued, type Outcome } from "./requests.js"
 import type { Shipment } from "./shipments.js"
@@ -119,20 +119,34 @@ export const makeAudit = ({ entries, eventually, logs, query, store, topics }: A
   }
 
   // The bucket: the object of every 202, and no object of a request refused or cut short.
-  const objects = await Effect.runPromise(
-    store.list("telemetry/").pipe(Stream.runCollect, Effect.map((c) => [...c]))
-  ).catch((e: unknown) => {
+  const listing = () =>
+    Effect.runPromise(store.list("telemetry/").pipe(Stream.runCollect, Effect.map((c) => [...c])))
+  const strays = (objects: ReadonlyArray<StoredObject>) =>
+    objects.flatMap((o) => {
+      const e = byRequest.get(o.metadata["request-id"] ?? "")
+      const ok = e !== undefined && (isAccepted(e.outcome) ? e.outcome.key === o.key : isUnknown(e.outcome))
+      return ok ? [] : [{ object: o, entry: e }]
+    })
+  let objects = await listing().catch((e: unknown) => {
     problems.push(`listing the bucket failed: ${String(e)}`)
     return []
   })
+  // Storage may have kept the object of a request it failed as the object was committed: its claim is revoked at
+  // once (nothing may load it), and ingest deletes the object once storage answers again.
+  const revoked = new Set((await query<{ id: string }>("SELECT claim_id::text AS id FROM revoked_claims")).map((r) => r.id))
+  for (const { object } of strays(objects)) {
+    const claimId = /([0-9a-f-]{36})\.json\.gz$/.exec(object.key)?.[1]
+    if (claimId === undefined || !revoked.has(claimId)) problems.push(`object ${object.key} of no accepted request, and its claim is not revoked`)
+  }
+  if (strays(objects).length > 0) {
+    await eventually(async () => strays(objects = await listing()).length === 0, 60_000, "").catch(() => {})
+  }
   const keys = new Set(objects.map((o) => o.key))
   for (const e of accepted) {
     if (!keys.has(e.outcome.key)) problems.push(`${e.label} ${e.shipment.prefix}: accepted, but no object ${e.outcome.key}`)
   }
-  for (const o of objects) {
-    const e = byRequest.get(o.metadata["request-id"] ?? "")
-    const ok = e !== undefined && (isAccepted(e.outcome) ? e.outcome.key === o.key : isUnknown(e.outcome))
-    if (!ok) problems.push(`object ${o.key} (request ${o.metadata["request-id"]}) belongs to no accepted request${e ? ` (${e.label}: ${JSON.stringify(e.outcome)})` : ""}`)
+  for (const { entry: e, object: o } of strays(objects)) {
+    problems.push(`object ${o.key} (request ${o.metadata["request-id"]}) belongs to no accepted request${e ? ` (${e.label}: ${JSON.stringify(e.outcome)})` : ""}`)
   }
   // The topics: a claim for every 202; none for a request that was refused before queueing or cut short.
   await eventually(topics.caughtUp, 60_000, "the audit consumer to read both topics to their end").catch((e: Error) =>
