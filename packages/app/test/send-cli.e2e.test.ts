@@ -20,8 +20,8 @@ const base = `http://127.0.0.1:${port}`
 const CLI_TIMEOUT = 240_000
 const env = { TELEMETRY_URL: base, TELEMETRY_TOKEN: deviceToken("acme", "send-device") }
 
-const send = (args: ReadonlyArray<string>, environment: Record<string, string> = env) =>
-  Effect.promise(() => runCli("send", args, environment))
+const send = (args: ReadonlyArray<string>, environment: Record<string, string> = env, input?: Uint8Array) =>
+  Effect.promise(() => runCli("send", args, environment, input))
 
 /** A directory holding `files` (name → content), removed with the scope. */
 const directoryOf = (name: string, files: Record<string, string | Buffer>) =>
@@ -72,6 +72,20 @@ describe("pnpm send", () => {
         expect(claims(again)).toEqual(claims(summary))
         expect(yield* storedObjects).toBe(objects)
         expect(yield* readingsOf("send-dir-")).toBe(9)
+      }), { timeout: CLI_TIMEOUT })
+
+    it.scoped("a payload piped to `pnpm send -` is stored; piped again, it is replayed", () =>
+      Effect.gen(function*() {
+        const body = gzipSync(JSON.stringify(haPayload("send-stdin")))
+        const first = yield* send(["--json", "-"], env, body)
+        expect(first.code).toBe(0)
+        expect(JSON.parse(first.stdout)).toMatchObject({
+          files: 1, accepted: 1, replayed: 0, refused: 0, bytes: body.length, readings: 3, results: [{ file: "-" }]
+        })
+        yield* eventually(readingsOf("send-stdin"), (n) => n === 3)
+        const again = yield* send(["--json", "-"], env, body)
+        expect(JSON.parse(again.stdout)).toMatchObject({ files: 1, accepted: 0, replayed: 1, readings: 0 })
+        expect(yield* readingsOf("send-stdin")).toBe(3)
       }), { timeout: CLI_TIMEOUT })
 
     it.scoped("a bad file is refused and named, the others accepted, and the run exits 1", () =>

@@ -9,13 +9,17 @@ export interface CliResult {
   readonly stderr: string
 }
 
-/** One of our command lines (`packages/app/src/cli/<name>.ts`, as `pnpm <name>` runs it) as a child process. */
-export const runCli = (name: string, args: ReadonlyArray<string>, env: Record<string, string>) =>
+/**
+ * One of our command lines (`packages/app/src/cli/<name>.ts`, as `pnpm <name>` runs it) as a child process, given
+ * `input` on its standard input if any.
+ */
+export const runCli = (name: string, args: ReadonlyArray<string>, env: Record<string, string>, input?: Uint8Array) =>
   new Promise<CliResult>((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       ["--import", "tsx", `packages/app/src/cli/${name}.ts`, ...args],
       { cwd: root, env: { ...process.env, ...env } },
       (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr })
     )
+    if (input !== undefined) child.stdin?.end(input)
   })
