@@ -13,7 +13,8 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
 }) {}
 
 export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
-  operation: Schema.Literal("put", "get", "delete", "list", "head"),
+  /** `commit`: the request that makes a put's object visible failed without an answer; it may have landed. */
+  operation: Schema.Literal("put", "commit", "get", "delete", "list", "head"),
   key: Schema.String,
   message: Schema.String,
   cause: Schema.optional(Schema.Defect)

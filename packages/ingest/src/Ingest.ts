@@ -8,7 +8,8 @@ import {
   ObjectStore,
   PayloadConfig,
   type PayloadFacts,
-  PayloadTooLarge
+  PayloadTooLarge,
+  StorageError
 } from "@telemetry/domain"
 import { gunzip, gzip } from "@telemetry/infra/compression"
 import { Clock, Config, Deferred, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
@@ -77,8 +78,8 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     const serviceScope = yield* Effect.scope
 
     /**
-     * The request is refused, yet its object may have been stored (the store failed after committing it, or the
-     * claim was not acknowledged): the claim is revoked — a worker then never loads it, should Kafka deliver it late
+     * The request is refused, yet its object may have been stored (the store's commit failed without an answer,
+     * or the claim was not acknowledged): the claim is revoked — a worker then never loads it, should Kafka deliver it late
      * or a replay find its object — and its object deleted, retried until storage answers, without holding up the
      * answer.
      */
@@ -157,8 +158,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           const [object, counted] = yield* Effect.all([
             storage.put(key, stored, Effect.map(Deferred.await(facts), factsToMetadata)).pipe(
               Effect.withSpan("ObjectStore.put"),
-              // A store failing as it commits may have committed all the same.
-              Effect.tapErrorTag("StorageError", () => discard(claimId, key))
+              Effect.tapError((e) => (e instanceof StorageError && e.operation === "commit" ? discard(claimId, key) : Effect.void))
             ),
             Effect.tap(check, (f) => Deferred.succeed(facts, f))
           ], { concurrency: "unbounded" })

@@ -140,26 +140,46 @@ describe("Ingest on in-memory storage and queue", () => {
       ))
     ))
 
-  it.live("when storage fails as it commits the object, the claim is revoked and the object deleted once storage answers", () => {
-    let deletes = 0
-    // The object is stored, yet the store answers with a failure (a connection cut before its answer), and it is
-    // down for the first deletion.
-    const failingAsItCommits = Layer.effect(ObjectStore, Effect.map(ObjectStore, (inner) =>
+  /**
+   * Storage failing a put with `operation`: as it commits, the object is stored all the same (a connection cut
+   * before the answer); storage is then down for the first deletion.
+   */
+  const storageFailing = (operation: "commit" | "put") => {
+    const deletes = { count: 0 }
+    const layer = Layer.effect(ObjectStore, Effect.map(ObjectStore, (inner) =>
       ObjectStore.of({
         ...inner,
         put: (key, body, finalize) =>
-          Effect.zipRight(inner.put(key, body, finalize), new StorageError({ operation: "put", key, message: "socket hang up" })),
+          Effect.zipRight(
+            operation === "commit" ? Effect.asVoid(inner.put(key, body, finalize)) : Stream.runDrain(body),
+            Effect.fail(new StorageError({ operation, key, message: "socket hang up" }))
+          ),
         delete: (key) =>
           Effect.suspend(() =>
-            ++deletes === 1 ? new StorageError({ operation: "delete", key, message: "connect ECONNREFUSED" }) : inner.delete(key)
+            ++deletes.count === 1 ? new StorageError({ operation: "delete", key, message: "connect ECONNREFUSED" }) : inner.delete(key)
           )
       }))).pipe(Layer.provide(MemoryObjectStore.layer("telemetry-raw")))
+    return {
+      deletes,
+      provide: Effect.provide(Ingest.Default.pipe(
+        Layer.provideMerge(layer),
+        Layer.provideMerge(EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second" })),
+        Layer.provideMerge(inMemoryStore(1000))
+      ))
+    }
+  }
+  const refusedForStorage = Effect.gen(function*() {
+    const result = yield* Effect.either((yield* Ingest).accept(request(Buffer.from(JSON.stringify(haPayload())), false)))
+    expect(Either.isLeft(result) && result.left._tag).toBe("StorageError")
+    expect(Option.isNone(yield* nextClaim)).toBe(true)
+    const sql = yield* SqlClient.SqlClient
+    return (yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM revoked_claims`)[0]!.n
+  })
+
+  it.live("when storage's commit fails without an answer, the claim is revoked and the object deleted once storage answers", () => {
+    const storage = storageFailing("commit")
     return Effect.gen(function*() {
-      const result = yield* Effect.either((yield* Ingest).accept(request(Buffer.from(JSON.stringify(haPayload())), false)))
-      expect(Either.isLeft(result) && result.left._tag).toBe("StorageError")
-      const sql = yield* SqlClient.SqlClient
-      expect(yield* sql`SELECT count(*)::int AS n FROM revoked_claims`).toEqual([{ n: 1 }])
-      expect(Option.isNone(yield* nextClaim)).toBe(true)
+      expect(yield* refusedForStorage).toBe(1)
       // Deleted by the retry, after the answer.
       const left = yield* objects.pipe(
         Effect.delay("100 millis"),
@@ -167,14 +187,18 @@ describe("Ingest on in-memory storage and queue", () => {
         Effect.timeout("10 seconds")
       )
       expect(left).toEqual([])
-      expect(deletes).toBe(2)
-    }).pipe(
-      Effect.provide(Ingest.Default.pipe(
-        Layer.provideMerge(failingAsItCommits),
-        Layer.provideMerge(EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second" })),
-        Layer.provideMerge(inMemoryStore(1000))
-      ))
-    )
+      expect(storage.deletes.count).toBe(2)
+    }).pipe(storage.provide)
+  })
+
+  it.live("a put failing before its commit leaves nothing to revoke or delete", () => {
+    const storage = storageFailing("put")
+    return Effect.gen(function*() {
+      expect(yield* refusedForStorage).toBe(0)
+      yield* Effect.sleep("1500 millis")
+      expect(storage.deletes.count).toBe(0)
+      expect(yield* objects).toEqual([])
+    }).pipe(storage.provide)
   })
 
   it.live("a retry with the same Idempotency-Key gets the first claim back and stores nothing more", () =>

@@ -14,8 +14,9 @@ export interface ObjectStoreShape {
   readonly bucket: string
   /**
    * Streams `body` into a pending object, then runs `finalize`, which may fail, and only then commits the object
-   * with the metadata it returned. On any failure or interruption nothing is committed: an object either exists
-   * whole, with its metadata, or not at all.
+   * with the metadata it returned. On any failure or interruption nothing is committed — an object either exists
+   * whole, with its metadata, or not at all —, but for a `StorageError` of operation `commit`: the request that
+   * commits was sent and failed without an answer, so the object may exist; the caller is to delete it.
    */
   readonly put: <E, R, E2, R2>(
     key: string,

@@ -191,7 +191,7 @@ export const make = (options: S3Options) =>
      */
     const commit = (key: string, run: () => Promise<unknown>) =>
       Effect.uninterruptibleMask((restore) =>
-        restore(retrying(Effect.uninterruptible(call("put", key, run)))).pipe(
+        restore(retrying(Effect.uninterruptible(call("commit", key, run)))).pipe(
           Effect.zipRight(restore(Effect.void)),
           Effect.onInterrupt(() => call("delete", key, () => client.removeObject(bucket, key)).pipe(Effect.ignore))
         )
