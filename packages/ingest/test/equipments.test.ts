@@ -1,8 +1,6 @@
-import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Maintenance, type TelemetryItem, TelemetryStore } from "@telemetry/domain"
+import { type TelemetryItem, TelemetryStore } from "@telemetry/domain"
 import { claim } from "@telemetry/domain/testing"
-import * as SqlMaintenance from "@telemetry/infra/db/SqlMaintenance"
 import { databases, storeOn, type TestDatabase } from "@telemetry/infra/testing"
 import { freePort } from "@telemetry/testbed/FreePort"
 import { Effect, Layer, Stream } from "effect"
@@ -82,7 +80,7 @@ const equipmentsSuite = (database: TestDatabase) =>
     }
     const withoutSparkline = ({ sparkline: _, ...rest }: any) => rest
 
-    const db = SqlMaintenance.layer.pipe(Layer.provideMerge(storeOn(database, 5_000)))
+    const db = storeOn(database, 5_000)
     // The server needs the real clock: "the last 24 hours" end now.
     layer(Layer.provideMerge(serverOn(db, port), db), { timeout: 120_000, excludeTestServices: true })((it) => {
       it.effect("load both tenants' equipments", () =>
@@ -132,36 +130,6 @@ const equipmentsSuite = (database: TestDatabase) =>
           const other = yield* get("/", readerToken("tenant-b"))
           expect(other.json.data.map((e: any) => e.uuid)).toEqual(["eq-a", "secret"])
           expect(withoutSparkline(other.json.data[0])).toEqual(expected("tenant-b", "eq-a"))
-        }))
-
-      // The tests after this one read the aggregates materialized.
-      it.effect("the sparklines' hourly means and counts are telemetry_hourly's, before and after its refresh", () =>
-        Effect.gen(function*() {
-          const sql = yield* SqlClient.SqlClient
-          const since = new Date(Math.floor((Date.now() - 3 * DAY) / HOUR) * HOUR)
-          const rows = (query: Effect.Effect<ReadonlyArray<{ sensor: number; bucket: Date; count: number; avg: number | null }>, unknown>) =>
-            Effect.map(Effect.orDie(query), (found) => found.map((r) => ({ ...r, bucket: new Date(r.bucket).toISOString() })))
-          const compare = Effect.gen(function*() {
-            const ids = (yield* Effect.orDie(sql<{ id: number }>`SELECT id FROM equipments`)).map((r) => r.id)
-            const view = yield* rows(sql`SELECT sensor_id AS sensor, bucket, sample_count::int AS count, avg_value::float8 AS avg
-              FROM telemetry_hourly WHERE equipment_id = ANY(${ids}::int[]) AND bucket >= ${since} ORDER BY 1, 2`)
-            const means = yield* rows(sql`SELECT sensor_id AS sensor, bucket, sample_count::int AS count, avg_value AS avg
-              FROM telemetry_hourly_means(${ids}::int[], ${since}::timestamptz) ORDER BY 1, 2`)
-            expect(view.length).toBeGreaterThan(24)
-            expect(means.map(({ avg: _, ...r }) => r)).toEqual(view.map(({ avg: _, ...r }) => r))
-            // Averaged by two plans (or at two times): equal but for the last bits of a sum.
-            means.forEach((m, i) => {
-              const expected = view[i]!.avg
-              if (expected === null) expect(m.avg).toBeNull()
-              else expect(m.avg).toBeCloseTo(expected, 9)
-            })
-          })
-          yield* compare
-          const maintenance = yield* Maintenance.Maintenance
-          yield* Effect.orDie(maintenance.runAll)
-          const hourly = (yield* Effect.orDie(maintenance.status)).aggregates.find((a) => a.aggregate === "telemetry_hourly")
-          expect(hourly?.watermark?.getTime()).toBeGreaterThan(since.getTime())
-          yield* compare
         }))
 
       it.effect("filters by name or uuid (any case) and by status", () =>

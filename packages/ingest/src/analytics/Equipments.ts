@@ -67,9 +67,8 @@ const FacetRow = Schema.Struct({ status: Schema.String, equipments: Schema.Numbe
 /**
  * The equipments of a tenant with their sensors' newest readings and their last day, for the console. Every query
  * is index-led: the page from the tenant's equipments, each sensor's newest reading from the unique
- * (sensor_id, time DESC) index (one entry each), the day's counts and hourly means of `telemetry_hourly` by
- * (equipment_id, bucket) for the page's equipments only (`telemetry_hourly_means`, migration 0010: without the
- * other statistics the view's real-time part would compute).
+ * (sensor_id, time DESC) index (one entry each), the day's counts and hourly means from `telemetry_hourly` by
+ * (equipment_id, bucket) for the page's equipments only.
  */
 export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipments", {
   effect: Effect.gen(function*() {
@@ -116,8 +115,9 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
         LEFT JOIN (
           SELECT h.sensor_id, sum(h.sample_count) AS readings,
             array_agg(floor(extract(epoch FROM h.bucket - ${since}::timestamptz) / 3600)::float8 ORDER BY h.bucket) AS hours,
-            array_agg(h.avg_value ORDER BY h.bucket) AS averages
-          FROM telemetry_hourly_means(${ids}::int[], ${since}::timestamptz) h
+            array_agg(h.avg_value::float8 ORDER BY h.bucket) AS averages
+          FROM telemetry_hourly h
+          WHERE h.equipment_id = ANY(${ids}::int[]) AND h.bucket >= ${since}
           GROUP BY h.sensor_id
         ) day ON day.sensor_id = s.id
         WHERE s.equipment_id = ANY(${ids}::int[])
