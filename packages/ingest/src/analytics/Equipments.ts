@@ -113,9 +113,12 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
           SELECT d.time, d.value, d.status FROM telemetry_data d WHERE d.sensor_id = s.id ORDER BY d.time DESC LIMIT 1
         ) last ON true
         LEFT JOIN (
+          -- The day's hours and means as JSON arrays, which the driver parses natively where it would read a
+          -- float8[] character by character. TimescaleDB's hourly aggregate gives NaN, not null, for an hour of
+          -- status-only readings: JSON has no NaN, and neither hour has a value to chart.
           SELECT h.sensor_id, sum(h.sample_count) AS readings,
-            array_agg(floor(extract(epoch FROM h.bucket - ${since}::timestamptz) / 3600)::float8 ORDER BY h.bucket) AS hours,
-            array_agg(h.avg_value::float8 ORDER BY h.bucket) AS averages
+            array_to_json(array_agg(floor(extract(epoch FROM h.bucket - ${since}::timestamptz) / 3600)::int ORDER BY h.bucket)) AS hours,
+            array_to_json(array_agg(nullif(h.avg_value::float8, 'NaN') ORDER BY h.bucket)) AS averages
           FROM telemetry_hourly h
           WHERE h.equipment_id = ANY(${ids}::int[]) AND h.bucket >= ${since}
           GROUP BY h.sensor_id
@@ -175,7 +178,7 @@ const toEquipment = (
     null
   )
   const staleAfter = Math.max(STALE_AFTER, STALE_INTERVALS * e.collection_interval * 1000)
-  const charted = sensors.find((s) => s.averages?.some(isValue))
+  const charted = sensors.find((s) => s.averages?.some((mean) => mean !== null))
   return {
     uuid: e.uuid,
     name: e.name,
@@ -202,15 +205,12 @@ const toEquipment = (
   }
 }
 
-/** A mean of some values: TimescaleDB's hourly aggregate gives NaN, not null, for an hour of status-only readings. */
-const isValue = (v: number | null): v is number => v !== null && !Number.isNaN(v)
-
 /** One mean per hour of the window, null where the hour has none. */
 const hourly = (sensor: SensorRow, hours: number) => {
   const slots: Array<number | null> = Array.from({ length: hours }, () => null)
   sensor.hours?.forEach((hour, i) => {
     const mean = sensor.averages?.[i] ?? null
-    if (hour >= 0 && hour < hours && isValue(mean)) slots[hour] = mean
+    if (hour >= 0 && hour < hours && mean !== null) slots[hour] = mean
   })
   return slots
 }
