@@ -79,10 +79,11 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
     // Names sort ignoring ASCII case, then by uuid, in byte order on every database (their collations differ):
     // the order of equipments_tenant_name_idx (migration 0009), which the page reads from its cursor on.
     const sortKey = sql`lower(coalesce(e.name, e.uuid)) COLLATE "C"`
+    // Part of the name or uuid in any case, against their lowered copies (migration 0011).
     const nameMatches = (part: string | undefined) =>
       part === undefined
         ? sql`true`
-        : sql`(strpos(lower(coalesce(e.name, '')), lower(${part})) > 0 OR strpos(lower(e.uuid), lower(${part})) > 0)`
+        : sql`(strpos(e.name_folded, lower(${part})) > 0 OR strpos(e.uuid_folded, lower(${part})) > 0)`
 
     const equipmentColumns = sql`e.id, e.uuid, e.name, e.location, e.status, e.collection_interval, ${sortKey} AS sort_key`
 
