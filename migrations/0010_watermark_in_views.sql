@@ -13,33 +13,14 @@ BEGIN
       format('WHERE time >= %s', watermark)));
 END $$;
 
-CREATE OR REPLACE FUNCTION refresh_telemetry_aggregate(aggregate text, window_start timestamptz, window_end timestamptz)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-  a telemetry_aggregates;
-  origin CONSTANT timestamptz := '2000-01-03 00:00:00+00';
-  first_bucket timestamptz;
-  end_bucket timestamptz;
-  newest timestamptz;
+CREATE FUNCTION telemetry_watermark_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  -- The row lock makes refreshes of one aggregate take turns.
-  SELECT * INTO STRICT a FROM telemetry_aggregates WHERE view_name = aggregate FOR UPDATE;
-  first_bucket := coalesce(date_bin(a.width, window_start + a.width - INTERVAL '1 microsecond', origin), '-infinity');
-  end_bucket := coalesce(date_bin(a.width, window_end, origin), 'infinity');
-  IF first_bucket >= end_bucket THEN
-    RETURN;
-  END IF;
-  EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', a.materialized_table)
-    USING first_bucket, end_bucket;
-  EXECUTE format('INSERT INTO %I %s', a.materialized_table,
-      telemetry_aggregate_query(a.width, a.activity_width, a.activity_column, 'WHERE time >= $1 AND time < $2'))
-    USING first_bucket, end_bucket;
-  -- As with TimescaleDB, the watermark only moves forward; the view follows it when it moves.
-  EXECUTE format('SELECT max(bucket) + $1 FROM %I', a.materialized_table) INTO newest USING a.width;
-  IF newest > coalesce(a.watermark, '-infinity') THEN
-    UPDATE telemetry_aggregates SET watermark = newest WHERE view_name = aggregate RETURNING * INTO a;
-    PERFORM replace_telemetry_aggregate_view(a);
-  END IF;
+  PERFORM replace_telemetry_aggregate_view(NEW);
+  RETURN NULL;
 END $$;
+
+CREATE TRIGGER telemetry_watermark_moved AFTER UPDATE OF watermark ON telemetry_aggregates
+  FOR EACH ROW WHEN (NEW.materialized_table IS NOT NULL AND NEW.watermark IS DISTINCT FROM OLD.watermark)
+  EXECUTE FUNCTION telemetry_watermark_moved();
 
 SELECT replace_telemetry_aggregate_view(a) FROM telemetry_aggregates a WHERE a.materialized_table IS NOT NULL;
