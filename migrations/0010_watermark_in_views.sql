@@ -13,9 +13,20 @@ BEGIN
       format('WHERE time >= %s', watermark)));
 END $$;
 
+-- A long query on a view must not hold up its refresh, nor every query queued behind the refresh's lock: a view that
+-- cannot be had within a second keeps its older watermark, under which it shows the same rows (more of them
+-- aggregated from raw readings), until the next refresh that moves the watermark.
 CREATE FUNCTION telemetry_watermark_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  lock_timeout CONSTANT text := current_setting('lock_timeout');
 BEGIN
-  PERFORM replace_telemetry_aggregate_view(NEW);
+  PERFORM set_config('lock_timeout', '1s', true);
+  BEGIN
+    PERFORM replace_telemetry_aggregate_view(NEW);
+  EXCEPTION WHEN lock_not_available THEN
+    RAISE WARNING '% is in use: it keeps its watermark until the next refresh moves it', NEW.view_name;
+  END;
+  PERFORM set_config('lock_timeout', lock_timeout, true);
   RETURN NULL;
 END $$;
 
