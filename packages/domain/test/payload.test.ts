@@ -522,6 +522,26 @@ describe("timestamps", () => {
     expect(berlin("2026-10-25T03:30:00")).toBe("2026-10-25T02:30:00.000000Z") // CET again
   })
 
+  it("reads a naive time to the second as it reads the same time with a fraction (the two ways of reading one)", () => {
+    const start = Date.UTC(2026, 0, 1)
+    for (const zone of ["UTC", "America/New_York", "Australia/Lord_Howe"]) {
+      const parser = makeTimestampParser(zone)
+      // The reason of a refusal, without the text it quotes.
+      const parse = (text: string) => Either.mapLeft(parser(text), (reason) => reason.split(":")[0])
+      // Every 7 919 s for a year: DST changes of both zones included, every day of every month.
+      for (let t = start; t < start + 366 * 86_400_000; t += 7_919_000) {
+        const text = new Date(t).toISOString().slice(0, 19)
+        expect(parse(text), text).toEqual(parse(`${text}.000`))
+        expect(parse(text.replace("T", " ")), text).toEqual(parse(`${text}.000`))
+      }
+      for (const text of ["2026-02-29T10:00:00", "2028-02-29T10:00:00", "2100-02-29T10:00:00", "2026-04-31T00:00:00",
+        "2026-00-10T00:00:00", "2026-12-00T00:00:00", "2026-04-30T24:00:00", "2026-04-30T10:60:00",
+        "2026-04-30T10:00:60", "1969-12-31T23:00:00", "0075-01-01T00:00:00"]) {
+        expect(parse(text), text).toEqual(parse(`${text}.000`))
+      }
+    }
+  })
+
   it("rejects an unknown time zone when the parser is made", () => {
     expect(() => makeTimestampParser("Mars/Olympus_Mons")).toThrow(/unknown time zone/)
   })

@@ -59,6 +59,8 @@ const makeZonedToInstant = (timeZone: string) => {
     // The instant lies within a day of the wall-clock time; at most one offset change falls in that span.
     const before = offsetAt(local - DAY)
     const after = offsetAt(local + DAY)
+    // No change in that span (nearly always): the rules below would also answer this.
+    if (before === after) return local - before
     const fits = (offset: number) => offsetAt(local - offset) === offset
     if (fits(before)) return local - Math.max(before, fits(after) ? after : before)
     return fits(after) ? local - after : local - before
@@ -91,21 +93,36 @@ export const makeTimestampParser = (timeZone: string) => {
   const zonedToInstant = zonedToInstantIn(timeZone)
 
   return (text: string): Either.Either<number, string> => {
-    const m = ISO.exec(text.trim())
-    if (m === null) return Either.left(`is not an ISO-8601 date-time: ${JSON.stringify(text.slice(0, 64))}`)
-    const [, y, mo, d, h = "0", mi = "0", s = "0", frac = "", tz] = m
-    const year = Number(y), month = Number(mo), day = Number(d)
-    const hours = Number(h), minutes = Number(mi), seconds = Number(s)
-    const micros = frac === "" ? 0 : Number(frac.slice(0, 6).padEnd(6, "0"))
+    let year: number, month: number, day: number, hours: number, minutes: number, seconds: number
+    let micros = 0
+    let tz: string | undefined
+    if (isNaiveToTheSecond(text)) {
+      // What devices send (the Home Assistant client always): read without the regular expression.
+      year = 100 * digits(text, 0) + digits(text, 2)
+      month = digits(text, 5)
+      day = digits(text, 8)
+      hours = digits(text, 11)
+      minutes = digits(text, 14)
+      seconds = digits(text, 17)
+    } else {
+      const m = ISO.exec(text.trim())
+      if (m === null) return Either.left(`is not an ISO-8601 date-time: ${JSON.stringify(text.slice(0, 64))}`)
+      const [, y, mo, d, h = "0", mi = "0", s = "0", frac = "", zone] = m
+      year = Number(y), month = Number(mo), day = Number(d)
+      hours = Number(h), minutes = Number(mi), seconds = Number(s)
+      micros = frac === "" ? 0 : Number(frac.slice(0, 6).padEnd(6, "0"))
+      tz = zone
+    }
     // Checked before Date.UTC, which reads years 0-99 as 1900-1999; the instant itself is checked below (a
     // local time of 1969 may be an instant of 1970).
     if (year < 1969 || year > 2100) return outOfRange(text)
-    const local = Date.UTC(year, month - 1, day, hours, minutes, seconds)
-    const check = new Date(local)
-    // Date.UTC rolls Feb 30 over into March: a changed field means an invalid date.
-    if (check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day || hours > 23 || minutes > 59 || seconds > 59) {
+    if (
+      month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hours > 23 || minutes > 59 ||
+      seconds > 59
+    ) {
       return Either.left(`is not a valid date-time: ${JSON.stringify(text.slice(0, 64))}`)
     }
+    const local = Date.UTC(year, month - 1, day, hours, minutes, seconds)
     let time: number
     if (tz === undefined) {
       time = isUtc ? local : zonedToInstant(local)
@@ -113,8 +130,8 @@ export const makeTimestampParser = (timeZone: string) => {
       time = local
     } else {
       const sign = tz[0] === "-" ? -1 : 1
-      const digits = tz.slice(1).replace(":", "")
-      const offsetHours = Number(digits.slice(0, 2)), offsetMinutes = Number(digits.slice(2) || "0")
+      const hhmm = tz.slice(1).replace(":", "")
+      const offsetHours = Number(hhmm.slice(0, 2)), offsetMinutes = Number(hhmm.slice(2) || "0")
       if (offsetHours > 23 || offsetMinutes > 59) {
         return Either.left(`has an invalid UTC offset: ${JSON.stringify(text.slice(0, 64))}`)
       }
@@ -124,3 +141,28 @@ export const makeTimestampParser = (timeZone: string) => {
     return instant < MIN_TIME || instant >= MAX_TIME ? outOfRange(text) : Either.right(instant)
   }
 }
+
+/** The shape of a naive time to the second: `0` stands for a digit, `T` for a `T` or a space. */
+const NAIVE_TO_THE_SECOND = "0000-00-00T00:00:00"
+
+/** `text` has that shape and nothing more: the regular expression would read it alike. */
+const isNaiveToTheSecond = (text: string): boolean => {
+  if (text.length !== NAIVE_TO_THE_SECOND.length) return false
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    const shape = NAIVE_TO_THE_SECOND.charCodeAt(i)
+    const fits = shape === 0x30 ? code >= 0x30 && code <= 0x39 : shape === 0x54 ? code === 0x54 || code === 0x20 : code === shape
+    if (!fits) return false
+  }
+  return true
+}
+
+/** The number the two digits at `at` write. */
+const digits = (text: string, at: number): number => 10 * (text.charCodeAt(at) - 0x30) + text.charCodeAt(at + 1) - 0x30
+
+const daysInMonth = (year: number, month: number): number =>
+  month === 2
+    ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28)
+    : month === 4 || month === 6 || month === 9 || month === 11
+    ? 30
+    : 31
