@@ -1,7 +1,7 @@
 /**
  * 2. Ingest: 10 MB payloads POSTed to the ingest service (compiled, its own process, on s3rver, the mock Kafka
- * cluster and PostgreSQL), gzip and plain bodies, one at a time and eight at once; beside its two floors, in alternating
- * rounds: a raw PUT of the same bytes to the same bucket with minio's client, and the least validation can cost —
+ * cluster and PostgreSQL), gzip and plain bodies, one at a time and eight at once; beside its two floors, in
+ * alternating rounds: a raw PUT of the same bytes to the same bucket with minio's client, and the least validation can cost —
  * gunzip (gzip bodies) and `JSON.parse` of the same bytes in this process, on one thread, one at a time.
  */
 import { Effect } from "effect"

@@ -43,20 +43,14 @@ export const largePayloads = {
 
 /**
  * `pnpm start`'s program compiled, as production runs it (ingest and analytics; no worker), on `env`'s services,
- * once it answers its health check.
+ * once ready.
  */
 export const ingestApp = (env: Record<string, string>) =>
   Effect.gen(function*() {
     yield* build
     const port = yield* Effect.promise(freePort)
-    const app = yield* program("dist/main/start.js", {
-      ...env,
-      ...unthrottled,
-      PORT: String(port),
-      RUN_WORKER: "false"
-    }, nodeFlags)
-    const base = `http://127.0.0.1:${port}`
-    yield* healthy(app, base)
+    const base = local(port)
+    const { app } = yield* compiled("main/start.js", { ...env, ...unthrottled, PORT: String(port), RUN_WORKER: "false" }, base)
     return { app, base }
   })
 
