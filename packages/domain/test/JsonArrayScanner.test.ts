@@ -259,4 +259,87 @@ describe("JsonArrayScanner", () => {
       expect(scanError(() => scanner.end())).toBe(error)
     })
   })
+
+  describe("a large object element (parsed in pieces cut along its array member)", () => {
+    /** ~230 kB of readings, with what could fool a cut: commas, brackets and quotes in strings, nested values. */
+    const readings = (count: number) =>
+      Array.from({ length: count }, (_, k) => ({
+        sensor_uuid: `s-${k % 7}`,
+        sensor_nome: k % 5 === 0 ? "a,b],[{\"c\\" : "Temperatura °C 日本",
+        valor: k % 3 === 0 ? null : k / 8,
+        meta: k % 11 === 0 ? { list: [1, [2, { x: "]" }]], e: {} } : [],
+        sensor_datahora_coleta: "2026-12-04T10:00:00"
+      }))
+    const many = readings(1500)
+    const element = (before: string, after: string, name = "\"sensor\"", indent?: number) =>
+      `{${before}${name}:${JSON.stringify(many, null, indent)}${after}}`
+    const elements = {
+      "members before and after": element("\"equip_uuid\":\"e-1\",\"n\":[1,2],", ",\"equip_nome\":\"x\", \"z\" : {\"a\":[]}"),
+      "nothing else": element("", ""),
+      "pretty-printed": element(" \"equip_uuid\" : \"e-1\" ,\n ", " ,\n \"equip_local\": 3 ", "\"sensor\"", 2),
+      "the array's name again after it": element("", ",\"sensor\":5"),
+      "a member before it again after it": element("\"equip_uuid\":\"a\",", ",\"equip_uuid\":\"b\""),
+      "__proto__ after it": element("", ",\"__proto__\":{\"polluted\":1}"),
+      "__proto__ as its name": element("\"a\":1,", "", "\"__proto__\""),
+      "an empty name after it": element("", ",\"\":7"),
+      "index-like names after it": element("\"b\":1,", ",\"2\":2,\"1\":1,\"a\":0"),
+      "an escaped name": element("", "", "\"sen\\u0073or\""),
+      "a second large array after it": element("", `,"more":${JSON.stringify(readings(800))}`),
+      "an empty array before it": element("\"first\":[],", "")
+    }
+
+    it("is JSON.parse's value, key order and prototype included, however it is chunked", () => {
+      for (const [name, text] of Object.entries(elements)) {
+        const bytes = utf8(`[${text}]`)
+        const expected = JSON.parse(`[${text}]`)
+        for (const size of [Infinity, 65_536, 4_099]) {
+          const [value] = scanChunks(piecesOf(bytes, size))
+          expect(value, `${name}, chunks of ${size}`).toEqual(expected[0])
+          expect(JSON.stringify(value), name).toBe(JSON.stringify(expected[0]))
+          expect(Object.keys(value as object), name).toEqual(Object.keys(expected[0]))
+          expect(Object.getPrototypeOf(value), name).toBe(Object.getPrototypeOf(expected[0]))
+        }
+      }
+    })
+
+    it("fails as JSON.parse of the whole element does, wherever the fault is", () => {
+      const text = elements["members before and after"]
+      const reading = text.indexOf("{\"sensor_uuid\"", Math.floor(text.length / 2))
+      const faults = {
+        "a doubled comma between readings": `${text.slice(0, reading)},${text.slice(reading)}`,
+        "a trailing comma in the array": text.replace(/\]((?:,"equip_nome))/, ",]$1"),
+        "a trailing comma in the object": `${text.slice(0, -1)},}`,
+        "a missing value in a reading": `${text.slice(0, reading)}{"a":},${text.slice(reading)}`,
+        "a BOM before a reading": `${text.slice(0, reading)}\uFEFF${text.slice(reading)}`,
+        "a broken member after the array": text.replace("\"equip_nome\":\"x\"", "\"equip_nome\" \"x\""),
+        "a broken member before the array": text.replace("\"n\":[1,2]", "\"n\":[1 2]")
+      }
+      for (const [name, faulty] of Object.entries(faults)) {
+        let message = ""
+        try {
+          JSON.parse(faulty)
+        } catch (e) {
+          message = (e as Error).message
+        }
+        expect(message, name).not.toBe("")
+        const error = errorOf(`[${faulty}]`)
+        expect([error.kind, error.index, error.message], name).toEqual(["syntax", 0, `Element 0: ${message}`])
+      }
+      const bytes = utf8(`[${text}]`)
+      const invalid = new Uint8Array([...bytes.subarray(0, reading + 20), 0xff, ...bytes.subarray(reading + 20)])
+      expect(errorOf(invalid).message).toBe("Element 0: invalid UTF-8")
+    })
+
+    it("finds a string that cannot be stored, with its path, in any piece", () => {
+      for (const [at, where] of [[3, "[3].sensor_nome"], [1200, "[1200].sensor_nome"]] as const) {
+        const text = elements["members before and after"]
+        const faulty = JSON.parse(text)
+        faulty.sensor[at].sensor_nome = "nul \u0000"
+        const error = errorOf(`[${JSON.stringify(faulty)}]`)
+        expect([error.kind, error.path], where).toEqual(["unstorable_string", `.sensor${where}`])
+      }
+      const error = errorOf(`[${elements["members before and after"].slice(0, -1)},"t":"\\ud800"}]`)
+      expect([error.kind, error.path]).toEqual(["unstorable_string", ".t"])
+    })
+  })
 })

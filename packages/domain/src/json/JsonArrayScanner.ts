@@ -70,6 +70,7 @@ const CR = 0x0d
 const SPACE = 0x20
 const QUOTE = 0x22
 const COMMA = 0x2c
+const COLON = 0x3a
 const OPEN_BRACKET = 0x5b
 const BACKSLASH = 0x5c
 const LETTER_U = 0x75
@@ -96,6 +97,18 @@ const STRING_TOO_LONG = -3
 // past the larger size.
 const MIN_PENDING_BYTES = 64 * 1024
 const MAX_KEPT_PENDING_BYTES = 1024 * 1024
+
+/**
+ * An object element is parsed in pieces of about this many bytes, cut at the commas of its first array member
+ * (see parseInPieces). V8 allocates a string over 128 KiB (a two-byte one: over 64 Ki characters) as a large
+ * object, on fresh pages each time, several times slower than one that fits its young generation.
+ */
+const PIECE_BYTES = 48 * 1024
+
+// Where the current element is in its first array member, the one cut into pieces.
+const NO_ARRAY = 0
+const IN_ARRAY = 1
+const ARRAY_CLOSED = 2
 
 // ignoreBOM keeps a U+FEFF at the start of an element so JSON.parse rejects it
 // instead of the decoder silently stripping it.
@@ -135,6 +148,11 @@ export class JsonArrayScanner {
   /** The bytes of the current element seen so far, whether pending or handed to the splitter. */
   private elementBytes = 0
   private startByte = 0
+  /** The pieces of the current element: where its first array member opens and closes, and the commas cut. */
+  private pieces = NO_ARRAY
+  private arrayOpen = 0
+  private arrayClose = 0
+  private cuts: Array<number> = []
 
   constructor(limits: ScannerLimits, private readonly split?: SplitOptions) {
     this.maxElementBytes = limits.maxElementBytes
@@ -232,6 +250,9 @@ export class JsonArrayScanner {
     this.escaped = false
     this.unicodeEscape = false
     this.stringBytes = 0
+    // Only an object's array member is cut into pieces.
+    this.pieces = b === OPEN_BRACE ? NO_ARRAY : ARRAY_CLOSED
+    if (this.cuts.length > 0) this.cuts = []
     if (b === OPEN_BRACE || b === OPEN_BRACKET) {
       this.depth = 2
       if (this.depth > this.maxDepth) throw this.tooDeep()
@@ -255,7 +276,9 @@ export class JsonArrayScanner {
     // Scan at most one byte past the size limit, so an oversized element fails
     // without walking the rest of a huge chunk.
     const end = Math.min(bytes.length, start + this.maxElementBytes - this.elementBytes + 1)
-    const stop = this.state === IN_PRIMITIVE ? this.scanPrimitive(bytes, from, end) : this.scanStructured(bytes, from, end)
+    const stop = this.state === IN_PRIMITIVE
+      ? this.scanPrimitive(bytes, from, end)
+      : this.scanStructured(bytes, from, end, this.elementBytes - start)
     const piece = bytes.subarray(start, stop < 0 ? end : stop)
     const size = this.elementBytes + piece.length
     if (size > this.maxElementBytes) {
@@ -302,8 +325,11 @@ export class JsonArrayScanner {
     }
   }
 
-  /** Returns the index just after the element, or -1 if it did not end before `end`. */
-  private scanStructured(bytes: Uint8Array, i: number, end: number): number {
+  /**
+   * Returns the index just after the element, or -1 if it did not end before `end`; `base + i` is the offset of
+   * `bytes[i]` in the element, where its pieces are cut.
+   */
+  private scanStructured(bytes: Uint8Array, i: number, end: number, base: number): number {
     // The loop runs on locals, read from the fields here and written back once at the end: no field is touched
     // on a path taken only now and then, where optimized code would lack type feedback and deoptimize each time.
     const maxDepth = this.maxDepth
@@ -315,6 +341,8 @@ export class JsonArrayScanner {
     // The current string's bytes in earlier chunks, and where its bytes in this chunk begin.
     let stringBytes = this.stringBytes
     let stringStart = i
+    let pieces = this.pieces
+    let lastCut = this.cuts.length > 0 ? this.cuts[this.cuts.length - 1]! : this.arrayOpen
     if (escaped && i < end) {
       // The previous chunk ended with a backslash inside a string.
       if (bytes[i] === LETTER_U) unicodeEscape = true
@@ -362,13 +390,25 @@ export class JsonArrayScanner {
           stop = TOO_DEEP
           break
         }
+        if (depth === 3 && pieces === NO_ARRAY && b === OPEN_BRACKET) {
+          pieces = IN_ARRAY
+          lastCut = this.arrayOpen = base + i - 1
+        }
       } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
         if (--depth === 1) {
           stop = i
           break
         }
+        if (depth === 2 && pieces === IN_ARRAY) {
+          pieces = ARRAY_CLOSED
+          this.arrayClose = base + i - 1
+        }
+      } else if (b === COMMA && depth === 3 && pieces === IN_ARRAY && base + i - lastCut > PIECE_BYTES) {
+        lastCut = base + i - 1
+        this.cuts.push(lastCut)
       }
     }
+    this.pieces = pieces
     if (stop === NOT_ENDED && inString) {
       stringBytes += end - stringStart
       if (stringBytes > maxStringBytes) stop = STRING_TOO_LONG
@@ -412,22 +452,27 @@ export class JsonArrayScanner {
       // An exceptionally large element's buffer is not kept for the rest of the payload.
       if (this.pending.length > MAX_KEPT_PENDING_BYTES) this.pending = new Uint8Array(0)
     }
-    const value = this.parseChecked(bytes, "", 0, this.unicodeEscape)
+    const pieces = this.pieces === ARRAY_CLOSED && this.cuts.length > 0
+      ? parseInPieces(bytes, this.arrayOpen, this.cuts, this.arrayClose)
+      : undefined
+    const value = this.parseChecked(bytes, "", 0, this.unicodeEscape, pieces)
     this.emitted++
     return value
   }
 
   /**
    * `bytes` parsed, its strings checked for what text cannot store when they may hold it; `path` and `offset`
-   * place an array of a part's elements in the element, for the error.
+   * place an array of a part's elements in the element, for the error. `parsed`: its value, if already parsed.
    */
-  private parseChecked(bytes: Uint8Array, path: string, offset = 0, escapes = true): unknown {
-    let value: unknown
-    try {
-      value = JSON.parse(decoder.decode(bytes))
-    } catch (e) {
-      const reason = e instanceof TypeError ? "invalid UTF-8" : (e as Error).message
-      throw this.error("syntax", `Element ${this.emitted}: ${reason}`)
+  private parseChecked(bytes: Uint8Array, path: string, offset = 0, escapes = true, parsed?: unknown): unknown {
+    let value = parsed
+    if (value === undefined) {
+      try {
+        value = JSON.parse(decoder.decode(bytes))
+      } catch (e) {
+        const reason = e instanceof TypeError ? "invalid UTF-8" : (e as Error).message
+        throw this.error("syntax", `Element ${this.emitted}: ${reason}`)
+      }
     }
     if (escapes) {
       const unstorable = findUnstorable(value, path, offset)
@@ -445,6 +490,55 @@ export class JsonArrayScanner {
   private error(kind: JsonScanError["kind"], message: string): JsonScanError {
     return new JsonScanError(kind, message, this.emitted)
   }
+}
+
+/**
+ * `JSON.parse` of an object element, the same value, built from pieces cut at the commas `cuts` of its array
+ * member from `open` to `close` (offsets of its brackets): the object before the first cut with the array closed,
+ * the array's elements between cuts, then the members after the array. Undefined when a piece does not parse (the
+ * whole element is then parsed, for its error) or when the members after the array might not merge as JSON.parse
+ * would have read them.
+ */
+const parseInPieces = (bytes: Uint8Array, open: number, cuts: ReadonlyArray<number>, close: number): unknown => {
+  const name = memberName(bytes, open)
+  if (name === undefined) return undefined
+  try {
+    const head = JSON.parse(decoder.decode(bytes.subarray(0, cuts[0])) + "]}")
+    // The array is head's last member in the text, so its value under its name (a name seen twice keeps the last;
+    // an own `__proto__` too, which a property read would miss).
+    const array: unknown = Object.getOwnPropertyDescriptor(head, name)?.value
+    if (!Array.isArray(array)) return undefined
+    for (let k = 0; k < cuts.length; k++) {
+      const piece: Array<unknown> = JSON.parse(`[${decoder.decode(bytes.subarray(cuts[k]! + 1, cuts[k + 1] ?? close))}]`)
+      for (let j = 0; j < piece.length; j++) array.push(piece[j])
+    }
+    const rest = decoder.decode(bytes.subarray(close + 1))
+    // The members after the array, read behind a placeholder member that no member there can share a name with.
+    if (rest.includes("\"\"")) return undefined
+    const tail = JSON.parse(`{"":0${rest}`)
+    delete tail[""]
+    if (Object.hasOwn(tail, "__proto__")) return undefined
+    return Object.assign(head, tail)
+  } catch {
+    return undefined
+  }
+}
+
+/** The name of the member whose value opens at `open`, when written without escapes. */
+const memberName = (bytes: Uint8Array, open: number): string | undefined => {
+  let i = open - 1
+  while (i >= 0 && isWhitespace(bytes[i]!)) i--
+  if (bytes[i] !== COLON) return undefined
+  i--
+  while (i >= 0 && isWhitespace(bytes[i]!)) i--
+  if (bytes[i] !== QUOTE) return undefined
+  const end = i
+  i--
+  while (i >= 0 && bytes[i] !== QUOTE) {
+    if (bytes[i] === BACKSLASH) return undefined
+    i--
+  }
+  return i < 0 ? undefined : decoder.decode(bytes.subarray(i + 1, end))
 }
 
 const describe = (b: number): string =>
