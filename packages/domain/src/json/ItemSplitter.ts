@@ -54,16 +54,18 @@ class Bytes {
   length = 0
   append(bytes: Uint8Array, from: number, to: number): void {
     const size = this.length + (to - from)
-    if (size > this.buffer.length) {
-      const grown = new Uint8Array(Math.max(size, 2 * this.buffer.length))
-      grown.set(this.buffer.subarray(0, this.length))
-      this.buffer = grown
-    }
+    if (size > this.buffer.length) this.grow(size)
     this.buffer.set(bytes.subarray(from, to), this.length)
     this.length = size
   }
+  private grow(size: number): void {
+    const grown = new Uint8Array(Math.max(size, 2 * this.buffer.length))
+    grown.set(this.buffer.subarray(0, this.length))
+    this.buffer = grown
+  }
   byte(b: number): void {
-    this.append(Uint8Array.of(b), 0, 1)
+    if (this.length === this.buffer.length) this.grow(this.length + 1)
+    this.buffer[this.length++] = b
   }
   view(): Uint8Array {
     return this.buffer.subarray(0, this.length)
@@ -154,9 +156,11 @@ export class ItemSplitter {
           }
           break
         case IN_VALUE: {
-          const end = this.scanValue(bytes, i, true)
-          if (this.keeping) this.head.append(bytes, i, end)
-          i = end
+          const end = this.scanValue(bytes, i)
+          const stop = end < 0 ? n : end
+          if (this.keeping) this.head.append(bytes, i, stop)
+          i = stop
+          if (end >= 0) this.state = AFTER_VALUE
           break
         }
         case AFTER_VALUE:
@@ -166,36 +170,9 @@ export class ItemSplitter {
           i++
           break
         case BEFORE_READING:
-          if (b === CLOSE_BRACKET && this.readingsInPart === 0 && this.readings.length === 0) {
-            this.state = AFTER_VALUE
-            i++
-          } else if (isWhitespace(b)) {
-            i++
-          } else {
-            if (this.readings.length > 0) this.readings.byte(COMMA)
-            this.state = IN_READING
-            this.depth = 0
-          }
-          break
-        case IN_READING: {
-          const end = this.scanValue(bytes, i, false)
-          this.readings.append(bytes, i, end)
-          i = end
-          // scanValue moved on when the reading ended (hidden from the switch's narrowing).
-          if ((this.state as number) === AFTER_READING) this.readingsInPart++
-          break
-        }
+        case IN_READING:
         case AFTER_READING:
-          if (b === COMMA) {
-            // Only once another reading follows: so the item's last part always has readings of its own.
-            if (this.readings.length >= this.partBytes) out.push(this.part(false))
-            this.state = BEFORE_READING
-          } else if (b === CLOSE_BRACKET) {
-            this.state = AFTER_VALUE
-          } else if (!isWhitespace(b)) {
-            throw new ItemSplitError(`expected ',' or ']' in sensor, found ${describe(b)}`)
-          }
-          i++
+          i = this.scanReadings(bytes, i, out)
           break
         default:
           if (!isWhitespace(b)) throw new ItemSplitError(`unexpected ${describe(b)} after the item`)
@@ -205,6 +182,80 @@ export class ItemSplitter {
     return out
   }
 
+
+  /**
+   * The readings of `sensor` from `i`, in one loop on locals, until the array closes (then AFTER_VALUE, and the
+   * index after its `]`) or the bytes end. Readings are copied a run at a time — readings separated by a bare
+   * comma, as compact JSON writes them — and whitespace between readings is left out, so a part's text is its
+   * readings joined by commas however they were sent.
+   */
+  private scanReadings(bytes: Uint8Array, i: number, out: Array<RawItemPart>): number {
+    const n = bytes.length
+    const readings = this.readings
+    let state = this.state
+    // The run being gathered in `bytes`: [runStart, runEnd), runEnd the end of its last reading so far.
+    let runStart = -1
+    let runEnd = -1
+    const flush = () => {
+      if (runStart >= 0) readings.append(bytes, runStart, runEnd)
+      runStart = -1
+    }
+    while (i < n) {
+      if (state === IN_READING) {
+        // A reading that went on from the previous bytes continues here, with no comma before it.
+        if (runStart < 0) runStart = i
+        const end = this.scanValue(bytes, i)
+        if (end < 0) {
+          readings.append(bytes, runStart, n)
+          runStart = -1
+          i = n
+          break
+        }
+        i = end
+        state = AFTER_READING
+        runEnd = i
+        this.readingsInPart++
+        continue
+      }
+      const b = bytes[i]!
+      if (state === AFTER_READING) {
+        if (b === COMMA) {
+          // Only once another reading follows: so the item's last part always has readings of its own.
+          if (readings.length + (runStart >= 0 ? runEnd - runStart : 0) >= this.partBytes) {
+            flush()
+            out.push(this.part(false))
+          }
+          state = BEFORE_READING
+        } else if (b === CLOSE_BRACKET) {
+          state = AFTER_VALUE
+          i++
+          break
+        } else if (!isWhitespace(b)) {
+          throw new ItemSplitError(`expected ',' or ']' in sensor, found ${describe(b)}`)
+        }
+        i++
+      } else if (b === CLOSE_BRACKET && this.readingsInPart === 0 && readings.length === 0 && runStart < 0) {
+        // BEFORE_READING: the array is empty.
+        state = AFTER_VALUE
+        i++
+        break
+      } else if (isWhitespace(b)) {
+        i++
+      } else {
+        // BEFORE_READING: a reading starts. It joins the run when only a comma is between them.
+        if (runStart < 0 || i !== runEnd + 1) {
+          flush()
+          if (readings.length > 0) readings.byte(COMMA)
+          runStart = i
+        }
+        state = IN_READING
+        this.depth = 0
+      }
+    }
+    flush()
+    this.state = state
+    return i
+  }
 
   private startMember(): void {
     const name = JSON.parse(decoder.decode(this.key.view())) as string
@@ -273,44 +324,65 @@ export class ItemSplitter {
   }
 
   /**
-   * Scans a value (a member's, or a reading) from `i`: the index where it ends (before the `,`, `}` or `]` that
-   * follows it), or `bytes.length` if it goes on. Moves to AFTER_VALUE / AFTER_READING when it ended.
+   * Scans a value (a member's, or a reading) from `i`, resuming where the previous bytes left it: the index where
+   * it ends — before the `,`, `}`, `]` or whitespace after a number or literal, after the quote or bracket that
+   * closes a string or structure — or -1 if it goes on past `bytes`. Runs on locals: readings are most of the bytes.
    */
-  private scanValue(bytes: Uint8Array, i: number, member: boolean): number {
+  private scanValue(bytes: Uint8Array, i: number): number {
     const n = bytes.length
+    let depth = this.depth
+    let inString = this.inString
+    if (this.escaped && i < n) {
+      this.escaped = false
+      i++
+    }
+    let end = -1
     while (i < n) {
-      if (this.inString) {
-        i = this.skipString(bytes, i)
-        if (this.inString) return n
-        if (this.depth === 0) return this.finishValue(i, member)
-        continue
-      }
-      const b = bytes[i]!
-      if (b === QUOTE) {
-        this.inString = true
+      let b = bytes[i]!
+      if (inString) {
+        while (b !== QUOTE && b !== BACKSLASH && ++i < n) b = bytes[i]!
+        if (i === n) break
+        if (b === BACKSLASH) {
+          i += 2
+          if (i > n) {
+            this.escaped = true
+            i = n
+          }
+          continue
+        }
+        inString = false
+        i++
+        if (depth === 0) {
+          end = i
+          break
+        }
+      } else if (b === QUOTE) {
+        inString = true
         i++
       } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
-        this.depth++
+        depth++
         i++
       } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) {
-        if (this.depth === 0) return this.finishValue(i, member)
-        this.depth--
+        // At depth 0 it is not the value's: the value (a number or literal) ended before it.
+        if (depth === 0) {
+          end = i
+          break
+        }
         i++
-        if (this.depth === 0) return this.finishValue(i, member)
-      } else if (b === COMMA && this.depth === 0) {
-        return this.finishValue(i, member)
-      } else if (isWhitespace(b) && this.depth === 0) {
-        return this.finishValue(i, member)
+        if (--depth === 0) {
+          end = i
+          break
+        }
+      } else if (depth === 0 && (b === COMMA || isWhitespace(b))) {
+        end = i
+        break
       } else {
         i++
       }
     }
-    return n
-  }
-
-  private finishValue(i: number, member: boolean): number {
-    this.state = member ? AFTER_VALUE : AFTER_READING
-    return i
+    this.depth = depth
+    this.inString = inString
+    return end
   }
 }
 

@@ -100,10 +100,11 @@ const MAX_KEPT_PENDING_BYTES = 1024 * 1024
 
 /**
  * An object element is parsed in pieces of about this many bytes, cut at the commas of its first array member
- * (see parseInPieces). V8 allocates a string over 128 KiB (a two-byte one: over 64 Ki characters) as a large
- * object, on fresh pages each time, several times slower than one that fits its young generation.
+ * (see parseInPieces); a large element's parts are best of this size too. V8 allocates a string over 128 KiB (a
+ * two-byte one: over 64 Ki characters) as a large object, on fresh pages each time, several times slower than one
+ * that fits its young generation.
  */
-const PIECE_BYTES = 48 * 1024
+export const PIECE_BYTES = 48 * 1024
 
 // Where the current element is in its first array member, the one cut into pieces.
 const NO_ARRAY = 0

@@ -1,6 +1,6 @@
 import { Chunk, Effect, Either, Stream } from "effect"
 import { InvalidPayload, PayloadTooLarge } from "../errors.js"
-import { ElementPart, JsonArrayScanner, JsonScanError } from "../json/JsonArrayScanner.js"
+import { ElementPart, JsonArrayScanner, JsonScanError, PIECE_BYTES } from "../json/JsonArrayScanner.js"
 import { EQUIPMENT_FIELDS } from "./Payload.js"
 import { makeNormalizer, type NormalizeOptions } from "./normalize.js"
 import type { TelemetryItem } from "./Telemetry.js"
@@ -64,11 +64,11 @@ const yieldToEventLoop = Effect.async<void>((resume) => {
 const scanTurn = Effect.unsafeMakeSemaphore(1)
 
 /**
- * Items larger than this are read in parts of about PART_BYTES of readings (see ItemSplitter): a part is parsed
- * in a few milliseconds, and concurrent large items hold a part each in memory, not a whole item and its objects.
+ * Items larger than this are read in parts of about PIECE_BYTES of readings (see ItemSplitter): a part is parsed
+ * in a fraction of a millisecond, and concurrent large items hold a part each in memory, not a whole item and its
+ * objects.
  */
 const SPLIT_ABOVE_BYTES = 1024 * 1024
-const PART_BYTES = 512 * 1024
 
 /**
  * Turns the JSON bytes of a bulk payload into validated, normalized equipment items, one at a time, so memory
@@ -81,7 +81,7 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
       maxElementBytes: options.maxItemBytes,
       maxDepth: options.maxDepth,
       maxStringBytes: options.maxStringBytes
-    }, { aboveBytes: SPLIT_ABOVE_BYTES, partBytes: PART_BYTES, arrayMember: "sensor", keep: EQUIPMENT_FIELDS })
+    }, { aboveBytes: SPLIT_ABOVE_BYTES, partBytes: PIECE_BYTES, arrayMember: "sensor", keep: EQUIPMENT_FIELDS })
     const normalize = makeNormalizer(options)
     let index = 0
     // Parts of a large item whose head does not name its equipment yet (`equip_uuid` after `sensor`).

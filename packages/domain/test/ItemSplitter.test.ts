@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest"
+import { ItemSplitter, type RawItemPart } from "../src/json/ItemSplitter.js"
+import { utf8 } from "./support/bytes.js"
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/** The parts of `item` fed in chunks cut at `cuts`, as text, or the error's message. */
+const partsOf = (item: Uint8Array, cuts: ReadonlyArray<number>, partBytes = 200) => {
+  const splitter = new ItemSplitter(new Set(["equip_uuid", "a"]), "sensor", partBytes)
+  const parts: Array<RawItemPart> = []
+  const bounds = [0, ...cuts, item.length]
+  try {
+    for (let k = 1; k < bounds.length; k++) parts.push(...splitter.push(item.subarray(bounds[k - 1], bounds[k])))
+  } catch (e) {
+    return { error: (e as Error).message }
+  }
+  return parts.map((part) => ({ ...part, head: text(part.head), readings: text(part.readings) }))
+}
+
+describe("ItemSplitter", () => {
+  let seed = 7
+  const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
+  const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
+  const value = (depth: number): unknown => {
+    const r = random()
+    if (depth > 3 || r < 0.4) return pick<unknown>([0, -1.5e-7, 42, true, null, "", "a\"b\\", "]},[{", "ü€😀\n", "\\\\\""])
+    const items = Array.from({ length: Math.floor(random() * 4) }, () => value(depth + 1))
+    return r < 0.7 ? items : Object.fromEntries(items.map((v, k) => [`k${k}"\\`, v]))
+  }
+  /** Random items, compact, indented, or with spaces around some commas. */
+  const items = Array.from({ length: 400 }, () => {
+    const sensor = Array.from({ length: Math.floor(random() * 40) }, () => value(1))
+    const item = random() < 0.5 ? { equip_uuid: "x", sensor, a: value(1) } : { a: [1, 2], sensor, equip_uuid: "y", b: 1 }
+    const json = JSON.stringify(item, null, random() < 0.3 ? 1 : undefined)
+    // Spaces around commas (in strings too, which changes them: what is sent is what is expected).
+    return random() < 0.3 ? json.replace(/,/g, () => (random() < 0.2 ? "  , " : ",")) : json
+  })
+
+  it("hands out every reading once, in order, in parts of its readings joined by commas, however it is chunked", () => {
+    for (const json of items) {
+      const item = JSON.parse(json)
+      const bytes = utf8(json)
+      const whole = partsOf(bytes, [])
+      if ("error" in whole) throw new Error(`${json}: ${whole.error}`)
+      expect(whole.flatMap((part) => JSON.parse(part.readings))).toEqual(item.sensor)
+      expect(whole.map((part) => part.offset)).toEqual(
+        whole.map((_, k) => whole.slice(0, k).reduce((n, part) => n + JSON.parse(part.readings).length, 0))
+      )
+      expect(whole.map((part) => part.last)).toEqual(whole.map((_, k) => k === whole.length - 1))
+      for (const part of whole.slice(0, -1)) expect(utf8(part.readings).length - 2, json).toBeGreaterThanOrEqual(200)
+      if (json === JSON.stringify(item)) {
+        // Readings as sent, joined by bare commas, whatever was between them.
+        expect(whole.map((part) => part.readings.slice(1, -1)).join(",")).toBe(JSON.stringify(item.sensor).slice(1, -1))
+      }
+      expect(JSON.parse(whole.at(-1)!.head)).toEqual({ equip_uuid: item.equip_uuid, a: item.a })
+      const cuts: Array<number> = []
+      for (let k = 1; k < bytes.length; k++) if (random() < 0.08) cuts.push(k)
+      expect(partsOf(bytes, cuts), json).toEqual(whole)
+      expect(partsOf(bytes, Array.from({ length: bytes.length - 1 }, (_, k) => k + 1)), json).toEqual(whole)
+    }
+  })
+
+  it("fails the same way however a faulty item is chunked", () => {
+    for (const json of items.slice(0, 150)) {
+      const at = Math.floor(random() * json.length)
+      const bytes = utf8(`${json.slice(0, at)}${pick([",", "]", "}", " ", "\"", "x", ",,"])}${json.slice(at)}`)
+      const cuts: Array<number> = []
+      for (let k = 1; k < bytes.length; k++) if (random() < 0.1) cuts.push(k)
+      expect(partsOf(bytes, cuts), text(bytes)).toEqual(partsOf(bytes, []))
+    }
+  })
+})
