@@ -252,6 +252,21 @@ describe("JsonArrayScanner", () => {
       expect(errorOf("[1,2,{").index).toBe(2)
     })
 
+    it("unstorable_string for an escaped NUL or lone surrogate, however the escape is cut, and not for other escapes", () => {
+      for (const escape of ["\\u0000", "\\uDC00", "\\ud800", "\\uDBFFx", "\\udfff", "\\uDe00"]) {
+        const bytes = utf8(`[{"a":"\\u00e9"},{"s":["ok","x${escape}"]}]`)
+        for (let k = 0; k <= bytes.length; k++) {
+          const error = scanError(() => scanChunks(splitAt(bytes, k)))
+          expect([error.kind, error.index, error.path], `${escape} split at ${k}`).toEqual(["unstorable_string", 1, ".s[1]"])
+        }
+      }
+      for (const escape of ["\\u00e9", "\\ud83d\\ude00", "\\\\u0000", "\\u1000", "\\ue000", "\\u0D80", "\\uD7FF"]) {
+        const text = `[{"s":["x${escape}"]}]`
+        const bytes = utf8(text)
+        for (let k = 0; k <= bytes.length; k++) expect(scanChunks(splitAt(bytes, k)), `${escape} split at ${k}`).toEqual(JSON.parse(text))
+      }
+    })
+
     it("keeps failing after an error", () => {
       const scanner = new JsonArrayScanner(roomy)
       const error = scanError(() => scanner.push(utf8("[1,,")))

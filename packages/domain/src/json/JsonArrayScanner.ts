@@ -137,8 +137,11 @@ export class JsonArrayScanner {
   private depth = 1
   private inString = false
   private escaped = false
-  /** The element has a `\uXXXX` escape: only such an element can hold a NUL or a lone surrogate. */
-  private unicodeEscape = false
+  /**
+   * The element has a `\u` escape of U+0000 or of a surrogate: only such an element can hold a NUL or a lone
+   * surrogate. (Home Assistant's Python escapes every non-ASCII character, so `\u` alone says little.)
+   */
+  private unstorableEscape = false
   /** Bytes of the current string in earlier chunks. */
   private stringBytes = 0
   /** The element's bytes from earlier chunks: the first pendingBytes of a buffer reused from element to element. */
@@ -249,7 +252,7 @@ export class JsonArrayScanner {
     this.elementBytes = 0
     this.startByte = b
     this.escaped = false
-    this.unicodeEscape = false
+    this.unstorableEscape = false
     this.stringBytes = 0
     // Only an object's array member is cut into pieces.
     this.pieces = b === OPEN_BRACE ? NO_ARRAY : ARRAY_CLOSED
@@ -320,8 +323,9 @@ export class JsonArrayScanner {
       throw e
     }
     for (const part of parts) {
-      const head = this.parseChecked(part.head, "")
-      const items = this.parseChecked(part.readings, `.${this.split!.arrayMember}`, part.offset)
+      // The part's bytes were all scanned: the flag covers them.
+      const head = this.parseChecked(part.head, "", 0, this.unstorableEscape)
+      const items = this.parseChecked(part.readings, `.${this.split!.arrayMember}`, part.offset, this.unstorableEscape)
       out.push(new ElementPart(this.emitted, head as Record<string, unknown>, items as Array<unknown>, part.offset, part.last))
     }
   }
@@ -338,7 +342,7 @@ export class JsonArrayScanner {
     let depth = this.depth
     let inString = this.inString
     let escaped = this.escaped
-    let unicodeEscape = this.unicodeEscape
+    let unstorableEscape = this.unstorableEscape
     // The current string's bytes in earlier chunks, and where its bytes in this chunk begin.
     let stringBytes = this.stringBytes
     let stringStart = i
@@ -346,7 +350,7 @@ export class JsonArrayScanner {
     let lastCut = this.cuts.length > 0 ? this.cuts[this.cuts.length - 1]! : this.arrayOpen
     if (escaped && i < end) {
       // The previous chunk ended with a backslash inside a string.
-      if (bytes[i] === LETTER_U) unicodeEscape = true
+      if (bytes[i] === LETTER_U && mayBeUnstorable(bytes, i + 1)) unstorableEscape = true
       escaped = false
       i++
     }
@@ -360,7 +364,7 @@ export class JsonArrayScanner {
         if (i === end) break
         if (b === BACKSLASH) {
           // The escaped byte is never a quote we must see; \uXXXX only flags the element for checking.
-          if (bytes[i + 1] === LETTER_U) unicodeEscape = true
+          if (bytes[i + 1] === LETTER_U && mayBeUnstorable(bytes, i + 2)) unstorableEscape = true
           i += 2
           if (i > end) {
             escaped = true
@@ -417,7 +421,7 @@ export class JsonArrayScanner {
     this.depth = depth
     this.inString = inString
     this.escaped = escaped
-    this.unicodeEscape = unicodeEscape
+    this.unstorableEscape = unstorableEscape
     this.stringBytes = stringBytes
     if (stop === TOO_DEEP) throw this.tooDeep()
     if (stop === STRING_TOO_LONG) {
@@ -456,7 +460,7 @@ export class JsonArrayScanner {
     const pieces = this.pieces === ARRAY_CLOSED && this.cuts.length > 0
       ? parseInPieces(bytes, this.arrayOpen, this.cuts, this.arrayClose)
       : undefined
-    const value = this.parseChecked(bytes, "", 0, this.unicodeEscape, pieces)
+    const value = this.parseChecked(bytes, "", 0, this.unstorableEscape, pieces)
     this.emitted++
     return value
   }
@@ -542,6 +546,20 @@ const memberName = (bytes: Uint8Array, open: number): string | undefined => {
   return i < 0 ? undefined : decoder.decode(bytes.subarray(i + 1, end))
 }
 
+/**
+ * Whether the `\u` escape whose four hex digits start at `at` may be U+0000 or a surrogate (D800-DFFF); digits
+ * that the bytes cut off may be.
+ */
+const mayBeUnstorable = (bytes: Uint8Array, at: number): boolean => {
+  if (at + 4 > bytes.length) return true
+  // Letters lowered; digits are unchanged by the bit.
+  const first = bytes[at]! | 0x20
+  const second = bytes[at + 1]! | 0x20
+  // D8-DF: a digit 8 or 9, or a (lowered) letter a-f.
+  if (first === 0x64) return second === 0x38 || second === 0x39 || (second >= 0x61 && second <= 0x66)
+  return first === 0x30 && second === 0x30 && bytes[at + 2] === 0x30 && bytes[at + 3] === 0x30
+}
+
 const describe = (b: number): string =>
   b >= 0x20 && b < 0x7f ? `'${String.fromCharCode(b)}'` : `byte 0x${b.toString(16).padStart(2, "0")}`
 
@@ -549,7 +567,7 @@ const describe = (b: number): string =>
  * The first string (value or key) in `value` that text cannot hold: a NUL, which PostgreSQL's text and jsonb
  * refuse, or a lone surrogate (`\ud800` parses in JavaScript but is not Unicode, and would be stored as U+FFFD,
  * another string than the one sent). Raw bytes cannot make either (JSON forbids raw control characters and the
- * UTF-8 decoder is fatal), so only elements with `\u` escapes are walked.
+ * UTF-8 decoder is fatal), so only elements with a `\u` escape of U+0000 or a surrogate are walked.
  */
 const findUnstorable = (
   value: unknown,
