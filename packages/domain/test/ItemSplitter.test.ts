@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { ItemSplitter, type RawItemPart } from "../src/json/ItemSplitter.js"
 import { utf8 } from "./support/bytes.js"
+import { randomJson } from "./support/randomJson.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
@@ -18,15 +19,7 @@ const partsOf = (item: Uint8Array, cuts: ReadonlyArray<number>, partBytes = 200)
 }
 
 describe("ItemSplitter", () => {
-  let seed = 7
-  const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
-  const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
-  const value = (depth: number): unknown => {
-    const r = random()
-    if (depth > 3 || r < 0.4) return pick<unknown>([0, -1.5e-7, 42, true, null, "", "a\"b\\", "]},[{", "ü€😀\n", "\\\\\""])
-    const items = Array.from({ length: Math.floor(random() * 4) }, () => value(depth + 1))
-    return r < 0.7 ? items : Object.fromEntries(items.map((v, k) => [`k${k}"\\`, v]))
-  }
+  const { pick, random, value } = randomJson(7)
   /** Random items, compact, indented, or with spaces around some commas. */
   const items = Array.from({ length: 400 }, () => {
     const sensor = Array.from({ length: Math.floor(random() * 40) }, () => value(1))
@@ -57,6 +50,17 @@ describe("ItemSplitter", () => {
       for (let k = 1; k < bytes.length; k++) if (random() < 0.08) cuts.push(k)
       expect(partsOf(bytes, cuts), json).toEqual(whole)
       expect(partsOf(bytes, Array.from({ length: bytes.length - 1 }, (_, k) => k + 1)), json).toEqual(whole)
+    }
+  })
+
+  it("keeps an empty reading in its part, so that what JSON.parse refuses stays refused", () => {
+    for (const json of ["{\"sensor\":[,1,2]}", "{\"sensor\":[1,,2]}", "{\"sensor\":[ , 1]}", "{\"sensor\":[1,]}"]) {
+      const bytes = utf8(json)
+      for (let k = 1; k < bytes.length; k++) {
+        const parts = partsOf(bytes, [k])
+        if ("error" in parts) throw new Error(`${json}: ${parts.error}`)
+        expect(() => parts.map((part) => JSON.parse(part.readings)), `${json} cut at ${k}`).toThrow(SyntaxError)
+      }
     }
   })
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { JsonArrayScanner, JsonScanError, type ScannerLimits } from "../src/json/JsonArrayScanner.js"
 import { piecesOf, utf8 } from "./support/bytes.js"
+import { randomJson } from "./support/randomJson.js"
 
 const roomy: ScannerLimits = { maxElementBytes: 1 << 20, maxDepth: 64, maxStringBytes: 1 << 20 }
 
@@ -108,17 +109,7 @@ describe("JsonArrayScanner", () => {
   })
 
   it("matches JSON.parse on random documents in random chunks", () => {
-    let seed = 42
-    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000)
-    const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
-    const value = (depth: number): unknown => {
-      const r = random()
-      if (depth > 4 || r < 0.4) {
-        return pick<unknown>([0, -1.25e-7, 42, true, false, null, "", "a\"b\\", "]},[{", "ü€😀\n\t\u0001", "\\\\\""])
-      }
-      const items = Array.from({ length: Math.floor(random() * 5) }, () => value(depth + 1))
-      return r < 0.7 ? items : Object.fromEntries(items.map((v, k) => [`k${k}"\\😀`, v]))
-    }
+    const { random, value } = randomJson(42)
     for (let round = 0; round < 200; round++) {
       const doc = Array.from({ length: Math.floor(random() * 6) }, () => value(1))
       const bytes = utf8(JSON.stringify(doc, null, random() < 0.5 ? 2 : undefined))

@@ -791,14 +791,15 @@ describe("PayloadDecoder", () => {
         })
       }))
 
-    it.effect("a sensor that is not an array, twice, or cut short is refused", () =>
+    it.effect("a sensor that is not an array, twice, cut short or with an empty reading is refused", () =>
       Effect.gen(function*() {
         const padding = Array.from({ length: 40 }, () => "z".repeat(40_000))
         for (
           const text of [
             JSON.stringify([{ equip_uuid: "x", padding, sensor: 5 }]),
             `[{"equip_uuid":"x","sensor":${JSON.stringify(many)},"sensor":[]}]`,
-            `[{"equip_uuid":"x","sensor":${JSON.stringify(many).slice(0, -1)}}]`
+            `[{"equip_uuid":"x","sensor":${JSON.stringify(many).slice(0, -1)}}]`,
+            `[{"equip_uuid":"x","sensor":[,${JSON.stringify(many).slice(1)}}]`
           ]
         ) {
           expect(yield* decodeError(text, large)).toMatchObject({ _tag: "InvalidPayload", path: "[0]" })

@@ -245,7 +245,8 @@ export class ItemSplitter {
         // BEFORE_READING: a reading starts. It joins the run when only a comma is between them.
         if (runStart < 0 || i !== runEnd + 1) {
           flush()
-          if (readings.length > 0) readings.byte(COMMA)
+          // After any reading of the part, an empty one too: `[,1]` is then refused by JSON.parse, not read as `[1]`.
+          if (this.readingsInPart > 0) readings.byte(COMMA)
           runStart = i
         }
         state = IN_READING
