@@ -122,7 +122,9 @@ export class ItemSplitter {
             this.state = IN_KEY
             this.key.length = 0
             this.key.byte(QUOTE)
+            // A name is scanned as a string value that opened.
             this.inString = true
+            this.depth = 0
           } else if (b === CLOSE_BRACE) {
             this.end(out)
           } else if (!isWhitespace(b)) {
@@ -131,10 +133,11 @@ export class ItemSplitter {
           i++
           break
         case IN_KEY: {
-          const end = this.skipString(bytes, i)
-          this.key.append(bytes, i, end)
-          i = end
-          if (!this.inString) this.state = BEFORE_COLON
+          const end = this.scanValue(bytes, i)
+          const stop = end < 0 ? n : end
+          this.key.append(bytes, i, stop)
+          i = stop
+          if (end >= 0) this.state = BEFORE_COLON
           break
         }
         case BEFORE_COLON:
@@ -299,35 +302,11 @@ export class ItemSplitter {
     return part
   }
 
-  /** The index after the string's end in `bytes`, or `bytes.length` if it goes on; the opening quote is consumed. */
-  private skipString(bytes: Uint8Array, i: number): number {
-    const n = bytes.length
-    if (this.escaped && i < n) {
-      this.escaped = false
-      i++
-    }
-    while (i < n) {
-      const b = bytes[i]!
-      if (b === BACKSLASH) {
-        if (i + 1 >= n) {
-          this.escaped = true
-          return n
-        }
-        i += 2
-      } else if (b === QUOTE) {
-        this.inString = false
-        return i + 1
-      } else {
-        i++
-      }
-    }
-    return n
-  }
-
   /**
-   * Scans a value (a member's, or a reading) from `i`, resuming where the previous bytes left it: the index where
-   * it ends — before the `,`, `}`, `]` or whitespace after a number or literal, after the quote or bracket that
-   * closes a string or structure — or -1 if it goes on past `bytes`. Runs on locals: readings are most of the bytes.
+   * Scans a value (a member's, a reading, or a member's name once its quote opened) from `i`, resuming where the
+   * previous bytes left it: the index where it ends — before the `,`, `}`, `]` or whitespace after a number or
+   * literal, after the quote or bracket that closes a string or structure — or -1 if it goes on past `bytes`. Runs
+   * on locals: readings are most of the bytes.
    */
   private scanValue(bytes: Uint8Array, i: number): number {
     const n = bytes.length
