@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Schema, Stream } from "effect"
+import { Chunk, Effect, Either, FastCheck as fc, Schema, Stream } from "effect"
 import { InvalidPayload, PayloadTooLarge } from "../src/errors.js"
 import { limitBytes } from "../src/payload/bytes.js"
 import { makeNormalizer } from "../src/payload/normalize.js"
@@ -734,6 +734,47 @@ describe("PayloadDecoder", () => {
       const telemetry = yield* decodeError("[{\"equip_uuid\":\"e\",\"sensor\":[{\"sensor_uuid\":\"s\",\"sensor_telemetria\":-1e400}]}]")
       expect(telemetry).toMatchObject({ _tag: "InvalidPayload", path: "[0].sensor[0].sensor_telemetria" })
     }))
+
+  it("refuses the first faulty item, however the body comes in chunks", async () => {
+    const item = (i: number, readings: number) =>
+      JSON.stringify({
+        equip_uuid: `eq-${i}`,
+        equip_nome: "Freezer",
+        sensor: Array.from({ length: readings }, (_, k) => ({
+          sensor_uuid: `s-${k}`,
+          valor: k,
+          sensor_datahora_coleta: new Date(RECEIVED_AT + k * 1000).toISOString()
+        }))
+      })
+    // What decoding an item finds (a value, its text), and what scanning finds (nesting, a string's size, syntax
+    // between items). A chunk may complete items before one its scan refuses: those are decoded first.
+    const faults: ReadonlyArray<(t: string) => string> = [
+      (t) => t.replace(`"valor":0,`, `"valor":"x",`),
+      (t) => t.replace(`"equip_nome":"Freezer"`, `"equip_nome":"Fre\\u0000ezer"`),
+      (t) => t.replace(/\}$/, "]"),
+      (t) => t.replace(/\}$/, `,"x":${"[".repeat(20)}${"]".repeat(20)}}`),
+      (t) => t.replace(`"Freezer"`, `"${"x".repeat(5000)}"`),
+      (t) => `${t} x`
+    ]
+    const bodies = fc.record({
+      sizes: fc.array(fc.integer({ min: 1, max: 30 }), { minLength: 1, maxLength: 8 }),
+      faults: fc.array(fc.tuple(fc.nat(7), fc.nat(faults.length - 1)), { maxLength: 3 }),
+      chunk: fc.integer({ min: 1, max: 4096 })
+    })
+    const refusal = (text: string, chunk: number) =>
+      Effect.runPromise(decode(text, { maxStringBytes: 4096 }, chunk).pipe(
+        Effect.match({ onFailure: (e) => ({ ...e }), onSuccess: (items) => items.length })
+      ))
+    await fc.assert(
+      fc.asyncProperty(bodies, async (b) => {
+        const items = b.sizes.map((n, i) => item(i, n))
+        for (const [at, fault] of b.faults) if (at < items.length) items[at] = faults[fault]!(items[at]!)
+        const text = `[${items.join(",")}]`
+        expect(await refusal(text, b.chunk)).toEqual(await refusal(text, Infinity))
+      }),
+      { numRuns: 400, seed: 20261204 }
+    )
+  })
 
   it.effect("keeps the source stream's error", () =>
     Effect.gen(function*() {

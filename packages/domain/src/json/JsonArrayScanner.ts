@@ -169,11 +169,15 @@ export class JsonArrayScanner {
     return this.emitted
   }
 
-  /** Feeds the next chunk; returns the elements it completed, parsed, in order. */
-  push(chunk: Uint8Array): Array<unknown> {
+  /**
+   * Feeds the next chunk; returns the elements it completed, parsed, in order, appended to `out`. Should a later
+   * element of the chunk fail, `out` holds those completed before it.
+   */
+  push(chunk: Uint8Array, out: Array<unknown> = []): Array<unknown> {
     if (this.failure) throw this.failure
     try {
-      return this.scan(chunk)
+      this.scan(chunk, out)
+      return out
     } catch (e) {
       // Once the input is known bad, later calls must not resume from a half-updated state.
       if (e instanceof JsonScanError) this.failure = e
@@ -191,8 +195,7 @@ export class JsonArrayScanner {
     throw this.failure
   }
 
-  private scan(bytes: Uint8Array): Array<unknown> {
-    const out: Array<unknown> = []
+  private scan(bytes: Uint8Array, out: Array<unknown>): void {
     const n = bytes.length
     let i = 0
 
@@ -231,7 +234,6 @@ export class JsonArrayScanner {
           i++
       }
     }
-    return out
   }
 
   private scanPrologueByte(b: number): void {

@@ -72,7 +72,8 @@ const SPLIT_ABOVE_BYTES = 1024 * 1024
 
 /**
  * Turns the JSON bytes of a bulk payload into validated, normalized equipment items, one at a time, so memory
- * stays bounded by one item — or one part of a large one — whatever the payload's size.
+ * stays bounded by one item — or one part of a large one — whatever the payload's size. Of faulty items, the
+ * first is the one refused, however the bytes came in chunks.
  */
 export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
 <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<TelemetryItem, E | InvalidPayload | PayloadTooLarge, R> =>
@@ -104,14 +105,16 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
       }
       return Either.right(items)
     }
-    const scan = (step: () => ReadonlyArray<unknown>) =>
+    /** The items of the elements `step` completes; its scan error only after theirs, which come first. */
+    const scan = (step: (values: Array<unknown>) => void) =>
       Effect.suspend(() => {
-        let values: ReadonlyArray<unknown>
+        const values: Array<unknown> = []
+        let scanError: JsonScanError | undefined
         try {
-          values = step()
+          step(values)
         } catch (e) {
-          if (e instanceof JsonScanError) return Effect.fail(fromScanError(e, options))
-          throw e
+          if (!(e instanceof JsonScanError)) throw e
+          scanError = e
         }
         const items: Array<TelemetryItem> = []
         for (const value of values) {
@@ -131,12 +134,10 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
           if (Either.isLeft(item)) return Effect.fail(item.left)
           items.push(item.right)
         }
+        if (scanError !== undefined) return Effect.fail(fromScanError(scanError, options))
         return Effect.succeed(Chunk.unsafeFromArray(items))
       })
-    const finish = scan(() => {
-      scanner.end()
-      return []
-    }).pipe(
+    const finish = scan(() => scanner.end()).pipe(
       Effect.filterOrFail(
         () => index > 0,
         () => new InvalidPayload({ message: "body must hold at least one equipment item" })
@@ -144,7 +145,7 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
     )
     return bytes.pipe(
       Stream.mapConcatChunkEffect((bytes) =>
-        scanTurn.withPermits(1)(Effect.zipLeft(scan(() => scanner.push(bytes)), yieldToEventLoop))
+        scanTurn.withPermits(1)(Effect.zipLeft(scan((values) => scanner.push(bytes, values)), yieldToEventLoop))
       ),
       Stream.concat(Stream.execute(finish))
     )
