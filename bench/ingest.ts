@@ -2,11 +2,15 @@
  * 2. Ingest: 10 MB payloads POSTed to the ingest service (compiled, its own process, on s3rver, the mock Kafka
  * cluster and PostgreSQL), gzip and plain bodies, one at a time and eight at once; beside its two floors, in
  * alternating rounds: a raw PUT of the same bytes to the same bucket with minio's client, and the least validation can cost —
- * gunzip (gzip bodies) and `JSON.parse` of the same bytes in this process, on one thread, one at a time.
+ * gunzip (gzip bodies) and `JSON.parse` of the same bytes in this process, on one thread, one at a time. At a
+ * concurrency over 1, also that parse on every core at once (a worker thread each): what the machine's cores give
+ * together, which is less than one core's rate times their number when parsing's allocations contend.
  */
 import { Effect } from "effect"
 import * as Minio from "minio"
 import { randomUUID } from "node:crypto"
+import { availableParallelism } from "node:os"
+import { Worker } from "node:worker_threads"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { payloadBuffer, readingsFor } from "./payloads.js"
 import { ingestApp, kafka } from "./services.js"
@@ -34,6 +38,8 @@ export interface IngestRow {
   readonly put: Latencies
   /** In-process gunzip + `JSON.parse` of the body, one thread, one at a time whatever the concurrency. */
   readonly parse: Latencies
+  /** The same on every core at once, one worker thread each (concurrency over 1). */
+  readonly parseAllCores?: Latencies
 }
 
 interface Request {
@@ -52,6 +58,45 @@ const batch = (requests: ReadonlyArray<Request>, concurrency: number) =>
     }))
     return { latencies, wallMs: performance.now() - start }
   })
+
+/** A worker thread's program: gunzip (when gzipped) and `JSON.parse` its body `count` times; posts the latencies. */
+const PARSER = `
+const { parentPort, workerData } = require("node:worker_threads")
+const { gunzipSync } = require("node:zlib")
+const body = Buffer.from(workerData.body.buffer, workerData.body.byteOffset, workerData.body.byteLength)
+parentPort.on("message", (count) => {
+  const latencies = []
+  for (let i = 0; i < count; i++) {
+    const start = performance.now()
+    JSON.parse((workerData.gzipped ? gunzipSync(body) : body).toString("utf8"))
+    latencies.push(performance.now() - start)
+  }
+  parentPort.postMessage(latencies)
+})`
+
+/** `n` parses of `body` spread over one worker thread per core, all at once (after one each to warm up). */
+const parseOnEveryCore = (body: Buffer, gzipped: boolean, n: number) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() =>
+      Array.from({ length: availableParallelism() }, () => new Worker(PARSER, { eval: true, workerData: { body, gzipped } }))
+    ),
+    (workers) =>
+      Effect.promise(async () => {
+        const parse = (worker: Worker, count: number) =>
+          new Promise<Array<number>>((resolve, reject) => {
+            worker.once("message", resolve)
+            worker.once("error", reject)
+            worker.postMessage(count)
+          })
+        await Promise.all(workers.map((worker) => parse(worker, 1)))
+        const start = performance.now()
+        const latencies = await Promise.all(
+          workers.map((worker, k) => parse(worker, Math.floor(n / workers.length) + (k < n % workers.length ? 1 : 0)))
+        )
+        return { latencies: latencies.flat(), wallMs: performance.now() - start }
+      }),
+    (workers) => Effect.promise(() => Promise.all(workers.map((worker) => worker.terminate())))
+  )
 
 const summarize = (runs: ReadonlyArray<{ latencies: Array<number>; wallMs: number }>, payloadBytes: number): Latencies => {
   const latencies = runs.flatMap((r) => r.latencies)
@@ -151,10 +196,12 @@ export const ingestBenchmark = (options: {
         const ingestRuns = []
         const putRuns = []
         const parseRuns = []
+        const allCoresRuns = []
         for (let round = 1; round <= options.rounds; round++) {
           ingestRuns.push(yield* batch(Array.from({ length: n }, () => post(body, variant === "gzip")), concurrency))
           putRuns.push(yield* batch(Array.from({ length: n }, () => put(body)), concurrency))
           parseRuns.push(yield* batch(Array.from({ length: n }, () => parse(body, variant === "gzip")), 1))
+          if (concurrency > 1) allCoresRuns.push(yield* parseOnEveryCore(body, variant === "gzip", n))
         }
         const row: IngestRow = {
           body: variant,
@@ -162,7 +209,8 @@ export const ingestBenchmark = (options: {
           bodyBytes: body.length,
           ingest: failure === undefined ? summarize(ingestRuns, json.length) : { error: failure },
           put: summarize(putRuns, json.length),
-          parse: summarize(parseRuns, json.length)
+          parse: summarize(parseRuns, json.length),
+          ...(concurrency > 1 ? { parseAllCores: summarize(allCoresRuns, json.length) } : {})
         }
         failure = undefined
         rows.push(row)
