@@ -1,5 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
+import { Effect, Option } from "effect"
 import { checkedRows } from "./checkedRows.js"
 import { DayRow, HourRow, RawRow, SensorStats } from "./Rows.js"
 
@@ -47,16 +49,38 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     const sql = yield* SqlClient.SqlClient
 
 
-    // The scope as a filter on the readings or buckets (alias `a`), its ids computed once (InitPlans) so that it
-    // reaches into the aggregates' views: an equipment by its id, which the (equipment_id, time|bucket) indexes
-    // serve in time order; a sensor uuid by the ids of the sensors that have it, for the (sensor_id, …) indexes.
+    // The scope as a filter on the readings or buckets (alias `a`). An equipment by its id, which the
+    // (equipment_id, time|bucket) indexes serve in time order, looked up first and given as a value, whose rows
+    // the planner can count: behind a subquery it guessed an equipment's 56 000 readings of a month at 400, and
+    // sorted them all rather than read them in time order up to the limit. A sensor uuid by the ids of the sensors
+    // that have it (computed once, an InitPlan), for the (sensor_id, …) indexes: given as values, they changed the
+    // order in which the aggregates of raw rows add their values, and so their last digits. `sensors` narrows the
+    // sensors joined to the equipment's, where the count of its buckets made a hash of all sensors look cheaper
+    // (the histories of buckets; not the raw readings, whose plan it turns to a sensor at a time, nor the stats,
+    // whose sums it reorders). None: nothing in scope.
     const inScope = (scope: Scope) =>
       scope.by === "equipment"
-        ? sql`a.equipment_id = (SELECT id FROM equipments WHERE tenant_id = ${scope.tenantId} AND uuid = ${scope.equipmentUuid})
-            ${scope.sensorType === undefined ? sql`` : sql`AND s.type = ${scope.sensorType}`}`
-        : sql`a.sensor_id = ANY(ARRAY(SELECT s.id FROM sensors s JOIN equipments e ON e.id = s.equipment_id
+        ? Effect.map(
+          sql<{ id: number }>`SELECT id FROM equipments WHERE tenant_id = ${scope.tenantId} AND uuid = ${scope.equipmentUuid}`,
+          ([equipment]) =>
+            Option.map(Option.fromNullable(equipment), ({ id }) => ({
+              filter: sql`a.equipment_id = ${id}
+                ${scope.sensorType === undefined ? sql`` : sql`AND s.type = ${scope.sensorType}`}`,
+              sensors: sql`AND s.equipment_id = ${id}`
+            }))
+        )
+        : Effect.succeed(Option.some({
+          filter: sql`a.sensor_id = ANY(ARRAY(SELECT s.id FROM sensors s JOIN equipments e ON e.id = s.equipment_id
             WHERE e.tenant_id = ${scope.tenantId} AND s.uuid = ${scope.sensorUuid}
-            ${scope.equipmentUuid === undefined ? sql`` : sql`AND e.uuid = ${scope.equipmentUuid}`}))`
+            ${scope.equipmentUuid === undefined ? sql`` : sql`AND e.uuid = ${scope.equipmentUuid}`}))`,
+          sensors: sql``
+        }))
+
+    /** `query` of the scope's filter; no rows when nothing is in scope. */
+    const scoped = <A>(
+      scope: Scope,
+      query: (scope: { filter: Statement.Fragment; sensors: Statement.Fragment }) => Effect.Effect<ReadonlyArray<A>, SqlError>
+    ) => Effect.flatMap(inScope(scope), Option.match({ onNone: () => Effect.succeed([]), onSome: query }))
 
     const limited = (limit: number | undefined) => (limit === undefined ? sql`` : sql`LIMIT ${limit}`)
 
@@ -66,26 +90,28 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks
     // the tie and every database answers in the same order.
     const raw = (scope: Scope, range: Range, limit?: number) =>
-      rawRows(sql`SELECT ${sensorColumns},
+      rawRows(scoped(scope, ({ filter }) =>
+        sql`SELECT ${sensorColumns},
           to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, a.value, a.status, a.metadata
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
-        WHERE ${inScope(scope)} AND a.time >= ${range.start} AND a.time < ${range.end}
+        WHERE ${filter} AND a.time >= ${range.start} AND a.time < ${range.end}
         ORDER BY a.time, s.uuid, s.equipment_id
-        ${limited(limit)}`)
+        ${limited(limit)}`))
 
     const buckets = (resolution: Resolution, scope: Scope, range: Range, limit: number | undefined) => {
       const { active, table } = aggregates[resolution]
-      return sql`SELECT ${sensorColumns}, to_char(a.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time,
+      return scoped(scope, ({ filter, sensors }) =>
+        sql`SELECT ${sensorColumns}, to_char(a.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time,
           a.avg_value::float8 AS avg_value, a.max_value::float8 AS max_value, a.min_value::float8 AS min_value,
           a.sample_count::int AS sample_count, a.stddev_value::float8 AS stddev_value,
           a.median_value::float8 AS median_value, a.p95_value::float8 AS p95_value, a.p99_value::float8 AS p99_value,
           a.${sql(active)}::int AS ${sql(active)}
         FROM ${sql(table)} a
-        JOIN sensors s ON s.id = a.sensor_id
-        WHERE ${inScope(scope)} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
+        JOIN sensors s ON s.id = a.sensor_id ${sensors}
+        WHERE ${filter} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
         ORDER BY a.bucket, s.uuid, s.equipment_id
-        ${limited(limit)}`
+        ${limited(limit)}`)
     }
 
     const hourly = (scope: Scope, range: Range, limit?: number) => hourRows(buckets("hour", scope, range, limit))
@@ -93,15 +119,16 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
 
     /** Per sensor over the buckets in range; the mean is the exact one (sum of values / number of values). */
     const stats = (resolution: Resolution, scope: Scope, range: Range) =>
-      statsRows(sql`SELECT ${sensorColumns},
+      statsRows(scoped(scope, ({ filter }) =>
+        sql`SELECT ${sensorColumns},
           (sum(a.sum_value) / nullif(sum(a.value_count), 0))::float8 AS overall_avg,
           max(a.max_value)::float8 AS overall_max, min(a.min_value)::float8 AS overall_min,
           sum(a.sample_count)::float8 AS total_samples, count(*)::int AS active_periods
         FROM ${sql(aggregates[resolution].table)} a
         JOIN sensors s ON s.id = a.sensor_id
-        WHERE ${inScope(scope)} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
+        WHERE ${filter} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
         GROUP BY s.id
-        ORDER BY s.uuid`)
+        ORDER BY s.uuid`))
 
     return { raw, hourly, daily, stats } as const
   })
