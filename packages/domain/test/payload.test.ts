@@ -4,7 +4,7 @@ import { InvalidPayload, PayloadTooLarge } from "../src/errors.js"
 import { limitBytes } from "../src/payload/bytes.js"
 import { makeNormalizer } from "../src/payload/normalize.js"
 import { EquipmentItem, SensorReading } from "../src/payload/Payload.js"
-import { decodePayload } from "../src/payload/PayloadDecoder.js"
+import { countPayload, decodePayload } from "../src/payload/PayloadDecoder.js"
 import type { TelemetryItem } from "../src/payload/Telemetry.js"
 import { makeTimestampParser } from "../src/payload/timestamps.js"
 import { chunksOf, concat, piecesOf, utf8 } from "./support/bytes.js"
@@ -735,7 +735,8 @@ describe("PayloadDecoder", () => {
       expect(telemetry).toMatchObject({ _tag: "InvalidPayload", path: "[0].sensor[0].sensor_telemetria" })
     }))
 
-  it("refuses the first faulty item, however the body comes in chunks", async () => {
+  /** Bodies of items of `sizes` readings (one of them, when `large` says, over 1 MiB: read in parts), some faulty. */
+  const faultyBodies = (large: boolean) => {
     const item = (i: number, readings: number) =>
       JSON.stringify({
         equip_uuid: `eq-${i}`,
@@ -756,23 +757,50 @@ describe("PayloadDecoder", () => {
       (t) => t.replace(`"Freezer"`, `"${"x".repeat(5000)}"`),
       (t) => `${t} x`
     ]
-    const bodies = fc.record({
+    return fc.record({
       sizes: fc.array(fc.integer({ min: 1, max: 30 }), { minLength: 1, maxLength: 8 }),
+      large: large ? fc.option(fc.nat(7), { freq: 3 }) : fc.constant(null),
       faults: fc.array(fc.tuple(fc.nat(7), fc.nat(faults.length - 1)), { maxLength: 3 }),
-      chunk: fc.integer({ min: 1, max: 4096 })
+      // Bodies with a large item in chunks of 1 KiB and more: a megabyte byte by byte takes a while.
+      chunk: large ? fc.integer({ min: 1024, max: 64 * 1024 }) : fc.integer({ min: 1, max: 4096 })
+    }).map((b) => {
+      const items = b.sizes.map((n, i) => item(i, b.large === i ? 13_000 : n))
+      for (const [at, fault] of b.faults) if (at < items.length) items[at] = faults[fault]!(items[at]!)
+      return { text: `[${items.join(",")}]`, chunk: b.chunk }
     })
-    const refusal = (text: string, chunk: number) =>
-      Effect.runPromise(decode(text, { maxStringBytes: 4096 }, chunk).pipe(
-        Effect.match({ onFailure: (e) => ({ ...e }), onSuccess: (items) => items.length })
-      ))
+  }
+  const options = { maxStringBytes: 4096, maxItemBytes: 4 * 1024 * 1024 }
+  /** What a reader answers: its refusal, or the items (parts of large ones not counted) and readings it read. */
+  const answer = <A extends { readonly continued?: boolean }>(
+    reading: Stream.Stream<A, InvalidPayload | PayloadTooLarge>,
+    readings: (a: A) => number
+  ) =>
+    Effect.runPromise(reading.pipe(
+      Stream.runFold({ items: 0, readings: 0 }, (n, a) => ({
+        items: n.items + (a.continued ? 0 : 1),
+        readings: n.readings + readings(a)
+      })),
+      Effect.match({ onFailure: (e) => ({ ...e }), onSuccess: (counts) => counts })
+    ))
+  const decoded = (text: string, chunk: number) =>
+    answer(bytesOf(text, chunk).pipe(decodePayload({ ...decoderOptions, ...options })), (item) => item.readings.length)
+
+  it("refuses the first faulty item, however the body comes in chunks", async () => {
     await fc.assert(
-      fc.asyncProperty(bodies, async (b) => {
-        const items = b.sizes.map((n, i) => item(i, n))
-        for (const [at, fault] of b.faults) if (at < items.length) items[at] = faults[fault]!(items[at]!)
-        const text = `[${items.join(",")}]`
-        expect(await refusal(text, b.chunk)).toEqual(await refusal(text, Infinity))
+      fc.asyncProperty(faultyBodies(false), async ({ chunk, text }) => {
+        expect(await decoded(text, chunk)).toEqual(await decoded(text, Infinity))
       }),
       { numRuns: 400, seed: 20261204 }
+    )
+  })
+
+  it("counts a body's items and readings as decoding reads them, and refuses it alike (countPayload)", async () => {
+    await fc.assert(
+      fc.asyncProperty(faultyBodies(true), async ({ chunk, text }) => {
+        const counted = await answer(bytesOf(text, chunk).pipe(countPayload({ ...decoderOptions, ...options })), (c) => c.readings)
+        expect(counted).toEqual(await decoded(text, chunk))
+      }),
+      { numRuns: 200, seed: 20261204 }
     )
   })
 

@@ -2,7 +2,7 @@ import { Chunk, Effect, Either, Stream } from "effect"
 import { InvalidPayload, PayloadTooLarge } from "../errors.js"
 import { ElementPart, JsonArrayScanner, JsonScanError, PIECE_BYTES } from "../json/JsonArrayScanner.js"
 import { EQUIPMENT_FIELDS } from "./Payload.js"
-import { makeNormalizer, type NormalizeOptions } from "./normalize.js"
+import { type CountedItem, makeCounter, makeNormalizer, type NormalizeOptions } from "./normalize.js"
 import type { TelemetryItem } from "./Telemetry.js"
 
 export interface PayloadLimits {
@@ -71,32 +71,35 @@ const scanTurn = Effect.unsafeMakeSemaphore(1)
 const SPLIT_ABOVE_BYTES = 1024 * 1024
 
 /**
- * Turns the JSON bytes of a bulk payload into validated, normalized equipment items, one at a time, so memory
- * stays bounded by one item — or one part of a large one — whatever the payload's size. Of faulty items, the
- * first is the one refused, however the bytes came in chunks.
+ * Turns the JSON bytes of a bulk payload into validated equipment items, each as `reader` reads it, one at a time,
+ * so memory stays bounded by one item — or one part of a large one — whatever the payload's size. Of faulty items,
+ * the first is the one refused, however the bytes came in chunks.
  */
-export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
-<E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<TelemetryItem, E | InvalidPayload | PayloadTooLarge, R> =>
+const decodeWith = <A extends { readonly continued?: boolean }>(
+  reader: (options: NormalizeOptions) => (input: unknown, index: number, offset?: number) => Either.Either<A, InvalidPayload>
+) =>
+(options: NormalizeOptions & PayloadLimits) =>
+<E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<A, E | InvalidPayload | PayloadTooLarge, R> =>
   Stream.suspend(() => {
     const scanner = new JsonArrayScanner({
       maxElementBytes: options.maxItemBytes,
       maxDepth: options.maxDepth,
       maxStringBytes: options.maxStringBytes
     }, { aboveBytes: SPLIT_ABOVE_BYTES, partBytes: PIECE_BYTES, arrayMember: "sensor", keep: EQUIPMENT_FIELDS })
-    const normalize = makeNormalizer(options)
+    const normalize = reader(options)
     let index = 0
     // Parts of a large item whose head does not name its equipment yet (`equip_uuid` after `sensor`).
     let waiting: Array<ElementPart> = []
     let continued = false
     /** The items of a part (none while it waits for its item's equipment), or the first invalid one. */
-    const normalizePart = (part: ElementPart): Either.Either<ReadonlyArray<TelemetryItem>, InvalidPayload> => {
+    const normalizePart = (part: ElementPart): Either.Either<ReadonlyArray<A>, InvalidPayload> => {
       if (!part.last && !("equip_uuid" in part.head)) {
         waiting.push(part)
         return Either.right([])
       }
       const parts = [...waiting, part]
       waiting = []
-      const items: Array<TelemetryItem> = []
+      const items: Array<A> = []
       for (const p of parts) {
         const item = normalize({ ...part.head, sensor: p.items }, part.index, p.offset)
         if (Either.isLeft(item)) return Either.left(item.left)
@@ -116,7 +119,7 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
           if (!(e instanceof JsonScanError)) throw e
           scanError = e
         }
-        const items: Array<TelemetryItem> = []
+        const items: Array<A> = []
         for (const value of values) {
           if (index >= options.maxItems) {
             return Effect.fail(
@@ -150,3 +153,9 @@ export const decodePayload = (options: NormalizeOptions & PayloadLimits) =>
       Stream.concat(Stream.execute(finish))
     )
   })
+
+/** The payload's items normalized, as the database takes them. */
+export const decodePayload = decodeWith<TelemetryItem>(makeNormalizer)
+
+/** The payload's items checked as `decodePayload` checks them and their readings counted, none of them built. */
+export const countPayload = decodeWith<CountedItem>(makeCounter)

@@ -141,11 +141,18 @@ const toMetadata = (r: SensorReading, sent: Fields): string | null => {
   return json === "" ? null : `{${json.slice(1)}}`
 }
 
+/** What a reader of items makes of one item: each reading once checked, then the item's equipment. */
+interface ItemBuilder<A> {
+  readonly reading: (r: SensorReading, timeMicros: number, value: number | null, status: string | null, sent: Fields) => void
+  readonly done: (equipment: Equipment) => A
+}
+
 /**
- * Validates one equipment item of a payload (the `index`-th) and normalizes it per contract §1: coercions,
- * fallbacks, defaults, reading times in UTC. Fails with the path of the first offending field.
+ * Validates the equipment items of a payload (the `index`-th each call) and reads them per contract §1: coercions,
+ * fallbacks, defaults, reading times in UTC, each item into what `builder` makes of it. Fails with the path of the
+ * first offending field.
  */
-export const makeNormalizer = (options: NormalizeOptions) => {
+const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder<A>) => {
   const parseTime = makeTimestampParser(options.timeZone)
   const receivedAt = options.receivedAt * 1000
   // The readings of one sampling instant usually share their time text: parse it once.
@@ -156,7 +163,7 @@ export const makeNormalizer = (options: NormalizeOptions) => {
    * `offset`: the index in the item's `sensor` of the first reading of `input`, when `input` holds only some of
    * them (a part of a large item), for the paths of errors.
    */
-  return (input: unknown, index: number, offset = 0): Either.Either<TelemetryItem, InvalidPayload> => {
+  return (input: unknown, index: number, offset = 0): Either.Either<A, InvalidPayload> => {
     let item = decodeFast(input)
     if (item === undefined) {
       const decoded = decodeItem(input)
@@ -180,8 +187,7 @@ export const makeNormalizer = (options: NormalizeOptions) => {
       sirenActive: siren === true || (typeof siren === "string" && SIREN_ON.has(siren.toLowerCase())),
       sirenTime: Math.round(item.equip_sirete_tempo ?? 120)
     }
-    const sensors = new Map<string, MutableSensor>()
-    const readings: Array<Reading> = []
+    const built = builder()
     // As sent: decoding by the schema drops the unknown fields, which the metadata keeps.
     const sent = (input as { readonly sensor: ReadonlyArray<Fields> }).sensor
     for (let i = 0; i < item.sensor.length; i++) {
@@ -213,12 +219,37 @@ export const makeNormalizer = (options: NormalizeOptions) => {
         if (Number.isFinite(numeric)) value = numeric
         else if (typeof telemetry === "string") status ??= telemetry
       }
-      // Readings of one sensor may each carry some of its attributes.
-      const sensor = sensors.get(r.sensor_uuid)
-      if (sensor === undefined) sensors.set(r.sensor_uuid, toSensor(r))
-      else mergeReading(sensor, r)
-      readings.push({ sensorUuid: r.sensor_uuid, timeMicros: time, value, status, metadata: toMetadata(r, sent[i]!) })
+      built.reading(r, time, value, status, sent[i]!)
     }
-    return Either.right({ equipment, sensors: Array.from(sensors.values()), readings })
+    return Either.right(built.done(equipment))
   }
 }
+
+/** The items as the database takes them: equipment, sensors (attributes merged) and readings with their metadata. */
+export const makeNormalizer = (options: NormalizeOptions) =>
+  makeItemReader<TelemetryItem>(options, () => {
+    const sensors = new Map<string, MutableSensor>()
+    const readings: Array<Reading> = []
+    return {
+      reading: (r, timeMicros, value, status, sent) => {
+        // Readings of one sensor may each carry some of its attributes.
+        const sensor = sensors.get(r.sensor_uuid)
+        if (sensor === undefined) sensors.set(r.sensor_uuid, toSensor(r))
+        else mergeReading(sensor, r)
+        readings.push({ sensorUuid: r.sensor_uuid, timeMicros, value, status, metadata: toMetadata(r, sent) })
+      },
+      done: (equipment) => ({ equipment, sensors: Array.from(sensors.values()), readings })
+    }
+  })
+
+/** An item's readings counted, every check made: what validating a payload needs, without building them. */
+export interface CountedItem {
+  readonly readings: number
+  readonly continued?: boolean
+}
+
+export const makeCounter = (options: NormalizeOptions) =>
+  makeItemReader<CountedItem>(options, () => {
+    let readings = 0
+    return { reading: () => void readings++, done: () => ({ readings }) }
+  })

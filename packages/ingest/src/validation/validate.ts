@@ -1,4 +1,4 @@
-import { decodePayload, limitBytes, type PayloadConfig, PayloadTooLarge } from "@telemetry/domain"
+import { countPayload, limitBytes, type PayloadConfig, PayloadTooLarge } from "@telemetry/domain"
 import { gunzip } from "@telemetry/infra/compression"
 import { Effect, Stream } from "effect"
 import { createHash } from "node:crypto"
@@ -30,7 +30,8 @@ const RATIO_FLOOR = 1024 * 1024
 
 /**
  * Reads a body as sent (gzip or plain) to its end: decompresses it, refusing a likely gzip bomb, hashes its JSON,
- * and decodes and counts its items and readings, with memory bounded by one item (or one part of a large one).
+ * and checks and counts its items and readings (without building them), with memory bounded by one item (or one
+ * part of a large one).
  * `decompressed` hears of each piece of JSON as it comes.
  */
 export const validate = <E, R>(
@@ -60,10 +61,10 @@ export const validate = <E, R>(
           )
           : decompressed(bytes.length)
       }),
-      decodePayload({ ...job.payload, timeZone: job.timeZone, receivedAt: job.receivedAt }),
+      countPayload({ ...job.payload, timeZone: job.timeZone, receivedAt: job.receivedAt }),
       Stream.runFold({ items: 0, readings: 0 }, (n, item) => ({
         items: n.items + (item.continued ? 0 : 1),
-        readings: n.readings + item.readings.length
+        readings: n.readings + item.readings
       })),
       Effect.map((counts): Validated => ({ ...counts, originalSize, sha256: sha256.digest("hex") }))
     )
