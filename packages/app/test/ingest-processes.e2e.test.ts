@@ -4,16 +4,18 @@ import { describe, expect, it } from "@effect/vitest"
 import * as PgliteClient from "@telemetry/infra/db/PgliteClient"
 import { bearer, deviceToken, readerToken } from "@telemetry/ingest/testing/auth"
 import { readingsPayload } from "@telemetry/worker/testing/claims"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { request } from "node:http"
 import { setTimeout as sleep } from "node:timers/promises"
 import { gzipSync } from "node:zlib"
 import { healthy, type PipelineProcess, startPipeline, until } from "./support/process.js"
-import { deployment } from "./support/stack.js"
+import { deployment, eventually } from "./support/stack.js"
+import { valueOf } from "./support/exposition.js"
 import { postBytes } from "./support/uploads.js"
 
 // Issue 16 §1: ingest validates uploads on INGEST_PROCESSES threads. Uploads spread over two threads are each
-// stored, answered and loaded exactly once, and a SIGTERM lets those in flight finish.
+// stored, answered and loaded exactly once, and a SIGTERM lets those in flight finish. §3: the pool keeps one
+// thread while idle, and starts the others when uploads overlap.
 
 const HOUR = 3_600_000
 const START = Date.UTC(2026, 10, 12)
@@ -134,4 +136,32 @@ describe("ingest validating on two threads (INGEST_PROCESSES=2), on embedded par
       const readings = all.reduce((n, u) => n + u.readings, 0)
       expect(loaded).toEqual({ total: readings, distinct_rows: readings, claims: all.length })
     }), { timeout: 900_000 })
+})
+
+describe("the validation threads follow the uploads", () => {
+  it.scopedLive("one thread while idle, a second when two uploads overlap, back to one once it has been idle", () =>
+    Effect.gen(function*() {
+      const { base, env } = yield* deployment("ingest-threads-idle")
+      const metricsToken = "threads-scrape-secret"
+      yield* running({ ...env, ...THREADS, INGEST_THREAD_IDLE_TIMEOUT: "2 seconds", METRICS_TOKEN: metricsToken, RUN_WORKER: "false" }, base)
+      const threads = Effect.promise(async () => {
+        const response = await fetch(`${base}/metrics`, { headers: bearer(metricsToken) })
+        return valueOf(await response.text(), "telemetry_ingest_validation_threads")
+      })
+      const reaches = (n: number) => eventually(threads, (seen) => seen === n, Duration.minutes(1))
+
+      expect(yield* threads).toBe(1)
+      // Two uploads sent slowly (10 pieces, 200 ms apart), the second once the first is under way.
+      const [slow, other] = [upload("threads-idle-a", 20_000, true), upload("threads-idle-b", 20_000, false)]
+      const first = inParts(base, slow, 10)
+      yield* Effect.promise(() => first.begun)
+      const second = inParts(base, other, 10)
+      yield* reaches(2)
+      expect(yield* Effect.promise(() => Promise.all([first.answer, second.answer]))).toEqual([202, 202])
+      yield* reaches(1)
+      // The one left takes the next upload.
+      const next = upload("threads-idle-c", 1_000, true)
+      const reply = yield* postBytes(base, next.body, next.token, next.headers)
+      expect([reply.status, reply.json.readings]).toEqual([202, 1_000])
+    }), { timeout: 300_000 })
 })

@@ -21,6 +21,9 @@ export const payloadsRefused = counter("telemetry_ingest_payloads_refused", "Upl
 export const receivedBytes = counter("telemetry_ingest_received_bytes", "Bytes of request bodies as received")
 export const decompressedBytes = counter("telemetry_ingest_decompressed_bytes", "Bytes of JSON after gunzip")
 export const uploadsInFlight = Metric.gauge("telemetry_ingest_uploads_in_flight", { description: "Uploads streaming now" })
+export const validationThreads = Metric.gauge("telemetry_ingest_validation_threads", {
+  description: "Threads validating uploads (INGEST_PROCESSES at most)"
+})
 export const claimsPublished = counter("telemetry_claims_published", "Claims published to the queue")
 export const claimsPublishFailures = counter("telemetry_claims_publish_failures", "Claims the queue did not acknowledge")
 

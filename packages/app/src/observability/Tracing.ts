@@ -1,4 +1,4 @@
-import type { SpanExporter } from "@opentelemetry/sdk-trace-base"
+import type { SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Config, type ConfigError, Effect, Layer, Option } from "effect"
 
 /**
@@ -7,19 +7,15 @@ import { Config, type ConfigError, Effect, Layer, Option } from "effect"
  */
 const sdkLayer = (
   serviceName: string,
-  processor: (sdk: typeof import("@opentelemetry/sdk-trace-base")) => Promise<import("@opentelemetry/sdk-trace-base").SpanProcessor>
+  processor: (sdk: typeof import("./TracingSdk.js")) => SpanProcessor
 ): Layer.Layer<never> =>
   Layer.unwrapEffect(
-    Effect.promise(async () => {
-      const [NodeSdk, sdk] = await Promise.all([import("@effect/opentelemetry/NodeSdk"), import("@opentelemetry/sdk-trace-base")])
-      const spanProcessor = await processor(sdk)
-      return Layer.discard(NodeSdk.layer(() => ({ resource: { serviceName }, spanProcessor })))
-    })
+    Effect.promise(() => import("./TracingSdk.js")).pipe(Effect.map((sdk) => sdk.provider(serviceName, processor(sdk))))
   )
 
 /** Spans of this process handed to `exporter` as each ends (tests: an in-memory exporter). */
 export const layerExporter = (serviceName: string, exporter: SpanExporter): Layer.Layer<never> =>
-  sdkLayer(serviceName, async (sdk) => new sdk.SimpleSpanProcessor(exporter))
+  sdkLayer(serviceName, (sdk) => sdk.simple(exporter))
 
 /**
  * Spans exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, batched off the request path, under
@@ -34,12 +30,8 @@ export const layer = (defaultServiceName: string): Layer.Layer<never, ConfigErro
       return Option.match(endpoint, {
         onNone: () => Layer.empty,
         onSome: (base) =>
-          sdkLayer(serviceName, async (sdk) => {
-            const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http")
-            // The OTLP convention: the endpoint is a base URL, traces go to its `v1/traces`.
-            const url = new URL("v1/traces", base.href.endsWith("/") ? base : `${base.href}/`).href
-            return new sdk.BatchSpanProcessor(new OTLPTraceExporter({ url }))
-          })
+          // The OTLP convention: the endpoint is a base URL, traces go to its `v1/traces`.
+          sdkLayer(serviceName, (sdk) => sdk.otlp(new URL("v1/traces", base.href.endsWith("/") ? base : `${base.href}/`).href))
       })
     })
   )

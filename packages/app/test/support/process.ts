@@ -12,9 +12,9 @@ export interface PipelineProcess {
   readonly exited: Promise<number | string>
 }
 
-/** A program of ours as a separate OS process, so a test can SIGKILL it. */
+/** A program of ours as a separate OS process, so a test can SIGKILL it: a TypeScript source through tsx, or a build. */
 const startProgram = (entry: string, env: Record<string, string>, args: ReadonlyArray<string> = []): PipelineProcess => {
-  const child = spawn(process.execPath, ["--import", "tsx", entry, ...args], {
+  const child = spawn(process.execPath, [...(entry.endsWith(".ts") ? ["--import", "tsx"] : []), entry, ...args], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -36,6 +36,9 @@ export const startPipeline = (env: Record<string, string>) => startProgram("pack
 /** `pnpm worker`'s program; its metrics server on any free port unless `env` names one (workers run side by side). */
 export const startWorker = (env: Record<string, string>) =>
   startProgram("packages/app/src/main/worker.ts", { METRICS_PORT: "0", ...env })
+
+/** A program of `pnpm build`, as the image runs it: `dist/<entry>` (e.g. `main/ingest.js`), plain Node. */
+export const startCompiled = (entry: string, env: Record<string, string>) => startProgram(`dist/${entry}`, env)
 
 /** `pnpm replay <args>`'s program. */
 export const startReplay = (args: ReadonlyArray<string>, env: Record<string, string>) =>

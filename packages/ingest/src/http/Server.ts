@@ -1,7 +1,6 @@
 import {
   HttpApiBuilder,
   HttpApiError,
-  HttpApiSwagger,
   HttpRouter,
   HttpServer,
   HttpServerError
@@ -21,6 +20,7 @@ import * as HttpMetrics from "./HttpMetrics.js"
 import * as IngestHandlers from "./IngestHandlers.js"
 import * as MetricsRoute from "./MetricsRoute.js"
 import * as RequestLog from "./RequestLog.js"
+import * as SwaggerDocs from "./SwaggerDocs.js"
 
 const failureOf = (cause: Cause.Cause<unknown>) => Option.getOrUndefined(Cause.failureOption(cause))
 
@@ -102,7 +102,7 @@ const nodeServer = Layer.scoped(
  * tokens; health and the documents are open.
  */
 export const layer = HttpApiBuilder.serve(flow(HttpMetrics.middleware, RequestLog.middleware)).pipe(
-  Layer.provide(HttpApiSwagger.layer({ path: "/api/v1/docs" })),
+  Layer.provide(SwaggerDocs.layer("/api/v1/docs")),
   Layer.provide(MetricsRoute.layer),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
   Layer.provide(contractErrors),

@@ -1,5 +1,5 @@
 import type { InvalidPayload, PayloadTooLarge } from "@telemetry/domain"
-import { Config, Effect, Metric, Queue, Runtime, Schema, Stream } from "effect"
+import { Config, Duration, Effect, Metric, Queue, Runtime, Schema, Stream } from "effect"
 import { createRequire } from "node:module"
 import { availableParallelism } from "node:os"
 import { pathToFileURL } from "node:url"
@@ -15,10 +15,16 @@ export type Validate = <E, R>(
 ) => Effect.Effect<Validated, E | InvalidPayload | PayloadTooLarge, R>
 
 /**
- * Threads that validate uploads (gunzip, scan, decode, count), default one per core; 0 validates on the main
- * thread. Admission (slots, rates) and storage stay on the main thread: one place for the limits of the process.
+ * Threads that validate uploads (gunzip, scan, decode, count), at most one per core by default; 0 validates on the
+ * main thread. Admission (slots, rates) and storage stay on the main thread: one place for the limits of the process.
  */
 const ValidationThreads = Config.integer("INGEST_PROCESSES").pipe(Config.withDefault(availableParallelism()))
+
+/**
+ * How long a thread may go without an upload before it stops, while another remains: each costs ~25 MiB even idle,
+ * and one is enough for uploads that do not overlap; uploads that do start the others again.
+ */
+const ThreadIdleTimeout = Config.duration("INGEST_THREAD_IDLE_TIMEOUT").pipe(Config.withDefault(Duration.minutes(1)))
 
 /** The thread's module: its TypeScript source, or its compiled bundle (`pnpm build` rewrites this URL). */
 const threadModule = new URL("./thread.ts", import.meta.url)
@@ -61,15 +67,23 @@ const ready = (worker: Worker) =>
 
 interface Thread {
   worker: Worker
+  /** Loaded: it takes uploads. */
+  ready: boolean
   /** The uploads it validates now, each by what fails it should the thread exit. */
   readonly uploads: Set<() => void>
+  /** Its stop, due once it has gone INGEST_THREAD_IDLE_TIMEOUT without an upload. */
+  idle: ReturnType<typeof setTimeout> | undefined
 }
 
 type Received = FromThread | { readonly _tag: "Exited" }
 
 const countDecompressed = (bytes: number) => Metric.incrementBy(Metrics.decompressedBytes, bytes)
 
-/** Validates uploads on a pool of INGEST_PROCESSES threads, each upload on the least busy thread. */
+/**
+ * Validates uploads on a pool of up to INGEST_PROCESSES threads, each upload on the least busy thread. One thread is
+ * loaded before the server listens; another starts when an upload finds every thread busy, and takes uploads once
+ * loaded (no upload waits for a thread to load: its body would seem to stall meanwhile); one left idle stops.
+ */
 export class Validation extends Effect.Service<Validation>()("@telemetry/Validation", {
   scoped: Effect.gen(function*() {
     const count = yield* ValidationThreads
@@ -77,47 +91,94 @@ export class Validation extends Effect.Service<Validation>()("@telemetry/Validat
       const inProcess: Validate = (body, job) => validate(body, job, countDecompressed)
       return { validate: inProcess }
     }
+    const idleTimeout = Duration.toMillis(yield* ThreadIdleTimeout)
 
     const runtime = yield* Effect.runtime<never>()
+    const scope = yield* Effect.scope
     let closing = false
     const threads: Array<Thread> = []
+    const counted = () => Metrics.validationThreads.unsafeUpdate(threads.length, [])
     const start = (): Worker => {
       const worker = spawn()
       worker.on("error", (e) => Runtime.runFork(runtime)(Effect.logError("a validation thread failed", e)))
       return worker
     }
-    const add = () => {
-      const thread: Thread = { worker: start(), uploads: new Set() }
-      // A thread that died (out of memory, say) fails its uploads and is replaced.
+    const remove = (thread: Thread) => {
+      threads.splice(threads.indexOf(thread), 1)
+      counted()
+    }
+    const add = (): Thread => {
+      const thread: Thread = { worker: start(), ready: false, uploads: new Set(), idle: undefined }
+      // A thread that died (out of memory, say) fails its uploads and is replaced; one that had not loaded yet, or
+      // was stopped, is not.
       const exited = () => {
         for (const fail of thread.uploads) fail()
-        if (closing) return
+        if (closing || !threads.includes(thread)) return
+        if (!thread.ready) return remove(thread)
         thread.worker = start()
         thread.worker.once("exit", exited)
       }
       thread.worker.once("exit", exited)
       threads.push(thread)
+      counted()
+      return thread
+    }
+    /** Counts down to the thread's stop while it has no upload, unless it is the only one loaded. */
+    const idle = (thread: Thread) => {
+      if (thread.uploads.size > 0) return
+      thread.idle = setTimeout(() => {
+        thread.idle = undefined
+        if (thread.uploads.size > 0 || closing || !threads.some((other) => other !== thread && other.ready)) return
+        remove(thread)
+        void thread.worker.terminate()
+      }, idleTimeout).unref()
     }
     yield* Effect.addFinalizer(() =>
       Effect.promise(() => {
         closing = true
+        for (const thread of threads) clearTimeout(thread.idle)
         return Promise.all(threads.map((thread) => thread.worker.terminate()))
       })
     )
-    // All from the start, and ready before the server listens: a thread takes a while to load, which no upload
-    // should wait for (its body would seem to stall meanwhile).
-    for (let i = 0; i < count; i++) add()
-    yield* Effect.forEach(threads, ({ worker }) => ready(worker), { concurrency: "unbounded", discard: true })
-    const leastBusy = () => threads.reduce((least, thread) => (thread.uploads.size < least.uploads.size ? thread : least))
+    const first = add()
+    yield* ready(first.worker)
+    first.ready = true
+    /** Another thread, in the background; it takes uploads once loaded. */
+    const grow = Effect.suspend(() => {
+      const thread = add()
+      return ready(thread.worker).pipe(
+        Effect.tap(() =>
+          Effect.sync(() => {
+            thread.ready = true
+            idle(thread)
+          })
+        ),
+        Effect.catchAllCause((cause) => Effect.logWarning("a validation thread did not start", cause)),
+        Effect.forkIn(scope)
+      )
+    })
+    const leastBusy = () =>
+      threads.reduce<Thread | undefined>(
+        (least, thread) => (thread.ready && (least === undefined || thread.uploads.size < least.uploads.size) ? thread : least),
+        undefined
+      )!
 
     const onThread: Validate = (body, job) =>
       Effect.gen(function*() {
         const thread = leastBusy()
+        if (thread.uploads.size > 0 && threads.length < count) yield* grow
         const received = yield* Queue.unbounded<Received>()
         const exited = () => received.unsafeOffer({ _tag: "Exited" })
         yield* Effect.acquireRelease(
-          Effect.sync(() => thread.uploads.add(exited)),
-          () => Effect.sync(() => thread.uploads.delete(exited))
+          Effect.sync(() => {
+            clearTimeout(thread.idle)
+            thread.uploads.add(exited)
+          }),
+          () =>
+            Effect.sync(() => {
+              thread.uploads.delete(exited)
+              idle(thread)
+            })
         )
         const { port1: port, port2 } = yield* Effect.acquireRelease(
           Effect.sync(() => new MessageChannel()),
