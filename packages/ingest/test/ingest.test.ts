@@ -317,7 +317,10 @@ describe("Ingest refuses what would hold it for nothing", () => {
       yield* TestClock.adjust("9 seconds")
       expect(upload.unsafePoll()).toBeNull()
       yield* TestClock.adjust("2 seconds")
-      expect(yield* Fiber.join(upload)).toMatchObject({ _tag: "BodyTooSlow", received: 10, minBytesPerSecond: 1024 })
+      const refused = yield* Fiber.join(upload)
+      expect(refused).toMatchObject({ _tag: "BodyTooSlow", received: 10, minBytesPerSecond: 1024 })
+      // The ten seconds it waited for the rest, in its facts and its message.
+      expect(refused.message).toContain("(10 bytes in 10s of waiting)")
       expect(yield* objects).toEqual([])
     }).pipe(Effect.provide(inMemoryWith({ MIN_BODY_RATE: "1024", BODY_RATE_GRACE: "10 seconds" }))))
 

@@ -34,14 +34,17 @@ export const atLeast = ({ grace, minBytesPerSecond }: BodyRateConfig) =>
     const graceMillis = Duration.toMillis(grace)
     let waited = 0
     let received = 0
-    const tooSlow = (): Option.Option<E | BodyTooSlow> =>
-      Option.some(new BodyTooSlow({ received, waited: Duration.millis(waited), minBytesPerSecond }))
     const next: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<E | BodyTooSlow>, R> = Effect.gen(function*() {
       // What the bytes received so far earn, and never less than the grace.
-      const allowed = Math.max(graceMillis, (received * 1000) / minBytesPerSecond) - waited
+      const allowed = Math.max(0, Math.max(graceMillis, (received * 1000) / minBytesPerSecond) - waited)
       const start = yield* Clock.currentTimeMillis
       const chunk = yield* pull.pipe(
-        Effect.timeoutFail({ duration: Duration.millis(Math.max(0, allowed)), onTimeout: tooSlow })
+        Effect.timeoutFail({
+          duration: Duration.millis(allowed),
+          // The wait that ran out counts too.
+          onTimeout: (): Option.Option<E | BodyTooSlow> =>
+            Option.some(new BodyTooSlow({ received, waited: Duration.millis(waited + allowed), minBytesPerSecond }))
+        })
       )
       waited += (yield* Clock.currentTimeMillis) - start
       for (const bytes of chunk) received += bytes.length
