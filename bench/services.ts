@@ -1,4 +1,5 @@
 /** The test bed's stand-ins and our programs as child processes, each for the scope it is started in. */
+import { imageNodeOptions } from "@telemetry/testbed/ImageNodeOptions"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
 import { Duration, Effect } from "effect"
 import { execFile } from "node:child_process"
@@ -63,11 +64,14 @@ export const build = Effect.runSync(
   Effect.cached(Effect.promise(() => promisify(execFile)(process.execPath, ["scripts/build.mjs"], { cwd: root })))
 )
 
-/** A compiled program on `env`, and the seconds from its spawn until `GET <base>/api/v1/health/ready` answers 200. */
+/**
+ * A compiled program on `env`, run as the image runs it, and the seconds from its spawn until
+ * `GET <base>/api/v1/health/ready` answers 200.
+ */
 export const compiled = (entry: string, env: Record<string, string>, base: string) =>
   Effect.gen(function*() {
     const start = performance.now()
-    const app = yield* program(`dist/${entry}`, env, nodeFlags)
+    const app = yield* program(`dist/${entry}`, { NODE_OPTIONS: imageNodeOptions, ...env }, nodeFlags)
     yield* healthy(app, base, "/api/v1/health/ready", Duration.minutes(5))
     return { app, seconds: (performance.now() - start) / 1000 }
   })
