@@ -197,13 +197,28 @@ const attacks = (it: Vitest.MethodsNonLive<Services, true>) => {
       const replies = yield* Fiber.join(slow)
       expect(replies.map((r) => r.status).sort()).toEqual([408, 408, 429])
       expect(replies.find((r) => r.status === 429)!.json).toMatchObject({ error: "rate_limited", message: expect.stringContaining("uploads in flight") })
-      expect(replies.find((r) => r.status === 408)!.json).toMatchObject({ error: "request_timeout" })
+      // The bytes that did come are counted (they once sat unread, and the answer said 0).
+      expect(replies.find((r) => r.status === 408)!.json).toMatchObject({
+        error: "request_timeout",
+        message: expect.stringMatching(/\([1-9]\d* bytes in /)
+      })
 
       // Only headers and a byte of a body declared as 5 GB: the answer comes without the rest.
       const declared = yield* trickle(base, body, deviceToken("slow", "declares-too-much"), { declaredLength: 5_000_000_000 })
       expect(declared).toMatchObject({ status: 413, json: { error: "payload_too_large" } })
       expect(yield* footprint("slow")).toEqual(NOTHING)
       yield* goodPayloadLoads("slow uploads")
+    }), { timeout: 60_000 })
+
+  it.effect("a body in small pieces at 4 × MIN_BODY_RATE, for longer than BODY_RATE_GRACE: accepted and loaded", () =>
+    Effect.gen(function*() {
+      const { base } = yield* Target
+      // ~18 KB in 512-byte pieces, 4 KiB a second: a slow link, not a slow client. Pieces this small once sat
+      // unread until 64 KiB had come, and the body was cut as if nothing had.
+      const body = Buffer.from(JSON.stringify(readingsPayload("steady-eq", 200)))
+      const reply = yield* trickle(base, body, deviceToken("steady", "slow-link"), { bytesEach: 512, everyMs: 125 })
+      expect(reply.status).toBe(202)
+      yield* eventually(readingsOfTenant("steady"), (n) => n === 200, Duration.seconds(30))
     }), { timeout: 60_000 })
 
   it.effect("8 concurrent uploads of a 6 MiB item: all accepted and loaded once each; health answers meanwhile", () =>

@@ -36,15 +36,16 @@ export const postBytes = (base: string, body: Uint8Array | string, token: string
 export const postJson = (base: string, payload: unknown, token: string) => postBytes(base, JSON.stringify(payload), token)
 
 /**
- * An upload that announces `declaredLength` (the body's own length unless given) and sends its first byte at once,
- * then one byte every `everyMs` (none if not given): a client that holds its connection open. Answers what the
- * server answered, status 0 with the error if the connection failed first.
+ * An upload that announces `declaredLength` (the body's own length unless given) and sends its first `bytesEach`
+ * bytes (1 unless given) at once, then as many every `everyMs` (none if not given): a client that holds its
+ * connection open, or a slow link. Answers what the server answered, status 0 with the error if the connection
+ * failed first.
  */
 export const trickle = (
   base: string,
   body: Uint8Array,
   token: string,
-  options: { readonly everyMs?: number; readonly declaredLength?: number } = {}
+  options: { readonly everyMs?: number; readonly declaredLength?: number; readonly bytesEach?: number } = {}
 ) =>
   Effect.async<Reply>((resume) => {
     let sent = 0
@@ -66,7 +67,7 @@ export const trickle = (
       resume(Effect.succeed(reply))
     }
     const next = () => {
-      if (sent < body.length) req.write(body.subarray(sent, ++sent))
+      if (sent < body.length) req.write(body.subarray(sent, (sent += options.bytesEach ?? 1)))
     }
     req.on("response", (response) => {
       let text = ""

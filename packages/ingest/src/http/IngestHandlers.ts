@@ -59,11 +59,13 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
   const declaredLength = Number(request.headers["content-length"] ?? NaN)
   const success = HOME_ASSISTANT_CLIENT.test(request.headers["user-agent"] ?? "") ? 200 : 202
   return yield* ingest.accept({
-    // Not closed when we stop reading early: a rejected client then still gets its 4xx instead of a reset.
+    // Not closed when we stop reading early: a rejected client then still gets its 4xx instead of a reset. Read
+    // as it comes, with no chunk size: `read(size)` holds bytes back until `size` of them have come, so a slow
+    // link's small pieces looked like no body at all to the least rate (BodyRate) and were cut.
     body: NodeStream.fromReadable(
       () => incoming,
       (cause) => new InvalidPayload({ message: `request body could not be read: ${(cause as Error).message}` }),
-      { closeOnDone: false, chunkSize: 64 * 1024 }
+      { closeOnDone: false }
     ),
     declaredLength: Number.isSafeInteger(declaredLength) ? declaredLength : null,
     gzipped: encoding !== "identity",
