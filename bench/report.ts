@@ -122,6 +122,7 @@ const analyticsSection = (a: AnalyticsResult) =>
         q.source === "aggregates" && q.via === "HTTP" ? (q.p95 < 20 ? "yes" : "**no**") : ""])
     ),
     "",
+    "*HTTP*: from the request to the answer's last byte received (the client's JSON.parse of it not counted). " +
     "*service*: the Analytics service called in the benchmark's process, i.e. the query and the decoding of its rows, " +
     "without routing and encoding the response. *CPU ms*: CPU time of the ingest process per request (the database's " +
     "is not counted), which depends little on what else runs."
