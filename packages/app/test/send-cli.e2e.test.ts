@@ -174,4 +174,30 @@ describe("pnpm send", () => {
       ])
       expect(overloaded.received).toHaveLength(2)
     }), { timeout: CLI_TIMEOUT })
+
+  it.scopedLive("a refusal that comes before the body is read, the connection then closed, ends the run: each file refused with its answer", () =>
+    Effect.gen(function*() {
+      // As a proxy refusing an expired token: 401 as soon as the headers come, body unread, connection closed. With
+      // node:http's client the run now and then hung for ever (2 runs in 40 without a token against our server): it
+      // waited for the body's end to be flushed on a socket already closed. Timing-dependent, so this test does not
+      // catch that every time; it holds what such a run must end with.
+      const names = Array.from({ length: 8 }, (_, i) => [`${i}.json`, JSON.stringify(haPayload(`send-early-${i}`))] as const)
+      const dir = yield* directoryOf("send-early", Object.fromEntries(names))
+      const url = yield* Effect.acquireRelease(
+        Effect.async<{ readonly url: string; readonly close: () => void }>((resume) => {
+          const server = createServer((_, response) => {
+            response.writeHead(401, { "content-type": "application/json", connection: "close" })
+            response.end(JSON.stringify({ error: "unauthorized", message: "the token has expired" }))
+          })
+          server.listen(0, "127.0.0.1", () =>
+            resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() })))
+        }),
+        (s) => Effect.sync(s.close)
+      ).pipe(Effect.map((s) => s.url))
+      const run = yield* send(["--json", dir], { TELEMETRY_URL: url, TELEMETRY_TOKEN: "expired" })
+      expect(run.code).toBe(1)
+      const results = JSON.parse(run.stdout).results as ReadonlyArray<unknown>
+      expect(results).toHaveLength(names.length)
+      for (const result of results) expect(result).toMatchObject({ outcome: "refused", status: 401, error: "unauthorized" })
+    }), { timeout: 60_000 })
 })
