@@ -123,7 +123,7 @@ const analyticsSection = (a: AnalyticsResult) =>
     ),
     "",
     "*HTTP*: from the request to the answer's last byte received (the client's JSON.parse of it not counted). " +
-    "*service*: the Analytics service called in the benchmark's process, i.e. the query and the decoding of its rows, " +
+    "*service*: the Analytics service called in the benchmark's process, i.e. the query and the writing of its rows' JSON, " +
     "without routing and encoding the response. *CPU ms*: CPU time of the ingest process per request (the database's " +
     "is not counted), which depends little on what else runs."
   ].join("\n")

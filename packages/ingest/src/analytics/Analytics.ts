@@ -1,9 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
-import { Effect, Option } from "effect"
-import { checkedRows } from "./checkedRows.js"
-import { DayRow, HourRow, RawRow, SensorStats } from "./Rows.js"
+import { Effect, Option, type Schema } from "effect"
+import { type Field, rowsWriter, type Sensor } from "./JsonRows.js"
+import { SensorStats } from "./Rows.js"
 
 /** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
 export type Scope =
@@ -34,20 +33,37 @@ const aggregates = {
   day: { table: "telemetry_daily", active: "active_hours" }
 } as const
 
-const rawRows = checkedRows(RawRow)
-const hourRows = checkedRows(HourRow)
-const dayRows = checkedRows(DayRow)
-const statsRows = checkedRows(SensorStats)
+/** The rows of an answer: the fields of a row schema (Rows.ts), written in its order. */
+export interface RowSchema {
+  readonly fields: Schema.Struct.Fields
+}
+
+/** How a query reads a column: an expression of the row, written as JSON of its kind. */
+interface Column {
+  readonly kind: "number" | "string" | "json"
+  readonly sql: Statement.Fragment
+}
+
+/** The fields of a row that are its sensor's own. */
+const sensorFields: Record<string, keyof Sensor> = {
+  sensor_uuid: "uuid",
+  sensor_name: "name",
+  sensor_type: "type",
+  sensor_unit: "unit",
+  unit: "unit"
+}
+
+/** Fields of the Home Assistant rows that are columns of the hourly buckets under another name. */
+const aliases: Record<string, string> = { value: "avg_value", max: "max_value", min: "min_value", samples: "sample_count" }
 
 /**
- * The analytics queries (contract §4), always scoped by tenant. Every number is cast to float8/int in SQL, since
- * node-postgres returns bigint and numeric as strings; the rows are checked against their schemas (checkedRows), so a
- * column of the wrong type is a defect here rather than a malformed response.
+ * The analytics queries (contract §4), always scoped by tenant. Each answers the JSON text of its rows, in the
+ * fields of the row schema it is asked for (JsonRows): numbers as the database writes them (cast to text, so that
+ * node-postgres leaves them as they are), each row naming its sensor by id, whose own fields are looked up once.
  */
 export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-
 
     // The scope as a filter on the readings or buckets (alias `a`). An equipment by its id, which the
     // (equipment_id, time|bucket) indexes serve in time order, looked up first and given as a value, whose rows
@@ -76,60 +92,133 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
           sensors: sql``
         }))
 
-    /** `query` of the scope's filter; no rows when nothing is in scope. */
-    const scoped = <A>(
-      scope: Scope,
-      query: (scope: { filter: Statement.Fragment; sensors: Statement.Fragment }) => Effect.Effect<ReadonlyArray<A>, SqlError>
-    ) => Effect.flatMap(inScope(scope), Option.match({ onNone: () => Effect.succeed([]), onSome: query }))
-
     const limited = (limit: number | undefined) => (limit === undefined ? sql`` : sql`LIMIT ${limit}`)
 
-    // Columns come in the order of the rows' schemas (Rows.ts), so that the answers send the rows as they are.
-    const sensorColumns = sql`s.uuid AS sensor_uuid, s.name AS sensor_name, s.type AS sensor_type, s.unit AS sensor_unit`
+    const number = (expression: Statement.Fragment): Column => ({ kind: "number", sql: expression })
+    const string = (expression: Statement.Fragment): Column => ({ kind: "string", sql: expression })
+
+    /**
+     * A query's columns, all selected whatever the answer writes (the same query text, the same plan: another list
+     * of aggregate columns changed the order in which TimescaleDB summed a real-time bucket's values), after the
+     * sensor's id; and the writer of its rows for each row schema, made once.
+     */
+    const queryColumns = (columns: Record<string, Column>) => {
+      const names = Object.keys(columns)
+      const writers = new Map<RowSchema, { write: ReturnType<typeof rowsWriter>; sensors: boolean }>()
+      const writerFor = (row: RowSchema) => {
+        let writer = writers.get(row)
+        if (writer === undefined) {
+          const fields = Object.keys(row.fields).map((key): Field => {
+            const attribute = sensorFields[key]
+            if (attribute !== undefined) return { key, kind: "sensor", attribute }
+            const name = columns[key] === undefined ? aliases[key] : key
+            const index = name === undefined ? -1 : names.indexOf(name)
+            if (index < 0) throw new Error(`no column for the field ${key} among ${names.join(", ")}`)
+            return { key, kind: columns[name!]!.kind, index: index + 1 }
+          })
+          writer = { write: rowsWriter(fields), sensors: fields.some((field) => field.kind === "sensor") }
+          writers.set(row, writer)
+        }
+        return writer
+      }
+      const select = sql.join(", ", false)(
+        names.map((name) => {
+          const column = columns[name]!
+          return column.kind === "number" ? sql`(${column.sql})::text` : column.sql
+        })
+      )
+      return { select, writerFor }
+    }
+
+    /**
+     * The JSON text of `row`'s fields of the rows of `query` (the scope's filter, an empty array when nothing is in
+     * scope), their sensors looked up.
+     */
+    const scoped = (
+      scope: Scope,
+      columns: ReturnType<typeof queryColumns>,
+      row: RowSchema,
+      query: (scope: { filter: Statement.Fragment; sensors: Statement.Fragment }) => Statement.Statement<unknown>
+    ) => {
+      const { sensors, write } = columns.writerFor(row)
+      return Effect.flatMap(
+        inScope(scope),
+        Option.match({
+          onNone: () => Effect.succeed(write([])),
+          onSome: (filter) =>
+            Effect.flatMap(query(filter).values, (rows) =>
+              !sensors || rows.length === 0
+                ? Effect.succeed(write(rows))
+                : Effect.map(
+                  sql<Sensor & { id: number }>`SELECT id, uuid, name, type, unit FROM sensors
+                    WHERE id IN ${sql.in([...new Set(rows.map((row) => row[0]!))])}`,
+                  (found) => write(rows, new Map(found.map((sensor) => [sensor.id, sensor])))
+                ))
+        })
+      )
+    }
 
     // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks
     // the tie and every database answers in the same order.
-    const raw = (scope: Scope, range: Range, limit?: number) =>
-      rawRows(scoped(scope, ({ filter }) =>
-        sql`SELECT ${sensorColumns},
-          to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, a.value, a.status, a.metadata
+    const rawColumns = queryColumns({
+      time: string(sql`to_char(a.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`),
+      value: number(sql`a.value`),
+      status: string(sql`a.status`),
+      metadata: { kind: "json", sql: sql`a.metadata` }
+    })
+    const raw = (scope: Scope, range: Range, row: RowSchema, limit?: number) =>
+      scoped(scope, rawColumns, row, ({ filter }) =>
+        sql`SELECT a.sensor_id, ${rawColumns.select}
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
         WHERE ${filter} AND a.time >= ${range.start} AND a.time < ${range.end}
         ORDER BY a.time, s.uuid, s.equipment_id
-        ${limited(limit)}`))
+        ${limited(limit)}`)
 
-    const buckets = (resolution: Resolution, scope: Scope, range: Range, limit: number | undefined) => {
-      const { active, table } = aggregates[resolution]
-      return scoped(scope, ({ filter, sensors }) =>
-        sql`SELECT ${sensorColumns}, to_char(a.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS time,
-          a.avg_value::float8 AS avg_value, a.max_value::float8 AS max_value, a.min_value::float8 AS min_value,
-          a.sample_count::int AS sample_count, a.stddev_value::float8 AS stddev_value,
-          a.median_value::float8 AS median_value, a.p95_value::float8 AS p95_value, a.p99_value::float8 AS p99_value,
-          a.${sql(active)}::int AS ${sql(active)}
-        FROM ${sql(table)} a
+    // Numbers are cast to float8 or int before text: a numeric's text would keep its trailing zeros.
+    const bucketColumns = (resolution: Resolution) => {
+      const active = aggregates[resolution].active
+      return queryColumns({
+        time: string(sql`to_char(a.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`),
+        avg_value: number(sql`a.avg_value::float8`),
+        max_value: number(sql`a.max_value::float8`),
+        min_value: number(sql`a.min_value::float8`),
+        sample_count: number(sql`a.sample_count::int`),
+        stddev_value: number(sql`a.stddev_value::float8`),
+        median_value: number(sql`a.median_value::float8`),
+        p95_value: number(sql`a.p95_value::float8`),
+        p99_value: number(sql`a.p99_value::float8`),
+        [active]: number(sql`a.${sql(active)}::int`)
+      })
+    }
+    const bucketsOf = { hour: bucketColumns("hour"), day: bucketColumns("day") }
+    /** Hourly or daily buckets in range. */
+    const buckets = (resolution: Resolution, scope: Scope, range: Range, row: RowSchema, limit?: number) =>
+      scoped(scope, bucketsOf[resolution], row, ({ filter, sensors }) =>
+        sql`SELECT a.sensor_id, ${bucketsOf[resolution].select}
+        FROM ${sql(aggregates[resolution].table)} a
         JOIN sensors s ON s.id = a.sensor_id ${sensors}
         WHERE ${filter} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
         ORDER BY a.bucket, s.uuid, s.equipment_id
         ${limited(limit)}`)
-    }
 
-    const hourly = (scope: Scope, range: Range, limit?: number) => hourRows(buckets("hour", scope, range, limit))
-    const daily = (scope: Scope, range: Range, limit?: number) => dayRows(buckets("day", scope, range, limit))
-
+    const statsColumns = queryColumns({
+      overall_avg: number(sql`(sum(a.sum_value) / nullif(sum(a.value_count), 0))::float8`),
+      overall_max: number(sql`max(a.max_value)::float8`),
+      overall_min: number(sql`min(a.min_value)::float8`),
+      total_samples: number(sql`sum(a.sample_count)::float8`),
+      active_periods: number(sql`count(*)::int`)
+    })
     /** Per sensor over the buckets in range; the mean is the exact one (sum of values / number of values). */
     const stats = (resolution: Resolution, scope: Scope, range: Range) =>
-      statsRows(scoped(scope, ({ filter }) =>
-        sql`SELECT ${sensorColumns},
-          (sum(a.sum_value) / nullif(sum(a.value_count), 0))::float8 AS overall_avg,
-          max(a.max_value)::float8 AS overall_max, min(a.min_value)::float8 AS overall_min,
-          sum(a.sample_count)::float8 AS total_samples, count(*)::int AS active_periods
+      scoped(scope, statsColumns, SensorStats, ({ filter }) =>
+        sql`SELECT s.id, ${statsColumns.select}
         FROM ${sql(aggregates[resolution].table)} a
         JOIN sensors s ON s.id = a.sensor_id
         WHERE ${filter} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
         GROUP BY s.id
-        ORDER BY s.uuid`))
+        ORDER BY s.uuid`)
 
-    return { raw, hourly, daily, stats } as const
+    return { raw, buckets, stats } as const
   })
 }) {}
