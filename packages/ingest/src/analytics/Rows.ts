@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 
-// Rows the analytics queries return (contract §4). They type the SQL results and, through the HTTP API, the
-// response bodies and the OpenAPI document. Counts and values are JSON numbers; timestamps ISO-8601 strings.
+// Rows of the analytics answers (contract §4): their fields, in the order the answers write them (Analytics picks
+// the column behind each), and the OpenAPI document. Counts and values are JSON numbers; timestamps ISO-8601 strings.
 const Count = Schema.Number.annotations({ description: "a count (integer)" })
 /** A Date in the rows, an ISO-8601 string in JSON. */
 export const Timestamp = Schema.Date.annotations({
@@ -60,9 +60,6 @@ export const RawReading = Schema.Struct(RawColumns).annotations({ identifier: "R
 export const HourRow = Schema.Struct({ ...SensorColumns, ...Metrics, ...activeMinutes }).annotations({ identifier: "HourRow" })
 export const DayRow = Schema.Struct({ ...SensorColumns, ...Metrics, ...activeHours }).annotations({ identifier: "DayRow" })
 export const RawRow = Schema.Struct({ ...SensorColumns, ...RawColumns }).annotations({ identifier: "RawRow" })
-export type HourRow = typeof HourRow.Type
-export type DayRow = typeof DayRow.Type
-export type RawRow = typeof RawRow.Type
 
 export const SensorStats = Schema.Struct({
   ...SensorColumns,
@@ -72,7 +69,6 @@ export const SensorStats = Schema.Struct({
   total_samples: Count.annotations({ description: "readings in the period" }),
   active_periods: Count.annotations({ description: "buckets with readings: hours for 24h, days otherwise" })
 }).annotations({ identifier: "SensorStats" })
-export type SensorStats = typeof SensorStats.Type
 
 /** An hourly row as the Home Assistant integration reads it. */
 export const HomeAssistantRow = Schema.Struct({
