@@ -7,6 +7,7 @@
  */
 import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
 import * as Analytics from "@telemetry/ingest/analytics/Analytics"
+import type { JsonRows } from "@telemetry/ingest/analytics/JsonRows"
 import { HourRow } from "@telemetry/ingest/analytics/Rows"
 import { Effect, Layer, Redacted } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
@@ -92,12 +93,13 @@ const serviceLatencies = (url: string, requests: number) =>
     const hourly: Analytics.Range = { start: new Date(now - 30 * DAY), end: new Date(now) }
     // As the stats endpoint takes its 30 days: whole days back from now.
     const daily: Analytics.Range = { start: new Date(Math.floor((now - 30 * DAY) / DAY) * DAY), end: new Date(now) }
+    const written = Effect.map((rows: JsonRows) => Buffer.concat(rows("", "")))
     const calls: ReadonlyArray<{
       readonly query: string
       readonly run: (scope: Analytics.Scope) => Effect.Effect<Uint8Array, unknown>
     }> = [
-      { query: "equipment history, hourly, 30 days", run: (scope) => analytics.buckets("hour", scope, hourly, HourRow, 10_000) },
-      { query: "equipment stats, 30 days", run: (scope) => analytics.stats("day", scope, daily) }
+      { query: "equipment history, hourly, 30 days", run: (scope) => written(analytics.buckets("hour", scope, hourly, HourRow, 10_000)) },
+      { query: "equipment stats, 30 days", run: (scope) => written(analytics.stats("day", scope, daily)) }
     ]
     const results: Array<QueryLatency> = []
     for (const call of calls) {

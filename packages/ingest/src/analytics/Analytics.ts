@@ -1,7 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import { Effect, Option, type Schema } from "effect"
-import { type Field, rowsWriter, type Sensor } from "./JsonRows.js"
+import { type Field, type JsonRows, rowsWriter, type Sensor } from "./JsonRows.js"
 import { SensorStats } from "./Rows.js"
 
 /** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
@@ -57,8 +58,8 @@ const sensorFields: Record<string, keyof Sensor> = {
 const aliases: Record<string, string> = { value: "avg_value", max: "max_value", min: "min_value", samples: "sample_count" }
 
 /**
- * The analytics queries (contract §4), always scoped by tenant. Each answers the JSON text of its rows, in the
- * fields of the row schema it is asked for (JsonRows): numbers as the database writes them (cast to text, so that
+ * The analytics queries (contract §4), always scoped by tenant. Each answers its rows, to be written as JSON
+ * into an envelope in the fields of the row schema it is asked for (JsonRows): numbers as the database writes them (cast to text, so that
  * node-postgres leaves them as they are), each row naming its sensor by id, whose own fields are looked up once.
  */
 export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics", {
@@ -104,7 +105,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
      */
     const queryColumns = (columns: Record<string, Column>) => {
       const names = Object.keys(columns)
-      const writers = new Map<RowSchema, { write: ReturnType<typeof rowsWriter>; sensors: boolean }>()
+      const writers = new Map<RowSchema, ReturnType<typeof rowsWriter>>()
       const writerFor = (row: RowSchema) => {
         let writer = writers.get(row)
         if (writer === undefined) {
@@ -116,7 +117,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
             if (index < 0) throw new Error(`no column for the field ${key} among ${names.join(", ")}`)
             return { key, kind: columns[name!]!.kind, index: index + 1 }
           })
-          writer = { write: rowsWriter(fields), sensors: fields.some((field) => field.kind === "sensor") }
+          writer = rowsWriter(fields)
           writers.set(row, writer)
         }
         return writer
@@ -131,23 +132,23 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     }
 
     /**
-     * The JSON text of `row`'s fields of the rows of `query` (the scope's filter, an empty array when nothing is in
-     * scope), their sensors looked up.
+     * `row`'s fields of the rows of `query` (the scope's filter; no rows when nothing is in scope), their sensors
+     * looked up, to be written as JSON into their envelope.
      */
     const scoped = (
       scope: Scope,
       columns: ReturnType<typeof queryColumns>,
       row: RowSchema,
       query: (scope: { filter: Statement.Fragment; sensors: Statement.Fragment }) => Statement.Statement<unknown>
-    ) => {
-      const { sensors, write } = columns.writerFor(row)
+    ): Effect.Effect<JsonRows, SqlError> => {
+      const { withSensors, write } = columns.writerFor(row)
       return Effect.flatMap(
         inScope(scope),
         Option.match({
           onNone: () => Effect.succeed(write([])),
           onSome: (filter) =>
             Effect.flatMap(query(filter).values, (rows) =>
-              !sensors || rows.length === 0
+              !withSensors || rows.length === 0
                 ? Effect.succeed(write(rows))
                 : Effect.map(
                   sql<Sensor & { id: number }>`SELECT id, uuid, name, type, unit FROM sensors

@@ -63,39 +63,40 @@ const writeValue = (kind: "number" | "string" | "json", value: unknown): string 
   }
 }
 
+// Large enough that a chunk holds dozens of rows; small enough for malloc to reuse the memory of earlier answers.
+const CHUNK = 64 * 1024
+
 /**
- * Bytes written a row at a time into a buffer that grows: the answer's text lies outside the JavaScript heap, and
- * each row's pieces die young. Concatenated into one string, the answer's thousands of pieces stayed alive until it
- * was sent, and with the image's small young generation (NODE_OPTIONS) the collector took most of what was saved,
- * copying them again and again.
+ * Bytes written a row at a time into chunks, sent as they are: the answer's text lies outside the JavaScript heap
+ * and each row's pieces die young (one string of the answer kept its thousands of pieces alive until sent, for the
+ * collector to copy again and again). Chunks rather than one buffer: one the size of the answer was copied when it
+ * grew and, in a long-lived process, its fresh memory pages cost more than the writing itself.
  */
 class Output {
-  private buffer = Buffer.allocUnsafe(16 * 1024)
+  private readonly chunks: Array<Uint8Array> = []
+  private chunk = Buffer.allocUnsafe(CHUNK)
   private length = 0
-  get size(): number {
-    return this.length
-  }
-  /** Room for `bytes` more, in one buffer rather than one doubled again and again. */
-  reserve(bytes: number): void {
-    if (this.length + bytes > this.buffer.length) {
-      const grown = Buffer.allocUnsafe(this.length + bytes)
-      this.buffer.copy(grown, 0, 0, this.length)
-      this.buffer = grown
-    }
-  }
   write(text: string): void {
     // UTF-8 takes at most 3 bytes for a UTF-16 unit.
-    if (this.length + 3 * text.length > this.buffer.length) this.reserve(Math.max(3 * text.length, this.buffer.length))
-    this.length += this.buffer.write(text, this.length)
+    if (this.length + 3 * text.length > this.chunk.length) {
+      if (this.length > 0) this.chunks.push(this.chunk.subarray(0, this.length))
+      this.chunk = Buffer.allocUnsafe(Math.max(CHUNK, 3 * text.length))
+      this.length = 0
+    }
+    this.length += this.chunk.write(text, this.length)
   }
-  bytes(): Uint8Array {
-    return this.buffer.subarray(0, this.length)
+  written(): ReadonlyArray<Uint8Array> {
+    this.chunks.push(this.chunk.subarray(0, this.length))
+    return this.chunks
   }
 }
 
+/** Rows as the JSON text of an array, written between a `head` and a `tail` (an envelope's), in chunks. */
+export type JsonRows = (head: string, tail: string) => ReadonlyArray<Uint8Array>
+
 /**
  * Writes rows as the JSON text (UTF-8) of an array of objects with the keys of `fields` in that order. A row's
- * first value is its sensor's id; `sensors` holds every sensor a row names.
+ * first value is its sensor's id; `sensors` holds every sensor a row names, needed when `withSensors`.
  */
 export const rowsWriter = (fields: ReadonlyArray<Field>) => {
   const segments: Array<Segment> = []
@@ -120,12 +121,13 @@ export const rowsWriter = (fields: ReadonlyArray<Field>) => {
     return text
   }
 
-  return (rows: ReadonlyArray<ReadonlyArray<unknown>>, sensors: ReadonlyMap<unknown, Sensor> = new Map()): Uint8Array => {
+  const write = (rows: ReadonlyArray<ReadonlyArray<unknown>>, sensors: ReadonlyMap<unknown, Sensor> = new Map()): JsonRows =>
+  (head, tail) => {
     if (rows.length > 0 && rows[0]!.length < width) throw new Error(`rows of ${rows[0]!.length} values, ${width} needed`)
     // Per segment of sensor fields, their text for each sensor, written on its first row.
     const written = segments.map(() => new Map<unknown, string>())
     const out = new Output()
-    out.write("[")
+    out.write(head + "[")
     for (let r = 0; r < rows.length; r++) {
       const row = rows[r]!
       let text = r === 0 ? "" : ","
@@ -144,10 +146,9 @@ export const rowsWriter = (fields: ReadonlyArray<Field>) => {
         }
       }
       out.write(text + "}")
-      // Rows of one answer are about as long as its first.
-      if (r === 0) out.reserve(Math.ceil(1.25 * out.size * rows.length) + 1024)
     }
-    out.write("]")
-    return out.bytes()
+    out.write("]" + tail)
+    return out.written()
   }
+  return { write, withSensors: segments.some((segment) => segment.kind === "sensor") } as const
 }

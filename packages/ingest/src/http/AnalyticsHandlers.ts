@@ -2,6 +2,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect } from "effect"
 import { Analytics, type Range, type Scope } from "../analytics/Analytics.js"
+import type { JsonRows } from "../analytics/JsonRows.js"
 import { DayMetrics, DayRow, HomeAssistantRow, HourMetrics, HourRow, RawReading, RawRow } from "../analytics/Rows.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
@@ -62,13 +63,13 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
   Effect.gen(function*() {
     const analytics = yield* Analytics
 
-    /** The JSON of a history's rows, as `of` writes them. */
+    /** A history's rows, as `of` writes them. */
     const history = (
       scope: Scope,
       params: { readonly period: "hour" | "day" | "raw"; readonly limit: number },
       range: Range,
       of: keyof typeof rowsOf
-    ): Effect.Effect<Uint8Array, SqlError> => {
+    ): Effect.Effect<JsonRows, SqlError> => {
       const row = rowsOf[of][params.period]
       return params.period === "raw"
         ? analytics.raw(scope, range, row, params.limit)

@@ -1,4 +1,6 @@
 import { HttpServerResponse } from "@effect/platform"
+import { Stream } from "effect"
+import type { JsonRows } from "../analytics/JsonRows.js"
 
 /**
  * `body` as a JSON response whose string goes to Node as it is: Node writes a string to the socket in one native
@@ -10,10 +12,11 @@ export const jsonResponse = (body: unknown) => {
   return HttpServerResponse.raw(text, { contentType: "application/json", contentLength: Buffer.byteLength(text) })
 }
 
-const CLOSE = Buffer.from("}")
-
-/** `envelope` with a last member `key` whose value is `rows`, JSON already (UTF-8, analytics/JsonRows). */
-export const jsonRowsResponse = (envelope: object, key: string, rows: Uint8Array) => {
-  const body = Buffer.concat([Buffer.from(`${JSON.stringify(envelope).slice(0, -1)},${JSON.stringify(key)}:`), rows, CLOSE])
-  return HttpServerResponse.raw(body, { contentType: "application/json", contentLength: body.length })
+/** `envelope` with a last member `key` whose value is `rows` (analytics/JsonRows), sent as the rows' chunks. */
+export const jsonRowsResponse = (envelope: object, key: string, rows: JsonRows) => {
+  const chunks = rows(`${JSON.stringify(envelope).slice(0, -1)},${JSON.stringify(key)}:`, "}")
+  const options = { contentType: "application/json", contentLength: chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0) }
+  return chunks.length === 1
+    ? HttpServerResponse.raw(chunks[0], options)
+    : HttpServerResponse.stream(Stream.fromIterable(chunks), options)
 }
