@@ -98,7 +98,10 @@ const serviceLatencies = (url: string, requests: number) =>
       readonly query: string
       readonly run: (scope: Analytics.Scope) => Effect.Effect<Uint8Array, unknown>
     }> = [
-      { query: "equipment history, hourly, 30 days", run: (scope) => written(analytics.buckets("hour", scope, hourly, HourRow, 10_000)) },
+      {
+        query: "equipment history, hourly, 30 days",
+        run: (scope) => written(analytics.buckets("hour", scope, hourly, HourRow, 10_000))
+      },
       { query: "equipment stats, 30 days", run: (scope) => written(analytics.stats("day", scope, daily)) }
     ]
     const results: Array<QueryLatency> = []

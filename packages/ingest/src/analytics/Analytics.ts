@@ -58,9 +58,10 @@ const sensorFields: Record<string, keyof Sensor> = {
 const aliases: Record<string, string> = { value: "avg_value", max: "max_value", min: "min_value", samples: "sample_count" }
 
 /**
- * The analytics queries (contract §4), always scoped by tenant. Each answers its rows, to be written as JSON
- * into an envelope in the fields of the row schema it is asked for (JsonRows): numbers as the database writes them (cast to text, so that
- * node-postgres leaves them as they are), each row naming its sensor by id, whose own fields are looked up once.
+ * The analytics queries (contract §4), always scoped by tenant. Each answers its rows, to be written as JSON into
+ * an envelope in the fields of the row schema it is asked for (JsonRows): numbers as the database writes them (cast
+ * to text, so that node-postgres leaves them as they are), each row naming its sensor by id, whose own fields are
+ * looked up once.
  */
 export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics", {
   effect: Effect.gen(function*() {

@@ -121,7 +121,10 @@ export const rowsWriter = (fields: ReadonlyArray<Field>) => {
     return text
   }
 
-  const write = (rows: ReadonlyArray<ReadonlyArray<unknown>>, sensors: ReadonlyMap<unknown, Sensor> = new Map()): JsonRows =>
+  const write = (
+    rows: ReadonlyArray<ReadonlyArray<unknown>>,
+    sensors: ReadonlyMap<unknown, Sensor> = new Map()
+  ): JsonRows =>
   (head, tail) => {
     if (rows.length > 0 && rows[0]!.length < width) throw new Error(`rows of ${rows[0]!.length} values, ${width} needed`)
     // Per segment of sensor fields, their text for each sensor, written on its first row.

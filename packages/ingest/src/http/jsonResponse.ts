@@ -15,7 +15,8 @@ export const jsonResponse = (body: unknown) => {
 /** `envelope` with a last member `key` whose value is `rows` (analytics/JsonRows), sent as the rows' chunks. */
 export const jsonRowsResponse = (envelope: object, key: string, rows: JsonRows) => {
   const chunks = rows(`${JSON.stringify(envelope).slice(0, -1)},${JSON.stringify(key)}:`, "}")
-  const options = { contentType: "application/json", contentLength: chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0) }
+  const contentLength = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0)
+  const options = { contentType: "application/json", contentLength }
   return chunks.length === 1
     ? HttpServerResponse.raw(chunks[0], options)
     : HttpServerResponse.stream(Stream.fromIterable(chunks), options)
