@@ -93,10 +93,10 @@ const serviceLatencies = (url: string, requests: number) =>
     const hourly: Analytics.Range = { start: new Date(now - 30 * DAY), end: new Date(now) }
     // As the stats endpoint takes its 30 days: whole days back from now.
     const daily: Analytics.Range = { start: new Date(Math.floor((now - 30 * DAY) / DAY) * DAY), end: new Date(now) }
-    const written = Effect.map((rows: JsonRows) => Buffer.concat(rows("", "")))
+    const written = Effect.map((rows: JsonRows) => rows("", ""))
     const calls: ReadonlyArray<{
       readonly query: string
-      readonly run: (scope: Analytics.Scope) => Effect.Effect<Uint8Array, unknown>
+      readonly run: (scope: Analytics.Scope) => Effect.Effect<ReadonlyArray<Uint8Array>, unknown>
     }> = [
       {
         query: "equipment history, hourly, 30 days",
@@ -112,7 +112,7 @@ const serviceLatencies = (url: string, requests: number) =>
         const scope: Analytics.Scope = { by: "equipment", tenantId: "default", equipmentUuid: equipmentUuid(k) }
         const [answer, ms] = yield* timed(call.run(scope))
         if (k > 0) latencies.push(ms) // the first is a warm-up
-        rows = (JSON.parse(Buffer.from(answer).toString()) as ReadonlyArray<unknown>).length
+        rows = (JSON.parse(Buffer.concat(answer).toString()) as ReadonlyArray<unknown>).length
       }
       const result: QueryLatency = {
         query: call.query,
