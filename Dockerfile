@@ -23,6 +23,10 @@ RUN mkdir -p data && chown node:node data
 # no cost in ingest or load speed measured, ~5 ms more CPU for an analytics answer of thousands of rows (README,
 # "Footprint"). The benchmarks and tests run the compiled programs with them.
 ENV NODE_OPTIONS=--max-semi-space-size=4
+# Two malloc arenas instead of glibc's eight per core: the memory that threads (validation, zlib's) free stays
+# in fewer arenas for reuse. The ingest process's peak with a 1 GB body 176 → 168 MiB (gzip), 192 → 183 (plain);
+# ingest and the worker's loads no slower (README, "Footprint").
+ENV MALLOC_ARENA_MAX=2
 USER node
 EXPOSE 8080
 CMD ["node", "dist/main/start.js"]

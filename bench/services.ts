@@ -1,5 +1,5 @@
 /** The test bed's stand-ins and our programs as child processes, each for the scope it is started in. */
-import { imageNodeOptions } from "@telemetry/testbed/ImageNodeOptions"
+import { imageEnvironment } from "@telemetry/testbed/ImageEnvironment"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
 import { Duration, Effect } from "effect"
 import { execFile } from "node:child_process"
@@ -71,7 +71,7 @@ export const build = Effect.runSync(
 export const compiled = (entry: string, env: Record<string, string>, base: string) =>
   Effect.gen(function*() {
     const start = performance.now()
-    const app = yield* program(`dist/${entry}`, { NODE_OPTIONS: imageNodeOptions, ...env }, nodeFlags)
+    const app = yield* program(`dist/${entry}`, { ...imageEnvironment, ...env }, nodeFlags)
     yield* healthy(app, base, "/api/v1/health/ready", Duration.minutes(5))
     return { app, seconds: (performance.now() - start) / 1000 }
   })

@@ -1,5 +1,5 @@
 import { freePort } from "@telemetry/testbed/FreePort"
-import { imageNodeOptions } from "@telemetry/testbed/ImageNodeOptions"
+import { imageEnvironment } from "@telemetry/testbed/ImageEnvironment"
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -38,9 +38,9 @@ export const startPipeline = (env: Record<string, string>) => startProgram("pack
 export const startWorker = (env: Record<string, string>) =>
   startProgram("packages/app/src/main/worker.ts", { METRICS_PORT: "0", ...env })
 
-/** A program of `pnpm build`, as the image runs it: `dist/<entry>` (e.g. `main/ingest.js`) with its `NODE_OPTIONS`. */
+/** A program of `pnpm build`, as the image runs it: `dist/<entry>` (e.g. `main/ingest.js`) in its environment. */
 export const startCompiled = (entry: string, env: Record<string, string>) =>
-  startProgram(`dist/${entry}`, { NODE_OPTIONS: imageNodeOptions, ...env })
+  startProgram(`dist/${entry}`, { ...imageEnvironment, ...env })
 
 /** `pnpm replay <args>`'s program. */
 export const startReplay = (args: ReadonlyArray<string>, env: Record<string, string>) =>
