@@ -3,13 +3,16 @@ import * as CliCommand from "@effect/cli/Command"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SingleBar } from "cli-progress"
 import { Console, Effect } from "effect"
+import * as Memory from "../Memory.js"
 
 /**
  * Runs `command` as this process's command line (`pnpm <name> ...`): @effect/cli shows its usage errors itself;
  * our own failures are told in one sentence on stderr, and the process exits 1.
  */
-export const run = <Name extends string, E, A>(command: Command.Command<Name, NodeContext.NodeContext, E, A>, name: string) =>
-  CliCommand.run(command, { name, version: "1.0.0" })(process.argv).pipe(
+export const run = <Name extends string, E, A>(command: Command.Command<Name, NodeContext.NodeContext, E, A>, name: string) => {
+  // `pnpm replay` loads payloads as a worker does, `pnpm send` streams them.
+  Memory.sweepArrayBuffersOnCollectingThread()
+  return CliCommand.run(command, { name, version: "1.0.0" })(process.argv).pipe(
     Effect.tapError((error) =>
       ValidationError.isValidationError(error)
         ? Effect.void
@@ -18,6 +21,7 @@ export const run = <Name extends string, E, A>(command: Command.Command<Name, No
     Effect.provide(NodeContext.layer),
     (program) => NodeRuntime.runMain(program, { disableErrorReporting: true })
   )
+}
 
 /** Rows as columns, padded to the widest cell, the first row the heading. */
 export const columns = (rows: ReadonlyArray<ReadonlyArray<string>>) => {
