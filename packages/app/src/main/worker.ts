@@ -3,6 +3,7 @@ import * as Worker from "@telemetry/worker/Worker"
 import { Config, Effect, Layer } from "effect"
 import * as Infrastructure from "../Infrastructure.js"
 import * as Logging from "../Logging.js"
+import * as Memory from "../Memory.js"
 import * as Metrics from "../observability/Metrics.js"
 import * as Tracing from "../observability/Tracing.js"
 import * as WorkerServer from "../observability/WorkerServer.js"
@@ -16,6 +17,7 @@ const requireKafka = Layer.effectDiscard(
 )
 
 // `pnpm worker`: consumes claims from Kafka and loads them, and serves its metrics and health on METRICS_PORT.
+Memory.sweepArrayBuffersOnCollectingThread()
 NodeRuntime.runMain(
   Layer.launch(
     Layer.merge(Worker.layer, WorkerServer.layer.pipe(Layer.provide(Metrics.layer))).pipe(
