@@ -1,0 +1,24 @@
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import * as Logging from "../Logging.js"
+import * as Memory from "../Memory.js"
+import * as Tracing from "../observability/Tracing.js"
+import * as Shutdown from "../Shutdown.js"
+
+/**
+ * Runs a program (a server, the worker), its services provided, until SIGTERM or SIGINT (Shutdown), traced and
+ * logged, with dead ArrayBuffers swept as it collects (Memory).
+ */
+export const runProgram = <E>(program: string, layer: Layer.Layer<never, E>) => {
+  Memory.sweepArrayBuffersOnCollectingThread()
+  return NodeRuntime.runMain(
+    Layer.launch(
+      layer.pipe(
+        Layer.provide(Shutdown.exitByDeadline(program)),
+        Layer.provide(Tracing.layer(`telemetry-${program}`))
+      )
+    ).pipe(Effect.provide(Logging.layer)),
+    // Logging.layer chooses the format: runMain's own pretty logger would print every line a second time.
+    { disablePrettyLogger: true }
+  )
+}
