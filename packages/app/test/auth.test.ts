@@ -181,6 +181,9 @@ describe("bearer tokens on the embedded pipeline", () => {
           ["without exp", bearer(signToken(withoutExp)), "\"exp\" claim is missing"],
           ["without tenant_id", bearer(signToken(withoutTenant)), "tenant_id"],
           ["an unknown user_type", bearer(signToken(claimsOf("device", "tenant-a", "dev-a", { user_type: "superuser" }))), "user_type"],
+          // Signed right, but the database could not store them: the uploads would be answered and never loaded.
+          ["a tenant with a NUL", bearer(signToken(claimsOf("device", "tenant-a\0", "dev-a"))), "tenant_id"],
+          ["a device with a lone surrogate", bearer(signToken(claimsOf("device", "tenant-a", "dev-\ud800"))), "sub"],
           ["RS256 for another audience", bearer(yield* providerToken(provider.privateKey, claimsOf("device", "tenant-a", "dev-a", { aud: "another-app" }))), "\"aud\" claim"],
           ["RS256 without audience", bearer(yield* providerToken(provider.privateKey, claimsOf("device", "tenant-a", "dev-a", { aud: undefined }))), "\"aud\" claim"],
           ["RS256 of another issuer", bearer(yield* providerToken(provider.privateKey, claimsOf("device", "tenant-a", "dev-a", { iss: "https://evil.test" }))), "\"iss\" claim"],

@@ -228,6 +228,10 @@ describe("normalize", () => {
       value: null,
       status: "0x1F"
     })
+    // So is a decimal string past the values' range (±1e100), rather than a refusal of the whole batch.
+    for (const text of ["1e400", "-1e101"]) {
+      expect(firstReading(withReadings({ sensor_uuid: "s", sensor_telemetria: text }))).toMatchObject({ value: null, status: text })
+    }
   })
 
   it("lets an explicit status win over a non-numeric sensor_telemetria", () => {
@@ -367,7 +371,6 @@ describe("normalize", () => {
       [withReadings({ sensor_uuid: "s", valor: Infinity }), "[0].sensor[0].valor"],
       [withReadings({ sensor_uuid: "s", valor: 1e200 }), "[0].sensor[0].valor"],
       [withReadings({ sensor_uuid: "s", sensor_telemetria: true }), "[0].sensor[0].sensor_telemetria"],
-      [withReadings({ sensor_uuid: "s", sensor_telemetria: "1e200" }), "[0].sensor[0].sensor_telemetria"],
       [withReadings({ sensor_uuid: "s", sensor_bateria_pct: "87" }), "[0].sensor[0].sensor_bateria_pct"],
       [withReadings({ sensor_uuid: 42 }), "[0].sensor[0].sensor_uuid"],
       [withReadings({ sensor_uuid: "s" }, "not a reading" as never), "[0].sensor[1]"],

@@ -12,7 +12,7 @@ import {
   StorageError
 } from "@telemetry/domain"
 import { gunzip, gzip } from "@telemetry/infra/compression"
-import { Clock, Config, Deferred, Duration, Effect, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Config, Deferred, Duration, Effect, Fiber, Metric, Option, Schedule, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
@@ -107,8 +107,9 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
      * committed only if validation passed and the request is not a retry of an accepted one, and the claim is
      * published only once the object is committed.
      */
-    const store = <E>(request: IngestRequest<E>, claimId: string) =>
-      Effect.scoped(
+    const store = <E>(request: IngestRequest<E>, claimId: string) => {
+      let published = false
+      return Effect.scoped(
         Effect.gen(function*() {
           yield* Effect.acquireRelease(
             Metric.incrementBy(Metrics.uploadsInFlight, 1),
@@ -172,16 +173,19 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
             // Not acknowledged, so not kept: the client will send it again.
             Effect.tapError(() => discard(claimId, key))
           )
+          published = true
           yield* requests.accept(claimId)
           // Replays are not counted: they accept nothing new.
           yield* Metric.increment(Metrics.payloadsAccepted)
           yield* Metric.incrementBy(Metrics.readingsAccepted, counted.readings)
           return { claimId, key, items: counted.items, readings: counted.readings, replayed: false } satisfies Accepted
         }).pipe(
-          // Whatever failed, a retry must be free to go ahead (a no-op when nothing was reserved).
-          Effect.tapErrorCause(() => requests.release(claimId))
+          // Whatever failed or stopped it (a shutdown), a retry must be free to go ahead (a no-op when nothing was
+          // reserved) — unless its claim is out: then the retry is to get that claim back.
+          Effect.onError(() => (published ? requests.accept(claimId) : requests.release(claimId)))
         )
       ).pipe(Effect.annotateLogs("claim_id", claimId))
+    }
 
     const replayed = (first: Idempotency.Submission): Accepted => ({
       claimId: first.claimId,
@@ -205,8 +209,15 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
         return Option.some(replayed(first))
       })
 
+    /**
+     * Runs apart from the caller's fiber, which the HTTP server interrupts when the client hangs up: a body that came
+     * in full is accepted all the same, so that the client's retry gets its claim back (interrupted between its
+     * reservation and its acceptance, it held every retry off as in progress). A body cut off fails on its own.
+     */
+    const detached = <A, E>(effect: Effect.Effect<A, E>) => Effect.flatMap(Effect.forkIn(effect, serviceScope), Fiber.join)
+
     const accept = <E>(request: IngestRequest<E>) =>
-      Effect.gen(function*() {
+      detached(Effect.gen(function*() {
         // Refused before a byte is read (and before it takes a slot).
         if (request.declaredLength !== null && request.declaredLength > config.maxBodyBytes) {
           return yield* new PayloadTooLarge({
@@ -223,7 +234,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
           Effect.catchIf((e) => e instanceof Idempotency.Duplicate, ({ first }: Idempotency.Duplicate) =>
             Effect.succeed(replayed(first)))
         )
-      })
+      }))
 
     return { accept } as const
   }),

@@ -113,6 +113,28 @@ for (const [i, database] of databases.entries()) {
           expect(wrong.headers["www-authenticate"]).toBe(unknown.headers["www-authenticate"])
         }))
 
+      it.effect("a login body that is not JSON gets 400, one over 64 KiB 413, and the answer never quotes a password", () =>
+        Effect.gen(function*() {
+          const raw = (text: string, headers: Record<string, string> = {}) =>
+            Effect.promise(() => send(`${base}/api/v1/auth/device/login`, { text, headers, localAddress: "127.0.0.40" }))
+          for (const text of ["username=ha&password=SECRET-1", "{not json", "{\"username\":\"ha\",\"password\":\"SECRET-1\""]) {
+            const answer = yield* raw(text)
+            expect([answer.status, answer.json]).toEqual([400, { error: "invalid_payload", message: "the body is not valid JSON" }])
+          }
+          const huge = yield* raw(JSON.stringify({ username: "ha", password: "SECRET-2".repeat(10_000) }))
+          expect([huge.status, huge.json]).toEqual([413, { error: "payload_too_large", message: "the body is over 65536 bytes" }])
+          const long = yield* raw(JSON.stringify({ username: "ha", password: "SECRET-3".repeat(200) }))
+          expect(long.status).toBe(400)
+          expect(long.json).toMatchObject({ error: "invalid_parameter", path: "password" })
+          expect(JSON.stringify(long.json)).not.toContain("SECRET")
+          // As text, the body is one string, not the object of credentials: refused without quoting it.
+          const text = yield* raw(JSON.stringify({ username: "ha", password: "SECRET-4" }), { "content-type": "text/plain" })
+          expect([text.status, text.json]).toEqual([400, {
+            error: "invalid_parameter",
+            message: "must be a JSON object of username and password"
+          }])
+        }))
+
       it.effect("a disabled account's right password gets 403 with a message; a wrong one the usual 401", () =>
         Effect.gen(function*() {
           yield* added(device("ha-disabled"))

@@ -17,6 +17,7 @@ import {
   Option,
   Queue,
   Ref,
+  Schedule,
   Schema,
   Stream,
   TestClock
@@ -237,6 +238,47 @@ describe("Ingest on in-memory storage and queue", () => {
       yield* Effect.flip(ingest.accept(failing))
       expect((yield* ingest.accept(request(json, false, { idempotencyKey: "k-3" }))).replayed).toBe(false)
     }).pipe(Effect.provide(inMemory)))
+
+  /** The embedded queue, whose publishing waits, once begun, until `open`. */
+  const gatedQueue = Effect.gen(function*() {
+    const publishing = yield* Deferred.make<void>()
+    const open = yield* Deferred.make<void>()
+    const layer = Layer.effect(ClaimQueue, Effect.map(ClaimQueue, (inner) =>
+      ClaimQueue.of({
+        ...inner,
+        publish: (claim) =>
+          Effect.zipRight(Effect.zipRight(Deferred.succeed(publishing, undefined), Deferred.await(open)), inner.publish(claim))
+      }))).pipe(Layer.provideMerge(EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second" })))
+    return { publishing, open, layer }
+  })
+
+  it.live("a client that hangs up once its body is in still has it accepted: its retry gets the claim back", () =>
+    Effect.gen(function*() {
+      const gate = yield* gatedQueue
+      yield* Effect.gen(function*() {
+        const ingest = yield* Ingest
+        const json = Buffer.from(JSON.stringify(haPayload("unit-hangup")))
+        // The HTTP server interrupts a request's handler when its client hangs up: here while the claim is published.
+        const hungUp = yield* Effect.fork(ingest.accept(request(json, false)))
+        yield* Deferred.await(gate.publishing)
+        yield* Fiber.interrupt(hungUp)
+        yield* Deferred.succeed(gate.open, undefined)
+        // The retry: in progress until the first request is accepted, then answered with its claim.
+        const retry = yield* ingest.accept(request(json, false)).pipe(
+          Effect.retry({ while: (e) => e._tag === "InProgress", schedule: Schedule.spaced("100 millis"), times: 30 })
+        )
+        expect(retry.replayed).toBe(true)
+        const [object] = yield* objects
+        expect(retry.key).toBe(object!.key)
+        expect(Option.map(yield* nextClaim, (c) => c.claim_id)).toEqual(Option.some(retry.claimId))
+        expect(Option.isNone(yield* nextClaim)).toBe(true)
+        expect(yield* objects).toHaveLength(1)
+      }).pipe(Effect.provide(Ingest.Default.pipe(
+        Layer.provideMerge(MemoryObjectStore.layer("telemetry-raw")),
+        Layer.provideMerge(gate.layer),
+        Layer.provideMerge(inMemoryStore(1000))
+      )))
+    }))
 
   it.live("a device over its rate is refused with the time to wait; other devices go on", () =>
     Effect.gen(function*() {

@@ -211,13 +211,19 @@ const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder
       let status: string | null = r.status ?? null
       const telemetry = r.sensor_telemetria
       if (value === null && telemetry != null) {
-        const numeric = typeof telemetry === "number" ? telemetry : DECIMAL.test(telemetry) ? Number(telemetry) : NaN
-        if (Math.abs(numeric) > MAX_ABS_VALUE) {
-          const path = `[${index}].sensor[${offset + i}].sensor_telemetria`
-          return Either.left(new InvalidPayload({ message: `${path}: must be within ±${MAX_ABS_VALUE}`, path }))
+        if (typeof telemetry === "number") {
+          if (!(Math.abs(telemetry) <= MAX_ABS_VALUE)) {
+            const path = `[${index}].sensor[${offset + i}].sensor_telemetria`
+            return Either.left(new InvalidPayload({ message: `${path}: must be within ±${MAX_ABS_VALUE}`, path }))
+          }
+          value = telemetry
+        } else {
+          // A numeric string past the values' range ("1e400") is a status like any other string: refused, it would
+          // refuse the whole batch, which a client that resends its queue (Home Assistant's) would send for ever.
+          const numeric = DECIMAL.test(telemetry) ? Number(telemetry) : NaN
+          if (Math.abs(numeric) <= MAX_ABS_VALUE) value = numeric
+          else status ??= telemetry
         }
-        if (Number.isFinite(numeric)) value = numeric
-        else if (typeof telemetry === "string") status ??= telemetry
       }
       built.reading(r, time, value, status, sent[i]!)
     }

@@ -17,8 +17,16 @@ import * as AuthConfig from "./AuthConfig.js"
 export const UserType = Schema.Literal("device", "reader", "admin")
 export type UserType = typeof UserType.Type
 
-/** A tenant or subject: a name, without surrounding blanks. */
-export const Name = Schema.NonEmptyTrimmedString.pipe(Schema.maxLength(256))
+/**
+ * A tenant or subject: a name, without surrounding blanks, that the database can store as text (no NUL, no lone
+ * surrogate): every row and claim carries it, and a token whose uploads could not be loaded is refused up front.
+ */
+export const Name = Schema.NonEmptyTrimmedString.pipe(
+  Schema.maxLength(256),
+  Schema.filter((name) => !name.includes("\0") && name.isWellFormed(), {
+    message: () => "must not contain NUL characters or lone surrogates"
+  })
+)
 
 /** An IANA time zone this runtime knows, decoded to its canonical name (`america/sao_paulo` → `America/Sao_Paulo`). */
 export const TimeZoneName = Schema.transformOrFail(Schema.String, Schema.String, {

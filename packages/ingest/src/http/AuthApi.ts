@@ -10,8 +10,15 @@ import { RateLimited } from "./errors.js"
 const Credentials = Schema.Struct({
   // Bounded: whatever is sent is hashed. Not checked against the username rules: an unknown name is just wrong.
   username: Schema.String.pipe(Schema.maxLength(256)),
-  password: Schema.String.pipe(Schema.maxLength(1024))
-}).annotations({ identifier: "Credentials" })
+  // Its own message: the default one would quote the password in the answer.
+  password: Schema.String.pipe(Schema.maxLength(1024)).annotations({
+    message: () => ({ message: "must be a string of at most 1024 characters", override: true })
+  })
+}).annotations({
+  identifier: "Credentials",
+  // Not the default, which quotes what was sent instead: a body the server did not read as JSON, password and all.
+  message: () => "must be a JSON object of username and password"
+})
 
 const TokenResponse = Schema.Struct({
   access_token: Schema.String.annotations({ description: "send as `Authorization: Bearer <access_token>`" }),

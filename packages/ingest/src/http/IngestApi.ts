@@ -61,6 +61,9 @@ const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary
     )
     .annotate(OpenApi.Transform, allowUnknownFields)
 
+/** The upload routes: the only ones whose bodies stream, past the limit of the bodies the API decodes (Server.ts). */
+export const UPLOAD_PATHS: ReadonlyArray<string> = ["/api/v1/telemetry/bulk", "/api/v1/telemetria/bulk"] as const
+
 export class IngestGroup extends HttpApiGroup.make("ingest")
   .add(bulk("bulk", "/api/v1/telemetry/bulk", "Accept a batch of readings (plain or gzip JSON)"))
   .add(bulk("bulkAlias", "/api/v1/telemetria/bulk", "The original Portuguese path of bulk"))

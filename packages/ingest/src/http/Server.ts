@@ -1,9 +1,12 @@
 import {
   HttpApiBuilder,
   HttpApiError,
+  HttpIncomingMessage,
   HttpRouter,
   HttpServer,
-  HttpServerError
+  HttpServerError,
+  HttpServerRequest,
+  type HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { ShutdownTimeout } from "@telemetry/domain"
@@ -14,7 +17,8 @@ import * as Auth from "./Auth.js"
 import * as AuthHandlers from "./AuthHandlers.js"
 import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
 import { TelemetryApi } from "./Api.js"
-import { errorResponse, InternalError, InvalidParameter, NotFound, Unauthorized } from "./errors.js"
+import { UPLOAD_PATHS } from "./IngestApi.js"
+import { errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, TooLarge, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as HttpMetrics from "./HttpMetrics.js"
 import * as IngestHandlers from "./IngestHandlers.js"
@@ -34,14 +38,43 @@ const decodable = (url: string) => {
 }
 
 /**
+ * Bodies the API reads whole to decode them (logins, account administration): small JSON. Uploads stream past it
+ * (IngestHandlers reads them itself, under MAX_BODY_BYTES).
+ */
+const MAX_DECODED_BODY_BYTES = 64 * 1024
+const bodyTooLarge = new TooLarge({ message: `the body is over ${MAX_DECODED_BODY_BYTES} bytes` })
+
+/**
+ * Refuses a body declared over MAX_DECODED_BODY_BYTES before it is read: answered without `connection: close`,
+ * Node reads the rest and drops it, and the client gets its 413 (closed on it, a client still sending may see a
+ * reset instead). A body that says not its length is cut once over the limit, by closing the connection.
+ */
+const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Number(request.headers["content-length"] ?? 0) > MAX_DECODED_BODY_BYTES &&
+      !UPLOAD_PATHS.includes(request.url.split("?")[0]!)
+      ? Effect.succeed(errorResponse(bodyTooLarge))
+      : HttpIncomingMessage.withMaxBodySize(app, Option.some(MAX_DECODED_BODY_BYTES)))
+
+/**
  * Failures the API does not encode itself get the contract's JSON error body: parameters that fail their schema
- * (400, naming the first offending one), unknown routes (404) and defects (500, logged). A 401 gets the
+ * (400, naming the first offending one), a body that is not JSON (400, without its text: it may hold a password) or
+ * over MAX_DECODED_BODY_BYTES (413), unknown routes (404) and defects (500, logged). A 401 gets the
  * `WWW-Authenticate: Bearer` header (RFC 6750), which the API's encoder cannot add. Other declared errors pass on
  * to the API's encoder.
  */
 const contractErrors = HttpApiBuilder.middleware((app) =>
-  Effect.catchAllCause(app, (cause) => {
+  Effect.catchAllCause(limitDecodedBodies(app), (cause) => {
     const failure = failureOf(cause)
+    // The API decodes a body it cannot read or parse as a defect.
+    const unread = Option.getOrUndefined(Cause.dieOption(cause))
+    if (unread instanceof HttpServerError.RequestError && unread.reason === "Decode") {
+      return Effect.succeed(errorResponse(
+        (unread.cause as Error | undefined)?.message === "maxBytes exceeded"
+          ? bodyTooLarge
+          : new InvalidBody({ message: "the body is not valid JSON" })
+      ))
+    }
     if (failure instanceof HttpApiError.HttpApiDecodeError) {
       const [issue] = failure.issues
       const path = issue?.path.map(String).join(".") || undefined

@@ -16,12 +16,15 @@ export const send = (
   options: {
     readonly method?: string
     readonly headers?: Record<string, string>
+    /** Sent as JSON. */
     readonly body?: unknown
+    /** Sent as it is, as JSON (whether it is or not). */
+    readonly text?: string
     readonly localAddress?: string
   } = {}
 ) =>
   new Promise<Answer>((resolve, reject) => {
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+    const body = options.text ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
     const req = request(url, {
       method: options.method ?? (body === undefined ? "GET" : "POST"),
       headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...options.headers },
