@@ -7,6 +7,7 @@
  */
 import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
 import * as Analytics from "@telemetry/ingest/analytics/Analytics"
+import { Instant } from "@telemetry/ingest/analytics/Instant"
 import type { JsonRows } from "@telemetry/ingest/analytics/JsonRows"
 import { HourRow } from "@telemetry/ingest/analytics/Rows"
 import { Effect, Layer, Redacted } from "effect"
@@ -90,9 +91,9 @@ const serviceLatencies = (url: string, requests: number) =>
   Effect.gen(function*() {
     const analytics = yield* Analytics.Analytics
     const now = Date.now()
-    const hourly: Analytics.Range = { start: new Date(now - 30 * DAY), end: new Date(now) }
+    const hourly: Analytics.Range = { start: Instant.fromMillis(now - 30 * DAY), end: Instant.fromMillis(now) }
     // As the stats endpoint takes its 30 days: whole days back from now.
-    const daily: Analytics.Range = { start: new Date(Math.floor((now - 30 * DAY) / DAY) * DAY), end: new Date(now) }
+    const daily: Analytics.Range = { start: Instant.fromMillis(Math.floor((now - 30 * DAY) / DAY) * DAY), end: Instant.fromMillis(now) }
     const written = Effect.map((rows: JsonRows) => rows("", ""))
     const calls: ReadonlyArray<{
       readonly query: string

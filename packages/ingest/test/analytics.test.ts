@@ -334,6 +334,38 @@ const analyticsSuite = (database: TestDatabase) =>
           const ha = yield* get("/home-assistant/nobody")
           expect([ha.status, ha.json.data]).toEqual([200, []])
         }))
+
+      it.effect("date parameters are read to the microsecond: a raw history pages on from its last reading's time + 1 µs", () =>
+        Effect.gen(function*() {
+          // Three readings 1 µs apart, ten days back (outside every window the tests above compare).
+          const millis = bucketOf(Date.now() - 10 * DAY, HOUR) + 123
+          const [item] = itemsOf("default", [{
+            tenantId: "default",
+            equipment: "eq-a",
+            sensor: "eq-a-temp",
+            time: millis,
+            value: 1,
+            status: null,
+            metadata: null
+          }])
+          const readings = [456, 457, 458].map((micros) => ({ ...item!.readings[0]!, timeMicros: millis * 1000 + micros }))
+          const store = yield* TelemetryStore
+          yield* store.load(claim({ tenantId: "default" }), Stream.make({ ...item!, readings }))
+          const at = (micros: number) => `${new Date(millis).toISOString().slice(0, -1)}${micros}Z`
+          const page = (start: string, end = at(999)) =>
+            Effect.map(
+              get(`/equipment/eq-a/history?${query({ period: "raw", sensor_type: "temperature", start_date: start, end_date: end, limit: 1 })}`),
+              (response) => [response.json.start_date, response.json.data.map((row: any) => row.time)]
+            )
+          expect(yield* page(at(456))).toEqual([at(456), [at(456)]])
+          expect(yield* page(at(457))).toEqual([at(457), [at(457)]])
+          expect(yield* page(at(459))).toEqual([at(459), []])
+          // A range of 1 µs is a range; the end is excluded to the microsecond; digits past it are dropped.
+          expect(yield* page(at(457), at(458))).toEqual([at(457), [at(457)]])
+          expect(yield* page(`${at(458).slice(0, -1)}999Z`)).toEqual([at(458), [at(458)]])
+          // Without microseconds, the millisecond as before.
+          expect((yield* page(new Date(millis).toISOString()))[0]).toBe(new Date(millis).toISOString())
+        }))
     })
   })
 

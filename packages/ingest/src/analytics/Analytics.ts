@@ -3,6 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import { Effect, Option, type Schema } from "effect"
 import { type Field, type JsonRows, rowsWriter, type Sensor } from "./JsonRows.js"
+import type { Instant } from "./Instant.js"
 import { SensorStats } from "./Rows.js"
 
 /** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
@@ -22,8 +23,8 @@ export type Scope =
 
 /** Readings, or buckets, whose time lies in [start, end). */
 export interface Range {
-  readonly start: Date
-  readonly end: Date
+  readonly start: Instant
+  readonly end: Instant
 }
 
 export type Resolution = "hour" | "day"
@@ -188,7 +189,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
         sql`SELECT a.sensor_id, ${rawColumns.select}
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
-        WHERE ${filter} AND a.time >= ${range.start} AND a.time < ${range.end}
+        WHERE ${filter} AND a.time >= ${range.start.toISOString()} AND a.time < ${range.end.toISOString()}
         ORDER BY a.time, s.uuid, s.equipment_id
         ${limited(limit)}`, "values")
 
@@ -215,7 +216,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
         sql`SELECT a.sensor_id, ${bucketsOf[resolution].select}
         FROM ${sql(aggregates[resolution].table)} a
         JOIN sensors s ON s.id = a.sensor_id ${sensors}
-        WHERE ${filter} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
+        WHERE ${filter} AND a.bucket >= ${range.start.toISOString()} AND a.bucket < ${range.end.toISOString()}
         ORDER BY a.bucket, s.uuid, s.equipment_id
         ${limited(limit)}`)
 
@@ -232,7 +233,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
         sql`SELECT s.id, ${statsColumns.select}
         FROM ${sql(aggregates[resolution].table)} a
         JOIN sensors s ON s.id = a.sensor_id
-        WHERE ${filter} AND a.bucket >= ${range.start} AND a.bucket < ${range.end}
+        WHERE ${filter} AND a.bucket >= ${range.start.toISOString()} AND a.bucket < ${range.end.toISOString()}
         GROUP BY s.id
         ORDER BY s.uuid`)
 

@@ -2,6 +2,7 @@ import { HttpApiBuilder } from "@effect/platform"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect } from "effect"
 import { Analytics, type Range, type Scope } from "../analytics/Analytics.js"
+import { Instant } from "../analytics/Instant.js"
 import type { JsonRows } from "../analytics/JsonRows.js"
 import { DayMetrics, DayRow, HomeAssistantRow, HourMetrics, HourRow, RawReading, RawRow } from "../analytics/Rows.js"
 import { TelemetryApi } from "./Api.js"
@@ -21,11 +22,11 @@ const statsPeriods = {
 } as const
 
 /** [start_date, end_date) with defaults (the last 7 days); start ≥ end is a bad request. */
-const historyRange = (params: { readonly start_date?: Date | undefined; readonly end_date?: Date | undefined }) =>
+const historyRange = (params: { readonly start_date?: Instant | undefined; readonly end_date?: Instant | undefined }) =>
   Effect.gen(function*() {
-    const end = params.end_date ?? new Date(yield* Clock.currentTimeMillis)
-    const start = params.start_date ?? new Date(end.getTime() - 7 * DAY)
-    if (start.getTime() >= end.getTime()) {
+    const end = params.end_date ?? Instant.fromMillis(yield* Clock.currentTimeMillis)
+    const start = params.start_date ?? new Instant({ millis: end.millis - 7 * DAY, micros: end.micros })
+    if (start.epochMicros >= end.epochMicros) {
       return yield* Effect.fail(new InvalidParameter({ message: "start_date must be before end_date", path: "start_date" }))
     }
     return { start, end } satisfies Range
@@ -37,8 +38,8 @@ const historyRange = (params: { readonly start_date?: Date | undefined; readonly
  */
 const lastBuckets = (length: number, bucket: number) =>
   Effect.map(Clock.currentTimeMillis, (now): Range => ({
-    start: new Date(Math.floor((now - length) / bucket) * bucket),
-    end: new Date(now)
+    start: Instant.fromMillis(Math.floor((now - length) / bucket) * bucket),
+    end: Instant.fromMillis(now)
   }))
 
 /** The tenant of the reader token: the only data a request reads. */

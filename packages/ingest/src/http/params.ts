@@ -1,19 +1,21 @@
 import { MAX_ID_LENGTH, MAX_TEXT_LENGTH } from "@telemetry/domain"
 import { Effect, ParseResult, Schema } from "effect"
+import { Instant } from "../analytics/Instant.js"
 
 // Query parameters shared by the analytics endpoints.
 
 const ISO_DATE =
-  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+\- ]\d{2}:?\d{2})?)?$/
+  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+\- ]\d{2}:?\d{2})?)?$/
 
 const EARLIEST = Date.UTC(1970, 0, 1)
 const LATEST = Date.UTC(2100, 0, 1)
 
 /**
- * An ISO-8601 date or date-time. Without a zone it is UTC (what the original's `::timestamptz` did on a UTC
- * server). A space before the offset is read as `+`: an unencoded `+` in a query string arrives as a space.
+ * An ISO-8601 date or date-time, read to the microsecond (digits past it are dropped). Without a zone it is UTC
+ * (what the original's `::timestamptz` did on a UTC server). A space before the offset is read as `+`: an unencoded
+ * `+` in a query string arrives as a space.
  */
-const DateParam = Schema.transformOrFail(Schema.String, Schema.DateFromSelf, {
+const DateParam = Schema.transformOrFail(Schema.String, Schema.instanceOf(Instant), {
   strict: true,
   decode: (text, _, ast) => {
     const m = ISO_DATE.exec(text)
@@ -21,23 +23,25 @@ const DateParam = Schema.transformOrFail(Schema.String, Schema.DateFromSelf, {
       new ParseResult.Type(ast, text, `must be an ISO-8601 date or date-time, e.g. 2026-11-20T10:00:00Z; got ${JSON.stringify(text)}`)
     )
     if (m === null) return invalid
-    const [, year, month, day, hours = "0", minutes = "0", seconds = "0", zone] = m
+    const [, year, month, day, hours = "0", minutes = "0", seconds = "0", fraction = "", zone] = m
     // Date accepts 2026-02-30 (rolling it into March) and 24:00: the calendar fields are checked here.
     const calendar = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)))
     if (
       calendar.getUTCMonth() !== Number(month) - 1 || calendar.getUTCDate() !== Number(day) ||
       Number(hours) > 23 || Number(minutes) > 59 || Number(seconds) > 59
     ) return invalid
-    const instant = new Date(
-      m[4] === undefined ? text : zone === undefined ? `${text}Z` : text.replace(/ (\d{2}:?\d{2})$/, "+$1")
-    )
-    if (Number.isNaN(instant.getTime())) return invalid
+    // Date reads the milliseconds; the next three digits are the microseconds.
+    const millisText = fraction === "" ? text : text.replace(`.${fraction}`, `.${fraction.slice(0, 3)}`)
+    const millis = new Date(
+      m[4] === undefined ? text : zone === undefined ? `${millisText}Z` : millisText.replace(/ (\d{2}:?\d{2})$/, "+$1")
+    ).getTime()
+    if (Number.isNaN(millis)) return invalid
     // The readings' own range: the database has nothing outside it, and years like 0000 are not its dates.
-    return instant.getTime() < EARLIEST || instant.getTime() > LATEST
+    return millis < EARLIEST || millis > LATEST
       ? ParseResult.fail(new ParseResult.Type(ast, text, `must lie between 1970-01-01 and 2100-01-01; got ${JSON.stringify(text)}`))
-      : ParseResult.succeed(instant)
+      : ParseResult.succeed(new Instant({ millis, micros: Number(fraction.slice(3, 6).padEnd(3, "0")) }))
   },
-  encode: (date) => Effect.succeed(date.toISOString())
+  encode: (instant) => Effect.succeed(instant.toISOString())
 })
 
 /** A date parameter, documented with what it means and its default. */
