@@ -290,6 +290,11 @@ const analyticsSuite = (database: TestDatabase) =>
             ["/home-assistant/eq-a?hours=0", "hours"],
             ["/home-assistant/eq-a?hours=169", "hours"],
             ["/home-assistant/eq-a?hours=1.5", "hours"],
+            // Decimal digits only: not what Number would read (16, 100, 1000, 5).
+            ["/home-assistant/eq-a?hours=0x10", "hours"],
+            ["/home-assistant/eq-a?hours=1e2", "hours"],
+            ["/equipment/eq-a/history?period=raw&limit=1e3", "limit"],
+            ["/equipment/eq-a/history?period=raw&limit=+5", "limit"],
             // What ingest refuses to store cannot be asked for either: 400, not a database error.
             ["/equipment/eq-a/history?start_date=0000-01-01", "start_date"],
             ["/equipment/eq-a/history?end_date=2100-01-02", "end_date"],

@@ -13,7 +13,7 @@ import {
 } from "../analytics/Rows.js"
 import { ReaderAuth } from "./Auth.js"
 import { InvalidParameter } from "./errors.js"
-import { dateParam, Limit, Text, Uuid, withDefault } from "./params.js"
+import { dateParam, Limit, Text, Uuid, wholeNumber, withDefault } from "./params.js"
 
 // --- Analytics (contract §4) ---
 
@@ -112,7 +112,7 @@ export class AnalyticsGroup extends HttpApiGroup.make("analytics")
       .setPath(Schema.Struct({ equipmentUuid: Uuid }))
       .setUrlParams(Schema.Struct({
         hours: withDefault(
-          Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 168)).annotations({
+          wholeNumber(1, 168).annotations({
             description: "hours back from now, 1..168",
             message: () => ({ message: "must be a whole number of hours from 1 to 168", override: true })
           }),

@@ -3,11 +3,11 @@ import { Schema } from "effect"
 import { Equipment, EquipmentPage } from "../analytics/EquipmentRows.js"
 import { ReaderAuth } from "./Auth.js"
 import { InvalidParameter, NotFound } from "./errors.js"
-import { Text, Uuid, withDefault } from "./params.js"
+import { Text, Uuid, wholeNumber, withDefault } from "./params.js"
 
 // --- The tenant's equipments, for the console (and any dashboard that needs to find its uuids) ---
 
-const PageSize = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 200)).annotations({
+const PageSize = wholeNumber(1, 200).annotations({
   description: "equipments per page (1..200)",
   message: () => ({ message: "must be a whole number from 1 to 200", override: true })
 })

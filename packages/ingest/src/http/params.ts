@@ -54,8 +54,15 @@ export const dateParam = (meaning: string) =>
 export const withDefault = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
   Schema.optionalWith(schema.annotations({ default: value }), { default: () => value })
 
+/**
+ * A whole number from `min` to `max`, written in decimal digits: `0x10`, `1e2` or `+5` are not read as 16, 100 or 5
+ * (what `Number` would make of them).
+ */
+export const wholeNumber = (min: number, max: number) =>
+  Schema.String.pipe(Schema.pattern(/^\d{1,15}$/), Schema.compose(Schema.NumberFromString), Schema.between(min, max))
+
 /** The row cap of history queries. */
-export const Limit = Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 100_000)).annotations({
+export const Limit = wholeNumber(1, 100_000).annotations({
   description: "at most this many rows (1..100000)",
   message: () => ({ message: "must be a whole number from 1 to 100000", override: true })
 })
