@@ -1,6 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { haPayload } from "@telemetry/domain/testing"
-import { count, databases, storeOn } from "@telemetry/infra/testing"
+import { count, databases, nextClaim, storeOn } from "@telemetry/infra/testing"
 import { freePort } from "@telemetry/testbed/FreePort"
 import { ConfigProvider, Effect, Layer, Option } from "effect"
 import { decodeJwt } from "jose"
@@ -82,6 +82,29 @@ for (const [i, database] of databases.entries()) {
           // Logging in again (the heartbeat) gives another valid token.
           const again = yield* login("127.0.0.31", "ha-home", "ha-home-password")
           expect(issued(again).sub).toBe("ha-home")
+        }))
+
+      it.effect("a device token without a zone (as pnpm token mints one) reads naive times in its account's zone", () =>
+        Effect.gen(function*() {
+          // The claims of earlier tests first, so that each upload's is the next one.
+          while (Option.isSome(yield* nextClaim)) continue
+          /** The time zone the claim of an accepted upload carries: how its naive times are read. */
+          const zoneOf = (answer: Answer) =>
+            Effect.gen(function*() {
+              expect(answer.status).toBe(202)
+              const claim = Option.getOrThrow(yield* nextClaim)
+              expect(claim.claim_id).toBe(answer.json.claim_id)
+              return claim.metadata.timeZone
+            })
+          yield* added(device("ha-no-zone"))
+          const token = signToken(claimsOf("device", "tenant-h", "ha-no-zone"))
+          expect(yield* zoneOf(yield* bulk(token, "no-zone-eq"))).toBe("America/Sao_Paulo")
+          // The same name in another tenant is not that account: the default zone.
+          const stranger = signToken(claimsOf("device", "tenant-x", "ha-no-zone"))
+          expect(yield* zoneOf(yield* bulk(stranger, "no-zone-eq"))).toBe("UTC")
+          // A zone in the token is the one used.
+          const zoned = signToken(claimsOf("device", "tenant-h", "ha-no-zone", { tz: "Europe/Lisbon" }))
+          expect(yield* zoneOf(yield* bulk(zoned, "no-zone-eq-2"))).toBe("Europe/Lisbon")
         }))
 
       it.effect("a reader logs in at /api/v1/auth/login and reads its tenant's analytics; the two kinds do not mix", () =>

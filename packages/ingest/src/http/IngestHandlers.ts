@@ -1,7 +1,10 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
-import { Effect } from "effect"
+import { Effect, Layer, Option } from "effect"
+import { AccountCredentials } from "../auth/Accounts.js"
+import * as SqlAccounts from "../auth/SqlAccounts.js"
+import type { Principal } from "../auth/Tokens.js"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
@@ -26,7 +29,7 @@ const MAX_IDEMPOTENCY_KEY = 255
  * The body is never buffered: it streams to storage and through validation at once (see `Ingest.accept`). Its
  * tenant, device and claim go on the request's line, tenant and device on every line logged while it is accepted.
  */
-const bulk = (ingest: Ingest) => Effect.gen(function*() {
+const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<string | null>) => Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
   const served = yield* CurrentRequest
   const requestId = served.id
@@ -73,7 +76,7 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
     // Tenant and device from the token alone (a differing x-device-id was refused by DeviceAuth).
     deviceId: principal.subject,
     tenantId: principal.tenantId,
-    timeZone: principal.timeZone,
+    timeZone: yield* zoneOf(principal),
     idempotencyKey
   }).pipe(
     Effect.tap((accepted) => served.annotate({ claim_id: accepted.claimId })),
@@ -120,10 +123,31 @@ const bulk = (ingest: Ingest) => Effect.gen(function*() {
   )
 })
 
+/**
+ * The zone of a device's naive reading times (contract §1: the sending device account's): its token's, else its
+ * account's — a token minted by `pnpm token` or an identity provider may carry none — else null (DEFAULT_TIMEZONE).
+ * The database failing here is an internal error: read in another zone, the readings would be stored at other times.
+ */
+const deviceZones = Effect.map(AccountCredentials, (credentials) => (principal: Principal) =>
+  principal.timeZone !== null
+    ? Effect.succeed(principal.timeZone)
+    : credentials.find("device", principal.subject).pipe(
+      Effect.map((found) =>
+        Option.match(found, {
+          onNone: () => null,
+          onSome: ({ account }) => (account.tenantId === principal.tenantId ? account.timeZone : null)
+        })
+      ),
+      Effect.orDie
+    ))
+
 export const layer = HttpApiBuilder.group(TelemetryApi, "ingest", (handlers) =>
-  Effect.map(Ingest, (ingest) =>
-    handlers
+  Effect.gen(function*() {
+    const ingest = yield* Ingest
+    const zoneOf = yield* deviceZones
+    return handlers
       // Raw handlers: the framework leaves the body unread.
-      .handleRaw("bulk", () => bulk(ingest))
+      .handleRaw("bulk", () => bulk(ingest, zoneOf))
       // The original gateway's Portuguese spelling, still used by deployed clients.
-      .handleRaw("bulkAlias", () => bulk(ingest))))
+      .handleRaw("bulkAlias", () => bulk(ingest, zoneOf))
+  })).pipe(Layer.provide(SqlAccounts.layer))
