@@ -9,6 +9,16 @@ export const MAX_ID_LENGTH = 128
 /** Longest name, location, type, unit, status or other text attribute. */
 export const MAX_TEXT_LENGTH = 256
 
+/**
+ * Text that PostgreSQL's text can hold as it is: no NUL, which it refuses, and no lone surrogate, which would be
+ * stored as U+FFFD (another string). For text that comes from elsewhere than a payload (tokens, query parameters):
+ * a payload's strings are checked as they are scanned (JsonArrayScanner).
+ */
+export const textStorable = <A extends string, I, R>(self: Schema.Schema<A, I, R>) =>
+  self.pipe(Schema.filter((text) => !text.includes("\0") && text.isWellFormed(), {
+    message: () => "must not contain NUL characters or lone surrogates"
+  }))
+
 export const BYTE_ORDER_MARK = 0xfeff
 /**
  * Text that reads back as it was written on every database: the embedded one (PGlite) decodes what it reads with a

@@ -1,3 +1,4 @@
+import { textStorable } from "@telemetry/domain"
 import { Clock, Config, DateTime, Duration, Effect, Option, ParseResult, Redacted, Schema } from "effect"
 import {
   createRemoteJWKSet,
@@ -21,12 +22,7 @@ export type UserType = typeof UserType.Type
  * A tenant or subject: a name, without surrounding blanks, that the database can store as text (no NUL, no lone
  * surrogate): every row and claim carries it, and a token whose uploads could not be loaded is refused up front.
  */
-export const Name = Schema.NonEmptyTrimmedString.pipe(
-  Schema.maxLength(256),
-  Schema.filter((name) => !name.includes("\0") && name.isWellFormed(), {
-    message: () => "must not contain NUL characters or lone surrogates"
-  })
-)
+export const Name = Schema.NonEmptyTrimmedString.pipe(Schema.maxLength(256), textStorable)
 
 /** An IANA time zone this runtime knows, decoded to its canonical name (`america/sao_paulo` → `America/Sao_Paulo`). */
 export const TimeZoneName = Schema.transformOrFail(Schema.String, Schema.String, {

@@ -61,11 +61,13 @@ const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary
     )
     .annotate(OpenApi.Transform, allowUnknownFields)
 
+const BULK_PATH = "/api/v1/telemetry/bulk"
+const BULK_ALIAS_PATH = "/api/v1/telemetria/bulk"
 /** The upload routes: the only ones whose bodies stream, past the limit of the bodies the API decodes (Server.ts). */
-export const UPLOAD_PATHS: ReadonlyArray<string> = ["/api/v1/telemetry/bulk", "/api/v1/telemetria/bulk"] as const
+export const UPLOAD_PATHS: ReadonlyArray<string> = [BULK_PATH, BULK_ALIAS_PATH]
 
 export class IngestGroup extends HttpApiGroup.make("ingest")
-  .add(bulk("bulk", "/api/v1/telemetry/bulk", "Accept a batch of readings (plain or gzip JSON)"))
-  .add(bulk("bulkAlias", "/api/v1/telemetria/bulk", "The original Portuguese path of bulk"))
+  .add(bulk("bulk", BULK_PATH, "Accept a batch of readings (plain or gzip JSON)"))
+  .add(bulk("bulkAlias", BULK_ALIAS_PATH, "The original Portuguese path of bulk"))
   .middleware(DeviceAuth)
 {}

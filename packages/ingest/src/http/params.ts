@@ -1,4 +1,4 @@
-import { MAX_ID_LENGTH, MAX_TEXT_LENGTH } from "@telemetry/domain"
+import { MAX_ID_LENGTH, MAX_TEXT_LENGTH, textStorable } from "@telemetry/domain"
 import { Effect, ParseResult, Schema } from "effect"
 import { Instant } from "../analytics/Instant.js"
 
@@ -72,9 +72,7 @@ const storedText = (max: number) =>
   Schema.String.pipe(
     Schema.minLength(1, { message: () => "must not be empty" }),
     Schema.maxLength(max, { message: () => `must be at most ${max} characters` }),
-    Schema.filter((text) => !text.includes("\0") && text.isWellFormed(), {
-      message: () => "must not contain NUL characters or lone surrogates"
-    })
+    textStorable
   )
 
 /** An equipment or sensor uuid as ingest accepts them: whatever it accepts, analytics can be asked for. */
