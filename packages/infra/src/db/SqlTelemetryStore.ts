@@ -11,13 +11,20 @@ import {
   type TelemetryItem,
   TelemetryStore
 } from "@telemetry/domain"
-import { Chunk, Config, Effect, Layer, Sink, Stream } from "effect"
+import { Chunk, Config, Effect, identity, Layer, Sink, Stream } from "effect"
 import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
 import * as DatabaseErrors from "./DatabaseErrors.js"
 
 export interface SqlTelemetryStoreOptions {
   /** Readings per COPY chunk. */
   readonly batchReadings: number
+  /**
+   * Commit a claim of more than one batch batch by batch, instead of in one transaction: for a database with one
+   * session (the embedded one), which every other statement waits for while a transaction holds it. The payload
+   * is decoded through once first, so that one failing part-way writes nothing. Assumes one load of a claim at a
+   * time (the in-process queue's), which the ledger's row lock no longer ensures across commits.
+   */
+  readonly commitEachBatch?: boolean | undefined
 }
 
 // The ids come first in a row, as fixed-width placeholders filled in once known (see EncodedItem).
@@ -168,73 +175,137 @@ const upsertChanged = <A>(
     }))
   })
 
+/** The statements of an upsert of some rows, each answering ids under the rows' keys. */
+interface UpsertStatements {
+  /** Inserts the rows not stored yet, answering theirs. */
+  readonly insert: Effect.Effect<ReadonlyArray<{ readonly id: number; readonly key: string }>, SqlError>
+  /** Updates the stored rows whose attributes changed. */
+  readonly update: Effect.Effect<unknown, SqlError>
+  readonly select: Effect.Effect<ReadonlyArray<{ readonly id: number; readonly key: string }>, SqlError>
+}
+
+/**
+ * The ids of `values` by key, new ones inserted and stored ones updated: the update and the read run only for the
+ * rows the INSERT did not answer, so a payload of new equipments or sensors needs one statement for them.
+ */
+const upsertBy = <A>(
+  values: ReadonlyArray<A>,
+  key: (a: A) => string,
+  statements: (values: ReadonlyArray<A>) => UpsertStatements
+) =>
+  Effect.gen(function*() {
+    const ids = new Map((yield* statements(values).insert).map((row) => [row.key, row.id]))
+    const stored = values.filter((value) => !ids.has(key(value)))
+    if (stored.length > 0) {
+      const { select, update } = statements(stored)
+      yield* update
+      for (const row of yield* select) ids.set(row.key, row.id)
+    }
+    return ids as ReadonlyMap<string, number>
+  })
+
+const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
+
+/** Earliest and latest reading time of `items` (epoch milliseconds), as the totals of their load tell it. */
+const timeRangeOf = <E, R>(items: Stream.Stream<TelemetryItem, E, R>) =>
+  Effect.map(
+    Effect.suspend(() => Stream.runFold(items, { earliest: Infinity, latest: -Infinity }, (range, item) => {
+      for (const r of item.readings) {
+        if (r.timeMicros < range.earliest) range.earliest = r.timeMicros
+        if (r.timeMicros > range.latest) range.latest = r.timeMicros
+      }
+      return range
+    })),
+    ({ earliest, latest }) =>
+      earliest === Infinity ? null : { earliest: Math.floor(earliest / 1000), latest: Math.ceil(latest / 1000) }
+  )
+
+/**
+ * `items` without their first `readings` readings: the items of the batches an earlier delivery committed (a
+ * batch holds whole items, and a payload decodes to the same items every time).
+ */
+const skipReadings = <E, R>(items: Stream.Stream<TelemetryItem, E, R>, readings: number) =>
+  readings === 0 ? items : Stream.suspend(() => {
+    let skipped = 0
+    return Stream.dropWhile(items, (item) => {
+      if (skipped + item.readings.length > readings) return false
+      skipped += item.readings.length
+      return true
+    })
+  })
+
 export const make = (options: SqlTelemetryStoreOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const bulk = yield* BulkCopy
 
-    // Insert new rows, update changed ones, then read the ids. Unchanged rows are not touched (and so not
-    // locked), so concurrent loads for the same equipment do not queue behind each other.
+    // New rows answer their ids from their INSERT; only rows that existed are then updated where they changed and
+    // read. Unchanged rows are not touched (and so not locked), so concurrent loads for the same equipment do not
+    // queue behind each other.
     const upsertEquipments = (tenantId: string, equipments: ReadonlyArray<Equipment>) =>
-      Effect.gen(function*() {
+      upsertBy(equipments, (e) => e.uuid, (rows) => {
         const cols = {
-          uuid: equipments.map((e) => e.uuid),
-          name: equipments.map((e) => e.name),
-          location: equipments.map((e) => e.location),
-          status: equipments.map((e) => e.status),
-          interval: equipments.map((e) => e.collectionInterval),
-          siren: equipments.map((e) => e.sirenActive),
-          sirenTime: equipments.map((e) => e.sirenTime)
+          uuid: rows.map((e) => e.uuid),
+          name: rows.map((e) => e.name),
+          location: rows.map((e) => e.location),
+          status: rows.map((e) => e.status),
+          interval: rows.map((e) => e.collectionInterval),
+          siren: rows.map((e) => e.sirenActive),
+          sirenTime: rows.map((e) => e.sirenTime)
         }
         const values = sql`unnest(${cols.uuid}::text[], ${cols.name}::text[], ${cols.location}::text[],
           ${cols.status}::text[], ${cols.interval}::int[], ${cols.siren}::bool[], ${cols.sirenTime}::int[])
           AS v (uuid, name, location, status, collection_interval, siren_active, siren_time)`
-        yield* sql`INSERT INTO equipments (tenant_id, uuid, name, location, status, collection_interval, siren_active, siren_time)
-          SELECT ${tenantId}, v.* FROM ${values}
-          ON CONFLICT (tenant_id, uuid) DO NOTHING`
-        yield* sql`UPDATE equipments e SET name = coalesce(v.name, e.name), location = coalesce(v.location, e.location),
-            status = v.status, collection_interval = v.collection_interval, siren_active = v.siren_active,
-            siren_time = v.siren_time, updated_at = now()
-          FROM ${values}
-          WHERE e.tenant_id = ${tenantId} AND e.uuid = v.uuid
-            AND (e.name, e.location, e.status, e.collection_interval, e.siren_active, e.siren_time)
-              IS DISTINCT FROM (coalesce(v.name, e.name), coalesce(v.location, e.location), v.status,
-                v.collection_interval, v.siren_active, v.siren_time)`
-        const rows = yield* sql<{ id: number; uuid: string }>`SELECT id, uuid FROM equipments
-          WHERE tenant_id = ${tenantId} AND uuid = ANY(${cols.uuid}::text[])`
-        return new Map(rows.map((r) => [r.uuid, r.id]))
+        return {
+          insert: sql<{ id: number; key: string }>`INSERT INTO equipments (tenant_id, uuid, name, location, status,
+              collection_interval, siren_active, siren_time)
+            SELECT ${tenantId}, v.* FROM ${values}
+            ON CONFLICT (tenant_id, uuid) DO NOTHING RETURNING id, uuid AS key`,
+          update: sql`UPDATE equipments e SET name = coalesce(v.name, e.name), location = coalesce(v.location, e.location),
+              status = v.status, collection_interval = v.collection_interval, siren_active = v.siren_active,
+              siren_time = v.siren_time, updated_at = now()
+            FROM ${values}
+            WHERE e.tenant_id = ${tenantId} AND e.uuid = v.uuid
+              AND (e.name, e.location, e.status, e.collection_interval, e.siren_active, e.siren_time)
+                IS DISTINCT FROM (coalesce(v.name, e.name), coalesce(v.location, e.location), v.status,
+                  v.collection_interval, v.siren_active, v.siren_time)`,
+          select: sql<{ id: number; key: string }>`SELECT id, uuid AS key FROM equipments
+            WHERE tenant_id = ${tenantId} AND uuid = ANY(${cols.uuid}::text[])`
+        }
       })
 
     const upsertSensors = (sensors: ReadonlyArray<{ readonly equipmentId: number; readonly sensor: Sensor }>) =>
-      Effect.gen(function*() {
-        const pick = <A>(f: (s: Sensor) => A) => sensors.map((s) => f(s.sensor))
-        const equipmentIds = sensors.map((s) => s.equipmentId)
+      upsertBy(sensors, sensorKey, (rows) => {
+        const pick = <A>(f: (s: Sensor) => A) => rows.map((s) => f(s.sensor))
+        const equipmentIds = rows.map((s) => s.equipmentId)
         const values = sql`unnest(${equipmentIds}::int[], ${pick((s) => s.uuid)}::text[], ${pick((s) => s.name)}::text[],
           ${pick((s) => s.type)}::text[], ${pick((s) => s.unit)}::text[], ${pick((s) => s.status)}::text[],
           ${pick((s) => s.manufacturer)}::text[], ${pick((s) => s.model)}::text[], ${pick((s) => s.firmware)}::text[],
           ${pick((s) => s.hardwareId)}::text[], ${pick((s) => s.viaHub)}::text[])
           AS v (equipment_id, uuid, name, type, unit, status, manufacturer, model, firmware, hardware_id, via_hub)`
-        yield* sql`INSERT INTO sensors (equipment_id, uuid, name, type, unit, status, manufacturer, model, firmware, hardware_id, via_hub)
-          SELECT v.equipment_id, v.uuid, v.name, coalesce(v.type, 'unknown'), v.unit, v.status, v.manufacturer, v.model,
-            v.firmware, v.hardware_id, v.via_hub
-          FROM ${values}
-          ON CONFLICT (equipment_id, uuid) DO NOTHING`
-        // Attributes a payload did not carry (null) keep their stored value.
-        yield* sql`UPDATE sensors s SET name = n.name, type = n.type, unit = n.unit, status = n.status,
-            manufacturer = n.manufacturer, model = n.model, firmware = n.firmware, hardware_id = n.hardware_id,
-            via_hub = n.via_hub, updated_at = now()
-          FROM (SELECT s.id, coalesce(v.name, s.name) AS name, coalesce(v.type, s.type) AS type,
-                  coalesce(v.unit, s.unit) AS unit, coalesce(v.status, s.status) AS status,
-                  coalesce(v.manufacturer, s.manufacturer) AS manufacturer, coalesce(v.model, s.model) AS model,
-                  coalesce(v.firmware, s.firmware) AS firmware, coalesce(v.hardware_id, s.hardware_id) AS hardware_id,
-                  coalesce(v.via_hub, s.via_hub) AS via_hub
-                FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid) n
-          WHERE s.id = n.id
-            AND (s.name, s.type, s.unit, s.status, s.manufacturer, s.model, s.firmware, s.hardware_id, s.via_hub)
-              IS DISTINCT FROM (n.name, n.type, n.unit, n.status, n.manufacturer, n.model, n.firmware, n.hardware_id, n.via_hub)`
-        const rows = yield* sql<{ id: number; equipment_id: number; uuid: string }>`SELECT s.id, s.equipment_id, s.uuid
-          FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid`
-        return new Map(rows.map((r) => [`${r.equipment_id}:${r.uuid}`, r.id]))
+        return {
+          insert: sql<{ id: number; key: string }>`INSERT INTO sensors (equipment_id, uuid, name, type, unit, status,
+              manufacturer, model, firmware, hardware_id, via_hub)
+            SELECT v.equipment_id, v.uuid, v.name, coalesce(v.type, 'unknown'), v.unit, v.status, v.manufacturer, v.model,
+              v.firmware, v.hardware_id, v.via_hub
+            FROM ${values}
+            ON CONFLICT (equipment_id, uuid) DO NOTHING RETURNING id, equipment_id || ':' || uuid AS key`,
+          // Attributes a payload did not carry (null) keep their stored value.
+          update: sql`UPDATE sensors s SET name = n.name, type = n.type, unit = n.unit, status = n.status,
+              manufacturer = n.manufacturer, model = n.model, firmware = n.firmware, hardware_id = n.hardware_id,
+              via_hub = n.via_hub, updated_at = now()
+            FROM (SELECT s.id, coalesce(v.name, s.name) AS name, coalesce(v.type, s.type) AS type,
+                    coalesce(v.unit, s.unit) AS unit, coalesce(v.status, s.status) AS status,
+                    coalesce(v.manufacturer, s.manufacturer) AS manufacturer, coalesce(v.model, s.model) AS model,
+                    coalesce(v.firmware, s.firmware) AS firmware, coalesce(v.hardware_id, s.hardware_id) AS hardware_id,
+                    coalesce(v.via_hub, s.via_hub) AS via_hub
+                  FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid) n
+            WHERE s.id = n.id
+              AND (s.name, s.type, s.unit, s.status, s.manufacturer, s.model, s.firmware, s.hardware_id, s.via_hub)
+                IS DISTINCT FROM (n.name, n.type, n.unit, n.status, n.manufacturer, n.model, n.firmware, n.hardware_id, n.via_hub)`,
+          select: sql<{ id: number; key: string }>`SELECT s.id, s.equipment_id || ':' || s.uuid AS key
+            FROM sensors s JOIN ${values} ON s.equipment_id = v.equipment_id AND s.uuid = v.uuid`
+        }
       })
 
     /** What a load wrote so far, by equipment uuid and by `equipment id:sensor uuid`. */
@@ -293,7 +364,6 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           (e) => e,
           (equipments) => upsertEquipments(load.tenantId, equipments)
         )
-        const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
         const sensorIds = yield* upsertChanged(
           load.sensors,
           distinctBy(
@@ -332,51 +402,99 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         return { items: whole, readings, duplicates, timeRange: readings > 0 ? { earliest, latest } : null }
       })
 
+    /** The claim's ledger row, if no other holds it: a concurrent load of the same claim waits here, then finds it taken. */
+    const claimLedger = (claim: ClaimCheck, partial: boolean) =>
+      Effect.map(
+        sql`INSERT INTO claim_ledger (claim_id, object_key, tenant_id, request_id, items, readings, duplicates, partial)
+          VALUES (${claim.claim_id}, ${claim.claim_check}, ${claim.metadata.tenantId}, ${claim.metadata.requestId},
+            ${partial ? 0 : null}, ${partial ? 0 : null}, ${partial ? 0 : null}, ${partial})
+          ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`,
+        (rows) => rows.length > 0
+      )
+
+    const newLoad = (claim: ClaimCheck): LoadState => ({
+      tenantId: claim.metadata.tenantId,
+      equipments: new Map(),
+      sensors: new Map(),
+      overlapping: false
+    })
+
+    /** The totals of loading `items` batch by batch, each batch's load passed through `each` (to commit it). */
+    const loadBatches = <E, R>(
+      load: LoadState,
+      items: Stream.Stream<TelemetryItem, E, R>,
+      each: (loading: Effect.Effect<Totals, SqlError>) => Effect.Effect<Totals, SqlError>
+    ) =>
+      items.pipe(
+        Stream.map(encode),
+        Stream.transduce(
+          Sink.foldWeighted({
+            initial: Chunk.empty<EncodedItem>(),
+            maxCost: options.batchReadings,
+            cost: (_, item) => item.sensorOfRow.length,
+            body: (batch, item) => Chunk.append(batch, item)
+          })
+        ),
+        // The next batch is read and validated while this one is copied, so this process and the database work
+        // at the same time instead of taking turns.
+        Stream.buffer({ capacity: 1 }),
+        Stream.mapEffect((batch) =>
+          each(loadBatch(load, batch).pipe(Effect.withSpan("TelemetryStore.loadBatch", { attributes: { "batch.items": batch.length } })))
+        ),
+        Stream.runFold(NO_TOTALS, addTotals)
+      )
+
+    const loadWhole = <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
+      sql.withTransaction(
+        Effect.gen(function*() {
+          if (!(yield* claimLedger(claim, false))) return { _tag: "AlreadyLoaded" } as const
+          const totals = yield* loadBatches(newLoad(claim), items, identity)
+          yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
+            duplicates = ${totals.duplicates} WHERE claim_id = ${claim.claim_id}`
+          return { _tag: "Loaded", ...totals } as const
+        })
+      )
+
+    const loadInBatches = <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
+      Effect.gen(function*() {
+        const timeRange = yield* timeRangeOf(items)
+        // The readings committed by an earlier delivery that stopped part-way, which this one skips.
+        const committed = yield* sql.withTransaction(Effect.gen(function*() {
+          if (yield* claimLedger(claim, true)) return 0
+          const [row] = yield* sql<{ partial: boolean; readings: number }>`SELECT partial, readings FROM claim_ledger
+            WHERE claim_id = ${claim.claim_id}`
+          return row?.partial === true ? row.readings : null
+        }))
+        if (committed === null) return { _tag: "AlreadyLoaded" } as const
+        yield* loadBatches(newLoad(claim), skipReadings(items, committed), (loading) =>
+          sql.withTransaction(Effect.tap(loading, (t) =>
+            sql`UPDATE claim_ledger SET items = items + ${t.items}, readings = readings + ${t.readings},
+              duplicates = duplicates + ${t.duplicates} WHERE claim_id = ${claim.claim_id}`)))
+        // The totals of every delivery's batches.
+        const [totals] = yield* sql<{ items: number; readings: number; duplicates: number }>`UPDATE claim_ledger
+          SET partial = false WHERE claim_id = ${claim.claim_id} RETURNING items, readings, duplicates`
+        if (totals === undefined) return yield* Effect.dieMessage(`claim ${claim.claim_id}: its ledger row is gone`)
+        return { _tag: "Loaded", ...totals, timeRange } as const
+      })
+
     return TelemetryStore.of({
       load: <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
-        sql.withTransaction(
-          Effect.gen(function*() {
-            const tenantId = claim.metadata.tenantId
-            // Claiming the ledger row first: a concurrent load of the same claim waits here, then finds it taken.
-            const claimed = yield* sql`INSERT INTO claim_ledger (claim_id, object_key, tenant_id, request_id)
-              VALUES (${claim.claim_id}, ${claim.claim_check}, ${tenantId}, ${claim.metadata.requestId})
-              ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`
-            if (claimed.length === 0) return { _tag: "AlreadyLoaded" } as const
-            const load: LoadState = { tenantId, equipments: new Map(), sensors: new Map(), overlapping: false }
-            const totals = yield* items.pipe(
-              Stream.map(encode),
-              Stream.transduce(
-                Sink.foldWeighted({
-                  initial: Chunk.empty<EncodedItem>(),
-                  maxCost: options.batchReadings,
-                  cost: (_, item) => item.sensorOfRow.length,
-                  body: (batch, item) => Chunk.append(batch, item)
-                })
-              ),
-              // The next batch is read and validated while this one is copied, so this process and the
-              // database work at the same time instead of taking turns.
-              Stream.buffer({ capacity: 1 }),
-              Stream.mapEffect((batch) =>
-                loadBatch(load, batch).pipe(Effect.withSpan("TelemetryStore.loadBatch", { attributes: { "batch.items": batch.length } }))
-              ),
-              Stream.runFold(NO_TOTALS, addTotals)
-            )
-            yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
-              duplicates = ${totals.duplicates} WHERE claim_id = ${claim.claim_id}`
-            return { _tag: "Loaded", ...totals } as const
-          })
-        ).pipe(
-          Effect.catchIf(
-            (e): e is SqlError => e instanceof SqlError,
-            (cause) =>
-              Effect.fail(
-                new LoadError({ claimId: claim.claim_id, message: cause.message, transient: DatabaseErrors.isTransient(cause), cause })
-              )
+        // A claim that fits in one batch is one transaction either way.
+        (options.commitEachBatch === true && claim.metadata.totalSensors > options.batchReadings
+          ? loadInBatches(claim, items)
+          : loadWhole(claim, items)).pipe(
+            Effect.catchIf(
+              (e): e is SqlError => e instanceof SqlError,
+              (cause) =>
+                Effect.fail(
+                  new LoadError({ claimId: claim.claim_id, message: cause.message, transient: DatabaseErrors.isTransient(cause), cause })
+                )
+            ),
+            Effect.withSpan("TelemetryStore.load")
           ),
-          Effect.withSpan("TelemetryStore.load")
-        ),
       loadedClaims: (claimIds) =>
-        sql<{ claim_id: string }>`SELECT claim_id FROM claim_ledger WHERE claim_id = ANY(${claimIds}::uuid[])`.pipe(
+        sql<{ claim_id: string }>`SELECT claim_id FROM claim_ledger
+          WHERE claim_id = ANY(${claimIds}::uuid[]) AND NOT partial`.pipe(
           Effect.map((rows) => new Set(rows.map((r) => r.claim_id))),
           Effect.mapError((cause) => new LedgerError({ message: cause.message, cause }))
         )

@@ -42,5 +42,5 @@ export const migrated = (database: TestDatabase) =>
   Migrator.migrated(database.fresh).pipe(Layer.provideMerge(NodeContext.layer))
 
 /** A fresh database with the migrations applied and a store over it. */
-export const storeOn = (database: TestDatabase, batchReadings: number) =>
-  SqlTelemetryStore.layer({ batchReadings }).pipe(Layer.provideMerge(migrated(database)))
+export const storeOn = (database: TestDatabase, batchReadings: number, commitEachBatch = false) =>
+  SqlTelemetryStore.layer({ batchReadings, commitEachBatch }).pipe(Layer.provideMerge(migrated(database)))
