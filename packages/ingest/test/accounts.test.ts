@@ -1,3 +1,4 @@
+import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { haPayload } from "@telemetry/domain/testing"
 import { count, databases, nextClaim, storeOn } from "@telemetry/infra/testing"
@@ -105,6 +106,29 @@ for (const [i, database] of databases.entries()) {
           // A zone in the token is the one used.
           const zoned = signToken(claimsOf("device", "tenant-h", "ha-no-zone", { tz: "Europe/Lisbon" }))
           expect(yield* zoneOf(yield* bulk(zoned, "no-zone-eq-2"))).toBe("Europe/Lisbon")
+        }))
+
+      it.effect("while the accounts cannot be read, a login and a zone-less token's upload get 503 to retry; nothing is queued", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* added(device("ha-outage"))
+          while (Option.isSome(yield* nextClaim)) continue
+          const unavailable = { error: "database_unavailable", message: "the database is unavailable, retry later" }
+          yield* sql`ALTER TABLE accounts RENAME TO accounts_away`
+          const [loggingIn, zoneless, zoned] = yield* Effect.all([
+            login("127.0.0.36", "ha-outage", "ha-outage-password"),
+            bulk(signToken(claimsOf("device", "tenant-h", "ha-outage")), "outage-eq"),
+            bulk(signToken(claimsOf("device", "tenant-h", "ha-outage", { tz: "Europe/Lisbon" })), "outage-eq")
+          ]).pipe(Effect.ensuring(Effect.orDie(sql`ALTER TABLE accounts_away RENAME TO accounts`)))
+          for (const answer of [loggingIn, zoneless]) {
+            expect([answer.status, answer.headers["retry-after"], answer.json]).toEqual([503, "5", unavailable])
+          }
+          // Its zone in the token, the upload needs no account: accepted, and the only claim queued.
+          expect(zoned.status).toBe(202)
+          expect(Option.getOrThrow(yield* nextClaim).claim_id).toBe(zoned.json.claim_id)
+          expect(Option.isNone(yield* nextClaim)).toBe(true)
+          // Back, the account logs in.
+          expect((yield* login("127.0.0.36", "ha-outage", "ha-outage-password")).status).toBe(200)
         }))
 
       it.effect("a reader logs in at /api/v1/auth/login and reads its tenant's analytics; the two kinds do not mix", () =>

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { databases, storeOn } from "@telemetry/infra/testing"
-import { ConfigProvider, Effect, Either, Layer } from "effect"
+import { ConfigProvider, Deferred, Effect, Either, Fiber, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import * as IngestRequests from "../src/idempotency/IngestRequests.js"
 
@@ -123,6 +123,38 @@ describe("idempotency by body turned off", () => {
         const keyed = submission({ idempotencyKey: "k" })
         expect(tagOf(yield* reserve(keyed))).toBe("Reserved")
         expect(tagOf(yield* reserve(submission({ idempotencyKey: "k" })))).toBe("InProgress")
+      }))
+  })
+})
+
+describe("idempotency records while the database does not answer", () => {
+  // PostgreSQL: another session holds a lock on the records, as a database that hangs would hold every statement.
+  layer(
+    IngestRequests.layer.pipe(
+      Layer.provideMerge(storeOn(databases[1]!, 1000)),
+      Layer.provide(withConfig({ INGEST_DATABASE_TIMEOUT: "300 millis" }))
+    ),
+    { timeout: 120_000, excludeTestServices: true }
+  )((it) => {
+    it.effect("an upload waits for them no longer than INGEST_DATABASE_TIMEOUT, then goes on without the check", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const locked = yield* Deferred.make<void>()
+        const gate = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(sql.withTransaction(
+          sql`LOCK TABLE ingest_requests IN ACCESS EXCLUSIVE MODE`.pipe(
+            Effect.zipRight(Deferred.succeed(locked, undefined)),
+            Effect.zipRight(Deferred.await(gate))
+          )
+        ))
+        yield* Deferred.await(locked)
+        // Answered while the lock is held: not waiting for the database.
+        const s = submission()
+        expect(tagOf(yield* reserve(s))).toBe("Reserved")
+        yield* accept(s.claimId)
+        yield* release(submission().claimId)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(holder)
       }))
   })
 })

@@ -43,6 +43,9 @@ const FIRST_DELAY = Duration.millis(500)
 // Counting a delivery's end must not hold up a stopping worker for long; a count left behind costs one delivery.
 const SETTLE_TIMEOUT = Duration.seconds(5)
 
+/** Claims whose give-backs are kept for their next delivery, at most. */
+const MAX_OWED = 10_000
+
 /** The outcome of a claim whose request was refused after it was published (see RevokedClaims). */
 const REVOKED = { _tag: "Revoked" } as const
 
@@ -120,14 +123,30 @@ export const make = Effect.gen(function*() {
       )
     )
 
+  // Deliveries ended here without an outcome whose give-back did not reach the database — mostly because it was
+  // down, which is why they ended —, given back with the claim's next delivery here: an outage is not a crash.
+  const owed = new Map<string, ClaimAttempts.Owed>()
+  const owe = (claimId: string, lastError: string) =>
+    Effect.sync(() => {
+      // Claims that went to another worker leave theirs behind: bounded, the oldest dropped.
+      if (owed.size >= MAX_OWED) owed.delete(owed.keys().next().value!)
+      owed.set(claimId, { deliveries: (owed.get(claimId)?.deliveries ?? 0) + 1, lastError })
+    })
+
   /** The delivery's count removed (it ended: loaded or rejected) or given back (it will come again). */
   const endDelivery = (claim: ClaimCheck, exit: Exit.Exit<unknown, unknown>) => {
     const ended = Exit.isSuccess(exit) || Option.getOrUndefined(Cause.failureOption(exit.cause)) instanceof ClaimRejected
-    return Effect.interruptible(
-      ended ? ClaimAttempts.settle(claim.claim_id) : ClaimAttempts.giveBack(claim.claim_id, describeEnd(exit.cause))
-    ).pipe(
+    const error = Exit.isFailure(exit) ? describeEnd(exit.cause) : ""
+    return Effect.interruptible(ended ? ClaimAttempts.settle(claim.claim_id) : ClaimAttempts.giveBack(claim.claim_id, error)).pipe(
       Effect.timeoutFail({ duration: SETTLE_TIMEOUT, onTimeout: () => new Error(`no answer within ${Duration.format(SETTLE_TIMEOUT)}`) }),
-      Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: its delivery count was not updated: ${e.message}`))
+      Effect.catchAll((e) =>
+        ended
+          ? Effect.logWarning(`claim ${claim.claim_id}: its delivery count was not removed: ${e.message}`)
+          : Effect.zipRight(
+            owe(claim.claim_id, error),
+            Effect.logWarning(`claim ${claim.claim_id}: its delivery count was not given back (${e.message}): it will be with its next delivery here`)
+          )
+      )
     )
   }
 
@@ -154,7 +173,7 @@ export const make = Effect.gen(function*() {
       // the claim was revoked (its object may have outlived its request: storage was down when it was deleted).
       const countDelivery = Effect.gen(function*() {
         if (yield* Ref.get(counted)) return false
-        const delivery = yield* ClaimAttempts.begin(claim.claim_id).pipe(
+        const delivery = yield* ClaimAttempts.begin(claim.claim_id, owed.get(claim.claim_id)).pipe(
           Effect.mapError((cause) =>
             new LoadError({
               claimId: claim.claim_id,
@@ -165,6 +184,7 @@ export const make = Effect.gen(function*() {
           )
         )
         yield* Ref.set(counted, true)
+        owed.delete(claim.claim_id)
         if (delivery.revoked) return true
         if (delivery.attempts > retry.maxDeliveries) {
           const message = `delivered ${delivery.attempts} times, ${delivery.attempts - 1} of them never ended, more ` +

@@ -423,6 +423,48 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* attemptsOf(claim.claim_id)).toEqual([{ attempts: 0, last_error: "TypeError: socket gone" }])
       }))
 
+    it.effect("a delivery given back while the database is down is given back with the claim's next delivery: an outage is not a crash", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const storage = yield* ObjectStore
+        const p = `outages-${randomUUID()}`
+        const { claim } = yield* stash(payload(p))
+        // Storage down for the first delivery, and the database gone with it before the delivery ends: its give-back
+        // (the one update that lowers a count) fails.
+        yield* sql`CREATE FUNCTION refuse_give_back() RETURNS trigger LANGUAGE plpgsql
+          AS $$ BEGIN RAISE EXCEPTION 'connection terminated unexpectedly'; END $$`
+        yield* sql`CREATE TRIGGER refuse_give_back BEFORE UPDATE ON claim_attempts FOR EACH ROW
+          WHEN (NEW.attempts < OLD.attempts) EXECUTE FUNCTION refuse_give_back()`
+        let down = true
+        const flaky = ObjectStore.of({
+          ...storage,
+          get: (k) =>
+            down && k === claim.claim_check
+              ? Stream.fail(new StorageError({ operation: "get", key: k, message: "internal error (500)" }))
+              : storage.get(k),
+          head: (k) => (down ? Effect.fail(new StorageError({ operation: "head", key: k, message: "connect ECONNREFUSED" })) : storage.head(k))
+        })
+        const process = yield* processorWith({ ...fewRetries, WORKER_RETRY_ATTEMPTS: "1", WORKER_MAX_DELIVERIES: "1" }).pipe(
+          Effect.provideService(ObjectStore, flaky)
+        )
+        const first = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
+        expect(first.result).toMatchObject({ _tag: "StorageError" })
+        expect(first.logs.filter((l) => l.level === "WARN").map((l) => l.message)).toContainEqual(
+          expect.stringContaining(`claim ${claim.claim_id}: its delivery count was not given back (`)
+        )
+        yield* sql`DROP TRIGGER refuse_give_back ON claim_attempts`
+        yield* sql`DROP FUNCTION refuse_give_back`
+        down = false
+        // Counted as a delivery that never ended, as a crash's would be.
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([{ attempts: 1, last_error: null }])
+
+        // Within WORKER_MAX_DELIVERIES (1) only because the first is given back now.
+        yield* process(claim)
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
+        expect(yield* countWhereEquipment([`${p}-freezer`, `${p}-fridge`])).toEqual({ data: 5, equipments: 2 })
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([])
+      }))
+
     it.effect("deliveries that never ended are counted: past WORKER_MAX_DELIVERIES the claim is dead-lettered unloaded", () =>
       Effect.gen(function*() {
         const p = `crashed-${randomUUID()}`

@@ -18,13 +18,24 @@ export interface Delivery {
 // An error message has no business being long; a whole payload's worth of it would only bloat the table.
 const MAX_ERROR_CHARS = 2000
 
-/** Counts a delivery of the claim (and tells whether it was revoked), committed at once (outside any transaction of the load that follows). */
-export const begin = (claimId: string) =>
+/** Deliveries this process ended without an outcome and could not give back then (the database was down). */
+export interface Owed {
+  readonly deliveries: number
+  readonly lastError: string
+}
+
+/**
+ * Counts a delivery of the claim (and tells whether it was revoked), committed at once (outside any transaction of
+ * the load that follows); gives back at the same time the deliveries `owed`.
+ */
+export const begin = (claimId: string, owed?: Owed) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.map(
       sql<{ attempts: number; last_error: string | null; revoked: boolean }>`INSERT INTO claim_attempts (claim_id, attempts)
         VALUES (${claimId}, 1)
-        ON CONFLICT (claim_id) DO UPDATE SET attempts = claim_attempts.attempts + 1, updated_at = now()
+        ON CONFLICT (claim_id) DO UPDATE SET attempts = greatest(claim_attempts.attempts + 1 - ${owed?.deliveries ?? 0}, 1),
+          last_error = coalesce(${owed?.lastError.slice(0, MAX_ERROR_CHARS) ?? null}, claim_attempts.last_error),
+          updated_at = now()
         RETURNING attempts, last_error, EXISTS (SELECT 1 FROM revoked_claims WHERE claim_id = ${claimId}) AS revoked`,
       ([row]): Delivery => ({ attempts: row!.attempts, lastError: row!.last_error, revoked: row!.revoked })
     ))

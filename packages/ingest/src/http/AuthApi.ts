@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { PasswordChecksBusy } from "../auth/Passwords.js"
 import { AdminGroup } from "./AdminApi.js"
 import { RefreshAuth } from "./Auth.js"
-import { RateLimited } from "./errors.js"
+import { RateLimited, Unavailable } from "./errors.js"
 
 // --- Logins of device and reader accounts, and refresh (contract §6) ---
 
@@ -45,6 +45,7 @@ const login = <const Name extends string>(name: Name, path: `/${string}`, summar
     .addError(AccountDisabled)
     .addError(RateLimited)
     .addError(PasswordChecksBusy)
+    .addError(Unavailable)
     .annotate(OpenApi.Summary, summary)
     .annotate(
       OpenApi.Description,

@@ -10,7 +10,7 @@ import * as AdminHandlers from "./AdminHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { clientAddress, CurrentPrincipal, tooMany } from "./Auth.js"
 import { AccountDisabled, InvalidCredentials } from "./AuthApi.js"
-import { errorResponse, retryAfterHeader } from "./errors.js"
+import { databaseUnavailable, errorResponse, retryAfterHeader } from "./errors.js"
 
 const answer = (issued: Issued) => ({
   access_token: issued.token,
@@ -32,8 +32,7 @@ const authGroup = HttpApiBuilder.group(TelemetryApi, "auth", (handlers) =>
           AccountDisabled: disabled,
           Limited: tooMany,
           PasswordChecksBusy: (e) => Effect.succeed(errorResponse(e, retryAfterHeader(e.retryAfter))),
-          // A failing database is an internal error: the server logs it and answers 500 (Server.ts).
-          AccountsUnavailable: Effect.die
+          AccountsUnavailable: (e) => databaseUnavailable(e)
         })
       )
     return handlers
@@ -46,7 +45,7 @@ const authGroup = HttpApiBuilder.group(TelemetryApi, "auth", (handlers) =>
           // RefreshAuth lets device and reader tokens through only.
           if (userType === "admin") return yield* Effect.dieMessage("an admin token reached refresh")
           return answer(yield* login.refresh({ ...principal, userType }))
-        }).pipe(Effect.catchTags({ AccountDisabled: disabled, AccountsUnavailable: Effect.die })))
+        }).pipe(Effect.catchTags({ AccountDisabled: disabled, AccountsUnavailable: (e) => databaseUnavailable(e) })))
   }))
 
 /**

@@ -1,14 +1,15 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
-import { Effect, Layer, Option } from "effect"
-import { AccountCredentials } from "../auth/Accounts.js"
+import { Duration, Effect, Either, Layer, Option } from "effect"
+import { AccountCredentials, AccountsUnavailable } from "../auth/Accounts.js"
 import * as SqlAccounts from "../auth/SqlAccounts.js"
 import type { Principal } from "../auth/Tokens.js"
+import { DatabaseTimeout } from "../DatabaseTimeout.js"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
-import { errorResponse, InvalidBody, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import { databaseUnavailable, errorResponse, InvalidBody, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 import { CurrentRequest } from "./RequestLog.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
@@ -29,7 +30,7 @@ const MAX_IDEMPOTENCY_KEY = 255
  * The body is never buffered: it streams to storage and through validation at once (see `Ingest.accept`). Its
  * tenant, device and claim go on the request's line, tenant and device on every line logged while it is accepted.
  */
-const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<string | null>) => Effect.gen(function*() {
+const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<string | null, AccountsUnavailable>) => Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
   const served = yield* CurrentRequest
   const requestId = served.id
@@ -58,6 +59,8 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
   const principal = yield* CurrentPrincipal
   const who = { tenant: principal.tenantId, device: principal.subject }
   yield* served.annotate(who)
+  const timeZone = yield* Effect.either(zoneOf(principal))
+  if (Either.isLeft(timeZone)) return yield* databaseUnavailable(timeZone.left, { ...headers, ...CLOSE })
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   const declaredLength = Number(request.headers["content-length"] ?? NaN)
   const success = HOME_ASSISTANT_CLIENT.test(request.headers["user-agent"] ?? "") ? 200 : 202
@@ -76,7 +79,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
     // Tenant and device from the token alone (a differing x-device-id was refused by DeviceAuth).
     deviceId: principal.subject,
     tenantId: principal.tenantId,
-    timeZone: yield* zoneOf(principal),
+    timeZone: timeZone.right,
     idempotencyKey
   }).pipe(
     Effect.tap((accepted) => served.annotate({ claim_id: accepted.claimId })),
@@ -126,20 +129,28 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
 /**
  * The zone of a device's naive reading times (contract §1: the sending device account's): its token's, else its
  * account's — a token minted by `pnpm token` or an identity provider may carry none — else null (DEFAULT_TIMEZONE).
- * The database failing here is an internal error: read in another zone, the readings would be stored at other times.
+ * The database failing or not answering here fails the upload (503): read in another zone, the readings would be
+ * stored at other times.
  */
-const deviceZones = Effect.map(AccountCredentials, (credentials) => (principal: Principal) =>
-  principal.timeZone !== null
-    ? Effect.succeed(principal.timeZone)
-    : credentials.find("device", principal.subject).pipe(
-      Effect.map((found) =>
-        Option.match(found, {
-          onNone: () => null,
-          onSome: ({ account }) => (account.tenantId === principal.tenantId ? account.timeZone : null)
-        })
-      ),
-      Effect.orDie
-    ))
+const deviceZones = Effect.gen(function*() {
+  const credentials = yield* AccountCredentials
+  const timeout = yield* DatabaseTimeout
+  return (principal: Principal) =>
+    principal.timeZone !== null
+      ? Effect.succeed(principal.timeZone)
+      : credentials.find("device", principal.subject).pipe(
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () => new AccountsUnavailable({ message: `no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)` })
+        }),
+        Effect.map((found) =>
+          Option.match(found, {
+            onNone: () => null,
+            onSome: ({ account }) => (account.tenantId === principal.tenantId ? account.timeZone : null)
+          })
+        )
+      )
+})
 
 export const layer = HttpApiBuilder.group(TelemetryApi, "ingest", (handlers) =>
   Effect.gen(function*() {

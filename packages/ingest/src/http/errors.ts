@@ -1,5 +1,5 @@
 import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
-import { Duration, Option, Schema, SchemaAST } from "effect"
+import { Duration, Effect, Option, Schema, SchemaAST } from "effect"
 
 // The error body of the contract, `{ error, message, path? }`: one class per status, so the OpenAPI document
 // shows each and a handler failing with one gets that status.
@@ -29,8 +29,11 @@ export class UnsupportedMediaType extends Schema.Class<UnsupportedMediaType>("Un
 ) {}
 
 export class Unavailable extends Schema.Class<Unavailable>("Unavailable")(
-  { error: Schema.Literal("storage_unavailable", "queue_unavailable"), message },
-  HttpApiSchema.annotations({ status: 503, description: "Storage or queue is unavailable; retry after `Retry-After` seconds" })
+  { error: Schema.Literal("storage_unavailable", "queue_unavailable", "database_unavailable"), message },
+  HttpApiSchema.annotations({
+    status: 503,
+    description: "Storage, queue or database is unavailable; retry after `Retry-After` seconds"
+  })
 ) {}
 
 export class RateLimited extends Schema.Class<RateLimited>("RateLimited")(
@@ -111,6 +114,16 @@ export const errorResponse = (error: ApiError | Failure, headers?: Record<string
     ...(headers ? { headers } : {})
   })
 }
+
+/** The database failed, or did not answer in time: logged, and answered 503 to retry in 5 s. */
+export const databaseUnavailable = (cause: { readonly message: string }, headers?: Record<string, string>) =>
+  Effect.as(
+    Effect.logError(`the database is unavailable: ${cause.message}`),
+    errorResponse(
+      new Unavailable({ error: "database_unavailable", message: "the database is unavailable, retry later" }),
+      { ...headers, "retry-after": "5" }
+    )
+  )
 
 /** `Retry-After` for a wait, in whole seconds (at least 1). */
 export const retryAfterHeader = (wait: Duration.Duration) => ({

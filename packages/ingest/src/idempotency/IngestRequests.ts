@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
+import { DatabaseTimeout } from "../DatabaseTimeout.js"
 import { answeredAs } from "../http/errors.js"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */
@@ -114,6 +115,12 @@ export const layer = Layer.scoped(
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { bodyWindow, keyWindow } = yield* IdempotencyConfig
+    const timeout = yield* DatabaseTimeout
+    const inTime = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.timeoutFail(effect, {
+        duration: timeout,
+        onTimeout: () => new Error(`no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)`)
+      })
     const seconds = (d: Duration.Duration) => Duration.toMillis(d) / 1000
     const longest = Duration.max(keyWindow, bodyWindow)
 
@@ -145,6 +152,7 @@ export const layer = Layer.scoped(
       (s.idempotencyKey === null && Duration.isZero(bodyWindow)
         ? Effect.void
         : reserveIn(s).pipe(
+          inTime,
           Effect.catchAll((e) => Effect.logWarning(`idempotency check skipped, the database failed: ${e.message}`)),
           Effect.flatMap((holder) => (holder === undefined ? Effect.void : Effect.fail(holder)))
         ))
@@ -181,6 +189,7 @@ export const layer = Layer.scoped(
             accepted: r.accepted
           }))
         ),
+        inTime,
         Effect.catchAll((e) =>
           Effect.as(Effect.logWarning(`idempotency key not looked up, the database failed: ${e.message}`), Option.none())
         )
@@ -191,14 +200,17 @@ export const layer = Layer.scoped(
       reserve,
       accept: (claimId) =>
         sql`UPDATE ingest_requests SET accepted = true WHERE claim_id = ${claimId}`.pipe(
+          inTime,
           logged(`claim ${claimId} not marked accepted for idempotency`)
         ),
       release: (claimId) =>
         sql`DELETE FROM ingest_requests WHERE claim_id = ${claimId}`.pipe(
+          inTime,
           logged(`claim ${claimId}'s idempotency record not released`)
         ),
       revoke: (claimId) =>
         RevokedClaims.revoke(claimId).pipe(
+          inTime,
           logged(`claim ${claimId} not revoked; should Kafka deliver it late, it is dead-lettered as object_not_found`)
         )
     })
