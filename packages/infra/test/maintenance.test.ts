@@ -18,15 +18,15 @@ const DAY = 24 * HOUR
 
 const maintenance = (rawRetention = Duration.days(30)) => SqlMaintenance.make({ rawRetention })
 
-/** Loads readings of one sensor for a new equipment; answers the equipment's uuid and the load's time range. */
+/** Loads readings of one sensor for a new equipment; answers the equipment's uuid and the days of the load. */
 const load = (readings: (sensorUuid: string) => ReadonlyArray<Reading>) =>
   Effect.gen(function*() {
     const store = yield* TelemetryStore
     const eq = uid("eq")
     const s = `${eq}-s`
     const outcome = yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], readings(s))))
-    if (outcome._tag !== "Loaded" || outcome.timeRange === null) return yield* Effect.die("nothing loaded")
-    return { eq, timeRange: outcome.timeRange }
+    if (outcome._tag !== "Loaded" || outcome.days.length === 0) return yield* Effect.die("nothing loaded")
+    return { eq, days: outcome.days }
   })
 
 interface Row {
@@ -168,7 +168,7 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         yield* m.runAll
 
         const tenDaysAgo = Math.floor((now - 10 * DAY) / DAY) * DAY + 6 * HOUR
-        const { eq, timeRange } = yield* load(every10Minutes(tenDaysAgo, 120))
+        const { days, eq } = yield* load(every10Minutes(tenDaysAgo, 120))
         // As TimescaleDB does: below the watermark only materialized buckets show, and the policies never refresh
         // buckets this old.
         expect(yield* hourly(eq)).toEqual([])
@@ -176,7 +176,7 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         yield* m.runAll
         expect(yield* hourly(eq)).toEqual([])
 
-        yield* m.refreshLate(timeRange)
+        yield* m.refreshLate(days)
         const values = Array.from({ length: 12 }, (_, k) => k + 1)
         const times = values.map((_, k) => tenDaysAgo + k * 10 * MINUTE)
         expect(yield* hourly(eq)).toEqual([
@@ -186,6 +186,23 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         expect(yield* daily(eq)).toEqual([
           { bucket: new Date(Math.floor(tenDaysAgo / DAY) * DAY), ...expected(values, times, HOUR) }
         ])
+      }))
+
+    it.effect("refreshLate refreshes the days holding readings, not the days between them", () =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        const m = yield* maintenance()
+        yield* load(every10Minutes(now - 3 * HOUR, 60))
+        yield* m.runAll
+        const day = (ago: number) => Math.floor((now - ago * DAY) / DAY) * DAY + 6 * HOUR
+        // Another equipment's late readings on a day between, which nothing refreshed.
+        const between = yield* load(every10Minutes(day(12), 60))
+        // Two readings a week apart.
+        const { days, eq } = yield* load((s) => [reading(s, day(15), 1), reading(s, day(9), 2)])
+        expect(days).toEqual([Math.floor(day(15) / DAY), Math.floor(day(9) / DAY)])
+        yield* m.refreshLate(days)
+        expect((yield* hourly(eq)).map((row) => row.bucket)).toEqual([new Date(day(15)), new Date(day(9))])
+        expect(yield* hourly(between.eq)).toEqual([])
       }))
   })
 
@@ -198,7 +215,7 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         const oldData = yield* load(every10Minutes(old, 90))
         const recent = yield* load(every10Minutes(now - 2 * DAY, 30))
         // Materialized while the readings were young enough (the default retention of 30 days).
-        yield* Effect.flatMap(maintenance(), (m) => m.refreshLate(oldData.timeRange))
+        yield* Effect.flatMap(maintenance(), (m) => m.refreshLate(oldData.days))
         const values = Array.from({ length: 9 }, (_, k) => k + 1)
         const times = values.map((_, k) => old + k * 10 * MINUTE)
         const hours = [
@@ -485,7 +502,7 @@ it.scoped("the same aggregate query returns the same rows on both databases", ()
       )
       const outcome = yield* store.load(claim(), items)
       yield* m.runAll
-      if (outcome._tag === "Loaded" && outcome.timeRange !== null) yield* m.refreshLate(outcome.timeRange)
+      if (outcome._tag === "Loaded") yield* m.refreshLate(outcome.days)
       const sql = yield* sqlClient
       const select = (view: string) =>
         sql.unsafe(`SELECT a.bucket, s.uuid AS sensor, a.avg_value, a.max_value, a.min_value, a.sum_value,

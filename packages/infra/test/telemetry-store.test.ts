@@ -16,6 +16,7 @@ import {
 import { Data, Deferred, Duration, Effect, Ref, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { BulkCopy, copyTimestamp } from "../src/db/BulkCopy.js"
+import * as ClaimAttempts from "../src/db/ClaimAttempts.js"
 import { databases, storeOn } from "./support/databases.js"
 import { dataOf, type DataRow } from "./support/testing.js"
 
@@ -93,7 +94,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
         const items = [0, 1, 2].map((k) =>
           item(equipment(eq), [sensor(s)], all.slice(k * BATCH_READINGS, (k + 1) * BATCH_READINGS))
         )
-        return { store, eq, items, timeRange: { earliest: start, latest: start + (3 * BATCH_READINGS - 1) * 60_000 } }
+        return { store, eq, items, days: [Math.floor(start / 86_400_000)] }
       })
     /** A stream of `items` whose runs after the first are `later` (the first run is the check of the payload). */
     const secondRun = <E>(items: ReadonlyArray<ReturnType<typeof item>>, later: Stream.Stream<ReturnType<typeof item>, E>) =>
@@ -106,7 +107,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
 
     it.effect("between batches the session is free: others see the claim partial, loaded only once its last batch is", () =>
       Effect.gen(function*() {
-        const { eq, items, store, timeRange } = yield* threeBatches("eq-batches")
+        const { days, eq, items, store } = yield* threeBatches("eq-batches")
         const gate = yield* Deferred.make<void>()
         // A batch is cut when the next item comes: the load holds its first batch's commit while waiting for the third.
         const stream = yield* secondRun(items, Stream.concat(
@@ -126,16 +127,16 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
         expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set())
 
         yield* Deferred.succeed(gate, undefined)
-        expect(yield* loading).toEqual({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: 0, timeRange })
+        expect(yield* loading).toEqual({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: 0, days })
         expect(yield* ledger(c.claim_id)).toEqual([{ partial: false, items: 3, readings: 3 * BATCH_READINGS, duplicates: 0 }])
         expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
         expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set([c.claim_id]))
-        expect(yield* store.load(c, Stream.fromIterable(items))).toEqual({ _tag: "AlreadyLoaded" })
+        expect(yield* store.load(c, Stream.fromIterable(items))).toEqual({ _tag: "AlreadyLoaded", days })
       }))
 
     it.effect("a delivery stopped part-way is resumed by the next: only the rest is loaded, the totals those of one load", () =>
       Effect.gen(function*() {
-        const { eq, items, store, timeRange } = yield* threeBatches("eq-resume")
+        const { days, eq, items, store } = yield* threeBatches("eq-resume")
         const c = claimOf(3 * BATCH_READINGS)
         const cut = yield* secondRun(items, Stream.concat(Stream.fromIterable(items), Stream.fail(new StreamCut())))
         expect(yield* Effect.flip(store.load(c, cut))).toBeInstanceOf(StreamCut)
@@ -149,10 +150,22 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
           items: 3,
           readings: 3 * BATCH_READINGS,
           duplicates: 0,
-          timeRange
+          days
         })
         expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
         expect((yield* dataOf(eq)).map((r) => r.value)).toEqual(Array.from({ length: 3 * BATCH_READINGS }, (_, k) => k))
+      }))
+
+    it.effect("a delivery that commits a batch was no crash, nor were the deliveries before it: their counts are dropped", () =>
+      Effect.gen(function*() {
+        const { items, store } = yield* threeBatches("eq-progress")
+        const c = claimOf(3 * BATCH_READINGS)
+        // Two deliveries that took their process down, and this one.
+        for (let k = 0; k < 3; k++) yield* ClaimAttempts.begin(c.claim_id)
+        expect(yield* store.load(c, Stream.fromIterable(items))).toMatchObject({ _tag: "Loaded", readings: 3 * BATCH_READINGS })
+        const [row] = yield* Effect.flatMap(sqlClient, (sql) =>
+          sql<{ attempts: number }>`SELECT attempts FROM claim_attempts WHERE claim_id = ${c.claim_id}`)
+        expect(row).toEqual({ attempts: 1 })
       }))
 
     it.effect("a payload failing part-way stores nothing, not even the batches before the failure", () =>
@@ -203,7 +216,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
           items: 4,
           readings: 12,
           duplicates: 0,
-          timeRange: { earliest: start, latest: start + 8 * 60_000 }
+          days: [Math.floor(start / 86_400_000)]
         })
 
         const a = yield* dataOf(eqA)
@@ -268,18 +281,23 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         const { store, eq, s } = yield* freshEquipment("eq-twice")
         const items = [item(equipment(eq), [sensor(s)], series(s, 7))]
         const c = claim()
-        expect(yield* store.load(c, Stream.fromIterable(items))).toMatchObject({ _tag: "Loaded", items: 1, readings: 7 })
+        const first = yield* store.load(c, Stream.fromIterable(items))
+        expect(first).toMatchObject({ _tag: "Loaded", items: 1, readings: 7 })
         expect(yield* countOf(eq)).toBe(7)
 
-        // The same claim again, even with different content, is not loaded a second time.
+        // The same claim again, even with different content, is not loaded a second time; the time range of
+        // its readings is answered as its load recorded it (for the late-data refresh of a redelivery).
         const more = [...items, item(equipment(eq), [sensor(s)], series(s, 2, Date.UTC(2025, 5, 1)))]
-        expect(yield* store.load(c, Stream.fromIterable(more))).toEqual({ _tag: "AlreadyLoaded" })
+        expect(yield* store.load(c, Stream.fromIterable(more))).toEqual({
+          _tag: "AlreadyLoaded",
+          days: first._tag === "Loaded" ? first.days : "not loaded"
+        })
         expect(yield* countOf(eq)).toBe(7)
         expect(yield* ledgerOf(c.claim_id)).toMatchObject([{ items: 1, readings: 7 }])
 
         // A claim rebuilt from its JSON (as the worker gets it from the queue) is the same claim.
         const copy = new ClaimCheck({ ...c })
-        expect(yield* store.load(copy, Stream.fromIterable(items))).toEqual({ _tag: "AlreadyLoaded" })
+        expect(yield* store.load(copy, Stream.fromIterable(items))).toMatchObject({ _tag: "AlreadyLoaded" })
         expect(yield* countOf(eq)).toBe(7)
       }))
 

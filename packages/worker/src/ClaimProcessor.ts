@@ -10,6 +10,7 @@ import {
   Maintenance,
   ObjectStore,
   PayloadConfig,
+  type ReadingDays,
   type StorageError,
   TelemetryStore,
   withRemoteParent
@@ -242,9 +243,17 @@ export const make = Effect.gen(function*() {
         })
       )
       if (outcome._tag === "Revoked") return yield* Effect.logInfo(`claim ${claim.claim_id}: its request was refused, nothing to load`)
+      // Readings older than the refresh policies' windows would stay out of the aggregates; the load is
+      // committed whatever happens here, so a failure is only worth a warning. A loaded claim delivered again
+      // refreshes too: its earlier delivery may have stopped between its commit and its refresh.
+      const refreshLate = (days: ReadingDays) =>
+        days.length === 0 ? Effect.void : maintenance.refreshLate(days).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late-data refresh failed: ${e.message}`))
+        )
       if (outcome._tag === "AlreadyLoaded") {
         yield* Metric.increment(Metrics.claimHandled("already_loaded"))
-        return yield* Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
+        yield* Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
+        return yield* refreshLate(outcome.days)
       }
       yield* Metric.increment(Metrics.claimHandled("loaded"))
       yield* Metric.incrementBy(Metrics.readingsLoaded, outcome.readings - outcome.duplicates)
@@ -254,13 +263,7 @@ export const make = Effect.gen(function*() {
         `claim ${claim.claim_id}: loaded ${outcome.readings - outcome.duplicates} readings of ${outcome.items} items` +
           (outcome.duplicates > 0 ? `; ${outcome.duplicates} were stored already` : "")
       )
-      // Readings older than the refresh policies' windows would stay out of the aggregates; the load is
-      // committed whatever happens here, so a failure is only worth a warning.
-      if (outcome.timeRange !== null) {
-        yield* maintenance.refreshLate(outcome.timeRange).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late-data refresh failed: ${e.message}`))
-        )
-      }
+      yield* refreshLate(outcome.days)
     })
 
   return (claim: ClaimCheck) =>

@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { ClaimRejected, LoadError, ObjectStore, StorageError, TelemetryStore } from "@telemetry/domain"
+import { ClaimRejected, LoadError, Maintenance, ObjectStore, StorageError, TelemetryStore } from "@telemetry/domain"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
@@ -125,6 +125,24 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* rowsOf(`${p}-freezer`)).toEqual(freezer)
         expect(yield* rowsOf(`${p}-fridge`)).toEqual(fridge)
         expect(yield* ledgerOf(claim.claim_id)).toEqual(ledger)
+      }))
+
+    it.effect("a loaded claim delivered again refreshes its readings' late buckets again: its first delivery may have stopped before", () =>
+      Effect.gen(function*() {
+        const maintenance = yield* Maintenance.Maintenance
+        const refreshed: Array<unknown> = []
+        const process = yield* makeProcessor.pipe(Effect.provideService(
+          Maintenance.Maintenance,
+          Maintenance.Maintenance.of({
+            ...maintenance,
+            refreshLate: (days) => Effect.zipRight(Effect.sync(() => refreshed.push(days)), maintenance.refreshLate(days))
+          })
+        ))
+        const { claim } = yield* stash(payload(`again-${randomUUID()}`))
+        yield* process(claim)
+        yield* process(claim)
+        const days = [Date.parse("2026-11-20T00:00:00Z") / 86_400_000]
+        expect(refreshed).toEqual([days, days])
       }))
 
     it.effect("the same claim processed concurrently is loaded once", () =>

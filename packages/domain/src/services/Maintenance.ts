@@ -1,4 +1,5 @@
 import { Context, type Effect, Schema } from "effect"
+import type { ReadingDays } from "./TelemetryStore.js"
 
 /**
  * The scheduled jobs of the database: refreshing the aggregates, raw retention, compression (migrations 0002–0004
@@ -51,19 +52,16 @@ export interface MaintenanceShape {
   /** Runs every job now, whatever its schedule and runner; answers the jobs run. For tests and tools. */
   readonly runAll: Effect.Effect<ReadonlyArray<string>, JobError>
   /**
-   * Refreshes the buckets that readings in `[earliest, latest]` (epoch ms) fall in where the refresh policies no
-   * longer look (older than their window): late data shows in the aggregates once this ran. Buckets older than
-   * the raw retention are left alone, since their raw rows may be gone.
-   */
-  /**
    * The jobs' last runs and the aggregates' watermarks. With the `embedded` runner TimescaleDB records no runs:
    * those of this process are reported, kept in memory.
    */
   readonly status: Effect.Effect<MaintenanceStatus, JobError>
-  readonly refreshLate: (timeRange: { readonly earliest: number; readonly latest: number }) => Effect.Effect<
-    void,
-    JobError
-  >
+  /**
+   * Refreshes the buckets of these days (UTC) where the refresh policies no longer look (older than their window),
+   * each day in a statement of its own: late data shows in the aggregates once this ran. Buckets older than the raw
+   * retention are left alone, since their raw rows may be gone.
+   */
+  readonly refreshLate: (days: ReadingDays) => Effect.Effect<void, JobError>
 }
 
 export class Maintenance extends Context.Tag("@telemetry/Maintenance")<Maintenance, MaintenanceShape>() {}

@@ -3,6 +3,12 @@ import type { ClaimCheck } from "../ClaimCheck.js"
 import type { LedgerError, LoadError } from "../errors.js"
 import type { TelemetryItem } from "../payload/Telemetry.js"
 
+/**
+ * The UTC days (days since the epoch, ascending) that hold a claim's readings: late data may need their buckets
+ * refreshed, and only theirs (a claim's earliest and latest readings may be weeks apart with nothing between).
+ */
+export type ReadingDays = ReadonlyArray<number>
+
 export type LoadOutcome =
   | {
     readonly _tag: "Loaded"
@@ -10,10 +16,13 @@ export type LoadOutcome =
     readonly readings: number
     /** Readings of the claim that were stored already (by an earlier claim) and so were skipped. */
     readonly duplicates: number
-    /** Earliest and latest reading time (epoch ms); null without readings. Late data may need a refresh. */
-    readonly timeRange: { readonly earliest: number; readonly latest: number } | null
+    readonly days: ReadingDays
   }
-  | { readonly _tag: "AlreadyLoaded" }
+  /**
+   * With the days of its readings as recorded when it loaded (none for claims loaded by earlier versions): its
+   * delivery may have stopped after the load and before its refresh.
+   */
+  | { readonly _tag: "AlreadyLoaded"; readonly days: ReadingDays }
 
 export interface TelemetryStoreShape {
   /**

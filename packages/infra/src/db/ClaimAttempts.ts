@@ -40,6 +40,15 @@ export const begin = (claimId: string, owed?: Owed) =>
       ([row]): Delivery => ({ attempts: row!.attempts, lastError: row!.last_error, revoked: row!.revoked })
     ))
 
+/**
+ * The delivery committed a part of its claim (a claim loaded batch by batch): the deliveries before it that never
+ * ended made progress too, so they no longer count as ones that took their process down; this one still counts.
+ * A payload that takes its worker down at the same place every time makes no progress, and is counted out as before.
+ */
+export const progressed = (claimId: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.asVoid(sql`UPDATE claim_attempts SET attempts = 1, updated_at = now() WHERE claim_id = ${claimId} AND attempts > 1`))
+
 /** The claim was loaded or set aside: nothing more to count. */
 export const settle = (claimId: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => Effect.asVoid(sql`DELETE FROM claim_attempts WHERE claim_id = ${claimId}`))

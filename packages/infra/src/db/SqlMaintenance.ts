@@ -1,9 +1,11 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Maintenance } from "@telemetry/domain"
+import { Maintenance, type ReadingDays } from "@telemetry/domain"
 import { Clock, Config, Duration, Effect, Either, Layer, Metric, Ref } from "effect"
 import * as DatabaseErrors from "./DatabaseErrors.js"
 import * as DbMetrics from "./DbMetrics.js"
+
+const DAY_MS = 86_400_000
 
 /** Shortest raw retention: the daily policy re-aggregates the last 7 days from raw rows. */
 const MIN_RETENTION = Duration.days(7)
@@ -252,16 +254,22 @@ export const make = (options: MaintenanceOptions) =>
         ? sql`CALL refresh_continuous_aggregate(${view}, ${start}::timestamptz, ${end}::timestamptz)`
         : sql`SELECT refresh_telemetry_aggregate(${view}, ${start}, ${end})`
 
-    const refreshLate = ({ earliest, latest }: { readonly earliest: number; readonly latest: number }) =>
+    // Day by day, and only the days holding readings: a refresh recomputes every tenant's buckets in its range,
+    // and on the embedded database holds the one session (and the event loop) while it runs.
+    const refreshLate = (days: ReadingDays) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         for (const a of aggregates) {
-          // Whole buckets (UTC-aligned, like the epoch): those holding the readings, none older than the retention,
-          // none after the one the policy's window starts in (the policy covers the rest).
+          // Whole buckets (UTC-aligned, like the epoch and days): none older than the retention, none after the
+          // one the policy's window starts in (the policy covers the rest).
           const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
-          const start = Math.max(floor(earliest), floor(now - retentionSeconds * 1000) + a.width_ms)
-          const end = Math.min(floor(latest), floor(now - a.policy_start_ms)) + a.width_ms
-          if (start < end) yield* refresh(a.view_name, new Date(start), new Date(end))
+          const oldest = floor(now - retentionSeconds * 1000) + a.width_ms
+          const newest = floor(now - a.policy_start_ms) + a.width_ms
+          for (const day of days) {
+            const start = Math.max(day * DAY_MS, oldest)
+            const end = Math.min((day + 1) * DAY_MS, newest)
+            if (start < end) yield* refresh(a.view_name, new Date(start), new Date(end))
+          }
         }
       }).pipe(Effect.mapError(failed("refresh late data")))
 

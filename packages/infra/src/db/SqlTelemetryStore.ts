@@ -9,10 +9,12 @@ import {
   mergeLatest,
   type Sensor,
   type TelemetryItem,
-  TelemetryStore
+  TelemetryStore,
+  type ReadingDays
 } from "@telemetry/domain"
 import { Chunk, Config, Effect, identity, Layer, Sink, Stream } from "effect"
 import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
+import * as ClaimAttempts from "./ClaimAttempts.js"
 import * as DatabaseErrors from "./DatabaseErrors.js"
 
 export interface SqlTelemetryStoreOptions {
@@ -33,6 +35,9 @@ const COLUMNS = ["equipment_id", "sensor_id", "time", "value", "status", "metada
 const ID_WIDTH = 10
 const PLACEHOLDERS = `${"0".repeat(ID_WIDTH)}\t${"0".repeat(ID_WIDTH)}\t`
 const NEWLINE = 0x0a
+const DAY_MICROS = 86_400_000_000
+
+const sortedDays = (days: ReadonlySet<number>): ReadingDays => Array.from(days).sort((a, b) => a - b)
 /** A temporary table of this session through which readings that may be stored already reach telemetry_data. */
 const STAGING = "telemetry_staging"
 
@@ -50,24 +55,23 @@ interface EncodedItem {
   readonly rows: Buffer
   /** Index in `sensors` of the sensor of each row. */
   readonly sensorOfRow: Uint32Array
-  /** Earliest and latest reading time, epoch milliseconds. */
-  readonly earliest: number
-  readonly latest: number
+  /** The UTC days of its readings, ascending. */
+  readonly days: ReadingDays
 }
 
 const encode = (item: TelemetryItem): EncodedItem => {
   const sensorIndex = new Map(item.sensors.map((sensor, k) => [sensor.uuid, k]))
   const sensorOfRow = new Uint32Array(item.readings.length)
-  let earliest = Infinity
-  let latest = -Infinity
+  const days = new Set<number>()
+  let lastDay = NaN
   let rows = ""
   for (let k = 0; k < item.readings.length; k++) {
     const r = item.readings[k]!
     const sensor = sensorIndex.get(r.sensorUuid)
     if (sensor === undefined) throw new Error(`reading of sensor ${r.sensorUuid}, which is not among its item's sensors`)
     sensorOfRow[k] = sensor
-    if (r.timeMicros < earliest) earliest = r.timeMicros
-    if (r.timeMicros > latest) latest = r.timeMicros
+    const day = Math.floor(r.timeMicros / DAY_MICROS)
+    if (day !== lastDay) days.add(lastDay = day)
     rows += `${PLACEHOLDERS}${copyTimestamp(r.timeMicros)}\t${r.value ?? "\\N"}\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
   }
   return {
@@ -76,8 +80,7 @@ const encode = (item: TelemetryItem): EncodedItem => {
     sensors: item.sensors,
     rows: Buffer.from(rows),
     sensorOfRow,
-    earliest: Math.floor(earliest / 1000),
-    latest: Math.ceil(latest / 1000)
+    days: sortedDays(days)
   }
 }
 
@@ -122,18 +125,13 @@ const distinctBy = <A extends object>(
 
 type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag">
 
-const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0, timeRange: null }
+const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0, days: [] }
 
 const addTotals = (a: Totals, b: Totals): Totals => ({
   items: a.items + b.items,
   readings: a.readings + b.readings,
   duplicates: a.duplicates + b.duplicates,
-  timeRange: a.timeRange === null || b.timeRange === null
-    ? a.timeRange ?? b.timeRange
-    : {
-      earliest: Math.min(a.timeRange.earliest, b.timeRange.earliest),
-      latest: Math.max(a.timeRange.latest, b.timeRange.latest)
-    }
+  days: a.days.length === 0 ? b.days : b.days.length === 0 ? a.days : sortedDays(new Set([...a.days, ...b.days]))
 })
 
 /** An equipment's or sensor's id, and the description this load last wrote for it. */
@@ -206,18 +204,14 @@ const upsertBy = <A>(
 
 const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
 
-/** Earliest and latest reading time of `items` (epoch milliseconds), as the totals of their load tell it. */
-const timeRangeOf = <E, R>(items: Stream.Stream<TelemetryItem, E, R>) =>
+/** The UTC days of the readings of `items`, as the totals of their load tell them. */
+const daysOf = <E, R>(items: Stream.Stream<TelemetryItem, E, R>) =>
   Effect.map(
-    Effect.suspend(() => Stream.runFold(items, { earliest: Infinity, latest: -Infinity }, (range, item) => {
-      for (const r of item.readings) {
-        if (r.timeMicros < range.earliest) range.earliest = r.timeMicros
-        if (r.timeMicros > range.latest) range.latest = r.timeMicros
-      }
-      return range
+    Effect.suspend(() => Stream.runFold(items, new Set<number>(), (days, item) => {
+      for (const r of item.readings) days.add(Math.floor(r.timeMicros / DAY_MICROS))
+      return days
     })),
-    ({ earliest, latest }) =>
-      earliest === Infinity ? null : { earliest: Math.floor(earliest / 1000), latest: Math.ceil(latest / 1000) }
+    sortedDays
   )
 
 /**
@@ -389,17 +383,15 @@ export const make = (options: SqlTelemetryStoreOptions) =>
             : Effect.succeed<ItemIds>({ equipment: idBytes(equipment), sensors: sensors.map((id) => idBytes(id!)) })
         })
         let readings = 0
-        let earliest = Infinity
-        let latest = -Infinity
+        const days = new Set<number>()
         let whole = 0
         for (const item of items) {
           if (!item.continued) whole++
           readings += item.sensorOfRow.length
-          earliest = Math.min(earliest, item.earliest)
-          latest = Math.max(latest, item.latest)
+          for (const day of item.days) days.add(day)
         }
         const duplicates = readings - (yield* insertBatch(load, () => copyRows(items, ids), readings))
-        return { items: whole, readings, duplicates, timeRange: readings > 0 ? { earliest, latest } : null }
+        return { items: whole, readings, duplicates, days: sortedDays(days) }
       })
 
     /** The claim's ledger row, if no other holds it: a concurrent load of the same claim waits here, then finds it taken. */
@@ -418,6 +410,13 @@ export const make = (options: SqlTelemetryStoreOptions) =>
       sensors: new Map(),
       overlapping: false
     })
+
+    /** A loaded claim, with the days of its readings its ledger row recorded. */
+    const alreadyLoaded = (claim: ClaimCheck) =>
+      Effect.map(
+        sql<{ days: ReadonlyArray<number> | null }>`SELECT days FROM claim_ledger WHERE claim_id = ${claim.claim_id}`,
+        ([row]) => ({ _tag: "AlreadyLoaded" as const, days: row?.days ?? [] })
+      )
 
     /** The totals of loading `items` batch by batch, each batch's load passed through `each` (to commit it). */
     const loadBatches = <E, R>(
@@ -447,17 +446,17 @@ export const make = (options: SqlTelemetryStoreOptions) =>
     const loadWhole = <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
       sql.withTransaction(
         Effect.gen(function*() {
-          if (!(yield* claimLedger(claim, false))) return { _tag: "AlreadyLoaded" } as const
+          if (!(yield* claimLedger(claim, false))) return yield* alreadyLoaded(claim)
           const totals = yield* loadBatches(newLoad(claim), items, identity)
           yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
-            duplicates = ${totals.duplicates} WHERE claim_id = ${claim.claim_id}`
+            duplicates = ${totals.duplicates}, days = ${totals.days}::int[] WHERE claim_id = ${claim.claim_id}`
           return { _tag: "Loaded", ...totals } as const
         })
       )
 
     const loadInBatches = <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
       Effect.gen(function*() {
-        const timeRange = yield* timeRangeOf(items)
+        const days = yield* daysOf(items)
         // The readings committed by an earlier delivery that stopped part-way, which this one skips.
         const committed = yield* sql.withTransaction(Effect.gen(function*() {
           if (yield* claimLedger(claim, true)) return 0
@@ -465,16 +464,20 @@ export const make = (options: SqlTelemetryStoreOptions) =>
             WHERE claim_id = ${claim.claim_id}`
           return row?.partial === true ? row.readings : null
         }))
-        if (committed === null) return { _tag: "AlreadyLoaded" } as const
+        if (committed === null) return yield* alreadyLoaded(claim)
         yield* loadBatches(newLoad(claim), skipReadings(items, committed), (loading) =>
           sql.withTransaction(Effect.tap(loading, (t) =>
-            sql`UPDATE claim_ledger SET items = items + ${t.items}, readings = readings + ${t.readings},
-              duplicates = duplicates + ${t.duplicates} WHERE claim_id = ${claim.claim_id}`)))
+            Effect.zipRight(
+              sql`UPDATE claim_ledger SET items = items + ${t.items}, readings = readings + ${t.readings},
+                duplicates = duplicates + ${t.duplicates} WHERE claim_id = ${claim.claim_id}`,
+              ClaimAttempts.progressed(claim.claim_id)
+            ))).pipe(Effect.provideService(SqlClient.SqlClient, sql)))
         // The totals of every delivery's batches.
         const [totals] = yield* sql<{ items: number; readings: number; duplicates: number }>`UPDATE claim_ledger
-          SET partial = false WHERE claim_id = ${claim.claim_id} RETURNING items, readings, duplicates`
+          SET partial = false, days = ${days}::int[] WHERE claim_id = ${claim.claim_id}
+          RETURNING items, readings, duplicates`
         if (totals === undefined) return yield* Effect.dieMessage(`claim ${claim.claim_id}: its ledger row is gone`)
-        return { _tag: "Loaded", ...totals, timeRange } as const
+        return { _tag: "Loaded", ...totals, days } as const
       })
 
     return TelemetryStore.of({

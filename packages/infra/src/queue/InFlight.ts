@@ -2,8 +2,8 @@ import { Duration, Effect, FiberSet } from "effect"
 
 /**
  * The claims a consumer is handling, each in a fiber of its own, so that a consumer told to stop can let them
- * finish: when the scope closes, it waits up to `timeout` for them, then interrupts what is left — a load's
- * transaction rolls back and its claim, never acknowledged, is delivered again.
+ * finish: when the scope closes, it waits up to `timeout` for them, then interrupts what is left — what a load had
+ * not committed rolls back, and its claim, never acknowledged, is delivered again.
  */
 export const make = <A, E>(timeout: Duration.DurationInput) =>
   Effect.gen(function*() {
@@ -19,7 +19,8 @@ export const make = <A, E>(timeout: Duration.DurationInput) =>
         if (!finished) {
           yield* Effect.logWarning(
             `consumer stopping: interrupting the claim(s) still in progress after ${Duration.format(timeout)}; ` +
-              "nothing of them is kept and they will be delivered again"
+              "they will be delivered again (what their loads had not committed is rolled back; a claim that had loaded " +
+              "is then skipped, and its late data refreshed)"
           )
         }
       })
