@@ -55,23 +55,17 @@ interface EncodedItem {
   readonly rows: Buffer
   /** Index in `sensors` of the sensor of each row. */
   readonly sensorOfRow: Uint32Array
-  /** The UTC days of its readings, ascending. */
-  readonly days: ReadingDays
 }
 
 const encode = (item: TelemetryItem): EncodedItem => {
   const sensorIndex = new Map(item.sensors.map((sensor, k) => [sensor.uuid, k]))
   const sensorOfRow = new Uint32Array(item.readings.length)
-  const days = new Set<number>()
-  let lastDay = NaN
   let rows = ""
   for (let k = 0; k < item.readings.length; k++) {
     const r = item.readings[k]!
     const sensor = sensorIndex.get(r.sensorUuid)
     if (sensor === undefined) throw new Error(`reading of sensor ${r.sensorUuid}, which is not among its item's sensors`)
     sensorOfRow[k] = sensor
-    const day = Math.floor(r.timeMicros / DAY_MICROS)
-    if (day !== lastDay) days.add(lastDay = day)
     rows += `${PLACEHOLDERS}${copyTimestamp(r.timeMicros)}\t${r.value ?? "\\N"}\t${copyField(r.status)}\t${copyField(r.metadata)}\n`
   }
   return {
@@ -79,8 +73,7 @@ const encode = (item: TelemetryItem): EncodedItem => {
     continued: item.continued === true,
     sensors: item.sensors,
     rows: Buffer.from(rows),
-    sensorOfRow,
-    days: sortedDays(days)
+    sensorOfRow
   }
 }
 
@@ -123,15 +116,14 @@ const distinctBy = <A extends object>(
   return Array.from(byKey.entries()).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value)
 }
 
-type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag">
+type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag" | "days">
 
-const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0, days: [] }
+const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0 }
 
 const addTotals = (a: Totals, b: Totals): Totals => ({
   items: a.items + b.items,
   readings: a.readings + b.readings,
-  duplicates: a.duplicates + b.duplicates,
-  days: a.days.length === 0 ? b.days : b.days.length === 0 ? a.days : sortedDays(new Set([...a.days, ...b.days]))
+  duplicates: a.duplicates + b.duplicates
 })
 
 /** An equipment's or sensor's id, and the description this load last wrote for it. */
@@ -204,15 +196,23 @@ const upsertBy = <A>(
 
 const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
 
-/** The UTC days of the readings of `items`, as the totals of their load tell them. */
+/** `items`, adding the UTC days of their readings to `days` as they pass. */
+const notingDays = <E, R>(items: Stream.Stream<TelemetryItem, E, R>, days: Set<number>) =>
+  Stream.map(items, (item) => {
+    let lastDay = NaN
+    for (const r of item.readings) {
+      const day = Math.floor(r.timeMicros / DAY_MICROS)
+      if (day !== lastDay) days.add(lastDay = day)
+    }
+    return item
+  })
+
+/** The UTC days of the readings of `items`, read through without loading them. */
 const daysOf = <E, R>(items: Stream.Stream<TelemetryItem, E, R>) =>
-  Effect.map(
-    Effect.suspend(() => Stream.runFold(items, new Set<number>(), (days, item) => {
-      for (const r of item.readings) days.add(Math.floor(r.timeMicros / DAY_MICROS))
-      return days
-    })),
-    sortedDays
-  )
+  Effect.suspend(() => {
+    const days = new Set<number>()
+    return Effect.as(Stream.runDrain(notingDays(items, days)), days)
+  }).pipe(Effect.map(sortedDays))
 
 /**
  * `items` without their first `readings` readings: the items of the batches an earlier delivery committed (a
@@ -383,15 +383,13 @@ export const make = (options: SqlTelemetryStoreOptions) =>
             : Effect.succeed<ItemIds>({ equipment: idBytes(equipment), sensors: sensors.map((id) => idBytes(id!)) })
         })
         let readings = 0
-        const days = new Set<number>()
         let whole = 0
         for (const item of items) {
           if (!item.continued) whole++
           readings += item.sensorOfRow.length
-          for (const day of item.days) days.add(day)
         }
         const duplicates = readings - (yield* insertBatch(load, () => copyRows(items, ids), readings))
-        return { items: whole, readings, duplicates, days: sortedDays(days) }
+        return { items: whole, readings, duplicates }
       })
 
     /** The claim's ledger row, if no other holds it: a concurrent load of the same claim waits here, then finds it taken. */
@@ -447,10 +445,12 @@ export const make = (options: SqlTelemetryStoreOptions) =>
       sql.withTransaction(
         Effect.gen(function*() {
           if (!(yield* claimLedger(claim, false))) return yield* alreadyLoaded(claim)
-          const totals = yield* loadBatches(newLoad(claim), items, identity)
+          const seen = new Set<number>()
+          const totals = yield* loadBatches(newLoad(claim), notingDays(items, seen), identity)
+          const days = sortedDays(seen)
           yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
-            duplicates = ${totals.duplicates}, days = ${totals.days}::int[] WHERE claim_id = ${claim.claim_id}`
-          return { _tag: "Loaded", ...totals } as const
+            duplicates = ${totals.duplicates}, days = ${days}::int[] WHERE claim_id = ${claim.claim_id}`
+          return { _tag: "Loaded", ...totals, days } as const
         })
       )
 

@@ -1,15 +1,15 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { InvalidPayload } from "@telemetry/domain"
-import { Duration, Effect, Either, Layer, Option } from "effect"
+import { Effect, Either, Layer, Option } from "effect"
 import { AccountCredentials, AccountsUnavailable } from "../auth/Accounts.js"
 import * as SqlAccounts from "../auth/SqlAccounts.js"
 import type { Principal } from "../auth/Tokens.js"
-import { DatabaseTimeout } from "../DatabaseTimeout.js"
+import { databaseDeadline } from "../DatabaseTimeout.js"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
-import { databaseUnavailable, errorResponse, InvalidBody, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import { databaseUnavailable, errorResponse, InvalidBody, RETRY_LATER, RETRY_SOON, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 import { CurrentRequest } from "./RequestLog.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
@@ -20,9 +20,6 @@ const JSON_TYPE = /^application\/json\s*(;|$)/i
 const HOME_ASSISTANT_CLIENT = /^EasySmartMonitor\//i
 /** A client whose body is refused before it is read is not left sending the rest of it. */
 const CLOSE = { connection: "close" }
-const RETRY_AFTER = { "retry-after": "5" }
-/** Refused for what is in flight now, which is soon answered. */
-const RETRY_SOON = { "retry-after": "1" }
 const MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -110,7 +107,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
           Effect.logError("storage failed during ingest", e),
           errorResponse(
             new Unavailable({ error: "storage_unavailable", message: "object storage is unavailable, retry later" }),
-            { ...headers, ...RETRY_AFTER }
+            { ...headers, ...RETRY_LATER }
           )
         ),
       QueueError: (e) =>
@@ -118,7 +115,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
           Effect.logError("queue failed during ingest", e),
           errorResponse(
             new Unavailable({ error: "queue_unavailable", message: `the claim queue is unavailable (${e.message}), retry later` }),
-            { ...headers, ...RETRY_AFTER }
+            { ...headers, ...RETRY_LATER }
           )
         )
     }),
@@ -134,15 +131,12 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
  */
 const deviceZones = Effect.gen(function*() {
   const credentials = yield* AccountCredentials
-  const timeout = yield* DatabaseTimeout
+  const inTime = (yield* databaseDeadline)((message) => new AccountsUnavailable({ message }))
   return (principal: Principal) =>
     principal.timeZone !== null
       ? Effect.succeed(principal.timeZone)
       : credentials.find("device", principal.subject).pipe(
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () => new AccountsUnavailable({ message: `no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)` })
-        }),
+        inTime,
         Effect.map((found) =>
           Option.match(found, {
             onNone: () => null,

@@ -18,7 +18,7 @@ import * as AuthHandlers from "./AuthHandlers.js"
 import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { UPLOAD_PATHS } from "./IngestApi.js"
-import { errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, TooLarge, Unauthorized } from "./errors.js"
+import { errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, RETRY_SOON, TooLarge, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as HttpMetrics from "./HttpMetrics.js"
 import * as IngestHandlers from "./IngestHandlers.js"
@@ -117,7 +117,7 @@ const nodeServer = Layer.scoped(
     const server = createServer((request, response) => {
       if (server.listenerCount("request") > 1) return
       request.resume()
-      response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
+      response.writeHead(503, { "content-type": "application/json", ...RETRY_SOON })
       response.end(JSON.stringify({ error: "starting", message: "the server is starting, retry shortly" }))
     })
     const http = yield* NodeHttpServer.make(() => server, { port })

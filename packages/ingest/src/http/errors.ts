@@ -121,9 +121,14 @@ export const databaseUnavailable = (cause: { readonly message: string }, headers
     Effect.logError(`the database is unavailable: ${cause.message}`),
     errorResponse(
       new Unavailable({ error: "database_unavailable", message: "the database is unavailable, retry later" }),
-      { ...headers, "retry-after": "5" }
+      { ...headers, ...RETRY_LATER }
     )
   )
+
+/** Refused for an outage: retried in 5 s. */
+export const RETRY_LATER = { "retry-after": "5" }
+/** Refused for what is in flight now, which is soon answered. */
+export const RETRY_SOON = { "retry-after": "1" }
 
 /** `Retry-After` for a wait, in whole seconds (at least 1). */
 export const retryAfterHeader = (wait: Duration.Duration) => ({

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
-import { DatabaseTimeout } from "../DatabaseTimeout.js"
+import { databaseDeadline } from "../DatabaseTimeout.js"
 import { answeredAs } from "../http/errors.js"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */
@@ -115,12 +115,7 @@ export const layer = Layer.scoped(
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { bodyWindow, keyWindow } = yield* IdempotencyConfig
-    const timeout = yield* DatabaseTimeout
-    const inTime = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.timeoutFail(effect, {
-        duration: timeout,
-        onTimeout: () => new Error(`no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)`)
-      })
+    const inTime = (yield* databaseDeadline)((message) => new Error(message))
     const seconds = (d: Duration.Duration) => Duration.toMillis(d) / 1000
     const longest = Duration.max(keyWindow, bodyWindow)
 
