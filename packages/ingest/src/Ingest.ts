@@ -12,7 +12,7 @@ import {
   StorageError
 } from "@telemetry/domain"
 import { gunzip, gzip } from "@telemetry/infra/compression"
-import { Clock, Config, Deferred, Duration, Effect, Fiber, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Config, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Schedule, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
@@ -210,11 +210,26 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
       })
 
     /**
+     * The outcome of an upload whose client hung up before its answer: its request's line says only 499, and its
+     * refusal is counted here, once known, as an upload accepted after all is no refusal.
+     */
+    const afterHangUp = <E>(upload: Fiber.Fiber<Accepted, E>) =>
+      Effect.flatMap(Fiber.await(upload), Exit.match({
+        onSuccess: (accepted) =>
+          Effect.logInfo("upload accepted after its client hung up").pipe(
+            Effect.annotateLogs({ claim_id: accepted.claimId, readings: accepted.readings, replayed: accepted.replayed })
+          ),
+        onFailure: () => Metric.increment(Metric.tagged(Metrics.payloadsRefused, "status", "499"))
+      }))
+
+    /**
      * Runs apart from the caller's fiber, which the HTTP server interrupts when the client hangs up: a body that came
      * in full is accepted all the same, so that the client's retry gets its claim back (interrupted between its
      * reservation and its acceptance, it held every retry off as in progress). A body cut off fails on its own.
      */
-    const detached = <A, E>(effect: Effect.Effect<A, E>) => Effect.flatMap(Effect.forkIn(effect, serviceScope), Fiber.join)
+    const detached = <E>(effect: Effect.Effect<Accepted, E>) =>
+      Effect.flatMap(Effect.forkIn(effect, serviceScope), (upload) =>
+        Effect.onInterrupt(Fiber.join(upload), () => Effect.forkIn(afterHangUp(upload), serviceScope)))
 
     const accept = <E>(request: IngestRequest<E>) =>
       detached(Effect.gen(function*() {

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { ClaimCheck, ClaimCheckJson, ClaimQueue, ObjectStore, QueueError, StorageError } from "@telemetry/domain"
+import { ClaimCheck, ClaimCheckJson, ClaimQueue, InvalidPayload, ObjectStore, QueueError, StorageError } from "@telemetry/domain"
 import { haPayload, piecesOf } from "@telemetry/domain/testing"
 import * as EmbeddedClaimQueue from "@telemetry/infra/queue/embedded/EmbeddedClaimQueue"
 import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
@@ -13,7 +13,10 @@ import {
   Effect,
   Either,
   Fiber,
+  HashMap,
   Layer,
+  Logger,
+  Metric,
   Option,
   Queue,
   Ref,
@@ -25,6 +28,7 @@ import {
 import { createHash } from "node:crypto"
 import { gunzipSync, gzipSync } from "node:zlib"
 import { Ingest } from "../src/Ingest.js"
+import * as Metrics from "../src/metrics.js"
 
 const bodyOf = (bytes: Uint8Array, chunkSize = 100) => Stream.fromIterable(piecesOf(bytes, chunkSize))
 
@@ -252,9 +256,14 @@ describe("Ingest on in-memory storage and queue", () => {
     return { publishing, open, layer }
   })
 
+  /** Uploads counted as refused because their client hung up (`telemetry_ingest_payloads_refused_total{status="499"}`). */
+  const hungUpRefusals = Effect.map(Metric.value(Metric.tagged(Metrics.payloadsRefused, "status", "499")), (s) => s.count)
+
   it.live("a client that hangs up once its body is in still has it accepted: its retry gets the claim back", () =>
     Effect.gen(function*() {
       const gate = yield* gatedQueue
+      const lines: Array<{ message: string; claimId: unknown }> = []
+      const refusedBefore = yield* hungUpRefusals
       yield* Effect.gen(function*() {
         const ingest = yield* Ingest
         const json = Buffer.from(JSON.stringify(haPayload("unit-hangup")))
@@ -273,12 +282,51 @@ describe("Ingest on in-memory storage and queue", () => {
         expect(Option.map(yield* nextClaim, (c) => c.claim_id)).toEqual(Option.some(retry.claimId))
         expect(Option.isNone(yield* nextClaim)).toBe(true)
         expect(yield* objects).toHaveLength(1)
-      }).pipe(Effect.provide(Ingest.Default.pipe(
-        Layer.provideMerge(MemoryObjectStore.layer("telemetry-raw")),
-        Layer.provideMerge(gate.layer),
-        Layer.provideMerge(inMemoryStore(1000))
-      )))
+        // Its request's line said 499: its outcome is logged with its claim, and it is no refusal.
+        yield* Effect.suspend(() =>
+          lines.some((l) => l.message === "upload accepted after its client hung up" && l.claimId === retry.claimId)
+            ? Effect.void
+            : Effect.fail("not logged")
+        ).pipe(Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 40 }))
+        expect(yield* hungUpRefusals).toBe(refusedBefore)
+      }).pipe(
+        Effect.provide(Ingest.Default.pipe(
+          Layer.provideMerge(MemoryObjectStore.layer("telemetry-raw")),
+          Layer.provideMerge(gate.layer),
+          Layer.provideMerge(inMemoryStore(1000))
+        )),
+        Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ annotations, message }) => {
+          const claimId = HashMap.get(annotations, "claim_id")
+          lines.push({ message: Array.isArray(message) ? message.join(" ") : String(message), claimId: Option.getOrUndefined(claimId) })
+        })))
+      )
     }))
+
+  it.live("a client that hangs up part-way through its body has it refused, and counted as such, once it fails", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const refusedBefore = yield* hungUpRefusals
+      const json = Buffer.from(JSON.stringify(haPayload("unit-cut")))
+      const reading = yield* Deferred.make<void>()
+      const cut = yield* Deferred.make<void>()
+      const body = bodyOf(json.subarray(0, 200)).pipe(
+        Stream.tap(() => Deferred.succeed(reading, undefined)),
+        Stream.concat(Stream.fromEffect(Effect.zipRight(
+          Deferred.await(cut),
+          Effect.fail(new InvalidPayload({ message: "request body could not be read: aborted" }))
+        )))
+      )
+      const hungUp = yield* Effect.fork(ingest.accept({ ...request(json, false), body }))
+      yield* Deferred.await(reading)
+      yield* Fiber.interrupt(hungUp)
+      yield* Deferred.succeed(cut, undefined)
+      yield* Effect.suspend(() => hungUpRefusals).pipe(
+        Effect.repeat({ until: (n) => n === refusedBefore + 1, schedule: Schedule.spaced("50 millis"), times: 40 })
+      )
+      expect(yield* hungUpRefusals).toBe(refusedBefore + 1)
+      expect(yield* objects).toHaveLength(0)
+      expect(Option.isNone(yield* nextClaim)).toBe(true)
+    }).pipe(Effect.provide(inMemory)))
 
   it.live("a device over its rate is refused with the time to wait; other devices go on", () =>
     Effect.gen(function*() {

@@ -4,6 +4,7 @@ import * as Metrics from "../metrics.js"
 
 // The bulk route and its alias (contract §1): refusals of either are refused payloads.
 const bulkRoutes = new Set(["/api/v1/telemetry/bulk", "/api/v1/telemetria/bulk"])
+const CLIENT_GONE = 499
 
 /**
  * The path template of the route the router matched for this request, "other" for none: a bounded label, never
@@ -17,7 +18,8 @@ const matchedRoute = Effect.map(
 
 /**
  * Counts every request by route template, method and status, and times it by route; a refused bulk upload
- * (status >= 400) is also counted by status, as whatever refused it (auth, limits, parsing, storage) answers here.
+ * (status >= 400) is also counted by status, as whatever refused it (auth, limits, parsing, storage) answers here
+ * — but for the client that hung up (499).
  */
 export const middleware = HttpMiddleware.make((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
@@ -35,7 +37,9 @@ export const middleware = HttpMiddleware.make((app) =>
         MetricLabel.make("status", String(status))
       ]))
       yield* Metric.update(Metric.tagged(Metrics.httpRequestDuration, "route", route), seconds)
-      if (bulkRoutes.has(route) && request.method === "POST" && status >= 400) {
+      // A client that hung up (499) may have sent its body in full, which is then accepted all the same: Ingest
+      // counts its refusal once the outcome is known.
+      if (bulkRoutes.has(route) && request.method === "POST" && status >= 400 && status !== CLIENT_GONE) {
         yield* Metric.increment(Metric.tagged(Metrics.payloadsRefused, "status", String(status)))
       }
       return yield* exit
