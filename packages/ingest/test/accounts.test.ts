@@ -3,6 +3,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { haPayload } from "@telemetry/domain/testing"
 import { count, databases, nextClaim, storeOn } from "@telemetry/infra/testing"
 import { freePort } from "@telemetry/testbed/FreePort"
+import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import { ConfigProvider, Effect, Layer, Option } from "effect"
 import { decodeJwt } from "jose"
 import { Accounts, type NewAccount } from "../src/auth/Accounts.js"
@@ -317,6 +318,34 @@ for (const [i, database] of databases.entries()) {
             createdAt: expect.any(Date),
             updatedAt: expect.any(Date)
           }])
+        }))
+
+      // Last: the pool it leaves has its connections cut. PostgreSQL only: the embedded database is in-process.
+      it.effect.skipIf(database.edition !== "none")("while the database is down, the admin, analytics and equipments routes answer 503 to retry, not 500", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const [{ name }] = (yield* sql<{ name: string }>`SELECT current_database() AS name`) as [{ name: string }]
+          const outage = PostgresDatabase.outage(name)
+          const admin = bearer(signToken(claimsOf("device", "*", "cli", { user_type: "admin" })))
+          const reader = bearer(signToken(claimsOf("reader", "tenant-h", "outage-reader")))
+          const get = (path: string, headers: Record<string, string>) =>
+            Effect.promise(() => send(`${base}${path}`, { headers, localAddress: "127.0.0.81" }))
+          const routes = [
+            get("/api/v1/admin/accounts?kind=device", admin),
+            get(`/api/v1/analytics/equipment/login-eq/history?${DAY}`, reader),
+            get("/api/v1/equipments", reader)
+          ] as const
+          yield* Effect.promise(outage.down)
+          const answers = yield* Effect.all(routes).pipe(Effect.ensuring(Effect.promise(outage.up)))
+          for (const answer of answers) {
+            expect([answer.status, answer.headers["retry-after"], answer.json]).toEqual([
+              503,
+              "5",
+              { error: "database_unavailable", message: "the database is unavailable, retry later" }
+            ])
+          }
+          // Back, they answer.
+          expect((yield* Effect.all(routes)).map((answer) => answer.status)).toEqual([200, 200, 200])
         }))
     })
   })

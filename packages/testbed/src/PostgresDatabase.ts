@@ -42,6 +42,19 @@ export const create = async (): Promise<FreshDatabase> => {
   }
 }
 
+/**
+ * Takes the database `name` of the test server down — no new connections, the open ones cut — and up again, as an
+ * outage would; through a connection to the server's own database.
+ */
+export const outage = (name: string) => ({
+  down: () =>
+    onServer(async (client) => {
+      await client.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`)
+      await client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
+    }),
+  up: () => onServer((client) => client.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`)).then(() => undefined)
+})
+
 export class PostgresDatabase extends Context.Tag("@telemetry/testbed/PostgresDatabase")<PostgresDatabase, FreshDatabase>() {}
 
 /** A fresh database for the scope of the layer, dropped at its end. */

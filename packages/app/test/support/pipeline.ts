@@ -2,11 +2,10 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { WorkerStatus } from "@telemetry/domain"
-import * as PostgresClient from "@telemetry/infra/db/PostgresClient"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import * as Worker from "@telemetry/worker/Worker"
-import { ConfigProvider, Context, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
 import * as Infrastructure from "../../src/Infrastructure.js"
 
 /** Configuration from `env` alone, whatever the environment running the tests says. */
@@ -33,23 +32,11 @@ export const worker = (env: Readonly<Record<string, string>>) => Worker.run.pipe
 /** A fresh database on the test server for the scope. */
 export const freshDatabase = Effect.acquireRelease(Effect.promise(PostgresDatabase.create), (db) => Effect.promise(db.drop))
 
-/**
- * Takes the database `name` of the test server down — no new connections, the open ones cut — and up again, as an
- * outage would; through a connection to the server's own database, for the scope.
- */
+/** `PostgresDatabase.outage` as effects. */
 export const switchable = (name: string) =>
-  Effect.gen(function*() {
-    const admin = Context.get(
-      yield* Layer.build(PostgresClient.layer({ url: Redacted.make(PostgresDatabase.serverUrl()), poolSize: 1 })),
-      SqlClient.SqlClient
-    )
-    return {
-      down: Effect.zipRight(
-        admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`),
-        admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`
-      ),
-      up: Effect.asVoid(admin.unsafe(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`))
-    }
+  Effect.sync(() => {
+    const outage = PostgresDatabase.outage(name)
+    return { down: Effect.promise(outage.down), up: Effect.promise(outage.up) }
   })
 
 /** A directory removed again when the scope closes. */

@@ -7,7 +7,7 @@ import { NotFound } from "./errors.js"
 
 const notFound = (e: AccountNotFound) => Effect.fail(new NotFound({ message: e.message }))
 
-// A failing database is an internal error: the server logs it and answers 500 (Server.ts).
+// A failing database is a defect here: the server logs it and answers 503 database_unavailable (Server.ts).
 export const layer = HttpApiBuilder.group(TelemetryApi, "admin", (handlers) =>
   Effect.map(Accounts, (accounts) =>
     handlers

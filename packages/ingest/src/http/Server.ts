@@ -9,16 +9,19 @@ import {
   type HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
+import { SqlError } from "@effect/sql/SqlError"
+import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import { ShutdownTimeout } from "@telemetry/domain"
 import { Cause, Config, Duration, Effect, flow, Layer, Option } from "effect"
 import { createServer } from "node:http"
+import { AccountsUnavailable } from "../auth/Accounts.js"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
 import * as AuthHandlers from "./AuthHandlers.js"
 import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { UPLOAD_PATHS } from "./IngestApi.js"
-import { errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, RETRY_SOON, TooLarge, Unauthorized } from "./errors.js"
+import { databaseUnavailable, errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, RETRY_SOON, TooLarge, Unauthorized } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as HttpMetrics from "./HttpMetrics.js"
 import * as IngestHandlers from "./IngestHandlers.js"
@@ -27,6 +30,13 @@ import * as RequestLog from "./RequestLog.js"
 import * as SwaggerDocs from "./SwaggerDocs.js"
 
 const failureOf = (cause: Cause.Cause<unknown>) => Option.getOrUndefined(Cause.failureOption(cause))
+
+/**
+ * A route's database failing (refused, reset, timed out, restarting), which ends when it recovers: 503 to retry,
+ * not the 500 of a fault of ours. A statement the database refuses for what it holds stays a 500.
+ */
+const databaseDown = (defect: unknown): defect is SqlError | AccountsUnavailable =>
+  (defect instanceof SqlError || defect instanceof AccountsUnavailable) && DatabaseErrors.isTransient(defect)
 
 const decodable = (url: string) => {
   try {
@@ -59,7 +69,8 @@ const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServ
 /**
  * Failures the API does not encode itself get the contract's JSON error body: parameters that fail their schema
  * (400, naming the first offending one), a body that is not JSON (400, without its text: it may hold a password) or
- * over MAX_DECODED_BODY_BYTES (413), unknown routes (404) and defects (500, logged). A 401 gets the
+ * over MAX_DECODED_BODY_BYTES (413), unknown routes (404), the database failing (503, logged) and defects (500,
+ * logged). A 401 gets the
  * `WWW-Authenticate: Bearer` header (RFC 6750), which the API's encoder cannot add. Other declared errors pass on
  * to the API's encoder.
  */
@@ -94,6 +105,7 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
       ))
     }
     if (failure !== undefined || Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+    if (databaseDown(unread)) return databaseUnavailable(unread)
     return Effect.as(Effect.logError("request failed", cause), errorResponse(new InternalError({ message: "internal error" })))
   }))
 
