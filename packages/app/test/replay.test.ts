@@ -46,17 +46,21 @@ describe("replay", () => {
         yield* eventually(committed, (n) => n === 2)
         expect(yield* loaded("rp-")).toEqual({ readings: 30, distinct_readings: 30, claims: 1 })
 
-        // The object is back: replaying the dead letters loads it.
-        yield* restore(late)
         const deadLetters = (dryRun: boolean) =>
           Effect.flatMap(Ref.make(0), (notClaims) =>
             Replay.replay(Replay.deadLetterClaims({}, notClaims), { dryRun, loadHere: false, progress: quietly }))
-        expect(yield* deadLetters(true)).toEqual({ candidates: 1, alreadyLoaded: 0, replayed: 1, rejectedAgain: 0 })
-        expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 0, replayed: 1, rejectedAgain: 0 })
+        // Its object still gone (deleted on purpose, say): nothing is re-published, to be dead-lettered again.
+        expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 0, payloadGone: 1, replayed: 0, rejectedAgain: 0 })
+        const gone = yield* replayProcess(["dead-letters"], env)
+        expect(gone.output).toContain("1 claim(s), 0 already loaded; 1 whose payload is gone from storage, left alone; re-published 0")
+        // The object is back: replaying the dead letters loads it.
+        yield* restore(late)
+        expect(yield* deadLetters(true)).toEqual({ candidates: 1, alreadyLoaded: 0, payloadGone: 0, replayed: 1, rejectedAgain: 0 })
+        expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 0, payloadGone: 0, replayed: 1, rejectedAgain: 0 })
         yield* eventually(committed, (n) => n === 3)
         expect(yield* loaded("rp-")).toEqual({ readings: 70, distinct_readings: 70, claims: 2 })
         // Once loaded, a dead letter is not replayed again.
-        expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 1, replayed: 0, rejectedAgain: 0 })
+        expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 1, payloadGone: 0, replayed: 0, rejectedAgain: 0 })
 
         // The payloads stored on day 2: two are loaded, one revoked, the lost one is re-published — by the command.
         const range = ["--from", "2026-11-02T00:00:00Z", "--to", "2026-11-03T00:00:00Z"]

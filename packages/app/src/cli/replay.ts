@@ -71,7 +71,8 @@ const execute = <E, R>(
       : `re-published ${summary.replayed}`
     yield* Console.log(
       `${what} ${describe(range)}: ${summary.candidates} claim(s)${yield* report(summary)}, ` +
-        `${summary.alreadyLoaded} already loaded; ${replayed}`
+        `${summary.alreadyLoaded} already loaded; ` +
+        `${summary.payloadGone > 0 ? `${summary.payloadGone} whose payload is gone from storage, left alone; ` : ""}${replayed}`
     )
   }).pipe(
     Effect.provide(infrastructure),

@@ -4,6 +4,7 @@ import {
   inRange,
   keyTime,
   OBJECT_PREFIX,
+  ObjectStore,
   objectKeyTime,
   type TimeRange
 } from "@telemetry/domain"
@@ -33,6 +34,8 @@ export interface Summary {
   readonly candidates: number
   /** Candidates the ledger holds already (or revoked: their request was refused): not replayed. */
   readonly alreadyLoaded: number
+  /** Candidates whose payload is no longer in storage (deleted, say, on purpose): not replayed, as none would load. */
+  readonly payloadGone: number
   /** Claims re-published (or, loading here, handled); with a dry run, those that would be. */
   readonly replayed: number
   /** Of those handled here, the ones that were dead-lettered again. */
@@ -78,20 +81,30 @@ export const storedClaims = (range: TimeRange) =>
   })
 
 /**
- * Replays `candidates` that the ledger does not hold (a loaded claim would be skipped anyway): re-publishes them,
+ * Replays `candidates` that the ledger does not hold (a loaded claim would be skipped anyway) and whose payload is
+ * still stored (a claim without one would only be dead-lettered again): re-publishes them,
  * or, loading here, also runs a consumer with the worker's processor until each of them was handled.
  */
 export const replay = <E, R>(candidates: Stream.Stream<ClaimCheck, E, R>, options: ReplayOptions) =>
   Effect.gen(function*() {
     const queue = yield* ClaimQueue
+    const storage = yield* ObjectStore
     const counted = yield* Ref.make(0)
+    const gone = yield* Ref.make(0)
     const claims = StoredClaims.unloaded(candidates.pipe(Stream.tap(() => Ref.update(counted, (n) => n + 1)))).pipe(
+      Stream.filterEffect((claim) =>
+        storage.head(claim.claim_check).pipe(
+          Effect.as(true),
+          Effect.catchTag("ObjectNotFound", () => Effect.as(Ref.update(gone, (n) => n + 1), false))
+        )
+      ),
       Stream.tap(() => options.progress.found)
     )
     const summary = (replayed: number, rejectedAgain = 0) =>
-      Effect.map(Ref.get(counted), (candidates): Summary => ({
+      Effect.map(Effect.all([Ref.get(counted), Ref.get(gone)]), ([candidates, payloadGone]): Summary => ({
         candidates,
-        alreadyLoaded: candidates - replayed,
+        alreadyLoaded: candidates - payloadGone - replayed,
+        payloadGone,
         replayed,
         rejectedAgain
       }))
