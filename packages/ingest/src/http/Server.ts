@@ -13,7 +13,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import { ShutdownTimeout } from "@telemetry/domain"
 import { Cause, Config, Duration, Effect, flow, Layer, Option } from "effect"
-import { createServer } from "node:http"
+import { createServer, type ServerResponse } from "node:http"
 import { AccountsUnavailable } from "../auth/Accounts.js"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
@@ -124,18 +124,38 @@ const nodeServer = Layer.scoped(
   Effect.gen(function*() {
     const port = yield* Config.integer("PORT").pipe(Config.withDefault(8080))
     const timeout = yield* ShutdownTimeout
+    // Node keeps a connection alive after the answers it gives while closing: its client's next request on it would
+    // hold the server open until the deadline. So every answer given from then on closes its connection.
+    let stopping = false
+    const unanswered = new Set<ServerResponse>()
+    const closeAfterAnswer = (response: ServerResponse) => {
+      if (!response.headersSent) response.setHeader("connection", "close")
+    }
     // The server listens before the API's handler is installed: a request in between would wait for ever, so it
     // is answered 503 instead — once the handler is there (a second listener), it answers alone.
     const server = createServer((request, response) => {
+      if (stopping) closeAfterAnswer(response)
+      else {
+        unanswered.add(response)
+        response.once("close", () => unanswered.delete(response))
+      }
       if (server.listenerCount("request") > 1) return
       request.resume()
       response.writeHead(503, { "content-type": "application/json", ...RETRY_SOON })
-      response.end(JSON.stringify({ error: "starting", message: "the server is starting, retry shortly" }))
+      response.end(JSON.stringify(
+        stopping
+          ? { error: "stopping", message: "the server is stopping, retry shortly" }
+          : { error: "starting", message: "the server is starting, retry shortly" }
+      ))
     })
     const http = yield* NodeHttpServer.make(() => server, { port })
     // Added after the server's own close, so it runs first: the deadline starts when closing does.
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() => setTimeout(() => server.closeAllConnections(), Duration.toMillis(timeout)).unref())
+      Effect.sync(() => {
+        stopping = true
+        unanswered.forEach(closeAfterAnswer)
+        setTimeout(() => server.closeAllConnections(), Duration.toMillis(timeout)).unref()
+      })
     )
     return http
   })
