@@ -159,6 +159,9 @@ for (const [i, database] of databases.entries()) {
           expect([unknown.status, unknown.json]).toEqual([401, { error: "invalid_credentials", message: "invalid username or password" }])
           expect([wrong.status, wrong.json]).toEqual([unknown.status, unknown.json])
           expect(wrong.headers["www-authenticate"]).toBe(unknown.headers["www-authenticate"])
+          // A name no account can have (the database cannot hold a NUL) is just as unknown, not a database failure.
+          const unholdable = yield* login("127.0.0.37", "ha-wrong\u0000", "ha-wrong-password")
+          expect([unholdable.status, unholdable.json]).toEqual([unknown.status, unknown.json])
         }))
 
       it.effect("a login body that is not JSON gets 400, one over 64 KiB 413, and the answer never quotes a password", () =>

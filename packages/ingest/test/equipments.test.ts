@@ -160,7 +160,9 @@ const equipmentsSuite = (database: TestDatabase) =>
           const filtered = yield* get("/?limit=1&name=equipment")
           const next = yield* get(`/?limit=1&name=equipment&cursor=${encodeURIComponent(filtered.json.next_cursor)}`)
           expect(next.json.data.map((e: any) => e.uuid)).toEqual(["eq-b"])
-          for (const [path, where] of [["/?cursor=nonsense", "cursor"], ["/?limit=0", "limit"], ["/?limit=201", "limit"], ["/?limit=0x10", "limit"]]) {
+          // A forged cursor holding a NUL, which the database cannot compare with text.
+          const withNul = Buffer.from(JSON.stringify(["\u0000", "x"])).toString("base64url")
+          for (const [path, where] of [["/?cursor=nonsense", "cursor"], [`/?cursor=${withNul}`, "cursor"], ["/?limit=0", "limit"], ["/?limit=201", "limit"], ["/?limit=0x10", "limit"]]) {
             const refused = yield* get(path!)
             expect([path, refused.status, refused.json.error, refused.json.path]).toEqual([path, 400, "invalid_parameter", where])
           }

@@ -1,5 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import { textStorable } from "@telemetry/domain"
 import { Clock, Data, Effect, Option, Schema } from "effect"
 import { checkedRows } from "./checkedRows.js"
 import type { Equipment, EquipmentPage } from "./EquipmentRows.js"
@@ -29,8 +30,9 @@ export class InvalidCursor extends Data.TaggedError("InvalidCursor")<{ readonly 
   }
 }
 
-/** Where a page starts: after the equipment with this sort key and uuid. */
-const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(Schema.String, Schema.String)))
+/** Where a page starts: after the equipment with this sort key and uuid (text the database can compare: no NUL). */
+const CursorText = textStorable(Schema.String)
+const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(CursorText, CursorText)))
 const encodeCursor = Schema.encodeSync(Cursor)
 const decodeCursor = (cursor: string) =>
   Schema.decodeUnknown(Cursor)(cursor).pipe(Effect.mapError(() => new InvalidCursor({ cursor })))

@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Option } from "effect"
+import { textStorable } from "@telemetry/domain"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import {
   type Account,
   AccountCredentials,
@@ -32,6 +33,9 @@ const toAccount = (row: Row): Account => ({
   createdAt: new Date(row.created_at),
   updatedAt: new Date(row.updated_at)
 })
+
+/** A name the database can hold: a login's is not checked against the username rules (an unknown name is wrong). */
+const storableName = Schema.is(textStorable(Schema.String))
 
 const unavailable = (error: SqlError) =>
   new AccountsUnavailable({ message: `the accounts table cannot be used: ${error.message}`, cause: error })
@@ -85,12 +89,15 @@ const make = Effect.gen(function*() {
 
   const credentials = AccountCredentials.of({
     find: (kind, username) =>
-      sql<Row>`SELECT ${columns} FROM accounts WHERE kind = ${kind} AND username = ${username}`.pipe(
-        Effect.map((rows) =>
-          Option.map(Option.fromNullable(rows[0]), (row) => ({ account: toAccount(row), passwordHash: row.password_hash }))
-        ),
-        Effect.mapError(unavailable)
-      )
+      // No account has a name the database cannot hold (a NUL): asked, it would fail as if it were down.
+      !storableName(username)
+        ? Effect.succeedNone
+        : sql<Row>`SELECT ${columns} FROM accounts WHERE kind = ${kind} AND username = ${username}`.pipe(
+          Effect.map((rows) =>
+            Option.map(Option.fromNullable(rows[0]), (row) => ({ account: toAccount(row), passwordHash: row.password_hash }))
+          ),
+          Effect.mapError(unavailable)
+        )
   })
 
   return Context.make(Accounts, accounts).pipe(Context.add(AccountCredentials, credentials))
