@@ -1,6 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
+import { createServer } from "node:http"
+import { type AddressInfo, connect } from "node:net"
 import * as PgliteClient from "../src/db/PgliteClient.js"
 
 layer(PgliteClient.layer({}), { timeout: 120_000, excludeTestServices: true })("PgliteClient", (it) => {
@@ -27,4 +29,31 @@ layer(PgliteClient.layer({}), { timeout: 120_000, excludeTestServices: true })("
       yield* Fiber.join(waiter)
       expect(order).toEqual(["waiter", "holder"])
     }))
+
+  it.effect("between two statements the event loop reads its sockets: a request that came during the first is served before the second", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const order: Array<string> = []
+      const server = createServer((_, response) => {
+        order.push("request served")
+        response.end()
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.sync(() => server.close())
+      )
+      const { port } = server.address() as AddressInfo
+      const client = connect(port, "127.0.0.1")
+      yield* Effect.async<void>((resume) => void client.once("connect", () => resume(Effect.void)))
+      yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
+      const first = yield* Effect.fork(sql.withTransaction(Effect.zipRight(
+        // The request reaches the server's socket while the statement holds this thread.
+        Effect.sync(() => client.write("GET / HTTP/1.1\r\nhost: test\r\n\r\n")),
+        Effect.zipRight(sql`SELECT pg_sleep(0.3)`, Effect.sync(() => order.push("first statement")))
+      )))
+      const second = yield* Effect.fork(Effect.zipRight(sql`SELECT 1`, Effect.sync(() => order.push("second statement"))))
+      yield* Fiber.join(first)
+      yield* Fiber.join(second)
+      expect(order).toEqual(["first statement", "request served", "second statement"])
+    }).pipe(Effect.scoped))
 })

@@ -84,6 +84,12 @@ const open = (options: PgliteOptions) =>
     (pg) => Effect.promise(() => pg.close())
   )
 
+/** Resumes after the event loop polled for I/O (`setImmediate` runs right after that phase). */
+const eventLoopTurn = Effect.async<void>((resume) => {
+  const turn = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(turn))
+})
+
 export const make = (options: PgliteOptions) =>
   Effect.gen(function*() {
     const connection = new PgliteConnection(yield* open(options))
@@ -104,6 +110,10 @@ export const make = (options: PgliteOptions) =>
       Effect.acquireRelease(
         report((c) => void c.waiting++).pipe(
           Effect.zipRight(Effect.onExit(Queue.take(session), () => report((c) => void c.waiting--))),
+          // PGlite runs a statement in this thread, and hands the session from statement to statement in
+          // microtasks: without a turn of the event loop between them, no socket is read meanwhile — not a health
+          // probe, not the hang-up of a client whose query waits (which would be interrupted, not run).
+          Effect.zipRight(eventLoopTurn),
           Effect.zipRight(report((c) => {
             c.inUse = 1
             c.idle = 0

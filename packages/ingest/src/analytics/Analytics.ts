@@ -5,6 +5,7 @@ import { Effect, Option, type Schema } from "effect"
 import { type Field, type JsonRows, rowsWriter, type Sensor } from "./JsonRows.js"
 import type { Instant } from "./Instant.js"
 import { SensorStats } from "./Rows.js"
+import * as TenantQueries from "./TenantQueries.js"
 
 /** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
 export type Scope =
@@ -67,6 +68,7 @@ const aliases: Record<string, string> = { value: "avg_value", max: "max_value", 
 export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const inTurn = yield* TenantQueries.make
 
     // The scope as a filter on the readings or buckets (alias `a`). An equipment by its id, which the (equipment_id,
     // time|bucket) indexes serve in time order, looked up first and given as a value, whose rows the planner can count:
@@ -159,7 +161,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
       sensorIds: "subquery" | "values" = "subquery"
     ): Effect.Effect<JsonRows, SqlError> => {
       const { withSensors, write } = columns.writerFor(row)
-      return Effect.flatMap(
+      return inTurn(scope.tenantId)(Effect.flatMap(
         inScope(scope, sensorIds),
         Option.match({
           onNone: () => Effect.succeed(write([])),
@@ -173,7 +175,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
                   (found) => write(rows, new Map(found.map((sensor) => [sensor.id, sensor])))
                 ))
         })
-      )
+      ))
     }
 
     // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks

@@ -77,7 +77,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
         : analytics.buckets(params.period, scope, range, row, params.limit)
     }
 
-    // A failing database is an internal error: the server logs it and answers 500 (Server.ts).
+    // A failing database is a defect here: the server logs it and answers 503 database_unavailable (Server.ts).
     return handlers
       .handle("equipmentHistory", ({ path, urlParams }) =>
         Effect.gen(function*() {

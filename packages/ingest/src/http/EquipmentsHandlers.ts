@@ -8,7 +8,7 @@ import { jsonResponse } from "./jsonResponse.js"
 
 const group = HttpApiBuilder.group(TelemetryApi, "equipments", (handlers) =>
   Effect.map(Equipments, (equipments) =>
-    // A failing database is an internal error: the server logs it and answers 500 (Server.ts).
+    // A failing database is a defect here: the server logs it and answers 503 database_unavailable (Server.ts).
     handlers
       .handle("list", ({ urlParams: { cursor, limit, name, status } }) =>
         Effect.gen(function*() {

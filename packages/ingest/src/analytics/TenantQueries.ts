@@ -1,0 +1,31 @@
+import { Config, Effect } from "effect"
+
+/** Analytics queries one tenant may have running at once in this process; the rest wait their turn. */
+const QueriesPerTenant = Config.integer("ANALYTICS_QUERIES_PER_TENANT").pipe(
+  Config.withDefault(2),
+  Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
+)
+
+/**
+ * Runs a tenant's queries at most `ANALYTICS_QUERIES_PER_TENANT` at a time: a tenant's heavy queries (a raw history
+ * of 100 000 rows takes seconds on the embedded database, whose one session every request shares) queue behind
+ * each other rather than ahead of every other tenant's requests. A request waiting here whose client hangs up is
+ * interrupted before its query runs.
+ */
+export const make = Effect.map(QueriesPerTenant, (permits) => {
+  const tenants = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+  return (tenantId: string) => <A, E, R>(query: Effect.Effect<A, E, R>) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        let tenant = tenants.get(tenantId)
+        if (tenant === undefined) tenants.set(tenantId, tenant = { semaphore: Effect.unsafeMakeSemaphore(permits), users: 0 })
+        tenant.users++
+        return tenant
+      }),
+      (tenant) => tenant.semaphore.withPermits(1)(query),
+      // Forgotten once idle: tenants come and go.
+      (tenant) => Effect.sync(() => {
+        if (--tenant.users === 0) tenants.delete(tenantId)
+      })
+    )
+})
