@@ -30,8 +30,14 @@ const exercised = (format: string) =>
     const good = yield* Effect.promise(() =>
       send(url("/telemetry/bulk"), { body: haPayload("logs-1"), headers: { ...bearer(token), "x-request-id": "good-payload-1" } })
     )
+    // An id no request id is like (8 KB) is not logged: one is made for the request instead.
+    const oversized = "x".repeat(8192)
+    const odd = yield* Effect.promise(() =>
+      send(url("/telemetry/bulk"), { body: haPayload("logs-2"), headers: { ...bearer(token), "x-request-id": oversized } })
+    )
+    expect(odd.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/)
     yield* Effect.promise(() => send(url("/health")))
-    expect([login.status, bad.status, good.status]).toEqual([401, 400, 202])
+    expect([login.status, bad.status, good.status, odd.status]).toEqual([401, 400, 202, 202])
     const claimId: string = good.json.claim_id
     yield* Effect.promise(() =>
       until(
@@ -43,7 +49,7 @@ const exercised = (format: string) =>
     )
     const lines = pipeline.output().split("\n").filter((line) => line !== "")
     for (const line of lines) {
-      for (const secret of [PASSWORD, token, TEST_SECRET]) expect(line).not.toContain(secret)
+      for (const secret of [PASSWORD, token, TEST_SECRET, oversized]) expect(line).not.toContain(secret)
     }
     return { lines, claimId }
   })

@@ -305,7 +305,12 @@ const analyticsSuite = (database: TestDatabase) =>
             ["/sensor/probe-1/history?equipment_uuid=a%00b", "equipment_uuid"],
             ["/home-assistant/a%00b", "equipmentUuid"],
             ["/equipment/a%ED%A0%80b/history", undefined],
-            ["/equipment/a%FFb/history", undefined]
+            ["/equipment/a%FFb/history", undefined],
+            // In the query too: read as U+FFFD, it would be another text than the one meant.
+            ["/equipment/eq-a/stats?sensor_type=a%ED%A0%80b", undefined],
+            // A leading byte order mark, which ingest refuses in any uuid or text.
+            ["/equipment/%EF%BB%BFeq-a/history", "equipmentUuid"],
+            ["/equipment/eq-a/stats?sensor_type=%EF%BB%BFtemperature", "sensor_type"]
           ]
           for (const [path, where] of cases) {
             const response = yield* get(path)
@@ -314,6 +319,9 @@ const analyticsSuite = (database: TestDatabase) =>
           }
           const hours = yield* get("/home-assistant/eq-a?hours=169")
           expect(hours.json.message).toBe("hours: must be a whole number of hours from 1 to 168")
+          // Every allowed value named, not the first only.
+          expect((yield* get("/equipment/eq-a/history?period=week")).json.message).toBe("period: must be hour, day or raw")
+          expect((yield* get("/equipment/eq-a/stats?period=2d")).json.message).toBe("period: must be 24h, 7d, 30d or 1y")
           // An offset whose "+" arrived as a space, a date without a time, a naive time (UTC).
           const ok = yield* get(`/equipment/eq-a/history?${query({ start_date: "2026-11-20T10:00:00 02:00", end_date: "2026-11-21" })}`)
           expect([ok.status, ok.json.start_date, ok.json.end_date]).toEqual([200, "2026-11-20T08:00:00.000Z", "2026-11-21T00:00:00.000Z"])

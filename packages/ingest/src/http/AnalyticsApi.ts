@@ -19,7 +19,7 @@ import { dateParam, Limit, Text, Uuid, wholeNumber, withDefault } from "./params
 
 const Period = Schema.Literal("hour", "day", "raw").annotations({
   description: "hourly or daily statistics, or the readings",
-  message: () => "must be hour, day or raw"
+  message: () => ({ message: "must be hour, day or raw", override: true })
 })
 const HistoryParams = {
   period: withDefault(Period, "hour"),
@@ -53,7 +53,7 @@ const SensorHistory = histories(
 )
 
 const StatsPeriod = Schema.Literal("24h", "7d", "30d", "1y").annotations({
-  message: () => "must be 24h, 7d, 30d or 1y"
+  message: () => ({ message: "must be 24h, 7d, 30d or 1y", override: true })
 })
 const EquipmentStats = Schema.Struct({
   equipment_uuid: Schema.String,

@@ -2,6 +2,9 @@ import { HttpMiddleware, HttpServerError, HttpServerRequest } from "@effect/plat
 import { Context, Effect, Exit, LogLevel } from "effect"
 import { randomUUID } from "node:crypto"
 
+/** A client's request id, kept if it is a plausible one: printable ASCII, bounded (it goes on every line logged). */
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/
+
 // Probes come every few seconds: at info level they would drown the requests that matter.
 const probes = new Set(["/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready", "/metrics"])
 
@@ -10,7 +13,10 @@ const levelOf = (path: string, status: number) =>
 
 /** The request being served, as its handler sees it. */
 export interface ServedRequest {
-  /** The client's `x-request-id`, else one made for it: the id every line of the request is annotated with. */
+  /**
+   * The client's `x-request-id` (up to 128 printable ASCII characters), else one made for it: the id every line of
+   * the request is annotated with.
+   */
   readonly id: string
   /** Adds facts the handler learns (tenant, device, claim) to the request's own line. */
   readonly annotate: (annotations: Readonly<Record<string, string>>) => Effect.Effect<void>
@@ -32,7 +38,8 @@ export class CurrentRequest extends Context.Reference<CurrentRequest>()("@teleme
 export const middleware = HttpMiddleware.make((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const path = request.url.split("?")[0]!
-    const id = request.headers["x-request-id"] || randomUUID()
+    const given = request.headers["x-request-id"]
+    const id = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID()
     const added: Record<string, string> = {}
     const served: ServedRequest = { id, annotate: (annotations) => Effect.sync(() => Object.assign(added, annotations)) }
     return Effect.exit(Effect.provideService(app, CurrentRequest, served)).pipe(

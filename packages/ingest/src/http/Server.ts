@@ -48,6 +48,18 @@ const decodable = (url: string) => {
 }
 
 /**
+ * A URL that is not percent-encoded UTF-8 is the client's mistake, in its path (which no route would match) or its
+ * query (whose parameters would be read with U+FFFD in place of what was meant).
+ */
+const wellFormedUrls = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    decodable(request.url)
+      ? app
+      : Effect.succeed(errorResponse(
+        new InvalidParameter({ message: "the URL is not percent-encoded UTF-8 (or holds a lone surrogate)" })
+      )))
+
+/**
  * Bodies the API reads whole to decode them (logins, account administration): small JSON. Uploads stream past it
  * (IngestHandlers reads them itself, under MAX_BODY_BYTES).
  */
@@ -75,7 +87,7 @@ const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServ
  * to the API's encoder.
  */
 const contractErrors = HttpApiBuilder.middleware((app) =>
-  Effect.catchAllCause(limitDecodedBodies(app), (cause) => {
+  Effect.catchAllCause(wellFormedUrls(limitDecodedBodies(app)), (cause) => {
     const failure = failureOf(cause)
     // The API decodes a body it cannot read or parse as a defect.
     const unread = Option.getOrUndefined(Cause.dieOption(cause))
@@ -97,12 +109,7 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
       return Effect.succeed(errorResponse(failure, { "www-authenticate": "Bearer" }))
     }
     if (failure instanceof HttpServerError.RouteNotFound) {
-      // The router finds no route for a path it cannot decode: that is the client's malformed URL.
-      return Effect.succeed(errorResponse(
-        decodable(failure.request.url)
-          ? new NotFound({ message: "no such route" })
-          : new InvalidParameter({ message: "the URL is not percent-encoded UTF-8 (or holds a lone surrogate)" })
-      ))
+      return Effect.succeed(errorResponse(new NotFound({ message: "no such route" })))
     }
     if (failure !== undefined || Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
     if (databaseDown(unread)) return databaseUnavailable(unread)

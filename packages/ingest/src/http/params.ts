@@ -1,4 +1,4 @@
-import { MAX_ID_LENGTH, MAX_TEXT_LENGTH, textStorable } from "@telemetry/domain"
+import { BYTE_ORDER_MARK, MAX_ID_LENGTH, MAX_TEXT_LENGTH, textStorable } from "@telemetry/domain"
 import { Effect, ParseResult, Schema } from "effect"
 import { Instant } from "../analytics/Instant.js"
 
@@ -67,12 +67,16 @@ export const Limit = wholeNumber(1, 100_000).annotations({
   message: () => ({ message: "must be a whole number from 1 to 100000", override: true })
 })
 
-/** A text parameter as ingest stores such text: not empty, at most `max` characters, no NUL, well-formed Unicode. */
+/**
+ * A text parameter as ingest stores such text: not empty, at most `max` characters, no NUL, well-formed Unicode, no
+ * leading byte order mark (ingest refuses it: no identity or text starts with one).
+ */
 const storedText = (max: number) =>
   Schema.String.pipe(
     Schema.minLength(1, { message: () => "must not be empty" }),
     Schema.maxLength(max, { message: () => `must be at most ${max} characters` }),
-    textStorable
+    textStorable,
+    Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, { message: () => "must not start with U+FEFF (a byte order mark)" })
   )
 
 /** An equipment or sensor uuid as ingest accepts them: whatever it accepts, analytics can be asked for. */
