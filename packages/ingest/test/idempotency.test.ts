@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { databases, storeOn } from "@telemetry/infra/testing"
+import { databases, storeOn, type TestDatabase } from "@telemetry/infra/testing"
 import { ConfigProvider, Deferred, Effect, Either, Fiber, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import * as IngestRequests from "../src/idempotency/IngestRequests.js"
@@ -26,15 +26,19 @@ const accept = (claimId: string) => Effect.flatMap(IngestRequests.IngestRequests
 const release = (claimId: string) => Effect.flatMap(IngestRequests.IngestRequests, (r) => r.release(claimId))
 const tagOf = (result: Either.Either<void, { readonly _tag: string }>) => Either.isLeft(result) ? result.left._tag : "Reserved"
 
-const withConfig = (entries: Record<string, string>) =>
-  Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(entries))))
+/** Tests of the idempotency records over a fresh `database`, configured by `env` alone. */
+const recordsOn = (database: TestDatabase, env: Record<string, string> = {}) =>
+  layer(
+    IngestRequests.layer.pipe(
+      Layer.provideMerge(storeOn(database, 1000)),
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+    ),
+    { timeout: 120_000, excludeTestServices: true }
+  )
 
 for (const database of databases) {
   describe(`idempotency records on ${database.name}`, () => {
-    layer(
-      IngestRequests.layer.pipe(Layer.provideMerge(storeOn(database, 1000)), Layer.provide(withConfig({}))),
-      { timeout: 120_000, excludeTestServices: true }
-    )((it) => {
+    recordsOn(database)((it) => {
       it.effect("the same body from the same device is in progress, then a duplicate of the first claim", () =>
         Effect.gen(function*() {
           const first = submission({ sha256: "b".repeat(64) })
@@ -107,13 +111,7 @@ for (const database of databases) {
 }
 
 describe("idempotency by body turned off", () => {
-  layer(
-    IngestRequests.layer.pipe(
-      Layer.provideMerge(storeOn(databases[0]!, 1000)),
-      Layer.provide(withConfig({ IDEMPOTENCY_BODY_WINDOW: "0 seconds" }))
-    ),
-    { timeout: 120_000, excludeTestServices: true }
-  )((it) => {
+  recordsOn(databases[0]!, { IDEMPOTENCY_BODY_WINDOW: "0 seconds" })((it) => {
     it.effect("the same body twice is two requests; keys still work", () =>
       Effect.gen(function*() {
         const first = submission()
@@ -129,13 +127,7 @@ describe("idempotency by body turned off", () => {
 
 describe("idempotency records while the database does not answer", () => {
   // PostgreSQL: another session holds a lock on the records, as a database that hangs would hold every statement.
-  layer(
-    IngestRequests.layer.pipe(
-      Layer.provideMerge(storeOn(databases[1]!, 1000)),
-      Layer.provide(withConfig({ INGEST_DATABASE_TIMEOUT: "300 millis" }))
-    ),
-    { timeout: 120_000, excludeTestServices: true }
-  )((it) => {
+  recordsOn(databases[1]!, { INGEST_DATABASE_TIMEOUT: "300 millis" })((it) => {
     it.effect("an upload waits for them no longer than INGEST_DATABASE_TIMEOUT, then goes on without the check", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
