@@ -59,7 +59,10 @@ const postgresOptions: Config.Config.Wrap<PostgresClient.PostgresOptions> = {
   poolSize: Config.integer("DATABASE_POOL_SIZE").pipe(
     Config.withDefault(10),
     Config.validate({ message: "DATABASE_POOL_SIZE must be at least 1", validation: (n) => n >= 1 })
-  )
+  ),
+  connectTimeout: orAdapterDefault(Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(
+    Config.validate({ message: "must be more than 0", validation: (d: Duration.Duration) => Duration.greaterThan(d, Duration.zero) })
+  ))
 }
 
 const embeddedDatabaseDir = Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg"))
@@ -143,11 +146,12 @@ const waitingFor = <A, E, R>(what: string, layer: Layer.Layer<A, E, R>) =>
       Schedule.delays,
       Schedule.intersect(Schedule.identity<E>()),
       Schedule.whileInput((error: E) => isUnreachable(error)),
+      // A schedule's last output is tapped too, when it stops: a failure not retried is not announced as waited for.
       Schedule.tapOutput(([delay, error]) =>
-        Effect.logWarning(
+        Effect.when(Effect.logWarning(
           `startup: ${what} is unreachable (${(error as { message?: string })?.message ?? error}); ` +
             `trying again in ${Duration.format(Duration.seconds(Math.max(1, Math.round(Duration.toSeconds(delay)))))}`
-        ))
+        ), () => isUnreachable(error)))
     )
   )
 

@@ -4,6 +4,9 @@ import * as KafkaMock from "@telemetry/testbed/KafkaMock"
 import * as S3Server from "@telemetry/testbed/S3Server"
 import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
 import { Effect } from "effect"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { DLQ, eventually, freshDatabase, infrastructure, loaded, switchable, TOPIC } from "./support/pipeline.js"
 import { started, startWorker } from "./support/process.js"
 
@@ -48,4 +51,23 @@ describe("a worker process started before its services", () => {
       }).pipe(Effect.scoped, Effect.provide(infrastructure(env)))
       expect(worker.child.exitCode).toBeNull()
     }), { timeout: 240_000 })
+
+  it.scopedLive("exits at once on a configuration error, naming the variable, not waiting for it as for a service", () =>
+    Effect.gen(function*() {
+      const storage = yield* Effect.acquireRelease(
+        Effect.promise(() => mkdtemp(join(tmpdir(), "startup-"))),
+        (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+      )
+      const worker = yield* started(() =>
+        startWorker({
+          DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres",
+          DATABASE_POOL_SIZE: "0",
+          KAFKA_BROKERS: "127.0.0.1:9",
+          STORAGE_DIR: storage
+        })
+      )
+      expect(yield* Effect.promise(() => worker.exited)).not.toBe(0)
+      expect(worker.output()).toContain("DATABASE_POOL_SIZE must be at least 1")
+      expect(worker.output()).not.toContain("unreachable")
+    }), { timeout: 60_000 })
 })

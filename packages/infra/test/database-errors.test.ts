@@ -2,8 +2,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { LoadError } from "@telemetry/domain"
 import { freePort } from "@telemetry/testbed/FreePort"
-import { Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net"
 import * as DatabaseErrors from "../src/db/DatabaseErrors.js"
 import * as PostgresClient from "../src/db/PostgresClient.js"
 import { databases } from "./support/databases.js"
@@ -42,6 +43,32 @@ describe("database errors of the connection", () => {
       const unreachable = PostgresClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:${port}/none`), poolSize: 1 })
       expect(yield* verdict(Effect.scoped(Layer.build(unreachable)))).toEqual({ state: undefined, transient: true })
     }))
+
+  it.effect("a server that accepts connections and never answers fails within the connect timeout, transient", () =>
+    Effect.gen(function*() {
+      const silent = yield* Effect.acquireRelease(
+        Effect.promise(() => {
+          const sockets = new Set<Socket>()
+          const server = createServer((socket) => void sockets.add(socket))
+          return new Promise<{ server: Server; sockets: Set<Socket> }>((resolve) =>
+            server.listen(0, "127.0.0.1", () => resolve({ server, sockets }))
+          )
+        }),
+        ({ server, sockets }) =>
+          Effect.promise(() => {
+            sockets.forEach((socket) => socket.destroy())
+            return new Promise<void>((resolve) => server.close(() => resolve()))
+          })
+      )
+      const { port } = silent.server.address() as AddressInfo
+      const hung = PostgresClient.layer({
+        url: Redacted.make(`postgres://postgres@127.0.0.1:${port}/none`),
+        poolSize: 1,
+        connectTimeout: Duration.millis(300)
+      })
+      expect(yield* verdict(Effect.scoped(Layer.build(hung)))).toEqual({ state: undefined, transient: true })
+      expect(silent.sockets.size).toBe(1)
+    }).pipe(Effect.scoped))
 
   it.layer(databases[1]!.fresh, { timeout: 120_000 })("on PostgreSQL", (it) => {
     it.effect("a connection the server terminated (57P01, an administrator or a restart) is transient", () =>

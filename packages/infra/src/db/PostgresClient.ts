@@ -3,7 +3,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted } from "effect"
+import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import pg from "pg"
@@ -19,7 +19,14 @@ export interface PostgresOptions {
   readonly url: Redacted.Redacted
   /** Connections in the pool. */
   readonly poolSize: number
+  /**
+   * How long opening a connection may take. A server that accepts connections and never answers (or a host that
+   * drops packets) would otherwise hold every statement waiting for one until the system's TCP timeout, minutes.
+   */
+  readonly connectTimeout?: Duration.Duration
 }
+
+const DEFAULT_CONNECT_TIMEOUT = Duration.seconds(10)
 
 // Small rows go out gathered into COPY messages of about this size, large enough to be cheap; rows already a
 // quarter of it go out as they are (copying them together would cost more than the messages it saves).
@@ -101,6 +108,7 @@ export const make = (options: PostgresOptions) =>
         new pg.Pool({
           connectionString: Redacted.value(options.url),
           max: options.poolSize,
+          connectionTimeoutMillis: Duration.toMillis(options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT),
           // Timestamps are compared and bucketed in UTC everywhere, as on the embedded database.
           options: "-c TimeZone=UTC",
           types
