@@ -100,6 +100,32 @@ layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServi
       expect([unknown.status, JSON.parse(unknown.text)]).toEqual([404, { error: "not_found", message: "no such route" }])
     }))
 
+  it.effect("a path asked with a method it does not serve gets 405 with Allow; an unknown path 404", () =>
+    Effect.gen(function*() {
+      const spec = JSON.parse((yield* fetchText("/api/v1/openapi.json")).text)
+      const served = Object.entries<Record<string, unknown>>(spec.paths).map(([path, methods]) =>
+        [path.replace(/\{\w+\}/g, "x"), Object.keys(methods).map((m) => m.toUpperCase())] as const
+      )
+      // Beside the documented API: the documents, the metrics and the console's page.
+      const undocumented = ["/api/v1/openapi.json", "/api/v1/docs", "/metrics", "/"].map((path) => [path, ["GET"]] as const)
+      for (const [path, methods] of [...served, ...undocumented]) {
+        const allow = [...methods, ...(methods.includes("GET") ? ["HEAD"] : [])]
+        for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].filter((m) => !methods.includes(m))) {
+          const response = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}${path}`, { method }))
+          const header = response.headers.get("allow") ?? ""
+          expect([method, path, response.status, header.split(", ").sort()]).toEqual([method, path, 405, [...allow].sort()])
+          expect(yield* Effect.promise(() => response.json())).toEqual({
+            error: "method_not_allowed",
+            message: `${method} is not served at this path; it serves ${header}`
+          })
+        }
+      }
+      const head = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/api/v1/health`, { method: "HEAD" }))
+      expect(head.status).toBe(200)
+      const unknown = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/api/v1/nothing-here`, { method: "DELETE" }))
+      expect(unknown.status).toBe(404)
+    }))
+
   it.effect("ingest and analytics require a bearer JWT, documented with their 401 and 403; health is open", () =>
     Effect.gen(function*() {
       const spec = JSON.parse((yield* fetchText("/api/v1/openapi.json")).text)

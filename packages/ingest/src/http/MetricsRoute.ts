@@ -24,8 +24,10 @@ export const metricsResponse = Effect.gen(function*() {
   return HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
 })
 
+export const METRICS_PATH = "/metrics"
+
 /** The /metrics route beside the API's routes (outside the OpenAPI declaration: it is for Prometheus). */
 export const layer = HttpApiBuilder.Router.use((router) =>
   Effect.flatMap(MetricsExposition, (exposition) =>
-    router.get("/metrics", Effect.provideService(metricsResponse, MetricsExposition, exposition)))
+    router.get(METRICS_PATH, Effect.provideService(metricsResponse, MetricsExposition, exposition)))
 )

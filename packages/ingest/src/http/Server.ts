@@ -25,6 +25,7 @@ import { databaseUnavailable, errorResponse, InternalError, InvalidBody, Invalid
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as HttpMetrics from "./HttpMetrics.js"
 import * as IngestHandlers from "./IngestHandlers.js"
+import * as MethodNotAllowed from "./MethodNotAllowed.js"
 import * as MetricsRoute from "./MetricsRoute.js"
 import * as RequestLog from "./RequestLog.js"
 import * as SwaggerDocs from "./SwaggerDocs.js"
@@ -173,10 +174,14 @@ const nodeServer = Layer.scoped(
  * Tokens services, and the MetricsExposition that GET /metrics serves. Ingest takes device tokens, analytics reader
  * tokens; health and the documents are open.
  */
+const DOCS_PATH = "/api/v1/docs"
+const OPENAPI_PATH = "/api/v1/openapi.json"
+
 export const layer = HttpApiBuilder.serve(flow(HttpMetrics.middleware, RequestLog.middleware)).pipe(
-  Layer.provide(SwaggerDocs.layer("/api/v1/docs")),
+  Layer.provide(SwaggerDocs.layer(DOCS_PATH)),
   Layer.provide(MetricsRoute.layer),
-  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),
+  Layer.provide(MethodNotAllowed.layer([DOCS_PATH, OPENAPI_PATH, MetricsRoute.METRICS_PATH])),
   Layer.provide(contractErrors),
   Layer.provide(HttpApiBuilder.api(TelemetryApi).pipe(Layer.provide(handlers))),
   HttpServer.withLogAddress,

@@ -62,6 +62,11 @@ export class NotFound extends Schema.Class<NotFound>("NotFound")(
   HttpApiSchema.annotations({ status: 404 })
 ) {}
 
+export class MethodNotAllowed extends Schema.Class<MethodNotAllowed>("MethodNotAllowed")(
+  { error: code("method_not_allowed"), message },
+  HttpApiSchema.annotations({ status: 405 })
+) {}
+
 export class InternalError extends Schema.Class<InternalError>("InternalError")(
   { error: code("internal_error"), message },
   HttpApiSchema.annotations({ status: 500, description: "An unexpected failure (logged)" })
@@ -77,6 +82,7 @@ export type ApiError =
   | Unauthorized
   | Forbidden
   | NotFound
+  | MethodNotAllowed
   | InternalError
 
 const ErrorCode = Symbol.for("@telemetry/ingest/ErrorCode")
