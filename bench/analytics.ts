@@ -10,7 +10,7 @@ import * as Analytics from "@telemetry/ingest/analytics/Analytics"
 import { Instant } from "@telemetry/ingest/analytics/Instant"
 import type { JsonRows } from "@telemetry/ingest/analytics/JsonRows"
 import { HourRow } from "@telemetry/ingest/analytics/Rows"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Option, Redacted, Stream } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -94,7 +94,14 @@ const serviceLatencies = (url: string, requests: number) =>
     const hourly: Analytics.Range = { start: Instant.fromMillis(now - 30 * DAY), end: Instant.fromMillis(now) }
     // As the stats endpoint takes its 30 days: whole days back from now.
     const daily: Analytics.Range = { start: Instant.fromMillis(Math.floor((now - 30 * DAY) / DAY) * DAY), end: Instant.fromMillis(now) }
-    const written = Effect.map((rows: JsonRows) => rows("", ""))
+    // Every page of the answer written, as a client taking all of it has them.
+    const written = Effect.flatMap((rows: JsonRows<unknown>) => {
+      const { first, rest } = rows("", "")
+      return Option.match(rest, {
+        onNone: () => Effect.succeed(first),
+        onSome: (pages) => Effect.map(Stream.runCollect(pages), (more) => [...first, ...more])
+      })
+    })
     const calls: ReadonlyArray<{
       readonly query: string
       readonly run: (scope: Analytics.Scope) => Effect.Effect<ReadonlyArray<Uint8Array>, unknown>

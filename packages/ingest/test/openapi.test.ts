@@ -104,10 +104,10 @@ layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServi
     Effect.gen(function*() {
       const spec = JSON.parse((yield* fetchText("/api/v1/openapi.json")).text)
       const served = Object.entries<Record<string, unknown>>(spec.paths).map(([path, methods]) =>
-        [path.replace(/\{\w+\}/g, "x"), Object.keys(methods).map((m) => m.toUpperCase())] as const
+        [path.replace(/\{\w+\}/g, "x"), Object.keys(methods).map((m): string => m.toUpperCase())] as const
       )
       // Beside the documented API: the documents, the metrics and the console's page.
-      const undocumented = ["/api/v1/openapi.json", "/api/v1/docs", "/metrics", "/"].map((path) => [path, ["GET"]] as const)
+      const undocumented = ["/api/v1/openapi.json", "/api/v1/docs", "/metrics", "/"].map((path) => [path, ["GET"] as Array<string>] as const)
       for (const [path, methods] of [...served, ...undocumented]) {
         const allow = [...methods, ...(methods.includes("GET") ? ["HEAD"] : [])]
         for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].filter((m) => !methods.includes(m))) {

@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
-import { Effect, Option, type Schema } from "effect"
+import { Chunk, Config, Effect, Option, type Schema, Stream } from "effect"
 import { type Field, type JsonRows, rowsWriter, type Sensor } from "./JsonRows.js"
 import type { Instant } from "./Instant.js"
 import { SensorStats } from "./Rows.js"
@@ -21,6 +21,12 @@ export type Scope =
     readonly sensorUuid: string
     readonly equipmentUuid?: string | undefined
   }
+
+/** The scope of a query: a filter of its rows (alias `a`), and of the sensors joined to them (alias `s`). */
+interface Target {
+  readonly filter: Statement.Fragment
+  readonly sensors: Statement.Fragment
+}
 
 /** Readings, or buckets, whose time lies in [start, end). */
 export interface Range {
@@ -60,6 +66,26 @@ const sensorFields: Record<string, keyof Sensor> = {
 const aliases: Record<string, string> = { value: "avg_value", max: "max_value", min: "min_value", samples: "sample_count" }
 
 /**
+ * Rows of a history read from the database at a time. A larger answer (up to 100 000 rows, or a Home Assistant
+ * answer of every sensor of an equipment for 168 hours) is read and sent page by page, as its client takes it: one
+ * answer in memory at once would be ~45 MB for 100 000 raw readings, and a few readers asking together, or reading
+ * slowly, could exhaust the process. On the embedded database the pages also let other requests in between.
+ */
+const PageRows = Config.integer("ANALYTICS_PAGE_ROWS").pipe(
+  Config.withDefault(5_000),
+  Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
+)
+
+/** A sensor as the answers name it, and the equipment it belongs to (the last key of a history's order). */
+type SensorRow = Sensor & { readonly id: number; readonly equipment_id: number }
+
+/** Where a history's next page starts: after the row of this time (as its query writes it) and sensor. */
+interface Key {
+  readonly time: string
+  readonly sensor: SensorRow
+}
+
+/**
  * The analytics queries (contract §4), always scoped by tenant. Each answers its rows, to be written as JSON into
  * an envelope in the fields of the row schema it is asked for (JsonRows): numbers as the database writes them (cast
  * to text, so that node-postgres leaves them as they are), each row naming its sensor by id, whose own fields are
@@ -69,6 +95,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const inTurn = yield* TenantQueries.make
+    const pageRows = yield* PageRows
 
     // The scope as a filter on the readings or buckets (alias `a`). An equipment by its id, which the (equipment_id,
     // time|bucket) indexes serve in time order, looked up first and given as a value, whose rows the planner can count:
@@ -82,7 +109,7 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     // the sensors joined to the equipment's, where the count of its buckets made a hash of all sensors look cheaper
     // (the histories of buckets; not the raw readings, whose plan it turns to a sensor at a time, nor the stats, whose
     // sums it reorders). None: nothing in scope.
-    const inScope = (scope: Scope, sensorIds: "subquery" | "values") => {
+    const inScope = (scope: Scope, sensorIds: "subquery" | "values"): Effect.Effect<Option.Option<Target>, SqlError> => {
       if (scope.by === "equipment") {
         return Effect.map(
           sql<{ id: number }>`SELECT id FROM equipments WHERE tenant_id = ${scope.tenantId} AND uuid = ${scope.equipmentUuid}`,
@@ -110,8 +137,6 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
           sensors: sql``
         }))
     }
-
-    const limited = (limit: number | undefined) => (limit === undefined ? sql`` : sql`LIMIT ${limit}`)
 
     const number = (expression: Statement.Fragment): Column => ({ kind: "number", sql: expression })
     const string = (expression: Statement.Fragment): Column => ({ kind: "string", sql: expression })
@@ -146,37 +171,90 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
           return column.kind === "number" ? sql`(${column.sql})::text` : column.sql
         })
       )
-      return { select, writerFor }
+      // Of a history's row: its time, as the query writes it.
+      return { select, writerFor, timeIndex: names.indexOf("time") + 1 }
     }
 
-    /**
-     * `row`'s fields of the rows of `query` (the scope's filter; no rows when nothing is in scope), their sensors
-     * looked up, to be written as JSON into their envelope.
-     */
+    const sensorsOf = (ids: Iterable<unknown>) =>
+      sql<SensorRow>`SELECT id, uuid, name, type, unit, equipment_id FROM sensors WHERE id IN ${sql.in([...ids])}`
+
+    /** `row`'s fields of the rows of `query` (no rows when nothing is in scope), their sensors looked up. */
     const scoped = (
       scope: Scope,
       columns: ReturnType<typeof queryColumns>,
       row: RowSchema,
-      query: (scope: { filter: Statement.Fragment; sensors: Statement.Fragment }) => Statement.Statement<unknown>,
-      sensorIds: "subquery" | "values" = "subquery"
-    ): Effect.Effect<JsonRows, SqlError> => {
+      query: (target: Target) => Statement.Statement<unknown>
+    ): Effect.Effect<JsonRows<SqlError>, SqlError> => {
       const { withSensors, write } = columns.writerFor(row)
+      const whole = (rows: ReadonlyArray<ReadonlyArray<unknown>>, sensors?: ReadonlyMap<unknown, Sensor>): JsonRows<SqlError> =>
+      (head, tail) => ({ first: write(rows, sensors)(head, tail), rest: Option.none() })
       return inTurn(scope.tenantId)(Effect.flatMap(
-        inScope(scope, sensorIds),
+        inScope(scope, "subquery"),
         Option.match({
-          onNone: () => Effect.succeed(write([])),
-          onSome: (filter) =>
-            Effect.flatMap(query(filter).values, (rows) =>
+          onNone: () => Effect.succeed(whole([])),
+          onSome: (target) =>
+            Effect.flatMap(query(target).values, (rows) =>
               !withSensors || rows.length === 0
-                ? Effect.succeed(write(rows))
-                : Effect.map(
-                  sql<Sensor & { id: number }>`SELECT id, uuid, name, type, unit FROM sensors
-                    WHERE id IN ${sql.in([...new Set(rows.map((row) => row[0]!))])}`,
-                  (found) => write(rows, new Map(found.map((sensor) => [sensor.id, sensor])))
-                ))
+                ? Effect.succeed(whole(rows))
+                : Effect.map(sensorsOf(new Set(rows.map((row) => row[0]!))), (found) =>
+                  whole(rows, new Map(found.map((sensor) => [sensor.id, sensor])))))
         })
       ))
     }
+
+    /**
+     * A history: `row`'s fields of the rows of `query`, at most `limit`, read `ANALYTICS_PAGE_ROWS` at a time in the
+     * order of time (`order`: the readings' or the buckets'), sensor uuid and equipment — one row per sensor and
+     * time, so a page starts after the last row of the one before. The first page is read before answering (a
+     * database that fails then gets its 503); the others as the client takes the answer, each in the tenant's turn.
+     */
+    const paged = (
+      scope: Scope,
+      columns: ReturnType<typeof queryColumns>,
+      row: RowSchema,
+      sensorIds: "subquery" | "values",
+      order: "time" | "bucket",
+      limit: number | undefined,
+      query: (target: Target, page: { readonly after: Statement.Fragment; readonly rows: number }) => Statement.Statement<unknown>
+    ): Effect.Effect<JsonRows<SqlError>, SqlError> =>
+      Effect.gen(function*() {
+        const { answer, withSensors } = columns.writerFor(row)
+        const target = yield* inTurn(scope.tenantId)(inScope(scope, sensorIds))
+        if (Option.isNone(target)) {
+          return (head, tail) => ({ first: answer(head)([], new Map(), tail), rest: Option.none() })
+        }
+        const sensors = new Map<unknown, SensorRow>()
+        const after = (key: Key | undefined) =>
+          key === undefined ? sql`` : sql`AND a.${sql(order)} >= ${key.time}::timestamptz
+            AND (a.${sql(order)}, s.uuid, s.equipment_id) > (${key.time}::timestamptz, ${key.sensor.uuid}, ${key.sensor.equipment_id})`
+        // The rows after `key`, `read` rows into the answer, their sensors looked up, and the key of the next page.
+        const page = (key: Key | undefined, read: number) =>
+          inTurn(scope.tenantId)(Effect.gen(function*() {
+            const size = limit === undefined ? pageRows : Math.min(pageRows, limit - read)
+            const rows = yield* query(target.value, { after: after(key), rows: size }).values
+            const last = rows.length === size && (limit === undefined || read + size < limit) ? rows[size - 1] : undefined
+            const missing = new Set<unknown>()
+            if (withSensors) for (const r of rows) if (!sensors.has(r[0])) missing.add(r[0])
+            if (last !== undefined && !sensors.has(last[0])) missing.add(last[0])
+            if (missing.size > 0) for (const sensor of yield* sensorsOf(missing)) sensors.set(sensor.id, sensor)
+            const next: Key | undefined = last && { time: last[columns.timeIndex] as string, sensor: sensors.get(last[0])! }
+            return { rows, next, read: read + rows.length }
+          }))
+        const first = yield* page(undefined, 0)
+        return (head, tail) => {
+          const write = answer(head)
+          const writePage = (p: typeof first) => write(p.rows, sensors, p.next === undefined ? tail : undefined)
+          return {
+            first: writePage(first),
+            rest: first.next === undefined ? Option.none() : Option.some(Stream.paginateChunkEffect(
+              first,
+              (previous) =>
+                Effect.map(page(previous.next, previous.read), (p) =>
+                  [Chunk.unsafeFromArray(writePage(p) as Array<Uint8Array>), p.next === undefined ? Option.none() : Option.some(p)] as const)
+            ))
+          }
+        }
+      })
 
     // Rows come by time, then sensor uuid; a sensor uuid may exist on several equipments, so the equipment breaks
     // the tie and every database answers in the same order.
@@ -186,14 +264,14 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
       status: string(sql`a.status`),
       metadata: { kind: "json", sql: sql`a.metadata` }
     })
-    const raw = (scope: Scope, range: Range, row: RowSchema, limit?: number) =>
-      scoped(scope, rawColumns, row, ({ filter }) =>
+    const raw = (scope: Scope, range: Range, row: RowSchema, limit: number) =>
+      paged(scope, rawColumns, row, "values", "time", limit, ({ filter }, page) =>
         sql`SELECT a.sensor_id, ${rawColumns.select}
         FROM telemetry_data a
         JOIN sensors s ON s.id = a.sensor_id
-        WHERE ${filter} AND a.time >= ${range.start.toISOString()} AND a.time < ${range.end.toISOString()}
+        WHERE ${filter} AND a.time >= ${range.start.toISOString()} AND a.time < ${range.end.toISOString()} ${page.after}
         ORDER BY a.time, s.uuid, s.equipment_id
-        ${limited(limit)}`, "values")
+        LIMIT ${page.rows}`)
 
     // Numbers are cast to float8 or int before text: a numeric's text would keep its trailing zeros.
     const bucketColumns = (resolution: Resolution) => {
@@ -214,13 +292,13 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     const bucketsOf = { hour: bucketColumns("hour"), day: bucketColumns("day") }
     /** Hourly or daily buckets in range. */
     const buckets = (resolution: Resolution, scope: Scope, range: Range, row: RowSchema, limit?: number) =>
-      scoped(scope, bucketsOf[resolution], row, ({ filter, sensors }) =>
+      paged(scope, bucketsOf[resolution], row, "subquery", "bucket", limit, ({ filter, sensors }, page) =>
         sql`SELECT a.sensor_id, ${bucketsOf[resolution].select}
         FROM ${sql(aggregates[resolution].table)} a
         JOIN sensors s ON s.id = a.sensor_id ${sensors}
-        WHERE ${filter} AND a.bucket >= ${range.start.toISOString()} AND a.bucket < ${range.end.toISOString()}
+        WHERE ${filter} AND a.bucket >= ${range.start.toISOString()} AND a.bucket < ${range.end.toISOString()} ${page.after}
         ORDER BY a.bucket, s.uuid, s.equipment_id
-        ${limited(limit)}`)
+        LIMIT ${page.rows}`)
 
     const statsColumns = queryColumns({
       overall_avg: number(sql`(sum(a.sum_value) / nullif(sum(a.value_count), 0))::float8`),

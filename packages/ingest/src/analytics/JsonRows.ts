@@ -1,3 +1,5 @@
+import { type Option, type Stream } from "effect"
+
 /**
  * Rows written as JSON straight from the database's text of their values: numbers are not parsed into JavaScript
  * numbers to be formatted again, and each sensor's fields are read and written once per answer rather than once a
@@ -91,8 +93,15 @@ class Output {
   }
 }
 
-/** Rows as the JSON text of an array, written between a `head` and a `tail` (an envelope's), in chunks. */
-export type JsonRows = (head: string, tail: string) => ReadonlyArray<Uint8Array>
+/**
+ * An answer's rows as the JSON text of an array, written between a `head` and a `tail` (an envelope's), in chunks:
+ * those of its first page, and the rest of its pages, read from the database as the client takes them, if any.
+ */
+export type JsonRows<E = never> = (head: string, tail: string) => {
+  readonly first: ReadonlyArray<Uint8Array>
+  /** A page's chunks come as one chunk of the stream. */
+  readonly rest: Option.Option<Stream.Stream<Uint8Array, E>>
+}
 
 /**
  * Writes rows as the JSON text (UTF-8) of an array of objects with the keys of `fields` in that order. A row's
@@ -121,37 +130,51 @@ export const rowsWriter = (fields: ReadonlyArray<Field>) => {
     return text
   }
 
-  const write = (
-    rows: ReadonlyArray<ReadonlyArray<unknown>>,
-    sensors: ReadonlyMap<unknown, Sensor> = new Map()
-  ): JsonRows =>
-  (head, tail) => {
-    if (rows.length > 0 && rows[0]!.length < width) throw new Error(`rows of ${rows[0]!.length} values, ${width} needed`)
+  /**
+   * One answer written page by page: `page` writes its rows (after `head` and `[` the first time), and `]` and
+   * `tail` after the last page's, each page into chunks of its own.
+   */
+  const answer = (head: string) => {
     // Per segment of sensor fields, their text for each sensor, written on its first row.
     const written = segments.map(() => new Map<unknown, string>())
-    const out = new Output()
-    out.write(head + "[")
-    for (let r = 0; r < rows.length; r++) {
-      const row = rows[r]!
-      let text = r === 0 ? "" : ","
-      for (let s = 0; s < segments.length; s++) {
-        const segment = segments[s]!
-        if (segment.kind === "sensor") {
-          const id = row[0]
-          let sensorFields = written[s]!.get(id)
-          if (sensorFields === undefined) {
-            sensorFields = sensorText(sensors.get(id), id, segment)
-            written[s]!.set(id, sensorFields)
+    let opened = false
+    let count = 0
+    return (
+      rows: ReadonlyArray<ReadonlyArray<unknown>>,
+      sensors: ReadonlyMap<unknown, Sensor>,
+      tail?: string
+    ): ReadonlyArray<Uint8Array> => {
+      if (rows.length > 0 && rows[0]!.length < width) throw new Error(`rows of ${rows[0]!.length} values, ${width} needed`)
+      const out = new Output()
+      if (!opened) out.write(head + "[")
+      opened = true
+      for (let r = 0; r < rows.length; r++) {
+        const row = rows[r]!
+        let text = count++ === 0 ? "" : ","
+        for (let s = 0; s < segments.length; s++) {
+          const segment = segments[s]!
+          if (segment.kind === "sensor") {
+            const id = row[0]
+            let sensorFields = written[s]!.get(id)
+            if (sensorFields === undefined) {
+              sensorFields = sensorText(sensors.get(id), id, segment)
+              written[s]!.set(id, sensorFields)
+            }
+            text += sensorFields
+          } else {
+            for (const field of segment.fields) text += field.prefix + writeValue(field.kind, row[field.index])
           }
-          text += sensorFields
-        } else {
-          for (const field of segment.fields) text += field.prefix + writeValue(field.kind, row[field.index])
         }
+        out.write(text + "}")
       }
-      out.write(text + "}")
+      if (tail !== undefined) out.write("]" + tail)
+      return out.written()
     }
-    out.write("]" + tail)
-    return out.written()
   }
-  return { write, withSensors: segments.some((segment) => segment.kind === "sensor") } as const
+
+  /** All the rows of an answer at once. */
+  const write = (rows: ReadonlyArray<ReadonlyArray<unknown>>, sensors: ReadonlyMap<unknown, Sensor> = new Map()) =>
+  (head: string, tail: string) => answer(head)(rows, sensors, tail)
+
+  return { answer, write, withSensors: segments.some((segment) => segment.kind === "sensor") } as const
 }

@@ -70,7 +70,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
       params: { readonly period: "hour" | "day" | "raw"; readonly limit: number },
       range: Range,
       of: keyof typeof rowsOf
-    ): Effect.Effect<JsonRows, SqlError> => {
+    ): Effect.Effect<JsonRows<SqlError>, SqlError> => {
       const row = rowsOf[of][params.period]
       return params.period === "raw"
         ? analytics.raw(scope, range, row, params.limit)

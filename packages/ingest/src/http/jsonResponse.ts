@@ -1,5 +1,5 @@
 import { HttpServerResponse } from "@effect/platform"
-import { Stream } from "effect"
+import { Chunk, Effect, Option, Stream } from "effect"
 import type { JsonRows } from "../analytics/JsonRows.js"
 
 /**
@@ -12,12 +12,24 @@ export const jsonResponse = (body: unknown) => {
   return HttpServerResponse.raw(text, { contentType: "application/json", contentLength: Buffer.byteLength(text) })
 }
 
-/** `envelope` with a last member `key` whose value is `rows` (analytics/JsonRows), sent as the rows' chunks. */
-export const jsonRowsResponse = (envelope: object, key: string, rows: JsonRows) => {
-  const chunks = rows(`${JSON.stringify(envelope).slice(0, -1)},${JSON.stringify(key)}:`, "}")
-  const contentLength = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0)
+/**
+ * `envelope` with a last member `key` whose value is `rows` (analytics/JsonRows), sent as the rows' chunks: with
+ * its length when they are all there, else as the client takes them (the database failing meanwhile cuts the answer
+ * short, logged: its status is sent).
+ */
+export const jsonRowsResponse = <E>(envelope: object, key: string, rows: JsonRows<E>) => {
+  const { first, rest } = rows(`${JSON.stringify(envelope).slice(0, -1)},${JSON.stringify(key)}:`, "}")
+  if (Option.isSome(rest)) {
+    return HttpServerResponse.stream(
+      Stream.concat(Stream.fromChunk(Chunk.unsafeFromArray(first as Array<Uint8Array>)), rest.value).pipe(
+        Stream.tapErrorCause((cause) => Effect.logError("an answer was cut short: its next rows could not be read", cause))
+      ),
+      { contentType: "application/json" }
+    )
+  }
+  const contentLength = first.reduce((sum, chunk) => sum + chunk.byteLength, 0)
   const options = { contentType: "application/json", contentLength }
-  return chunks.length === 1
-    ? HttpServerResponse.raw(chunks[0], options)
-    : HttpServerResponse.stream(Stream.fromIterable(chunks), options)
+  return first.length === 1
+    ? HttpServerResponse.raw(first[0], options)
+    : HttpServerResponse.stream(Stream.fromIterable(first), options)
 }
