@@ -84,7 +84,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* historyRange(urlParams)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const rows = yield* Effect.orDie(history(scope, urlParams, range, "equipment"))
-          return jsonRowsResponse({
+          return yield* jsonRowsResponse({
             equipment_uuid: path.equipmentUuid,
             period: urlParams.period,
             start_date: range.start,
@@ -101,7 +101,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
             equipmentUuid: urlParams.equipment_uuid
           }
           const rows = yield* Effect.orDie(history(scope, urlParams, range, "sensor"))
-          return jsonRowsResponse({
+          return yield* jsonRowsResponse({
             sensor_uuid: path.sensorUuid,
             period: urlParams.period,
             start_date: range.start,
@@ -114,7 +114,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* lastBuckets(period.length, period.bucket)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const sensors = yield* Effect.orDie(analytics.stats(period.resolution, scope, range))
-          return jsonRowsResponse({
+          return yield* jsonRowsResponse({
             equipment_uuid: path.equipmentUuid,
             period: urlParams.period,
             start_date: range.start,
@@ -126,7 +126,7 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "analytics", (handlers) 
           const range = yield* lastBuckets(urlParams.hours * HOUR, HOUR)
           const scope = yield* equipmentScope(path.equipmentUuid, urlParams.sensor_type)
           const rows = yield* Effect.orDie(analytics.buckets("hour", scope, range, HomeAssistantRow))
-          return jsonRowsResponse({
+          return yield* jsonRowsResponse({
             equipment_uuid: path.equipmentUuid,
             period_hours: urlParams.hours,
             start_date: range.start,
