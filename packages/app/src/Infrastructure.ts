@@ -1,7 +1,7 @@
 import { NodeContext } from "@effect/platform-node"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { BucketConfig, QueueError, ShutdownTimeout, StorageError, WorkerStatus } from "@telemetry/domain"
+import { BucketConfig, integerSetting, QueueError, ShutdownTimeout, StorageError, WorkerStatus } from "@telemetry/domain"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as Migrator from "@telemetry/infra/db/Migrator"
 import type * as PostgresClient from "@telemetry/infra/db/PostgresClient"
@@ -12,7 +12,7 @@ import type * as KafkaClaimQueue from "@telemetry/infra/queue/kafka/KafkaClaimQu
 import * as FileObjectStore from "@telemetry/infra/storage/FileObjectStore"
 import type * as S3ObjectStore from "@telemetry/infra/storage/s3/S3ObjectStore"
 import * as Recovery from "@telemetry/worker/Recovery"
-import { Config, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Config, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { dirname, join } from "node:path"
 
 // Each adapter's options, read from the variables the README's Configuration table documents.
@@ -55,11 +55,12 @@ const files: Config.Config.Wrap<FileObjectStore.FileStoreOptions> = {
 
 /** `DATABASE_*`: PostgreSQL, with or without TimescaleDB. */
 const postgresOptions: Config.Config.Wrap<PostgresClient.PostgresOptions> = {
-  url: Config.redacted("DATABASE_URL"),
-  poolSize: Config.integer("DATABASE_POOL_SIZE").pipe(
-    Config.withDefault(10),
-    Config.validate({ message: "DATABASE_POOL_SIZE must be at least 1", validation: (n) => n >= 1 })
+  // A malformed URL would be read as a host name, or a database on localhost, and waited for in vain.
+  url: Config.string("DATABASE_URL").pipe(
+    Config.validate({ message: "must be a postgres:// or postgresql:// URL", validation: (url) => /^postgres(ql)?:\/\/[^/]/.test(url) }),
+    Config.map(Redacted.make)
   ),
+  poolSize: integerSetting("DATABASE_POOL_SIZE", 10, { min: 1 }),
   connectTimeout: orAdapterDefault(Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(
     Config.validate({ message: "must be more than 0", validation: (d: Duration.Duration) => Duration.greaterThan(d, Duration.zero) })
   ))
@@ -69,7 +70,7 @@ const embeddedDatabaseDir = Config.string("EMBEDDED_DB_DIR").pipe(Config.withDef
 
 /** How claims are loaded into either database. */
 const loading: Config.Config.Wrap<SqlTelemetryStore.SqlTelemetryStoreOptions> = {
-  batchReadings: Config.integer("COPY_BATCH_READINGS").pipe(Config.withDefault(20_000))
+  batchReadings: integerSetting("COPY_BATCH_READINGS", 20_000, { min: 1 })
 }
 
 /** Of either queue. */
@@ -87,13 +88,13 @@ const kafka: Config.Config.Wrap<KafkaClaimQueue.KafkaQueueOptions> = {
   publishTimeout,
   sessionTimeout: Config.duration("KAFKA_SESSION_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
   heartbeatInterval: Config.duration("KAFKA_HEARTBEAT_INTERVAL").pipe(Config.withDefault(Duration.seconds(3))),
-  partitionsConcurrently: Config.integer("KAFKA_PARTITIONS_CONCURRENTLY").pipe(Config.withDefault(3)),
+  partitionsConcurrently: integerSetting("KAFKA_PARTITIONS_CONCURRENTLY", 3, { min: 1 }),
   shutdownTimeout: ShutdownTimeout
 }
 
 /** `QUEUE_*` and `EMBEDDED_QUEUE_DIR`: the in-process queue. */
 const inProcess: Config.Config.Wrap<EmbeddedClaimQueue.EmbeddedQueueOptions> = {
-  capacity: Config.integer("QUEUE_CAPACITY").pipe(Config.withDefault(1000)),
+  capacity: integerSetting("QUEUE_CAPACITY", 1000, { min: 1 }),
   publishTimeout,
   shutdownTimeout: ShutdownTimeout,
   // Beside the embedded database by default, so that one data directory holds one deployment.

@@ -67,7 +67,7 @@ describe("a worker process started before its services", () => {
         })
       )
       expect(yield* Effect.promise(() => worker.exited)).not.toBe(0)
-      expect(worker.output()).toContain("DATABASE_POOL_SIZE must be at least 1")
+      expect(worker.output()).toMatch(/DATABASE_POOL_SIZE: \\?"must be at least 1/)
       expect(worker.output()).not.toContain("unreachable")
     }), { timeout: 60_000 })
 })

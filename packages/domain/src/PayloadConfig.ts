@@ -1,4 +1,5 @@
 import { Config, DateTime, Option } from "effect"
+import { integerSetting } from "./Settings.js"
 
 /** How payloads are read, by ingest (validation) and worker (loading) alike. */
 export const PayloadConfig = Config.all({
@@ -10,12 +11,12 @@ export const PayloadConfig = Config.all({
     }),
     Config.withDefault("UTC")
   ),
-  maxItems: Config.integer("MAX_ITEMS").pipe(Config.withDefault(10_000)),
-  maxItemBytes: Config.integer("MAX_ITEM_BYTES").pipe(Config.withDefault(64 * 1024 * 1024)),
-  maxDepth: Config.integer("MAX_JSON_DEPTH").pipe(Config.withDefault(16)),
+  maxItems: integerSetting("MAX_ITEMS", 10_000, { min: 1 }),
+  maxItemBytes: integerSetting("MAX_ITEM_BYTES", 64 * 1024 * 1024, { min: 1 }),
+  maxDepth: integerSetting("MAX_JSON_DEPTH", 16, { min: 4 }),
   /** Bytes of one JSON string (a key or a value), as sent. */
-  maxStringBytes: Config.integer("MAX_JSON_STRING_BYTES").pipe(Config.withDefault(64 * 1024)),
+  maxStringBytes: integerSetting("MAX_JSON_STRING_BYTES", 64 * 1024, { min: 1 }),
   /** Limit on a payload's decompressed JSON. */
-  maxDecompressedBytes: Config.integer("MAX_DECOMPRESSED_BYTES").pipe(Config.withDefault(2 * 1024 * 1024 * 1024))
+  maxDecompressedBytes: integerSetting("MAX_DECOMPRESSED_BYTES", 2 * 1024 * 1024 * 1024, { min: 1 })
 })
 export type PayloadConfig = Config.Config.Success<typeof PayloadConfig>

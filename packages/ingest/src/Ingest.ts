@@ -3,6 +3,7 @@ import {
   ClaimQueue,
   currentTraceparent,
   factsToMetadata,
+  integerSetting,
   limitBytes,
   objectKey,
   ObjectStore,
@@ -21,11 +22,11 @@ import * as Metrics from "./metrics.js"
 import { Validation } from "./validation/Validation.js"
 
 export const IngestConfig = Config.all({
-  maxBodyBytes: Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(512 * 1024 * 1024)),
+  maxBodyBytes: integerSetting("MAX_BODY_BYTES", 512 * 1024 * 1024, { min: 1 }),
   /** zlib level for plain bodies; gzip bodies are stored as they arrive. */
-  gzipLevel: Config.integer("GZIP_LEVEL").pipe(Config.withDefault(1)),
+  gzipLevel: integerSetting("GZIP_LEVEL", 1, { min: 0, max: 9 }),
   /** Body chunks either branch (storage, validation) may run ahead of the other. */
-  maxLagChunks: Config.integer("INGEST_MAX_LAG_CHUNKS").pipe(Config.withDefault(16)),
+  maxLagChunks: integerSetting("INGEST_MAX_LAG_CHUNKS", 16, { min: 1 }),
   /** Decompressed bytes a gzip body may expand to per byte sent, past its first MiB: a gzip bomb is refused. */
   maxCompressionRatio: Config.number("MAX_COMPRESSION_RATIO").pipe(Config.withDefault(100))
 })

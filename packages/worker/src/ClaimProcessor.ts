@@ -4,6 +4,7 @@ import {
   ClaimRejected,
   type DeadLetterReason,
   decodePayload,
+  integerSetting,
   limitBytes,
   LoadError,
   type LoadOutcome,
@@ -26,17 +27,11 @@ import * as Metrics from "./metrics.js"
 /** How hard a claim is tried before the worker gives up on it. */
 export const RetryConfig = Config.all({
   /** Loads tried in all, the first included. */
-  attempts: Config.integer("WORKER_RETRY_ATTEMPTS").pipe(
-    Config.withDefault(6),
-    Config.validate({ message: "WORKER_RETRY_ATTEMPTS must be at least 1", validation: (n) => n >= 1 })
-  ),
+  attempts: integerSetting("WORKER_RETRY_ATTEMPTS", 6, { min: 1 }),
   /** The longest pause between two tries; pauses double from half a second up to it. */
   maxDelay: Config.duration("WORKER_RETRY_MAX_DELAY").pipe(Config.withDefault(Duration.seconds(30))),
   /** Deliveries of a claim that may begin loading without ending; the next one is dead-lettered unloaded. */
-  maxDeliveries: Config.integer("WORKER_MAX_DELIVERIES").pipe(
-    Config.withDefault(5),
-    Config.validate({ message: "WORKER_MAX_DELIVERIES must be at least 1", validation: (n) => n >= 1 })
-  )
+  maxDeliveries: integerSetting("WORKER_MAX_DELIVERIES", 5, { min: 1 })
 })
 
 const FIRST_DELAY = Duration.millis(500)

@@ -1,3 +1,4 @@
+import { portSetting } from "@telemetry/domain"
 import * as SqlAccounts from "@telemetry/ingest/auth/SqlAccounts"
 import { Tokens } from "@telemetry/ingest/auth/Tokens"
 import { Config, Console, Effect, Layer, Option } from "effect"
@@ -10,7 +11,7 @@ const inEmbedded = SqlAccounts.layer.pipe(Layer.provide(Infrastructure.embeddedD
 
 /** The server on this host that holds the embedded database, reached on `PORT`. */
 const throughServer = Layer.unwrapEffect(Effect.gen(function*() {
-  const port = yield* Config.integer("PORT").pipe(Config.withDefault(8080))
+  const port = yield* portSetting("PORT", 8080)
   const baseUrl = `http://127.0.0.1:${port}`
   yield* Console.error(`The embedded database is held by a running server: sending the command to it at ${baseUrl}.`)
   return RemoteAccounts.layer(baseUrl).pipe(Layer.provide(Tokens.Default))

@@ -1,5 +1,5 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Layer } from "effect"
 import * as Logging from "../Logging.js"
 import * as Memory from "../Memory.js"
 import * as Tracing from "../observability/Tracing.js"
@@ -17,8 +17,12 @@ export const runProgram = <E>(program: string, layer: Layer.Layer<never, E>) => 
         Layer.provide(Shutdown.exitByDeadline(program)),
         Layer.provide(Tracing.layer(`telemetry-${program}`))
       )
-    ).pipe(Effect.provide(Logging.layer)),
+    ).pipe(
+      // Said in a line of our own, whose message says what stopped (runMain's has an empty one).
+      Effect.tapErrorCause((cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(`${program}: stopped`, cause)),
+      Effect.provide(Logging.layer)
+    ),
     // Logging.layer chooses the format: runMain's own pretty logger would print every line a second time.
-    { disablePrettyLogger: true }
+    { disablePrettyLogger: true, disableErrorReporting: true }
   )
 }

@@ -1,18 +1,15 @@
 import { HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { ClaimQueue } from "@telemetry/domain"
+import { ClaimQueue, portSetting } from "@telemetry/domain"
 import * as Health from "@telemetry/infra/Health"
 import { metricsResponse } from "@telemetry/ingest/http/MetricsRoute"
-import { Clock, Config, Effect, Layer } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 
 const service = "telemetry-worker"
 
 /** `METRICS_PORT`: where the worker process serves /metrics and its health; 0 takes any free port. */
-const MetricsPort = Config.integer("METRICS_PORT").pipe(
-  Config.validate({ message: "must be a port number, or 0 for any free port", validation: (n) => n >= 0 && n <= 65535 }),
-  Config.withDefault(9464)
-)
+const MetricsPort = portSetting("METRICS_PORT", 9464)
 
 /** The dependencies as ingest's readiness names them. */
 const named = { storage: "storage", queue: "the queue", database: "the database" } as const

@@ -1,7 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
-import { Chunk, Config, Effect, Option, type Schema, Stream } from "effect"
+import { integerSetting } from "@telemetry/domain"
+import { Chunk, Effect, Option, type Schema, Stream } from "effect"
 import { type Field, type JsonRows, rowsWriter, type Sensor } from "./JsonRows.js"
 import type { Instant } from "./Instant.js"
 import { SensorStats } from "./Rows.js"
@@ -71,10 +72,7 @@ const aliases: Record<string, string> = { value: "avg_value", max: "max_value", 
  * answer in memory at once would be ~45 MB for 100 000 raw readings, and a few readers asking together, or reading
  * slowly, could exhaust the process. On the embedded database the pages also let other requests in between.
  */
-const PageRows = Config.integer("ANALYTICS_PAGE_ROWS").pipe(
-  Config.withDefault(5_000),
-  Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
-)
+const PageRows = integerSetting("ANALYTICS_PAGE_ROWS", 5_000, { min: 1 })
 
 /** A sensor as the answers name it, and the equipment it belongs to (the last key of a history's order). */
 type SensorRow = Sensor & { readonly id: number; readonly equipment_id: number }

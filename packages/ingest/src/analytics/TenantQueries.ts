@@ -1,10 +1,8 @@
-import { Config, Effect } from "effect"
+import { integerSetting } from "@telemetry/domain"
+import { Effect } from "effect"
 
 /** Analytics queries one tenant may have running at once in this process; the rest wait their turn. */
-const QueriesPerTenant = Config.integer("ANALYTICS_QUERIES_PER_TENANT").pipe(
-  Config.withDefault(2),
-  Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
-)
+const QueriesPerTenant = integerSetting("ANALYTICS_QUERIES_PER_TENANT", 2, { min: 1 })
 
 /**
  * Runs a tenant's queries at most `ANALYTICS_QUERIES_PER_TENANT` at a time: a tenant's heavy queries (a raw history

@@ -1,4 +1,5 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
+import { integerSetting } from "@telemetry/domain"
 import { Config, Data, Duration, Effect } from "effect"
 import ipaddr from "ipaddr.js"
 import * as RateLimitStore from "../limits/RateLimitStore.js"
@@ -13,12 +14,12 @@ export class Limited extends Data.TaggedError("Limited")<{
 
 const AuthLimitsConfig = Config.all({
   /** Analytics requests one reader token (tenant and subject) may make per window, bursts up to it; 0: no limit. */
-  perReader: Config.integer("RATE_LIMIT_PER_READER").pipe(Config.withDefault(600)),
+  perReader: integerSetting("RATE_LIMIT_PER_READER", 600, { min: 0 }),
   /** Requests without a valid token one client address may make per window before they get 429 instead of 401. */
-  unauthenticated: Config.integer("RATE_LIMIT_UNAUTHENTICATED").pipe(Config.withDefault(60)),
+  unauthenticated: integerSetting("RATE_LIMIT_UNAUTHENTICATED", 60, { min: 0 }),
   window: Config.duration("RATE_LIMIT_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
   /** Failed logins one username, or one client address, may make per lockout window before logins are refused. */
-  loginFailures: Config.integer("LOGIN_MAX_FAILURES").pipe(Config.withDefault(10)),
+  loginFailures: integerSetting("LOGIN_MAX_FAILURES", 10, { min: 0 }),
   lockout: Config.duration("LOGIN_LOCKOUT_WINDOW").pipe(Config.withDefault(Duration.minutes(15)))
 })
 

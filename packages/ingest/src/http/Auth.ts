@@ -1,5 +1,6 @@
 import { HttpApiMiddleware, HttpApiSecurity, HttpApp, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
-import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { integerSetting } from "@telemetry/domain"
+import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { AuthLimits, type Limited } from "../auth/AuthLimits.js"
 import { type Principal, Tokens, type UserType, type VerifyOptions } from "../auth/Tokens.js"
 import { Forbidden, RateLimited, retryAfterHeader, Unauthorized } from "./errors.js"
@@ -50,7 +51,7 @@ export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@telemetry/Ad
 const ADMIN_TOKEN_MAX_AGE = Duration.minutes(5)
 
 /** Reverse proxies in front of the server whose `X-Forwarded-For` entries are believed; 0: none. */
-const TrustedProxyHops = Config.integer("TRUSTED_PROXY_HOPS").pipe(Config.withDefault(0))
+const TrustedProxyHops = integerSetting("TRUSTED_PROXY_HOPS", 0, { min: 0 })
 
 /**
  * The client's address: what limits on unauthenticated requests and failed logins are counted by. The

@@ -11,8 +11,8 @@ import {
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
-import { ShutdownTimeout } from "@telemetry/domain"
-import { Cause, Config, Duration, Effect, flow, Layer, Option } from "effect"
+import { portSetting, ShutdownTimeout } from "@telemetry/domain"
+import { Cause, Duration, Effect, flow, Layer, Option } from "effect"
 import { createServer, type ServerResponse } from "node:http"
 import { AccountsUnavailable } from "../auth/Accounts.js"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
@@ -130,7 +130,7 @@ const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, H
 const nodeServer = Layer.scoped(
   HttpServer.HttpServer,
   Effect.gen(function*() {
-    const port = yield* Config.integer("PORT").pipe(Config.withDefault(8080))
+    const port = yield* portSetting("PORT", 8080)
     const timeout = yield* ShutdownTimeout
     // Node keeps a connection alive after the answers it gives while closing: its client's next request on it would
     // hold the server open until the deadline. So every answer given from then on closes its connection.

@@ -1,4 +1,5 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
+import { integerSetting } from "@telemetry/domain"
 import { Config, Duration, Effect, Either, Ref, Schema } from "effect"
 import * as RateLimitStore from "./RateLimitStore.js"
 import { answeredAs } from "../http/errors.js"
@@ -53,14 +54,16 @@ export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
 
 export const AdmissionConfig = Config.all({
   /** Requests a device may send per window, as a token bucket (bursts up to the limit); 0 turns it off. */
-  perDevice: Config.integer("RATE_LIMIT_PER_DEVICE").pipe(Config.withDefault(60)),
+  perDevice: integerSetting("RATE_LIMIT_PER_DEVICE", 60, { min: 0 }),
   window: Config.duration("RATE_LIMIT_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
   /** Uploads streamed at once by this process; each holds buffers, so this bounds memory. */
-  maxInFlight: Config.integer("MAX_INFLIGHT_UPLOADS").pipe(Config.withDefault(32)),
+  maxInFlight: integerSetting("MAX_INFLIGHT_UPLOADS", 32, { min: 1 }),
   /** Of those, the most one device may hold. */
-  maxPerDevice: Config.integer("MAX_UPLOADS_PER_DEVICE").pipe(Config.withDefault(4)),
+  maxPerDevice: integerSetting("MAX_UPLOADS_PER_DEVICE", 4, { min: 1 }),
   /** Of those, the most one tenant's devices may hold together (default: half of MAX_INFLIGHT_UPLOADS). */
-  maxPerTenant: Config.option(Config.integer("MAX_UPLOADS_PER_TENANT"))
+  maxPerTenant: Config.option(Config.integer("MAX_UPLOADS_PER_TENANT").pipe(
+    Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
+  ))
 })
 
 /** Uploads in flight, in all and per tenant and device (keys from `keyOf`). */

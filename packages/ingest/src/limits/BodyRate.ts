@@ -1,3 +1,4 @@
+import { integerSetting } from "@telemetry/domain"
 import { type Chunk, Clock, Config, Duration, Effect, Option, Schema, Stream } from "effect"
 import { answeredAs } from "../http/errors.js"
 
@@ -15,7 +16,7 @@ export class BodyTooSlow extends Schema.TaggedError<BodyTooSlow>()("BodyTooSlow"
 
 export const BodyRateConfig = Config.all({
   /** The least average rate of a request body, in bytes per second; 0 turns the check off. */
-  minBytesPerSecond: Config.integer("MIN_BODY_RATE").pipe(Config.withDefault(1024)),
+  minBytesPerSecond: integerSetting("MIN_BODY_RATE", 1024, { min: 0 }),
   /** How long a body may come slower than that from its start (a slow start, a pause) before it is cut. */
   grace: Config.duration("BODY_RATE_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
 })

@@ -1,4 +1,4 @@
-import type { InvalidPayload, PayloadTooLarge } from "@telemetry/domain"
+import { integerSetting, type InvalidPayload, type PayloadTooLarge } from "@telemetry/domain"
 import { Config, Duration, Effect, Metric, Queue, Runtime, Schema, Stream } from "effect"
 import { createRequire } from "node:module"
 import { availableParallelism } from "node:os"
@@ -18,7 +18,7 @@ export type Validate = <E, R>(
  * Threads that validate uploads (gunzip, scan, decode, count), at most one per core by default; 0 validates on the
  * main thread. Admission (slots, rates) and storage stay on the main thread: one place for the limits of the process.
  */
-const ValidationThreads = Config.integer("INGEST_PROCESSES").pipe(Config.withDefault(availableParallelism()))
+const ValidationThreads = integerSetting("INGEST_PROCESSES", availableParallelism(), { min: 0 })
 
 /**
  * How long a thread may go without an upload before it stops, while another remains: each costs ~25 MiB even idle,
