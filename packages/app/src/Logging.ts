@@ -1,16 +1,26 @@
 import { Config, Effect, Layer, Logger, LogLevel, Option } from "effect"
 
-const formats = { json: Logger.json, logfmt: Logger.logFmt, pretty: Logger.pretty } as const
+const onStdout = { json: Logger.json, logfmt: Logger.logFmt, pretty: Logger.pretty } as const
+const onStderr = {
+  json: Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.jsonLogger)),
+  logfmt: Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)),
+  pretty: Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true }))
+} as const
 
 /**
  * The process's logger from `LOG_FORMAT` (json, logfmt or pretty; pretty on a terminal, else JSON, which log
- * shippers read line by line) and `LOG_LEVEL` (default info).
+ * shippers read line by line) and `LOG_LEVEL` (default info), on `stream`: stdout for a server, stderr for a
+ * command line, whose stdout carries its result alone (`pnpm migrate --json | jq`).
  */
-export const layer = Layer.unwrapEffect(
-  Effect.gen(function*() {
-    const format = yield* Config.option(Config.literal("json", "logfmt", "pretty")("LOG_FORMAT"))
-    const level = yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
-    const chosen = Option.getOrElse(format, () => (process.stdout.isTTY ? "pretty" : "json"))
-    return Layer.merge(formats[chosen], Logger.minimumLogLevel(level))
-  })
-)
+const make = (stream: "stdout" | "stderr") =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const format = yield* Config.option(Config.literal("json", "logfmt", "pretty")("LOG_FORMAT"))
+      const level = yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+      const chosen = Option.getOrElse(format, () => (process[stream].isTTY ? "pretty" : "json"))
+      return Layer.merge((stream === "stdout" ? onStdout : onStderr)[chosen], Logger.minimumLogLevel(level))
+    })
+  )
+
+export const layer = make("stdout")
+export const stderrLayer = make("stderr")

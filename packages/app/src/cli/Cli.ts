@@ -2,12 +2,14 @@ import { type Command, ValidationError } from "@effect/cli"
 import * as CliCommand from "@effect/cli/Command"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SingleBar } from "cli-progress"
-import { Console, Effect } from "effect"
+import { Console, Effect, Layer } from "effect"
+import * as Logging from "../Logging.js"
 import * as Memory from "../Memory.js"
 
 /**
  * Runs `command` as this process's command line (`pnpm <name> ...`): @effect/cli shows its usage errors itself;
- * our own failures are told in one sentence on stderr, and the process exits 1.
+ * our own failures are told in one sentence on stderr, and the process exits 1. Logs go to stderr too: stdout
+ * carries the command's result alone.
  */
 export const run = <Name extends string, E, A>(command: Command.Command<Name, NodeContext.NodeContext, E, A>, name: string) => {
   // `pnpm replay` loads payloads as a worker does, `pnpm send` streams them.
@@ -18,8 +20,8 @@ export const run = <Name extends string, E, A>(command: Command.Command<Name, No
         ? Effect.void
         : Console.error(`${name}: ${error instanceof Error ? error.message : String(error)}`)
     ),
-    Effect.provide(NodeContext.layer),
-    (program) => NodeRuntime.runMain(program, { disableErrorReporting: true })
+    Effect.provide(Layer.merge(NodeContext.layer, Logging.stderrLayer)),
+    (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
   )
 }
 

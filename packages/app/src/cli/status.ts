@@ -1,5 +1,5 @@
 import { Command, Options } from "@effect/cli"
-import { Console, Data, Duration, Effect, FiberRef, HashSet, Logger, LogLevel } from "effect"
+import { Console, Data, Duration, Effect, Logger, LogLevel } from "effect"
 import * as Cli from "./Cli.js"
 import * as StatusReport from "./StatusReport.js"
 
@@ -27,15 +27,8 @@ const status = Command.make("status", { json, since }, ({ json, since }) =>
     const names = report.dependencies.filter((d) => d.status === "down").map((d) => d.name)
     if (names.length > 0) return yield* new DependenciesDown({ names })
   }).pipe(
-    // Logs (Kafka's, storage's, the migrations') on stderr, warnings and worse: stdout carries the report alone.
-    Logger.withMinimumLogLevel(LogLevel.Warning),
-    Effect.locallyWith(FiberRef.currentLoggers, (loggers) =>
-      loggers.pipe(
-        // The runtime's pretty logger (it replaces the default one) writes to stdout.
-        HashSet.remove(Logger.defaultLogger),
-        HashSet.remove(Logger.prettyLoggerDefault),
-        HashSet.add(Logger.withConsoleError(Logger.logfmtLogger))
-      ))
+    // Logs (Kafka's, storage's, the migrations'), warnings and worse.
+    Logger.withMinimumLogLevel(LogLevel.Warning)
   )).pipe(Command.withDescription("Shows the dependencies' health, consumer lag, dead letters, maintenance jobs and watermarks"))
 
 Cli.run(status, "pnpm status")
