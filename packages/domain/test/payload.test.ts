@@ -18,7 +18,9 @@ const isoMicros = (us: number): string =>
 // normalize
 // ---------------------------------------------------------------------------------------------------------------
 
-const normalize = makeNormalizer({ timeZone: "UTC", receivedAt: RECEIVED_AT })
+/** Items of a payload received at RECEIVED_AT; each call a payload of its own. */
+const payloadReader = () => makeNormalizer({ timeZone: "UTC", receivedAt: RECEIVED_AT })
+const normalize = (input: unknown, index: number) => payloadReader()(input, index)
 
 /** An equipment item with one minimal reading, with `fields` overriding or adding top-level fields. */
 const equipment = (fields: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -392,6 +394,31 @@ describe("normalize", () => {
     expect(error.message).toMatch(/^\[2\]\.sensor\[0\]\.sensor_datahora_coleta: is not an ISO-8601 date-time/)
     const fallback = fail(withReadings({ sensor_uuid: "a" }, { sensor_uuid: "s", timestamp: "2026-02-30T10:00:00" }))
     expect(fallback.path).toBe("[0].sensor[1].timestamp")
+  })
+
+  it("refuses a reading more than a day after the payload was received, with its path", () => {
+    const dayAfter = RECEIVED_AT + 86_400_000
+    expect(firstReading(withReadings({ sensor_uuid: "s", sensor_datahora_coleta: new Date(dayAfter).toISOString() })).timeMicros)
+      .toBe(dayAfter * 1000)
+    const late = new Date(dayAfter + 1).toISOString()
+    const error = fail(withReadings({ sensor_uuid: "s" }, { sensor_uuid: "s", timestamp: late }), 1)
+    expect(error.path).toBe("[1].sensor[1].timestamp")
+    expect(error.message).toBe(`[1].sensor[1].timestamp: is more than a day after the payload was received (a clock gone wrong?): "${late}"`)
+  })
+
+  it("refuses a payload whose readings span more than 400 UTC days, at the reading of the 401st, across its items", () => {
+    const onDays = (from: number, count: number) =>
+      withReadings(...Array.from({ length: count }, (_, d) => ({
+        sensor_uuid: "s",
+        // Two readings a day, and the receive time's day among them.
+        sensor_datahora_coleta: new Date(RECEIVED_AT - (from + Math.floor(d / 2)) * 86_400_000 - (d % 2) * 1000).toISOString()
+      })))
+    expect(Either.isRight(payloadReader()(onDays(0, 800), 0))).toBe(true)
+    const reader = payloadReader()
+    expect(Either.isRight(reader(onDays(0, 600), 0))).toBe(true)
+    const more = reader(onDays(300, 201), 1)
+    expect(Either.isLeft(more) && more.left.path).toBe("[1].sensor[200].sensor_datahora_coleta")
+    expect(Either.isLeft(more) && more.left.message).toMatch(/span more than 400 days \(UTC\); send them in several payloads$/)
   })
 
   it("accepts exactly what the EquipmentItem schema accepts, and reads it alike (random items)", () => {

@@ -121,9 +121,10 @@ const DAYS = [
   springForward(2026),
   Date.UTC(2026, 9, 25),
   Date.UTC(2026, 11, 1),
-  Date.UTC(2099, 11, 31)
+  // The latest day whose every wall-clock time, in any offset, is within a day after now (readings later are refused).
+  Math.floor(Date.now() / DAY) * DAY - DAY
 ]
-const GAP_DAYS = [springForward(2026), springForward(2099)]
+const GAP_DAYS = [springForward(2025), springForward(2026)]
 
 export const OFFSETS = [0, 60, -180, 330, 840, -720, 545]
 

@@ -141,6 +141,21 @@ const toMetadata = (r: SensorReading, sent: Fields): string | null => {
   return json === "" ? null : `{${json.slice(1)}}`
 }
 
+const DAY_MICROS = 86_400_000_000
+
+/**
+ * How far past its receipt a reading's time may lie: a clock a few hours fast, or naive times read in the wrong
+ * zone, pass; a time further ahead is a clock gone wrong, whose readings would sit in chunks retention never drops.
+ */
+export const MAX_AHEAD_MICROS = DAY_MICROS
+
+/**
+ * The most UTC days the readings of one payload may span (a year's backlog and more). Each day is a chunk of
+ * `telemetry_data` its load writes in one transaction, holding locks on each: 6 000 days in one payload exhausted
+ * the database's lock table ("out of shared memory") on every attempt, holding up the worker for minutes.
+ */
+export const MAX_PAYLOAD_DAYS = 400
+
 /** What a reader of items makes of one item: each reading once checked, then the item's equipment. */
 interface ItemBuilder<A> {
   readonly reading: (r: SensorReading, timeMicros: number, value: number | null, status: string | null, sent: Fields) => void
@@ -155,9 +170,15 @@ interface ItemBuilder<A> {
 const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder<A>) => {
   const parseTime = makeTimestampParser(options.timeZone)
   const receivedAt = options.receivedAt * 1000
+  const latest = receivedAt + MAX_AHEAD_MICROS
   // The readings of one sampling instant usually share their time text: parse it once.
   let lastText: string | undefined
   let lastTime = 0
+  // The UTC days of the payload's readings so far, and the last time counted in them.
+  const days = new Set<number>()
+  let countedTime = NaN
+  const timePath = (index: number, reading: number, r: SensorReading) =>
+    `[${index}].sensor[${reading}].${r.sensor_datahora_coleta != null ? "sensor_datahora_coleta" : "timestamp"}`
 
   /**
    * `offset`: the index in the item's `sensor` of the first reading of `input`, when `input` holds only some of
@@ -198,14 +219,34 @@ const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder
         if (at !== lastText) {
           const parsed = parseTime(at)
           if (Either.isLeft(parsed)) {
-            const field = r.sensor_datahora_coleta != null ? "sensor_datahora_coleta" : "timestamp"
-            const path = `[${index}].sensor[${offset + i}].${field}`
+            const path = timePath(index, offset + i, r)
             return Either.left(new InvalidPayload({ message: `${path}: ${parsed.left}`, path }))
+          }
+          if (parsed.right > latest) {
+            const path = timePath(index, offset + i, r)
+            return Either.left(new InvalidPayload({
+              message: `${path}: is more than a day after the payload was received (a clock gone wrong?): ${JSON.stringify(at.slice(0, 64))}`,
+              path
+            }))
           }
           lastText = at
           lastTime = parsed.right
         }
         time = lastTime
+      }
+      if (time !== countedTime) {
+        const day = Math.floor(time / DAY_MICROS)
+        if (!days.has(day)) {
+          if (days.size === MAX_PAYLOAD_DAYS) {
+            const path = at != null ? timePath(index, offset + i, r) : `[${index}].sensor[${offset + i}]`
+            return Either.left(new InvalidPayload({
+              message: `${path}: the payload's readings span more than ${MAX_PAYLOAD_DAYS} days (UTC); send them in several payloads`,
+              path
+            }))
+          }
+          days.add(day)
+        }
+        countedTime = time
       }
       let value: number | null = r.valor ?? null
       let status: string | null = r.status ?? null
