@@ -170,7 +170,7 @@ const attacks = (it: Vitest.MethodsNonLive<Services, true>) => {
         expected.push([poison.claim.claim_id, yield* refusedAs(payload)])
         const tenant = `behind-${what.replace(/\W+/g, "-")}`
         behind.push(tenant)
-        yield* queue.publish((yield* stash(readingsPayload(`${tenant}-eq`, 5, Date.now() - 3_600_000), { tenantId: tenant, deviceId: "poison-device" })).claim)
+        yield* queue.publish((yield* stash(readingsPayload(`${tenant}-eq`, 5, Date.now() - 3_600_000), { tenantId: tenant, deviceId: "poison-device", receivedAt: new Date() })).claim)
       }
       for (const tenant of behind) yield* eventually(readingsOfTenant(tenant), (n) => n === 5)
       const deadLetters = Stream.runCollect(queue.deadLetters({})).pipe(

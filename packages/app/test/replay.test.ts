@@ -10,7 +10,8 @@ import { join } from "node:path"
 import { eventually, infrastructure, kafkaDeployment, loaded, tempDir, worker } from "./support/pipeline.js"
 import { startReplay } from "./support/process.js"
 
-const day = (d: number) => new Date(Date.UTC(2026, 10, d, 12))
+// Received after their readings (readingsPayload: from 2026-11-10): readings more than a day ahead are refused.
+const day = (d: number) => new Date(Date.UTC(2026, 10, 10 + d, 12))
 
 const quietly: Replay.Progress = { found: Effect.void, replayed: Effect.void }
 
@@ -63,11 +64,11 @@ describe("replay", () => {
         expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 1, payloadGone: 0, replayed: 0, rejectedAgain: 0 })
 
         // The payloads stored on day 2: two are loaded, one revoked, the lost one is re-published — by the command.
-        const range = ["--from", "2026-11-02T00:00:00Z", "--to", "2026-11-03T00:00:00Z"]
+        const range = ["--from", "2026-11-12T00:00:00Z", "--to", "2026-11-13T00:00:00Z"]
         const dry = yield* replayProcess(["stored", ...range, "--dry-run"], env)
         expect(dry.code).toBe(0)
         expect(dry.output).toContain(
-          "stored payloads from 2026-11-02T00:00:00.000Z to 2026-11-03T00:00:00.000Z: 4 claim(s), 3 already loaded; would replay 1"
+          "stored payloads from 2026-11-12T00:00:00.000Z to 2026-11-13T00:00:00.000Z: 4 claim(s), 3 already loaded; would replay 1"
         )
         expect(yield* committed).toBe(3)
         const real = yield* replayProcess(["stored", ...range], env)

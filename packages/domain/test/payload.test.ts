@@ -310,6 +310,18 @@ describe("normalize", () => {
     ])
   })
 
+  it("gives readings without a time the receive time, each a microsecond after the one before, across items", () => {
+    const reader = payloadReader()
+    const times = (item: unknown, index: number) => {
+      const read = reader(item, index)
+      if (Either.isLeft(read)) throw new Error(read.left.message)
+      return read.right.readings.map((r) => r.timeMicros - RECEIVED_AT * 1000)
+    }
+    expect(times(withReadings({ sensor_uuid: "s", valor: 1 }, { sensor_uuid: "s", valor: 2 }, { sensor_uuid: "t", timestamp: "2026-04-30T11:00:00Z" }), 0))
+      .toEqual([0, 1, Date.parse("2026-04-30T11:00:00Z") * 1000 - RECEIVED_AT * 1000])
+    expect(times(withReadings({ sensor_uuid: "s", valor: 3 }), 1)).toEqual([2])
+  })
+
   it("reads naive reading times in the configured time zone", () => {
     const saoPaulo = makeNormalizer({ timeZone: "America/Sao_Paulo", receivedAt: RECEIVED_AT })
     const result = saoPaulo(withReadings({ sensor_uuid: "s", sensor_datahora_coleta: "2026-04-30T10:00:00" }), 0)
@@ -668,7 +680,8 @@ describe("PayloadDecoder", () => {
         expect(second?.readings).toEqual([
           { sensorUuid: "t2", timeMicros: RECEIVED_AT * 1000, value: 4.25, status: null, metadata: "{\"battery\":90}" }
         ])
-        expect(third?.readings).toEqual([{ sensorUuid: "t3", timeMicros: RECEIVED_AT * 1000, value: null, status: null, metadata: null }])
+        // The payload's second reading without a time: a microsecond after the first.
+        expect(third?.readings).toEqual([{ sensorUuid: "t3", timeMicros: RECEIVED_AT * 1000 + 1, value: null, status: null, metadata: null }])
       }
     }))
 

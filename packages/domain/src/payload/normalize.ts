@@ -177,6 +177,9 @@ const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder
   // The UTC days of the payload's readings so far, and the last time counted in them.
   const days = new Set<number>()
   let countedTime = NaN
+  // Readings without a time take the receive time, each a microsecond after the one before: two of one sensor
+  // would otherwise be one reading twice, and the second dropped as a duplicate.
+  let untimed = 0
   const timePath = (index: number, reading: number, r: SensorReading) =>
     `[${index}].sensor[${reading}].${r.sensor_datahora_coleta != null ? "sensor_datahora_coleta" : "timestamp"}`
 
@@ -214,8 +217,9 @@ const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder
     for (let i = 0; i < item.sensor.length; i++) {
       const r = item.sensor[i]!
       const at = r.sensor_datahora_coleta ?? r.timestamp
-      let time = receivedAt
-      if (at != null) {
+      let time: number
+      if (at == null) time = receivedAt + untimed++
+      else {
         if (at !== lastText) {
           const parsed = parseTime(at)
           if (Either.isLeft(parsed)) {
