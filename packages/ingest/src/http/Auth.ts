@@ -133,10 +133,18 @@ const guard = (
 ) =>
   Effect.gen(function*() {
     const limits = yield* AuthLimits
-    const verified = authenticate(yield* Tokens, limits, options)
+    const tokens = yield* Tokens
+    // A token of the wrong type gets its 403 whatever its age: the age limit is checked once the type is right.
+    const { maxAge, ...anyAge } = options
+    const verified = authenticate(tokens, limits, anyAge)
+    const fresh = maxAge === undefined ? undefined : authenticate(tokens, limits, options)
     return {
       bearer: (token: Redacted.Redacted<string>) =>
-        verified(token).pipe(Effect.flatMap(ofType(allowed, what)), Effect.flatMap((principal) => more(principal, limits)))
+        verified(token).pipe(
+          Effect.flatMap(ofType(allowed, what)),
+          Effect.flatMap((principal) => (fresh === undefined ? Effect.succeed(principal) : fresh(token))),
+          Effect.flatMap((principal) => more(principal, limits))
+        )
     }
   })
 
