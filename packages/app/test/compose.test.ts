@@ -82,7 +82,9 @@ const configNamesRead = (): ReadonlySet<string> => {
   const isConfigCall = (callee: ts.Expression): boolean =>
     (ts.isPropertyAccessExpression(callee) && ts.isIdentifier(callee.expression) &&
       callee.expression.text === "Config" && !["withDefault", "nested"].includes(callee.name.text)) ||
-    (ts.isCallExpression(callee) && isConfigCall(callee.expression))
+    (ts.isCallExpression(callee) && isConfigCall(callee.expression)) ||
+    // The domain's settings (Settings.ts), which read their variable through Config.
+    (ts.isIdentifier(callee) && ["integerSetting", "portSetting"].includes(callee.text))
   const visit = (node: ts.Node): void => {
     if (ts.isCallExpression(node) && isConfigCall(node.expression)) {
       for (const arg of node.arguments) {
