@@ -4,6 +4,7 @@ import { claim } from "@telemetry/domain/testing"
 import { databases, storeOn, type TestDatabase } from "@telemetry/infra/testing"
 import { freePort } from "@telemetry/testbed/FreePort"
 import { Effect, Layer, Stream } from "effect"
+import { LISTED_SENSORS } from "../src/analytics/EquipmentRows.js"
 import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { equipments, generate, itemsOf, type Point } from "./support/dataset.js"
 import { DAY, HOUR } from "./support/reference.js"
@@ -75,6 +76,7 @@ const equipmentsSuite = (database: TestDatabase) =>
         last_reading_at: isoMicros(newest(own).time),
         stale: false,
         readings_24h: sensors.reduce((sum, s) => sum + s.readings_24h, 0),
+        sensor_count: sensors.length,
         sensors
       }
     }
@@ -130,6 +132,24 @@ const equipmentsSuite = (database: TestDatabase) =>
           const other = yield* get("/", readerToken("tenant-b"))
           expect(other.json.data.map((e: any) => e.uuid)).toEqual(["eq-a", "secret"])
           expect(withoutSparkline(other.json.data[0])).toEqual(expected("tenant-b", "eq-a"))
+        }))
+
+      it.effect("an equipment lists its first 500 sensors by uuid, and counts them all", () =>
+        Effect.gen(function*() {
+          const store = yield* TelemetryStore
+          const base = single("many", "active", end)
+          const uuids = Array.from({ length: LISTED_SENSORS + 2 }, (_, i) => `many-${String(i).padStart(4, "0")}`)
+          const item: TelemetryItem = {
+            equipment: base.equipment,
+            sensors: uuids.map((uuid) => ({ ...base.sensors[0]!, uuid })),
+            readings: uuids.map((sensorUuid, i) => ({ ...base.readings[0]!, sensorUuid, value: i }))
+          }
+          expect(yield* store.load(claim({ tenantId: "tenant-many" }), Stream.make(item))).toMatchObject({ _tag: "Loaded" })
+          const { json } = yield* get("/many", readerToken("tenant-many"))
+          expect(json.sensor_count).toBe(LISTED_SENSORS + 2)
+          expect(json.sensors.map((s: any) => s.uuid)).toEqual(uuids.slice(0, LISTED_SENSORS))
+          // Its own figures are those of the sensors listed.
+          expect(json.readings_24h).toBe(LISTED_SENSORS)
         }))
 
       it.effect("filters by name or uuid (any case) and by status", () =>

@@ -6,6 +6,13 @@ import { MicrosTimestamp, Timestamp } from "./Rows.js"
 
 const Count = Schema.Number.annotations({ description: "a count (integer)" })
 
+/**
+ * The most sensors an equipment lists (the first by uuid): an equipment may be sent any number of sensors, and a page
+ * listing them all (50 000 on one equipment took 9.7 MB and its query seconds) would hold the process's memory and,
+ * embedded, its one thread. The equipment's own figures (newest reading, readings, sparkline) are of those listed.
+ */
+export const LISTED_SENSORS = 500
+
 export const LastReading = Schema.Struct({
   time: MicrosTimestamp,
   value: Schema.NullOr(Schema.Number),
@@ -44,7 +51,10 @@ export const Equipment = Schema.Struct({
     description: "readings in the hourly buckets since the start of the hour 24 hours ago (as stats?period=24h)"
   }),
   sparkline: Schema.NullOr(Sparkline),
-  sensors: Schema.Array(EquipmentSensor)
+  sensor_count: Count.annotations({ description: `the sensors it has; \`sensors\` lists the first ${LISTED_SENSORS} by uuid` }),
+  sensors: Schema.Array(EquipmentSensor).annotations({
+    description: `its first ${LISTED_SENSORS} sensors by uuid (byte order); the figures above are of these`
+  })
 }).annotations({ identifier: "Equipment" })
 export type Equipment = typeof Equipment.Type
 

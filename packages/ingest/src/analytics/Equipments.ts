@@ -3,7 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { textStorable } from "@telemetry/domain"
 import { Clock, Data, Effect, Option, Schema } from "effect"
 import { checkedRows } from "./checkedRows.js"
-import type { Equipment, EquipmentPage } from "./EquipmentRows.js"
+import { type Equipment, type EquipmentPage, LISTED_SENSORS } from "./EquipmentRows.js"
 
 const MINUTE = 60_000
 const HOUR = 60 * MINUTE
@@ -64,6 +64,8 @@ const SensorRow = Schema.Struct({
 })
 type SensorRow = typeof SensorRow.Type
 
+const SensorCount = Schema.Struct({ equipment_id: Schema.Number, sensors: Schema.Number })
+
 const FacetRow = Schema.Struct({ status: Schema.String, equipments: Schema.Number, matching: Schema.Number })
 
 /**
@@ -107,11 +109,20 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
         ORDER BY e.status COLLATE "C"`)
 
     const sensorsOf = (ids: ReadonlyArray<number>, since: Date) =>
-      rows(SensorRow)(sql`SELECT s.equipment_id, s.uuid, s.name, s.type, s.unit, s.status,
+      rows(SensorRow)(sql`WITH listed AS (
+          SELECT s.* FROM unnest(${ids}::int[]) AS page(equipment_id)
+          CROSS JOIN LATERAL (
+            SELECT s.id, s.equipment_id, s.uuid, s.name, s.type, s.unit, s.status FROM sensors s
+            WHERE s.equipment_id = page.equipment_id
+            ORDER BY s.uuid COLLATE "C"
+            LIMIT ${LISTED_SENSORS}
+          ) s
+        )
+        SELECT s.equipment_id, s.uuid, s.name, s.type, s.unit, s.status,
           to_char(last.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS last_time,
           last.value AS last_value, last.status AS last_status,
           coalesce(day.readings, 0)::float8 AS readings, day.hours, day.averages
-        FROM sensors s
+        FROM listed s
         LEFT JOIN LATERAL (
           SELECT d.time, d.value, d.status FROM telemetry_data d WHERE d.sensor_id = s.id ORDER BY d.time DESC LIMIT 1
         ) last ON true
@@ -128,8 +139,12 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
           WHERE h.equipment_id = ANY(${ids}::int[]) AND h.bucket >= ${since}
           GROUP BY h.sensor_id
         ) day ON day.sensor_id = s.id
-        WHERE s.equipment_id = ANY(${ids}::int[])
         ORDER BY s.equipment_id, s.uuid COLLATE "C"`)
+
+    /** How many sensors each equipment of `ids` has. */
+    const sensorCounts = (ids: ReadonlyArray<number>) =>
+      rows(SensorCount)(sql`SELECT equipment_id, count(*)::int AS sensors FROM sensors
+        WHERE equipment_id = ANY(${ids}::int[]) GROUP BY equipment_id`)
 
     /** The equipments of `rows` with their sensors, as of `now`. */
     const described = (equipments: ReadonlyArray<EquipmentRow>) =>
@@ -137,9 +152,15 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
         const now = yield* Clock.currentTimeMillis
         // The hourly buckets of the last 24 hours, as stats?period=24h takes them.
         const since = Math.floor((now - DAY) / HOUR) * HOUR
-        const sensors = equipments.length === 0 ? [] : yield* sensorsOf(equipments.map((e) => e.id), new Date(since))
+        const ids = equipments.map((e) => e.id)
+        const [sensors, counts] = equipments.length === 0
+          ? [[], []]
+          : yield* Effect.all([sensorsOf(ids, new Date(since)), sensorCounts(ids)], { concurrency: 2 })
         const hours = Math.floor((now - since) / HOUR) + 1
-        return equipments.map((e) => toEquipment(e, sensors.filter((s) => s.equipment_id === e.id), { now, since, hours }))
+        const countOf = new Map(counts.map((c) => [c.equipment_id, c.sensors]))
+        return equipments.map((e) =>
+          toEquipment(e, sensors.filter((s) => s.equipment_id === e.id), countOf.get(e.id) ?? 0, { now, since, hours })
+        )
       })
 
     const list = (
@@ -177,6 +198,7 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
 const toEquipment = (
   e: EquipmentRow,
   sensors: ReadonlyArray<SensorRow>,
+  sensorCount: number,
   window: { readonly now: number; readonly since: number; readonly hours: number }
 ): Equipment => {
   const lastReadingAt = sensors.reduce<string | null>(
@@ -199,6 +221,7 @@ const toEquipment = (
       start: new Date(window.since),
       hourly_avg: hourly(charted, window.hours)
     },
+    sensor_count: sensorCount,
     sensors: sensors.map((s) => ({
       uuid: s.uuid,
       name: s.name,
