@@ -74,6 +74,15 @@ layer(serverOn(inMemoryStore(1_000), port), { timeout: 120_000, excludeTestServi
       expect(JSON.stringify(spec)).not.toContain("HttpApiDecodeError")
       const bulk = spec.paths["/api/v1/telemetry/bulk"].post
       expect(Object.keys(bulk.responses).sort()).toEqual(["202", "400", "401", "403", "408", "409", "413", "415", "422", "429", "500", "503"])
+      // What the server answers for every route beside the handlers (Server.ts) is documented where it can happen.
+      for (const [path, method, codes] of [
+        ["/api/v1/analytics/equipment/{equipmentUuid}/history", "get", ["400", "503"]],
+        ["/api/v1/equipments", "get", ["400", "503"]],
+        ["/api/v1/admin/accounts", "post", ["400", "413", "503"]],
+        ["/api/v1/auth/device/login", "post", ["400", "413", "503"]]
+      ] as const) {
+        expect([path, Object.keys(spec.paths[path][method].responses)]).toEqual([path, expect.arrayContaining([...codes])])
+      }
       // Unknown fields are ignored (contract §1), so the documented body does not forbid them.
       expect(JSON.stringify(bulk.requestBody)).not.toContain("additionalProperties")
     }))

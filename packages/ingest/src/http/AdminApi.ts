@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { Account, AccountKind, Password, Username } from "../auth/Accounts.js"
 import { Name, TimeZoneName } from "../auth/Tokens.js"
 import { AdminAuth } from "./Auth.js"
-import { NotFound } from "./errors.js"
+import { InvalidBody, NotFound, TooLarge, Unavailable } from "./errors.js"
 
 // --- Account administration: what `pnpm device` and `pnpm user` send to a running server that holds the embedded
 // database. Admin tokens only; our own command line mints them, valid for a minute. ---
@@ -47,6 +47,8 @@ export class AdminGroup extends HttpApiGroup.make("admin")
     HttpApiEndpoint.post("addAccount", "/api/v1/admin/accounts")
       .setPayload(NewAccount)
       .addSuccess(Account, { status: 201 })
+      .addError(InvalidBody)
+      .addError(TooLarge)
       .addError(AccountConflict)
       .annotate(OpenApi.Summary, "Create an account")
   )
@@ -57,9 +59,12 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .setPath(AccountPath)
       .setPayload(Schema.Struct({ password: Password }))
       .addSuccess(Account)
+      .addError(InvalidBody)
+      .addError(TooLarge)
       .addError(NotFound)
       .annotate(OpenApi.Summary, "Set an account's password")
   )
+  .addError(Unavailable)
   .middleware(AdminAuth)
   .annotate(OpenApi.Description, "Account administration, for `pnpm device` and `pnpm user`: admin tokens only")
 {}

@@ -12,7 +12,7 @@ import {
   Timestamp
 } from "../analytics/Rows.js"
 import { ReaderAuth } from "./Auth.js"
-import { InvalidParameter } from "./errors.js"
+import { InvalidParameter, Unavailable } from "./errors.js"
 import { dateParam, Limit, Text, Uuid, wholeNumber, withDefault } from "./params.js"
 
 // --- Analytics (contract §4) ---
@@ -124,6 +124,8 @@ export class AnalyticsGroup extends HttpApiGroup.make("analytics")
       .annotate(OpenApi.Summary, "Hourly statistics of the last hours, for the Home Assistant integration")
   )
   .addError(InvalidParameter)
+  // While the database refuses or drops connections (Server.ts answers it for every route).
+  .addError(Unavailable)
   .middleware(ReaderAuth)
   .prefix("/api/v1/analytics")
 {}

@@ -2,7 +2,7 @@ import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { Equipment, EquipmentPage } from "../analytics/EquipmentRows.js"
 import { ReaderAuth } from "./Auth.js"
-import { InvalidParameter, NotFound } from "./errors.js"
+import { InvalidParameter, NotFound, Unavailable } from "./errors.js"
 import { Text, Uuid, wholeNumber, withDefault } from "./params.js"
 
 // --- The tenant's equipments, for the console (and any dashboard that needs to find its uuids) ---
@@ -32,6 +32,7 @@ export class EquipmentsGroup extends HttpApiGroup.make("equipments")
       .annotate(OpenApi.Summary, "One equipment of the tenant, as the list describes it; 404 when the tenant has none of this uuid")
   )
   .addError(InvalidParameter)
+  .addError(Unavailable)
   .middleware(ReaderAuth)
   .prefix("/api/v1/equipments")
 {}
