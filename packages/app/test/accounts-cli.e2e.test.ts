@@ -30,6 +30,11 @@ describe("pnpm device and pnpm user", () => {
       expect([added.code, added.stderr]).toEqual([0, expect.stringContaining(
         "Created the device account \"ha-cli\" of tenant \"acme\", reading times without a zone in America/Sao_Paulo."
       )])
+      // A wrong option is told in the schema's words, not the tree of its refinements.
+      const short = yield* cli("device", ["add", "--tenant", "acme", "--username", "ha-short", "--password", "abc"], env)
+      expect(short.code).not.toBe(0)
+      expect(short.stdout + short.stderr).toContain("a password has at least 8 characters")
+      expect(short.stdout + short.stderr).not.toContain("refinement")
       // The generated password, alone on stdout, shown once; stored only as a hash.
       const generated = added.stdout.trim()
       expect(generated).toMatch(/^[\w-]{24}$/)

@@ -1,8 +1,8 @@
-import { type Command, ValidationError } from "@effect/cli"
+import { type Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import * as CliCommand from "@effect/cli/Command"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SingleBar } from "cli-progress"
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect, Layer, ParseResult, Schema } from "effect"
 import * as Logging from "../Logging.js"
 import * as Memory from "../Memory.js"
 
@@ -24,6 +24,15 @@ export const run = <Name extends string, E, A>(command: Command.Command<Name, No
     (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
   )
 }
+
+/**
+ * `Options.withSchema`, a failure told by the schema's own message for the first issue ("a password has at least 8
+ * characters"), not the tree of refinements and transformations it went through.
+ */
+export const decodedBy = <A, I>(schema: Schema.Schema<A, I>) => (options: Options.Options<I>): Options.Options<A> =>
+  Options.mapEffect(options, (value) =>
+    Effect.mapError(Schema.decodeUnknown(schema)(value), (error) =>
+      ValidationError.invalidValue(HelpDoc.p(ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.message ?? "invalid"))))
 
 /** Rows as columns, padded to the widest cell, the first row the heading. */
 export const columns = (rows: ReadonlyArray<ReadonlyArray<string>>) => {

@@ -4,18 +4,18 @@ import { Name, TimeZoneName } from "@telemetry/ingest/auth/Tokens"
 import { Console, Effect, Logger, LogLevel, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as AccountsTarget from "./AccountsTarget.js"
-import { columns } from "./Cli.js"
+import { columns, decodedBy } from "./Cli.js"
 
 // `pnpm device add|list|disable|enable|passwd` and `pnpm user ...` (reader accounts): one command line per kind of
 // account. Messages go to stderr; stdout carries only what a script wants (a generated password, the list).
 
-const username = Options.text("username").pipe(Options.withSchema(Username), Options.withDescription("the login name"))
+const username = Options.text("username").pipe(decodedBy(Username), Options.withDescription("the login name"))
 const password = Options.text("password").pipe(
-  Options.withSchema(Password),
+  decodedBy(Password),
   Options.optional,
   Options.withDescription("the password (at least 8 characters); without it one is generated and printed, once")
 )
-const tenant = Options.text("tenant").pipe(Options.withSchema(Name))
+const tenant = Options.text("tenant").pipe(decodedBy(Name))
 
 /** 24 characters of base64url: 144 random bits. */
 const generated = () => randomBytes(18).toString("base64url")
@@ -38,7 +38,7 @@ const showGenerated = (chosen: Option.Option<string>, actual: string) =>
 export const accountCommand = <const Name extends string>(name: Name, kind: AccountKind) => {
   const what = kind === "device" ? "device" : "reader"
   const timeZone = Options.text("timezone").pipe(
-    Options.withSchema(TimeZoneName),
+    decodedBy(TimeZoneName),
     Options.optional,
     Options.withDescription("IANA time zone of the device's reading times sent without a zone, e.g. America/Sao_Paulo")
   )

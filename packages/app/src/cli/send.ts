@@ -23,14 +23,14 @@ const token = Options.redacted("token").pipe(
   Options.optional,
   Options.withDescription("a device token, sent as its bearer token (env TELEMETRY_TOKEN)")
 )
-const positive = Schema.Int.pipe(Schema.positive())
+const positive = Schema.Int.pipe(Schema.positive({ message: () => "must be a whole number of at least 1" }))
 const concurrency = Options.integer("concurrency").pipe(
-  Options.withSchema(positive),
+  Cli.decodedBy(positive),
   Options.withDefault(4),
   Options.withDescription("payloads in flight at once")
 )
 const attempts = Options.integer("attempts").pipe(
-  Options.withSchema(positive),
+  Cli.decodedBy(positive),
   Options.withDefault(5),
   Options.withDescription("tries per payload while the server answers 429 or 503 (honouring Retry-After) or cannot be reached")
 )
