@@ -51,7 +51,10 @@ const only = onlyArg === undefined
   ? names
   : (onlyArg.includes("=") ? onlyArg.split("=")[1]! : args[args.indexOf(onlyArg) + 1] ?? "").split(",")
 const unknown = only.filter((name) => !names.includes(name as Name))
-if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(", ")}; choose among ${names.join(", ")}`)
+if (unknown.length > 0) {
+  process.stderr.write(`pnpm bench: unknown benchmark ${unknown.join(", ")}; choose among ${names.join(", ")}\n`)
+  process.exit(2)
+}
 const chosen = (name: Name) => only.includes(name)
 
 const program = Effect.gen(function*() {

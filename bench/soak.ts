@@ -224,8 +224,13 @@ const soak = (minutes: number, devices: number) =>
   })
 
 const args = process.argv.slice(2)
-const minutesArg = Number(args[args.indexOf("--soak") + 1])
-const minutes = Number.isFinite(minutesArg) && minutesArg > 0 ? minutesArg : 30
+// `--soak [minutes]`: a value that is not a positive number is refused, not taken for the default half hour.
+const minutesText = args[args.indexOf("--soak") + 1]
+const minutes = minutesText === undefined || minutesText.startsWith("--") ? 30 : Number(minutesText)
+if (!(Number.isFinite(minutes) && minutes > 0)) {
+  process.stderr.write(`pnpm bench --soak: "${minutesText}" is not a number of minutes\n`)
+  process.exit(2)
+}
 const devices = Number(process.env["SOAK_DEVICES"] ?? 2000)
 
 NodeRuntime.runMain(
