@@ -400,6 +400,17 @@ describe("normalize", () => {
     }
   })
 
+  it("words its refusals for the field, not the schema: an item or reading that is no object, a value of neither kind", () => {
+    expect(fail(null).message).toBe("[0]: must be an object (an equipment item)")
+    expect(fail(equipment({ sensor: [1] })).message).toBe("[0].sensor[0]: must be an object (a reading)")
+    expect(fail(withReadings({ sensor_uuid: "s", sensor_telemetria: "x".repeat(300) })).message).toBe(
+      "[0].sensor[0].sensor_telemetria: must be a number within ±1e+100, or a text of at most 256 characters not starting with U+FEFF"
+    )
+    expect(fail(withReadings({ sensor_uuid: "s", sensor_via_hub: 3 })).message).toBe(
+      "[0].sensor[0].sensor_via_hub: must be true, false or a text of at most 256 characters"
+    )
+  })
+
   it("reports the offending timestamp field with its path", () => {
     const error = fail(withReadings({ sensor_uuid: "s", sensor_datahora_coleta: "yesterday" }), 2)
     expect(error.path).toBe("[2].sensor[0].sensor_datahora_coleta")

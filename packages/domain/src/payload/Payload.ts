@@ -53,7 +53,9 @@ const Id = Storable.pipe(
   Schema.minLength(1, { message: () => "must be a non-empty string" }),
   Schema.maxLength(MAX_ID_LENGTH, { message: () => `must be at most ${MAX_ID_LENGTH} characters` })
 )
-const Flag = Schema.optional(Schema.NullOr(Schema.Union(BoundedText, Schema.Boolean)))
+const Flag = Schema.optional(Schema.NullOr(Schema.Union(BoundedText, Schema.Boolean)).annotations({
+  message: () => ({ message: `must be true, false or a text of at most ${MAX_TEXT_LENGTH} characters`, override: true })
+}))
 
 export const SensorReading = Schema.Struct({
   sensor_uuid: Id,
@@ -63,7 +65,13 @@ export const SensorReading = Schema.Struct({
   sensor_unidade: Text,
   sensor_status: Text,
   valor: Schema.optional(Schema.NullOr(Value)),
-  sensor_telemetria: Schema.optional(Schema.NullOr(Schema.Union(Value, BoundedText))),
+  // Told as one: a text too long is not "expected number".
+  sensor_telemetria: Schema.optional(Schema.NullOr(Schema.Union(Value, BoundedText)).annotations({
+    message: () => ({
+      message: `must be a number within ±${MAX_ABS_VALUE}, or a text of at most ${MAX_TEXT_LENGTH} characters not starting with U+FEFF`,
+      override: true
+    })
+  })),
   status: Text,
   sensor_datahora_coleta: Text,
   timestamp: Text,
@@ -79,7 +87,7 @@ export const SensorReading = Schema.Struct({
   sensor_firmware: Text,
   sensor_id_hardware: Text,
   sensor_via_hub: Flag
-})
+}).annotations({ message: () => "must be an object (a reading)" })
 export type SensorReading = typeof SensorReading.Type
 
 export const EquipmentItem = Schema.Struct({
@@ -91,7 +99,7 @@ export const EquipmentItem = Schema.Struct({
   equip_sirene_ativa: Flag,
   equip_sirete_tempo: Seconds,
   sensor: Schema.Array(SensorReading).pipe(Schema.minItems(1, { message: () => "must hold at least one reading" }))
-})
+}).annotations({ message: () => "must be an object (an equipment item)" })
 export type EquipmentItem = typeof EquipmentItem.Type
 
 /** The members of an equipment item besides `sensor`: all a large item is read with, besides its readings. */
