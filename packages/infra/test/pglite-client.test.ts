@@ -3,9 +3,21 @@ import { expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import { createServer } from "node:http"
 import { type AddressInfo, connect } from "node:net"
+import * as DatabaseErrors from "../src/db/DatabaseErrors.js"
 import * as PgliteClient from "../src/db/PgliteClient.js"
 
 layer(PgliteClient.layer({}), { timeout: 120_000, excludeTestServices: true })("PgliteClient", (it) => {
+  it.effect("a statement binding more parameters than it may is refused for good, and the session goes on", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const ids = Array.from({ length: 40_000 }, (_, i) => i)
+      const refused = yield* Effect.flip(sql`SELECT count(*)::int AS n FROM generate_series(1, 10) g WHERE g IN ${sql.in(ids)}`)
+      expect(refused.message).toContain("40000 parameters")
+      expect(DatabaseErrors.isTransient(refused)).toBe(false)
+      // The same ids as one array, and the session answers as before.
+      expect(yield* sql`SELECT count(*)::int AS n FROM generate_series(1, 10) g WHERE g = ANY(${ids}::int[])`).toEqual([{ n: 10 }])
+    }))
+
   it.effect("its one session goes to statements in turn: given back, to the longest waiter, not to its holder", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

@@ -23,10 +23,24 @@ export interface PgliteOptions {
 const sqlError = (message: string) => (cause: unknown) =>
   new SqlError({ message: `${message}: ${(cause as Error)?.message ?? cause}`, cause })
 
+/**
+ * The most parameters a statement may bind. PGlite writes the count into its Bind message as 16 bits: past this it
+ * desynchronized its one session ("Invalid array length"), after which every statement of the process answered
+ * nothing, logins included, until a restart. Refused here as PostgreSQL refuses too many arguments: for good.
+ */
+const MAX_PARAMETERS = 32_767
+
+const tooManyParameters = (count: number) =>
+  new SqlError({
+    message: `Failed to execute statement: ${count} parameters, more than the ${MAX_PARAMETERS} a statement may bind`,
+    cause: { code: "54023", severity: "ERROR", message: "too many parameters" }
+  })
+
 class PgliteConnection implements Connection {
   constructor(readonly pg: PGlite) {}
 
   private query(sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") {
+    if (params.length > MAX_PARAMETERS) return Effect.fail(tooManyParameters(params.length))
     return Effect.tryPromise({
       try: () => this.pg.query<any>(sql, params as Array<unknown>, rowMode ? { rowMode } : undefined),
       catch: sqlError("Failed to execute statement")

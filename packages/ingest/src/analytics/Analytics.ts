@@ -174,7 +174,8 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
     }
 
     const sensorsOf = (ids: Iterable<unknown>) =>
-      sql<SensorRow>`SELECT id, uuid, name, type, unit, equipment_id FROM sensors WHERE id IN ${sql.in([...ids])}`
+      // One array, however many: a parameter each would be past what a statement may bind for a large equipment.
+      sql<SensorRow>`SELECT id, uuid, name, type, unit, equipment_id FROM sensors WHERE id = ANY(${[...ids] as Array<number>}::int[])`
 
     /** `row`'s fields of the rows of `query` (no rows when nothing is in scope), their sensors looked up. */
     const scoped = (
