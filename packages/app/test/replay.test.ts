@@ -103,7 +103,7 @@ describe("replay", () => {
 
       const replayed = yield* replayProcess(["dead-letters"], env)
       expect(replayed.code).toBe(0)
-      expect(replayed.output).toContain("1 claim(s), 0 already loaded; loaded 1 here (0 dead-lettered again)")
+      expect(replayed.output).toContain("1 claim(s), 0 already loaded; handled 1 here: 1 loaded, 0 dead-lettered")
       const again = yield* replayProcess(["dead-letters"], env)
       expect(again.output).toContain("1 claim(s), 1 already loaded; loaded 0 here")
       expect(yield* loaded("emb-").pipe(Effect.provide(PgliteClient.layer({ dataDir: env.EMBEDDED_DB_DIR })), Effect.provide(NodeContext.layer)))

@@ -67,7 +67,7 @@ const execute = <E, R>(
     const replayed = options.dryRun
       ? `would replay ${summary.replayed}`
       : loadHere
-      ? `loaded ${summary.replayed} here (${summary.rejectedAgain} dead-lettered again)`
+      ? `handled ${summary.replayed} here: ${summary.replayed - summary.rejectedAgain} loaded, ${summary.rejectedAgain} dead-lettered`
       : `re-published ${summary.replayed}`
     yield* Console.log(
       `${what} ${describe(range)}: ${summary.candidates} claim(s)${yield* report(summary)}, ` +
