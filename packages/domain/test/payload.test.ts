@@ -514,6 +514,9 @@ describe("timestamps", () => {
   it("reads Z and offsets as instants", () => {
     expect(utc("2026-04-30T10:15:30Z")).toBe("2026-04-30T10:15:30.000000Z")
     expect(utc("2026-04-30T10:15:30z")).toBe("2026-04-30T10:15:30.000000Z")
+    // RFC 3339 allows a lowercase separator too.
+    expect(utc("2026-04-30t10:15:30z")).toBe("2026-04-30T10:15:30.000000Z")
+    expect(utc("2026-04-30t10:15:30")).toBe("2026-04-30T10:15:30.000000Z")
     expect(utc("2026-04-30T10:15:30+02:00")).toBe("2026-04-30T08:15:30.000000Z")
     expect(utc("2026-04-30T10:15:30-0300")).toBe("2026-04-30T13:15:30.000000Z")
     expect(utc("2026-04-30T10:15:30+05:30")).toBe("2026-04-30T04:45:30.000000Z")

@@ -11,7 +11,7 @@ const MAX_TIME = Date.UTC(2100, 0, 1) * MICROS_PER_MS
 const outOfRange = (text: string) => Either.left(`is out of range (1970 to 2099): ${JSON.stringify(text.slice(0, 64))}`)
 
 const ISO =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/
+  /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/
 
 /** Whether `timeZone` is an IANA zone name this runtime knows. */
 export const isTimeZone = (timeZone: string): boolean => DateTime.zoneMakeNamed(timeZone)._tag === "Some"
