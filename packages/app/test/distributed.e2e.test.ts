@@ -38,7 +38,7 @@ describe("distributed pipeline: ingest and two workers as OS processes on Kafka,
       yield* waitUntil(async () => (await scalar(loaded)) === 10_000 && (await scalar("SELECT count(*) AS n FROM claim_ledger")) === 50, 120_000, "50 claims loaded")
 
       // Large payloads, so that a worker is caught in the middle of one.
-      const large = Array.from({ length: 6 }, (_, i) => gzipSync(JSON.stringify(bulkPayload(1, 60_000, Date.UTC(2026, 10, 5), `big${i}`))))
+      const large = Array.from({ length: 6 }, (_, i) => gzipSync(JSON.stringify(bulkPayload(1, 60_000, Date.UTC(2026, 9, 10), `big${i}`))))
       const bigStatuses = yield* Effect.promise(() => Promise.all(large.map((body, i) => postGzipAs(base, body, `big-device-${i}`))))
       expect(bigStatuses.every((s) => s === 202)).toBe(true)
       let victim = ""
