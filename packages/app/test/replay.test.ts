@@ -105,7 +105,7 @@ describe("replay", () => {
       expect(replayed.code).toBe(0)
       expect(replayed.output).toContain("1 claim(s), 0 already loaded; handled 1 here: 1 loaded, 0 dead-lettered")
       const again = yield* replayProcess(["dead-letters"], env)
-      expect(again.output).toContain("1 claim(s), 1 already loaded; loaded 0 here")
+      expect(again.output).toContain("1 claim(s), 1 already loaded; handled 0 here: 0 loaded, 0 dead-lettered")
       expect(yield* loaded("emb-").pipe(Effect.provide(PgliteClient.layer({ dataDir: env.EMBEDDED_DB_DIR })), Effect.provide(NodeContext.layer)))
         .toEqual({ readings: 25, distinct_readings: 25, claims: 1 })
     }), { timeout: 300_000 })
