@@ -20,12 +20,12 @@ COPY --from=deps /app ./
 RUN mkdir -p data && chown node:node data
 # Semi-spaces of at most 4 MiB (V8 grows its young generation to 2 × 16 MiB under a long upload's allocations and
 # keeps it while busy): the ingest process's peak with a 1 GB plain body 216 → 192 MiB, the worker's 143 → 115, at
-# no cost in ingest or load speed measured, ~5 ms more CPU for an analytics answer of thousands of rows (README,
-# "Footprint"). The benchmarks and tests run the compiled programs with them.
+# no cost in ingest or load speed measured, ~5 ms more CPU for an analytics answer of thousands of rows
+# (docs/performance.md, "Footprint"). The benchmarks and tests run the compiled programs with them.
 ENV NODE_OPTIONS=--max-semi-space-size=4
 # Two malloc arenas instead of glibc's eight per core: the memory that threads (validation, zlib's) free stays
 # in fewer arenas for reuse. The ingest process's peak with a 1 GB body 176 → 168 MiB (gzip), 192 → 183 (plain);
-# ingest and the worker's loads no slower (README, "Footprint").
+# ingest and the worker's loads no slower (docs/performance.md, "Footprint").
 ENV MALLOC_ARENA_MAX=2
 USER node
 EXPOSE 8080
