@@ -6,8 +6,8 @@ import { randomJson } from "./support/randomJson.js"
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
 /** The parts of `item` fed in chunks cut at `cuts`, as text, or the error's message. */
-const partsOf = (item: Uint8Array, cuts: ReadonlyArray<number>, partBytes = 200) => {
-  const splitter = new ItemSplitter(new Set(["equip_uuid", "a"]), "sensor", partBytes)
+const partsOf = (item: Uint8Array, cuts: ReadonlyArray<number>, partBytes = 200, maxHeldBytes = Infinity) => {
+  const splitter = new ItemSplitter(new Set(["equip_uuid", "a"]), "sensor", partBytes, maxHeldBytes)
   const parts: Array<RawItemPart> = []
   const bounds = [0, ...cuts, item.length]
   try {
@@ -50,6 +50,22 @@ describe("ItemSplitter", () => {
       for (let k = 1; k < bytes.length; k++) if (random() < 0.08) cuts.push(k)
       expect(partsOf(bytes, cuts), json).toEqual(whole)
       expect(partsOf(bytes, Array.from({ length: bytes.length - 1 }, (_, k) => k + 1)), json).toEqual(whole)
+    }
+  })
+
+  it("bounds what it holds at once — its head and the part being gathered — not the item, however it is chunked", () => {
+    const item = (reading: number, head: number) =>
+      utf8(JSON.stringify({ equip_uuid: "x", a: "h".repeat(head), sensor: [...Array(200).keys(), "r".repeat(reading)] }))
+    const everyCut = (bytes: Uint8Array) => Array.from({ length: bytes.length - 1 }, (_, k) => k + 1)
+    for (const [reading, head, refused] of [[100, 100, false], [400, 100, true], [100, 400, true]] as const) {
+      const bytes = item(reading, head)
+      expect(bytes.length).toBeGreaterThan(500)
+      for (const cuts of [[], everyCut(bytes)]) {
+        const parts = partsOf(bytes, cuts, 100, 450)
+        expect("error" in parts ? parts.error : "read", `${reading} ${head}`).toBe(
+          refused ? "its kept members and one part of its readings exceed 450 bytes" : "read"
+        )
+      }
     }
   })
 

@@ -903,6 +903,33 @@ describe("PayloadDecoder", () => {
         expect(items.reduce((n, i) => n + i.readings.length, 0)).toBe(many.length)
       }))
 
+    it.effect("of any size when it names its equipment first; what it holds at once is bounded", () =>
+      Effect.gen(function*() {
+        // Under the ~2.2 MB of `many`: a Home Assistant queue grown past the bound must still load.
+        const bound = { maxItemBytes: 1_100_000 }
+        const first = yield* decode(JSON.stringify([{ equip_uuid: "first", sensor: many }]), bound, 64 * 1024)
+        expect(first.flatMap((i) => i.readings.map((r) => r.value))).toEqual(many.map((r) => r.valor))
+        // Named after them, its readings wait for it: bounded.
+        expect(yield* decodeError(JSON.stringify([{ sensor: many, equip_uuid: "late" }]), bound)).toMatchObject({
+          _tag: "PayloadTooLarge",
+          message: "item [0] has more than 1100000 bytes of readings before its equip_uuid"
+        })
+        // One reading, or the equipment fields (a kept name repeated), larger than the bound.
+        const wide = Object.fromEntries(Array.from({ length: 1200 }, (_, k) => [`f${k}`, "w".repeat(1000)]))
+        const names = Array.from({ length: 1200 }, () => `"equip_nome":"${"n".repeat(1000)}"`).join(",")
+        for (
+          const text of [
+            JSON.stringify([{ equip_uuid: "wide", sensor: [...many, { sensor_uuid: "w", ...wide }] }]),
+            `[{"equip_uuid":"names",${names},"sensor":${JSON.stringify(many)}}]`
+          ]
+        ) {
+          expect(yield* decodeError(text, bound)).toMatchObject({
+            _tag: "PayloadTooLarge",
+            message: "item [0] has equipment fields or a reading larger than 1100000 bytes"
+          })
+        }
+      }))
+
     it.effect("an invalid reading deep inside is reported with its own path", () =>
       Effect.gen(function*() {
         const bad = readings(20_000).map((r, k) => k === 15_000 ? { ...r, valor: "x" } : r)

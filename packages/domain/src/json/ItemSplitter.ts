@@ -5,7 +5,8 @@
  * members (only the few `keep` names; an item's unknown fields are ignored downstream anyway) into its head.
  *
  * It only finds boundaries — strings, escapes, nesting — the way JsonArrayScanner does; what it hands out is
- * checked by `JSON.parse`, and the enclosing scanner enforces the item's size, depth and string limits.
+ * checked by `JSON.parse`, and the enclosing scanner enforces the depth and string limits. What it holds at once —
+ * the head and the part being gathered — is bounded by `maxHeldBytes`: the item itself may be of any size.
  */
 
 const QUOTE = 0x22
@@ -31,7 +32,11 @@ export interface RawItemPart {
   readonly last: boolean
 }
 
-export class ItemSplitError extends Error {}
+export class ItemSplitError extends Error {
+  constructor(message: string, readonly kind: "syntax" | "too_large" = "syntax") {
+    super(message)
+  }
+}
 
 // Where the splitter is in the item object (depth 1) or in its `sensor` array (depth 2).
 const BEFORE_OBJECT = 0
@@ -99,7 +104,8 @@ export class ItemSplitter {
     private readonly keep: ReadonlySet<string>,
     /** The member whose array is split. */
     private readonly arrayMember: string,
-    private readonly partBytes: number
+    private readonly partBytes: number,
+    private readonly maxHeldBytes: number
   ) {
     this.head.byte(OPEN_BRACE)
   }
@@ -161,7 +167,10 @@ export class ItemSplitter {
         case IN_VALUE: {
           const end = this.scanValue(bytes, i)
           const stop = end < 0 ? n : end
-          if (this.keeping) this.head.append(bytes, i, stop)
+          if (this.keeping) {
+            this.head.append(bytes, i, stop)
+            this.checkHeld()
+          }
           i = stop
           if (end >= 0) this.state = AFTER_VALUE
           break
@@ -200,7 +209,10 @@ export class ItemSplitter {
     let runStart = -1
     let runEnd = -1
     const flush = () => {
-      if (runStart >= 0) readings.append(bytes, runStart, runEnd)
+      if (runStart >= 0) {
+        readings.append(bytes, runStart, runEnd)
+        this.checkHeld()
+      }
       runStart = -1
     }
     while (i < n) {
@@ -210,6 +222,7 @@ export class ItemSplitter {
         const end = this.scanValue(bytes, i)
         if (end < 0) {
           readings.append(bytes, runStart, n)
+          this.checkHeld()
           runStart = -1
           i = n
           break
@@ -259,6 +272,14 @@ export class ItemSplitter {
     flush()
     this.state = state
     return i
+  }
+
+  /** Refuses the item once its head and the part being gathered (a reading's bytes, say) outgrow the bound. */
+  private checkHeld(): void {
+    if (this.head.length + this.readings.length > this.maxHeldBytes) {
+      const message = `its kept members and one part of its readings exceed ${this.maxHeldBytes} bytes`
+      throw new ItemSplitError(message, "too_large")
+    }
   }
 
   private startMember(): void {

@@ -9,7 +9,11 @@
 import { ItemSplitError, ItemSplitter, type RawItemPart } from "./ItemSplitter.js"
 
 export interface ScannerLimits {
-  /** One element larger than this (in UTF-8 bytes) -> "element_too_large". */
+  /**
+   * One element larger than this (in UTF-8 bytes) -> "element_too_large". An element read in parts (SplitOptions)
+   * may be larger: what it holds at once — its kept members and the part being gathered — may not
+   * ("part_too_large").
+   */
   readonly maxElementBytes: number
   /** Nesting deeper than this (the top-level array is depth 1) -> "too_deep". */
   readonly maxDepth: number
@@ -39,7 +43,9 @@ export class ElementPart {
     readonly items: ReadonlyArray<unknown>,
     /** Index in the array member of the first of `items`. */
     readonly offset: number,
-    readonly last: boolean
+    readonly last: boolean,
+    /** Bytes of the JSON text of `items`. */
+    readonly bytes: number
   ) {}
 }
 
@@ -49,6 +55,7 @@ export class JsonScanError extends Error {
       | "syntax"
       | "not_an_array"
       | "element_too_large"
+      | "part_too_large"
       | "too_deep"
       | "string_too_long"
       | "unstorable_string"
@@ -279,27 +286,33 @@ export class JsonArrayScanner {
    * Returns the index just after the element, or `bytes.length` if it continues in the next chunk.
    */
   private continueElement(bytes: Uint8Array, start: number, out: Array<unknown>, from = start): number {
-    // Scan at most one byte past the size limit, so an oversized element fails
-    // without walking the rest of a huge chunk.
-    const end = Math.min(bytes.length, start + this.maxElementBytes - this.elementBytes + 1)
+    // Scan at most one byte past the size limit, so an oversized element fails without walking the rest of a huge
+    // chunk — or past the size where it is read in parts, after which it is not held whole and has no size limit.
+    const splittable = this.split !== undefined && this.startByte === OPEN_BRACE
+    const limit = splittable ? Math.min(this.maxElementBytes, this.split!.aboveBytes) : this.maxElementBytes
+    const end = this.splitter !== undefined
+      ? bytes.length
+      : Math.min(bytes.length, start + limit - this.elementBytes + 1)
     const stop = this.state === IN_PRIMITIVE
       ? this.scanPrimitive(bytes, from, end)
       : this.scanStructured(bytes, from, end, this.elementBytes - start)
     const piece = bytes.subarray(start, stop < 0 ? end : stop)
     const size = this.elementBytes + piece.length
-    if (size > this.maxElementBytes) {
+    if (this.splitter === undefined && size > this.maxElementBytes) {
       throw this.error("element_too_large", `Element exceeds ${this.maxElementBytes} bytes`)
     }
     this.elementBytes = size
-    if (this.splitter === undefined && this.split !== undefined && this.startByte === OPEN_BRACE && size > this.split.aboveBytes) {
-      this.splitter = new ItemSplitter(this.split.keep, this.split.arrayMember, this.split.partBytes)
+    if (this.splitter === undefined && splittable && size > this.split!.aboveBytes) {
+      const { arrayMember, keep, partBytes } = this.split!
+      this.splitter = new ItemSplitter(keep, arrayMember, partBytes, this.maxElementBytes)
       this.splitParts(this.pending.subarray(0, this.pendingBytes), out)
       this.pendingBytes = 0
       if (this.pending.length > MAX_KEPT_PENDING_BYTES) this.pending = new Uint8Array(0)
     }
     if (this.splitter !== undefined) {
       this.splitParts(piece, out)
-      if (stop < 0) return end
+      // The rest of the chunk, when the scan stopped where the element began to be read in parts.
+      if (stop < 0) return end < bytes.length ? this.continueElement(bytes, end, out) : end
       this.splitter = undefined
       this.emitted++
       this.state = AFTER_ELEMENT
@@ -321,14 +334,25 @@ export class JsonArrayScanner {
     try {
       parts = this.splitter!.push(bytes)
     } catch (e) {
-      if (e instanceof ItemSplitError) throw this.error("syntax", `Element ${this.emitted}: ${e.message}`)
+      if (e instanceof ItemSplitError) {
+        throw this.error(e.kind === "too_large" ? "part_too_large" : "syntax", `Element ${this.emitted}: ${e.message}`)
+      }
       throw e
     }
     for (const part of parts) {
       // The part's bytes were all scanned: the flag covers them.
       const head = this.parseChecked(part.head, "", 0, this.unstorableEscape)
       const items = this.parseChecked(part.readings, `.${this.split!.arrayMember}`, part.offset, this.unstorableEscape)
-      out.push(new ElementPart(this.emitted, head as Record<string, unknown>, items as Array<unknown>, part.offset, part.last))
+      out.push(
+        new ElementPart(
+          this.emitted,
+          head as Record<string, unknown>,
+          items as Array<unknown>,
+          part.offset,
+          part.last,
+          part.readings.length
+        )
+      )
     }
   }
 

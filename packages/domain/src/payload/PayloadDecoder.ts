@@ -8,7 +8,11 @@ import type { TelemetryItem } from "./Telemetry.js"
 export interface PayloadLimits {
   /** Equipment items per payload (contract: MAX_ITEMS, default 10 000). */
   readonly maxItems: number
-  /** Bytes of one equipment item's JSON. */
+  /**
+   * Bytes of one equipment item's JSON. An item over 1 MiB is read in parts, and then only what is held at once is
+   * bounded: its readings before its `equip_uuid` (they wait for it), its equipment fields with one part of readings.
+   * So an item that names its equipment first, as Home Assistant's do, may be of any size.
+   */
   readonly maxItemBytes: number
   /** JSON nesting depth. */
   readonly maxDepth: number
@@ -21,6 +25,11 @@ const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload 
     case "element_too_large":
       return new PayloadTooLarge({
         message: `item [${e.index}] is larger than ${limits.maxItemBytes} bytes`,
+        limit: limits.maxItemBytes
+      })
+    case "part_too_large":
+      return new PayloadTooLarge({
+        message: `item [${e.index}] has equipment fields or a reading larger than ${limits.maxItemBytes} bytes`,
         limit: limits.maxItemBytes
       })
     case "not_an_array":
@@ -90,15 +99,25 @@ const decodeWith = <A extends { readonly continued?: boolean }>(
     let index = 0
     // Parts of a large item whose head does not name its equipment yet (`equip_uuid` after `sensor`).
     let waiting: Array<ElementPart> = []
+    let waitingBytes = 0
     let continued = false
     /** The items of a part (none while it waits for its item's equipment), or the first invalid one. */
-    const normalizePart = (part: ElementPart): Either.Either<ReadonlyArray<A>, InvalidPayload> => {
+    const normalizePart = (part: ElementPart): Either.Either<ReadonlyArray<A>, InvalidPayload | PayloadTooLarge> => {
       if (!part.last && !("equip_uuid" in part.head)) {
         waiting.push(part)
-        return Either.right([])
+        waitingBytes += part.bytes
+        return waitingBytes > options.maxItemBytes
+          ? Either.left(
+            new PayloadTooLarge({
+              message: `item [${part.index}] has more than ${options.maxItemBytes} bytes of readings before its equip_uuid`,
+              limit: options.maxItemBytes
+            })
+          )
+          : Either.right([])
       }
       const parts = [...waiting, part]
       waiting = []
+      waitingBytes = 0
       const items: Array<A> = []
       for (const p of parts) {
         const item = normalize({ ...part.head, sensor: p.items }, part.index, p.offset)
