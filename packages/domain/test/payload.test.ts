@@ -861,6 +861,29 @@ describe("PayloadDecoder", () => {
     )
   })
 
+  it.effect("reads NaN, Infinity and -Infinity, as Python's json.dumps writes them, as null; in strings they stay", () =>
+    Effect.gen(function*() {
+      const reading = (k: number, valor: string) =>
+        `{"sensor_uuid":"s${k}","sensor_nome":"NaN -Infinity \\"NaN\\"","valor":${valor},"sensor_telemetria":"1.5",` +
+        `"sensor_bateria_pct":NaN,"sensor_potencia":Infinity,"sensor_voltagem":-Infinity,"sensor_corrente":2}`
+      const text = `[{"equip_uuid":"nan","sensor":[${reading(0, "NaN")},${reading(1, "-Infinity")}]}]`
+      for (const size of [1, 5, Infinity]) {
+        const [item] = yield* decode(text, {}, size)
+        expect(item?.readings.map((r) => [r.value, r.metadata])).toEqual([[1.5, "{\"current\":2}"], [1.5, "{\"current\":2}"]])
+        expect(item?.sensors[0]?.name).toBe("NaN -Infinity \"NaN\"")
+      }
+      // Read in parts (over 1 MiB) too.
+      const many = Array.from({ length: 6000 }, (_, k) => reading(k % 3, k === 5000 ? "NaN" : String(k))).join(",")
+      const large = yield* decode(`[{"equip_uuid":"nan","sensor":[${many}]}]`, { maxItemBytes: 64 * 1024 * 1024 }, 64 * 1024)
+      expect(large.flatMap((i) => i.readings).map((r) => r.value)[5000]).toBe(1.5)
+      // Anything else still refused, with JSON.parse's own words.
+      for (const valor of ["NaNa", "1Infinity", "nan", "+Infinity"]) {
+        const error = yield* decodeError(`[{"equip_uuid":"x","sensor":[{"sensor_uuid":"s","valor":${valor}}]}]`)
+        expect(error, valor).toMatchObject({ _tag: "InvalidPayload", path: "[0]" })
+        expect(error.message, valor).not.toContain("null")
+      }
+    }))
+
   it.effect("keeps the source stream's error", () =>
     Effect.gen(function*() {
       const source = Stream.concat(bytesOf("[{\"equip_uuid\":"), Stream.fail("connection reset" as const))

@@ -498,11 +498,16 @@ export class JsonArrayScanner {
   private parseChecked(bytes: Uint8Array, path: string, offset = 0, escapes = true, parsed?: unknown): unknown {
     let value = parsed
     if (value === undefined) {
+      let text: string | undefined
       try {
-        value = JSON.parse(decoder.decode(bytes))
+        text = decoder.decode(bytes)
+        value = JSON.parse(text)
       } catch (e) {
-        const reason = e instanceof TypeError ? "invalid UTF-8" : (e as Error).message
-        throw this.error("syntax", `Element ${this.emitted}: ${reason}`)
+        value = text === undefined ? undefined : parseNonFinite(text)
+        if (value === undefined) {
+          const reason = e instanceof TypeError ? "invalid UTF-8" : (e as Error).message
+          throw this.error("syntax", `Element ${this.emitted}: ${reason}`)
+        }
       }
     }
     if (escapes) {
@@ -550,6 +555,29 @@ const parseInPieces = (bytes: Uint8Array, open: number, cuts: ReadonlyArray<numb
     delete tail[""]
     if (Object.hasOwn(tail, "__proto__")) return undefined
     return Object.assign(head, tail)
+  } catch {
+    return undefined
+  }
+}
+
+/** A string literal (kept as it is), or a non-finite number as Python's `json.dumps` writes it. */
+const STRING_OR_NON_FINITE = /"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g
+
+/**
+ * JSON text that `JSON.parse` refused, read with `NaN`, `Infinity` and `-Infinity` as null, or undefined if it
+ * has none of them or is still not JSON. Python's `json.dumps` writes non-finite numbers so, and the Home Assistant
+ * integration sends an attribute of `"nan"` as such a number: refused, it would be resent and refused for ever.
+ */
+const parseNonFinite = (text: string): unknown => {
+  let found = false
+  const nulled = text.replace(STRING_OR_NON_FINITE, (token) => {
+    if (token.charCodeAt(0) === 0x22) return token
+    found = true
+    return "null"
+  })
+  if (!found) return undefined
+  try {
+    return JSON.parse(nulled)
   } catch {
     return undefined
   }
