@@ -4,7 +4,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { ClaimQueue, ClaimRejected, DeadLetter } from "@telemetry/domain"
 import { claim } from "@telemetry/domain/testing"
 import { Chunk, Deferred, Effect, Fiber, Layer, Stream } from "effect"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as EmbeddedClaimQueue from "../src/queue/embedded/EmbeddedClaimQueue.js"
 
@@ -78,7 +79,28 @@ describe("the in-process queue's directory", () => {
       const gone = spawnSync(process.execPath, ["-e", ""]).pid
       yield* fs.writeFileString(lock, String(gone))
       const holder = yield* fs.readFileString(lock).pipe(Effect.provide(queueIn(directory)))
-      expect(holder).toBe(String(process.pid))
+      // Its pid and its start (Linux's /proc), which tells it from a later process given the same pid.
+      expect(holder).toMatch(new RegExp(`^${process.pid} \\d+$`))
       expect(yield* fs.exists(lock)).toBe(false)
+
+      // Its pid now another's (a running process that started at another time): taken over.
+      yield* fs.writeFileString(lock, `${process.ppid} 1`)
+      expect(yield* fs.readFileString(lock).pipe(Effect.provide(queueIn(directory)))).toMatch(new RegExp(`^${process.pid} `))
+
+      // Killed, its parent not yet reaping it (a zombie: `sleep 60` never waits for its child).
+      const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 60"], { stdio: ["ignore", "pipe", "ignore"] })
+      yield* Effect.addFinalizer(() => Effect.sync(() => parent.kill()))
+      const zombie = yield* Effect.async<string>((resume) => {
+        parent.stdout.once("data", (data) => resume(Effect.succeed(String(data).trim())))
+      })
+      const state = () => readFileSync(`/proc/${zombie}/stat`, "utf8").split(") ")[1]![0]
+      // Polled on the real clock (the test's is a TestClock).
+      yield* Effect.promise(() =>
+        new Promise<void>((resolve) => {
+          const poll = setInterval(() => state() === "Z" && (clearInterval(poll), resolve()), 20)
+        })
+      )
+      yield* fs.writeFileString(lock, zombie)
+      expect(yield* fs.readFileString(lock).pipe(Effect.provide(queueIn(directory)))).toMatch(new RegExp(`^${process.pid} `))
     }).pipe(Effect.provide(NodeContext.layer)))
 })

@@ -3,7 +3,7 @@ import { QueueError } from "@telemetry/domain"
 import { Effect } from "effect"
 import { queueError } from "../QueueErrors.js"
 
-const isRunning = (pid: number) => {
+const exists = (pid: number) => {
   try {
     process.kill(pid, 0)
     return true
@@ -12,36 +12,57 @@ const isRunning = (pid: number) => {
   }
 }
 
+/** A process's state and start (clock ticks after boot) from Linux's /proc; none elsewhere, or once it is gone. */
+const statOf = (fs: FileSystem.FileSystem, pid: number) =>
+  fs.readFileString(`/proc/${pid}/stat`).pipe(
+    Effect.map((stat) => {
+      // Fields after the command's name, which may hold spaces and parentheses: the 3rd (state) to the 22nd (start).
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return { state: fields[0], start: fields[19] }
+    }),
+    Effect.orElseSucceed(() => undefined)
+  )
+
 /**
- * Holds `file` (the holder's pid) for the scope, so one process at a time owns what lies beside it. A lock left by
- * a process that is gone (killed) is taken over.
+ * Holds `file` (the holder's pid and start) for the scope, so one process at a time owns what lies beside it. A
+ * lock left by a process that is gone (killed, even while its parent has not yet reaped it) is taken over, also when
+ * another process has since been given its pid (after a reboot, say).
  */
 export const hold = (file: string, what: string) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const owner = fs.readFileString(file).pipe(
-      Effect.map((text) => Number(text.trim())),
-      Effect.orElseSucceed(() => NaN)
+      Effect.map((text) => {
+        const [pid, start] = text.trim().split(/\s+/)
+        return { pid: Number(pid), start }
+      }),
+      Effect.orElseSucceed(() => ({ pid: NaN, start: undefined }))
     )
+    const holds = (holder: { readonly pid: number; readonly start: string | undefined }) =>
+      Effect.map(statOf(fs, holder.pid), (stat) =>
+        exists(holder.pid) &&
+        (stat === undefined || (stat.state !== "Z" && (holder.start === undefined || holder.start === stat.start))))
+    const self = (yield* statOf(fs, process.pid))?.start
     // Created only if no lock exists, so that of two processes starting together one takes it.
-    const taken = fs.writeFileString(file, String(process.pid), { flag: "wx" }).pipe(
-      Effect.as(true),
-      Effect.catchIf((e) => e._tag === "SystemError" && e.reason === "AlreadyExists", () => Effect.succeed(false))
-    )
+    const taken = fs.writeFileString(file, self === undefined ? String(process.pid) : `${process.pid} ${self}`, { flag: "wx" })
+      .pipe(
+        Effect.as(true),
+        Effect.catchIf((e) => e._tag === "SystemError" && e.reason === "AlreadyExists", () => Effect.succeed(false))
+      )
     const take: Effect.Effect<void, QueueError> = Effect.gen(function*() {
       while (!(yield* taken)) {
         const holder = yield* owner
-        if (holder !== process.pid && Number.isInteger(holder) && isRunning(holder)) {
+        if (holder.pid !== process.pid && Number.isInteger(holder.pid) && (yield* holds(holder))) {
           return yield* new QueueError({
             operation: "take",
-            message: `${what} is in use by process ${holder}; stop that process first`
+            message: `${what} is in use by process ${holder.pid}; stop that process first`
           })
         }
         yield* fs.remove(file, { force: true })
       }
     }).pipe(Effect.catchTag("SystemError", "BadArgument", queueError("take", `cannot lock ${file}`)))
     yield* Effect.acquireRelease(take, () =>
-      Effect.flatMap(owner, (holder) => holder === process.pid ? fs.remove(file, { force: true }) : Effect.void).pipe(
+      Effect.flatMap(owner, (holder) => holder.pid === process.pid ? fs.remove(file, { force: true }) : Effect.void).pipe(
         Effect.orDie
       ))
   })
