@@ -204,6 +204,34 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         expect((yield* hourly(eq)).map((row) => row.bucket)).toEqual([new Date(day(15)), new Date(day(9))])
         expect(yield* hourly(between.eq)).toEqual([])
       }))
+
+    it.effect("days noted by loads are refreshed once, by whichever worker polls first; a day being refreshed is leased", () =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        const [m, other] = [yield* maintenance(), yield* maintenance()]
+        const sql = yield* sqlClient
+        const day = Math.floor((now - 11 * DAY) / DAY) * DAY + 6 * HOUR
+        const first = yield* load(every10Minutes(day, 60))
+        const second = yield* load(every10Minutes(day + 2 * HOUR, 60))
+        // Two claims of the same day: one noted day.
+        yield* m.noteLate(first.days)
+        yield* m.noteLate(second.days)
+        const [a, b] = yield* Effect.all([m.refreshNoted, other.refreshNoted], { concurrency: 2 })
+        expect([...a, ...b]).toEqual(first.days)
+        expect((yield* hourly(first.eq)).map((row) => row.bucket)).toEqual([new Date(day)])
+        expect((yield* hourly(second.eq)).map((row) => row.bucket)).toEqual([new Date(day + 2 * HOUR)])
+        expect(yield* m.refreshNoted).toEqual([])
+
+        // A day another worker is refreshing is left to it, and taken again once its lease (an hour) ran out.
+        const third = yield* load(every10Minutes(day + 4 * HOUR, 60))
+        yield* m.noteLate(third.days)
+        yield* sql`UPDATE telemetry_late_days SET taken = now()`
+        expect(yield* other.refreshNoted).toEqual([])
+        expect(yield* hourly(third.eq)).toEqual([])
+        yield* sql`UPDATE telemetry_late_days SET taken = now() - interval '61 minutes'`
+        expect(yield* other.refreshNoted).toEqual(third.days)
+        expect((yield* hourly(third.eq)).map((row) => row.bucket)).toEqual([new Date(day + 4 * HOUR)])
+      }))
   })
 
   layer(fresh, { timeout: 120_000, excludeTestServices: true })("retention", (it) => {

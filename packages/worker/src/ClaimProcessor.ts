@@ -238,12 +238,13 @@ export const make = Effect.gen(function*() {
         })
       )
       if (outcome._tag === "Revoked") return yield* Effect.logInfo(`claim ${claim.claim_id}: its request was refused, nothing to load`)
-      // Readings older than the refresh policies' windows would stay out of the aggregates; the load is
-      // committed whatever happens here, so a failure is only worth a warning. A loaded claim delivered again
-      // refreshes too: its earlier delivery may have stopped between its commit and its refresh.
+      // Readings older than the refresh policies' windows would stay out of the aggregates: their days are noted
+      // for the maintenance's next late-data poll. The load is committed whatever happens here, so a failure is
+      // only worth a warning. A loaded claim delivered again notes them too: its earlier delivery may have stopped
+      // between its commit and its note.
       const refreshLate = (days: ReadingDays) =>
-        days.length === 0 ? Effect.void : maintenance.refreshLate(days).pipe(
-          Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late-data refresh failed: ${e.message}`))
+        days.length === 0 ? Effect.void : maintenance.noteLate(days).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late data not noted for refresh: ${e.message}`))
         )
       if (outcome._tag === "AlreadyLoaded") {
         yield* Metric.increment(Metrics.claimHandled("already_loaded"))

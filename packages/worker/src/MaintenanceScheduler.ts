@@ -6,22 +6,38 @@ import { Duration, Effect, Layer, Schedule } from "effect"
 const POLL = Duration.minutes(1)
 
 /**
- * Runs due jobs for the lifetime of the layer: at start, then every minute; and samples the jobs' status and the
- * aggregates' watermarks into the metrics. For the worker.
+ * How often the days noted by loads of late readings are looked for: late data shows in the aggregates this long
+ * after its load, and the claims of a poll's interval (or of one refresh's time) share one refresh of their days.
+ */
+const LATE_POLL = Duration.seconds(5)
+
+/**
+ * Runs due jobs for the lifetime of the layer: at start, then every minute; refreshes the late days noted by loads
+ * every few seconds; and samples the jobs' status and the aggregates' watermarks into the metrics. For the worker.
  */
 export const layer = Layer.merge(
   Layer.scopedDiscard(
     Effect.flatMap(Maintenance.Maintenance, (maintenance) =>
-      Effect.forkScoped(
-        Effect.gen(function*() {
+      Effect.gen(function*() {
+        yield* Effect.forkScoped(Effect.gen(function*() {
           yield* Effect.logInfo(`maintenance: jobs run by ${maintenance.runner}`)
           yield* Effect.repeat(
             Effect.tap(maintenance.runDue, (ran) =>
               ran.length > 0 ? Effect.logInfo(`maintenance: ran ${ran.join(", ")}`) : Effect.void),
             Schedule.spaced(POLL)
           )
-        })
-      ))
+        }))
+        yield* Effect.forkScoped(Effect.repeat(
+          maintenance.refreshNoted.pipe(
+            Effect.tap((days) =>
+              days.length > 0 ? Effect.logInfo(`maintenance: refreshed late data of ${days.length} day(s)`) : Effect.void
+            ),
+            Effect.catchAll((e) => Effect.logWarning(`maintenance: late data not refreshed: ${e.message}; its days stay noted`))
+          ),
+          Schedule.spaced(LATE_POLL)
+        ))
+      })
+    )
   ),
   DbMetrics.layer
 )

@@ -127,22 +127,25 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* ledgerOf(claim.claim_id)).toEqual(ledger)
       }))
 
-    it.effect("a loaded claim delivered again refreshes its readings' late buckets again: its first delivery may have stopped before", () =>
+    it.effect("a loaded claim notes its readings' late days for refresh, and again when delivered again: its first delivery may have stopped before", () =>
       Effect.gen(function*() {
         const maintenance = yield* Maintenance.Maintenance
-        const refreshed: Array<unknown> = []
+        const noted: Array<unknown> = []
         const process = yield* makeProcessor.pipe(Effect.provideService(
           Maintenance.Maintenance,
           Maintenance.Maintenance.of({
             ...maintenance,
-            refreshLate: (days) => Effect.zipRight(Effect.sync(() => refreshed.push(days)), maintenance.refreshLate(days))
+            noteLate: (days) => Effect.zipRight(Effect.sync(() => noted.push(days)), maintenance.noteLate(days))
           })
         ))
         const { claim } = yield* stash(payload(`again-${randomUUID()}`))
         yield* process(claim)
         yield* process(claim)
         const days = [Date.parse("2026-11-20T00:00:00Z") / 86_400_000]
-        expect(refreshed).toEqual([days, days])
+        expect(noted).toEqual([days, days])
+        // Refreshed by the maintenance's next poll, once.
+        expect(yield* maintenance.refreshNoted).toEqual(days)
+        expect(yield* maintenance.refreshNoted).toEqual([])
       }))
 
     it.effect("the same claim processed concurrently is loaded once", () =>

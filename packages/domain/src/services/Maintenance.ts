@@ -49,7 +49,10 @@ export interface MaintenanceShape {
   readonly runner: Runner
   /** Runs the jobs whose time has come (none with `timescaledb`); answers the jobs run. Failures are logged. */
   readonly runDue: Effect.Effect<ReadonlyArray<string>>
-  /** Runs every job now, whatever its schedule and runner; answers the jobs run. For tests and tools. */
+  /**
+   * Runs every job now, whatever its schedule and runner, and refreshes the noted late days; answers the jobs run.
+   * For tests and tools.
+   */
   readonly runAll: Effect.Effect<ReadonlyArray<string>, JobError>
   /**
    * The jobs' last runs and the aggregates' watermarks. With the `embedded` runner TimescaleDB records no runs:
@@ -62,6 +65,13 @@ export interface MaintenanceShape {
    * retention are left alone, since their raw rows may be gone.
    */
   readonly refreshLate: (days: ReadingDays) => Effect.Effect<void, JobError>
+  /**
+   * Notes these days for `refreshNoted`: a load's late readings, whose refresh then neither holds the claim's
+   * partition nor runs once per claim of the same days.
+   */
+  readonly noteLate: (days: ReadingDays) => Effect.Effect<void, JobError>
+  /** `refreshLate` of the noted days that no other worker is refreshing; answers the days refreshed. */
+  readonly refreshNoted: Effect.Effect<ReadonlyArray<number>, JobError>
 }
 
 export class Maintenance extends Context.Tag("@telemetry/Maintenance")<Maintenance, MaintenanceShape>() {}

@@ -7,6 +7,9 @@ import * as DbMetrics from "./DbMetrics.js"
 
 const DAY_MS = 86_400_000
 
+/** The refresh of late data, named as a job is (its metric label, its warnings). */
+const LATE_JOB = "refresh late data"
+
 /** Shortest raw retention: the daily policy re-aggregates the last 7 days from raw rows. */
 const MIN_RETENTION = Duration.days(7)
 
@@ -126,7 +129,7 @@ export const make = (options: MaintenanceOptions) =>
       Effect.flatMap(Clock.currentTimeMillis, (started) =>
         Effect.flatMap(Effect.either(run), (result) => Effect.zipRight(record(job, started, result), result)))
 
-    const runAll = Effect.flatMap(Effect.mapError(jobs, failed("list jobs")), (all) =>
+    const runJobs = Effect.flatMap(Effect.mapError(jobs, failed("list jobs")), (all) =>
       Effect.forEach(all, (job) => Effect.as(Effect.mapError(recorded(job.name, job.run), failed(job.name)), job.name)))
 
     // Embedded: TimescaleDB does not keep next_start without its scheduler, so we do, in memory. Every job is due
@@ -256,7 +259,7 @@ export const make = (options: MaintenanceOptions) =>
 
     // Day by day, and only the days holding readings: a refresh recomputes every tenant's buckets in its range,
     // and on the embedded database holds the one session (and the event loop) while it runs.
-    const refreshLate = (days: ReadingDays) =>
+    const refreshDays = (days: ReadingDays) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         for (const a of aggregates) {
@@ -271,13 +274,50 @@ export const make = (options: MaintenanceOptions) =>
             if (start < end) yield* refresh(a.view_name, new Date(start), new Date(end))
           }
         }
-      }).pipe(Effect.mapError(failed("refresh late data")))
+      })
+    const refreshLate = (days: ReadingDays) => Effect.mapError(refreshDays(days), failed(LATE_JOB))
+
+    const noteLate = (days: ReadingDays) =>
+      days.length === 0 ? Effect.void : sql`INSERT INTO telemetry_late_days (day)
+          SELECT DISTINCT d FROM unnest(${[...days]}::int[]) AS d
+          ON CONFLICT (day) DO UPDATE SET version = telemetry_late_days.version + 1`.pipe(
+          Effect.asVoid,
+          Effect.mapError(failed("note late data"))
+        )
+
+    // The noted days not being refreshed by another worker (SKIP LOCKED, and the lease), each refreshed and then
+    // forgotten unless noted again meanwhile. Answers the days refreshed.
+    const refreshNoted = Effect.gen(function*() {
+      const taken = yield* sql<{ day: number; version: number }>`UPDATE telemetry_late_days SET taken = now()
+        WHERE day IN (SELECT day FROM telemetry_late_days WHERE taken IS NULL OR taken < now() - interval '1 hour'
+          FOR UPDATE SKIP LOCKED)
+        RETURNING day, version`
+      const days = taken.map((t) => t.day).sort((a, b) => a - b)
+      if (days.length === 0) return days
+      yield* recorded(LATE_JOB, refreshDays(days)).pipe(
+        Effect.tapError(() => sql`UPDATE telemetry_late_days SET taken = NULL WHERE day = ANY(${days}::int[])`.pipe(Effect.ignore))
+      )
+      for (const { day, version } of taken) {
+        yield* sql`DELETE FROM telemetry_late_days WHERE day = ${day} AND version = ${version}`
+        yield* sql`UPDATE telemetry_late_days SET taken = NULL WHERE day = ${day}`
+      }
+      return days
+    })
+
+    // The noted late days last, so that their buckets are not refreshed again by the jobs.
+    const runAll = Effect.zipWith(
+      runJobs,
+      Effect.mapError(refreshNoted, failed(LATE_JOB)),
+      (ran, days) => days.length > 0 ? [...ran, LATE_JOB] : ran
+    )
 
     return Maintenance.Maintenance.of({
       runner,
       runDue,
       runAll,
       refreshLate,
+      noteLate,
+      refreshNoted: refreshNoted.pipe(Effect.mapError(failed(LATE_JOB))),
       status: Effect.all({ jobs: jobStatus, aggregates: watermarks }).pipe(
         Effect.map(({ aggregates, jobs }) => ({ runner, jobs, aggregates })),
         Effect.mapError(failed("status"))
