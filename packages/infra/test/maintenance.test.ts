@@ -231,6 +231,10 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         yield* sql`UPDATE telemetry_late_days SET taken = now() - interval '61 minutes'`
         expect(yield* other.refreshNoted).toEqual(third.days)
         expect((yield* hourly(third.eq)).map((row) => row.bucket)).toEqual([new Date(day + 4 * HOUR)])
+
+        // Days the policies refresh (today), or older than the raw retention, are not noted.
+        yield* m.noteLate([Math.floor(now / DAY), Math.floor((now - 40 * DAY) / DAY)])
+        expect(yield* sql`SELECT day FROM telemetry_late_days`).toEqual([])
       }))
   })
 

@@ -242,14 +242,14 @@ export const make = Effect.gen(function*() {
       // for the maintenance's next late-data poll. The load is committed whatever happens here, so a failure is
       // only worth a warning. A loaded claim delivered again notes them too: its earlier delivery may have stopped
       // between its commit and its note.
-      const refreshLate = (days: ReadingDays) =>
+      const noteLate = (days: ReadingDays) =>
         days.length === 0 ? Effect.void : maintenance.noteLate(days).pipe(
           Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late data not noted for refresh: ${e.message}`))
         )
       if (outcome._tag === "AlreadyLoaded") {
         yield* Metric.increment(Metrics.claimHandled("already_loaded"))
         yield* Effect.logInfo(`claim ${claim.claim_id}: already loaded, skipped`)
-        return yield* refreshLate(outcome.days)
+        return yield* noteLate(outcome.days)
       }
       yield* Metric.increment(Metrics.claimHandled("loaded"))
       yield* Metric.incrementBy(Metrics.readingsLoaded, outcome.readings - outcome.duplicates)
@@ -259,7 +259,7 @@ export const make = Effect.gen(function*() {
         `claim ${claim.claim_id}: loaded ${outcome.readings - outcome.duplicates} readings of ${outcome.items} items` +
           (outcome.duplicates > 0 ? `; ${outcome.duplicates} were stored already` : "")
       )
-      yield* refreshLate(outcome.days)
+      yield* noteLate(outcome.days)
     })
 
   return (claim: ClaimCheck) =>

@@ -258,32 +258,36 @@ export const make = (options: MaintenanceOptions) =>
         : sql`SELECT refresh_telemetry_aggregate(${view}, ${start}, ${end})`
 
     // Day by day, and only the days holding readings: a refresh recomputes every tenant's buckets in its range,
-    // and on the embedded database holds the one session (and the event loop) while it runs.
-    const refreshDays = (days: ReadingDays) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        for (const a of aggregates) {
-          // Whole buckets (UTC-aligned, like the epoch and days): none older than the retention, none after the
-          // one the policy's window starts in (the policy covers the rest).
-          const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
-          const oldest = floor(now - retentionSeconds * 1000) + a.width_ms
-          const newest = floor(now - a.policy_start_ms) + a.width_ms
-          for (const day of days) {
-            const start = Math.max(day * DAY_MS, oldest)
-            const end = Math.min((day + 1) * DAY_MS, newest)
-            if (start < end) yield* refresh(a.view_name, new Date(start), new Date(end))
-          }
-        }
+    // and on the embedded database holds the one session (and the event loop) while it runs. Whole buckets
+    // (UTC-aligned, like the epoch and days): none older than the retention, none after the one the policy's window
+    // starts in (the policy covers the rest).
+    const rangesOf = (days: ReadingDays, now: number) =>
+      aggregates.flatMap((a) => {
+        const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
+        const oldest = floor(now - retentionSeconds * 1000) + a.width_ms
+        const newest = floor(now - a.policy_start_ms) + a.width_ms
+        return days.flatMap((day) => {
+          const start = Math.max(day * DAY_MS, oldest)
+          const end = Math.min((day + 1) * DAY_MS, newest)
+          return start < end ? [{ view: a.view_name, start: new Date(start), end: new Date(end) }] : []
+        })
       })
+    const refreshDays = (days: ReadingDays) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.forEach(rangesOf(days, now), (r) => refresh(r.view, r.start, r.end), { discard: true }))
     const refreshLate = (days: ReadingDays) => Effect.mapError(refreshDays(days), failed(LATE_JOB))
 
+    // Only the days with buckets to refresh: most loads hold none (readings of the policies' windows).
     const noteLate = (days: ReadingDays) =>
-      days.length === 0 ? Effect.void : sql`INSERT INTO telemetry_late_days (day)
-          SELECT DISTINCT d FROM unnest(${[...days]}::int[]) AS d
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const late = days.filter((day) => rangesOf([day], now).length > 0)
+        return late.length === 0 ? Effect.void : sql`INSERT INTO telemetry_late_days (day)
+          SELECT DISTINCT d FROM unnest(${late}::int[]) AS d
           ON CONFLICT (day) DO UPDATE SET version = telemetry_late_days.version + 1`.pipe(
           Effect.asVoid,
           Effect.mapError(failed("note late data"))
         )
+      })
 
     // The noted days not being refreshed by another worker (SKIP LOCKED, and the lease), each refreshed and then
     // forgotten unless noted again meanwhile. Answers the days refreshed.
@@ -304,7 +308,6 @@ export const make = (options: MaintenanceOptions) =>
       return days
     })
 
-    // The noted late days last, so that their buckets are not refreshed again by the jobs.
     const runAll = Effect.zipWith(
       runJobs,
       Effect.mapError(refreshNoted, failed(LATE_JOB)),
