@@ -151,7 +151,7 @@ const readingsOf = (equipment: string) =>
       current: signal.current,
       power: signal.power,
       sensor_novo: signal.novo
-    }).filter(([, v]) => v != null)
+    }).filter(([, v]) => v != null && !(typeof v === "number" && !Number.isFinite(v)))
   )
   const numeric = Number(state)
   return {
@@ -204,7 +204,9 @@ const CYCLE_1 = batch(FREEZER, [
 const CYCLE_2 = batch(FREEZER, [
   freezer(SENSORS.freezerTemp, [3, 17, 5, 123_456], CET, "-17.75", { battery: 86, rssi: -61, batteryVoltage: 3 }),
   freezer(SENSORS.freezerDoor, [3, 17, 30, 654_321], CET, "on", { battery: 100, lqi: 250, novo: "porta aberta" }),
-  freezer(SENSORS.freezerPlug, [3, 17, 31, 0], CET, "112.0", { lqi: 118, voltage: 231.2, current: 0.49, power: 112 })
+  freezer(SENSORS.freezerPlug, [3, 17, 31, 0], CET, "112.0", { lqi: 118, voltage: 231.2, current: 0.49, power: 112 }),
+  // An attribute of "nan" or "inf", which its Python sends as NaN or Infinity (no JSON): stored as no value.
+  freezer(SENSORS.freezerPlug, [3, 17, 36, 0], CET, "112.5", { lqi: 118, voltage: Number.NaN, current: 0.5, power: Infinity })
 ], [
   fridge(SENSORS.fridgeTemp, [3, 17, 40, 999_999], CET, "4.50", { battery: 64, lqi: 97, batteryVoltage: 2.9 })
 ])

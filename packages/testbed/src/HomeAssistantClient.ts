@@ -49,11 +49,15 @@ export interface Cycle {
   readonly acknowledged: boolean
 }
 
-/** Python's `json.dumps` with its defaults: `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`. */
+/**
+ * Python's `json.dumps` with its defaults: `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`, and
+ * non-finite numbers written as `NaN`, `Infinity` and `-Infinity` (which JSON does not have).
+ */
 export const pythonJsonDumps = (value: unknown): string =>
-  JSON.stringify(value, null, 0)
+  JSON.stringify(value, (_key, v) => typeof v === "number" && !Number.isFinite(v) ? `\u0000${v}` : v, 0)
     .replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
     .replace(/("(?:[^"\\]|\\.)*")|([,:])/g, (_match, string, separator) => string ?? `${separator} `)
+    .replace(/"\\u0000(NaN|-?Infinity)"/g, "$1")
 
 /** `datetime.now().isoformat()` of a wall-clock time given as its fields (a naive local time). */
 export const pythonIsoformat = (
