@@ -222,13 +222,15 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         expect((yield* hourly(second.eq)).map((row) => row.bucket)).toEqual([new Date(day + 2 * HOUR)])
         expect(yield* m.refreshNoted).toEqual([])
 
-        // A day another worker is refreshing is left to it, and taken again once its lease (an hour) ran out.
+        // A day another worker is refreshing is left to it, and taken again once its lease (10 minutes) ran out.
         const third = yield* load(every10Minutes(day + 4 * HOUR, 60))
         yield* m.noteLate(third.days)
         yield* sql`UPDATE telemetry_late_days SET taken = now()`
         expect(yield* other.refreshNoted).toEqual([])
         expect(yield* hourly(third.eq)).toEqual([])
-        yield* sql`UPDATE telemetry_late_days SET taken = now() - interval '61 minutes'`
+        yield* sql`UPDATE telemetry_late_days SET taken = now() - interval '9 minutes'`
+        expect(yield* other.refreshNoted).toEqual([])
+        yield* sql`UPDATE telemetry_late_days SET taken = now() - interval '11 minutes'`
         expect(yield* other.refreshNoted).toEqual(third.days)
         expect((yield* hourly(third.eq)).map((row) => row.bucket)).toEqual([new Date(day + 4 * HOUR)])
 

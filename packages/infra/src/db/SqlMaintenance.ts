@@ -9,6 +9,8 @@ const DAY_MS = 86_400_000
 
 /** The refresh of late data, named as a job is (its metric label, its warnings). */
 const LATE_JOB = "refresh late data"
+/** How long a worker holds a noted day after its last refresh statement began: a bound on one statement's time. */
+const LATE_LEASE_SECONDS = 600
 
 /** Shortest raw retention: the daily policy re-aggregates the last 7 days from raw rows. */
 const MIN_RETENTION = Duration.days(7)
@@ -272,9 +274,11 @@ export const make = (options: MaintenanceOptions) =>
           return start < end ? [{ view: a.view_name, start: new Date(start), end: new Date(end) }] : []
         })
       })
-    const refreshDays = (days: ReadingDays) =>
+    const refreshDays = (days: ReadingDays, beforeEach: Effect.Effect<unknown, SqlError> = Effect.void) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.forEach(rangesOf(days, now), (r) => refresh(r.view, r.start, r.end), { discard: true }))
+        Effect.forEach(rangesOf(days, now), (r) => Effect.zipRight(beforeEach, refresh(r.view, r.start, r.end)), {
+          discard: true
+        }))
     const refreshLate = (days: ReadingDays) => Effect.mapError(refreshDays(days), failed(LATE_JOB))
 
     // Only the days with buckets to refresh: most loads hold none (readings of the policies' windows).
@@ -290,15 +294,19 @@ export const make = (options: MaintenanceOptions) =>
       })
 
     // The noted days not being refreshed by another worker (SKIP LOCKED, and the lease), each refreshed and then
-    // forgotten unless noted again meanwhile. Answers the days refreshed.
+    // forgotten unless noted again meanwhile. The lease is renewed before each refresh statement, so one running
+    // long is not taken again, and the days of a worker that died are taken again LATE_LEASE after its last
+    // statement. Answers the days refreshed.
     const refreshNoted = Effect.gen(function*() {
       const taken = yield* sql<{ day: number; version: number }>`UPDATE telemetry_late_days SET taken = now()
-        WHERE day IN (SELECT day FROM telemetry_late_days WHERE taken IS NULL OR taken < now() - interval '1 hour'
+        WHERE day IN (SELECT day FROM telemetry_late_days
+          WHERE taken IS NULL OR taken < now() - make_interval(secs => ${LATE_LEASE_SECONDS})
           FOR UPDATE SKIP LOCKED)
         RETURNING day, version`
       const days = taken.map((t) => t.day).sort((a, b) => a - b)
       if (days.length === 0) return days
-      yield* recorded(LATE_JOB, refreshDays(days)).pipe(
+      const renew = sql`UPDATE telemetry_late_days SET taken = now() WHERE day = ANY(${days}::int[])`
+      yield* recorded(LATE_JOB, refreshDays(days, renew)).pipe(
         Effect.tapError(() => sql`UPDATE telemetry_late_days SET taken = NULL WHERE day = ANY(${days}::int[])`.pipe(Effect.ignore))
       )
       for (const { day, version } of taken) {
