@@ -369,7 +369,7 @@ describe("Ingest on in-memory storage and queue", () => {
       const item = JSON.stringify(haPayload("bomb")[0])
       const bomb = gzipSync(Buffer.concat([Buffer.from(`[${item},`), Buffer.alloc(32 * 1024 * 1024, 0x20), Buffer.from(`${item}]`)]), { level: 9 })
       const refused = yield* Effect.flip((yield* Ingest).accept(request(bomb, true)))
-      expect(refused).toMatchObject({ _tag: "PayloadTooLarge", limit: 100 })
+      expect(refused).toMatchObject({ _tag: "PayloadTooLarge", limit: 200 })
       expect(yield* objects).toEqual([])
       expect(Option.isNone(yield* nextClaim)).toBe(true)
     }).pipe(Effect.provide(inMemory)))
