@@ -65,7 +65,12 @@ describe("the pipeline's logs", () => {
       const requests = entries.filter((e) => e.message === "http request")
       expect(requests.filter((e) => e.annotations.request_id === "bad-payload-1")).toEqual([expect.objectContaining({
         logLevel: "INFO",
-        annotations: expect.objectContaining({ method: "POST", path: "/api/v1/telemetry/bulk", status: 400 })
+        annotations: expect.objectContaining({
+          method: "POST",
+          path: "/api/v1/telemetry/bulk",
+          status: 400,
+          refusal: "body must be a JSON array of equipment items"
+        })
       })])
       expect(requests.some((e) => e.annotations.path === "/api/v1/auth/device/login" && e.annotations.status === 401)).toBe(true)
       expect(requests.filter((e) => e.annotations.path === "/api/v1/health")).toEqual([])

@@ -21,6 +21,8 @@ const HOME_ASSISTANT_CLIENT = /^EasySmartMonitor\//i
 /** A client whose body is refused before it is read is not left sending the rest of it. */
 const CLOSE = { connection: "close" }
 const MAX_IDEMPOTENCY_KEY = 255
+/** Characters of a refusal's message on the request's line (a message quotes at most a short value). */
+const MAX_LOGGED_REFUSAL = 300
 
 
 /**
@@ -92,6 +94,13 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
     ),
     // Whatever the client still sends of a rejected body is read and dropped.
     Effect.onError(() => Effect.sync(() => incoming.resume())),
+    // Why, on the request's line: a client that resends its queue (Home Assistant) is refused alike every cycle,
+    // and the operator needs the reading at fault to fix its cause.
+    Effect.tapError((e) =>
+      e._tag === "InvalidPayload" || e._tag === "PayloadTooLarge"
+        ? served.annotate({ refusal: e.message.slice(0, MAX_LOGGED_REFUSAL) })
+        : Effect.void
+    ),
     Effect.catchTags({
       InvalidPayload: (e) =>
         Effect.succeed(errorResponse(new InvalidBody({ message: e.message, path: e.path }), headers)),
