@@ -295,7 +295,7 @@ export const make = (options: MaintenanceOptions) =>
 
     // The noted days not being refreshed by another worker (SKIP LOCKED, and the lease), each refreshed and then
     // forgotten unless noted again meanwhile. The lease is renewed before each refresh statement, so one running
-    // long is not taken again, and the days of a worker that died are taken again LATE_LEASE after its last
+    // long is not taken again, and the days of a worker that died are taken again LATE_LEASE_SECONDS after its last
     // statement. Answers the days refreshed.
     const refreshNoted = Effect.gen(function*() {
       const taken = yield* sql<{ day: number; version: number }>`UPDATE telemetry_late_days SET taken = now()
