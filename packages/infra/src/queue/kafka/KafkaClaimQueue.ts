@@ -13,7 +13,8 @@ import {
   Metric,
   Option,
   Ref,
-  Runtime
+  Runtime,
+  Schedule
 } from "effect"
 import {
   type Admin,
@@ -229,6 +230,18 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
         Effect.catchAll((e) => Effect.logWarning(e.message))
       )
 
+    // A dead letter the broker does not take is tried again here, so that only its partition waits (its claim is
+    // committed once the letter is kept) instead of the whole consumer stopping; until the member stops or the
+    // partition moves away (then its next owner gets the claim again).
+    const keepDeadLetter = (partition: number, message: KafkaMessage, source: string, rejection: ClaimRejected) =>
+      deadLetter(message, source, rejection).pipe(
+        Effect.tapError((e) => Effect.logWarning(`${e.message}; trying again`)),
+        Effect.retry({
+          schedule: Schedule.union(Schedule.exponential("500 millis"), Schedule.spaced("30 seconds")),
+          while: () => !stopping && owned.has(partition)
+        })
+      )
+
     const processMessage = (payload: EachBatchPayload, message: KafkaMessage) =>
       Effect.gen(function*() {
         const { partition, topic } = payload.batch
@@ -241,7 +254,7 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
             Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 }))
           )
           : yield* loading.withPermits(1)(rejectionOf(handle(claim.right)))
-        if (Option.isSome(rejection)) yield* deadLetter(message, source, rejection.value)
+        if (Option.isSome(rejection)) yield* keepDeadLetter(partition, message, source, rejection.value)
         yield* commit(topic, partition, message.offset)
         // Where kafkajs fetches from once the partition is resumed.
         payload.resolveOffset(message.offset)
