@@ -306,21 +306,17 @@ export const make = (options: MaintenanceOptions) =>
       const days = taken.map((t) => t.day).sort((a, b) => a - b)
       if (days.length === 0) return days
       const renew = sql`UPDATE telemetry_late_days SET taken = now() WHERE day = ANY(${days}::int[])`
-      yield* recorded(LATE_JOB, refreshDays(days, renew)).pipe(
-        Effect.tapError(() => sql`UPDATE telemetry_late_days SET taken = NULL WHERE day = ANY(${days}::int[])`.pipe(Effect.ignore))
-      )
+      // The days left (failed, or noted again meanwhile) are free for the next poll.
+      const release = sql`UPDATE telemetry_late_days SET taken = NULL WHERE day = ANY(${days}::int[])`
+      yield* recorded(LATE_JOB, refreshDays(days, renew)).pipe(Effect.tapError(() => Effect.ignore(release)))
       for (const { day, version } of taken) {
         yield* sql`DELETE FROM telemetry_late_days WHERE day = ${day} AND version = ${version}`
-        yield* sql`UPDATE telemetry_late_days SET taken = NULL WHERE day = ${day}`
       }
+      yield* release
       return days
-    })
+    }).pipe(Effect.mapError(failed(LATE_JOB)))
 
-    const runAll = Effect.zipWith(
-      runJobs,
-      Effect.mapError(refreshNoted, failed(LATE_JOB)),
-      (ran, days) => days.length > 0 ? [...ran, LATE_JOB] : ran
-    )
+    const runAll = Effect.zipWith(runJobs, refreshNoted, (ran, days) => days.length > 0 ? [...ran, LATE_JOB] : ran)
 
     return Maintenance.Maintenance.of({
       runner,
@@ -328,7 +324,7 @@ export const make = (options: MaintenanceOptions) =>
       runAll,
       refreshLate,
       noteLate,
-      refreshNoted: refreshNoted.pipe(Effect.mapError(failed(LATE_JOB))),
+      refreshNoted,
       status: Effect.all({ jobs: jobStatus, aggregates: watermarks }).pipe(
         Effect.map(({ aggregates, jobs }) => ({ runner, jobs, aggregates })),
         Effect.mapError(failed("status"))
