@@ -249,21 +249,22 @@ const analyticsSuite = (database: TestDatabase) =>
 
       it.effect("readings loaded a moment ago show in the hour view before any refresh", () =>
         Effect.gen(function*() {
-          const now = Date.now()
+          // The reading's own hour: a second before now lies in the hour before when the test runs just after one.
+          const time = Date.now() - 1000
           const fresh: Point = {
             tenantId: "default",
             equipment: "eq-a",
             sensor: "eq-a-temp",
-            time: now - 1000,
+            time,
             value: 12.5,
             status: null,
             metadata: null
           }
           yield* load("default", [fresh])
-          const range = { start_date: iso(bucketOf(now, HOUR)), end_date: iso(bucketOf(now, HOUR) + HOUR) }
+          const range = { start_date: iso(bucketOf(time, HOUR)), end_date: iso(bucketOf(time, HOUR) + HOUR) }
           const response = yield* get(`/equipment/eq-a/history?${query({ period: "hour", sensor_type: "temperature", ...range })}`)
           const points = mine().filter((p) => p.sensor === "eq-a-temp")
-          const [expected] = bucketRows(points, HOUR, bucketOf(now, HOUR), bucketOf(now, HOUR) + HOUR)
+          const [expected] = bucketRows(points, HOUR, bucketOf(time, HOUR), bucketOf(time, HOUR) + HOUR)
           expect(expected!.max_value).toBeGreaterThanOrEqual(12.5)
           expect(response.json.data).toEqual([{ ...sensorColumns("eq-a-temp"), ...metricsOf(expected!, "active_minutes") }])
         }))
