@@ -146,7 +146,7 @@ const attacks = (it: Vitest.MethodsNonLive<Services, true>) => {
       expect(yield* readingsOfTenant("bom")).toBe(0)
       const inside = yield* postJson(base, item({}, { status: "o\ufeffk" }), deviceToken("bom", "d-inside"))
       expect(inside.status).toBe(202)
-      expect(yield* settled(inside.json.claim_id, Duration.seconds(30))).toEqual({ loaded: { readings: 1, duplicates: 0 } })
+      expect(yield* settled(inside.json.claim_id, Duration.seconds(30))).toEqual({ loaded: { readings: 1, duplicates: 0, expired: 0 } })
       const history = yield* get(base, `/api/v1/analytics/equipment/bom-eq/history?period=raw`, freshReader("bom"))
       expect([history.status, history.json.data]).toEqual([200, [expect.objectContaining({ sensor_uuid: "bom-s", status: "o\ufeffk" })]])
       yield* goodPayloadLoads("text beginning with a byte-order mark")

@@ -127,7 +127,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
         expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set())
 
         yield* Deferred.succeed(gate, undefined)
-        expect(yield* loading).toEqual({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: 0, days })
+        expect(yield* loading).toEqual({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: 0, expired: 0, days })
         expect(yield* ledger(c.claim_id)).toEqual([{ partial: false, items: 3, readings: 3 * BATCH_READINGS, duplicates: 0 }])
         expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
         expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set([c.claim_id]))
@@ -150,9 +150,34 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
           items: 3,
           readings: 3 * BATCH_READINGS,
           duplicates: 0,
+          expired: 0,
           days
         })
         expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
+        expect((yield* dataOf(eq)).map((r) => r.value)).toEqual(Array.from({ length: 3 * BATCH_READINGS }, (_, k) => k))
+      }))
+
+    it.effect("expired readings are counted once across a delivery stopped part-way and the one that resumes it", () =>
+      Effect.gen(function*() {
+        const { days, eq, items, store } = yield* threeBatches("eq-expired")
+        // Each batch's item with readings older than the retention too, left out by the decoder (keepFrom).
+        const withExpired = items.map((i, k) => ({ ...i, expired: k + 1 }))
+        const c = claimOf(3 * BATCH_READINGS + 6)
+        const cut = yield* secondRun(withExpired, Stream.concat(Stream.fromIterable(withExpired), Stream.fail(new StreamCut())))
+        expect(yield* Effect.flip(store.load(c, cut))).toBeInstanceOf(StreamCut)
+        const expiredOf = Effect.flatMap(sqlClient, (sql) =>
+          sql<{ expired: number }>`SELECT expired FROM claim_ledger WHERE claim_id = ${c.claim_id}`)
+        expect(yield* expiredOf).toEqual([{ expired: 1 + 2 }])
+
+        expect(yield* store.load(c, Stream.fromIterable(withExpired))).toEqual({
+          _tag: "Loaded",
+          items: 3,
+          readings: 3 * BATCH_READINGS,
+          duplicates: 0,
+          expired: 1 + 2 + 3,
+          days
+        })
+        expect(yield* expiredOf).toEqual([{ expired: 6 }])
         expect((yield* dataOf(eq)).map((r) => r.value)).toEqual(Array.from({ length: 3 * BATCH_READINGS }, (_, k) => k))
       }))
 
@@ -216,6 +241,7 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
           items: 4,
           readings: 12,
           duplicates: 0,
+          expired: 0,
           days: [Math.floor(start / 86_400_000)]
         })
 

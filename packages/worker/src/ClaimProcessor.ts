@@ -20,6 +20,7 @@ import { gunzip } from "@telemetry/infra/compression"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
+import { RawRetention } from "@telemetry/infra/db/SqlMaintenance"
 import { Cause, Clock, Config, Data, Duration, Effect, Exit, Metric, Option, Ref, Schedule, Stream } from "effect"
 import * as Dependencies from "./Dependencies.js"
 import * as Metrics from "./metrics.js"
@@ -91,6 +92,7 @@ export const make = Effect.gen(function*() {
   const maintenance = yield* Maintenance.Maintenance
   const unreachable = yield* Dependencies.make
   const retry = yield* RetryConfig
+  const rawRetention = Duration.toMillis(yield* RawRetention)
   const backoff = Schedule.exponential(Duration.min(FIRST_DELAY, retry.maxDelay), 2).pipe(
     Schedule.jittered,
     Schedule.modifyDelay((delay) => Duration.min(delay, retry.maxDelay)),
@@ -104,8 +106,14 @@ export const make = Effect.gen(function*() {
         Stream.withSpan("ObjectStore.get"),
         gunzip,
         limitBytes(config.maxDecompressedBytes, "decompressed payload"),
-        // Naive times in the zone ingest validated them in (claims of earlier versions carry none).
-        decodePayload({ ...config, timeZone: claim.metadata.timeZone ?? config.timeZone, receivedAt: Date.parse(claim.timestamp) })
+        // Naive times in the zone ingest validated them in (claims of earlier versions carry none). Readings older
+        // than the raw retention are left out: from the claim's receipt, so that every delivery leaves out the same.
+        decodePayload({
+          ...config,
+          timeZone: claim.metadata.timeZone ?? config.timeZone,
+          receivedAt: Date.parse(claim.timestamp),
+          keepFrom: Date.parse(claim.timestamp) - rawRetention
+        })
       )
     ).pipe(
       Effect.catchAllDefect((defect) =>
@@ -254,10 +262,14 @@ export const make = Effect.gen(function*() {
       yield* Metric.increment(Metrics.claimHandled("loaded"))
       yield* Metric.incrementBy(Metrics.readingsLoaded, outcome.readings - outcome.duplicates)
       yield* Metric.incrementBy(Metrics.readingsDuplicate, outcome.duplicates)
+      yield* Metric.incrementBy(Metrics.readingsExpired, outcome.expired)
       yield* Metric.set(Metrics.lastLoadTimestamp, (yield* Clock.currentTimeMillis) / 1000)
       yield* Effect.logInfo(
         `claim ${claim.claim_id}: loaded ${outcome.readings - outcome.duplicates} readings of ${outcome.items} items` +
-          (outcome.duplicates > 0 ? `; ${outcome.duplicates} were stored already` : "")
+          (outcome.duplicates > 0 ? `; ${outcome.duplicates} were stored already` : "") +
+          (outcome.expired > 0
+            ? `; ${outcome.expired} were older than RAW_RETENTION (${Duration.format(Duration.millis(rawRetention))}) and were not stored`
+            : "")
       )
       yield* noteLate(outcome.days)
     })

@@ -22,6 +22,11 @@ export const readingsDuplicate = Metric.counter("telemetry_worker_readings_dupli
   incremental: true
 })
 
+export const readingsExpired = Metric.counter("telemetry_worker_readings_expired", {
+  description: "Readings of loaded claims older than the raw retention, not stored",
+  incremental: true
+})
+
 // Counted by the queue too: a message that is not a claim is dead-lettered there, before any worker sees it.
 export { deadLettered } from "@telemetry/infra/queue/QueueMetrics"
 

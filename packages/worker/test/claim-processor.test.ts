@@ -340,6 +340,33 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 1, readings: 4 }])
       }))
 
+    it.effect("readings older than RAW_RETENTION when the payload was received are counted, not stored; their sensors are", () =>
+      Effect.gen(function*() {
+        const process = yield* processorWith({ RAW_RETENTION: "10 days" })
+        const sql = yield* SqlClient.SqlClient
+        const p = `expired-${randomUUID()}`
+        const receivedAt = new Date("2026-11-20T14:00:00.000Z")
+        const { claim } = yield* stash([
+          {
+            equip_uuid: `${p}-eq`,
+            sensor: [
+              { sensor_uuid: `${p}-a`, valor: 1, sensor_datahora_coleta: "2026-11-10T14:00:00Z" }, // 10 days: kept
+              { sensor_uuid: `${p}-a`, valor: 2, sensor_datahora_coleta: "2026-11-10T13:59:59.999999Z" },
+              { sensor_uuid: `${p}-b`, sensor_nome: "Old", valor: 3, sensor_datahora_coleta: "1971-01-01T00:00:00Z" }
+            ]
+          }
+        ], { receivedAt })
+        const { logs } = yield* TestServices.provideLive(withLogs(process(claim)))
+        expect(yield* rowsOf(`${p}-eq`)).toEqual([["2026-11-10T14:00:00.000Z", `${p}-a`, 1, null, null]])
+        expect(yield* sql`SELECT readings, duplicates, expired FROM claim_ledger WHERE claim_id = ${claim.claim_id}`)
+          .toEqual([{ readings: 1, duplicates: 0, expired: 2 }])
+        expect(yield* sql`SELECT s.uuid, s.name FROM sensors s JOIN equipments e ON e.id = s.equipment_id
+          WHERE e.uuid = ${`${p}-eq`} ORDER BY s.uuid`).toEqual([{ uuid: `${p}-a`, name: null }, { uuid: `${p}-b`, name: "Old" }])
+        expect(logs.map((l) => l.message)).toContain(
+          `claim ${claim.claim_id}: loaded 1 readings of 1 items; 2 were older than RAW_RETENTION (10d) and were not stored`
+        )
+      }))
+
     it.effect("the claim's tenant is the tenant of the loaded equipments", () =>
       Effect.gen(function*() {
         const process = yield* makeProcessor

@@ -5,6 +5,7 @@
  */
 import { prng } from "@telemetry/ingest/testing/dataset"
 import { FastCheck as fc } from "effect"
+import { fixtureEnv } from "./fixtures.js"
 import {
   extremeNumber,
   numericText,
@@ -32,8 +33,10 @@ export interface Row {
 
 export interface Expected {
   readonly items: number
-  /** Readings sent, duplicates included. */
+  /** Readings sent and stored or skipped as duplicates. */
   readonly readings: number
+  /** Readings sent older than the retention (those of 1970), not stored. */
+  readonly expired: number
   readonly rows: ReadonlyArray<Row>
   readonly equipments: ReadonlyArray<{ readonly uuid: string; readonly name: string | null; readonly location: string | null }>
   readonly sensors: ReadonlyArray<{
@@ -268,15 +271,23 @@ const itemFields = (item: ItemSpec): Fields => ({
   ...(item.interval === null ? {} : { equip_intervalo_coleta: item.interval })
 })
 
+/** Where the retention the tests run with (fixtureEnv) begins, in epoch µs: far between the days readings are of. */
+const KEPT_FROM = (Date.now() - Number.parseInt(fixtureEnv.RAW_RETENTION) * 86_400_000) * 1000
+
 /** A payload of `items` and what it must leave in the database. */
 const accepted = (items: ReadonlyArray<ItemSpec>, gzipped: boolean): Accepted => {
   const rows = new Map<string, Row>()
   const payload: Array<Fields> = []
   let readings = 0
+  let expired = 0
   for (const item of items) {
     const sent: Array<Fields> = []
     const add = (reading: Fields, row: Row) => {
       sent.push(reading)
+      if (Number(row.micros) < KEPT_FROM) {
+        expired++
+        return
+      }
       readings++
       const key = JSON.stringify([row.equipment, row.sensor, row.micros])
       // The first of the readings of a sensor at one instant is stored.
@@ -299,6 +310,7 @@ const accepted = (items: ReadonlyArray<ItemSpec>, gzipped: boolean): Accepted =>
     expected: {
       items: items.length,
       readings,
+      expired,
       rows: [...rows.values()],
       equipments: items.map((i) => ({ uuid: i.uuid, name: i.name, location: i.location })),
       sensors: items.flatMap((i) =>

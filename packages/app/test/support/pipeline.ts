@@ -7,9 +7,11 @@ import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import * as Worker from "@telemetry/worker/Worker"
 import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
 import * as Infrastructure from "../../src/Infrastructure.js"
+import { fixtureEnv } from "./fixtures.js"
 
-/** Configuration from `env` alone, whatever the environment running the tests says. */
-export const configOf = (env: Readonly<Record<string, string>>) => ConfigProvider.fromMap(new Map(Object.entries(env)))
+/** Configuration from `env` (and `fixtureEnv`) alone, whatever the environment running the tests says. */
+export const configOf = (env: Readonly<Record<string, string>>) =>
+  ConfigProvider.fromMap(new Map(Object.entries({ ...fixtureEnv, ...env })))
 
 /** Storage, queue and database as a worker process builds them from `env`. */
 export const infrastructure = (env: Readonly<Record<string, string>>) =>

@@ -3,6 +3,7 @@ import { imageEnvironment } from "@telemetry/testbed/ImageEnvironment"
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { fixtureEnv } from "./fixtures.js"
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url))
 
@@ -17,7 +18,7 @@ export interface PipelineProcess {
 const startProgram = (entry: string, env: Record<string, string>, args: ReadonlyArray<string> = []): PipelineProcess => {
   const child = spawn(process.execPath, [...(entry.endsWith(".ts") ? ["--import", "tsx"] : []), entry, ...args], {
     cwd: root,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...fixtureEnv, ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""

@@ -6,6 +6,7 @@ import { ConfigProvider, Duration, Effect, Layer, Schedule } from "effect"
 import { join } from "node:path"
 import * as App from "../../src/App.js"
 import * as Infrastructure from "../../src/Infrastructure.js"
+import { fixtureEnv } from "./fixtures.js"
 
 export { freePort }
 
@@ -24,7 +25,7 @@ export const deployment = (name: string, port?: number) =>
     const dir = yield* tempDir(name)
     const chosen = port ?? (yield* Effect.promise(freePort))
     const dataDir = join(dir, "pg")
-    const env = { PORT: String(chosen), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: dataDir, ...authEnv }
+    const env = { PORT: String(chosen), STORAGE_DIR: join(dir, "objects"), EMBEDDED_DB_DIR: dataDir, ...authEnv, ...fixtureEnv }
     return { base: `http://127.0.0.1:${chosen}`, dataDir, env }
   })
 

@@ -8,6 +8,7 @@ import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import * as S3Server from "@telemetry/testbed/S3Server"
 import { Effect, Layer } from "effect"
 import pg from "pg"
+import { fixtureEnv } from "./fixtures.js"
 
 /** The three, the mock cluster with `topics` (and their partition counts), for the scope of the layer. */
 export const standIns = (topics: Readonly<Record<string, number>>) =>
@@ -18,7 +19,7 @@ export const runningStandIns = Effect.gen(function*() {
   const kafka = yield* KafkaMock.KafkaMock
   const s3 = yield* S3Server.S3Server
   const database = yield* PostgresDatabase.PostgresDatabase
-  return { kafka, s3, database, env: { ...kafka.env, ...s3.env, ...database.env, ...authEnv } }
+  return { kafka, s3, database, env: { ...kafka.env, ...s3.env, ...database.env, ...authEnv, ...fixtureEnv } }
 })
 
 /** A connection to a database of the stand-in PostgreSQL, closed with the scope. */

@@ -80,8 +80,8 @@ export const readingsOfTenant = (tenant: string) =>
 const outcomeOf = (claimId: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const [loaded] = yield* sql<{ readings: number; duplicates: number }>`SELECT readings, duplicates FROM claim_ledger
-      WHERE claim_id = ${claimId}`
+    const [loaded] = yield* sql<{ readings: number; duplicates: number; expired: number }>`SELECT readings, duplicates,
+      expired FROM claim_ledger WHERE claim_id = ${claimId}`
     if (loaded !== undefined) return { loaded }
     const letters = yield* Stream.runCollect((yield* ClaimQueue).deadLetters({}))
     const letter = Chunk.findFirst(letters, (l) => l.claim?.claim_id === claimId)

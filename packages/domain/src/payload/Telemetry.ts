@@ -45,6 +45,8 @@ export interface TelemetryItem {
   readonly sensors: ReadonlyArray<Sensor>
   readonly readings: ReadonlyArray<Reading>
   readonly continued?: boolean
+  /** Readings of the item older than the raw retention (`NormalizeOptions.keepFrom`), left out of `readings`. */
+  readonly expired?: number
 }
 
 /** Merges two descriptions of the same equipment or sensor: the latest non-null value of each field wins. */

@@ -18,6 +18,11 @@ export interface NormalizeOptions {
   readonly timeZone: string
   /** Reading time when a reading has none: when the payload was received (epoch ms). */
   readonly receivedAt: number
+  /**
+   * Readings before this time (epoch ms) are left out of the items, only counted (`TelemetryItem.expired`): the
+   * worker's raw retention, which would drop them unaggregated, and whose chunks they would create one per day.
+   */
+  readonly keepFrom?: number
 }
 
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
@@ -277,21 +282,28 @@ const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder
 }
 
 /** The items as the database takes them: equipment, sensors (attributes merged) and readings with their metadata. */
-export const makeNormalizer = (options: NormalizeOptions) =>
-  makeItemReader<TelemetryItem>(options, () => {
+export const makeNormalizer = (options: NormalizeOptions) => {
+  const keepFrom = (options.keepFrom ?? -Infinity) * 1000
+  return makeItemReader<TelemetryItem>(options, () => {
     const sensors = new Map<string, MutableSensor>()
     const readings: Array<Reading> = []
+    let expired = 0
     return {
       reading: (r, timeMicros, value, status, sent) => {
-        // Readings of one sensor may each carry some of its attributes.
+        // Readings of one sensor may each carry some of its attributes (an expired one too: only its row is left out).
         const sensor = sensors.get(r.sensor_uuid)
         if (sensor === undefined) sensors.set(r.sensor_uuid, toSensor(r))
         else mergeReading(sensor, r)
+        if (timeMicros < keepFrom) {
+          expired++
+          return
+        }
         readings.push({ sensorUuid: r.sensor_uuid, timeMicros, value, status, metadata: toMetadata(r, sent) })
       },
-      done: (equipment) => ({ equipment, sensors: Array.from(sensors.values()), readings })
+      done: (equipment) => ({ equipment, sensors: Array.from(sensors.values()), readings, ...(expired > 0 ? { expired } : {}) })
     }
   })
+}
 
 /** An item's readings counted, every check made: what validating a payload needs, without building them. */
 export interface CountedItem {

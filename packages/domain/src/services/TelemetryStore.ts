@@ -16,6 +16,8 @@ export type LoadOutcome =
     readonly readings: number
     /** Readings of the claim that were stored already (by an earlier claim) and so were skipped. */
     readonly duplicates: number
+    /** Readings older than the raw retention when the claim was received, not stored (`NormalizeOptions.keepFrom`). */
+    readonly expired: number
     readonly days: ReadingDays
   }
   /**

@@ -55,6 +55,7 @@ interface EncodedItem {
   readonly rows: Buffer
   /** Index in `sensors` of the sensor of each row. */
   readonly sensorOfRow: Uint32Array
+  readonly expired: number
 }
 
 const encode = (item: TelemetryItem): EncodedItem => {
@@ -73,7 +74,8 @@ const encode = (item: TelemetryItem): EncodedItem => {
     continued: item.continued === true,
     sensors: item.sensors,
     rows: Buffer.from(rows),
-    sensorOfRow
+    sensorOfRow,
+    expired: item.expired ?? 0
   }
 }
 
@@ -118,12 +120,13 @@ const distinctBy = <A extends object>(
 
 type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag" | "days">
 
-const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0 }
+const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0, expired: 0 }
 
 const addTotals = (a: Totals, b: Totals): Totals => ({
   items: a.items + b.items,
   readings: a.readings + b.readings,
-  duplicates: a.duplicates + b.duplicates
+  duplicates: a.duplicates + b.duplicates,
+  expired: a.expired + b.expired
 })
 
 /** An equipment's or sensor's id, and the description this load last wrote for it. */
@@ -215,15 +218,17 @@ const daysOf = <E, R>(items: Stream.Stream<TelemetryItem, E, R>) =>
   }).pipe(Effect.map(sortedDays))
 
 /**
- * `items` without their first `readings` readings: the items of the batches an earlier delivery committed (a
- * batch holds whole items, and a payload decodes to the same items every time).
+ * `items` without their first `readings` readings, expired ones included: the items of the batches an earlier
+ * delivery committed (a batch holds whole items, and a payload decodes to the same items every time). Counting the
+ * expired ones too, every item counts at least one (an item's `sensor` is not empty).
  */
 const skipReadings = <E, R>(items: Stream.Stream<TelemetryItem, E, R>, readings: number) =>
   readings === 0 ? items : Stream.suspend(() => {
     let skipped = 0
     return Stream.dropWhile(items, (item) => {
-      if (skipped + item.readings.length > readings) return false
-      skipped += item.readings.length
+      const count = item.readings.length + (item.expired ?? 0)
+      if (skipped + count > readings) return false
+      skipped += count
       return true
     })
   })
@@ -384,20 +389,23 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         })
         let readings = 0
         let whole = 0
+        let expired = 0
         for (const item of items) {
           if (!item.continued) whole++
           readings += item.sensorOfRow.length
+          expired += item.expired
         }
         const duplicates = readings - (yield* insertBatch(load, () => copyRows(items, ids), readings))
-        return { items: whole, readings, duplicates }
+        return { items: whole, readings, duplicates, expired }
       })
 
     /** The claim's ledger row, if no other holds it: a concurrent load of the same claim waits here, then finds it taken. */
     const claimLedger = (claim: ClaimCheck, partial: boolean) =>
       Effect.map(
-        sql`INSERT INTO claim_ledger (claim_id, object_key, tenant_id, request_id, items, readings, duplicates, partial)
+        sql`INSERT INTO claim_ledger (claim_id, object_key, tenant_id, request_id, items, readings, duplicates, expired,
+            partial)
           VALUES (${claim.claim_id}, ${claim.claim_check}, ${claim.metadata.tenantId}, ${claim.metadata.requestId},
-            ${partial ? 0 : null}, ${partial ? 0 : null}, ${partial ? 0 : null}, ${partial})
+            ${partial ? 0 : null}, ${partial ? 0 : null}, ${partial ? 0 : null}, ${partial ? 0 : null}, ${partial})
           ON CONFLICT (claim_id) DO NOTHING RETURNING claim_id`,
         (rows) => rows.length > 0
       )
@@ -449,7 +457,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           const totals = yield* loadBatches(newLoad(claim), notingDays(items, seen), identity)
           const days = sortedDays(seen)
           yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
-            duplicates = ${totals.duplicates}, days = ${days}::int[] WHERE claim_id = ${claim.claim_id}`
+            duplicates = ${totals.duplicates}, expired = ${totals.expired}, days = ${days}::int[]
+            WHERE claim_id = ${claim.claim_id}`
           return { _tag: "Loaded", ...totals, days } as const
         })
       )
@@ -460,8 +469,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         // The readings committed by an earlier delivery that stopped part-way, which this one skips.
         const committed = yield* sql.withTransaction(Effect.gen(function*() {
           if (yield* claimLedger(claim, true)) return 0
-          const [row] = yield* sql<{ partial: boolean; readings: number }>`SELECT partial, readings FROM claim_ledger
-            WHERE claim_id = ${claim.claim_id}`
+          const [row] = yield* sql<{ partial: boolean; readings: number }>`SELECT partial,
+            readings + coalesce(expired, 0) AS readings FROM claim_ledger WHERE claim_id = ${claim.claim_id}`
           return row?.partial === true ? row.readings : null
         }))
         if (committed === null) return yield* alreadyLoaded(claim)
@@ -469,13 +478,14 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           sql.withTransaction(Effect.tap(loading, (t) =>
             Effect.zipRight(
               sql`UPDATE claim_ledger SET items = items + ${t.items}, readings = readings + ${t.readings},
-                duplicates = duplicates + ${t.duplicates} WHERE claim_id = ${claim.claim_id}`,
+                duplicates = duplicates + ${t.duplicates}, expired = coalesce(expired, 0) + ${t.expired}
+                WHERE claim_id = ${claim.claim_id}`,
               ClaimAttempts.progressed(claim.claim_id)
             ))).pipe(Effect.provideService(SqlClient.SqlClient, sql)))
         // The totals of every delivery's batches.
-        const [totals] = yield* sql<{ items: number; readings: number; duplicates: number }>`UPDATE claim_ledger
+        const [totals] = yield* sql<Totals>`UPDATE claim_ledger
           SET partial = false, days = ${days}::int[] WHERE claim_id = ${claim.claim_id}
-          RETURNING items, readings, duplicates`
+          RETURNING items, readings, duplicates, coalesce(expired, 0) AS expired`
         if (totals === undefined) return yield* Effect.dieMessage(`claim ${claim.claim_id}: its ledger row is gone`)
         return { _tag: "Loaded", ...totals, days } as const
       })
