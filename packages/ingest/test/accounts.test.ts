@@ -240,6 +240,50 @@ for (const [i, database] of databases.entries()) {
           expect((yield* login("127.0.0.52", "ha-victim", "ha-victim-password")).status).toBe(200)
         }))
 
+      it.effect("a device that logged in from an address still logs in there while its username is locked out elsewhere", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-known"))
+          expect((yield* login("127.0.0.91", "ha-known", "ha-known-password")).status).toBe(200)
+          // Someone who knows the username fails from elsewhere until it is locked out.
+          for (let i = 0; i < 3; i++) expect((yield* login("127.0.0.92", "ha-known", "guess")).status).toBe(401)
+          expect((yield* login("127.0.0.92", "ha-known", "guess")).status).toBe(429)
+          expect((yield* login("127.0.0.91", "ha-known", "ha-known-password")).status).toBe(200)
+          // That address, and any other the account never logged in from, stay locked out, the right password too.
+          for (const address of ["127.0.0.92", "127.0.0.93"]) {
+            const locked = yield* login(address, "ha-known", "ha-known-password")
+            expect([locked.status, locked.json.message]).toEqual([429, expect.stringContaining("too many failed logins")])
+          }
+        }))
+
+      it.effect("a known account and address are locked out by their own failures, not by the username's elsewhere", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-known-fails"))
+          expect((yield* login("127.0.0.94", "ha-known-fails", "ha-known-fails-password")).status).toBe(200)
+          for (const address of ["127.0.0.94", "127.0.0.94", "127.0.0.95"]) {
+            expect((yield* login(address, "ha-known-fails", "guess")).status).toBe(401)
+          }
+          expect((yield* login("127.0.0.96", "ha-known-fails", "ha-known-fails-password")).status).toBe(429)
+          // Two of the username's three failures were from the known address: it still logs in there, until a third.
+          expect((yield* login("127.0.0.94", "ha-known-fails", "ha-known-fails-password")).status).toBe(200)
+          expect((yield* login("127.0.0.94", "ha-known-fails", "guess")).status).toBe(401)
+          const locked = yield* login("127.0.0.94", "ha-known-fails", "ha-known-fails-password")
+          expect([locked.status, Number(locked.headers["retry-after"]) > 0]).toEqual([429, true])
+        }))
+
+      it.effect("an address locked out by others' failures (a shared NAT) still lets the accounts known there log in", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-behind-nat"))
+          yield* added(device("ha-new-behind-nat"))
+          expect((yield* login("127.0.0.97", "ha-behind-nat", "ha-behind-nat-password")).status).toBe(200)
+          for (const username of ["misconfigured-1", "misconfigured-2", "misconfigured-3"]) {
+            expect((yield* login("127.0.0.97", username, "guess")).status).toBe(401)
+          }
+          expect((yield* login("127.0.0.97", "misconfigured-4", "guess")).status).toBe(429)
+          expect((yield* login("127.0.0.97", "ha-behind-nat", "ha-behind-nat-password")).status).toBe(200)
+          // An account that never logged in from there is refused like any other.
+          expect((yield* login("127.0.0.97", "ha-new-behind-nat", "ha-new-behind-nat-password")).status).toBe(429)
+        }))
+
       it.effect("refresh: a valid token gets a fresh one of the same principal; a disabled account's is refused", () =>
         Effect.gen(function*() {
           yield* added(device("ha-refresh"))

@@ -23,6 +23,11 @@ const AuthLimitsConfig = Config.all({
   lockout: Config.duration("LOGIN_LOCKOUT_WINDOW").pipe(Config.withDefault(Duration.minutes(15)))
 })
 
+/** How long a successful login keeps its account known at its address, renewed at each success. */
+const KNOWN_FOR = Duration.days(7)
+/** The most (account, address) pairs kept known, the oldest dropped first, so that logins cannot grow the process. */
+const MAX_KNOWN = 100_000
+
 /**
  * Keys that cannot collide whatever the names hold (tenant `a/b` + `c` is not `a` + `b/c`), each limit under a
  * name of its own.
@@ -45,7 +50,9 @@ export const countedAddress = (address: string) => {
  * The limits around authentication, counted per process (behind N ingest instances a client gets up to N times
  * them): a rate per reader token on analytics; a rate per client address of requests without a valid token, so
  * that guessing tokens or hammering the API without one is slowed; and a lockout of logins after repeated failures
- * per username and per address, so that passwords cannot be guessed at speed.
+ * per username and per address, so that passwords cannot be guessed at speed. An account that logged in from an
+ * address is known there: neither lockout refuses it there, only failures of that pair itself, so that a stranger
+ * who knows a username, or a broken device behind the same NAT, cannot lock a working device out.
  */
 export class AuthLimits extends Effect.Service<AuthLimits>()("@telemetry/AuthLimits", {
   effect: Effect.gen(function*() {
@@ -87,39 +94,72 @@ export class AuthLimits extends Effect.Service<AuthLimits>()("@telemetry/AuthLim
 
     // Failed logins count in a window that starts with the first of them; once `loginFailures` are in, logins stop
     // until it ends (a fixed window: each failure extends it by lockout / loginFailures).
-    // The address first: a locked-out address then adds no counter per username it tries.
-    const failures = (kind: AccountKind, username: string, address: string) => [
-      keyOf("login failures from address", countedAddress(address)),
-      keyOf("login failures of user", kind, username)
-    ]
+    const keysOf = (kind: AccountKind, username: string, address: string) => {
+      const counted = countedAddress(address)
+      return {
+        // The address first: a locked-out address then adds no counter per username it tries.
+        shared: [keyOf("login failures from address", counted), keyOf("login failures of user", kind, username)],
+        pair: keyOf("login failures of known login", kind, username, counted)
+      }
+    }
     const failureWindow = (key: string, tokens: number) =>
       limiter.consume({ algorithm: "fixed-window", key, limit: config.loginFailures, window: config.lockout, tokens })
 
-    /** Fails while the username or the address is locked out; counts nothing. */
-    const loginAllowed = (kind: AccountKind, username: string, address: string) =>
-      config.loginFailures <= 0 ? Effect.void : Effect.forEach(failures(kind, username, address), (key) =>
-        failureWindow(key, 0).pipe(
-          Effect.flatMap(({ remaining, resetAfter }) =>
-            remaining > 0 ? Effect.void : Effect.fail(
-              new Limited({
-                message: `too many failed logins for this username or from this address; try again in ${
-                  Duration.format(Duration.seconds(Math.ceil(Duration.toSeconds(resetAfter))))
-                }`,
-                retryAfter: resetAfter
-              })
-            )
-          ),
-          Effect.catchTag("RateLimiterError", (e) => Effect.logWarning(`login lockout not checked: ${e.message}`))
-        ), { discard: true })
+    // The pairs of successful logins, each with when it is forgotten. A Map keeps the order of insertion and a
+    // success inserts its pair anew, so the first entries are the oldest: those expired or over MAX_KNOWN go first.
+    const known = new Map<string, number>()
+    const isKnown = (pair: string) =>
+      Effect.clockWith((clock) => Effect.sync(() => (known.get(pair) ?? 0) > clock.unsafeCurrentTimeMillis()))
 
-    const loginFailed = (kind: AccountKind, username: string, address: string) =>
-      config.loginFailures <= 0 ? Effect.void : Effect.forEach(
-        failures(kind, username, address),
-        (key) => Effect.ignore(failureWindow(key, 1)),
-        { discard: true }
+    /** Fails while the login is locked out (its pair when known, else the username or the address); counts nothing. */
+    const loginAllowed = (kind: AccountKind, username: string, address: string) => {
+      if (config.loginFailures <= 0) return Effect.void
+      const { pair, shared } = keysOf(kind, username, address)
+      return Effect.flatMap(isKnown(pair), (remembered) =>
+        Effect.forEach(remembered ? [pair] : shared, (key) =>
+          failureWindow(key, 0).pipe(
+            Effect.flatMap(({ remaining, resetAfter }) =>
+              remaining > 0 ? Effect.void : Effect.fail(
+                new Limited({
+                  message: `too many failed logins for this username or from this address; try again in ${
+                    Duration.format(Duration.seconds(Math.ceil(Duration.toSeconds(resetAfter))))
+                  }`,
+                  retryAfter: resetAfter
+                })
+              )
+            ),
+            Effect.catchTag("RateLimiterError", (e) => Effect.logWarning(`login lockout not checked: ${e.message}`))
+          ), { discard: true }))
+    }
+
+    /** Counts a failure against the username and the address, and against the pair when known. */
+    const loginFailed = (kind: AccountKind, username: string, address: string) => {
+      if (config.loginFailures <= 0) return Effect.void
+      const { pair, shared } = keysOf(kind, username, address)
+      return Effect.flatMap(isKnown(pair), (remembered) =>
+        Effect.forEach(
+          remembered ? [...shared, pair] : shared,
+          (key) => Effect.ignore(failureWindow(key, 1)),
+          { discard: true }
+        ))
+    }
+
+    /** Makes the account known at the address for KNOWN_FOR more. */
+    const loginSucceeded = (kind: AccountKind, username: string, address: string) =>
+      config.loginFailures <= 0 ? Effect.void : Effect.clockWith((clock) =>
+        Effect.sync(() => {
+          const now = clock.unsafeCurrentTimeMillis()
+          const { pair } = keysOf(kind, username, address)
+          known.delete(pair)
+          known.set(pair, now + Duration.toMillis(KNOWN_FOR))
+          for (const [oldest, until] of known) {
+            if (until > now && known.size <= MAX_KNOWN) break
+            known.delete(oldest)
+          }
+        })
       )
 
-    return { reader, unauthenticated, loginAllowed, loginFailed } as const
+    return { reader, unauthenticated, loginAllowed, loginFailed, loginSucceeded } as const
   }),
   dependencies: [RateLimitStore.layer]
 }) {}

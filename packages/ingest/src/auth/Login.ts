@@ -77,6 +77,7 @@ export class Login extends Effect.Service<Login>()("@telemetry/Login", {
         } else if (yield* passwordHolds(kind, username, password, found.value)) {
           const { account } = found.value
           if (account.disabled) return yield* new AccountDisabled({ kind, username })
+          yield* limits.loginSucceeded(kind, username, address)
           return yield* issue({ userType: kind, tenantId: account.tenantId, subject: account.username, timeZone: account.timeZone })
         }
         yield* limits.loginFailed(kind, username, address)

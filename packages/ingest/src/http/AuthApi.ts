@@ -53,7 +53,8 @@ const login = <const Name extends string>(name: Name, path: `/${string}`, summar
     .annotate(
       OpenApi.Description,
       "After LOGIN_MAX_FAILURES failed logins for one username, or from one address, within LOGIN_LOCKOUT_WINDOW, " +
-        "logins are refused with 429 and `Retry-After` until the window ends. When more logins wait for a password " +
+        "logins are refused with 429 and `Retry-After` until the window ends; an account's from an address it logged in " +
+        "from in the last 7 days only after as many failures of its own there. When more logins wait for a password " +
         "check than the server can serve within LOGIN_MAX_WAIT, it answers 503 and `Retry-After` at once."
     )
 
