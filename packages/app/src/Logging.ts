@@ -20,6 +20,9 @@ const make = (stream: "stdout" | "stderr") =>
       const chosen = Option.getOrElse(format, () => (process[stream].isTTY ? "pretty" : "json"))
       return Layer.merge((stream === "stdout" ? onStdout : onStderr)[chosen], Logger.minimumLogLevel(level))
     })
+  ).pipe(
+    // A bad LOG_FORMAT or LOG_LEVEL leaves no logger to say so: said in JSON, as a process logs by default.
+    Layer.tapErrorCause((cause) => Effect.logError("stopped: the logging settings are invalid", cause).pipe(Effect.provide(onStderr.json)))
   )
 
 export const layer = make("stdout")

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimQueue } from "@telemetry/domain"
+import { authEnv } from "@telemetry/ingest/testing/auth"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
 import * as S3Server from "@telemetry/testbed/S3Server"
 import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
@@ -8,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DLQ, eventually, freshDatabase, infrastructure, loaded, switchable, TOPIC } from "./support/pipeline.js"
-import { started, startWorker } from "./support/process.js"
+import { started, startPipeline, startWorker } from "./support/process.js"
 
 // Issue 11 §5: a worker started while its services are unreachable waits for them — logging what it waits for —
 // instead of exiting, and works once they are there.
@@ -70,4 +71,34 @@ describe("a worker process started before its services", () => {
       expect(worker.output()).toMatch(/DATABASE_POOL_SIZE: \\?"must be at least 1/)
       expect(worker.output()).not.toContain("unreachable")
     }), { timeout: 60_000 })
+})
+
+describe("the embedded pipeline (pnpm start)", () => {
+  // Settings read where they are used — by the worker's fiber, per request, by the logger — stopped nothing: a
+  // server took uploads that nothing loaded, or failed every login, or exited without a word.
+  for (const [variable, value, said] of [
+    ["WORKER_RETRY_ATTEMPTS", "bogus", /WORKER_RETRY_ATTEMPTS: \\?"Expected an integer/],
+    ["TRUSTED_PROXY_HOPS", "x", /TRUSTED_PROXY_HOPS: \\?"Expected an integer/],
+    ["LOG_FORMAT", "xml", /LOG_FORMAT: \\?"Expected one of \(json, logfmt, pretty\)/]
+  ] as const) {
+    it.scopedLive(`exits at once, naming it, on a bad ${variable}`, () =>
+      Effect.gen(function*() {
+        const dir = yield* Effect.acquireRelease(
+          Effect.promise(() => mkdtemp(join(tmpdir(), "startup-"))),
+          (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+        )
+        const pipeline = yield* started(() =>
+          startPipeline({
+            ...authEnv,
+            PORT: "0",
+            STORAGE_DIR: join(dir, "objects"),
+            EMBEDDED_DB_DIR: join(dir, "pg"),
+            EMBEDDED_QUEUE_DIR: join(dir, "queue"),
+            [variable]: value
+          })
+        )
+        expect(yield* Effect.promise(() => pipeline.exited)).toBe(1)
+        expect(pipeline.output()).toMatch(said)
+      }), { timeout: 60_000 })
+  }
 })

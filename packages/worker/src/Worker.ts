@@ -11,15 +11,14 @@ const restartBackoff = Schedule.exponential(Duration.seconds(1)).pipe(
 )
 
 /**
- * Consumes claims for as long as the layer lives. A consumer that stops — an error (storage or database down, the
+ * Consumes claims with `process` for as long as it runs. A consumer that stops — an error (storage or database down, the
  * queue unreachable) — is started again after a pause: its claim was not acknowledged and comes back. Interrupted
  * (the process is stopping), the consumer lets its loads finish within SHUTDOWN_TIMEOUT. What it does is reported
  * to `WorkerStatus`, for the health check.
  */
-export const run = Effect.gen(function*() {
+const consume = (process: Effect.Effect.Success<typeof ClaimProcessor.make>) => Effect.gen(function*() {
   const queue = yield* ClaimQueue
   const status = yield* WorkerStatus.WorkerStatus
-  const process = yield* ClaimProcessor.make
   yield* ClaimAttempts.purge.pipe(Effect.catchAll((e) => Effect.logWarning(`worker: old delivery counts not purged: ${e.message}`)))
   yield* status.started
   return yield* queue.consume((claim) => status.handling(claim.claim_id, process(claim))).pipe(
@@ -32,5 +31,15 @@ export const run = Effect.gen(function*() {
   )
 })
 
-/** Consumes claims and runs the database's due maintenance jobs (which only some databases run themselves). */
-export const layer = Layer.merge(Layer.scopedDiscard(Effect.forkScoped(run)), MaintenanceScheduler.layer)
+/** Consumes claims for as long as it runs (see `consume`). */
+export const run = Effect.flatMap(ClaimProcessor.make, consume)
+
+/**
+ * Consumes claims and runs the database's due maintenance jobs (which only some databases run themselves). The
+ * processor, with its settings, is made before the consumer is forked: a bad setting stops the program at start
+ * instead of leaving it to take uploads that nothing loads.
+ */
+export const layer = Layer.merge(
+  Layer.scopedDiscard(Effect.flatMap(ClaimProcessor.make, (process) => Effect.forkScoped(consume(process)))),
+  MaintenanceScheduler.layer
+)

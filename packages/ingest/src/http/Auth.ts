@@ -50,22 +50,24 @@ export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("@telemetry/Ad
 /** The most an admin token may have lived: the command line mints one per command. */
 const ADMIN_TOKEN_MAX_AGE = Duration.minutes(5)
 
-/** Reverse proxies in front of the server whose `X-Forwarded-For` entries are believed; 0: none. */
-const TrustedProxyHops = integerSetting("TRUSTED_PROXY_HOPS", 0, { min: 0 })
+/**
+ * Reverse proxies in front of the server whose `X-Forwarded-For` entries are believed; 0: none. Read where the
+ * handlers are built, so that a bad value stops the server at start rather than failing every login.
+ */
+export const TrustedProxyHops = integerSetting("TRUSTED_PROXY_HOPS", 0, { min: 0 })
 
 /**
  * The client's address: what limits on unauthenticated requests and failed logins are counted by. The
  * connection's peer; behind `TRUSTED_PROXY_HOPS` proxies, the address the outermost of them saw (each appends its
  * peer to `X-Forwarded-For`, so it is that many entries from the right; what a client wrote itself is left of it).
  */
-export const clientAddress = Effect.gen(function*() {
-  const request = yield* HttpServerRequest.HttpServerRequest
-  const hops = yield* Effect.orDie(TrustedProxyHops)
-  const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
-  if (hops <= 0) return peer
-  const forwarded = (request.headers["x-forwarded-for"] ?? "").split(",").map((entry) => entry.trim()).filter(Boolean)
-  return forwarded[forwarded.length - hops] ?? peer
-})
+export const clientAddress = (hops: number) =>
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+    const peer = Option.getOrElse(request.remoteAddress, () => "unknown")
+    if (hops <= 0) return peer
+    const forwarded = (request.headers["x-forwarded-for"] ?? "").split(",").map((entry) => entry.trim()).filter(Boolean)
+    return forwarded[forwarded.length - hops] ?? peer
+  })
 
 /** Adds `Retry-After` (whole seconds, at least 1) to the response this request gets, a failure's included. */
 const retryAfter = (wait: Duration.Duration) =>
@@ -81,7 +83,7 @@ const BEARER = /^bearer\s/i
  * The principal of a valid bearer token: 401 without one — or 429 once the client's address has sent more
  * requests without a valid token than `RATE_LIMIT_UNAUTHENTICATED` allows in its window.
  */
-const authenticate = (tokens: Tokens, limits: AuthLimits, options: VerifyOptions = {}) => (token: Redacted.Redacted<string>) =>
+const authenticate = (tokens: Tokens, limits: AuthLimits, hops: number, options: VerifyOptions = {}) => (token: Redacted.Redacted<string>) =>
   Effect.gen(function*() {
     const { headers } = yield* HttpServerRequest.HttpServerRequest
     if (headers.authorization === undefined) {
@@ -95,7 +97,7 @@ const authenticate = (tokens: Tokens, limits: AuthLimits, options: VerifyOptions
     )
   }).pipe(
     Effect.catchAll((unauthorized) =>
-      clientAddress.pipe(
+      clientAddress(hops).pipe(
         Effect.flatMap(limits.unauthenticated),
         Effect.catchTag("Limited", tooMany),
         Effect.zipRight(Effect.fail(unauthorized))
@@ -126,6 +128,7 @@ const asItself = (principal: Principal) =>
  * for the 403), then `more` checks of its own.
  */
 const guard = (
+  hops: number,
   allowed: ReadonlyArray<UserType>,
   what: string,
   options: VerifyOptions = {},
@@ -136,8 +139,8 @@ const guard = (
     const tokens = yield* Tokens
     // A token of the wrong type gets its 403 whatever its age: the age limit is checked once the type is right.
     const { maxAge, ...anyAge } = options
-    const verified = authenticate(tokens, limits, anyAge)
-    const fresh = maxAge === undefined ? undefined : authenticate(tokens, limits, options)
+    const verified = authenticate(tokens, limits, hops, anyAge)
+    const fresh = maxAge === undefined ? undefined : authenticate(tokens, limits, hops, options)
     return {
       bearer: (token: Redacted.Redacted<string>) =>
         verified(token).pipe(
@@ -149,19 +152,20 @@ const guard = (
   })
 
 /** The middlewares; they verify tokens with `Tokens`. */
-export const layer = Layer.mergeAll(
-  Layer.effect(DeviceAuth, guard(["device"], "device tokens may ingest", {}, asItself)),
-  Layer.effect(
-    ReaderAuth,
-    guard(["reader"], "reader tokens may read analytics", {}, (principal, limits) =>
-      limits.reader(principal).pipe(Effect.catchTag("Limited", tooMany), Effect.as(principal)))
-  ),
-  Layer.effect(RefreshAuth, guard(["device", "reader"], "device and reader tokens are refreshed", { ownOnly: true })),
-  Layer.effect(
-    AdminAuth,
-    guard(["admin"], "admin tokens (minted by `pnpm device` and `pnpm user`) manage accounts", {
-      ownOnly: true,
-      maxAge: ADMIN_TOKEN_MAX_AGE
-    })
-  )
-).pipe(Layer.provide(AuthLimits.Default))
+export const layer = Layer.unwrapEffect(Effect.map(TrustedProxyHops, (hops) =>
+  Layer.mergeAll(
+    Layer.effect(DeviceAuth, guard(hops, ["device"], "device tokens may ingest", {}, asItself)),
+    Layer.effect(
+      ReaderAuth,
+      guard(hops, ["reader"], "reader tokens may read analytics", {}, (principal, limits) =>
+        limits.reader(principal).pipe(Effect.catchTag("Limited", tooMany), Effect.as(principal)))
+    ),
+    Layer.effect(RefreshAuth, guard(hops, ["device", "reader"], "device and reader tokens are refreshed", { ownOnly: true })),
+    Layer.effect(
+      AdminAuth,
+      guard(hops, ["admin"], "admin tokens (minted by `pnpm device` and `pnpm user`) manage accounts", {
+        ownOnly: true,
+        maxAge: ADMIN_TOKEN_MAX_AGE
+      })
+    )
+  ))).pipe(Layer.provide(AuthLimits.Default))

@@ -8,7 +8,7 @@ import { Passwords } from "../auth/Passwords.js"
 import * as SqlAccounts from "../auth/SqlAccounts.js"
 import * as AdminHandlers from "./AdminHandlers.js"
 import { TelemetryApi } from "./Api.js"
-import { clientAddress, CurrentPrincipal, tooMany } from "./Auth.js"
+import { clientAddress, CurrentPrincipal, tooMany, TrustedProxyHops } from "./Auth.js"
 import { AccountDisabled, InvalidCredentials } from "./AuthApi.js"
 import { databaseUnavailable, errorResponse, retryAfterHeader } from "./errors.js"
 
@@ -22,9 +22,9 @@ const answer = (issued: Issued) => ({
 const disabled = (e: { readonly message: string }) => Effect.fail(new AccountDisabled({ message: e.message }))
 
 const authGroup = HttpApiBuilder.group(TelemetryApi, "auth", (handlers) =>
-  Effect.map(Login, (login) => {
+  Effect.map(Effect.all([Login, TrustedProxyHops]), ([login, hops]) => {
     const logIn = (kind: AccountKind) => ({ payload }: { readonly payload: { readonly username: string; readonly password: string } }) =>
-      clientAddress.pipe(
+      clientAddress(hops).pipe(
         Effect.flatMap((address) => login.login(kind, payload.username, payload.password, address)),
         Effect.map(answer),
         Effect.catchTags({
