@@ -403,6 +403,7 @@ describe("normalize", () => {
   it("words its refusals for the field, not the schema: an item or reading that is no object, a value of neither kind", () => {
     expect(fail(null).message).toBe("[0]: must be an object (an equipment item)")
     expect(fail(equipment({ sensor: [1] })).message).toBe("[0].sensor[0]: must be an object (a reading)")
+    expect(fail(equipment({ sensor: { sensor_uuid: "s" } })).message).toBe("[0].sensor: must be an array of readings")
     expect(fail(withReadings({ sensor_uuid: "s", sensor_telemetria: "x".repeat(300) })).message).toBe(
       "[0].sensor[0].sensor_telemetria: must be a number within ±1e+100, or a text of at most 256 characters not starting with U+FEFF"
     )

@@ -98,7 +98,9 @@ export const EquipmentItem = Schema.Struct({
   equip_intervalo_coleta: Seconds,
   equip_sirene_ativa: Flag,
   equip_sirete_tempo: Seconds,
-  sensor: Schema.Array(SensorReading).pipe(Schema.minItems(1, { message: () => "must hold at least one reading" }))
+  sensor: Schema.Array(SensorReading).annotations({ message: () => "must be an array of readings" }).pipe(
+    Schema.minItems(1, { message: () => "must hold at least one reading" })
+  )
 }).annotations({ message: () => "must be an object (an equipment item)" })
 export type EquipmentItem = typeof EquipmentItem.Type
 
