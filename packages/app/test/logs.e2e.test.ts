@@ -36,6 +36,11 @@ const exercised = (format: string) =>
       send(url("/telemetry/bulk"), { body: haPayload("logs-2"), headers: { ...bearer(token), "x-request-id": oversized } })
     )
     expect(odd.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/)
+    // Refused before any handler ran, the answer carries its id too.
+    const anonymous = yield* Effect.promise(() =>
+      send(url("/telemetry/bulk"), { body: haPayload("logs-3"), headers: { "x-request-id": "no-token-1" } })
+    )
+    expect([anonymous.status, anonymous.headers["x-request-id"]]).toEqual([401, "no-token-1"])
     yield* Effect.promise(() => send(url("/health")))
     expect([login.status, bad.status, good.status, odd.status]).toEqual([401, 400, 202, 202])
     const claimId: string = good.json.claim_id

@@ -1,4 +1,4 @@
-import { HttpMiddleware, HttpServerError, HttpServerRequest } from "@effect/platform"
+import { HttpApp, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Context, Effect, Exit, LogLevel } from "effect"
 import { randomUUID } from "node:crypto"
 
@@ -33,7 +33,8 @@ export class CurrentRequest extends Context.Reference<CurrentRequest>()("@teleme
 /**
  * One line per request — method, path (no query string, which may hold secrets), status, request id, and what the
  * handler added (see `CurrentRequest`) — at error for a 5xx, debug for a probe, else info. Headers are never
- * logged: they carry bearer tokens. Everything the request logs is annotated with its request id.
+ * logged: they carry bearer tokens. Everything the request logs is annotated with its request id, and every answer
+ * carries it in `x-request-id`, a refusal before any handler ran (401, 403, 405) too.
  */
 export const middleware = HttpMiddleware.make((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
@@ -42,7 +43,10 @@ export const middleware = HttpMiddleware.make((app) =>
     const id = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID()
     const added: Record<string, string> = {}
     const served: ServedRequest = { id, annotate: (annotations) => Effect.sync(() => Object.assign(added, annotations)) }
-    return Effect.exit(Effect.provideService(app, CurrentRequest, served)).pipe(
+    const withId = HttpApp.appendPreResponseHandler((_, response) =>
+      Effect.succeed(response.headers["x-request-id"] === undefined ? HttpServerResponse.setHeader(response, "x-request-id", id) : response)
+    )
+    return Effect.exit(Effect.zipRight(withId, Effect.provideService(app, CurrentRequest, served))).pipe(
       Effect.tap((exit) => {
         const status = Exit.isSuccess(exit)
           ? exit.value.status
