@@ -161,6 +161,7 @@ describe("pipeline over HTTP on embedded parts", () => {
             "[0].sensor[0].sensor_datahora_coleta"
           ],
           ["content type", JSON.stringify(valid), { "content-type": "text/plain" }, 415, undefined],
+          ["charset", JSON.stringify(valid), { "content-type": "application/json; charset=latin1" }, 415, undefined],
           ["content encoding", JSON.stringify(valid), { "content-encoding": "br" }, 415, undefined],
           ["body over the limit", "[" + " ".repeat(MAX_BODY) + "]", {}, 413, undefined],
           [

@@ -13,6 +13,12 @@ import { databaseUnavailable, errorResponse, InvalidBody, RETRY_LATER, RETRY_SOO
 import { CurrentRequest } from "./RequestLog.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
+/** JSON is UTF-8 (RFC 8259): a body said to be in another charset would be read as what it is not. */
+const otherCharset = (contentType: string) => {
+  const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase()
+  return charset !== undefined && charset !== "utf-8" && charset !== "utf8"
+}
 /**
  * The Easy Smart Monitor integration for Home Assistant counts only 200 and 201 as success (contract §6) and
  * cannot be changed: it is answered 200, every other client the contract's 202, with the same body.
@@ -35,9 +41,9 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
   const requestId = served.id
   const headers = { "x-request-id": requestId }
   const contentType = request.headers["content-type"] ?? ""
-  if (!JSON_TYPE.test(contentType)) {
+  if (!JSON_TYPE.test(contentType) || otherCharset(contentType)) {
     return errorResponse(
-      new UnsupportedMediaType({ message: `Content-Type must be application/json, got "${contentType}"` }),
+      new UnsupportedMediaType({ message: `Content-Type must be application/json (UTF-8, as JSON is), got "${contentType}"` }),
       headers
     )
   }
