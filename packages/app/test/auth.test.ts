@@ -275,6 +275,17 @@ describe("bearer tokens on the embedded pipeline", () => {
         const reader = yield* mint("reader", "cli-reader")
         const answer = yield* readings(base, "cli-eq", bearer(reader.stdout.trim()))
         expect([answer.status, answer.json.data.length]).toEqual([200, 3])
+        // A lifetime that ends before the token is made mints nothing.
+        for (const lifetime of ["0s", "-5m"]) {
+          const expired = yield* Effect.promise(() =>
+            mintWithCli(["--type", "reader", "--tenant", "tenant-c", "--subject", "r", "--expires", lifetime], authEnv)
+          )
+          expect([expired.code, expired.stdout, expired.stderr]).toEqual([
+            1,
+            "",
+            expect.stringContaining(`expiry "${lifetime}": the token would be expired when minted`)
+          ])
+        }
       }))
   })
 })
@@ -317,6 +328,13 @@ describe("secure by default", () => {
       )
       const answer = yield* readings(base, "local-eq", bearer(minted.stdout.trim()))
       expect([answer.status, answer.json.data.length]).toEqual([200, 3])
+      expect(minted.stderr).not.toContain("warning")
+      // Elsewhere (no secret file there), it says that the secret it generated is no server's.
+      const elsewhere = yield* Effect.promise(() =>
+        mintWithCli(["--type", "reader", "--tenant", "default", "--subject", "me"], { AUTH_SECRET_FILE: join(dir, "other", "auth-secret") })
+      )
+      expect(elsewhere.stderr).toContain("a new secret was generated there, which no running server knows")
+      expect((yield* readings(base, "local-eq", bearer(elsewhere.stdout.trim()))).status).toBe(401)
     }), { timeout: 120_000 })
 
   it.scopedLive("with AUTH_JWKS_URL but neither AUTH_ISSUER nor AUTH_AUDIENCE, the server refuses to start", () =>

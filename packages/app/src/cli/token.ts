@@ -1,6 +1,7 @@
 import { Command, Options } from "@effect/cli"
+import * as AuthConfig from "@telemetry/ingest/auth/AuthConfig"
 import { Tokens } from "@telemetry/ingest/auth/Tokens"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
 import * as Cli from "./Cli.js"
 
 // `pnpm token --type device|reader --tenant <t> --subject <s> [--expires 30d] [--timezone <zone>]`: prints a bearer
@@ -39,7 +40,14 @@ const command = Command.make("token", { type, tenant, subject, expires, timeZone
         minted.expiresAt.toISOString()
     )
     yield* Console.log(minted.token)
+    const { source } = yield* AuthConfig.AuthKeys
+    if (source._tag === "File" && source.created) {
+      yield* Console.error(
+        `warning: AUTH_SECRET is not set and ${source.path} did not exist: a new secret was generated there, which no ` +
+          "running server knows: run this in the server's directory, or set AUTH_SECRET as the server has it"
+      )
+    }
     // Resolved only here, so that --help neither needs the secret nor creates its file.
-  }).pipe(Effect.provide(Tokens.Default))).pipe(Command.withDescription("Mints a bearer token (JWT) that the ingest server accepts"))
+  }).pipe(Effect.provide(Tokens.DefaultWithoutDependencies.pipe(Layer.provideMerge(AuthConfig.layer))))).pipe(Command.withDescription("Mints a bearer token (JWT) that the ingest server accepts"))
 
 Cli.run(command, "pnpm token")

@@ -200,7 +200,12 @@ export class Tokens extends Effect.Service<Tokens>()("@telemetry/Tokens", {
               new InvalidTokenRequest({ message: `expiry "${request.expiresIn}": ${(error as Error).message}` })
           })
         ),
-        Effect.map((token) => ({ token, expiresAt: new Date(decodeJwt(token).exp! * 1000) }))
+        Effect.map((token) => ({ token, expiresAt: new Date(decodeJwt(token).exp! * 1000) })),
+        // "0s" or "-5m" would mint a token no server accepts.
+        Effect.filterOrFail(
+          (minted) => minted.expiresAt.getTime() > Date.now(),
+          () => new InvalidTokenRequest({ message: `expiry "${request.expiresIn}": the token would be expired when minted` })
+        )
       )
 
     return { mint, verify } as const
