@@ -5,12 +5,23 @@ import { Tokens } from "@telemetry/ingest/auth/Tokens"
 import * as Server from "@telemetry/ingest/http/Server"
 import { Ingest } from "@telemetry/ingest/Ingest"
 import * as Worker from "@telemetry/worker/Worker"
-import { Config, Effect, Layer } from "effect"
+import { Config, Effect, Layer, Option } from "effect"
 import * as Metrics from "./observability/Metrics.js"
 
-/** The worker runs in this process unless `RUN_WORKER=false` (an ingest-only node). */
+/**
+ * The worker runs in this process unless `RUN_WORKER=false` (an ingest-only node). Without Kafka, the claims of an
+ * ingest-only node wait in its in-process queue, which no other process reads: said at start, since they load only
+ * once it runs with its worker again.
+ */
 const worker = Layer.unwrapEffect(
-  Effect.map(Config.boolean("RUN_WORKER").pipe(Config.withDefault(true)), (run) => (run ? Worker.layer : Layer.empty))
+  Effect.map(
+    Config.all([Config.boolean("RUN_WORKER").pipe(Config.withDefault(true)), Config.option(Config.string("KAFKA_BROKERS"))]),
+    ([run, kafka]) =>
+      run ? Worker.layer : Option.isSome(kafka) ? Layer.empty : Layer.effectDiscard(Effect.logWarning(
+        "RUN_WORKER=false without KAFKA_BROKERS: accepted uploads wait in this process's embedded queue and load only " +
+          "once it runs with its worker (RUN_WORKER unset)"
+      ))
+  )
 )
 
 /**

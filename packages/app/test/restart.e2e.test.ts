@@ -107,6 +107,7 @@ describe("lossless restart on embedded parts", () => {
 
       const ingestOnly = startPipeline({ ...env, RUN_WORKER: "false" })
       yield* Effect.promise(() => healthy(ingestOnly, base))
+      expect(ingestOnly.output()).toContain("RUN_WORKER=false without KAFKA_BROKERS: accepted uploads wait")
       const accepted = yield* Effect.promise(() => post(base, payload("restart-a", 5_000)))
       expect(accepted.status).toBe(202)
       ingestOnly.child.kill("SIGKILL")
