@@ -430,7 +430,7 @@ describe("normalize", () => {
     expect(error.message).toBe(`[1].sensor[1].timestamp: is more than a day after the payload was received (a clock gone wrong?): "${late}"`)
   })
 
-  it("refuses a payload whose readings span more than 400 UTC days, at the reading of the 401st, across its items", () => {
+  it("refuses a payload whose readings fall on more than 400 UTC days, at the reading of the 401st day, across its items", () => {
     const onDays = (from: number, count: number) =>
       withReadings(...Array.from({ length: count }, (_, d) => ({
         sensor_uuid: "s",
@@ -442,7 +442,7 @@ describe("normalize", () => {
     expect(Either.isRight(reader(onDays(0, 600), 0))).toBe(true)
     const more = reader(onDays(300, 201), 1)
     expect(Either.isLeft(more) && more.left.path).toBe("[1].sensor[200].sensor_datahora_coleta")
-    expect(Either.isLeft(more) && more.left.message).toMatch(/span more than 400 days \(UTC\); send them in several payloads$/)
+    expect(Either.isLeft(more) && more.left.message).toMatch(/fall on more than 400 days \(UTC\); send them in several payloads$/)
   })
 
   it("accepts exactly what the EquipmentItem schema accepts, and reads it alike (random items)", () => {

@@ -249,7 +249,7 @@ const makeItemReader = <A>(options: NormalizeOptions, builder: () => ItemBuilder
           if (days.size === MAX_PAYLOAD_DAYS) {
             const path = at != null ? timePath(index, offset + i, r) : `[${index}].sensor[${offset + i}]`
             return Either.left(new InvalidPayload({
-              message: `${path}: the payload's readings span more than ${MAX_PAYLOAD_DAYS} days (UTC); send them in several payloads`,
+              message: `${path}: the payload's readings fall on more than ${MAX_PAYLOAD_DAYS} days (UTC); send them in several payloads`,
               path
             }))
           }
