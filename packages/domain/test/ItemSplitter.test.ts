@@ -7,7 +7,7 @@ const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
 /** The parts of `item` fed in chunks cut at `cuts`, as text, or the error's message. */
 const partsOf = (item: Uint8Array, cuts: ReadonlyArray<number>, partBytes = 200, maxHeldBytes = Infinity) => {
-  const splitter = new ItemSplitter(new Set(["equip_uuid", "a"]), "sensor", partBytes, maxHeldBytes)
+  const splitter = new ItemSplitter(new Set(["equip_uuid", "a"]), "sensor", new Set(["equip_uuid"]), partBytes, maxHeldBytes)
   const parts: Array<RawItemPart> = []
   const bounds = [0, ...cuts, item.length]
   try {
@@ -76,6 +76,28 @@ describe("ItemSplitter", () => {
         const parts = partsOf(bytes, [k])
         if ("error" in parts) throw new Error(`${json}: ${parts.error}`)
         expect(() => parts.map((part) => JSON.parse(part.readings)), `${json} cut at ${k}`).toThrow(SyntaxError)
+      }
+    }
+  })
+
+  it("refuses an item naming sensor or a name it may have once twice, however chunked; other kept names go to the head", () => {
+    const sensor = JSON.stringify(Array.from({ length: 60 }, (_, k) => ({ k })))
+    for (
+      const [json, refused] of [
+        [`{"equip_uuid":"x","sensor":${sensor},"equip_uuid":"y"}`, "equip_uuid"],
+        [`{"equip_uuid":"x","equip_uuid":"x","sensor":${sensor}}`, "equip_uuid"],
+        [`{"sensor":${sensor},"a":1,"equip_\u0075uid":"y","equip_uuid":"y"}`, "equip_uuid"],
+        [`{"equip_uuid":"x","sensor":${sensor},"sensor":[]}`, "sensor"],
+        [`{"equip_uuid":"x","a":1,"sensor":${sensor},"a":2,"b":{"equip_uuid":1,"sensor":2}}`, undefined]
+      ] as const
+    ) {
+      const bytes = utf8(json)
+      const everyCut = Array.from({ length: bytes.length - 1 }, (_, k) => k + 1)
+      for (const cuts of [[], [json.indexOf("uuid") + 2], everyCut]) {
+        const parts = partsOf(bytes, cuts)
+        if (refused !== undefined) expect(parts, json).toEqual({ error: `an element has "${refused}" twice` })
+        else if ("error" in parts) throw new Error(`${json}: ${parts.error}`)
+        else expect(parts.map((part) => JSON.parse(part.head)).at(-1), json).toEqual({ equip_uuid: "x", a: 2 })
       }
     }
   })

@@ -968,18 +968,56 @@ describe("PayloadDecoder", () => {
         })
       }))
 
-    it.effect("a sensor that is not an array, twice, cut short or with an empty reading is refused", () =>
+    it.effect("a sensor that is not an array, cut short or with an empty reading is refused", () =>
       Effect.gen(function*() {
         const padding = Array.from({ length: 40 }, () => "z".repeat(40_000))
         for (
           const text of [
             JSON.stringify([{ equip_uuid: "x", padding, sensor: 5 }]),
-            `[{"equip_uuid":"x","sensor":${JSON.stringify(many)},"sensor":[]}]`,
             `[{"equip_uuid":"x","sensor":${JSON.stringify(many).slice(0, -1)}}]`,
             `[{"equip_uuid":"x","sensor":[,${JSON.stringify(many).slice(1)}}]`
           ]
         ) {
           expect(yield* decodeError(text, large)).toMatchObject({ _tag: "InvalidPayload", path: "[0]" })
+        }
+      }))
+
+    it.effect("an item naming equip_uuid or sensor twice is refused, small or large, however its bytes come", () =>
+      Effect.gen(function*() {
+        const small = JSON.stringify(readings(3))
+        const big = JSON.stringify(readings(12_000))
+        const other = `{"equip_uuid":"other","sensor":${JSON.stringify(readings(1))}}`
+        // The second name early (seen before the item is read in parts), late, escaped, or in the second item.
+        const bodies = (sensor: string) => [
+          [`[{"equip_uuid":"FIRST","sensor":${sensor},"equip_uuid":"SECOND"}]`, "[0].equip_uuid"],
+          [`[{"equip_uuid":"FIRST", "equip_uuid" :"SECOND","sensor":${sensor}}]`, "[0].equip_uuid"],
+          [`[{"sensor":${sensor},"equip_uuid":"FIRST","equip_\u0075uid":"SECOND"}]`, "[0].equip_uuid"],
+          [`[${other},{"equip_uuid":"x","sensor":${sensor},"equip_nome":"n","sensor":[]}]`, "[1].sensor"],
+          [`[{"equip_uuid":"x","sensor":[],"sensor":${sensor}}]`, "[0].sensor"]
+        ] as const
+        for (const [sensor, chunkSizes] of [[small, [1, 3, 7, Infinity]], [big, [1000, 4093, 64 * 1024, Infinity]]] as const) {
+          for (const [text, path] of bodies(sensor)) {
+            for (const size of chunkSizes) {
+              const error = yield* Effect.flip(decode(text, large, size))
+              expect(error, `${path} in ${text.length} bytes, chunks of ${size}`).toEqual(
+                new InvalidPayload({ message: `${path}: appears twice in the item`, path })
+              )
+            }
+          }
+        }
+      }))
+
+    it.effect("while the same names elsewhere — in a reading, a value, a nested object — are no repetition", () =>
+      Effect.gen(function*() {
+        const nested = `"equip_nome":"sensor","extra":{"equip_uuid":1,"sensor":[]},"more":["sensor","sensor"]`
+        for (const n of [3, 12_000]) {
+          const sensor = JSON.stringify(readings(n).map((r) => ({ ...r, sensor_equip_uuid: "r", equip_uuid: "r" })))
+          const text = `[{"equip_uuid":"one",${nested},"sensor":${sensor},"extra2":{"sensor":1,"equip_uuid":2}}]`
+          for (const size of [4093, Infinity]) {
+            const items = yield* decode(text, large, size)
+            expect(items.every((i) => i.equipment.uuid === "one" && i.equipment.name === "sensor")).toBe(true)
+            expect(items.reduce((k, i) => k + i.readings.length, 0)).toBe(n)
+          }
         }
       }))
   })

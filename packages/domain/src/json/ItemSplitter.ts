@@ -33,7 +33,12 @@ export interface RawItemPart {
 }
 
 export class ItemSplitError extends Error {
-  constructor(message: string, readonly kind: "syntax" | "too_large" = "syntax") {
+  constructor(
+    message: string,
+    readonly kind: "syntax" | "too_large" | "duplicate" = "syntax",
+    /** The member named twice (for `duplicate`). */
+    readonly member?: string
+  ) {
     super(message)
   }
 }
@@ -92,9 +97,10 @@ export class ItemSplitter {
   private readonly key = new Bytes()
   private readonly head = new Bytes()
   private readonly readings = new Bytes()
-  /** Whether the current member is kept in the head; whether `sensor` was seen. */
+  /** Whether the current member is kept in the head. */
   private keeping = false
-  private sensorSeen = false
+  /** The members named so far of those the item may name only once. */
+  private readonly named = new Set<string>()
   /** The member being started is `sensor`. */
   private sensorNext = false
   private readingsInPart = 0
@@ -104,6 +110,11 @@ export class ItemSplitter {
     private readonly keep: ReadonlySet<string>,
     /** The member whose array is split. */
     private readonly arrayMember: string,
+    /**
+     * Members the item may name only once (`arrayMember` always): a kept one named again would change the head
+     * between parts, and so what the parts already handed out belong to.
+     */
+    private readonly once: ReadonlySet<string>,
     private readonly partBytes: number,
     private readonly maxHeldBytes: number
   ) {
@@ -284,9 +295,11 @@ export class ItemSplitter {
 
   private startMember(): void {
     const name = JSON.parse(decoder.decode(this.key.view())) as string
+    if (name === this.arrayMember || this.once.has(name)) {
+      if (this.named.has(name)) throw new ItemSplitError(`an element has "${name}" twice`, "duplicate", name)
+      this.named.add(name)
+    }
     if (name === this.arrayMember) {
-      if (this.sensorSeen) throw new ItemSplitError(`an element has "${name}" twice`)
-      this.sensorSeen = true
       this.sensorNext = true
       this.keeping = false
     } else {

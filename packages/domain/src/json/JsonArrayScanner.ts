@@ -24,12 +24,15 @@ export interface ScannerLimits {
 /**
  * How an object element larger than `aboveBytes` is handed out: in parts (`ElementPart`) of its `arrayMember`
  * array's elements, about `partBytes` each, with the members named in `keep`; its other members are dropped.
+ * An object element of any size that names `arrayMember` or one of `once` twice -> "duplicate_member": read in
+ * parts, the parts handed out before the second would not be what JSON.parse makes of the element (its last).
  */
 export interface SplitOptions {
   readonly aboveBytes: number
   readonly partBytes: number
   readonly arrayMember: string
   readonly keep: ReadonlySet<string>
+  readonly once: ReadonlySet<string>
 }
 
 /** A part of a large element (see SplitOptions): parsed, and told apart from parsed JSON by being an instance. */
@@ -59,11 +62,12 @@ export class JsonScanError extends Error {
       | "too_deep"
       | "string_too_long"
       | "unstorable_string"
+      | "duplicate_member"
       | "truncated",
     message: string,
     /** Index of the element being scanned when the error occurred. */
     readonly index: number,
-    /** Where in the element, e.g. `.sensor[0].sensor_uuid` (for `unstorable_string`). */
+    /** Where in the element, e.g. `.sensor[0].sensor_uuid` (for `unstorable_string`, `duplicate_member`). */
     readonly path?: string
   ) {
     super(message)
@@ -99,6 +103,7 @@ const AFTER_ARRAY = 6
 const NOT_ENDED = -1
 const TOO_DEEP = -2
 const STRING_TOO_LONG = -3
+const DUPLICATE_MEMBER = -4
 
 // An element spanning chunks is gathered in a buffer of at least this size, kept for the next one unless it grew
 // past the larger size.
@@ -134,6 +139,11 @@ export class JsonArrayScanner {
   private readonly maxElementBytes: number
   private readonly maxDepth: number
   private readonly maxStringBytes: number
+  /** The member names an object element may have once (SplitOptions), and their bytes when written unescaped. */
+  private readonly once: ReadonlyArray<string>
+  private readonly onceBytes: ReadonlyArray<Uint8Array>
+  /** Longest such name as sent, each character escaped (`\u0073`). */
+  private readonly onceMaxBytes: number
 
   private state = BEFORE_ARRAY
   private bomMatched = 0 // BOM bytes matched; -1 once anything else was seen
@@ -164,11 +174,23 @@ export class JsonArrayScanner {
   private arrayOpen = 0
   private arrayClose = 0
   private cuts: Array<number> = []
+  /**
+   * The current element's member names are checked here: it is an object not (yet) read in parts, whose splitter
+   * checks them. `keyNext`: the next string to close is a member name; `named`: bits of the `once` names seen.
+   */
+  private keys = false
+  private keyNext = false
+  private named = 0
+  private repeated = ""
 
   constructor(limits: ScannerLimits, private readonly split?: SplitOptions) {
     this.maxElementBytes = limits.maxElementBytes
     this.maxDepth = limits.maxDepth
     this.maxStringBytes = limits.maxStringBytes
+    this.once = split === undefined ? [] : [...new Set([split.arrayMember, ...split.once])]
+    const encoder = new TextEncoder()
+    this.onceBytes = this.once.map((name) => encoder.encode(name))
+    this.onceMaxBytes = 6 * Math.max(0, ...this.once.map((name) => name.length))
   }
 
   /** Number of elements parsed so far. */
@@ -266,6 +288,8 @@ export class JsonArrayScanner {
     // Only an object's array member is cut into pieces.
     this.pieces = b === OPEN_BRACE ? NO_ARRAY : ARRAY_CLOSED
     if (this.cuts.length > 0) this.cuts = []
+    this.keys = this.keyNext = b === OPEN_BRACE && this.once.length > 0
+    this.named = 0
     if (b === OPEN_BRACE || b === OPEN_BRACKET) {
       this.depth = 2
       if (this.depth > this.maxDepth) throw this.tooDeep()
@@ -303,8 +327,9 @@ export class JsonArrayScanner {
     }
     this.elementBytes = size
     if (this.splitter === undefined && splittable && size > this.split!.aboveBytes) {
-      const { arrayMember, keep, partBytes } = this.split!
-      this.splitter = new ItemSplitter(keep, arrayMember, partBytes, this.maxElementBytes)
+      const { arrayMember, keep, once, partBytes } = this.split!
+      this.splitter = new ItemSplitter(keep, arrayMember, once, partBytes, this.maxElementBytes)
+      this.keys = this.keyNext = false
       this.splitParts(this.pending.subarray(0, this.pendingBytes), out)
       this.pendingBytes = 0
       if (this.pending.length > MAX_KEPT_PENDING_BYTES) this.pending = new Uint8Array(0)
@@ -335,6 +360,7 @@ export class JsonArrayScanner {
       parts = this.splitter!.push(bytes)
     } catch (e) {
       if (e instanceof ItemSplitError) {
+        if (e.kind === "duplicate") throw this.duplicate(e.member!)
         throw this.error(e.kind === "too_large" ? "part_too_large" : "syntax", `Element ${this.emitted}: ${e.message}`)
       }
       throw e
@@ -373,6 +399,8 @@ export class JsonArrayScanner {
     let stringBytes = this.stringBytes
     let stringStart = i
     let pieces = this.pieces
+    const keys = this.keys
+    let keyNext = this.keyNext
     let lastCut = this.cuts.length > 0 ? this.cuts[this.cuts.length - 1]! : this.arrayOpen
     if (escaped && i < end) {
       // The previous chunk ended with a backslash inside a string.
@@ -402,6 +430,15 @@ export class JsonArrayScanner {
         if (stringBytes + (i - stringStart) > maxStringBytes) {
           stop = STRING_TOO_LONG
           break
+        }
+        // A member name of the element (a string after its "{" or a "," of its own) closes: JSON.parse would keep
+        // the last of a name given twice, and cannot tell.
+        if (keyNext) {
+          keyNext = false
+          if (depth === 2 && this.repeats(bytes, stringStart, i, stringBytes)) {
+            stop = DUPLICATE_MEMBER
+            break
+          }
         }
         stringBytes = 0
         inString = false
@@ -434,12 +471,19 @@ export class JsonArrayScanner {
           pieces = ARRAY_CLOSED
           this.arrayClose = base + i - 1
         }
-      } else if (b === COMMA && depth === 3 && pieces === IN_ARRAY && base + i - lastCut > PIECE_BYTES) {
-        lastCut = base + i - 1
-        this.cuts.push(lastCut)
+      } else if (b === COMMA) {
+        if (depth === 3) {
+          if (pieces === IN_ARRAY && base + i - lastCut > PIECE_BYTES) {
+            lastCut = base + i - 1
+            this.cuts.push(lastCut)
+          }
+        } else if (depth === 2) {
+          keyNext = keys
+        }
       }
     }
     this.pieces = pieces
+    this.keyNext = keyNext
     if (stop === NOT_ENDED && inString) {
       stringBytes += end - stringStart
       if (stringBytes > maxStringBytes) stop = STRING_TOO_LONG
@@ -453,7 +497,50 @@ export class JsonArrayScanner {
     if (stop === STRING_TOO_LONG) {
       throw this.error("string_too_long", `Element has a string longer than ${maxStringBytes} bytes`)
     }
+    if (stop === DUPLICATE_MEMBER) throw this.duplicate(this.repeated)
     return stop
+  }
+
+  /**
+   * Whether the member name in `bytes` from `from` to `to` (its closing quote), after `earlier` bytes of it in
+   * earlier chunks (the end of `pending`), is one of `once` the element named before; notes it otherwise.
+   */
+  private repeats(bytes: Uint8Array, from: number, to: number, earlier: number): boolean {
+    const length = earlier + to - from
+    if (length > this.onceMaxBytes) return false
+    // Allocates only for a name cut by a chunk's end: one is checked for every member of every item.
+    let sent = bytes
+    let at = from
+    if (earlier > 0) {
+      sent = new Uint8Array(length)
+      sent.set(this.pending.subarray(this.pendingBytes - earlier, this.pendingBytes))
+      sent.set(bytes.subarray(from, to), earlier)
+      at = 0
+    }
+    const end = at + length
+    let j = at
+    while (j < end && sent[j] !== BACKSLASH) j++
+    const k = j < end ? this.once.indexOf(unescapeName(sent.subarray(at, end))) : this.indexOfName(sent, at, length)
+    if (k < 0) return false
+    if ((this.named & (1 << k)) !== 0) {
+      this.repeated = this.once[k]!
+      return true
+    }
+    this.named |= 1 << k
+    return false
+  }
+
+  /** Index in `once` of the name written unescaped in `bytes` at `at`, or -1. */
+  private indexOfName(bytes: Uint8Array, at: number, length: number): number {
+    const names = this.onceBytes
+    for (let k = 0; k < names.length; k++) {
+      const name = names[k]!
+      if (name.length !== length) continue
+      let j = 0
+      while (j < length && name[j] === bytes[at + j]) j++
+      if (j === length) return k
+    }
+    return -1
   }
 
   private scanPrimitive(bytes: Uint8Array, i: number, end: number): number {
@@ -519,6 +606,10 @@ export class JsonArrayScanner {
     return value
   }
 
+  private duplicate(name: string): JsonScanError {
+    return new JsonScanError("duplicate_member", "appears twice in the element", this.emitted, `.${name}`)
+  }
+
   private tooDeep(): JsonScanError {
     return this.error("too_deep", `Element nests deeper than ${this.maxDepth} levels`)
   }
@@ -580,6 +671,15 @@ const parseNonFinite = (text: string): unknown => {
     return JSON.parse(nulled)
   } catch {
     return undefined
+  }
+}
+
+/** A member name with escapes, as sent between its quotes, read; "" if it is no JSON string (JSON.parse refuses it). */
+const unescapeName = (sent: Uint8Array): string => {
+  try {
+    return JSON.parse(`"${decoder.decode(sent)}"`)
+  } catch {
+    return ""
   }
 }
 

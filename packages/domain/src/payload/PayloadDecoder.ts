@@ -50,6 +50,10 @@ const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload 
       const path = `[${e.index}]${e.path ?? ""}`
       return new InvalidPayload({ message: `${path}: ${e.message}`, path })
     }
+    case "duplicate_member": {
+      const path = `[${e.index}]${e.path ?? ""}`
+      return new InvalidPayload({ message: `${path}: appears twice in the item`, path })
+    }
     case "truncated":
       return new InvalidPayload({ message: `body ends before the JSON array is closed (item [${e.index}])` })
   }
@@ -80,6 +84,12 @@ const scanTurn = Effect.unsafeMakeSemaphore(1)
 const SPLIT_ABOVE_BYTES = 1024 * 1024
 
 /**
+ * An item naming one of these twice is refused, whatever its size: JSON.parse would keep the last, but an item read
+ * in parts has handed out readings under the first by then.
+ */
+const ONCE: ReadonlySet<string> = new Set(["equip_uuid", "sensor"])
+
+/**
  * Turns the JSON bytes of a bulk payload into validated equipment items, each as `reader` reads it, one at a time,
  * so memory stays bounded by one item — or one part of a large one — whatever the payload's size. Of faulty items,
  * the first is the one refused, however the bytes came in chunks.
@@ -94,7 +104,7 @@ const decodeWith = <A extends { readonly continued?: boolean }>(
       maxElementBytes: options.maxItemBytes,
       maxDepth: options.maxDepth,
       maxStringBytes: options.maxStringBytes
-    }, { aboveBytes: SPLIT_ABOVE_BYTES, partBytes: PIECE_BYTES, arrayMember: "sensor", keep: EQUIPMENT_FIELDS })
+    }, { aboveBytes: SPLIT_ABOVE_BYTES, partBytes: PIECE_BYTES, arrayMember: "sensor", keep: EQUIPMENT_FIELDS, once: ONCE })
     const normalize = reader(options)
     let index = 0
     // Parts of a large item whose head does not name its equipment yet (`equip_uuid` after `sensor`).
