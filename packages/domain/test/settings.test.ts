@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect } from "effect"
-import { integerSetting, portSetting } from "../src/Settings.js"
+import { ConfigProvider, Duration, Effect } from "effect"
+import { integerSetting, portSetting, positiveDuration } from "../src/Settings.js"
 
 const read = <A>(setting: Effect.Effect<A, unknown>, env: Record<string, string>) =>
   setting.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))), Effect.either)
@@ -25,6 +25,19 @@ describe("integer settings", () => {
         const result = yield* read(setting, env)
         expect(result._tag).toBe("Left")
         expect(String(result._tag === "Left" ? result.left : "")).toMatch(message)
+      }
+    }))
+})
+
+describe("positive durations", () => {
+  it.effect("take their default when unset, a value as it is, and refuse zero or less, naming the variable", () =>
+    Effect.gen(function*() {
+      const window = positiveDuration("RATE_LIMIT_WINDOW", Duration.minutes(1))
+      expect(yield* read(window, {})).toEqual(expect.objectContaining({ right: Duration.minutes(1) }))
+      expect(yield* read(window, { RATE_LIMIT_WINDOW: "5 seconds" })).toEqual(expect.objectContaining({ right: Duration.seconds(5) }))
+      for (const value of ["0 seconds", "0 millis"]) {
+        const result = yield* read(window, { RATE_LIMIT_WINDOW: value })
+        expect(String(result._tag === "Left" ? result.left : "")).toMatch(/RATE_LIMIT_WINDOW.*must be longer than 0/)
       }
     }))
 })

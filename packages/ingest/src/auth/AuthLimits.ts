@@ -1,5 +1,5 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import { integerSetting } from "@telemetry/domain"
+import { integerSetting, positiveDuration } from "@telemetry/domain"
 import { Config, Data, Duration, Effect } from "effect"
 import ipaddr from "ipaddr.js"
 import * as RateLimitStore from "../limits/RateLimitStore.js"
@@ -17,10 +17,10 @@ const AuthLimitsConfig = Config.all({
   perReader: integerSetting("RATE_LIMIT_PER_READER", 600, { min: 0 }),
   /** Requests without a valid token one client address may make per window before they get 429 instead of 401. */
   unauthenticated: integerSetting("RATE_LIMIT_UNAUTHENTICATED", 60, { min: 0 }),
-  window: Config.duration("RATE_LIMIT_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
+  window: positiveDuration("RATE_LIMIT_WINDOW", Duration.minutes(1)),
   /** Failed logins one username, or one client address, may make per lockout window before logins are refused. */
   loginFailures: integerSetting("LOGIN_MAX_FAILURES", 10, { min: 0 }),
-  lockout: Config.duration("LOGIN_LOCKOUT_WINDOW").pipe(Config.withDefault(Duration.minutes(15)))
+  lockout: positiveDuration("LOGIN_LOCKOUT_WINDOW", Duration.minutes(15))
 })
 
 /** How long a successful login keeps its account known at its address, renewed at each success. */

@@ -1,5 +1,5 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import { integerSetting } from "@telemetry/domain"
+import { integerSetting, positiveDuration } from "@telemetry/domain"
 import { Config, Duration, Effect, Either, Ref, Schema } from "effect"
 import * as RateLimitStore from "./RateLimitStore.js"
 import { answeredAs } from "../http/errors.js"
@@ -55,7 +55,7 @@ export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
 export const AdmissionConfig = Config.all({
   /** Requests a device may send per window, as a token bucket (bursts up to the limit); 0 turns it off. */
   perDevice: integerSetting("RATE_LIMIT_PER_DEVICE", 60, { min: 0 }),
-  window: Config.duration("RATE_LIMIT_WINDOW").pipe(Config.withDefault(Duration.minutes(1))),
+  window: positiveDuration("RATE_LIMIT_WINDOW", Duration.minutes(1)),
   /** Uploads streamed at once by this process; each holds buffers, so this bounds memory. */
   maxInFlight: integerSetting("MAX_INFLIGHT_UPLOADS", 32, { min: 1 }),
   /** Of those, the most one device may hold. */

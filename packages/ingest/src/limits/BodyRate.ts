@@ -1,4 +1,4 @@
-import { integerSetting } from "@telemetry/domain"
+import { integerSetting, positiveDuration } from "@telemetry/domain"
 import { type Chunk, Clock, Config, Duration, Effect, Option, Schema, Stream } from "effect"
 import { answeredAs } from "../http/errors.js"
 
@@ -18,7 +18,7 @@ export const BodyRateConfig = Config.all({
   /** The least average rate of a request body, in bytes per second; 0 turns the check off. */
   minBytesPerSecond: integerSetting("MIN_BODY_RATE", 1024, { min: 0 }),
   /** How long a body may come slower than that from its start (a slow start, a pause) before it is cut. */
-  grace: Config.duration("BODY_RATE_GRACE").pipe(Config.withDefault(Duration.seconds(10)))
+  grace: positiveDuration("BODY_RATE_GRACE", Duration.seconds(10))
 })
 export type BodyRateConfig = Config.Config.Success<typeof BodyRateConfig>
 
