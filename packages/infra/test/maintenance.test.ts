@@ -5,7 +5,7 @@ import { Maintenance, TelemetryStore } from "@telemetry/domain"
 import type { Reading } from "@telemetry/domain"
 import { claim, equipment, item, reading, sensor, uid } from "@telemetry/domain/testing"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import { Deferred, Duration, Effect, Fiber, Layer, Metric, Schedule, Stream } from "effect"
+import { ConfigProvider, Deferred, Duration, Effect, Fiber, Layer, Metric, Schedule, Stream } from "effect"
 import * as DbMetrics from "../src/db/DbMetrics.js"
 import * as Migrator from "../src/db/Migrator.js"
 import * as SqlMaintenance from "../src/db/SqlMaintenance.js"
@@ -555,3 +555,14 @@ it.scoped("the same aggregate query returns the same rows on both databases", ()
     expect(rounded(onPostgres.hourly)).toEqual(rounded(onEmbedded.hourly))
     expect(rounded(onPostgres.daily)).toEqual(rounded(onEmbedded.daily))
   }), { timeout: 120_000 })
+
+describe("RAW_RETENTION", () => {
+  it.effect("under 7 days stops the program, naming the variable", () =>
+    Effect.gen(function*() {
+      const result = yield* SqlMaintenance.RawRetention.pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["RAW_RETENTION", "1 day"]]))),
+        Effect.flip
+      )
+      expect(String(result)).toContain(`RAW_RETENTION: "must be at least 7 days`)
+    }))
+})

@@ -17,11 +17,12 @@ const MIN_RETENTION = Duration.days(7)
 
 /** `RAW_RETENTION` (default 30 days): how long raw readings are kept; at least 7 days. */
 export const RawRetention = Config.duration("RAW_RETENTION").pipe(
-  Config.withDefault(Duration.days(30)),
+  // Validated before the default is applied: after it, the message loses the variable's name.
   Config.validate({
-    message: "RAW_RETENTION must be at least 7 days (the daily refresh window)",
+    message: "must be at least 7 days (the daily refresh window)",
     validation: (d) => Duration.greaterThanOrEqualTo(d, MIN_RETENTION)
-  })
+  }),
+  Config.withDefault(Duration.days(30))
 )
 
 interface Job {
