@@ -190,8 +190,9 @@ describe("pipeline over HTTP on embedded parts", () => {
           expect(response.json.message, name).toBeTypeOf("string")
           if (path !== undefined) expect([name, response.json.path]).toEqual([name, path])
         }
-        // A valid request afterwards still works, and is the only thing that was stored and loaded.
-        const ok = yield* post(JSON.stringify(valid))
+        // A valid request afterwards still works, and is the only thing that was stored and loaded; in ASCII, which
+        // is UTF-8 as it is.
+        const ok = yield* post(JSON.stringify(valid), { "content-type": "application/json; charset=US-ASCII" })
         expect(ok.status).toBe(202)
         yield* eventually(count("claim_ledger"), (n) => n === claimsBefore + 1)
         expect((yield* storedObjects).length).toBe(objectsBefore + 1)

@@ -14,10 +14,12 @@ import { CurrentRequest } from "./RequestLog.js"
 
 const JSON_TYPE = /^application\/json\s*(;|$)/i
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
+/** Charsets whose text is UTF-8 as it is (ASCII is a subset). */
+const UTF8_CHARSETS = new Set(["utf-8", "utf8", "us-ascii"])
 /** JSON is UTF-8 (RFC 8259): a body said to be in another charset would be read as what it is not. */
 const otherCharset = (contentType: string) => {
   const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase()
-  return charset !== undefined && charset !== "utf-8" && charset !== "utf8"
+  return charset !== undefined && !UTF8_CHARSETS.has(charset)
 }
 /**
  * The Easy Smart Monitor integration for Home Assistant counts only 200 and 201 as success (contract §6) and
