@@ -41,33 +41,29 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
   const request = yield* HttpServerRequest.HttpServerRequest
   const served = yield* CurrentRequest
   const requestId = served.id
-  const headers = { "x-request-id": requestId }
   const contentType = request.headers["content-type"] ?? ""
   if (!JSON_TYPE.test(contentType) || otherCharset(contentType)) {
     return errorResponse(
-      new UnsupportedMediaType({ message: `Content-Type must be application/json (UTF-8, as JSON is), got "${contentType}"` }),
-      headers
+      new UnsupportedMediaType({ message: `Content-Type must be application/json (UTF-8, as JSON is), got "${contentType}"` })
     )
   }
   const encoding = (request.headers["content-encoding"] ?? "identity").trim().toLowerCase()
   if (!["identity", "gzip", "x-gzip"].includes(encoding)) {
     return errorResponse(
-      new UnsupportedMediaType({ message: `Content-Encoding must be gzip or absent, got "${encoding}"` }),
-      headers
+      new UnsupportedMediaType({ message: `Content-Encoding must be gzip or absent, got "${encoding}"` })
     )
   }
   const idempotencyKey = request.headers["idempotency-key"] || null
   if (idempotencyKey !== null && idempotencyKey.length > MAX_IDEMPOTENCY_KEY) {
     return errorResponse(
-      new InvalidBody({ message: `Idempotency-Key is longer than ${MAX_IDEMPOTENCY_KEY} characters`, path: "idempotency-key" }),
-      headers
+      new InvalidBody({ message: `Idempotency-Key is longer than ${MAX_IDEMPOTENCY_KEY} characters`, path: "idempotency-key" })
     )
   }
   const principal = yield* CurrentPrincipal
   const who = { tenant: principal.tenantId, device: principal.subject }
   yield* served.annotate(who)
   const timeZone = yield* Effect.either(zoneOf(principal))
-  if (Either.isLeft(timeZone)) return yield* databaseUnavailable(timeZone.left, { ...headers, ...CLOSE })
+  if (Either.isLeft(timeZone)) return yield* databaseUnavailable(timeZone.left, CLOSE)
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
   const declaredLength = Number(request.headers["content-length"] ?? NaN)
   const success = HOME_ASSISTANT_CLIENT.test(request.headers["user-agent"] ?? "") ? 200 : 202
@@ -98,7 +94,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
         claim_check: accepted.key,
         claim_id: accepted.claimId,
         readings: accepted.readings
-      }, { status: success, headers: accepted.replayed ? { ...headers, "idempotent-replayed": "true" } : headers })
+      }, { status: success, headers: accepted.replayed ? { "idempotent-replayed": "true" } : {} })
     ),
     // Whatever the client still sends of a rejected body is read and dropped.
     Effect.onError(() => Effect.sync(() => incoming.resume())),
@@ -111,20 +107,20 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
     ),
     Effect.catchTags({
       InvalidPayload: (e) =>
-        Effect.succeed(errorResponse(new InvalidBody({ message: e.message, path: e.path }), headers)),
-      PayloadTooLarge: (e) => Effect.succeed(errorResponse(new TooLarge({ message: e.message }), { ...headers, ...CLOSE })),
-      BodyTooSlow: (e) => Effect.succeed(errorResponse(e, { ...headers, ...CLOSE })),
-      RateLimited: (e) => Effect.succeed(errorResponse(e, { ...headers, ...retryAfterHeader(e.retryAfter) })),
-      TooManyUploads: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
-      Overloaded: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
-      InProgress: (e) => Effect.succeed(errorResponse(e, { ...headers, ...RETRY_SOON })),
-      KeyReused: (e) => Effect.succeed(errorResponse(e, headers)),
+        Effect.succeed(errorResponse(new InvalidBody({ message: e.message, path: e.path }))),
+      PayloadTooLarge: (e) => Effect.succeed(errorResponse(new TooLarge({ message: e.message }), CLOSE)),
+      BodyTooSlow: (e) => Effect.succeed(errorResponse(e, CLOSE)),
+      RateLimited: (e) => Effect.succeed(errorResponse(e, retryAfterHeader(e.retryAfter))),
+      TooManyUploads: (e) => Effect.succeed(errorResponse(e, RETRY_SOON)),
+      Overloaded: (e) => Effect.succeed(errorResponse(e, RETRY_SOON)),
+      InProgress: (e) => Effect.succeed(errorResponse(e, RETRY_SOON)),
+      KeyReused: (e) => Effect.succeed(errorResponse(e)),
       StorageError: (e) =>
         Effect.as(
           Effect.logError("storage failed during ingest", e),
           errorResponse(
             new Unavailable({ error: "storage_unavailable", message: "object storage is unavailable, retry later" }),
-            { ...headers, ...RETRY_LATER }
+            RETRY_LATER
           )
         ),
       QueueError: (e) =>
@@ -132,7 +128,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
           Effect.logError("queue failed during ingest", e),
           errorResponse(
             new Unavailable({ error: "queue_unavailable", message: `the claim queue is unavailable (${e.message}), retry later` }),
-            { ...headers, ...RETRY_LATER }
+            RETRY_LATER
           )
         )
     }),

@@ -44,7 +44,7 @@ export const middleware = HttpMiddleware.make((app) =>
     const added: Record<string, string> = {}
     const served: ServedRequest = { id, annotate: (annotations) => Effect.sync(() => Object.assign(added, annotations)) }
     const withId = HttpApp.appendPreResponseHandler((_, response) =>
-      Effect.succeed(response.headers["x-request-id"] === undefined ? HttpServerResponse.setHeader(response, "x-request-id", id) : response)
+      Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", id))
     )
     return Effect.exit(Effect.zipRight(withId, Effect.provideService(app, CurrentRequest, served))).pipe(
       Effect.tap((exit) => {
