@@ -200,12 +200,13 @@ export class Tokens extends Effect.Service<Tokens>()("@telemetry/Tokens", {
               new InvalidTokenRequest({ message: `expiry "${request.expiresIn}": ${(error as Error).message}` })
           })
         ),
-        Effect.map((token) => ({ token, expiresAt: new Date(decodeJwt(token).exp! * 1000) })),
-        // "0s" or "-5m" would mint a token no server accepts.
-        Effect.filterOrFail(
-          (minted) => minted.expiresAt.getTime() > Date.now(),
-          () => new InvalidTokenRequest({ message: `expiry "${request.expiresIn}": the token would be expired when minted` })
-        )
+        Effect.flatMap((token) => {
+          const { exp, iat } = decodeJwt(token)
+          // "0s" or "-5m" would mint a token no server accepts.
+          return exp! > iat!
+            ? Effect.succeed({ token, expiresAt: new Date(exp! * 1000) })
+            : Effect.fail(new InvalidTokenRequest({ message: `expiry "${request.expiresIn}": the token would be expired when minted` }))
+        })
       )
 
     return { mint, verify } as const
