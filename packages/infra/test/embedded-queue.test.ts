@@ -70,6 +70,35 @@ describe("the in-process queue's consumer", () => {
       expect(ids).toEqual([poison, poison, second, poison, third, poison].map((c) => c.claim_id))
     }).pipe(Effect.provide(queueWith("1 second"))))
 
+  it.effect("takes claims in turns, one tenant after another and one device after another, each device's in order", () =>
+    Effect.gen(function*() {
+      const burst = [1, 2, 3].map(() => claim({ tenantId: "home", deviceId: "busy" }))
+      const [, , , quiet, neighbour, anonymous] = yield* published(
+        ...burst,
+        claim({ tenantId: "other", deviceId: "quiet" }),
+        claim({ tenantId: "home", deviceId: "neighbour" }),
+        claim({ tenantId: "other" })
+      )
+      expect(yield* nextTaken(6)).toEqual(
+        [burst[0], quiet, neighbour, anonymous, burst[1], burst[2]].map((c) => c!.claim_id)
+      )
+    }).pipe(Effect.provide(queueWith("1 second"))))
+
+  it.effect("publishing waits while `capacity` claims wait, and is refused once its timeout passes", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      yield* published(...Array.from({ length: 10 }, () => claim()))
+      const refused = yield* Effect.fork(Effect.flip(queue.publish(claim())))
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(refused)).message).toBe("the claim queue is full")
+      // The refused claim is not pending; one taken makes room for the next.
+      expect((yield* queue.backlog).pending).toBe(10)
+      yield* nextTaken(1)
+      const last = claim()
+      yield* queue.publish(last)
+      expect(yield* queue.backlog).toMatchObject({ pending: 10, room: { waiting: 10, capacity: 10 } })
+    }).pipe(Effect.provide(queueWith("1 second"))))
+
   it.effect("its backlog: claims not acknowledged, those waiting against the capacity, and how long the oldest has waited", () =>
     Effect.gen(function*() {
       const queue = yield* ClaimQueue

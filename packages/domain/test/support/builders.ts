@@ -50,7 +50,9 @@ export const item = (eq: Equipment, sensors: ReadonlyArray<Sensor>, readings: Re
 export const series = (sensorUuid: string, n: number, start = Date.UTC(2025, 0, 15, 8, 0, 0)) =>
   Array.from({ length: n }, (_, k) => reading(sensorUuid, start + k * 60_000, k))
 
-export const claim = (options: { tenantId?: string; requestId?: string; claimId?: string } = {}) => {
+export const claim = (
+  options: { tenantId?: string; deviceId?: string; requestId?: string; claimId?: string } = {}
+) => {
   const claimId = options.claimId ?? randomUUID()
   return new ClaimCheck({
     version: 1,
@@ -64,7 +66,7 @@ export const claim = (options: { tenantId?: string; requestId?: string; claimId?
     timestamp: "2025-01-15T08:00:00.000Z",
     metadata: {
       requestId: options.requestId ?? uid("req"),
-      deviceId: null,
+      deviceId: options.deviceId ?? null,
       tenantId: options.tenantId ?? "default",
       itemsCount: 0,
       totalSensors: 0,

@@ -30,6 +30,7 @@ import * as QueueMetrics from "../QueueMetrics.js"
 import { queueError } from "../QueueErrors.js"
 import * as DeadLetterFile from "./DeadLetterFile.js"
 import * as DirectoryLock from "./DirectoryLock.js"
+import * as FairLanes from "./FairLanes.js"
 
 export interface EmbeddedQueueOptions {
   /** Claims waiting for a worker; publishing waits while the queue is full. */
@@ -80,7 +81,21 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
     ClaimQueue,
     Effect.gen(function*() {
       const deadLetters = yield* deadLetterStore(options.directory)
-      const queue = yield* Effect.acquireRelease(Queue.bounded<ClaimCheck>(options.capacity), Queue.shutdown)
+      // Claims waiting, taken in turns by tenant and device, so that one device's burst cannot hold up the others.
+      const waiting = new FairLanes.FairLanes<ClaimCheck>(({ metadata }) => ({
+        tenant: metadata.tenantId,
+        device: metadata.deviceId ?? ""
+      }))
+      // A permit for each claim that may still wait (publishing waits for one), a signal for each that waits.
+      const room = yield* Effect.makeSemaphore(options.capacity)
+      const arrived = yield* Effect.acquireRelease(Queue.unbounded<void>(), Queue.shutdown)
+      const shiftWaiting = Effect.suspend(() => Effect.as(room.release(1), waiting.shift()!))
+      // Taking the signal and its claim is one step: an interruption between them would strand the claim.
+      const take = Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(Queue.take(arrived)), shiftWaiting))
+      const poll = Effect.uninterruptible(Effect.flatMap(
+        Queue.poll(arrived),
+        Option.match({ onNone: () => Effect.succeedNone, onSome: () => Effect.asSome(shiftWaiting) })
+      ))
       // Claims published and not acknowledged yet, and since when (for the health check).
       const pending = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
       const reportLag = Effect.flatMap(Ref.get(pending), (all) => QueueMetrics.reportLag(partitionsOf(all.size)))
@@ -96,10 +111,10 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
       const lastWasRetry = yield* Ref.make(false)
       const retried = Ref.modify(unacknowledged, ([first, ...rest]) => [Option.fromNullable(first), rest] as const)
       const next = Effect.gen(function*() {
-        const fresh = (yield* Ref.get(lastWasRetry)) ? yield* Queue.poll(queue) : Option.none<ClaimCheck>()
+        const fresh = (yield* Ref.get(lastWasRetry)) ? yield* poll : Option.none<ClaimCheck>()
         const claim = Option.isSome(fresh) ? fresh : yield* retried
         yield* Ref.set(lastWasRetry, Option.isNone(fresh) && Option.isSome(claim))
-        return Option.isSome(claim) ? claim.value : yield* Queue.take(queue)
+        return Option.isSome(claim) ? claim.value : yield* take
       })
       const keep = (claim: ClaimCheck, { attempts, message, reason }: ClaimRejected) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -115,13 +130,17 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
             const added = yield* Ref.modify(pending, (all) =>
               all.has(claim.claim_id) ? [false, all] as const : [true, new Map(all).set(claim.claim_id, now)] as const)
             yield* reportLag
-            yield* Queue.offer(queue, claim).pipe(
-              Effect.timeoutFail({
-                duration: options.publishTimeout,
-                onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
-              }),
-              Effect.tapError(() => (added ? acknowledged(claim) : Effect.void))
-            )
+            yield* Effect.uninterruptibleMask((restore) =>
+              restore(room.take(1).pipe(
+                Effect.timeoutFail({
+                  duration: options.publishTimeout,
+                  onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
+                })
+              )).pipe(
+                Effect.zipRight(Effect.sync(() => waiting.push(claim))),
+                Effect.zipRight(Queue.offer(arrived, undefined))
+              )
+            ).pipe(Effect.tapError(() => (added ? acknowledged(claim) : Effect.void)))
           }),
         // One claim at a time, each in a fiber of its own so that stopping lets it finish (InFlight).
         consume: (handle) =>
@@ -155,8 +174,7 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
           for (const since of all.values()) oldest = Math.min(oldest, since)
           return {
             pending: all.size,
-            // Negative while consumers wait for claims.
-            room: { waiting: Math.max(0, yield* Queue.size(queue)), capacity: options.capacity },
+            room: { waiting: waiting.size, capacity: options.capacity },
             stalledFor: Duration.millis(now - oldest),
             partitions: partitionsOf(all.size)
           }
