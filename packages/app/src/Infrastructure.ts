@@ -1,7 +1,7 @@
 import { NodeContext } from "@effect/platform-node"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { BucketConfig, integerSetting, QueueError, ShutdownTimeout, StorageError, WorkerStatus } from "@telemetry/domain"
+import { BucketConfig, integerConfig, integerSetting, QueueError, ShutdownTimeout, StorageError, WorkerStatus } from "@telemetry/domain"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as Migrator from "@telemetry/infra/db/Migrator"
 import type * as PostgresClient from "@telemetry/infra/db/PostgresClient"
@@ -30,19 +30,13 @@ const s3: Config.Config.Wrap<S3ObjectStore.S3Options> = {
   secretKey: Config.redacted("S3_SECRET_KEY"),
   region: orAdapterDefault(Config.string("S3_REGION")),
   bucket: BucketConfig,
-  partSize: orAdapterDefault(Config.integer("S3_PART_SIZE").pipe(
-    Config.validate({
-      message: "must be between 5 MiB and 5 GiB",
-      validation: (n) => n >= 5 * MiB && n <= 5 * 1024 * MiB
-    })
-  )),
-  concurrency: orAdapterDefault(Config.integer("S3_UPLOAD_CONCURRENCY").pipe(
-    Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
-  )),
+  partSize: orAdapterDefault(integerConfig("S3_PART_SIZE", {
+    message: "must be between 5 MiB and 5 GiB",
+    validation: (n) => n >= 5 * MiB && n <= 5 * 1024 * MiB
+  })),
+  concurrency: orAdapterDefault(integerConfig("S3_UPLOAD_CONCURRENCY", { message: "must be at least 1", validation: (n) => n >= 1 })),
   requestTimeout: orAdapterDefault(Config.duration("S3_REQUEST_TIMEOUT")),
-  retries: orAdapterDefault(Config.integer("S3_RETRIES").pipe(
-    Config.validate({ message: "must be at least 0", validation: (n) => n >= 0 })
-  )),
+  retries: orAdapterDefault(integerConfig("S3_RETRIES", { message: "must be at least 0", validation: (n) => n >= 0 })),
   retryDelay: orAdapterDefault(Config.duration("S3_RETRY_DELAY")),
   stagingMaxAge: orAdapterDefault(Config.duration("S3_STAGING_MAX_AGE"))
 }

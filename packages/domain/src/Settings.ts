@@ -1,4 +1,35 @@
-import { Config, Duration } from "effect"
+import { Config, ConfigError, Duration, Either } from "effect"
+
+/** What a number setting must be, said as `message` when it is not. */
+export interface NumberRange {
+  readonly message: string
+  readonly validation: (n: number) => boolean
+}
+
+/**
+ * A number from the variable `name`. `Config.integer` and `Config.number` read an empty value (`PORT=`, as a compose
+ * file or an env file may pass on) as 0, which turns a rate limit off or listens on a random port: empty or blank
+ * text is refused here, naming the variable, like any other text that is not a number. The range is checked in the
+ * same step (a `Config.validate` after this one would lose the variable's name from its message).
+ */
+const numberText = (name: string, integer: boolean, range?: NumberRange) =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text) => {
+      const n = text.trim() === "" ? NaN : Number(text)
+      if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+        return Either.left(
+          ConfigError.InvalidData([], `Expected ${integer ? "an integer" : "a number"} but received ${JSON.stringify(text)}`)
+        )
+      }
+      return range === undefined || range.validation(n) ? Either.right(n) : Either.left(ConfigError.InvalidData([], range.message))
+    })
+  )
+
+/** An integer variable in `range`, without a default; see `numberText`. */
+export const integerConfig = (name: string, range?: NumberRange) => numberText(name, true, range)
+
+/** A number variable in `range`, without a default; see `numberText`. */
+export const numberConfig = (name: string, range?: NumberRange) => numberText(name, false, range)
 
 /**
  * An integer setting from `min` (to `max`), `fallback` when unset: a value out of range stops the program at start,
@@ -6,13 +37,10 @@ import { Config, Duration } from "effect"
  * (Validated before the default is applied: validating after it loses the variable's name from the message.)
  */
 export const integerSetting = (name: string, fallback: number, range: { readonly min: number; readonly max?: number }) =>
-  Config.integer(name).pipe(
-    Config.validate({
-      message: range.max === undefined ? `must be at least ${range.min}` : `must be from ${range.min} to ${range.max}`,
-      validation: (n) => n >= range.min && (range.max === undefined || n <= range.max)
-    }),
-    Config.withDefault(fallback)
-  )
+  integerConfig(name, {
+    message: range.max === undefined ? `must be at least ${range.min}` : `must be from ${range.min} to ${range.max}`,
+    validation: (n) => n >= range.min && (range.max === undefined || n <= range.max)
+  }).pipe(Config.withDefault(fallback))
 
 /**
  * A duration that must be longer than zero, `fallback` when unset: a window of 0 made a rate limit refuse its

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect } from "effect"
-import { integerSetting, portSetting, positiveDuration } from "../src/Settings.js"
+import { integerSetting, numberConfig, portSetting, positiveDuration } from "../src/Settings.js"
 
 const read = <A>(setting: Effect.Effect<A, unknown>, env: Record<string, string>) =>
   setting.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))), Effect.either)
@@ -19,7 +19,13 @@ describe("integer settings", () => {
         [integerSetting("GZIP_LEVEL", 1, { min: 0, max: 9 }), { GZIP_LEVEL: "42" }, /GZIP_LEVEL.*must be from 0 to 9/],
         [integerSetting("MAX_INFLIGHT_UPLOADS", 32, { min: 1 }), { MAX_INFLIGHT_UPLOADS: "0" }, /MAX_INFLIGHT_UPLOADS.*must be at least 1/],
         [portSetting("PORT", 8080), { PORT: "70000" }, /PORT.*must be from 0 to 65535/],
-        [portSetting("PORT", 8080), { PORT: "abc" }, /PORT.*integer/]
+        [portSetting("PORT", 8080), { PORT: "abc" }, /PORT.*integer/],
+        [portSetting("PORT", 8080), { PORT: "1.5" }, /PORT.*integer/],
+        // Read as 0 by Config.integer: a rate limit turned off, a random port.
+        [integerSetting("RATE_LIMIT_PER_DEVICE", 60, { min: 0 }), { RATE_LIMIT_PER_DEVICE: "" }, /RATE_LIMIT_PER_DEVICE.*integer but received ""/],
+        [portSetting("PORT", 8080), { PORT: "  " }, /PORT.*integer/],
+        [numberConfig("MAX_COMPRESSION_RATIO", { message: "must be at least 1", validation: (r) => r >= 1 }), { MAX_COMPRESSION_RATIO: "" }, /MAX_COMPRESSION_RATIO.*a number but received ""/],
+        [numberConfig("MAX_COMPRESSION_RATIO", { message: "must be at least 1", validation: (r) => r >= 1 }), { MAX_COMPRESSION_RATIO: "0.5" }, /MAX_COMPRESSION_RATIO.*must be at least 1/]
       ] as const
       for (const [setting, env, message] of cases) {
         const result = yield* read(setting, env)

@@ -1,5 +1,5 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import { integerSetting, positiveDuration } from "@telemetry/domain"
+import { integerConfig, integerSetting, positiveDuration } from "@telemetry/domain"
 import { Config, Duration, Effect, Either, Ref, Schema } from "effect"
 import * as RateLimitStore from "./RateLimitStore.js"
 import { answeredAs } from "../http/errors.js"
@@ -61,9 +61,9 @@ export const AdmissionConfig = Config.all({
   /** Of those, the most one device may hold. */
   maxPerDevice: integerSetting("MAX_UPLOADS_PER_DEVICE", 4, { min: 1 }),
   /** Of those, the most one tenant's devices may hold together (default: half of MAX_INFLIGHT_UPLOADS). */
-  maxPerTenant: Config.option(Config.integer("MAX_UPLOADS_PER_TENANT").pipe(
-    Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 })
-  ))
+  maxPerTenant: Config.option(
+    integerConfig("MAX_UPLOADS_PER_TENANT", { message: "must be at least 1", validation: (n) => n >= 1 })
+  )
 })
 
 /** Uploads in flight, in all and per tenant and device (keys from `keyOf`). */
