@@ -1,7 +1,16 @@
 import { NodeContext } from "@effect/platform-node"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { BucketConfig, integerConfig, integerSetting, QueueError, ShutdownTimeout, StorageError, WorkerStatus } from "@telemetry/domain"
+import {
+  BucketConfig,
+  integerConfig,
+  integerSetting,
+  positiveDuration,
+  QueueError,
+  ShutdownTimeout,
+  StorageError,
+  WorkerStatus
+} from "@telemetry/domain"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import * as Migrator from "@telemetry/infra/db/Migrator"
 import type * as PostgresClient from "@telemetry/infra/db/PostgresClient"
@@ -64,7 +73,8 @@ const embeddedDatabaseDir = Config.string("EMBEDDED_DB_DIR").pipe(Config.withDef
 
 /** How claims are loaded into either database. */
 const loading: Config.Config.Wrap<SqlTelemetryStore.SqlTelemetryStoreOptions> = {
-  batchReadings: integerSetting("COPY_BATCH_READINGS", 20_000, { min: 1 })
+  batchReadings: integerSetting("COPY_BATCH_READINGS", 20_000, { min: 1 }),
+  takeOverAfter: positiveDuration("LOAD_TAKEOVER_AFTER", Duration.minutes(1))
 }
 
 /** Of either queue. */

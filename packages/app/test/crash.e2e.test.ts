@@ -73,9 +73,13 @@ describe("a claim that crashed its worker", () => {
         expect(yield* deliveriesOf(large.claim.claim_id)).toEqual([{ attempts: 1 }])
         expect(yield* loaded("crash-")).toEqual({ readings: 0, distinct_readings: 0, claims: 0 })
 
-        // Payloads of another tenant, stored meanwhile, and unloaded too when the pipeline starts again.
+        // Payloads stored meanwhile, two of the same tenant and one of another, unloaded too when the pipeline starts
+        // again. The queue takes tenants in turns; the suspect goes last in its tenant's turn.
         const others = yield* Effect.forEach([1, 2, 3], (n) =>
-          stash(readingsPayload(`crash-other-${n}`, 10), { receivedAt: new Date(`2026-11-20T11:0${n}:00Z`), tenantId: "other" }))
+          stash(readingsPayload(`crash-other-${n}`, 10), {
+            receivedAt: new Date(`2026-11-20T11:0${n}:00Z`),
+            ...(n === 3 ? { tenantId: "other" } : {})
+          }))
         const second = yield* started(() => startPipeline({ ...env, ...asApplication("pipeline-2"), WORKER_MAX_DELIVERIES: "1" }))
         const letters = join(dir, "queue", "dead-letters.jsonl")
         yield* eventually(

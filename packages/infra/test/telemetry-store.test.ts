@@ -13,11 +13,12 @@ import {
   series,
   uid
 } from "@telemetry/domain/testing"
-import { Data, Deferred, Duration, Effect, Ref, Schedule, Stream } from "effect"
+import { Data, Deferred, Duration, Effect, Fiber, Layer, Ref, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { BulkCopy, copyTimestamp } from "../src/db/BulkCopy.js"
 import * as ClaimAttempts from "../src/db/ClaimAttempts.js"
-import { databases, storeOn } from "./support/databases.js"
+import * as SqlTelemetryStore from "../src/db/SqlTelemetryStore.js"
+import { databases, migrated, postgres, storeOn } from "./support/databases.js"
 import { dataOf, type DataRow } from "./support/testing.js"
 
 const BATCH_READINGS = 3
@@ -769,6 +770,63 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         const bulk = yield* BulkCopy
         const exit = yield* Effect.exit(bulk.copyText("telemetry_data", ["time"], []))
         expect(exit._tag === "Failure" && exit.cause._tag === "Die").toBe(true)
+      }))
+  })
+})
+
+// Several sessions load claims at once only on PostgreSQL; the embedded database has one.
+describe("SqlTelemetryStore on PostgreSQL, a claim delivered again while an earlier delivery's load holds it", () => {
+  const store = SqlTelemetryStore.layer({ batchReadings: BATCH_READINGS, takeOverAfter: "1 second" }).pipe(
+    Layer.provideMerge(migrated(postgres))
+  )
+  layer(store, { timeout: 120_000, excludeTestServices: true })("one fresh database", (it) => {
+    /** The sessions holding the advisory lock of claim loads. */
+    const claimLockHolders = Effect.flatMap(sqlClient, (sql) =>
+      sql<{ pid: number }>`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x54454c45}::oid AND granted`)
+    const heldBy = Effect.map(claimLockHolders, (rows) => rows.map((r) => r.pid)).pipe(
+      Effect.filterOrFail((pids) => pids.length === 1),
+      Effect.retry(Schedule.spaced("50 millis"))
+    )
+
+    it.effect("ends a load whose session has waited on its worker for takeOverAfter, and loads the claim once", () =>
+      Effect.gen(function*() {
+        const { store, eq, s } = yield* freshEquipment("eq-stalled")
+        const readings = series(s, 7)
+        const c = claim()
+        // The first delivery's worker stops after its first readings (frozen, or cut off from the database): its
+        // transaction stays open, holding the claim's ledger row.
+        const stalled = yield* Effect.fork(store.load(
+          c,
+          Stream.concat(Stream.make(item(equipment(eq), [sensor(s)], readings.slice(0, 4))), Stream.never)
+        ))
+        const [stalledSession] = yield* heldBy
+        const again = yield* store.load(c, Stream.make(item(equipment(eq), [sensor(s)], readings))).pipe(
+          Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => "the delivery waited for the stalled load" })
+        )
+        expect(again).toMatchObject({ _tag: "Loaded", items: 1, readings: 7, duplicates: 0 })
+        expect(yield* countOf(eq)).toBe(7)
+        expect(yield* ledgerOf(c.claim_id)).toMatchObject([{ items: 1, readings: 7 }])
+        const sessions = yield* Effect.flatMap(sqlClient, (sql) =>
+          sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${stalledSession!}`)
+        expect(sessions).toEqual([])
+        yield* Fiber.interrupt(stalled)
+      }))
+
+    it.effect("waits for a load that goes on, however long, and then finds the claim loaded", () =>
+      Effect.gen(function*() {
+        const { store, eq, s } = yield* freshEquipment("eq-slow")
+        const readings = series(s, 30)
+        const c = claim()
+        // 3 s in all, a batch every 300 ms: longer than takeOverAfter, never waiting that long on its worker.
+        const items = Stream.fromIterable(Array.from({ length: 10 }, (_, k) =>
+          item(equipment(eq), [sensor(s)], readings.slice(3 * k, 3 * k + 3)))).pipe(Stream.schedule(Schedule.spaced("300 millis")))
+        const slow = yield* Effect.fork(store.load(c, items))
+        yield* heldBy
+        expect(yield* store.load(c, Stream.make(item(equipment(eq), [sensor(s)], readings)))).toMatchObject({
+          _tag: "AlreadyLoaded"
+        })
+        expect(yield* Fiber.join(slow)).toMatchObject({ _tag: "Loaded", items: 10, readings: 30 })
+        expect(yield* countOf(eq)).toBe(30)
       }))
   })
 })

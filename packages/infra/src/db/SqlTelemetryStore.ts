@@ -12,7 +12,7 @@ import {
   TelemetryStore,
   type ReadingDays
 } from "@telemetry/domain"
-import { Chunk, Config, Effect, identity, Layer, Sink, Stream } from "effect"
+import { Chunk, Config, Duration, Effect, identity, Layer, Sink, Stream } from "effect"
 import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
 import * as ClaimAttempts from "./ClaimAttempts.js"
 import * as DatabaseErrors from "./DatabaseErrors.js"
@@ -27,7 +27,16 @@ export interface SqlTelemetryStoreOptions {
    * time (the in-process queue's), which the ledger's row lock no longer ensures across commits.
    */
   readonly commitEachBatch?: boolean | undefined
+  /**
+   * How long another session's load of the same claim may wait on its worker (idle in its transaction, or in a
+   * COPY waiting for rows) before a new delivery ends that session and loads the claim itself (default 1 minute).
+   * Not with `commitEachBatch`, whose one session loads one claim at a time.
+   */
+  readonly takeOverAfter?: Duration.DurationInput | undefined
 }
+
+/** The advisory locks of claims being loaded: this first key, then the first 32 bits of the claim id. */
+const CLAIM_LOCKS = 0x54454c45
 
 // The ids come first in a row, as fixed-width placeholders filled in once known (see EncodedItem).
 const COLUMNS = ["equipment_id", "sensor_id", "time", "value", "status", "metadata"] as const
@@ -399,6 +408,43 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         return { items: whole, readings, duplicates, expired }
       })
 
+    const takeOverAfter = Duration.toSeconds(options.takeOverAfter ?? Duration.minutes(1))
+    /**
+     * Holds the claim's advisory lock until the transaction ends; another delivery's load of the claim holds it
+     * meanwhile. A load that goes on is waited for (its ledger row then says the claim is loaded). One whose session
+     * has waited on its worker for `takeOverAfter` is ended: its worker is frozen, or cut off from the database
+     * while the session lives on, and the locks of its rows would hold up this delivery until TCP gives the session
+     * up (hours). Only sessions of this database user are looked at, which it may end.
+     */
+    const fenced = (claim: ClaimCheck) => {
+      const key = Number.parseInt(claim.claim_id.slice(0, 8), 16)
+      const locked = Effect.map(
+        sql<{ got: boolean }>`SELECT pg_try_advisory_xact_lock(${CLAIM_LOCKS}::int, ${key | 0}::int) AS got`,
+        ([row]) => row?.got === true
+      )
+      // Materialized, so that no session is ended before all the conditions are checked. The transaction's view
+      // of the sessions is taken at its first look and kept (as is its now()), so each look clears it first.
+      const endStuck = Effect.zipRight(sql`SELECT pg_stat_clear_snapshot()`, sql<{ pid: number }>`WITH stuck AS MATERIALIZED (
+          SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ${CLAIM_LOCKS}::oid AND l.objid = ${key}::oid
+            AND l.objsubid = 2 AND l.pid <> pg_backend_pid() AND a.usename = current_user
+            AND (a.state LIKE 'idle in transaction%' OR (a.state = 'active' AND a.wait_event = 'ClientRead'))
+            AND a.state_change < clock_timestamp() - make_interval(secs => ${takeOverAfter})
+        ) SELECT pid FROM stuck WHERE pg_terminate_backend(pid)`)
+      return Effect.gen(function*() {
+        while (!(yield* locked)) {
+          const ended = yield* endStuck
+          if (ended.length > 0) {
+            yield* Effect.logWarning(
+              `claim ${claim.claim_id}: ended database session ${ended.map((s) => s.pid).join(", ")}, whose load of the ` +
+                `claim had waited on its worker for over ${Duration.format(Duration.seconds(takeOverAfter))}; this delivery loads it`
+            )
+          }
+          yield* Effect.sleep(Duration.seconds(1))
+        }
+      })
+    }
+
     /** The claim's ledger row, if no other holds it: a concurrent load of the same claim waits here, then finds it taken. */
     const claimLedger = (claim: ClaimCheck, partial: boolean) =>
       Effect.map(
@@ -452,6 +498,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
     const loadWhole = <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
       sql.withTransaction(
         Effect.gen(function*() {
+          yield* fenced(claim)
           if (!(yield* claimLedger(claim, false))) return yield* alreadyLoaded(claim)
           const seen = new Set<number>()
           const totals = yield* loadBatches(newLoad(claim), notingDays(items, seen), identity)
