@@ -9,12 +9,20 @@ const levels: Record<number, LogLevel.LogLevel> = {
 }
 
 /**
- * kafkajs logs a rebalance — routine whenever a member joins or leaves — as errors: the broker's answer to a
- * heartbeat (`Response Heartbeat(key: 12, version: 3)`, REBALANCE_IN_PROGRESS) is noise, the consumer's "The group
- * is rebalancing, re-joining" worth a line. Other entries keep kafkajs's level.
+ * The broker's answers that mean a rebalance is under way or has just moved the group on (REBALANCE_IN_PROGRESS,
+ * ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID): the consumer rejoins on each.
+ */
+const REBALANCING = /rebalanc|generation id is not valid|not aware of this member/i
+
+/**
+ * kafkajs logs a rebalance — routine whenever a member joins or leaves — as errors: the broker's answers during one
+ * (`Response SyncGroup(key: 14, version: 3)` with "The group is rebalancing", a heartbeat's, an offset commit's
+ * "generation id is not valid") are noise, the consumer's "The group is rebalancing, re-joining" worth a line.
+ * Other entries keep kafkajs's level.
  */
 const levelOf = (level: logLevel, log: LogEntry["log"]): LogLevel.LogLevel => {
   if (log.type === "REBALANCE_IN_PROGRESS" || /Heartbeat/.test(log.message)) return LogLevel.Debug
+  if (/^Response /.test(log.message) && REBALANCING.test(String(log.error ?? ""))) return LogLevel.Debug
   if (/rebalanc/i.test(log.message)) return LogLevel.Info
   return levels[level] ?? LogLevel.Info
 }

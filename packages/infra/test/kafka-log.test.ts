@@ -1,0 +1,39 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Logger, LogLevel } from "effect"
+import { logLevel } from "kafkajs"
+import { logCreator } from "../src/queue/kafka/KafkaLog.js"
+
+/** The level and message of each line kafkajs logs through `logCreator`. */
+const logged = (entries: ReadonlyArray<{ level: logLevel; namespace: string; log: Record<string, unknown> }>) =>
+  Effect.gen(function*() {
+    const lines: Array<[string, string]> = []
+    const capture = Logger.make(({ logLevel, message }) => {
+      lines.push([logLevel.label, String(message)])
+    })
+    const runtime = yield* Effect.runtime<never>().pipe(
+      Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+      Logger.withMinimumLogLevel(LogLevel.All)
+    )
+    const log = logCreator(runtime)()
+    for (const { level, log: entry, namespace } of entries) {
+      log({ namespace, level, label: "", log: { timestamp: "", logger: "kafkajs", message: "", ...entry } })
+    }
+    return lines
+  })
+
+describe("kafkajs's log lines", () => {
+  it.effect("the broker's answers during a rebalance are DEBUG, the consumer's rejoining INFO, other errors ERROR", () =>
+    Effect.gen(function*() {
+      const lines = yield* logged([
+        { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response SyncGroup(key: 14, version: 3)", error: "The group is rebalancing, so a rejoin is needed" } },
+        { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response OffsetCommit(key: 8, version: 5)", error: "Specified group generation id is not valid" } },
+        { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response JoinGroup(key: 11, version: 5)", error: "The coordinator is not aware of this member" } },
+        { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response Heartbeat(key: 12, version: 3)", error: "The group is rebalancing, so a rejoin is needed" } },
+        { level: logLevel.ERROR, namespace: "Consumer", log: { message: "The group is rebalancing, re-joining" } },
+        { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response Produce(key: 0, version: 7)", error: "This server is not the leader for that topic-partition" } },
+        { level: logLevel.ERROR, namespace: "Connection", log: { message: "Connection error: connect ECONNREFUSED 127.0.0.1:9092" } }
+      ])
+      expect(lines.map(([level]) => level)).toEqual(["DEBUG", "DEBUG", "DEBUG", "DEBUG", "INFO", "ERROR", "ERROR"])
+      expect(lines[0]![1]).toBe("kafka Connection: Response SyncGroup(key: 14, version: 3)")
+    }))
+})
