@@ -30,10 +30,11 @@ describe("kafkajs's log lines", () => {
         { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response JoinGroup(key: 11, version: 5)", error: "The coordinator is not aware of this member" } },
         { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response Heartbeat(key: 12, version: 3)", error: "The group is rebalancing, so a rejoin is needed" } },
         { level: logLevel.ERROR, namespace: "Consumer", log: { message: "The group is rebalancing, re-joining" } },
+        { level: logLevel.ERROR, namespace: "Runner", log: { message: "The coordinator is not aware of this member, re-joining the group" } },
         { level: logLevel.ERROR, namespace: "Connection", log: { message: "Response Produce(key: 0, version: 7)", error: "This server is not the leader for that topic-partition" } },
         { level: logLevel.ERROR, namespace: "Connection", log: { message: "Connection error: connect ECONNREFUSED 127.0.0.1:9092" } }
       ])
-      expect(lines.map(([level]) => level)).toEqual(["DEBUG", "DEBUG", "DEBUG", "DEBUG", "INFO", "ERROR", "ERROR"])
+      expect(lines.map(([level]) => level)).toEqual(["DEBUG", "DEBUG", "DEBUG", "DEBUG", "INFO", "INFO", "ERROR", "ERROR"])
       expect(lines[0]![1]).toBe("kafka Connection: Response SyncGroup(key: 14, version: 3)")
     }))
 })

@@ -17,13 +17,14 @@ const REBALANCING = /rebalanc|generation id is not valid|not aware of this membe
 /**
  * kafkajs logs a rebalance — routine whenever a member joins or leaves — as errors: the broker's answers during one
  * (`Response SyncGroup(key: 14, version: 3)` with "The group is rebalancing", a heartbeat's, an offset commit's
- * "generation id is not valid") are noise, the consumer's "The group is rebalancing, re-joining" worth a line.
+ * "generation id is not valid") are noise, the consumer's "The group is rebalancing, re-joining" (or "The coordinator is
+ * not aware of this member, re-joining the group", after a pause longer than the session) worth a line.
  * Other entries keep kafkajs's level.
  */
 const levelOf = (level: logLevel, log: LogEntry["log"]): LogLevel.LogLevel => {
   if (log.type === "REBALANCE_IN_PROGRESS" || /Heartbeat/.test(log.message)) return LogLevel.Debug
   if (/^Response /.test(log.message) && REBALANCING.test(String(log.error ?? ""))) return LogLevel.Debug
-  if (/rebalanc/i.test(log.message)) return LogLevel.Info
+  if (/rebalanc|re-joining/i.test(log.message)) return LogLevel.Info
   return levels[level] ?? LogLevel.Info
 }
 
