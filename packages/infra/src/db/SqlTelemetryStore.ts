@@ -408,7 +408,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         return { items: whole, readings, duplicates, expired }
       })
 
-    const takeOverAfter = Duration.toSeconds(options.takeOverAfter ?? Duration.minutes(1))
+    const takeOverAfter = Duration.decode(options.takeOverAfter ?? Duration.minutes(1))
     /**
      * Holds the claim's advisory lock until the transaction ends; another delivery's load of the claim holds it
      * meanwhile. A load that goes on is waited for (its ledger row then says the claim is loaded). One whose session
@@ -429,7 +429,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ${CLAIM_LOCKS}::oid AND l.objid = ${key}::oid
             AND l.objsubid = 2 AND l.pid <> pg_backend_pid() AND a.usename = current_user
             AND (a.state LIKE 'idle in transaction%' OR (a.state = 'active' AND a.wait_event = 'ClientRead'))
-            AND a.state_change < clock_timestamp() - make_interval(secs => ${takeOverAfter})
+            AND a.state_change < clock_timestamp() - make_interval(secs => ${Duration.toSeconds(takeOverAfter)})
         ) SELECT pid FROM stuck WHERE pg_terminate_backend(pid)`)
       return Effect.gen(function*() {
         while (!(yield* locked)) {
@@ -437,7 +437,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           if (ended.length > 0) {
             yield* Effect.logWarning(
               `claim ${claim.claim_id}: ended database session ${ended.map((s) => s.pid).join(", ")}, whose load of the ` +
-                `claim had waited on its worker for over ${Duration.format(Duration.seconds(takeOverAfter))}; this delivery loads it`
+                `claim had waited on its worker for over ${Duration.format(takeOverAfter)}; this delivery loads it`
             )
           }
           yield* Effect.sleep(Duration.seconds(1))
