@@ -39,13 +39,12 @@ const s3: Config.Config.Wrap<S3ObjectStore.S3Options> = {
   secretKey: Config.redacted("S3_SECRET_KEY"),
   region: orAdapterDefault(Config.string("S3_REGION")),
   bucket: BucketConfig,
-  partSize: orAdapterDefault(integerConfig("S3_PART_SIZE", {
-    message: "must be between 5 MiB and 5 GiB",
-    validation: (n) => n >= 5 * MiB && n <= 5 * 1024 * MiB
-  })),
-  concurrency: orAdapterDefault(integerConfig("S3_UPLOAD_CONCURRENCY", { message: "must be at least 1", validation: (n) => n >= 1 })),
+  partSize: orAdapterDefault(
+    integerConfig("S3_PART_SIZE", { min: 5 * MiB, max: 5 * 1024 * MiB, message: "must be between 5 MiB and 5 GiB" })
+  ),
+  concurrency: orAdapterDefault(integerConfig("S3_UPLOAD_CONCURRENCY", { min: 1 })),
   requestTimeout: orAdapterDefault(Config.duration("S3_REQUEST_TIMEOUT")),
-  retries: orAdapterDefault(integerConfig("S3_RETRIES", { message: "must be at least 0", validation: (n) => n >= 0 })),
+  retries: orAdapterDefault(integerConfig("S3_RETRIES", { min: 0 })),
   retryDelay: orAdapterDefault(Config.duration("S3_RETRY_DELAY")),
   stagingMaxAge: orAdapterDefault(Config.duration("S3_STAGING_MAX_AGE"))
 }

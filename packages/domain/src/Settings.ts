@@ -1,10 +1,15 @@
 import { Config, ConfigError, Duration, Either } from "effect"
 
-/** What a number setting must be, said as `message` when it is not. */
+/** The values a number setting may take, from `min` (to `max`); `message` says so when it is not one of them. */
 export interface NumberRange {
-  readonly message: string
-  readonly validation: (n: number) => boolean
+  readonly min: number
+  readonly max?: number
+  readonly message?: string
 }
+
+const inRange = (n: number, { max, min }: NumberRange) => n >= min && (max === undefined || n <= max)
+const rangeMessage = ({ max, message, min }: NumberRange) =>
+  message ?? (max === undefined ? `must be at least ${min}` : `must be from ${min} to ${max}`)
 
 /**
  * A number from the variable `name`. `Config.integer` and `Config.number` read an empty value (`PORT=`, as a compose
@@ -21,7 +26,7 @@ const numberText = (name: string, integer: boolean, range?: NumberRange) =>
           ConfigError.InvalidData([], `Expected ${integer ? "an integer" : "a number"} but received ${JSON.stringify(text)}`)
         )
       }
-      return range === undefined || range.validation(n) ? Either.right(n) : Either.left(ConfigError.InvalidData([], range.message))
+      return range === undefined || inRange(n, range) ? Either.right(n) : Either.left(ConfigError.InvalidData([], rangeMessage(range)))
     })
   )
 
@@ -36,11 +41,8 @@ export const numberConfig = (name: string, range?: NumberRange) => numberText(na
  * naming the variable and the range, rather than running in a state where, say, no upload is ever admitted.
  * (Validated before the default is applied: validating after it loses the variable's name from the message.)
  */
-export const integerSetting = (name: string, fallback: number, range: { readonly min: number; readonly max?: number }) =>
-  integerConfig(name, {
-    message: range.max === undefined ? `must be at least ${range.min}` : `must be from ${range.min} to ${range.max}`,
-    validation: (n) => n >= range.min && (range.max === undefined || n <= range.max)
-  }).pipe(Config.withDefault(fallback))
+export const integerSetting = (name: string, fallback: number, range: NumberRange) =>
+  integerConfig(name, range).pipe(Config.withDefault(fallback))
 
 /**
  * A duration that must be longer than zero, `fallback` when unset: a window of 0 made a rate limit refuse its

@@ -24,8 +24,8 @@ describe("integer settings", () => {
         // Read as 0 by Config.integer: a rate limit turned off, a random port.
         [integerSetting("RATE_LIMIT_PER_DEVICE", 60, { min: 0 }), { RATE_LIMIT_PER_DEVICE: "" }, /RATE_LIMIT_PER_DEVICE.*integer but received ""/],
         [portSetting("PORT", 8080), { PORT: "  " }, /PORT.*integer/],
-        [numberConfig("MAX_COMPRESSION_RATIO", { message: "must be at least 1", validation: (r) => r >= 1 }), { MAX_COMPRESSION_RATIO: "" }, /MAX_COMPRESSION_RATIO.*a number but received ""/],
-        [numberConfig("MAX_COMPRESSION_RATIO", { message: "must be at least 1", validation: (r) => r >= 1 }), { MAX_COMPRESSION_RATIO: "0.5" }, /MAX_COMPRESSION_RATIO.*must be at least 1/]
+        [numberConfig("MAX_COMPRESSION_RATIO", { min: 1 }), { MAX_COMPRESSION_RATIO: "" }, /MAX_COMPRESSION_RATIO.*a number but received ""/],
+        [numberConfig("MAX_COMPRESSION_RATIO", { min: 1 }), { MAX_COMPRESSION_RATIO: "0.5" }, /MAX_COMPRESSION_RATIO.*must be at least 1/]
       ] as const
       for (const [setting, env, message] of cases) {
         const result = yield* read(setting, env)

@@ -33,8 +33,7 @@ export const IngestConfig = Config.all({
    * refused. Telemetry JSON expands 40–80 times (Home Assistant queues measured 44–77, one of identical readings
    * 103), and a client's queue refused for its ratio would be refused at every resend.
    */
-  maxCompressionRatio: numberConfig("MAX_COMPRESSION_RATIO", { message: "must be at least 1", validation: (r) => r >= 1 })
-    .pipe(Config.withDefault(200))
+  maxCompressionRatio: numberConfig("MAX_COMPRESSION_RATIO", { min: 1 }).pipe(Config.withDefault(200))
 })
 
 export interface IngestRequest<E> {

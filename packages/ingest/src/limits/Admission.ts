@@ -61,9 +61,7 @@ export const AdmissionConfig = Config.all({
   /** Of those, the most one device may hold. */
   maxPerDevice: integerSetting("MAX_UPLOADS_PER_DEVICE", 4, { min: 1 }),
   /** Of those, the most one tenant's devices may hold together (default: half of MAX_INFLIGHT_UPLOADS). */
-  maxPerTenant: Config.option(
-    integerConfig("MAX_UPLOADS_PER_TENANT", { message: "must be at least 1", validation: (n) => n >= 1 })
-  )
+  maxPerTenant: Config.option(integerConfig("MAX_UPLOADS_PER_TENANT", { min: 1 }))
 })
 
 /** Uploads in flight, in all and per tenant and device (keys from `keyOf`). */
