@@ -291,6 +291,16 @@ describe("normalize", () => {
       if (field !== "sensor_telemetria") expect(refused.message, field).toContain("at most 256 characters")
     }
     expect(fail(equipment({ equip_local: "l".repeat(257) })).path).toBe("[0].equip_local")
+    // Characters as people count them: an emoji is one, though JavaScript counts two UTF-16 units.
+    const emoji = "😀"
+    const counted = ok(equipment({
+      equip_uuid: emoji.repeat(128),
+      equip_nome: `${emoji.repeat(255)}n`,
+      sensor: [{ sensor_uuid: `s${emoji.repeat(127)}`, sensor_nome: emoji.repeat(256) }]
+    }))
+    expect([counted.equipment.uuid, counted.readings[0]?.sensorUuid]).toEqual([emoji.repeat(128), `s${emoji.repeat(127)}`])
+    expect(fail(equipment({ equip_uuid: emoji.repeat(129) })).path).toBe("[0].equip_uuid")
+    expect(fail(withReadings({ sensor_uuid: "s", sensor_nome: `${emoji.repeat(256)}n` })).message).toContain("at most 256 characters")
     // A leading byte order mark would not read back from the embedded database; inside a text it does.
     expect(fail(equipment({ equip_uuid: "\ufeffeq" })).path).toBe("[0].equip_uuid")
     expect(fail(withReadings({ sensor_uuid: "s", status: "\ufeffok" })).path).toBe("[0].sensor[0].status")

@@ -339,7 +339,17 @@ const analyticsSuite = (database: TestDatabase) =>
 
       it.effect("an unknown equipment or sensor answers 200 with no data", () =>
         Effect.gen(function*() {
-          for (const path of ["/equipment/nobody/history", "/equipment/nobody/history?period=day", "/sensor/nobody/history?period=raw"]) {
+          // 128 emoji: 128 characters, as ingest counts them, though 256 UTF-16 units.
+          const emoji = encodeURIComponent("😀".repeat(128))
+          for (
+            const path of [
+              "/equipment/nobody/history",
+              "/equipment/nobody/history?period=day",
+              "/sensor/nobody/history?period=raw",
+              `/equipment/${emoji}/history`,
+              `/sensor/${emoji}/history`
+            ]
+          ) {
             const response = yield* get(path)
             expect([path, response.status, response.json.data]).toEqual([path, 200, []])
           }

@@ -10,6 +10,38 @@ export const MAX_ID_LENGTH = 128
 export const MAX_TEXT_LENGTH = 256
 
 /**
+ * Whether `text` holds at most `max` characters, counted as people count them: code points, so that an emoji is one
+ * where JavaScript's length counts two UTF-16 units (and PostgreSQL's `length` one). Text of more than 2 × max units
+ * cannot be, and is not walked.
+ */
+export const atMostCharacters = (text: string, max: number): boolean => {
+  if (text.length <= max) return true
+  if (text.length > 2 * max) return false
+  let characters = text.length
+  for (let i = 0; i < text.length - 1; i++) {
+    const unit = text.charCodeAt(i)
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = text.charCodeAt(i + 1)
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        characters--
+        i++
+      }
+    }
+  }
+  return characters <= max
+}
+
+/** `Schema.maxLength` counting characters (atMostCharacters), with its message and JSON Schema. */
+export const maxCharacters = (max: number) => <A extends string, I, R>(self: Schema.Schema<A, I, R>) =>
+  self.pipe(Schema.filter((text) => atMostCharacters(text, max), {
+    title: `maxLength(${max})`,
+    description: `a string at most ${max} character(s) long`,
+    // JSON Schema's maxLength counts characters too.
+    jsonSchema: { maxLength: max },
+    message: () => `must be at most ${max} characters`
+  }))
+
+/**
  * Text that PostgreSQL's text can hold as it is: no NUL, which it refuses, and no lone surrogate, which would be
  * stored as U+FFFD (another string). For text that comes from elsewhere than a payload (tokens, query parameters):
  * a payload's strings are checked as they are scanned (JsonArrayScanner).
@@ -28,7 +60,7 @@ const Storable = Schema.String.pipe(
   Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, { message: () => "must not start with U+FEFF (a byte order mark)" })
 )
 const BoundedText = Storable.pipe(
-  Schema.maxLength(MAX_TEXT_LENGTH, { message: () => `must be at most ${MAX_TEXT_LENGTH} characters` })
+  maxCharacters(MAX_TEXT_LENGTH)
 )
 const Text = Schema.optional(Schema.NullOr(BoundedText))
 const Finite = Schema.optional(Schema.NullOr(Schema.Finite))
@@ -51,7 +83,7 @@ const Value = Schema.Finite.pipe(
 )
 const Id = Storable.pipe(
   Schema.minLength(1, { message: () => "must be a non-empty string" }),
-  Schema.maxLength(MAX_ID_LENGTH, { message: () => `must be at most ${MAX_ID_LENGTH} characters` })
+  maxCharacters(MAX_ID_LENGTH)
 )
 const Flag = Schema.optional(Schema.NullOr(Schema.Union(BoundedText, Schema.Boolean)).annotations({
   message: () => ({ message: `must be true, false or a text of at most ${MAX_TEXT_LENGTH} characters`, override: true })

@@ -1,6 +1,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidPayload } from "../errors.js"
 import {
+  atMostCharacters,
   BYTE_ORDER_MARK,
   DECIMAL,
   EquipmentItem,
@@ -47,9 +48,9 @@ type Fields = Record<string, unknown>
 
 const isRecord = (u: unknown): u is Fields => typeof u === "object" && u !== null && !Array.isArray(u)
 const isStorable = (u: string) => u.charCodeAt(0) !== BYTE_ORDER_MARK
-const isBoundedText = (u: unknown) => typeof u === "string" && u.length <= MAX_TEXT_LENGTH && isStorable(u)
+const isBoundedText = (u: unknown) => typeof u === "string" && atMostCharacters(u, MAX_TEXT_LENGTH) && isStorable(u)
 const isText = (u: unknown) => u == null || isBoundedText(u)
-const isId = (u: unknown) => typeof u === "string" && u.length > 0 && u.length <= MAX_ID_LENGTH && isStorable(u)
+const isId = (u: unknown) => typeof u === "string" && u.length > 0 && atMostCharacters(u, MAX_ID_LENGTH) && isStorable(u)
 const isFiniteNumber = (u: unknown) => u == null || (typeof u === "number" && Number.isFinite(u))
 const isFlag = (u: unknown) => u == null || isBoundedText(u) || typeof u === "boolean"
 // Comparisons are false for NaN, so this also excludes it.

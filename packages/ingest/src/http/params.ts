@@ -1,4 +1,4 @@
-import { BYTE_ORDER_MARK, MAX_ID_LENGTH, MAX_TEXT_LENGTH, textStorable } from "@telemetry/domain"
+import { BYTE_ORDER_MARK, MAX_ID_LENGTH, MAX_TEXT_LENGTH, maxCharacters, textStorable } from "@telemetry/domain"
 import { Effect, ParseResult, Schema } from "effect"
 import { Instant } from "../analytics/Instant.js"
 
@@ -74,7 +74,7 @@ export const Limit = wholeNumber(1, 100_000).annotations({
 const storedText = (max: number) =>
   Schema.String.pipe(
     Schema.minLength(1, { message: () => "must not be empty" }),
-    Schema.maxLength(max, { message: () => `must be at most ${max} characters` }),
+    maxCharacters(max),
     textStorable,
     Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, { message: () => "must not start with U+FEFF (a byte order mark)" })
   )
