@@ -9,19 +9,20 @@ import { Config, Effect, Layer, Option } from "effect"
 import * as Metrics from "./observability/Metrics.js"
 
 /**
- * The worker runs in this process unless `RUN_WORKER=false` (an ingest-only node). Without Kafka, the claims of an
- * ingest-only node wait in its in-process queue, which no other process reads: said at start, since they load only
- * once it runs with its worker again.
+ * Without Kafka, the claims of an ingest-only process (`pnpm ingest`, or `RUN_WORKER=false`) wait in its in-process
+ * queue, which no other process reads: said at start, since they load only once it runs with its worker again.
  */
+const waitingClaims = Layer.unwrapEffect(
+  Effect.map(Config.option(Config.string("KAFKA_BROKERS")), (kafka) =>
+    Option.isSome(kafka) ? Layer.empty : Layer.effectDiscard(Effect.logWarning(
+      "ingest only (pnpm ingest, or RUN_WORKER=false) without KAFKA_BROKERS: accepted uploads wait in this process's " +
+        "embedded queue and load only once `pnpm start` runs with its worker on the same data (RUN_WORKER unset)"
+    )))
+)
+
+/** The worker runs in this process unless `RUN_WORKER=false` (an ingest-only node). */
 const worker = Layer.unwrapEffect(
-  Effect.map(
-    Config.all([Config.boolean("RUN_WORKER").pipe(Config.withDefault(true)), Config.option(Config.string("KAFKA_BROKERS"))]),
-    ([run, kafka]) =>
-      run ? Worker.layer : Option.isSome(kafka) ? Layer.empty : Layer.effectDiscard(Effect.logWarning(
-        "RUN_WORKER=false without KAFKA_BROKERS: accepted uploads wait in this process's embedded queue and load only " +
-          "once it runs with its worker (RUN_WORKER unset)"
-      ))
-  )
+  Effect.map(Config.boolean("RUN_WORKER").pipe(Config.withDefault(true)), (run) => run ? Worker.layer : waitingClaims)
 )
 
 /**
@@ -42,3 +43,6 @@ export const http = Server.layer.pipe(Layer.provide(Layer.mergeAll(Ingest.Defaul
 
 /** The HTTP API and a worker (unless `RUN_WORKER=false`): the whole pipeline in one process. */
 export const layer = Layer.merge(http, worker)
+
+/** The HTTP API alone, for workers of their own on Kafka. */
+export const ingestOnly = Layer.merge(http, waitingClaims)

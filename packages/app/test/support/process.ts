@@ -35,6 +35,9 @@ export const started = (start: () => PipelineProcess) =>
 /** `pnpm start`'s program: ingest and analytics over HTTP, and a worker unless `RUN_WORKER=false`. */
 export const startPipeline = (env: Record<string, string>) => startProgram("packages/app/src/main/start.ts", env)
 
+/** `pnpm ingest`'s program: ingest and analytics over HTTP, without a worker. */
+export const startIngestOnly = (env: Record<string, string>) => startProgram("packages/app/src/main/ingest.ts", env)
+
 /** `pnpm worker`'s program; its metrics server on any free port unless `env` names one (workers run side by side). */
 export const startWorker = (env: Record<string, string>) =>
   startProgram("packages/app/src/main/worker.ts", { METRICS_PORT: "0", ...env })
