@@ -1,4 +1,5 @@
-import { Config, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { logFormat } from "@telemetry/domain"
+import { Config, Effect, Layer, Logger, LogLevel } from "effect"
 
 const onStdout = { json: Logger.json, logfmt: Logger.logFmt, pretty: Logger.pretty } as const
 const onStderr = {
@@ -8,16 +9,14 @@ const onStderr = {
 } as const
 
 /**
- * The process's logger from `LOG_FORMAT` (json, logfmt or pretty; pretty on a terminal, else JSON, which log
- * shippers read line by line) and `LOG_LEVEL` (default info), on `stream`: stdout for a server, stderr for a
- * command line, whose stdout carries its result alone (`pnpm migrate --json | jq`).
+ * The process's logger from `LOG_FORMAT` (`logFormat`) and `LOG_LEVEL` (default info), on `stream`: stdout for a
+ * server, stderr for a command line, whose stdout carries its result alone (`pnpm migrate --json | jq`).
  */
 const make = (stream: "stdout" | "stderr") =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
-      const format = yield* Config.option(Config.literal("json", "logfmt", "pretty")("LOG_FORMAT"))
+      const chosen = yield* logFormat(stream)
       const level = yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
-      const chosen = Option.getOrElse(format, () => (process[stream].isTTY ? "pretty" : "json"))
       return Layer.merge((stream === "stdout" ? onStdout : onStderr)[chosen], Logger.minimumLogLevel(level))
     })
   ).pipe(

@@ -56,3 +56,10 @@ export const positiveDuration = (name: string, fallback: Duration.Duration) =>
 
 /** A TCP port to listen on; 0 for any free one. */
 export const portSetting = (name: string, fallback: number) => integerSetting(name, fallback, { min: 0, max: 65535 })
+
+/**
+ * `LOG_FORMAT`: json, logfmt or pretty; by default pretty when `stream` is a terminal (a person reads it), else JSON,
+ * which log shippers read line by line.
+ */
+export const logFormat = (stream: "stdout" | "stderr") =>
+  Config.literal("json", "logfmt", "pretty")("LOG_FORMAT").pipe(Config.withDefault(process[stream].isTTY ? "pretty" : "json"))
