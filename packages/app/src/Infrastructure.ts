@@ -55,13 +55,15 @@ const files: Config.Config.Wrap<FileObjectStore.FileStoreOptions> = {
   bucket: BucketConfig
 }
 
+/** `DATABASE_URL`. A malformed URL would be read as a host name, or a database on localhost, and waited for in vain. */
+export const databaseUrl = Config.string("DATABASE_URL").pipe(
+  Config.validate({ message: "must be a postgres:// or postgresql:// URL", validation: (url) => /^postgres(ql)?:\/\/[^/]/.test(url) }),
+  Config.map(Redacted.make)
+)
+
 /** `DATABASE_*`: PostgreSQL, with or without TimescaleDB. */
 const postgresOptions: Config.Config.Wrap<PostgresClient.PostgresOptions> = {
-  // A malformed URL would be read as a host name, or a database on localhost, and waited for in vain.
-  url: Config.string("DATABASE_URL").pipe(
-    Config.validate({ message: "must be a postgres:// or postgresql:// URL", validation: (url) => /^postgres(ql)?:\/\/[^/]/.test(url) }),
-    Config.map(Redacted.make)
-  ),
+  url: databaseUrl,
   poolSize: integerSetting("DATABASE_POOL_SIZE", 10, { min: 1 }),
   connectTimeout: orAdapterDefault(Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(
     Config.validate({ message: "must be more than 0", validation: (d: Duration.Duration) => Duration.greaterThan(d, Duration.zero) })

@@ -19,4 +19,11 @@ describe("pnpm migrate --json", () => {
       expect(JSON.parse(status.stdout).applied.map((m: { name: string }) => m.name))
         .toEqual(applied.applied.map((m: { name: string }) => m.name))
     }), { timeout: 120_000 })
+
+  it.live("a malformed DATABASE_URL is refused as the servers refuse it, not looked up as a host", () =>
+    Effect.gen(function*() {
+      const refused = yield* Effect.promise(() => runCli("migrate", ["status"], { DATABASE_URL: "notaurl" }))
+      expect([refused.code, refused.stdout]).toEqual([1, ""])
+      expect(refused.stderr).toContain("DATABASE_URL: \"must be a postgres:// or postgresql:// URL\"")
+    }), { timeout: 60_000 })
 })

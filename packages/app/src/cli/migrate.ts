@@ -10,7 +10,7 @@ import * as Cli from "./Cli.js"
 // Infrastructure's database layers: those apply the migrations when built, and `status` must change nothing.
 
 const postgres = PostgresClient.layerConfig({
-  url: Config.redacted("DATABASE_URL"),
+  url: Infrastructure.databaseUrl,
   poolSize: Config.succeed(1)
 })
 
