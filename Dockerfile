@@ -2,8 +2,9 @@
 # bundles each entry point into dist/ (README, "Production build"), which loads its packages from node_modules and
 # reads migrations/ and the console's files from the sources beside it.
 FROM node:20-bookworm-slim AS deps
-# Node 20's bundled corepack cannot verify the signatures of current pnpm releases.
-RUN npm install -g corepack@latest --no-fund --no-audit --loglevel=error && corepack enable
+# Node 20's bundled corepack cannot verify the signatures of current pnpm releases; 0.36.0 can, and runs on Node 20
+# (pinned: a later release could stop running there).
+RUN npm install -g corepack@0.36.0 --no-fund --no-audit --loglevel=error && corepack enable
 ENV COREPACK_ENABLE_DOWNLOAD_PROMPT=0
 WORKDIR /app
 # Packages are fetched from the lockfile alone, so a change of source reuses this layer.
