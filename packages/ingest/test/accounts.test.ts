@@ -240,6 +240,31 @@ for (const [i, database] of databases.entries()) {
           expect((yield* login("127.0.0.52", "ha-victim", "ha-victim-password")).status).toBe(200)
         }))
 
+      it.effect("guesses sent at once count as they are tried: of a burst, LOGIN_MAX_FAILURES are tried and the rest refused", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-burst"))
+          const answers = yield* Effect.forEach(
+            Array.from({ length: 12 }, (_, i) => `guess-${i}`),
+            (password) => login("127.0.0.55", "ha-burst", password),
+            { concurrency: "unbounded" }
+          )
+          const statuses = answers.map((answer) => answer.status).sort()
+          expect(statuses).toEqual([...Array(3).fill(401), ...Array(9).fill(429)])
+          expect((yield* login("127.0.0.56", "ha-burst", "ha-burst-password")).status).toBe(429)
+        }))
+
+      it.effect("more devices than LOGIN_MAX_FAILURES logging in at once from one address (a NAT) all get in", () =>
+        Effect.gen(function*() {
+          const usernames = Array.from({ length: 8 }, (_, i) => `ha-nat-${i}`)
+          yield* Effect.forEach(usernames, (username) => added(device(username)))
+          const answers = yield* Effect.forEach(
+            usernames,
+            (username) => login("127.0.0.57", username, `${username}-password`),
+            { concurrency: "unbounded" }
+          )
+          expect(answers.map((answer) => answer.status)).toEqual(Array(8).fill(200))
+        }))
+
       it.effect("a device that logged in from an address still logs in there while its username is locked out elsewhere", () =>
         Effect.gen(function*() {
           yield* added(device("ha-known"))

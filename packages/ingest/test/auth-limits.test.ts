@@ -14,7 +14,7 @@ describe("the login lockout's known addresses", () => {
     Effect.gen(function*() {
       const limits = yield* AuthLimits
       const refused = (username: string, address: string) =>
-        Effect.map(Effect.either(limits.loginAllowed("device", username, address)), Either.isLeft)
+        Effect.map(Effect.either(limits.loginAttempt("device", username, address, Effect.void)), Either.isLeft)
       /** Locks the username out, failing from an address of its own. */
       const lockOut = (username: string) => Effect.repeatN(limits.loginFailed("device", username, "10.9.9.9"), 1)
 

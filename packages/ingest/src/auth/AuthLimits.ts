@@ -1,6 +1,6 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
 import { integerSetting, positiveDuration } from "@telemetry/domain"
-import { Config, Data, Duration, Effect } from "effect"
+import { Config, Data, Deferred, Duration, Effect, Option } from "effect"
 import ipaddr from "ipaddr.js"
 import * as RateLimitStore from "../limits/RateLimitStore.js"
 import type { AccountKind } from "./Accounts.js"
@@ -111,25 +111,74 @@ export class AuthLimits extends Effect.Service<AuthLimits>()("@telemetry/AuthLim
     const isKnown = (pair: string) =>
       Effect.clockWith((clock) => Effect.sync(() => (known.get(pair) ?? 0) > clock.unsafeCurrentTimeMillis()))
 
-    /** Fails while the login is locked out (its pair when known, else the username or the address); counts nothing. */
-    const loginAllowed = (kind: AccountKind, username: string, address: string) => {
-      if (config.loginFailures <= 0) return Effect.void
+    // Attempts under way per key, each a failure to be: a burst of guesses sent at once must not all pass the check
+    // before the first of their failures is counted (80 at once got 76 hashed, the right password among them). An
+    // attempt is let through while the key's remaining failures exceed the attempts under way on it; past that it
+    // waits for one to end (a success leaves room, a failure may lock the key out), so that the devices of one NAT
+    // logging in together are not refused, only taken in turns. `checking` makes each check and its reservation one
+    // step; `attemptEnded` is completed, and replaced, as each attempt ends.
+    const checking = yield* Effect.makeSemaphore(1)
+    const underWay = new Map<string, number>()
+    let attemptEnded = yield* Deferred.make<void>()
+
+    const lockedOut = (resetAfter: Duration.Duration) =>
+      new Limited({
+        message: `too many failed logins for this username or from this address; try again in ${
+          Duration.format(Duration.seconds(Math.ceil(Duration.toSeconds(resetAfter))))
+        }`,
+        retryAfter: resetAfter
+      })
+
+    /** Reserves an attempt on `keys`; or, when one of them has no room for it yet, the end of an attempt to await. */
+    const reserve = (keys: ReadonlyArray<string>) =>
+      checking.withPermits(1)(Effect.gen(function*() {
+        for (const key of keys) {
+          const window = yield* failureWindow(key, 0).pipe(
+            Effect.catchTag("RateLimiterError", (e) => Effect.as(Effect.logWarning(`login lockout not checked: ${e.message}`), undefined))
+          )
+          if (window === undefined) continue
+          if (window.remaining <= 0) return yield* lockedOut(window.resetAfter)
+          if (window.remaining <= (underWay.get(key) ?? 0)) return Option.some(attemptEnded)
+        }
+        for (const key of keys) underWay.set(key, (underWay.get(key) ?? 0) + 1)
+        return Option.none()
+      }))
+
+    const release = (keys: ReadonlyArray<string>) =>
+      checking.withPermits(1)(Effect.gen(function*() {
+        for (const key of keys) {
+          const left = (underWay.get(key) ?? 1) - 1
+          if (left > 0) underWay.set(key, left)
+          else underWay.delete(key)
+        }
+        const ended = attemptEnded
+        attemptEnded = yield* Deferred.make<void>()
+        yield* Deferred.succeed(ended, undefined)
+      }))
+
+    /**
+     * Runs `attempt` (which counts its own failure or success) unless the login is locked out (its pair when known,
+     * else the username or the address): then fails with Limited. Waits while attempts under way could lock it out.
+     */
+    const loginAttempt = <A, E, R>(
+      kind: AccountKind,
+      username: string,
+      address: string,
+      attempt: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | Limited, R> => {
+      if (config.loginFailures <= 0) return attempt
       const { pair, shared } = keysOf(kind, username, address)
-      return Effect.flatMap(isKnown(pair), (remembered) =>
-        Effect.forEach(remembered ? [pair] : shared, (key) =>
-          failureWindow(key, 0).pipe(
-            Effect.flatMap(({ remaining, resetAfter }) =>
-              remaining > 0 ? Effect.void : Effect.fail(
-                new Limited({
-                  message: `too many failed logins for this username or from this address; try again in ${
-                    Duration.format(Duration.seconds(Math.ceil(Duration.toSeconds(resetAfter))))
-                  }`,
-                  retryAfter: resetAfter
-                })
-              )
-            ),
-            Effect.catchTag("RateLimiterError", (e) => Effect.logWarning(`login lockout not checked: ${e.message}`))
-          ), { discard: true }))
+      const keys = (remembered: boolean) => remembered ? [pair] : shared
+      const tried: Effect.Effect<A, E | Limited, R> = Effect.flatMap(isKnown(pair), (remembered) =>
+        Effect.acquireUseRelease(
+          reserve(keys(remembered)),
+          Option.match({
+            onNone: () => Effect.asSome(attempt),
+            onSome: (ended) => Effect.as(Deferred.await(ended), Option.none<A>())
+          }),
+          (waited) => Option.isNone(waited) ? release(keys(remembered)) : Effect.void
+        )).pipe(Effect.flatMap(Option.match({ onNone: () => tried, onSome: Effect.succeed })))
+      return tried
     }
 
     /** Counts a failure against the username and the address, and against the pair when known. */
@@ -159,7 +208,7 @@ export class AuthLimits extends Effect.Service<AuthLimits>()("@telemetry/AuthLim
         })
       )
 
-    return { reader, unauthenticated, loginAllowed, loginFailed, loginSucceeded } as const
+    return { reader, unauthenticated, loginAttempt, loginFailed, loginSucceeded } as const
   }),
   dependencies: [RateLimitStore.layer]
 }) {}

@@ -69,8 +69,7 @@ export class Login extends Effect.Service<Login>()("@telemetry/Login", {
 
     /** A token for the account `username` of `kind`, asked for from `address`. */
     const login = (kind: AccountKind, username: string, password: string, address: string) =>
-      Effect.gen(function*() {
-        yield* limits.loginAllowed(kind, username, address)
+      limits.loginAttempt(kind, username, address, Effect.gen(function*() {
         const found = yield* credentials.find(kind, username)
         if (Option.isNone(found)) {
           yield* passwords.verify(password, yield* passwords.dummy)
@@ -82,7 +81,7 @@ export class Login extends Effect.Service<Login>()("@telemetry/Login", {
         }
         yield* limits.loginFailed(kind, username, address)
         return yield* new InvalidCredentials()
-      })
+      }))
 
     /**
      * A fresh token for the principal of a valid one. When it is an account's (same kind, name and tenant), the
