@@ -3,8 +3,9 @@ import { type TelemetryItem, TelemetryStore } from "@telemetry/domain"
 import { claim } from "@telemetry/domain/testing"
 import { databases, storeOn, type TestDatabase } from "@telemetry/infra/testing"
 import { freePort } from "@telemetry/testbed/FreePort"
-import { Effect, Layer, Stream } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Stream } from "effect"
 import { LISTED_SENSORS } from "../src/analytics/EquipmentRows.js"
+import { TenantQueries } from "../src/analytics/TenantQueries.js"
 import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { equipments, generate, itemsOf, type Point } from "./support/dataset.js"
 import { DAY, HOUR } from "./support/reference.js"
@@ -84,7 +85,9 @@ const equipmentsSuite = (database: TestDatabase) =>
 
     const db = storeOn(database, 5_000)
     // The server needs the real clock: "the last 24 hours" end now.
-    layer(Layer.provideMerge(serverOn(db, port), db), { timeout: 120_000, excludeTestServices: true })((it) => {
+    // The tenants' turns as the server takes them (the same layer, built once), for a test to hold.
+    const context = Layer.merge(serverOn(db, port), TenantQueries.Default).pipe(Layer.provideMerge(db))
+    layer(context, { timeout: 120_000, excludeTestServices: true })((it) => {
       it.effect("load both tenants' equipments", () =>
         Effect.gen(function*() {
           const store = yield* TelemetryStore
@@ -132,6 +135,23 @@ const equipmentsSuite = (database: TestDatabase) =>
           const other = yield* get("/", readerToken("tenant-b"))
           expect(other.json.data.map((e: any) => e.uuid)).toEqual(["eq-a", "secret"])
           expect(withoutSparkline(other.json.data[0])).toEqual(expected("tenant-b", "eq-a"))
+        }))
+
+      it.effect("a tenant's listings wait their turn with its analytics queries (ANALYTICS_QUERIES_PER_TENANT), not another's", () =>
+        Effect.gen(function*() {
+          const { inTurn } = yield* TenantQueries
+          const release = yield* Deferred.make<void>()
+          // Two queries of "default" under way: its whole allowance.
+          const held = yield* Effect.forEach([1, 2], () => Effect.fork(inTurn("default")(Deferred.await(release))))
+          yield* Effect.sleep("50 millis")
+          const waiting = yield* Effect.fork(Effect.all([get("/"), get("/eq-a")]))
+          expect((yield* get("/", readerToken("tenant-b"))).status).toBe(200)
+          yield* Effect.sleep("500 millis")
+          expect(yield* Fiber.poll(waiting)).toEqual(Option.none())
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.joinAll(held)
+          const [list, one] = yield* Fiber.join(waiting)
+          expect([list.status, one.status]).toEqual([200, 200])
         }))
 
       it.effect("an equipment lists its first 500 sensors by uuid, and counts them all", () =>

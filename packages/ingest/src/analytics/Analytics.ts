@@ -6,7 +6,7 @@ import { Chunk, Effect, Option, type Schema, Stream } from "effect"
 import { type Field, type JsonRows, rowsWriter, type Sensor } from "./JsonRows.js"
 import type { Instant } from "./Instant.js"
 import { SensorStats } from "./Rows.js"
-import * as TenantQueries from "./TenantQueries.js"
+import { TenantQueries } from "./TenantQueries.js"
 
 /** Whose data: one equipment (optionally one sensor type), or one sensor uuid (optionally of one equipment). */
 export type Scope =
@@ -92,7 +92,7 @@ interface Key {
 export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const inTurn = yield* TenantQueries.make
+    const { inTurn } = yield* TenantQueries
     const pageRows = yield* PageRows
 
     // The scope as a filter on the readings or buckets (alias `a`). An equipment by its id, which the (equipment_id,
@@ -317,5 +317,6 @@ export class Analytics extends Effect.Service<Analytics>()("@telemetry/Analytics
         ORDER BY s.uuid`)
 
     return { raw, buckets, stats } as const
-  })
+  }),
+  dependencies: [TenantQueries.Default]
 }) {}

@@ -4,6 +4,7 @@ import { textStorable } from "@telemetry/domain"
 import { Clock, Data, Effect, Option, Schema } from "effect"
 import { checkedRows } from "./checkedRows.js"
 import { type Equipment, type EquipmentPage, LISTED_SENSORS } from "./EquipmentRows.js"
+import { TenantQueries } from "./TenantQueries.js"
 
 const MINUTE = 60_000
 const HOUR = 60 * MINUTE
@@ -77,6 +78,7 @@ const FacetRow = Schema.Struct({ status: Schema.String, equipments: Schema.Numbe
 export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipments", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const { inTurn } = yield* TenantQueries
 
     const rows = checkedRows
 
@@ -168,7 +170,7 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
       filter: EquipmentFilter,
       request: PageRequest
     ): Effect.Effect<EquipmentPage, SqlError | InvalidCursor> =>
-      Effect.gen(function*() {
+      inTurn(tenantId)(Effect.gen(function*() {
         const after = request.cursor === undefined ? undefined : yield* decodeCursor(request.cursor)
         // The counts do not wait for the page and its sensors, nor they for the counts.
         const [[found, data], counts] = yield* Effect.all([
@@ -183,16 +185,18 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
           next_cursor: found.length > request.limit && last ? encodeCursor([last.sort_key, last.uuid]) : null,
           statuses: counts.map(({ equipments, status }) => ({ status, equipments }))
         }
-      })
+      }))
 
     const get = (tenantId: string, uuid: string): Effect.Effect<Option.Option<Equipment>, SqlError> =>
       rows(EquipmentRow)(sql`SELECT ${equipmentColumns} FROM equipments e WHERE e.tenant_id = ${tenantId} AND e.uuid = ${uuid}`).pipe(
         Effect.flatMap(described),
-        Effect.map((found) => Option.fromNullable(found[0]))
+        Effect.map((found) => Option.fromNullable(found[0])),
+        inTurn(tenantId)
       )
 
     return { list, get } as const
-  })
+  }),
+  dependencies: [TenantQueries.Default]
 }) {}
 
 const toEquipment = (
