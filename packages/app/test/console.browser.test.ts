@@ -557,5 +557,30 @@ describe("the web console in Chromium", () => {
           .toHaveLength(1)
         expectWellBehaved(s)
       }))
+
+    // After the one above, for the same reason.
+    it.scoped("an equipment whose uuid its address must percent-encode opens; a sensor without rows gets an empty line chart", () =>
+      Effect.gen(function*() {
+        yield* dataset
+        const uuid = `câmara "fria"/2 #1 100%`
+        const reading = {
+          sensor_uuid: "camara-temp", sensor_nome: "Temperature", sensor_tipo: "temperature", sensor_unidade: "°C",
+          valor: -2, sensor_datahora_coleta: new Date(now - 2 * DAY).toISOString()
+        }
+        yield* post(deviceToken(), [item(uuid, "Câmara fria", [[reading]])])
+        yield* eventually(equipmentsOf(readerToken()), (page) => page.data.some((e) => e.uuid === uuid))
+        const s = yield* session()
+        const { page } = s
+        yield* signInWith(page, readerToken())
+        yield* Effect.promise(async () => {
+          await page.click("text=Câmara fria")
+          await page.waitForSelector("#charts figure.chart")
+        })
+        expect(yield* Effect.promise(() => page.textContent("main h2"))).toBe("Câmara fria")
+        // Its one reading is two days old: nothing in the last 24 hours, a temperature all the same.
+        expect((yield* Effect.promise(() => drawn(page))).charts).toEqual([{ sensor: "camara-temp", kind: "line", points: 0, total: null }])
+        expect(yield* Effect.promise(() => page.locator("#charts figcaption").allTextContents())).toEqual(["Temperature (temperature)"])
+        expectWellBehaved(s)
+      }))
   })
 })

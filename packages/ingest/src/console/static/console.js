@@ -140,7 +140,8 @@ const activeName = (period) => period === "day" ? "active hours a day" : "active
 
 /** One chart of a sensor's rows; its figure says what it was given (points, and the bars' total). */
 const chart = (rows, sensor, period, width) => {
-  const kind = rows.every((r) => r.avg_value === null) ? "bars" : "line"
+  // A sensor with no rows in the range is not known to have no values: a line, empty.
+  const kind = rows.length > 0 && rows.every((r) => r.avg_value === null) ? "bars" : "line"
   const { data, scales, ...options } = kind === "bars" ? bars(rows, period) : lines(rows, sensor)
   const box = el("figure", { class: "chart", "data-sensor": sensor.uuid, "data-kind": kind },
     el("figcaption", {}, `${sensor.name ?? sensor.uuid} (${sensor.type})${kind === "bars" ? `: ${activeName(period)}` : ""}`))
@@ -257,7 +258,8 @@ const route = async () => {
   nav.hidden = false
   const hash = location.hash
   try {
-    if (hash.startsWith("#/equipment/")) await equipment(hash.slice("#/equipment/".length))
+    // The hash holds the uuid percent-encoded, as the list's links write it.
+    if (hash.startsWith("#/equipment/")) await equipment(decodeURIComponent(hash.slice("#/equipment/".length)))
     else if (hash === "#/pipeline") await pipeline()
     else await list()
   } catch (error) {
