@@ -309,6 +309,20 @@ for (const [i, database] of databases.entries()) {
           expect((yield* login("127.0.0.97", "ha-new-behind-nat", "ha-new-behind-nat-password")).status).toBe(429)
         }))
 
+      it.effect("answers, tokens and refusals alike, are not to be stored, sniffed or framed", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-headers"))
+          const answers = [
+            yield* login("127.0.0.58", "ha-headers", "ha-headers-password"),
+            yield* login("127.0.0.58", "ha-headers", "wrong-password"),
+            yield* Effect.promise(() => send(`${base}/api/v1/health`, { method: "GET" }))
+          ]
+          for (const answer of answers) {
+            expect(answer.headers).toMatchObject({ "cache-control": "no-store", "x-content-type-options": "nosniff", "x-frame-options": "DENY" })
+          }
+          expect(answers.map((answer) => answer.status)).toEqual([200, 401, 200])
+        }))
+
       it.effect("refresh: a valid token gets a fresh one of the same principal; a disabled account's is refused", () =>
         Effect.gen(function*() {
           yield* added(device("ha-refresh"))

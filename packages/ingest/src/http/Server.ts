@@ -122,6 +122,13 @@ const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, H
 )
 
 /**
+ * Headers of every answer, unless it sets its own (the console's files are revalidated, not unstored): no sniffing
+ * of its type, no framing by another page (the docs), and nothing stored by a browser or proxy (tokens, a tenant's
+ * data).
+ */
+const DEFAULT_HEADERS = { "x-content-type-options": "nosniff", "x-frame-options": "DENY", "cache-control": "no-store" }
+
+/**
  * The Node HTTP server on `PORT`, stopped gracefully: on shutdown it takes no new connections and the requests in
  * flight finish (their uploads are stored and queued, their clients answered) before storage and queue close;
  * whatever still runs after `SHUTDOWN_TIMEOUT` is cut off, which interrupts it: its upload is not stored and its
@@ -142,6 +149,7 @@ const nodeServer = Layer.scoped(
     // The server listens before the API's handler is installed: a request in between would wait for ever, so it
     // is answered 503 instead — once the handler is there (a second listener), it answers alone.
     const server = createServer((request, response) => {
+      for (const [name, value] of Object.entries(DEFAULT_HEADERS)) response.setHeader(name, value)
       if (stopping) closeAfterAnswer(response)
       else {
         unanswered.add(response)
