@@ -178,11 +178,11 @@ for (const [i, database] of databases.entries()) {
           expect(long.status).toBe(400)
           expect(long.json).toMatchObject({ error: "invalid_parameter", path: "password" })
           expect(JSON.stringify(long.json)).not.toContain("SECRET")
-          // As text, the body is one string, not the object of credentials: refused without quoting it.
+          // Sent as text: refused before it is read, without quoting it.
           const text = yield* raw(JSON.stringify({ username: "ha", password: "SECRET-4" }), { "content-type": "text/plain" })
-          expect([text.status, text.json]).toEqual([400, {
-            error: "invalid_parameter",
-            message: "must be a JSON object of username and password"
+          expect([text.status, text.json]).toEqual([415, {
+            error: "unsupported_media_type",
+            message: "Content-Type must be application/json (UTF-8, as JSON is), got \"text/plain\""
           }])
         }))
 
@@ -307,6 +307,28 @@ for (const [i, database] of databases.entries()) {
           expect((yield* login("127.0.0.97", "ha-behind-nat", "ha-behind-nat-password")).status).toBe(200)
           // An account that never logged in from there is refused like any other.
           expect((yield* login("127.0.0.97", "ha-new-behind-nat", "ha-new-behind-nat-password")).status).toBe(429)
+        }))
+
+      it.effect("a login's body is JSON: a form (as another site's page would post), text or gzip gets 415, and no token", () =>
+        Effect.gen(function*() {
+          yield* added(device("ha-form"))
+          const posted = (contentType: string, text: string, headers: Record<string, string> = {}) =>
+            Effect.promise(() =>
+              send(`${base}/api/v1/auth/device/login`, { text, headers: { "content-type": contentType, ...headers }, localAddress: "127.0.0.59" })
+            )
+          const json = JSON.stringify({ username: "ha-form", password: "ha-form-password" })
+          for (
+            const refused of [
+              yield* posted("application/x-www-form-urlencoded", "username=ha-form&password=ha-form-password"),
+              yield* posted("text/plain", json),
+              yield* posted("application/json; charset=latin1", json),
+              yield* posted("application/json", json, { "content-encoding": "gzip" })
+            ]
+          ) {
+            expect([refused.status, refused.json.error]).toEqual([415, "unsupported_media_type"])
+            expect(refused.json.access_token).toBeUndefined()
+          }
+          expect((yield* posted("application/json; charset=utf-8", json)).status).toBe(200)
         }))
 
       it.effect("answers, tokens and refusals alike, are not to be stored, sniffed or framed", () =>

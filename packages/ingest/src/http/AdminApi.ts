@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { Account, AccountKind, Password, Username } from "../auth/Accounts.js"
 import { Name, TimeZoneName } from "../auth/Tokens.js"
 import { AdminAuth } from "./Auth.js"
-import { InvalidBody, NotFound, TooLarge, Unavailable } from "./errors.js"
+import { InvalidBody, NotFound, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 
 // --- Account administration: what `pnpm device` and `pnpm user` send to a running server that holds the embedded
 // database. Admin tokens only; our own command line mints them, valid for a minute. ---
@@ -49,6 +49,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addSuccess(Account, { status: 201 })
       .addError(InvalidBody)
       .addError(TooLarge)
+      .addError(UnsupportedMediaType)
       .addError(AccountConflict)
       .annotate(OpenApi.Summary, "Create an account")
   )
@@ -61,6 +62,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addSuccess(Account)
       .addError(InvalidBody)
       .addError(TooLarge)
+      .addError(UnsupportedMediaType)
       .addError(NotFound)
       .annotate(OpenApi.Summary, "Set an account's password")
   )

@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { PasswordChecksBusy } from "../auth/Passwords.js"
 import { AdminGroup } from "./AdminApi.js"
 import { RefreshAuth } from "./Auth.js"
-import { InvalidBody, RateLimited, TooLarge, Unavailable } from "./errors.js"
+import { InvalidBody, RateLimited, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 
 // --- Logins of device and reader accounts, and refresh (contract §6) ---
 
@@ -44,6 +44,7 @@ const login = <const Name extends string>(name: Name, path: `/${string}`, summar
     // A body that is not JSON, or over 64 KiB (Server.ts).
     .addError(InvalidBody)
     .addError(TooLarge)
+    .addError(UnsupportedMediaType)
     .addError(InvalidCredentials)
     .addError(AccountDisabled)
     .addError(RateLimited)

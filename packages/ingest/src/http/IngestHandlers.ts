@@ -10,17 +10,9 @@ import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
 import { databaseUnavailable, errorResponse, InvalidBody, RETRY_LATER, RETRY_SOON, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import { notJson } from "./jsonContent.js"
 import { CurrentRequest } from "./RequestLog.js"
 
-const JSON_TYPE = /^application\/json\s*(;|$)/i
-const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i
-/** Charsets whose text is UTF-8 as it is (ASCII is a subset). */
-const UTF8_CHARSETS = new Set(["utf-8", "utf8", "us-ascii"])
-/** JSON is UTF-8 (RFC 8259): a body said to be in another charset would be read as what it is not. */
-const otherCharset = (contentType: string) => {
-  const charset = CHARSET.exec(contentType)?.[1]?.toLowerCase()
-  return charset !== undefined && !UTF8_CHARSETS.has(charset)
-}
 /**
  * The Easy Smart Monitor integration for Home Assistant counts only 200 and 201 as success (contract §6) and
  * cannot be changed: it is answered 200, every other client the contract's 202, with the same body.
@@ -41,12 +33,8 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
   const request = yield* HttpServerRequest.HttpServerRequest
   const served = yield* CurrentRequest
   const requestId = served.id
-  const contentType = request.headers["content-type"] ?? ""
-  if (!JSON_TYPE.test(contentType) || otherCharset(contentType)) {
-    return errorResponse(
-      new UnsupportedMediaType({ message: `Content-Type must be application/json (UTF-8, as JSON is), got "${contentType}"` })
-    )
-  }
+  const wrongType = notJson(request.headers["content-type"])
+  if (wrongType !== undefined) return errorResponse(wrongType)
   const encoding = (request.headers["content-encoding"] ?? "identity").trim().toLowerCase()
   if (!["identity", "gzip", "x-gzip"].includes(encoding)) {
     return errorResponse(

@@ -21,10 +21,11 @@ import * as AuthHandlers from "./AuthHandlers.js"
 import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
 import { TelemetryApi } from "./Api.js"
 import { UPLOAD_PATHS } from "./IngestApi.js"
-import { databaseUnavailable, errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, RETRY_SOON, TooLarge, Unauthorized } from "./errors.js"
+import { databaseUnavailable, errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, RETRY_SOON, TooLarge, Unauthorized, UnsupportedMediaType } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as HttpMetrics from "./HttpMetrics.js"
 import * as IngestHandlers from "./IngestHandlers.js"
+import { notJson } from "./jsonContent.js"
 import * as MethodNotAllowed from "./MethodNotAllowed.js"
 import * as MetricsRoute from "./MetricsRoute.js"
 import * as RequestLog from "./RequestLog.js"
@@ -68,16 +69,27 @@ const MAX_DECODED_BODY_BYTES = 64 * 1024
 const bodyTooLarge = new TooLarge({ message: `the body is over ${MAX_DECODED_BODY_BYTES} bytes` })
 
 /**
- * Refuses a body declared over MAX_DECODED_BODY_BYTES before it is read: answered without `connection: close`,
+ * Refuses a body that is not JSON (415), and one declared over MAX_DECODED_BODY_BYTES before it is read: answered without `connection: close`,
  * Node reads the rest and drops it, and the client gets its 413 (closed on it, a client still sending may see a
  * reset instead). A body that says not its length is cut once over the limit, by closing the connection.
  */
 const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    Number(request.headers["content-length"] ?? 0) > MAX_DECODED_BODY_BYTES &&
-      !UPLOAD_PATHS.includes(request.url.split("?")[0]!)
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    if (UPLOAD_PATHS.includes(request.url.split("?")[0]!)) return app
+    const { headers } = request
+    const hasBody = Number(headers["content-length"] ?? 0) > 0 || headers["transfer-encoding"] !== undefined
+    // JSON, as the API describes them: a form a foreign page posts (a login) is not read as one.
+    const wrongType = hasBody ? notJson(headers["content-type"]) : undefined
+    if (wrongType !== undefined) return Effect.succeed(errorResponse(wrongType))
+    if (hasBody && (headers["content-encoding"] ?? "identity").trim().toLowerCase() !== "identity") {
+      return Effect.succeed(errorResponse(
+        new UnsupportedMediaType({ message: `Content-Encoding must be absent here, got "${headers["content-encoding"]}"` })
+      ))
+    }
+    return Number(headers["content-length"] ?? 0) > MAX_DECODED_BODY_BYTES
       ? Effect.succeed(errorResponse(bodyTooLarge))
-      : HttpIncomingMessage.withMaxBodySize(app, Option.some(MAX_DECODED_BODY_BYTES)))
+      : HttpIncomingMessage.withMaxBodySize(app, Option.some(MAX_DECODED_BODY_BYTES))
+  })
 
 /**
  * Failures the API does not encode itself get the contract's JSON error body: parameters that fail their schema

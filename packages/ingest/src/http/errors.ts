@@ -25,7 +25,7 @@ export class TooLarge extends Schema.Class<TooLarge>("TooLarge")(
 
 export class UnsupportedMediaType extends Schema.Class<UnsupportedMediaType>("UnsupportedMediaType")(
   { error: code("unsupported_media_type"), message },
-  HttpApiSchema.annotations({ status: 415, description: "Content-Type is not application/json or Content-Encoding not gzip" })
+  HttpApiSchema.annotations({ status: 415, description: "Content-Type is not application/json, or Content-Encoding is not one the route reads (gzip for uploads, none elsewhere)" })
 ) {}
 
 export class Unavailable extends Schema.Class<Unavailable>("Unavailable")(
