@@ -103,12 +103,16 @@ describe("pnpm send", () => {
         expect(yield* readingsOf("send-bad")).toBe(0)
       }), { timeout: CLI_TIMEOUT })
 
-    it.scoped("without a token every file is refused 401", () =>
+    it.scoped("without a token it sends nothing and says how to get one; with a wrong one every file is refused 401", () =>
       Effect.gen(function*() {
         const dir = yield* directoryOf("send-anonymous", { "a.json": JSON.stringify(haPayload("send-anonymous")) })
         const run = yield* send(["--json", dir], { TELEMETRY_URL: base })
-        expect(run.code).toBe(1)
-        expect(JSON.parse(run.stdout).results).toEqual([expect.objectContaining({ outcome: "refused", status: 401, error: "unauthorized" })])
+        expect([run.code, run.stdout]).toEqual([1, ""])
+        expect(run.stderr).toContain("pnpm send: no token: pass --token or set TELEMETRY_TOKEN")
+        const forged = yield* send(["--json", "--token", "not-a-token", dir], { TELEMETRY_URL: base })
+        expect(forged.code).toBe(1)
+        expect(JSON.parse(forged.stdout).results).toEqual([expect.objectContaining({ outcome: "refused", status: 401, error: "unauthorized" })])
+        expect(yield* readingsOf("send-anonymous")).toBe(0)
       }), { timeout: CLI_TIMEOUT })
   })
 

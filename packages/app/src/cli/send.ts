@@ -1,6 +1,6 @@
 import { Args, Command, Options } from "@effect/cli"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Config, Console, Data, Effect, Schema } from "effect"
+import { Config, Console, Data, Effect, Option, Schema } from "effect"
 import * as Cli from "./Cli.js"
 import * as Payloads from "./send/Payloads.js"
 import * as Sender from "./send/Sender.js"
@@ -21,7 +21,7 @@ const url = Options.text("url").pipe(
 const token = Options.redacted("token").pipe(
   Options.withFallbackConfig(Config.redacted("TELEMETRY_TOKEN")),
   Options.optional,
-  Options.withDescription("a device token, sent as its bearer token (env TELEMETRY_TOKEN)")
+  Options.withDescription("a device token, sent as its bearer token (env TELEMETRY_TOKEN; pnpm token mints one)")
 )
 const positive = Schema.Int.pipe(Schema.positive({ message: () => "must be a whole number of at least 1" }))
 const concurrency = Options.integer("concurrency").pipe(
@@ -35,6 +35,13 @@ const attempts = Options.integer("attempts").pipe(
   Options.withDescription("tries per payload while the server answers 429 or 503 (honouring Retry-After) or cannot be reached")
 )
 const json = Options.boolean("json").pipe(Options.withDescription("print the summary as one JSON document on stdout"))
+
+/** Every upload needs a token: a run without one would only collect a 401 per file. */
+class NoToken extends Data.TaggedError("NoToken")<{}> {
+  override get message() {
+    return "no token: pass --token or set TELEMETRY_TOKEN to a device token (pnpm token --type device mints one)"
+  }
+}
 
 class NotAllAccepted extends Data.TaggedError("NotAllAccepted")<{ readonly notAccepted: number; readonly files: number }> {
   override get message() {
@@ -58,8 +65,9 @@ const unreadable = (e: Payloads.PayloadUnreadable): Sender.Result => ({
 
 const send = Command.make("send", { source, url, token, concurrency, attempts, json }, (options) =>
   Effect.gen(function*() {
+    const token = yield* Option.match(options.token, { onNone: () => Effect.fail(new NoToken()), onSome: Effect.succeed })
     const names = yield* Payloads.namesOf(options.source)
-    const sendOne = yield* Sender.make(options)
+    const sendOne = yield* Sender.make({ ...options, token })
     const results = yield* Effect.scoped(Effect.gen(function*() {
       const bar = yield* Cli.progressBar("send", "files", names.length)
       return yield* Effect.forEach(names, (name) =>

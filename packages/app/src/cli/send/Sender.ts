@@ -6,7 +6,7 @@ import type { Payload } from "./Payloads.js"
 export interface SendOptions {
   /** The server's base URL, e.g. http://127.0.0.1:8080. */
   readonly url: string
-  readonly token: Option.Option<Redacted.Redacted>
+  readonly token: Redacted.Redacted
   /** Tries per payload in all, the first included. */
   readonly attempts: number
 }
@@ -106,7 +106,7 @@ export const make = (options: SendOptions) =>
           ))
         const request = HttpClientRequest.post(url).pipe(
           HttpClientRequest.setHeaders({ "content-encoding": "gzip", "idempotency-key": payload.sha256 }),
-          (r) => Option.match(options.token, { onNone: () => r, onSome: (t) => HttpClientRequest.bearerToken(r, Redacted.value(t)) }),
+          HttpClientRequest.bearerToken(Redacted.value(options.token)),
           yield* Effect.mapError(body, (e) =>
             new Retryable({ status: null, error: "unreadable", message: e.message, retryAfter: Option.none() }))
         )
