@@ -79,14 +79,15 @@ const restartedWhile = (env: Record<string, string>, base: string, meanwhile: (p
 
 /**
  * Ingest alone, with `SHUTDOWN_TIMEOUT`, SIGTERMed while `body` is posted slowly in `parts`: the answer to that post
- * (a status, or the error of the cut connection) and how the process exited.
+ * (a status, or the error of the cut connection), how the process exited, and whether it said it stopped cleanly.
  */
 const sigtermDuringUpload = (env: Record<string, string>, base: string, shutdownTimeout: string, body: Buffer, parts: number) =>
   Effect.promise(async () => {
     const ingest = startPipeline({ ...env, RUN_WORKER: "false", SHUTDOWN_TIMEOUT: shutdownTimeout })
     await healthy(ingest, base)
     const answer = await postSlowly(base, body, parts, 200, () => ingest.child.kill("SIGTERM"))
-    return { answer, exit: await ingest.exited }
+    const exit = await ingest.exited
+    return { answer, exit, saysStopped: ingest.output().includes("ingest: stopped (what was in flight finished)") }
   })
 
 /** Opens the data directory the processes used, once they are gone, and counts what was loaded. */
@@ -179,7 +180,11 @@ describe("lossless restart on embedded parts", () => {
   it.scopedLive("SIGTERM during an upload: the upload finishes and is answered, the process exits, the claim loads once", () =>
     Effect.gen(function*() {
       const { base, dataDir, env } = yield* deployment("sigterm-upload")
-      expect(yield* sigtermDuringUpload(env, base, "30 seconds", payload("graceful-a", 20_000), 10)).toEqual({ answer: 202, exit: 0 })
+      expect(yield* sigtermDuringUpload(env, base, "30 seconds", payload("graceful-a", 20_000), 10)).toEqual({
+        answer: 202,
+        exit: 0,
+        saysStopped: true
+      })
       // New connections are refused once it stopped.
       expect(yield* Effect.promise(() => fetch(`${base}/api/v1/health`).then(() => "answered", () => "refused"))).toBe("refused")
 

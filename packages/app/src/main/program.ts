@@ -1,5 +1,5 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Layer } from "effect"
+import { Cause, Effect, Exit, Layer } from "effect"
 import * as Logging from "../Logging.js"
 import * as Memory from "../Memory.js"
 import * as Tracing from "../observability/Tracing.js"
@@ -18,8 +18,15 @@ export const runProgram = <E>(program: string, layer: Layer.Layer<never, E>) => 
         Layer.provide(Tracing.layer(`telemetry-${program}`))
       )
     ).pipe(
-      // Said in a line of our own, whose message says what stopped (runMain's has an empty one).
-      Effect.tapErrorCause((cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(`${program}: stopped`, cause)),
+      // Said in a line of our own, whose message says what stopped (runMain's has an empty one); a stop by signal,
+      // once everything in flight finished and closed, as well.
+      Effect.onExit(Exit.match({
+        onSuccess: () => Effect.void,
+        onFailure: (cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.logInfo(`${program}: stopped (what was in flight finished)`)
+            : Effect.logError(`${program}: stopped`, cause)
+      })),
       Effect.provide(Logging.layer)
     ),
     // Logging.layer chooses the format: runMain's own pretty logger would print every line a second time.
