@@ -6,6 +6,7 @@ import { freePort } from "@telemetry/testbed/FreePort"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import { ConfigProvider, Effect, Layer, Option } from "effect"
 import { decodeJwt } from "jose"
+import { connect } from "node:net"
 import { Accounts, type NewAccount } from "../src/auth/Accounts.js"
 import * as SqlAccounts from "../src/auth/SqlAccounts.js"
 import { Tokens } from "../src/auth/Tokens.js"
@@ -343,6 +344,31 @@ for (const [i, database] of databases.entries()) {
             expect(answer.headers).toMatchObject({ "cache-control": "no-store", "x-content-type-options": "nosniff", "x-frame-options": "DENY" })
           }
           expect(answers.map((answer) => answer.status)).toEqual([200, 401, 200])
+        }))
+
+      it.effect("a request Node cannot parse gets the contract's JSON error: headers over the limit 431, malformed HTTP 400", () =>
+        Effect.gen(function*() {
+          /** What the server answers `raw`, sent as it is, until it closes the connection. */
+          const exchange = (raw: string) =>
+            Effect.promise(() =>
+              new Promise<string>((resolve, reject) => {
+                const socket = connect(port, "127.0.0.1", () => socket.end(raw))
+                let answer = ""
+                socket.setEncoding("utf8").on("data", (text) => (answer += text)).on("end", () => resolve(answer)).on("error", reject)
+              })
+            )
+          const parts = (answer: string) => {
+            const [head, body] = answer.split("\r\n\r\n")
+            return { status: head!.split(" ")[1], head: head!.toLowerCase(), json: JSON.parse(body!) }
+          }
+          const huge = parts(yield* exchange(`GET /api/v1/health HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`))
+          expect([huge.status, huge.json.error]).toEqual(["431", "headers_too_large"])
+          const garbled = parts(yield* exchange("NOT HTTP AT ALL\r\n\r\n"))
+          expect([garbled.status, garbled.json]).toEqual(["400", { error: "invalid_request", message: "the request is not valid HTTP/1.1" }])
+          for (const answer of [huge, garbled]) {
+            expect(answer.head).toContain("content-type: application/json")
+            expect(answer.head).toContain("x-content-type-options: nosniff")
+          }
         }))
 
       it.effect("refresh: a valid token gets a fresh one of the same principal; a disabled account's is refused", () =>

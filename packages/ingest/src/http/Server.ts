@@ -13,7 +13,8 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import { portSetting, ShutdownTimeout } from "@telemetry/domain"
 import { Cause, Duration, Effect, flow, Layer, Option } from "effect"
-import { createServer, type ServerResponse } from "node:http"
+import { createServer, type ServerResponse, STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
 import { AccountsUnavailable } from "../auth/Accounts.js"
 import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
@@ -141,6 +142,25 @@ const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, H
 const DEFAULT_HEADERS = { "x-content-type-options": "nosniff", "x-frame-options": "DENY", "cache-control": "no-store" }
 
 /**
+ * Node answers a request it cannot parse (headers over its limit, malformed HTTP, headers too slow) itself, with an
+ * empty body: the contract's JSON error instead, with the headers of every answer.
+ */
+const answerUnparsed = (error: NodeJS.ErrnoException, socket: Duplex) => {
+  if (error.code === "ECONNRESET" || !socket.writable) return socket.destroy()
+  const [status, code, message] = error.code === "HPE_HEADER_OVERFLOW"
+    ? [431, "headers_too_large", "the request's headers are over the server's limit"]
+    : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+    ? [408, "request_timeout", "the request's headers did not come in time"]
+    : [400, "invalid_request", "the request is not valid HTTP/1.1"]
+  const body = JSON.stringify({ error: code, message })
+  const headers = { ...DEFAULT_HEADERS, "content-type": "application/json", "content-length": Buffer.byteLength(body), connection: "close" }
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+      Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") + `\r\n${body}`
+  )
+}
+
+/**
  * The Node HTTP server on `PORT`, stopped gracefully: on shutdown it takes no new connections and the requests in
  * flight finish (their uploads are stored and queued, their clients answered) before storage and queue close;
  * whatever still runs after `SHUTDOWN_TIMEOUT` is cut off, which interrupts it: its upload is not stored and its
@@ -176,6 +196,7 @@ const nodeServer = Layer.scoped(
           : { error: "starting", message: "the server is starting, retry shortly" }
       ))
     })
+    server.on("clientError", answerUnparsed)
     const http = yield* NodeHttpServer.make(() => server, { port })
     // Added after the server's own close, so it runs first: the deadline starts when closing does.
     yield* Effect.addFinalizer(() =>
