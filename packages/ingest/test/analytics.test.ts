@@ -300,6 +300,7 @@ const analyticsSuite = (database: TestDatabase) =>
             ["/equipment/eq-a/history?start_date=0000-01-01", "start_date"],
             ["/equipment/eq-a/history?end_date=2100-01-02", "end_date"],
             [`/equipment/${"e".repeat(129)}/history`, "equipmentUuid"],
+            [`/sensor/${"%C3%A9".repeat(2_000)}/history`, "sensorUuid"],
             ["/equipment/a%00b/history", "equipmentUuid"],
             ["/sensor/a%00b/history", "sensorUuid"],
             ["/equipment/eq-a/stats?sensor_type=a%00b", "sensor_type"],

@@ -227,7 +227,8 @@ export const layer = HttpApiBuilder.serve(flow(HttpMetrics.middleware, RequestLo
   Layer.provide(HttpApiBuilder.api(TelemetryApi).pipe(Layer.provide(handlers))),
   HttpServer.withLogAddress,
   // Path parameters hold uuids of up to 128 characters, percent-encoded: up to 12 bytes each (the router's
-  // default, 100, would answer 404 for a uuid that ingest accepted).
-  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1536 })),
+  // default, 100, would answer 404 for a uuid that ingest accepted). Any longer one the URL can hold (Node's 16 KiB
+  // of headers) is matched too, so that its schema refuses it with 400 and its reason, not 404.
+  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16 * 1024 })),
   Layer.provide(nodeServer)
 )
