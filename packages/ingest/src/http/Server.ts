@@ -70,9 +70,10 @@ const MAX_DECODED_BODY_BYTES = 64 * 1024
 const bodyTooLarge = new TooLarge({ message: `the body is over ${MAX_DECODED_BODY_BYTES} bytes` })
 
 /**
- * Refuses a body that is not JSON (415), and one declared over MAX_DECODED_BODY_BYTES before it is read: answered without `connection: close`,
- * Node reads the rest and drops it, and the client gets its 413 (closed on it, a client still sending may see a
- * reset instead). A body that says not its length is cut once over the limit, by closing the connection.
+ * Refuses a body that is not JSON, or is encoded (415), and one declared over MAX_DECODED_BODY_BYTES before it is
+ * read: answered without `connection: close`, Node reads the rest and drops it, and the client gets its 413 (closed
+ * on it, a client still sending may see a reset instead). A body that says not its length is cut once over the
+ * limit, by closing the connection.
  */
 const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
