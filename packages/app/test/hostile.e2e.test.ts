@@ -42,10 +42,13 @@ const LIMITS = {
 
 type Services = Target | SqlClient.SqlClient | ObjectStore | ClaimQueue | IdentityProvider.IdentityProvider
 
-/** An equipment or sensor uuid of exactly `length` characters, with what a URL or COPY must escape. */
+/**
+ * An equipment or sensor uuid of exactly `length` characters (code points: its emoji is one, of two UTF-16 units),
+ * with what a URL or COPY must escape.
+ */
 const uuidOf = (length: number, prefix = "eq") => {
   const start = `${prefix}/ä?#%&+ "\\\t😀`
-  return start + "x".repeat(length - start.length)
+  return start + "x".repeat(length - [...start].length)
 }
 
 let readers = 0
