@@ -19,12 +19,12 @@ export const runProgram = <E>(program: string, layer: Layer.Layer<never, E>) => 
       )
     ).pipe(
       // Said in a line of our own, whose message says what stopped (runMain's has an empty one); a stop by signal,
-      // once everything in flight finished and closed, as well.
+      // once everything closed, as well (requests cut off at the shutdown deadline are said before).
       Effect.onExit(Exit.match({
         onSuccess: () => Effect.void,
         onFailure: (cause) =>
           Cause.isInterruptedOnly(cause)
-            ? Effect.logInfo(`${program}: stopped (what was in flight finished)`)
+            ? Effect.logInfo(`${program}: stopped by signal`)
             : Effect.logError(`${program}: stopped`, cause)
       })),
       Effect.provide(Logging.layer)

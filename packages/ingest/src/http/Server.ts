@@ -12,7 +12,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { SqlError } from "@effect/sql/SqlError"
 import * as DatabaseErrors from "@telemetry/infra/db/DatabaseErrors"
 import { portSetting, ShutdownTimeout } from "@telemetry/domain"
-import { Cause, Duration, Effect, flow, Layer, Option } from "effect"
+import { Cause, Duration, Effect, flow, Layer, Option, Runtime } from "effect"
 import { createServer, type ServerResponse, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import { AccountsUnavailable } from "../auth/Accounts.js"
@@ -199,12 +199,21 @@ const nodeServer = Layer.scoped(
     })
     server.on("clientError", answerUnparsed)
     const http = yield* NodeHttpServer.make(() => server, { port })
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     // Added after the server's own close, so it runs first: the deadline starts when closing does.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         stopping = true
         unanswered.forEach(closeAfterAnswer)
-        setTimeout(() => server.closeAllConnections(), Duration.toMillis(timeout)).unref()
+        setTimeout(() => {
+          if (unanswered.size > 0) {
+            runFork(Effect.logWarning(
+              `shutdown: ${unanswered.size} request(s) still unanswered after SHUTDOWN_TIMEOUT (${Duration.format(timeout)}) ` +
+                "are cut off; their clients, unanswered, send them again"
+            ))
+          }
+          server.closeAllConnections()
+        }, Duration.toMillis(timeout)).unref()
       })
     )
     return http
