@@ -14,22 +14,8 @@ export const MAX_TEXT_LENGTH = 256
  * where JavaScript's length counts two UTF-16 units (and PostgreSQL's `length` one). Text of more than 2 × max units
  * cannot be, and is not walked.
  */
-export const atMostCharacters = (text: string, max: number): boolean => {
-  if (text.length <= max) return true
-  if (text.length > 2 * max) return false
-  let characters = text.length
-  for (let i = 0; i < text.length - 1; i++) {
-    const unit = text.charCodeAt(i)
-    if (unit >= 0xd800 && unit <= 0xdbff) {
-      const next = text.charCodeAt(i + 1)
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        characters--
-        i++
-      }
-    }
-  }
-  return characters <= max
-}
+export const atMostCharacters = (text: string, max: number): boolean =>
+  text.length <= max || (text.length <= 2 * max && [...text].length <= max)
 
 /** `Schema.maxLength` counting characters (atMostCharacters), with its message and JSON Schema. */
 export const maxCharacters = (max: number) => <A extends string, I, R>(self: Schema.Schema<A, I, R>) =>
@@ -59,9 +45,7 @@ export const BYTE_ORDER_MARK = 0xfeff
 const Storable = Schema.String.pipe(
   Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, { message: () => "must not start with U+FEFF (a byte order mark)" })
 )
-const BoundedText = Storable.pipe(
-  maxCharacters(MAX_TEXT_LENGTH)
-)
+const BoundedText = Storable.pipe(maxCharacters(MAX_TEXT_LENGTH))
 const Text = Schema.optional(Schema.NullOr(BoundedText))
 const Finite = Schema.optional(Schema.NullOr(Schema.Finite))
 /** A decimal number written as a string ("30", "-18.5", "1e3"); not hex, not "Infinity". */

@@ -21,7 +21,10 @@ export const layer = Layer.effectDiscard(Effect.gen(function*() {
   const mintThem = "other tenants, devices and lifetimes: pnpm token --help; accounts that log in with a password " +
     "(the Home Assistant integration): pnpm device add --help, pnpm user add --help"
   if ((yield* logFormat("stdout")) !== "pretty") {
-    return yield* Effect.logInfo(`${signedWith} Tokens are printed only with LOG_FORMAT=pretty; ${mintThem}`)
+    return yield* Effect.logInfo(
+      `${signedWith} Tokens are printed only with LOG_FORMAT=pretty; mint one with the same secret file: ` +
+        `pnpm -s token --type device --tenant ${TENANT} --subject ${DEVICE}; ${mintThem}`
+    )
   }
   const tokens = yield* Tokens
   const mint = (userType: "device" | "reader", subject: string) =>
