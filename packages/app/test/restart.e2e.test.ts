@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { request as httpRequest } from "node:http"
 import { setTimeout as sleep } from "node:timers/promises"
 import { gzipSync } from "node:zlib"
-import { healthy, type PipelineProcess, startIngestOnly, startPipeline, until } from "./support/process.js"
+import { healthy, type PipelineProcess, started, startIngestOnly, startPipeline, until } from "./support/process.js"
 import { deployment } from "./support/stack.js"
 
 const HOUR = 3_600_000
@@ -106,8 +106,9 @@ describe("lossless restart on embedded parts", () => {
     Effect.gen(function*() {
       const { base, dataDir, env } = yield* deployment("restart")
 
-      // `pnpm ingest` without Kafka: its claims wait for `pnpm start` on the same data, as it says.
-      const ingestOnly = startIngestOnly(env)
+      // `pnpm ingest` without Kafka: its claims wait for `pnpm start` on the same data, as it says. Killed with the
+      // scope should an expectation fail first.
+      const ingestOnly = yield* started(() => startIngestOnly(env))
       yield* Effect.promise(() => healthy(ingestOnly, base))
       expect(ingestOnly.output()).toContain("without KAFKA_BROKERS: accepted uploads wait in this process's embedded queue")
       const accepted = yield* Effect.promise(() => post(base, payload("restart-a", 5_000)))
