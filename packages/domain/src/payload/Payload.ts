@@ -42,9 +42,11 @@ export const BYTE_ORDER_MARK = 0xfeff
  * Text that reads back as it was written on every database: the embedded one (PGlite) decodes what it reads with a
  * TextDecoder that drops a leading byte order mark, so an identity starting with U+FEFF would come back as another.
  */
-const Storable = Schema.String.pipe(
-  Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, { message: () => "must not start with U+FEFF (a byte order mark)" })
-)
+export const withoutByteOrderMark = <A extends string, I, R>(self: Schema.Schema<A, I, R>) =>
+  self.pipe(Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, {
+    message: () => "must not start with U+FEFF (a byte order mark)"
+  }))
+const Storable = Schema.String.pipe(withoutByteOrderMark)
 const BoundedText = Storable.pipe(maxCharacters(MAX_TEXT_LENGTH))
 const Text = Schema.optional(Schema.NullOr(BoundedText))
 const Finite = Schema.optional(Schema.NullOr(Schema.Finite))

@@ -79,7 +79,8 @@ const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServ
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     if (UPLOAD_PATHS.includes(request.url.split("?")[0]!)) return app
     const { headers } = request
-    const hasBody = Number(headers["content-length"] ?? 0) > 0 || headers["transfer-encoding"] !== undefined
+    const declared = Number(headers["content-length"] ?? 0)
+    const hasBody = declared > 0 || headers["transfer-encoding"] !== undefined
     // JSON, as the API describes them: a form a foreign page posts (a login) is not read as one.
     const wrongType = hasBody ? notJson(headers["content-type"]) : undefined
     if (wrongType !== undefined) return Effect.succeed(errorResponse(wrongType))
@@ -88,7 +89,7 @@ const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServ
         new UnsupportedMediaType({ message: `Content-Encoding must be absent here, got "${headers["content-encoding"]}"` })
       ))
     }
-    return Number(headers["content-length"] ?? 0) > MAX_DECODED_BODY_BYTES
+    return declared > MAX_DECODED_BODY_BYTES
       ? Effect.succeed(errorResponse(bodyTooLarge))
       : HttpIncomingMessage.withMaxBodySize(app, Option.some(MAX_DECODED_BODY_BYTES))
   })

@@ -1,4 +1,4 @@
-import { BYTE_ORDER_MARK, MAX_ID_LENGTH, MAX_TEXT_LENGTH, maxCharacters, textStorable } from "@telemetry/domain"
+import { MAX_ID_LENGTH, MAX_TEXT_LENGTH, maxCharacters, textStorable, withoutByteOrderMark } from "@telemetry/domain"
 import { Effect, ParseResult, Schema } from "effect"
 import { Instant } from "../analytics/Instant.js"
 
@@ -76,7 +76,7 @@ const storedText = (max: number) =>
     Schema.minLength(1, { message: () => "must not be empty" }),
     maxCharacters(max),
     textStorable,
-    Schema.filter((text) => text.charCodeAt(0) !== BYTE_ORDER_MARK, { message: () => "must not start with U+FEFF (a byte order mark)" })
+    withoutByteOrderMark
   )
 
 /** An equipment or sensor uuid as ingest accepts them: whatever it accepts, analytics can be asked for. */
