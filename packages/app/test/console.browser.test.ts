@@ -582,5 +582,33 @@ describe("the web console in Chromium", () => {
         expect(yield* Effect.promise(() => page.locator("#charts figcaption").allTextContents())).toEqual(["Temperature (temperature)"])
         expectWellBehaved(s)
       }))
+
+    it.scoped("a tenant with more equipments than a page: More adds the next page below, and going back keeps it", () =>
+      Effect.gen(function*() {
+        const tenant = "tenant-fleet"
+        const uuids = Array.from({ length: 201 }, (_, i) => `fleet-${String(i).padStart(3, "0")}`)
+        yield* post(deviceToken(tenant), uuids.map((uuid) =>
+          item(uuid, uuid, [numeric(`${uuid}-temp`, "Temperature", "temperature", "°C", () => 4).slice(-1)])))
+        yield* eventually(equipmentsOf(readerToken(tenant)), (page) => page.total === uuids.length)
+        const s = yield* session()
+        const { page } = s
+        yield* signInWith(page, readerToken(tenant))
+        const listed = () => page.locator("#equipments a").allTextContents()
+        expect(yield* Effect.promise(listed)).toEqual(uuids.slice(0, 200))
+        yield* Effect.promise(async () => {
+          await page.click("#more")
+          await page.waitForFunction((n) => document.querySelectorAll("#equipments a").length === n, uuids.length)
+        })
+        expect(yield* Effect.promise(listed)).toEqual(uuids)
+        expect(yield* Effect.promise(() => page.isHidden("#more"))).toBe(true)
+        yield* Effect.promise(async () => {
+          await page.click(`text=${uuids.at(-1)}`)
+          await page.waitForSelector("#charts figure.chart")
+          await page.goBack()
+          await page.waitForFunction((n) => document.querySelectorAll("#equipments a").length === n, uuids.length)
+        })
+        expect(yield* Effect.promise(listed)).toEqual(uuids)
+        expectWellBehaved(s)
+      }))
   })
 })

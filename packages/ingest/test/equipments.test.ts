@@ -4,7 +4,7 @@ import { claim } from "@telemetry/domain/testing"
 import { databases, storeOn, type TestDatabase } from "@telemetry/infra/testing"
 import { freePort } from "@telemetry/testbed/FreePort"
 import { Deferred, Effect, Fiber, Layer, Option, Stream } from "effect"
-import { LISTED_SENSORS } from "../src/analytics/EquipmentRows.js"
+import { LISTED_SENSORS, PAGE_SENSORS } from "../src/analytics/EquipmentRows.js"
 import { TenantQueries } from "../src/analytics/TenantQueries.js"
 import { bearer, deviceToken, readerToken } from "./support/auth.js"
 import { equipments, generate, itemsOf, type Point } from "./support/dataset.js"
@@ -170,6 +170,34 @@ const equipmentsSuite = (database: TestDatabase) =>
           expect(json.sensors.map((s: any) => s.uuid)).toEqual(uuids.slice(0, LISTED_SENSORS))
           // Its own figures are those of the sensors listed.
           expect(json.readings_24h).toBe(LISTED_SENSORS)
+        }))
+
+      it.effect(`a page ends, with a cursor, before the equipment whose listed sensors would pass ${PAGE_SENSORS}`, () =>
+        Effect.gen(function*() {
+          const store = yield* TelemetryStore
+          // Each counts as the LISTED_SENSORS it lists, not as the one more it has.
+          const perPage = PAGE_SENSORS / LISTED_SENSORS
+          const items = Array.from({ length: perPage + 1 }, (_, e): TelemetryItem => {
+            const base = single(`wide-${e}`, "active", end)
+            const uuids = Array.from({ length: LISTED_SENSORS + 1 }, (_, i) => `wide-${e}-${String(i).padStart(4, "0")}`)
+            return {
+              equipment: base.equipment,
+              sensors: uuids.map((uuid) => ({ ...base.sensors[0]!, uuid })),
+              readings: uuids.map((sensorUuid, i) => ({ ...base.readings[0]!, sensorUuid, value: i }))
+            }
+          })
+          expect(yield* store.load(claim({ tenantId: "tenant-wide" }), Stream.fromIterable(items))).toMatchObject({ _tag: "Loaded" })
+          const token = readerToken("tenant-wide")
+          const first = yield* get("/?limit=200", token)
+          expect(first.json.data.map((e: any) => [e.uuid, e.sensors.length, e.sensor_count]))
+            .toEqual(items.slice(0, perPage).map((i) => [i.equipment.uuid, LISTED_SENSORS, LISTED_SENSORS + 1]))
+          expect([first.json.total, first.json.next_cursor]).toEqual([perPage + 1, expect.any(String)])
+          const second = yield* get(`/?limit=200&cursor=${encodeURIComponent(first.json.next_cursor)}`, token)
+          expect([second.json.data.map((e: any) => e.uuid), second.json.total, second.json.next_cursor])
+            .toEqual([[`wide-${perPage}`], perPage + 1, null])
+          // One equipment over the budget alone is listed all the same.
+          const one = yield* get(`/?limit=1&cursor=${encodeURIComponent(first.json.next_cursor)}`, token)
+          expect(one.json.data.map((e: any) => e.sensors.length)).toEqual([LISTED_SENSORS])
         }))
 
       it.effect("filters by name or uuid (any case) and by status", () =>

@@ -3,7 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { textStorable } from "@telemetry/domain"
 import { Clock, Data, Effect, Option, Schema } from "effect"
 import { checkedRows } from "./checkedRows.js"
-import { type Equipment, type EquipmentPage, LISTED_SENSORS } from "./EquipmentRows.js"
+import { type Equipment, type EquipmentPage, LISTED_SENSORS, PAGE_SENSORS } from "./EquipmentRows.js"
 import { TenantQueries } from "./TenantQueries.js"
 
 const MINUTE = 60_000
@@ -48,6 +48,10 @@ const EquipmentRow = Schema.Struct({
   sort_key: Schema.String
 })
 type EquipmentRow = typeof EquipmentRow.Type
+
+/** An equipment of a page, with how many sensors it lists (at most LISTED_SENSORS). */
+const PageRow = Schema.Struct({ ...EquipmentRow.fields, listed: Schema.Number })
+type PageRow = typeof PageRow.Type
 
 const SensorRow = Schema.Struct({
   equipment_id: Schema.Number,
@@ -94,13 +98,21 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
     const equipmentColumns = sql`e.id, e.uuid, e.name, e.location, e.status, e.collection_interval, ${sortKey} AS sort_key`
 
     const page = (tenantId: string, filter: EquipmentFilter, limit: number, after: readonly [string, string] | undefined) =>
-      rows(EquipmentRow)(sql`SELECT ${equipmentColumns}
-        FROM equipments e
-        WHERE e.tenant_id = ${tenantId} AND ${nameMatches(filter.name)}
-          ${filter.status === undefined ? sql`` : sql`AND e.status = ${filter.status}`}
-          ${after === undefined ? sql`` : sql`AND (${sortKey}, e.uuid COLLATE "C") > (${after[0]}, ${after[1]})`}
-        ORDER BY sort_key, e.uuid COLLATE "C"
-        LIMIT ${limit}`)
+      // Sensors are counted for the page's equipments only, once it is cut (whatever plan finds them).
+      rows(PageRow)(sql`SELECT p.*, listed.sensors AS listed
+        FROM (
+          SELECT ${equipmentColumns}
+          FROM equipments e
+          WHERE e.tenant_id = ${tenantId} AND ${nameMatches(filter.name)}
+            ${filter.status === undefined ? sql`` : sql`AND e.status = ${filter.status}`}
+            ${after === undefined ? sql`` : sql`AND (${sortKey}, e.uuid COLLATE "C") > (${after[0]}, ${after[1]})`}
+          ORDER BY sort_key, e.uuid COLLATE "C"
+          LIMIT ${limit}
+        ) p
+        CROSS JOIN LATERAL (
+          SELECT count(*)::int AS sensors FROM (SELECT FROM sensors s WHERE s.equipment_id = p.id LIMIT ${LISTED_SENSORS}) s
+        ) listed
+        ORDER BY p.sort_key COLLATE "C", p.uuid COLLATE "C"`)
 
     /** Per status, the tenant's equipments and those whose name matches: the filter's choices and the total. */
     const facets = (tenantId: string, filter: EquipmentFilter) =>
@@ -160,8 +172,14 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
           : yield* Effect.all([sensorsOf(ids, new Date(since)), sensorCounts(ids)], { concurrency: 2 })
         const hours = Math.floor((now - since) / HOUR) + 1
         const countOf = new Map(counts.map((c) => [c.equipment_id, c.sensors]))
+        const sensorsOfEquipment = new Map<number, Array<SensorRow>>()
+        for (const s of sensors) {
+          const listed = sensorsOfEquipment.get(s.equipment_id)
+          if (listed === undefined) sensorsOfEquipment.set(s.equipment_id, [s])
+          else listed.push(s)
+        }
         return equipments.map((e) =>
-          toEquipment(e, sensors.filter((s) => s.equipment_id === e.id), countOf.get(e.id) ?? 0, { now, since, hours })
+          toEquipment(e, sensorsOfEquipment.get(e.id) ?? [], countOf.get(e.id) ?? 0, { now, since, hours })
         )
       })
 
@@ -173,16 +191,18 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
       inTurn(tenantId)(Effect.gen(function*() {
         const after = request.cursor === undefined ? undefined : yield* decodeCursor(request.cursor)
         // The counts do not wait for the page and its sensors, nor they for the counts.
-        const [[found, data], counts] = yield* Effect.all([
-          Effect.flatMap(page(tenantId, filter, request.limit + 1, after), (found) =>
-            Effect.map(described(found.slice(0, request.limit)), (data) => [found, data] as const)),
+        const [[found, listed, data], counts] = yield* Effect.all([
+          Effect.flatMap(page(tenantId, filter, request.limit + 1, after), (found) => {
+            const listed = withinSensorBudget(found.slice(0, request.limit))
+            return Effect.map(described(listed), (data) => [found, listed, data] as const)
+          }),
           facets(tenantId, filter)
         ], { concurrency: 2 })
-        const last = found[request.limit - 1]
+        const last = listed[listed.length - 1]
         return {
           data,
           total: counts.reduce((sum, c) => sum + (filter.status === undefined || c.status === filter.status ? c.matching : 0), 0),
-          next_cursor: found.length > request.limit && last ? encodeCursor([last.sort_key, last.uuid]) : null,
+          next_cursor: found.length > listed.length && last ? encodeCursor([last.sort_key, last.uuid]) : null,
           statuses: counts.map(({ equipments, status }) => ({ status, equipments }))
         }
       }))
@@ -198,6 +218,13 @@ export class Equipments extends Effect.Service<Equipments>()("@telemetry/Equipme
   }),
   dependencies: [TenantQueries.Default]
 }) {}
+
+/** The first equipments of `found` whose listed sensors, together, stay within PAGE_SENSORS; the first in any case. */
+const withinSensorBudget = (found: ReadonlyArray<PageRow>) => {
+  let sensors = 0
+  const over = found.findIndex((e, i) => (sensors += e.listed) > PAGE_SENSORS && i > 0)
+  return over === -1 ? found : found.slice(0, over)
+}
 
 const toEquipment = (
   e: EquipmentRow,

@@ -75,12 +75,25 @@ const sparkline = (line) => {
   return picture
 }
 
-const filters = { name: "", status: "" }
-const list = async () => {
+/** The list's filters, and how many of its pages are shown (kept when the list is shown again). */
+const filters = { name: "", status: "", pages: 1 }
+const equipmentsPage = (cursor) => {
   const query = new URLSearchParams({ limit: "200" })
   if (filters.name) query.set("name", filters.name)
   if (filters.status) query.set("status", filters.status)
-  const page = await api(`/api/v1/equipments?${query}`)
+  if (cursor) query.set("cursor", cursor)
+  return api(`/api/v1/equipments?${query}`)
+}
+const equipmentRow = (e) => el("tr", {},
+  el("td", {}, el("a", { href: `#/equipment/${encodeURIComponent(e.uuid)}` }, e.name ?? e.uuid)),
+  el("td", {}, e.status),
+  el("td", e.stale ? { class: "stale" } : {}, when(e.last_reading_at), e.stale ? " (stale)" : ""),
+  el("td", {}, String(e.readings_24h)),
+  el("td", {}, sparkline(e.sparkline)))
+const list = async () => {
+  const pages = [await equipmentsPage(null)]
+  while (pages.length < filters.pages && pages.at(-1).next_cursor) pages.push(await equipmentsPage(pages.at(-1).next_cursor))
+  const page = pages[0]
   const search = el("input", { type: "search", name: "name", placeholder: "name or uuid", "aria-label": "Search" })
   search.value = filters.name
   const status = el("select", { name: "status", "aria-label": "Status" }, el("option", { value: "" }, "any status"),
@@ -89,19 +102,25 @@ const list = async () => {
   const form = el("form", { id: "filter", role: "search" }, search, " ", status, " ", el("button", { type: "submit" }, "Filter"))
   form.addEventListener("submit", (event) => {
     event.preventDefault()
-    Object.assign(filters, { name: search.value, status: status.value })
+    Object.assign(filters, { name: search.value, status: status.value, pages: 1 })
     route()
   })
   status.addEventListener("change", () => form.requestSubmit())
-  const rows = page.data.map((e) => el("tr", {},
-    el("td", {}, el("a", { href: `#/equipment/${encodeURIComponent(e.uuid)}` }, e.name ?? e.uuid)),
-    el("td", {}, e.status),
-    el("td", e.stale ? { class: "stale" } : {}, when(e.last_reading_at), e.stale ? " (stale)" : ""),
-    el("td", {}, String(e.readings_24h)),
-    el("td", {}, sparkline(e.sparkline))))
-  main.replaceChildren(el("h2", {}, `Equipments (${page.total})`), form,
-    el("table", { id: "equipments" }, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Status"), el("th", {}, "Last seen"),
-      el("th", {}, "Readings 24 h"), el("th", {}, "Last 24 h")), ...rows))
+  const table = el("table", { id: "equipments" }, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Status"),
+    el("th", {}, "Last seen"), el("th", {}, "Readings 24 h"), el("th", {}, "Last 24 h")),
+    ...pages.flatMap((p) => p.data).map(equipmentRow))
+  // The next page is added below the rows shown, which keep their place and focus.
+  let next = pages.at(-1).next_cursor
+  const more = el("button", { type: "button", id: "more" }, "More")
+  more.hidden = next === null
+  more.addEventListener("click", () => filling(async () => {
+    const page = await equipmentsPage(next)
+    filters.pages += 1
+    next = page.next_cursor
+    table.append(...page.data.map(equipmentRow))
+    more.hidden = next === null
+  }))
+  main.replaceChildren(el("h2", {}, `Equipments (${page.total})`), form, table, more)
 }
 
 const HOUR = 3_600_000
@@ -257,11 +276,15 @@ const route = async () => {
   refresh = setInterval(() => { if (!document.querySelector("#main :focus")) route() }, 30_000)
   nav.hidden = false
   const hash = location.hash
+  // The hash holds the uuid percent-encoded, as the list's links write it.
+  if (hash.startsWith("#/equipment/")) await filling(() => equipment(decodeURIComponent(hash.slice("#/equipment/".length))))
+  else if (hash === "#/pipeline") await filling(pipeline)
+  else await filling(list)
+}
+/** Runs what fills the page; an expired token brings back sign-in, any other failure is shown instead. */
+const filling = async (fill) => {
   try {
-    // The hash holds the uuid percent-encoded, as the list's links write it.
-    if (hash.startsWith("#/equipment/")) await equipment(decodeURIComponent(hash.slice("#/equipment/".length)))
-    else if (hash === "#/pipeline") await pipeline()
-    else await list()
+    await fill()
   } catch (error) {
     if (error instanceof Expired) return signIn("Signed out: the token has expired or is not valid.")
     main.replaceChildren(el("p", { class: "error", role: "alert" }, String(error.message)))
