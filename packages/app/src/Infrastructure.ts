@@ -6,6 +6,7 @@ import {
   integerConfig,
   integerSetting,
   positiveDuration,
+  positiveDurationConfig,
   QueueError,
   ShutdownTimeout,
   StorageError,
@@ -65,9 +66,7 @@ export const databaseUrl = Config.string("DATABASE_URL").pipe(
 const postgresOptions: Config.Config.Wrap<PostgresClient.PostgresOptions> = {
   url: databaseUrl,
   poolSize: integerSetting("DATABASE_POOL_SIZE", 10, { min: 1 }),
-  connectTimeout: orAdapterDefault(Config.duration("DATABASE_CONNECT_TIMEOUT").pipe(
-    Config.validate({ message: "must be more than 0", validation: (d: Duration.Duration) => Duration.greaterThan(d, Duration.zero) })
-  ))
+  connectTimeout: orAdapterDefault(positiveDurationConfig("DATABASE_CONNECT_TIMEOUT"))
 }
 
 const embeddedDatabaseDir = Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg"))

@@ -44,15 +44,18 @@ export const numberConfig = (name: string, range?: NumberRange) => numberText(na
 export const integerSetting = (name: string, fallback: number, range: NumberRange) =>
   integerConfig(name, range).pipe(Config.withDefault(fallback))
 
+/** A duration longer than zero from the variable `name`, without a default. */
+export const positiveDurationConfig = (name: string) =>
+  Config.duration(name).pipe(
+    Config.validate({ message: "must be longer than 0", validation: (d: Duration.Duration) => Duration.greaterThan(d, Duration.zero) })
+  )
+
 /**
  * A duration that must be longer than zero, `fallback` when unset: a window of 0 made a rate limit refuse its
  * client for ever, a grace of 0 cut every body that did not come with its headers.
  */
 export const positiveDuration = (name: string, fallback: Duration.Duration) =>
-  Config.duration(name).pipe(
-    Config.validate({ message: "must be longer than 0", validation: (d: Duration.Duration) => Duration.greaterThan(d, Duration.zero) }),
-    Config.withDefault(fallback)
-  )
+  positiveDurationConfig(name).pipe(Config.withDefault(fallback))
 
 /** A TCP port to listen on; 0 for any free one. */
 export const portSetting = (name: string, fallback: number) => integerSetting(name, fallback, { min: 0, max: 65535 })
