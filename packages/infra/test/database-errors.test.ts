@@ -42,6 +42,10 @@ describe("database errors of the connection", () => {
       const port = yield* Effect.promise(freePort)
       const unreachable = PostgresClient.layer({ url: Redacted.make(`postgres://postgres@127.0.0.1:${port}/none`), poolSize: 1 })
       expect(yield* verdict(Effect.scoped(Layer.build(unreachable)))).toEqual({ state: undefined, transient: true })
+      // Its message says what failed and why, from the socket's error under the client's.
+      const refused = yield* Effect.flip(Effect.scoped(Layer.build(unreachable)))
+      expect(DatabaseErrors.explain(refused)).toMatch(new RegExp(`: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}$`))
+      expect(DatabaseErrors.isEndedByServer(refused)).toBe(false)
     }))
 
   it.effect("a server that accepts connections and never answers fails within the connect timeout, transient", () =>
@@ -74,7 +78,10 @@ describe("database errors of the connection", () => {
     it.effect("a connection the server terminated (57P01, an administrator or a restart) is transient", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        expect(yield* verdict(sql`SELECT pg_terminate_backend(pg_backend_pid())`)).toEqual({ state: "57P01", transient: true })
+        const terminated = yield* Effect.flip(sql`SELECT pg_terminate_backend(pg_backend_pid())`)
+        expect([DatabaseErrors.sqlStateOf(terminated), DatabaseErrors.isTransient(terminated)]).toEqual(["57P01", true])
+        // Ended by the server itself, whatever the statement held: no claim is to blame for it.
+        expect(DatabaseErrors.isEndedByServer(terminated)).toBe(true)
       }))
   })
 })

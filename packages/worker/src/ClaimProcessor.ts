@@ -72,6 +72,28 @@ const describeEnd = (cause: Cause.Cause<unknown>) =>
     })
 
 /**
+ * How a load that did not succeed failed: its own failure, else the defect it died of as an error, else (interrupted)
+ * as it was. A ROLLBACK after a failed load dies when the server ended the session ("not queryable"): the load's
+ * own failure says why (its SQLSTATE), so it is kept over that defect.
+ */
+const failureOf = <E>(claim: ClaimCheck, cause: Cause.Cause<E>): Effect.Effect<never, E | LoadError | LoaderDefect> =>
+  Option.match(Cause.failureOption(cause), {
+    onSome: (failure) => Effect.fail(failure),
+    onNone: () =>
+      Option.match(Cause.dieOption(cause), {
+        onNone: () => Effect.failCause(cause),
+        // @effect/sql dies when COMMIT or ROLLBACK fails (e.g. the connection was cut): a database failure, not the
+        // loader's, judged by its SQLSTATE like any other.
+        onSome: (defect) =>
+          Effect.fail(
+            defect instanceof SqlError
+              ? new LoadError({ claimId: claim.claim_id, message: defect.message, transient: DatabaseErrors.isTransient(defect), cause: defect })
+              : new LoaderDefect({ defect })
+          )
+      })
+  })
+
+/**
  * Streams a claim's payload back from storage, decodes it and loads it, exactly once, and decides what becomes of a
  * claim that does not load, so that none can hold up the claims behind it:
  * - a payload invalid, too large or gone, or refused by the database for what it holds (a permanent SQLSTATE), fails
@@ -116,15 +138,7 @@ export const make = Effect.gen(function*() {
         })
       )
     ).pipe(
-      Effect.catchAllDefect((defect) =>
-        Effect.fail(
-          // @effect/sql dies when COMMIT or ROLLBACK fails (e.g. the connection was cut): a database failure, not
-          // the loader's, judged by its SQLSTATE like any other.
-          defect instanceof SqlError
-            ? new LoadError({ claimId: claim.claim_id, message: defect.message, transient: DatabaseErrors.isTransient(defect), cause: defect })
-            : new LoaderDefect({ defect })
-        )
-      )
+      Effect.catchAllCause((cause) => failureOf(claim, cause))
     )
 
   // Deliveries ended here without an outcome whose give-back did not reach the database — mostly because it was
@@ -163,15 +177,18 @@ export const make = Effect.gen(function*() {
             Effect.logError(`claim ${claim.claim_id}: ${what}, dead-lettered: ${messageOf(e)}`),
             new ClaimRejected({ reason, message: messageOf(e), attempts: tried })
           ))
-      // The claim is to blame only if its dependencies answer; else it fails with `failure`, to come again.
+      // The claim is to blame only if its dependencies answer, and the database did not end the session itself
+      // (an operator's or a failover's termination, again and again); else it fails with `failure`, to come again.
       const unlessDown = (e: { readonly message: string }, failure: Transient, reason: DeadLetterReason, what: string) =>
-        Effect.flatMap(unreachable, (down): Effect.Effect<never, Transient | ClaimRejected> =>
-          down.length > 0
+        Effect.flatMap(unreachable, (down): Effect.Effect<never, Transient | ClaimRejected> => {
+          const excuses = DatabaseErrors.isEndedByServer(failure) ? [...down, "the database ended the session itself"] : down
+          return excuses.length > 0
             ? Effect.zipRight(
-              Effect.logError(`claim ${claim.claim_id}: ${messageOf(e)}; ${down.join(", ")}: leaving the claim queued for later`),
+              Effect.logError(`claim ${claim.claim_id}: ${messageOf(e)}; ${excuses.join(", ")}: leaving the claim queued for later`),
               Effect.fail(failure)
             )
-            : reject(reason, what)(e))
+            : reject(reason, what)(e)
+        })
 
       // Counted once per delivery, in a statement of its own, committed before the first load begins; true when
       // the claim was revoked (its object may have outlived its request: storage was down when it was deleted).

@@ -1,4 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimRejected, LoadError, Maintenance, ObjectStore, StorageError, TelemetryStore } from "@telemetry/domain"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
@@ -438,6 +439,38 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* attemptsOf(claim.claim_id)).toEqual([])
       }))
 
+    it.effect("a load whose session the database ended (57P01, its ROLLBACK then dying) stays queued, however often: not the claim's fault", () =>
+      Effect.gen(function*() {
+        const p = `terminated-${randomUUID()}`
+        const { claim } = yield* stash(payload(p))
+        // What node-postgres gives when an operator or a failover ends the session during a COPY: the COPY fails
+        // with 57P01, and the ROLLBACK after it on the dead connection, which @effect/sql turns into a defect.
+        const terminated = Object.assign(new Error("terminating connection due to administrator command"), {
+          code: "57P01",
+          severity: "FATAL"
+        })
+        const rollback = new SqlError({
+          message: "Failed to execute statement",
+          cause: new Error("Client has encountered a connection error and is not queryable")
+        })
+        const store = yield* storeFailing(claim.claim_id, (load) =>
+          load <= 3
+            ? Effect.fail(new LoadError({ claimId: claim.claim_id, message: "Failed to execute statement", transient: true, cause: terminated }))
+              .pipe(Effect.ensuring(Effect.die(rollback)))
+            : undefined)
+        const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
+        const { logs, result } = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
+        expect(result).toMatchObject({ _tag: "LoadError", transient: true })
+        expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+          `claim ${claim.claim_id}: Failed to execute statement: terminating connection due to administrator command (SQLSTATE 57P01); ` +
+          "the database ended the session itself: leaving the claim queued for later"
+        ])
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+        // Its next delivery, the session left alone, loads it.
+        yield* TestServices.provideLive(process(claim))
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
+      }))
+
     it.effect("a defect of the loader is not retried: the claim is dead-lettered as loader_defect", () =>
       Effect.gen(function*() {
         const { claim } = yield* stash(payload(`defect-${randomUUID()}`))
@@ -544,3 +577,4 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
       }))
   })
 })
+

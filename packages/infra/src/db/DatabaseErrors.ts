@@ -38,16 +38,42 @@ const serverErrorOf = (error: unknown): ServerError | undefined => {
 /** The SQLSTATE of the server's answer in `error` or its chain of causes; none for other failures. */
 export const sqlStateOf = (error: unknown): string | undefined => serverErrorOf(error)?.code
 
+/** The message of the deepest cause of `error` that has one (a socket's "connect ECONNREFUSED 10.0.0.5:5432"). */
+const rootMessageOf = (error: unknown): string | undefined => {
+  let found: string | undefined
+  let current = error
+  for (let depth = 0; depth < MAX_DEPTH && typeof current === "object" && current !== null; depth++) {
+    const { cause, message } = current as { message?: unknown; cause?: unknown }
+    if (typeof message === "string" && message !== "") found = message
+    current = cause
+  }
+  return found
+}
+
 /**
  * The error's message with the server's own words and SQLSTATE, when its causes hold them (`@effect/sql` says only
- * "Failed to execute statement").
+ * "Failed to execute statement"), else with the words of its deepest cause ("Failed to acquire connection" alone
+ * does not say that the connection was refused, nor where).
  */
 export const explain = (error: { readonly message: string }): string => {
   const answer = serverErrorOf(error)
-  if (answer === undefined) return error.message
+  if (answer === undefined) {
+    const root = rootMessageOf(error)
+    return root === undefined || error.message.includes(root) ? error.message : `${error.message}: ${root}`
+  }
   const words = error.message.includes(answer.message) ? error.message : `${error.message}: ${answer.message}`
   return `${words} (SQLSTATE ${answer.code})`
 }
+
+/**
+ * SQLSTATEs of a server that ended or refused the session for reasons of its own, whatever the statement held: an
+ * operator's or a failover's termination (57P01), a crash of another server process (57P02), a server starting or
+ * stopping (57P03), every connection taken (53300).
+ */
+const SESSION_ENDED_BY_SERVER = new Set(["57P01", "57P02", "57P03", "53300"])
+
+/** Whether the server ended or refused the session itself (SESSION_ENDED_BY_SERVER): never the data's fault. */
+export const isEndedByServer = (error: unknown): boolean => SESSION_ENDED_BY_SERVER.has(sqlStateOf(error) ?? "")
 
 /**
  * False only when the server refused the statement for what it holds; true for everything else — connection
