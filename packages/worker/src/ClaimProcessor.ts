@@ -72,28 +72,6 @@ const describeEnd = (cause: Cause.Cause<unknown>) =>
     })
 
 /**
- * How a load that did not succeed failed: its own failure, else the defect it died of as an error, else (interrupted)
- * as it was. A ROLLBACK after a failed load dies when the server ended the session ("not queryable"): the load's
- * own failure says why (its SQLSTATE), so it is kept over that defect.
- */
-const failureOf = <E>(claim: ClaimCheck, cause: Cause.Cause<E>): Effect.Effect<never, E | LoadError | LoaderDefect> =>
-  Option.match(Cause.failureOption(cause), {
-    onSome: (failure) => Effect.fail(failure),
-    onNone: () =>
-      Option.match(Cause.dieOption(cause), {
-        onNone: () => Effect.failCause(cause),
-        // @effect/sql dies when COMMIT or ROLLBACK fails (e.g. the connection was cut): a database failure, not the
-        // loader's, judged by its SQLSTATE like any other.
-        onSome: (defect) =>
-          Effect.fail(
-            defect instanceof SqlError
-              ? new LoadError({ claimId: claim.claim_id, message: defect.message, transient: DatabaseErrors.isTransient(defect), cause: defect })
-              : new LoaderDefect({ defect })
-          )
-      })
-  })
-
-/**
  * Streams a claim's payload back from storage, decodes it and loads it, exactly once, and decides what becomes of a
  * claim that does not load, so that none can hold up the claims behind it:
  * - a payload invalid, too large or gone, or refused by the database for what it holds (a permanent SQLSTATE), fails
@@ -138,7 +116,15 @@ export const make = Effect.gen(function*() {
         })
       )
     ).pipe(
-      Effect.catchAllCause((cause) => failureOf(claim, cause))
+      Effect.catchAllDefect((defect) =>
+        Effect.fail(
+          // @effect/sql dies when COMMIT or ROLLBACK fails (e.g. the connection was cut): a database failure, not
+          // the loader's, judged by its SQLSTATE like any other.
+          defect instanceof SqlError
+            ? new LoadError({ claimId: claim.claim_id, message: defect.message, transient: DatabaseErrors.isTransient(defect), cause: defect })
+            : new LoaderDefect({ defect })
+        )
+      )
     )
 
   // Deliveries ended here without an outcome whose give-back did not reach the database — mostly because it was
