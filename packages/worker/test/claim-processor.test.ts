@@ -397,6 +397,11 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         })
       })
 
+    /** An error of the server's answer, as node-postgres gives it (`code` the SQLSTATE), and a load failing with it. */
+    const serverAnswer = (message: string, code: string, severity: string) => Object.assign(new Error(message), { code, severity })
+    const loadFailing = (claimId: string, message: string, cause: Error) =>
+      Effect.fail(new LoadError({ claimId, message, transient: true, cause }))
+
     it.effect("a claim the database refuses for its data (NUL, out of range) is dead-lettered at once, not retried", () =>
       Effect.gen(function*() {
         const process = yield* makeProcessor
@@ -423,12 +428,9 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
       Effect.gen(function*() {
         const p = `serial-${randomUUID()}`
         const { claim } = yield* stash(payload(p))
-        const serialization = Object.assign(new Error("could not serialize access due to concurrent update"), {
-          code: "40001",
-          severity: "ERROR"
-        })
+        const serialization = serverAnswer("could not serialize access due to concurrent update", "40001", "ERROR")
         const store = yield* storeFailing(claim.claim_id, (load) =>
-          load === 1 ? Effect.fail(new LoadError({ claimId: claim.claim_id, message: serialization.message, transient: true, cause: serialization })) : undefined)
+          load === 1 ? loadFailing(claim.claim_id, serialization.message, serialization) : undefined)
         const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
         const { logs } = yield* TestServices.provideLive(withLogs(process(claim)))
         expect(logs.filter((l) => l.level === "WARN").map((l) => l.message)).toEqual([
@@ -443,14 +445,9 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         const p = `terminated-${randomUUID()}`
         const { claim } = yield* stash(payload(p))
         // What node-postgres gives a statement awaiting its answer when an operator or a failover ends its session.
-        const terminated = Object.assign(new Error("terminating connection due to administrator command"), {
-          code: "57P01",
-          severity: "FATAL"
-        })
+        const terminated = serverAnswer("terminating connection due to administrator command", "57P01", "FATAL")
         const store = yield* storeFailing(claim.claim_id, (load) =>
-          load <= 3
-            ? Effect.fail(new LoadError({ claimId: claim.claim_id, message: "Failed to execute statement", transient: true, cause: terminated }))
-            : undefined)
+          load <= 3 ? loadFailing(claim.claim_id, "Failed to execute statement", terminated) : undefined)
         const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
         const { logs, result } = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
         expect(result).toMatchObject({ _tag: "LoadError", transient: true })
@@ -570,4 +567,3 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
       }))
   })
 })
-
