@@ -13,10 +13,11 @@ import {
   series,
   uid
 } from "@telemetry/domain/testing"
-import { Data, Deferred, Duration, Effect, Fiber, Layer, Ref, Schedule, Stream } from "effect"
+import { Cause, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Ref, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { BulkCopy, copyTimestamp } from "../src/db/BulkCopy.js"
 import * as ClaimAttempts from "../src/db/ClaimAttempts.js"
+import * as DatabaseErrors from "../src/db/DatabaseErrors.js"
 import * as SqlTelemetryStore from "../src/db/SqlTelemetryStore.js"
 import { databases, migrated, postgres, storeOn } from "./support/databases.js"
 import { dataOf, type DataRow } from "./support/testing.js"
@@ -810,6 +811,36 @@ describe("SqlTelemetryStore on PostgreSQL, a claim delivered again while an earl
           sql`SELECT 1 FROM pg_stat_activity WHERE pid = ${stalledSession!}`)
         expect(sessions).toEqual([])
         yield* Fiber.interrupt(stalled)
+      }))
+
+    it.effect("a load whose session is terminated while it waits for its next rows fails without SQLSTATE; the claim loads afterwards", () =>
+      Effect.gen(function*() {
+        const { store, eq, s } = yield* freshEquipment("eq-terminated")
+        const readings = series(s, 7)
+        const c = claim()
+        const resume = yield* Deferred.make<void>()
+        const load = yield* Effect.fork(store.load(c, Stream.concat(
+          Stream.make(item(equipment(eq), [sensor(s)], readings.slice(0, 4))),
+          Stream.fromEffect(Deferred.await(resume)).pipe(
+            Stream.as(item(equipment(eq), [sensor(s)], readings.slice(4)))
+          )
+        )))
+        const [session] = yield* heldBy
+        yield* Effect.flatMap(sqlClient, (sql) => sql`SELECT pg_terminate_backend(${session!})`)
+        yield* Deferred.succeed(resume, undefined)
+        // A LoadError, or the SqlError @effect/sql dies with when its COMMIT fails (the worker reads both alike).
+        const error = Cause.squash((yield* Effect.exit(Fiber.join(load))).pipe(Exit.causeOption, Option.getOrThrow))
+        expect(error).toMatchObject({ _tag: expect.stringMatching(/^(LoadError|SqlError)$/) })
+        // The server's 57P01 reached the idle client as an event, not as a statement's answer: nothing tells this
+        // apart from a server process that crashed under the load (which the worker counts against the claim).
+        expect(DatabaseErrors.sqlStateOf(error)).toBeUndefined()
+        expect(DatabaseErrors.isTransient(error)).toBe(true)
+        expect(yield* countOf(eq)).toBe(0)
+        expect(yield* store.load(c, Stream.make(item(equipment(eq), [sensor(s)], readings)))).toMatchObject({
+          _tag: "Loaded",
+          readings: 7
+        })
+        expect(yield* countOf(eq)).toBe(7)
       }))
 
     it.effect("waits for a load that goes on, however long, and then finds the claim loaded", () =>

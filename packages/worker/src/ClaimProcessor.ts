@@ -62,6 +62,15 @@ const isTransient = (e: { readonly _tag: string }): e is Transient =>
 /** What went wrong, with the database's own words when it answered. */
 const messageOf = (e: { readonly message: string }) => (e instanceof LoadError ? DatabaseErrors.explain(e) : e.message)
 
+/**
+ * This delivery's count in `claim_attempts`: its number (0 until it is counted), and whether it is to count against
+ * the claim however it ends (`kept`) rather than be given back when it ends without an outcome.
+ */
+interface Count {
+  readonly delivery: number
+  readonly kept: boolean
+}
+
 /** How a delivery ended without an outcome, kept as its claim's last error. */
 const describeEnd = (cause: Cause.Cause<unknown>) =>
   Cause.isInterruptedOnly(cause)
@@ -83,7 +92,11 @@ const describeEnd = (cause: Cause.Cause<unknown>) =>
  * - a defect of the loader (an exception) is not retried: rejected too, unless a dependency is down;
  * - every delivery is counted in the database before it loads (ClaimAttempts) and the count given back when it
  *   ends here without an outcome, so what is left counts deliveries that took their process down (out of memory,
- *   a native crash): past `WORKER_MAX_DELIVERIES` of those the claim is rejected without loading.
+ *   a native crash): past `WORKER_MAX_DELIVERIES` of those the claim is rejected without loading;
+ * - a load whose session was lost without the database's answer (no SQLSTATE: reset, "not queryable") while the
+ *   database answers is what a failover's termination mid-COPY and a payload crashing the server look alike in: its
+ *   delivery keeps its count and the claim stays queued, up to its `WORKER_MAX_DELIVERIES`th delivery, which
+ *   rejects it.
  */
 export const make = Effect.gen(function*() {
   const storage = yield* ObjectStore
@@ -137,15 +150,19 @@ export const make = Effect.gen(function*() {
       owed.set(claimId, { deliveries: (owed.get(claimId)?.deliveries ?? 0) + 1, lastError })
     })
 
-  /** The delivery's count removed (it ended: loaded or rejected) or given back (it will come again). */
-  const endDelivery = (claim: ClaimCheck, exit: Exit.Exit<unknown, unknown>) => {
+  /** The delivery's count removed (it ended: loaded or rejected), given back or kept (it will come again). */
+  const endDelivery = (claim: ClaimCheck, exit: Exit.Exit<unknown, unknown>, count: Count) => {
     const ended = Exit.isSuccess(exit) || Option.getOrUndefined(Cause.failureOption(exit.cause)) instanceof ClaimRejected
     const error = Exit.isFailure(exit) ? describeEnd(exit.cause) : ""
-    return Effect.interruptible(ended ? ClaimAttempts.settle(claim.claim_id) : ClaimAttempts.giveBack(claim.claim_id, error)).pipe(
+    const counts = count.kept ? "kept" : "given back"
+    return Effect.interruptible(ended ? ClaimAttempts.settle(claim.claim_id) : ClaimAttempts.unfinished(claim.claim_id, error, counts)).pipe(
       Effect.timeoutFail({ duration: SETTLE_TIMEOUT, onTimeout: () => new Error(`no answer within ${Duration.format(SETTLE_TIMEOUT)}`) }),
       Effect.catchAll((e) =>
         ended
           ? Effect.logWarning(`claim ${claim.claim_id}: its delivery count was not removed: ${e.message}`)
+          : count.kept
+          // Its count stands as it is: only its error is not recorded.
+          ? Effect.logWarning(`claim ${claim.claim_id}: its delivery's error was not recorded: ${e.message}`)
           : Effect.zipRight(
             owe(claim.claim_id, error),
             Effect.logWarning(`claim ${claim.claim_id}: its delivery count was not given back (${e.message}): it will be with its next delivery here`)
@@ -154,7 +171,7 @@ export const make = Effect.gen(function*() {
     )
   }
 
-  const handle = (claim: ClaimCheck, counted: Ref.Ref<boolean>) =>
+  const handle = (claim: ClaimCheck, count: Ref.Ref<Count>) =>
     Effect.gen(function*() {
       const tries = yield* Ref.make(0)
       const reject = (reason: DeadLetterReason, what: string) => (e: { readonly message: string }) =>
@@ -164,22 +181,35 @@ export const make = Effect.gen(function*() {
             new ClaimRejected({ reason, message: messageOf(e), attempts: tried })
           ))
       // The claim is to blame only if its dependencies answer, and the database did not end the session itself
-      // (an operator's or a failover's termination, again and again); else it fails with `failure`, to come again.
-      const unlessDown = (e: { readonly message: string }, failure: Transient, reason: DeadLetterReason, what: string) =>
-        Effect.flatMap(unreachable, (down): Effect.Effect<never, Transient | ClaimRejected> => {
-          const excuses = DatabaseErrors.isEndedByServer(failure) ? [...down, "the database ended the session itself"] : down
-          return excuses.length > 0
-            ? Effect.zipRight(
-              Effect.logError(`claim ${claim.claim_id}: ${messageOf(e)}; ${excuses.join(", ")}: leaving the claim queued for later`),
-              Effect.fail(failure)
-            )
-            : reject(reason, what)(e)
+      // (an operator's or a failover's termination, again and again), nor lose it without an answer (`lost`: the
+      // load's own failure) before the claim's last delivery; else it fails with `failure`, to come again.
+      const unlessDown = (e: { readonly message: string }, failure: Transient, reason: DeadLetterReason, what: string, lost = false) =>
+        Effect.flatMap(Effect.zip(unreachable, Ref.get(count)), ([down, { delivery }]): Effect.Effect<never, Transient | ClaimRejected> => {
+          const endedByServer = DatabaseErrors.isEndedByServer(failure)
+          const kept = down.length === 0 && !endedByServer && lost && delivery > 0 && delivery < retry.maxDeliveries
+          const excuses = [
+            ...down,
+            ...(endedByServer ? ["the database ended the session itself"] : []),
+            ...(kept
+              ? [
+                `the session was lost without the database's answer ` +
+                `(delivery ${delivery} of WORKER_MAX_DELIVERIES, ${retry.maxDeliveries}, counted)`
+              ]
+              : [])
+          ]
+          if (excuses.length === 0) return reject(reason, what)(e)
+          return Ref.update(count, (c) => ({ ...c, kept })).pipe(
+            Effect.zipRight(
+              Effect.logError(`claim ${claim.claim_id}: ${messageOf(e)}; ${excuses.join(", ")}: leaving the claim queued for later`)
+            ),
+            Effect.zipRight(Effect.fail(failure))
+          )
         })
 
       // Counted once per delivery, in a statement of its own, committed before the first load begins; true when
       // the claim was revoked (its object may have outlived its request: storage was down when it was deleted).
       const countDelivery = Effect.gen(function*() {
-        if (yield* Ref.get(counted)) return false
+        if ((yield* Ref.get(count)).delivery > 0) return false
         const delivery = yield* ClaimAttempts.begin(claim.claim_id, owed.get(claim.claim_id)).pipe(
           Effect.mapError((cause) =>
             new LoadError({
@@ -190,12 +220,12 @@ export const make = Effect.gen(function*() {
             })
           )
         )
-        yield* Ref.set(counted, true)
+        yield* Ref.set(count, { delivery: delivery.attempts, kept: false })
         owed.delete(claim.claim_id)
         if (delivery.revoked) return true
         if (delivery.attempts > retry.maxDeliveries) {
-          const message = `delivered ${delivery.attempts} times, ${delivery.attempts - 1} of them never ended, more ` +
-            `than WORKER_MAX_DELIVERIES (${retry.maxDeliveries}): loading it may take its worker down; ` +
+          const message = `delivered ${delivery.attempts} times, ${delivery.attempts - 1} of them never ended or lost ` +
+            `their session, more than WORKER_MAX_DELIVERIES (${retry.maxDeliveries}): loading it may take its worker down; ` +
             `last error: ${delivery.lastError ?? "none recorded"}`
           yield* Effect.logError(`claim ${claim.claim_id}: too many deliveries, dead-lettered unloaded: ${message}`)
           // Its attempts: the loads begun before, none in this delivery.
@@ -234,7 +264,7 @@ export const make = Effect.gen(function*() {
           StorageError: (e) => unlessDown(e, e, "retries_exhausted", "retries exhausted"),
           LoadError: (e) =>
             e.transient
-              ? unlessDown(e, e, "retries_exhausted", "retries exhausted")
+              ? unlessDown(e, e, "retries_exhausted", "retries exhausted", DatabaseErrors.sqlStateOf(e) === undefined)
               : reject("unloadable", "refused by the database")(e),
           LoaderDefect: (e) =>
             Effect.zipRight(
@@ -278,14 +308,14 @@ export const make = Effect.gen(function*() {
     })
 
   return (claim: ClaimCheck) =>
-    Effect.flatMap(Ref.make(false), (counted) =>
-      handle(claim, counted).pipe(
+    Effect.flatMap(Ref.make<Count>({ delivery: 0, kept: false }), (count) =>
+      handle(claim, count).pipe(
         Effect.tapError((e) =>
           e instanceof ClaimRejected
             ? Effect.zipRight(Metric.increment(Metrics.claimHandled("dead_lettered")), Metric.increment(Metrics.deadLettered(e.reason)))
             : Effect.void
         ),
-        Effect.onExit((exit) => Effect.flatMap(Ref.get(counted), (was) => (was ? endDelivery(claim, exit) : Effect.void)))
+        Effect.onExit((exit) => Effect.flatMap(Ref.get(count), (c) => (c.delivery > 0 ? endDelivery(claim, exit, c) : Effect.void)))
       )).pipe(
         // Every line about the claim, the loader's included, joins the request that brought it.
         Effect.annotateLogs({

@@ -461,6 +461,56 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
       }))
 
+    it.effect("a load whose session is lost without an answer stays queued, its delivery counted: the WORKER_MAX_DELIVERIES-th dead-letters it", () =>
+      Effect.gen(function*() {
+        // What node-postgres gives a load whose session was ended while it sent a COPY's rows, or between statements:
+        // no SQLSTATE, as when the payload crashed the server.
+        const lost = new Error("Client has encountered a connection error and is not queryable")
+        const explained = "Failed to execute statement: Client has encountered a connection error and is not queryable"
+        const config = { ...fewRetries, WORKER_MAX_DELIVERIES: "3" }
+
+        const { claim } = yield* stash(payload(`lost-${randomUUID()}`))
+        const process = yield* processorWith(config).pipe(
+          Effect.provideService(TelemetryStore, yield* storeFailing(claim.claim_id, () => loadFailing(claim.claim_id, "Failed to execute statement", lost)))
+        )
+        for (const delivery of [1, 2]) {
+          const { logs, result } = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
+          expect(result).toMatchObject({ _tag: "LoadError", transient: true })
+          expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+            `claim ${claim.claim_id}: ${explained}; the session was lost without the database's answer ` +
+            `(delivery ${delivery} of WORKER_MAX_DELIVERIES, 3, counted): leaving the claim queued for later`
+          ])
+          expect(yield* attemptsOf(claim.claim_id)).toEqual([{ attempts: delivery, last_error: explained }])
+        }
+        const last = yield* TestServices.provideLive(Effect.flip(process(claim)))
+        expect(last).toMatchObject({ _tag: "ClaimRejected", reason: "retries_exhausted", attempts: 3, message: explained })
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+        expect(yield* attemptsOf(claim.claim_id)).toEqual([])
+
+        // Lost on every try of its first delivery only: the next one loads it, and its count goes.
+        const p = `lost-once-${randomUUID()}`
+        const { claim: second } = yield* stash(payload(p))
+        const once = yield* processorWith(config).pipe(
+          Effect.provideService(TelemetryStore, yield* storeFailing(second.claim_id, (load) =>
+            load <= 3 ? loadFailing(second.claim_id, "Failed to execute statement", lost) : undefined))
+        )
+        yield* TestServices.provideLive(Effect.flip(once(second)))
+        expect(yield* attemptsOf(second.claim_id)).toEqual([{ attempts: 1, last_error: explained }])
+        yield* TestServices.provideLive(once(second))
+        expect(yield* countWhereEquipment([`${p}-freezer`, `${p}-fridge`])).toEqual({ data: 5, equipments: 2 })
+        expect(yield* attemptsOf(second.claim_id)).toEqual([])
+
+        // Lost while storage is down: an outage, given back.
+        const storage = yield* ObjectStore
+        const { claim: third } = yield* stash(payload(`lost-outage-${randomUUID()}`))
+        const outage = yield* processorWith(config).pipe(
+          Effect.provideService(TelemetryStore, yield* storeFailing(third.claim_id, () => loadFailing(third.claim_id, "Failed to execute statement", lost))),
+          Effect.provideService(ObjectStore, brokenFor(storage, "no such key", true))
+        )
+        yield* TestServices.provideLive(Effect.flip(outage(third)))
+        expect(yield* attemptsOf(third.claim_id)).toEqual([{ attempts: 0, last_error: explained }])
+      }))
+
     it.effect("a defect of the loader is not retried: the claim is dead-lettered as loader_defect", () =>
       Effect.gen(function*() {
         const { claim } = yield* stash(payload(`defect-${randomUUID()}`))
@@ -547,7 +597,7 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         const process = yield* processorWith({ WORKER_MAX_DELIVERIES: "2" })
         const { logs, result } = yield* withLogs(Effect.flip(process(claim)))
         expect(result).toMatchObject({ _tag: "ClaimRejected", reason: "too_many_attempts", attempts: 2 })
-        expect(result.message).toContain("delivered 3 times, 2 of them never ended, more than WORKER_MAX_DELIVERIES (2)")
+        expect(result.message).toContain("delivered 3 times, 2 of them never ended or lost their session, more than WORKER_MAX_DELIVERIES (2)")
         expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
           expect.stringContaining(`claim ${claim.claim_id}: too many deliveries, dead-lettered unloaded`)
         ])

@@ -54,12 +54,13 @@ export const settle = (claimId: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => Effect.asVoid(sql`DELETE FROM claim_attempts WHERE claim_id = ${claimId}`))
 
 /**
- * The delivery ended in this process without an outcome (a dependency was down, or the worker stopped): it does
- * not count against the claim, whose next delivery starts where this one did.
+ * The delivery ended in this process without an outcome, `error` recorded. Given back (a dependency was down, or the
+ * worker stopped), it does not count against the claim, whose next delivery starts where this one did; kept (its
+ * session lost without the database's answer, as a payload that crashes the server would lose it too), it does.
  */
-export const giveBack = (claimId: string, error: string) =>
+export const unfinished = (claimId: string, error: string, counts: "given back" | "kept") =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.asVoid(sql`UPDATE claim_attempts SET attempts = greatest(attempts - 1, 0),
+    Effect.asVoid(sql`UPDATE claim_attempts SET attempts = greatest(attempts - ${counts === "kept" ? 0 : 1}, 0),
         last_error = ${error.slice(0, MAX_ERROR_CHARS)}, updated_at = now()
       WHERE claim_id = ${claimId}`))
 
