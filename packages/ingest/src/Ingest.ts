@@ -1,6 +1,5 @@
 import {
   claimFor,
-  ClaimQueue,
   currentTraceparent,
   factsToMetadata,
   integerSetting,
@@ -20,6 +19,7 @@ import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
 import * as BodyRate from "./limits/BodyRate.js"
 import * as Metrics from "./metrics.js"
+import { QueueGate } from "./QueueGate.js"
 import { Validation } from "./validation/Validation.js"
 
 export const IngestConfig = Config.all({
@@ -72,7 +72,7 @@ const discardRetries = Schedule.exponential(Duration.seconds(1)).pipe(
 export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
   scoped: Effect.gen(function*() {
     const storage = yield* ObjectStore
-    const queue = yield* ClaimQueue
+    const queue = yield* QueueGate
     const payload = yield* PayloadConfig
     const config = yield* IngestConfig
     const admission = yield* Admission
@@ -239,13 +239,14 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
 
     const accept = <E>(request: IngestRequest<E>) =>
       detached(Effect.gen(function*() {
-        // Refused before a byte is read (and before it takes a slot).
+        // Refused before a byte is read (and before they take a slot): too large, or nowhere to publish it.
         if (request.declaredLength !== null && request.declaredLength > config.maxBodyBytes) {
           return yield* new PayloadTooLarge({
             message: `the body's declared length, ${request.declaredLength} bytes, is over ${config.maxBodyBytes}`,
             limit: config.maxBodyBytes
           })
         }
+        yield* queue.open
         return yield* admission.admit({ tenantId: request.tenantId, deviceId: request.deviceId ?? "" })(
           Effect.flatMap(
             request.idempotencyKey === null ? Effect.succeedNone : retryOf(request, request.idempotencyKey),
@@ -259,6 +260,6 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
 
     return { accept } as const
   }),
-  dependencies: [Admission.Default, Idempotency.layer, Validation.Default]
+  dependencies: [Admission.Default, Idempotency.layer, QueueGate.Default, Validation.Default]
 }) {}
 

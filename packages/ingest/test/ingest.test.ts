@@ -49,6 +49,9 @@ const request = (
 
 const objects = Effect.flatMap(ObjectStore, (s) => Effect.map(Stream.runCollect(s.list("")), Chunk.toReadonlyArray))
 
+/** A queue that is down until `up`, and the claims it took. */
+class Flaky extends Context.Tag("Flaky")<Flaky, { readonly published: Ref.Ref<ReadonlyArray<string>>; readonly up: Ref.Ref<boolean> }>() {}
+
 /** Ingest on in-memory storage and queue, and an in-memory embedded database for its idempotency records. */
 const inMemoryWith = (env: Record<string, string> = {}) =>
   Ingest.Default.pipe(
@@ -142,6 +145,47 @@ describe("Ingest on in-memory storage and queue", () => {
           check: Effect.fail(new QueueError({ operation: "check", message: "broker down" })),
           backlog: Effect.fail(new QueueError({ operation: "check", message: "broker down" }))
         }))
+      ))
+    ))
+
+  it.live("once a publish failed, uploads are refused before a byte is read until the queue answers a check again", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const { published, up } = yield* Flaky
+      const json = Buffer.from(JSON.stringify(haPayload("unit-down")))
+      const first = yield* Effect.flip(ingest.accept(request(json, false)))
+      expect(first).toMatchObject({ _tag: "QueueError", message: "broker down" })
+
+      let read = false
+      const unread = { ...request(json, false), body: Stream.fromEffect(Effect.sync(() => (read = true, json))) }
+      const refused = yield* Effect.flip(ingest.accept(unread))
+      expect(refused._tag).toBe("QueueDown")
+      expect(refused.message).toMatch(/^the claim queue has failed since \d{4}-\d\d-\d\dT[\d:.]+Z \(broker down\)$/)
+      expect(read).toBe(false)
+      expect(yield* objects).toEqual([])
+
+      // The broker back: a check answers within a second, and uploads are taken again.
+      yield* Ref.set(up, true)
+      const accepted = yield* Effect.suspend(() => ingest.accept(request(json, false))).pipe(
+        Effect.retry({ while: (e) => e._tag === "QueueDown", schedule: Schedule.spaced("100 millis"), times: 50 })
+      )
+      expect(yield* Ref.get(published)).toEqual([accepted.claimId])
+      expect((yield* objects).map((o) => o.key)).toEqual([accepted.key])
+    }).pipe(
+      Effect.provide(Ingest.Default.pipe(
+        Layer.provideMerge(MemoryObjectStore.layer()),
+        Layer.provideMerge(inMemoryStore(1000)),
+        Layer.provideMerge(Layer.effect(ClaimQueue, Effect.map(Flaky, ({ published, up }) => {
+          const down = Effect.unlessEffect(Effect.fail(new QueueError({ operation: "publish", message: "broker down" })), Ref.get(up))
+          return ClaimQueue.of({
+            publish: (claim) => Effect.zipRight(down, Ref.update(published, (ids) => [...ids, claim.claim_id])),
+            consume: () => Effect.never,
+            deadLetters: () => Stream.empty,
+            check: Effect.asVoid(down),
+            backlog: Effect.die("not used")
+          })
+        }))),
+        Layer.provideMerge(Layer.effect(Flaky, Effect.all({ published: Ref.make<ReadonlyArray<string>>([]), up: Ref.make(false) })))
       ))
     ))
 

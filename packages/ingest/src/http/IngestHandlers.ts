@@ -118,7 +118,13 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
             new Unavailable({ error: "queue_unavailable", message: `the claim queue is unavailable (${e.message}), retry later` }),
             RETRY_LATER
           )
-        )
+        ),
+      // Logged once by the gate when it closed, not for every upload it turns away.
+      QueueDown: (e) =>
+        Effect.succeed(errorResponse(
+          new Unavailable({ error: "queue_unavailable", message: `${e.message}, retry later` }),
+          { ...RETRY_LATER, ...CLOSE }
+        ))
     }),
     Effect.annotateLogs(who)
   )
