@@ -90,9 +90,16 @@ layer(bed, { timeout: 180_000, excludeTestServices: true })("fault injection: in
       expect(before.map(answer)).toEqual(["202", "202", "202", "202"])
 
       yield* kafka.brokerDown(1)
-      const during = yield* send("a: broker down", small("kb", 4)).pipe(Effect.ensuring(Effect.orDie(kafka.brokerUp(1))))
+      const [during, next] = yield* Effect.zip(
+        send("a: broker down", small("kb", 4)),
+        // Once a claim was not published, the next upload is refused before it is read, until the broker answers.
+        send("a: broker down, after a refusal", small("kbnext", 1))
+      ).pipe(Effect.ensuring(Effect.orDie(kafka.brokerUp(1))))
       // With the only broker down no claim can be acknowledged: every request is refused.
       expect(during.map(answer)).toEqual(Array(4).fill("503 queue_unavailable"))
+      expect(next.map((o) => o._tag === "Refused" && o.message)).toEqual([
+        expect.stringMatching(/^the claim queue has failed since \S+ \(.+\), retry later$/)
+      ])
 
       // The producer reconnects with backoff: the first requests after the outage may still be refused.
       const after: Array<string> = []
