@@ -13,7 +13,7 @@ import {
   StorageError
 } from "@telemetry/domain"
 import { gunzip, gzip } from "@telemetry/infra/compression"
-import { Clock, Config, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Schedule, Stream } from "effect"
+import { Clock, Config, Deferred, Duration, Effect, Either, Exit, Fiber, Metric, Option, Schedule, Stream } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as Idempotency from "./idempotency/IngestRequests.js"
 import { Admission } from "./limits/Admission.js"
@@ -60,8 +60,8 @@ export interface Accepted {
 }
 
 /**
- * How long deleting the object of a refused request is tried, in the background: storage may be down for a while
- * (its failure may be why the request was refused). Its claim is revoked first, so that nothing loads it meanwhile.
+ * How long revoking the claim of a refused request and deleting its object are tried, in the background: storage or
+ * the database may be down for a while (their failure may be why the request was refused).
  */
 const discardRetries = Schedule.exponential(Duration.seconds(1)).pipe(
   Schedule.jittered,
@@ -83,22 +83,34 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
     /** Deletions of refused requests' objects still being tried run in it; they are interrupted when it closes. */
     const serviceScope = yield* Effect.scope
 
+    /** Retried until storage or the database answers, without holding up the answer; logged if it never does. */
+    const persistently = (what: string) => <E extends { readonly message: string }>(effect: Effect.Effect<void, E>) =>
+      effect.pipe(
+        Effect.retry(discardRetries),
+        Effect.catchAll((e) => Effect.logError(`${what}: ${e.message}`))
+      )
+
     /**
      * The request is refused, yet its object may have been stored (the store's commit failed without an answer,
-     * or the claim was not acknowledged): the claim is revoked — a worker then never loads it, should Kafka deliver it late
-     * or a replay find its object — and its object deleted, retried until storage answers, without holding up the
-     * answer.
+     * or the claim was not acknowledged): the claim is revoked — a worker then never loads it, should Kafka deliver
+     * it late or a replay find its object — and its object deleted. The revocation is tried before the answer;
+     * failing that (the database down as well), again in the background before the object is deleted, since a late
+     * delivery that finds neither is dead-lettered as `object_not_found`.
      */
     const discard = (claimId: string, key: string) =>
-      Effect.zipRight(
-        requests.revoke(claimId),
-        storage.delete(key).pipe(
-          Effect.retry(discardRetries),
-          Effect.catchAll((e) => Effect.logError(`the object ${key} of a refused request could not be deleted: ${e.message}`)),
-          Effect.annotateLogs("claim_id", claimId),
-          Effect.forkIn(serviceScope)
-        )
-      )
+      Effect.gen(function*() {
+        const revoked = yield* Effect.either(requests.revoke(claimId))
+        if (Either.isLeft(revoked)) {
+          yield* Effect.logWarning(`claim ${claimId} not revoked yet (${revoked.left.message}): trying again before deleting its object`)
+        }
+        const revokeLater = Either.isLeft(revoked)
+          ? requests.revoke(claimId).pipe(
+            persistently(`claim ${claimId} not revoked; should Kafka deliver it late, it is dead-lettered as object_not_found`)
+          )
+          : Effect.void
+        const deleteLater = storage.delete(key).pipe(persistently(`the object ${key} of a refused request could not be deleted`))
+        yield* Effect.zipRight(revokeLater, deleteLater).pipe(Effect.annotateLogs("claim_id", claimId), Effect.forkIn(serviceScope))
+      })
 
     /** The decompressed body's sha256, as `store` computes it, to tell a retry from another body. */
     const sha256Of = <E>(request: IngestRequest<E>) =>

@@ -126,6 +126,19 @@ describe("Ingest on in-memory storage and queue", () => {
       expect(Option.isNone(yield* nextClaim)).toBe(true)
     }).pipe(Effect.provide(inMemory)))
 
+  /** Ingest whose queue never takes a claim (the broker down). */
+  const brokenQueue = Ingest.Default.pipe(
+    Layer.provideMerge(MemoryObjectStore.layer()),
+    Layer.provideMerge(inMemoryStore(1000)),
+    Layer.provideMerge(Layer.succeed(ClaimQueue, {
+      publish: () => Effect.fail(new QueueError({ operation: "publish", message: "broker down" })),
+      consume: () => Effect.never,
+      deadLetters: () => Stream.empty,
+      check: Effect.fail(new QueueError({ operation: "check", message: "broker down" })),
+      backlog: Effect.fail(new QueueError({ operation: "check", message: "broker down" }))
+    }))
+  )
+
   it.live("when the claim cannot be queued the request fails and the stored object is removed", () =>
     Effect.gen(function*() {
       const result = yield* Effect.either((yield* Ingest).accept(request(Buffer.from(JSON.stringify(haPayload())), false)))
@@ -134,19 +147,29 @@ describe("Ingest on in-memory storage and queue", () => {
       // Kafka may deliver the claim late all the same: it is revoked, so a worker settles it without loading.
       const sql = yield* SqlClient.SqlClient
       expect(yield* sql`SELECT count(*)::int AS n FROM revoked_claims`).toEqual([{ n: 1 }])
-    }).pipe(
-      Effect.provide(Ingest.Default.pipe(
-        Layer.provideMerge(MemoryObjectStore.layer()),
-        Layer.provideMerge(inMemoryStore(1000)),
-        Layer.provideMerge(Layer.succeed(ClaimQueue, {
-          publish: () => Effect.fail(new QueueError({ operation: "publish", message: "broker down" })),
-          consume: () => Effect.never,
-          deadLetters: () => Stream.empty,
-          check: Effect.fail(new QueueError({ operation: "check", message: "broker down" })),
-          backlog: Effect.fail(new QueueError({ operation: "check", message: "broker down" }))
-        }))
-      ))
-    ))
+    }).pipe(Effect.provide(brokenQueue)))
+
+  it.live("a revocation the database fails is tried again in the background, and the object deleted only after it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // The database fails the first revocations (down with the broker), then answers.
+      yield* sql`CREATE FUNCTION refuse_revocation() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN RAISE EXCEPTION 'connection terminated unexpectedly'; END $$`
+      yield* sql`CREATE TRIGGER refuse_revocation BEFORE INSERT ON revoked_claims FOR EACH ROW EXECUTE FUNCTION refuse_revocation()`
+      const error = yield* Effect.flip((yield* Ingest).accept(request(Buffer.from(JSON.stringify(haPayload("unit-revoke"))), false)))
+      expect(error._tag).toBe("QueueError")
+      // Kept while its claim is not revoked: a late delivery loads it rather than find neither object nor revocation.
+      yield* Effect.sleep("1500 millis")
+      expect(yield* objects).toHaveLength(1)
+      yield* sql`DROP TRIGGER refuse_revocation ON revoked_claims`
+      const left = yield* objects.pipe(
+        Effect.delay("200 millis"),
+        Effect.repeat({ until: (o) => o.length === 0 }),
+        Effect.timeout("20 seconds")
+      )
+      expect(left).toEqual([])
+      expect(yield* sql`SELECT count(*)::int AS n FROM revoked_claims`).toEqual([{ n: 1 }])
+    }).pipe(Effect.provide(brokenQueue)))
 
   it.live("once a publish failed, uploads are refused before a byte is read until the queue answers a check again", () =>
     Effect.gen(function*() {

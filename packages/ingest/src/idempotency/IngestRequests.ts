@@ -65,7 +65,7 @@ export interface IngestRequestsShape {
   /** The request failed: a retry may go ahead as a new claim. */
   readonly release: (claimId: string) => Effect.Effect<void>
   /** The claim's publish failed, yet may be delivered later: a worker is to settle it without loading. */
-  readonly revoke: (claimId: string) => Effect.Effect<void>
+  readonly revoke: (claimId: string) => Effect.Effect<void, Error>
 }
 
 export class IngestRequests extends Context.Tag("@telemetry/IngestRequests")<IngestRequests, IngestRequestsShape>() {}
@@ -203,11 +203,7 @@ export const layer = Layer.scoped(
           inTime,
           logged(`claim ${claimId}'s idempotency record not released`)
         ),
-      revoke: (claimId) =>
-        RevokedClaims.revoke(claimId).pipe(
-          inTime,
-          logged(`claim ${claimId} not revoked; should Kafka deliver it late, it is dead-lettered as object_not_found`)
-        )
+      revoke: (claimId) => RevokedClaims.revoke(claimId).pipe(inTime, Effect.provideService(SqlClient.SqlClient, sql))
     })
   })
 )
