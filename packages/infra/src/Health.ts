@@ -9,9 +9,7 @@ export interface DependencyCheck {
   readonly error?: string
 }
 
-/** Storage answers a HEAD of a key that is never written with "not found": it and its bucket are reachable. */
-export const storageReachable = Effect.map(ObjectStore, (storage) =>
-  storage.head(".health-check").pipe(Effect.catchTag("ObjectNotFound", () => Effect.void)))
+export const storageReachable = Effect.map(ObjectStore, (storage) => storage.check)
 
 export const databaseReachable = Effect.map(SqlClient.SqlClient, (sql) => Effect.asVoid(sql`SELECT 1`))
 

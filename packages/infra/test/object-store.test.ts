@@ -43,6 +43,8 @@ describe.each([
       expect((yield* Effect.flip(read(object.key)))._tag).toBe("ObjectNotFound")
     }).pipe(Effect.provide(layer)))
 
+  it.scoped("answers its check while reachable", () => Effect.flatMap(ObjectStore, (s) => s.check).pipe(Effect.provide(layer)))
+
   it.scoped("commits an empty object and reads it back empty", () =>
     Effect.gen(function*() {
       const store = yield* ObjectStore
@@ -79,5 +81,15 @@ describe("FileObjectStore", () => {
       const escape = yield* Effect.exit(store.put("../outside", Stream.make(bytes("x")), Effect.succeed({})))
       expect(escape._tag).toBe("Failure")
       expect(yield* fs.exists(join(root, "outside"))).toBe(false)
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("its check fails, saying why, once its folder is gone", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const root = yield* fs.makeTempDirectoryScoped({ prefix: "telemetry-objects-" })
+      const store = yield* FileObjectStore.make({ root, bucket: "telemetry-raw" })
+      yield* store.check
+      yield* fs.remove(join(root, "telemetry-raw"), { recursive: true })
+      expect(yield* Effect.flip(store.check)).toMatchObject({ _tag: "StorageError", message: expect.stringContaining("ENOENT") })
     }).pipe(Effect.provide(NodeContext.layer)))
 })

@@ -167,6 +167,24 @@ describe("S3ObjectStore on s3rver", () => {
       expect(down.message).toMatch(/ECONNREFUSED.*\(5 attempts\)$/)
     }).pipe(Effect.provide(S3Server.layer)))
 
+  it.scopedLive("its check is one request, not backed off: it says at once that the bucket is gone, or the connection refused", () =>
+    Effect.gen(function*() {
+      const server = yield* S3Server.S3Server
+      const store = yield* S3ObjectStore.make(optionsFor(server, { bucket: "checked-bucket" }))
+      const [, answered] = yield* requestsOf(store.check)
+      expect(answered).toEqual([expect.stringMatching(/^HEAD \/checked-bucket\/?$/)])
+
+      const raw = yield* rawClient
+      yield* Effect.promise(() => raw.removeBucket("checked-bucket"))
+      const [gone, asked] = yield* requestsOf(Effect.flip(store.check))
+      expect(gone.message).toBe(`bucket "checked-bucket" does not exist at ${server.endpoint}`)
+      expect(asked).toHaveLength(1)
+
+      yield* Effect.promise(() => server.down())
+      const refused = yield* Effect.flip(store.check).pipe(Effect.ensuring(Effect.promise(() => server.up())))
+      expect(refused.message).toMatch(/^ECONNREFUSED/)
+    }).pipe(Effect.provide(S3Server.layer)))
+
   it.scopedLive("as it starts, asks for a lifecycle rule on its staging prefix and removes staging left longer than its maximum age", () =>
     Effect.gen(function*() {
       const server = yield* S3Server.S3Server

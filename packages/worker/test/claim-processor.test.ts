@@ -271,13 +271,15 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         }))
     }
 
-    /** Storage whose reads of `key` always break; `headToo`: and that does not answer at all (down). */
-    const brokenFor = (storage: ObjectStore["Type"], key: string, headToo: boolean) => {
+    /** Storage that does not answer at all (down), as its check sees it. */
+    const refused = Effect.fail(new StorageError({ operation: "head", key: "", message: "connect ECONNREFUSED" }))
+    /** Storage whose reads of `key` always break; `down`: and that does not answer at all. */
+    const brokenFor = (storage: ObjectStore["Type"], key: string, down: boolean) => {
       const broken = new StorageError({ operation: "get", key, message: "internal error (500)" })
       return ObjectStore.of({
         ...storage,
         get: (k) => (k === key ? Stream.fail(broken) : storage.get(k)),
-        head: (k) => (headToo ? Effect.fail(new StorageError({ operation: "head", key: k, message: "connect ECONNREFUSED" })) : storage.head(k))
+        check: down ? refused : storage.check
       })
     }
     const fewRetries = { WORKER_RETRY_ATTEMPTS: "3", WORKER_RETRY_MAX_DELAY: "20 millis" }
@@ -564,7 +566,7 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
             down && k === claim.claim_check
               ? Stream.fail(new StorageError({ operation: "get", key: k, message: "internal error (500)" }))
               : storage.get(k),
-          head: (k) => (down ? Effect.fail(new StorageError({ operation: "head", key: k, message: "connect ECONNREFUSED" })) : storage.head(k))
+          check: Effect.suspend(() => (down ? refused : storage.check))
         })
         const process = yield* processorWith({ ...fewRetries, WORKER_RETRY_ATTEMPTS: "1", WORKER_MAX_DELIVERIES: "1" }).pipe(
           Effect.provideService(ObjectStore, flaky)

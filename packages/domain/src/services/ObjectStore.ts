@@ -28,6 +28,12 @@ export interface ObjectStoreShape {
   readonly delete: (key: string) => Effect.Effect<void, StorageError>
   /** Committed objects whose key starts with `prefix`. */
   readonly list: (prefix: string) => Stream.Stream<StoredObject, StorageError>
+  /**
+   * Succeeds when storage answers now: one request (S3: a second at once after a reset), not logged, so that a health
+   * check says at once why storage is down (a refused connection) instead of running out of time in the retries,
+   * warning at each.
+   */
+  readonly check: Effect.Effect<void, StorageError>
 }
 
 export class ObjectStore extends Context.Tag("@telemetry/ObjectStore")<ObjectStore, ObjectStoreShape>() {}

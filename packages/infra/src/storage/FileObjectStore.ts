@@ -88,7 +88,8 @@ export const make = (options: FileStoreOptions) =>
           Stream.filter((key) => key.startsWith(prefix) && !key.endsWith(META) && !key.startsWith(PENDING)),
           Stream.mapEffect((key) => head(key).pipe(Effect.option)),
           Stream.filterMap((found) => found)
-        )
+        ),
+      check: fs.access(pending, { writable: true }).pipe(Effect.mapError((cause) => storageError("head", "", cause)))
     })
   })
 

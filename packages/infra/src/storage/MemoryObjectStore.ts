@@ -34,6 +34,7 @@ export const layer = (bucket = "telemetry-raw"): Layer.Layer<ObjectStore> =>
       list: (prefix) =>
         Stream.suspend(() =>
           Stream.fromIterable(Array.from(objects.values()).filter((e) => e.key.startsWith(prefix)).map(info))
-        )
+        ),
+      check: Effect.void
     }
   })

@@ -249,6 +249,13 @@ export const make = (options: S3Options) =>
         ),
       head,
       delete: (key) => send("delete", key, () => client.removeObject(bucket, key)),
+      check: call("head", "", () => client.bucketExists(bucket)).pipe(
+        // Once more, at once, for a kept-alive connection the server had closed meanwhile.
+        Effect.retry({ times: 1, while: isTransientError }),
+        Effect.filterOrFail((exists) => exists, () =>
+          new StorageError({ operation: "head", key: "", message: `bucket "${bucket}" does not exist at ${options.endpoint}` })),
+        Effect.asVoid
+      ),
       list: (prefix) =>
         listed(prefix).pipe(
           Stream.filter(({ name }) => !name.startsWith(S3Staging.STAGING)),
