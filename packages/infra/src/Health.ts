@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { ObjectStore } from "@telemetry/domain"
 import { Clock, Config, Duration, Effect } from "effect"
+import * as DatabaseErrors from "./db/DatabaseErrors.js"
 
 /** One dependency's state, as the detailed health endpoint reports it. */
 export interface DependencyCheck {
@@ -11,7 +12,9 @@ export interface DependencyCheck {
 
 export const storageReachable = Effect.map(ObjectStore, (storage) => storage.check)
 
-export const databaseReachable = Effect.map(SqlClient.SqlClient, (sql) => Effect.asVoid(sql`SELECT 1`))
+/** The database answers a statement; else why not, in its own words or the socket's ("Failed to acquire …" says neither). */
+export const databaseReachable = Effect.map(SqlClient.SqlClient, (sql) =>
+  sql`SELECT 1`.pipe(Effect.asVoid, Effect.mapError((e) => ({ message: DatabaseErrors.explain(e) }))))
 
 /** `HEALTH_CHECK_TIMEOUT`: how long a dependency may take to answer its check before it reads as down. */
 export const HealthCheckTimeout = Config.duration("HEALTH_CHECK_TIMEOUT").pipe(Config.withDefault(Duration.seconds(2)))
