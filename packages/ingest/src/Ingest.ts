@@ -72,7 +72,7 @@ const discardRetries = Schedule.exponential(Duration.seconds(1)).pipe(
 export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
   scoped: Effect.gen(function*() {
     const storage = yield* ObjectStore
-    const queue = yield* QueueGate
+    const gate = yield* QueueGate
     const payload = yield* PayloadConfig
     const config = yield* IngestConfig
     const admission = yield* Admission
@@ -182,7 +182,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
             Effect.tap(check, (f) => Deferred.succeed(facts, f))
           ], { concurrency: "unbounded" })
 
-          yield* queue.publish(claimFor(counted, object, storage)).pipe(
+          yield* gate.publish(claimFor(counted, object, storage)).pipe(
             Effect.withSpan("ClaimQueue.publish"),
             Effect.tapBoth({
               onSuccess: () => Metric.increment(Metrics.claimsPublished),
@@ -258,7 +258,7 @@ export class Ingest extends Effect.Service<Ingest>()("@telemetry/Ingest", {
             limit: config.maxBodyBytes
           })
         }
-        yield* queue.open
+        yield* gate.open
         return yield* admission.admit({ tenantId: request.tenantId, deviceId: request.deviceId ?? "" })(
           Effect.flatMap(
             request.idempotencyKey === null ? Effect.succeedNone : retryOf(request, request.idempotencyKey),
