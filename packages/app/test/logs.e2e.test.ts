@@ -78,6 +78,10 @@ describe("the pipeline's logs", () => {
         })
       })])
       expect(requests.some((e) => e.annotations.path === "/api/v1/auth/device/login" && e.annotations.status === 401)).toBe(true)
+      // A refused token says why on its line (the client's answer says it too).
+      expect(requests.filter((e) => e.annotations.request_id === "no-token-1")).toEqual([expect.objectContaining({
+        annotations: expect.objectContaining({ status: 401, refusal: "missing header `Authorization: Bearer <token>`" })
+      })])
       expect(requests.filter((e) => e.annotations.path === "/api/v1/health")).toEqual([])
 
       // The ingest's request line and every line of its claim's load carry one request id, its claim, tenant and device.

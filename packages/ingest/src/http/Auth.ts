@@ -3,7 +3,8 @@ import { integerSetting } from "@telemetry/domain"
 import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { AuthLimits, type Limited } from "../auth/AuthLimits.js"
 import { type Principal, Tokens, type UserType, type VerifyOptions } from "../auth/Tokens.js"
-import { Forbidden, RateLimited, retryAfterHeader, Unauthorized } from "./errors.js"
+import { Forbidden, MAX_LOGGED_REFUSAL, RateLimited, retryAfterHeader, Unauthorized } from "./errors.js"
+import { CurrentRequest } from "./RequestLog.js"
 
 /** Who the request acts for, from its bearer token: the tenant of every row it writes or reads. */
 export class CurrentPrincipal extends Context.Tag("@telemetry/CurrentPrincipal")<CurrentPrincipal, Principal>() {}
@@ -146,7 +147,9 @@ const guard = (
         verified(token).pipe(
           Effect.flatMap(ofType(allowed, what)),
           Effect.flatMap((principal) => (fresh === undefined ? Effect.succeed(principal) : fresh(token))),
-          Effect.flatMap((principal) => more(principal, limits))
+          Effect.flatMap((principal) => more(principal, limits)),
+          // Why, on the request's line too: an expired token and a forged one both read 401 there.
+          Effect.tapError((e) => Effect.flatMap(CurrentRequest, (served) => served.annotate({ refusal: e.message.slice(0, MAX_LOGGED_REFUSAL) })))
         )
     }
   })

@@ -9,7 +9,7 @@ import { databaseDeadline } from "../DatabaseTimeout.js"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
-import { databaseUnavailable, errorResponse, InvalidBody, RETRY_LATER, RETRY_SOON, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
+import { databaseUnavailable, errorResponse, InvalidBody, MAX_LOGGED_REFUSAL, RETRY_LATER, RETRY_SOON, retryAfterHeader, TooLarge, Unavailable, UnsupportedMediaType } from "./errors.js"
 import { notJson } from "./jsonContent.js"
 import { CurrentRequest } from "./RequestLog.js"
 
@@ -21,8 +21,6 @@ const HOME_ASSISTANT_CLIENT = /^EasySmartMonitor\//i
 /** A client whose body is refused before it is read is not left sending the rest of it. */
 const CLOSE = { connection: "close" }
 const MAX_IDEMPOTENCY_KEY = 255
-/** Characters of a refusal's message on the request's line (a message quotes at most a short value). */
-const MAX_LOGGED_REFUSAL = 300
 
 
 /**

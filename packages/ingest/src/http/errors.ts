@@ -131,6 +131,9 @@ export const databaseUnavailable = (cause: { readonly message: string }, headers
     )
   )
 
+/** Characters of a refusal's message on the request's line (a message quotes at most a short value). */
+export const MAX_LOGGED_REFUSAL = 300
+
 /** Refused for an outage: retried in 5 s. */
 export const RETRY_LATER = { "retry-after": "5" }
 /** Refused for what is in flight now, which is soon answered. */
