@@ -16,6 +16,7 @@ import { Chunk, Config, Duration, Effect, identity, Layer, Sink, Stream } from "
 import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
 import * as ClaimAttempts from "./ClaimAttempts.js"
 import * as DatabaseErrors from "./DatabaseErrors.js"
+import * as Transaction from "./Transaction.js"
 
 export interface SqlTelemetryStoreOptions {
   /** Readings per COPY chunk. */
@@ -245,6 +246,7 @@ const skipReadings = <E, R>(items: Stream.Stream<TelemetryItem, E, R>, readings:
 export const make = (options: SqlTelemetryStoreOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const transaction = Transaction.keepingFailure(sql)
     const bulk = yield* BulkCopy
 
     // New rows answer their ids from their INSERT; only rows that existed are then updated where they changed and
@@ -354,7 +356,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
     const insertBatch = (load: LoadState, rows: () => Iterable<Uint8Array>, count: number) =>
       load.overlapping
         ? insertNew(rows())
-        : sql.withTransaction(bulk.copyText("telemetry_data", COLUMNS, rows())).pipe(
+        : transaction(bulk.copyText("telemetry_data", COLUMNS, rows())).pipe(
           Effect.as(count),
           Effect.catchIf(isUniqueViolation, () => {
             load.overlapping = true
@@ -496,7 +498,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
       )
 
     const loadWhole = <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
-      sql.withTransaction(
+      transaction(
         Effect.gen(function*() {
           yield* fenced(claim)
           if (!(yield* claimLedger(claim, false))) return yield* alreadyLoaded(claim)
@@ -514,7 +516,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
       Effect.gen(function*() {
         const days = yield* daysOf(items)
         // The readings committed by an earlier delivery that stopped part-way, which this one skips.
-        const committed = yield* sql.withTransaction(Effect.gen(function*() {
+        const committed = yield* transaction(Effect.gen(function*() {
           if (yield* claimLedger(claim, true)) return 0
           const [row] = yield* sql<{ partial: boolean; readings: number }>`SELECT partial,
             readings + coalesce(expired, 0) AS readings FROM claim_ledger WHERE claim_id = ${claim.claim_id}`
@@ -522,7 +524,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         }))
         if (committed === null) return yield* alreadyLoaded(claim)
         yield* loadBatches(newLoad(claim), skipReadings(items, committed), (loading) =>
-          sql.withTransaction(Effect.tap(loading, (t) =>
+          transaction(Effect.tap(loading, (t) =>
             Effect.zipRight(
               sql`UPDATE claim_ledger SET items = items + ${t.items}, readings = readings + ${t.readings},
                 duplicates = duplicates + ${t.duplicates}, expired = coalesce(expired, 0) + ${t.expired}
