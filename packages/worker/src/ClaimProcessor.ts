@@ -197,7 +197,13 @@ export const make = Effect.gen(function*() {
               ]
               : [])
           ]
-          if (excuses.length === 0) return reject(reason, what)(e)
+          if (excuses.length === 0) {
+            // The dead letter says that its deliveries are spent, not only how its last try failed.
+            const spent = lost && delivery >= retry.maxDeliveries
+              ? ` (the session lost without an answer in delivery ${delivery} of WORKER_MAX_DELIVERIES, ${retry.maxDeliveries})`
+              : ""
+            return reject(reason, what)({ message: messageOf(e) + spent })
+          }
           return Ref.update(count, (c) => ({ ...c, kept })).pipe(
             Effect.zipRight(
               Effect.logError(`claim ${claim.claim_id}: ${messageOf(e)}; ${excuses.join(", ")}: leaving the claim queued for later`)

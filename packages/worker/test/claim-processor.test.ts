@@ -485,7 +485,12 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
           expect(yield* attemptsOf(claim.claim_id)).toEqual([{ attempts: delivery, last_error: explained }])
         }
         const last = yield* TestServices.provideLive(Effect.flip(process(claim)))
-        expect(last).toMatchObject({ _tag: "ClaimRejected", reason: "retries_exhausted", attempts: 3, message: explained })
+        expect(last).toMatchObject({
+          _tag: "ClaimRejected",
+          reason: "retries_exhausted",
+          attempts: 3,
+          message: `${explained} (the session lost without an answer in delivery 3 of WORKER_MAX_DELIVERIES, 3)`
+        })
         expect(yield* ledgerOf(claim.claim_id)).toEqual([])
         expect(yield* attemptsOf(claim.claim_id)).toEqual([])
 
