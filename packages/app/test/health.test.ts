@@ -97,8 +97,9 @@ describe("health on Kafka, S3 and PostgreSQL (ingest only)", () => {
         checks: { storage: refused, queue: { ...up, backlog: idle }, database: up }
       })
       expect(yield* ready(base)).toEqual({ code: 503, status: "not_ready", reasons: [expect.stringMatching(/^storage is down: .*ECONNREFUSED/)] })
-      // Nor does a check warn of each try.
+      // Nor does a check warn of each try, nor a probe's 503 make an error line of each poll.
       expect(ingest.output().slice(logged)).not.toMatch(/S3 head/)
+      expect(ingest.output().slice(logged)).not.toMatch(/http request.*status.{0,3}503|status.{0,3}503.*http request/)
       yield* Effect.promise(() => s3.up())
 
       yield* kafka.brokerDown(1)

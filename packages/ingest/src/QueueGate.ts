@@ -1,5 +1,5 @@
 import { type ClaimCheck, ClaimQueue, type QueueError } from "@telemetry/domain"
-import { Clock, Data, Duration, Effect, Option, Ref, Schedule } from "effect"
+import { Clock, Data, Duration, Effect, FiberRef, HashMap, Option, Ref, Schedule } from "effect"
 
 /** Uploads are refused before they are read: a publish failed, and the queue has not answered a check since. */
 export class QueueDown extends Data.TaggedError("QueueDown")<{ readonly since: Date; readonly reason: string }> {
@@ -43,7 +43,8 @@ export class QueueGate extends Effect.Service<QueueGate>()("@telemetry/QueueGate
             closed
               ? Effect.zipRight(
                 Effect.logWarning(`ingest: a claim was not published (${e.message}): uploads are refused until the queue answers`),
-                Effect.forkIn(reopen, scope)
+                // Not annotated with the request whose publish failed: the probe outlives it.
+                Effect.forkIn(Effect.locally(reopen, FiberRef.currentLogAnnotations, HashMap.empty()), scope)
               )
               : Effect.void
           )

@@ -171,8 +171,9 @@ describe("Ingest on in-memory storage and queue", () => {
       expect(yield* sql`SELECT count(*)::int AS n FROM revoked_claims`).toEqual([{ n: 1 }])
     }).pipe(Effect.provide(brokenQueue)))
 
-  it.live("once a publish failed, uploads are refused before a byte is read until the queue answers a check again", () =>
-    Effect.gen(function*() {
+  it.live("once a publish failed, uploads are refused before a byte is read until the queue answers a check again", () => {
+    const lines: Array<{ message: string; claimId: unknown }> = []
+    return Effect.gen(function*() {
       const ingest = yield* Ingest
       const { published, up } = yield* Flaky
       const json = Buffer.from(JSON.stringify(haPayload("unit-down")))
@@ -194,7 +195,15 @@ describe("Ingest on in-memory storage and queue", () => {
       )
       expect(yield* Ref.get(published)).toEqual([accepted.claimId])
       expect((yield* objects).map((o) => o.key)).toEqual([accepted.key])
+      // Said once each, the reopening without the request whose publish closed the gate (it outlived it).
+      expect(lines.filter((l) => /uploads are (refused|taken again)/.test(l.message))).toEqual([
+        { message: "ingest: a claim was not published (broker down): uploads are refused until the queue answers", claimId: expect.any(String) },
+        { message: "ingest: the claim queue answers again: uploads are taken again", claimId: undefined }
+      ])
     }).pipe(
+      Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ annotations, message }) => {
+        lines.push({ message: Array.isArray(message) ? message.join(" ") : String(message), claimId: Option.getOrUndefined(HashMap.get(annotations, "claim_id")) })
+      }))),
       Effect.provide(Ingest.Default.pipe(
         Layer.provideMerge(MemoryObjectStore.layer()),
         Layer.provideMerge(inMemoryStore(1000)),
@@ -210,7 +219,8 @@ describe("Ingest on in-memory storage and queue", () => {
         }))),
         Layer.provideMerge(Layer.effect(Flaky, Effect.all({ published: Ref.make<ReadonlyArray<string>>([]), up: Ref.make(false) })))
       ))
-    ))
+    )
+  })
 
   /**
    * Storage failing a put with `operation`: as it commits, the object is stored all the same (a connection cut

@@ -5,11 +5,13 @@ import { randomUUID } from "node:crypto"
 /** A client's request id, kept if it is a plausible one: printable ASCII, bounded (it goes on every line logged). */
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/
 
-// Probes come every few seconds: at info level they would drown the requests that matter.
-const probes = new Set(["/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready", "/metrics"])
+// Probes come every few seconds: at info level they would drown the requests that matter — and so would their
+// 503s at error level through an outage, which the probes are there to report (the cause is logged where it
+// happens). A 500 is a fault of ours, whatever the path.
+const probes = new Set(["/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready", "/api/v1/health/detailed", "/metrics"])
 
 const levelOf = (path: string, status: number) =>
-  status >= 500 ? LogLevel.Error : probes.has(path) ? LogLevel.Debug : LogLevel.Info
+  status === 500 ? LogLevel.Error : probes.has(path) ? LogLevel.Debug : status >= 500 ? LogLevel.Error : LogLevel.Info
 
 /** The request being served, as its handler sees it. */
 export interface ServedRequest {

@@ -46,8 +46,10 @@ type Operation = StorageError["operation"]
 const explain = (cause: unknown): string => {
   if (!(cause instanceof Error)) return String(cause)
   const code = (cause as { code?: unknown }).code
-  // Connection failures to a name with several addresses come as an AggregateError with an empty message.
-  return [typeof code === "string" ? code : undefined, cause.message].filter(Boolean).join(": ") || cause.name
+  // Connection failures to a name with several addresses come as an AggregateError with an empty message; a
+  // socket's message names its code already ("connect ECONNREFUSED 10.0.0.5:9000").
+  const named = typeof code === "string" && !cause.message.includes(code) ? code : undefined
+  return [named, cause.message].filter(Boolean).join(": ") || cause.name
 }
 
 const storageError = (operation: Operation, key: string) => (cause: unknown) =>
