@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Logger, LogLevel } from "effect"
+import { Effect, HashMap, Logger, LogLevel, Option, TestClock } from "effect"
 import { logLevel } from "kafkajs"
 import { logCreator } from "../src/queue/kafka/KafkaLog.js"
 
@@ -36,5 +36,37 @@ describe("kafkajs's log lines", () => {
       ])
       expect(lines.map(([level]) => level)).toEqual(["DEBUG", "DEBUG", "DEBUG", "DEBUG", "INFO", "INFO", "ERROR", "ERROR"])
       expect(lines[0]![1]).toBe("kafka Connection: Response SyncGroup(key: 14, version: 3)")
+    }))
+
+  it.effect("an error repeated as it was is logged once in 30 s, then with how many it left out; other lines as they come", () =>
+    Effect.gen(function*() {
+      const lines: Array<[string, string, string | undefined]> = []
+      const capture = Logger.make(({ annotations, logLevel, message }) => {
+        lines.push([logLevel.label, String(message), Option.getOrUndefined(HashMap.get(annotations, "repeated")) as string | undefined])
+      })
+      const runtime = yield* Effect.runtime<never>().pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+        Logger.withMinimumLogLevel(LogLevel.All)
+      )
+      const log = logCreator(runtime)()
+      const entry = (level: logLevel, message: string, broker = "127.0.0.1:9092") =>
+        log({ namespace: "Connection", level, label: "", log: { timestamp: "", logger: "kafkajs", message, broker } })
+      const refused = "Connection error: connect ECONNREFUSED 127.0.0.1:9092"
+      for (let i = 0; i < 5; i++) entry(logLevel.ERROR, refused)
+      entry(logLevel.ERROR, refused, "127.0.0.1:9093")
+      entry(logLevel.INFO, "Connecting")
+      entry(logLevel.INFO, "Connecting")
+      yield* TestClock.adjust("29 seconds")
+      entry(logLevel.ERROR, refused)
+      yield* TestClock.adjust("2 seconds")
+      entry(logLevel.ERROR, refused)
+      entry(logLevel.ERROR, refused)
+      expect(lines).toEqual([
+        ["ERROR", `kafka Connection: ${refused}`, undefined],
+        ["ERROR", `kafka Connection: ${refused}`, undefined],
+        ["INFO", "kafka Connection: Connecting", undefined],
+        ["INFO", "kafka Connection: Connecting", undefined],
+        ["ERROR", `kafka Connection: ${refused}`, "5 more times in the 30s before"]
+      ])
     }))
 })

@@ -1,4 +1,4 @@
-import { Effect, LogLevel, Runtime } from "effect"
+import { Clock, Duration, Effect, LogLevel, Runtime } from "effect"
 import { type LogEntry, logLevel } from "kafkajs"
 
 const levels: Record<number, LogLevel.LogLevel> = {
@@ -33,10 +33,35 @@ const annotations = (log: LogEntry["log"]): Record<string, string> =>
     (["broker", "groupId", "type", "error"] as const).flatMap((key) => log[key] === undefined ? [] : [[key, String(log[key])]])
   )
 
-/** kafkajs logs through our logger, one line each, instead of its own JSON on stderr. */
-export const logCreator = (runtime: Runtime.Runtime<never>) => () => ({ namespace, level, log }: LogEntry) =>
-  Runtime.runSync(runtime)(
-    Effect.logWithLevel(levelOf(level, log), `kafka${namespace ? ` ${namespace}` : ""}: ${log.message}`).pipe(
-      Effect.annotateLogs(annotations(log))
-    )
-  )
+/**
+ * How long a warning or error kafkajs repeats as it was is not logged again. While a broker is away every client
+ * tries it again and again — each health check, each reconnection —, each try a few lines alike: 157 of 176 lines
+ * of a 27-second outage. The first line after the window says how many it left out.
+ */
+const REPEAT_WINDOW = Duration.seconds(30)
+/** Distinct lines remembered at most, so that lines with varying words cannot grow the process. */
+const MAX_REMEMBERED = 1000
+
+/** kafkajs logs through our logger, one line each (repeated warnings and errors once a window), not on stderr. */
+export const logCreator = (runtime: Runtime.Runtime<never>) => {
+  const run = Runtime.runSync(runtime)
+  const recent = new Map<string, { readonly until: number; left: number }>()
+  return () => ({ namespace, level, log }: LogEntry) => {
+    const logLevel = levelOf(level, log)
+    const message = `kafka${namespace ? ` ${namespace}` : ""}: ${log.message}`
+    const more = annotations(log)
+    if (LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) {
+      const key = JSON.stringify([message, more["broker"], more["error"]])
+      const now = run(Clock.currentTimeMillis)
+      const last = recent.get(key)
+      if (last !== undefined && now < last.until) {
+        last.left++
+        return
+      }
+      if (recent.size >= MAX_REMEMBERED) recent.clear()
+      recent.set(key, { until: now + Duration.toMillis(REPEAT_WINDOW), left: 0 })
+      if (last !== undefined && last.left > 0) more["repeated"] = `${last.left} more times in the ${Duration.format(REPEAT_WINDOW)} before`
+    }
+    run(Effect.logWithLevel(logLevel, message).pipe(Effect.annotateLogs(more)))
+  }
+}
