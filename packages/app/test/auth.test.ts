@@ -22,6 +22,7 @@ import { existsSync, readFileSync, statSync } from "node:fs"
 import { createServer } from "node:http"
 import { join } from "node:path"
 import { runCli } from "./support/cli.js"
+import { askingFirst } from "./support/uploads.js"
 import * as App from "../src/App.js"
 import { healthy, started, startPipeline, until } from "./support/process.js"
 import { deployment, embeddedStack, eventually, freePort, tempDir } from "./support/stack.js"
@@ -253,6 +254,23 @@ describe("bearer tokens on the embedded pipeline", () => {
         const read = yield* readings(base, "shared-eq", admin)
         expect([read.status, read.json.message]).toEqual([403, "only reader tokens may read analytics; this is an admin token"])
         expect(yield* count("equipments", "uuid = 'admin-eq'")).toBe(0)
+      }))
+
+    it.effect("a client that asks before sending its body (Expect: 100-continue) sends none when refused, and goes on when it may upload", () =>
+      Effect.gen(function*() {
+        const body = JSON.stringify(haPayload("asks-first"))
+        const before = yield* footprint
+        const anonymous = yield* askingFirst(base, "/api/v1/telemetry/bulk", body)
+        expect(anonymous).toMatchObject({ status: 401, continued: false })
+        const reader = yield* askingFirst(base, "/api/v1/telemetry/bulk", body, bearer(readerToken("tenant-a")))
+        expect(reader).toMatchObject({ status: 403, continued: false })
+        expect(yield* footprint).toEqual(before)
+
+        const device = yield* askingFirst(base, "/api/v1/telemetry/bulk", body, bearer(deviceToken("tenant-a", "asks-first")))
+        expect(device).toMatchObject({ status: 202, continued: true, json: { status: "accepted" } })
+        // Other routes read their small bodies whole: told to go on at once, as Node does.
+        const login = yield* askingFirst(base, "/api/v1/auth/device/login", JSON.stringify({ username: "nobody", password: "wrong" }))
+        expect(login).toMatchObject({ status: 401, continued: true, json: { error: "invalid_credentials" } })
       }))
 
     it.effect("health and the API's documents need no token", () =>

@@ -32,6 +32,33 @@ export const postBytes = (base: string, body: Uint8Array | string, token: string
     return Effect.sync(() => req.destroy())
   }).pipe(Effect.orDie)
 
+/**
+ * POSTs `body` to `path` as a client does that asks first (`Expect: 100-continue`): the body goes only once the
+ * server says to go on. Answers what the server answered, and whether it said to go on.
+ */
+export const askingFirst = (base: string, path: string, body: string, headers: Record<string, string> = {}) =>
+  Effect.async<Reply & { readonly continued: boolean }>((resume) => {
+    let continued = false
+    const req = request(`${base}${path}`, {
+      method: "POST",
+      agent: false,
+      headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), expect: "100-continue", ...headers }
+    })
+    req.on("continue", () => {
+      continued = true
+      req.end(body)
+    })
+    req.on("response", (response) => {
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk) => (text += chunk))
+      response.on("end", () => resume(Effect.succeed({ status: response.statusCode ?? 0, json: text === "" ? undefined : JSON.parse(text), continued })))
+    })
+    req.on("error", (e) => resume(Effect.die(e)))
+    req.flushHeaders()
+    return Effect.sync(() => req.destroy())
+  })
+
 /** POSTs `payload` as plain JSON. */
 export const postJson = (base: string, payload: unknown, token: string) => postBytes(base, JSON.stringify(payload), token)
 

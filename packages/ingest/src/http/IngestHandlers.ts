@@ -51,6 +51,13 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
   const timeZone = yield* Effect.either(zoneOf(principal))
   if (Either.isLeft(timeZone)) return yield* databaseUnavailable(timeZone.left, CLOSE)
   const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+  // The server held back its `100 Continue` (Server.ts): said once the body is to be read.
+  let continued = request.headers["expect"]?.toLowerCase() !== "100-continue"
+  const readBody = () => {
+    if (!continued) NodeHttpServerRequest.toServerResponse(request).writeContinue()
+    continued = true
+    return incoming
+  }
   const declaredLength = Number(request.headers["content-length"] ?? NaN)
   const success = HOME_ASSISTANT_CLIENT.test(request.headers["user-agent"] ?? "") ? 200 : 202
   return yield* ingest.accept({
@@ -58,7 +65,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
     // as it comes, with no chunk size: `read(size)` holds bytes back until `size` of them have come, so a slow
     // link's small pieces looked like no body at all to the least rate (BodyRate) and were cut.
     body: NodeStream.fromReadable(
-      () => incoming,
+      readBody,
       (cause) => new InvalidPayload({ message: `request body could not be read: ${(cause as Error).message}` }),
       { closeOnDone: false }
     ),

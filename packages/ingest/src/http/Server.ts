@@ -199,6 +199,13 @@ const nodeServer = Layer.scoped(
       ))
     })
     server.on("clientError", answerUnparsed)
+    // A client that asks before sending its body (`Expect: 100-continue`, as curl does for large ones) is told to
+    // go on once its upload is read: one refused first (no token, the queue down, over its rate) is answered before
+    // a byte of it is sent. Other routes read their small bodies whole: told at once, as Node would.
+    server.on("checkContinue", (request, response) => {
+      if (!UPLOAD_PATHS.includes((request.url ?? "").split("?")[0]!)) response.writeContinue()
+      server.emit("request", request, response)
+    })
     const http = yield* NodeHttpServer.make(() => server, { port })
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     // Added after the server's own close, so it runs first: the deadline starts when closing does.
