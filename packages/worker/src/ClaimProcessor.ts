@@ -186,7 +186,8 @@ export const make = Effect.gen(function*() {
       const unlessDown = (e: { readonly message: string }, failure: Transient, reason: DeadLetterReason, what: string, lost = false) =>
         Effect.flatMap(Effect.zip(unreachable, Ref.get(count)), ([down, { delivery }]): Effect.Effect<never, Transient | ClaimRejected> => {
           const endedByServer = DatabaseErrors.isEndedByServer(failure)
-          const kept = down.length === 0 && !endedByServer && lost && delivery > 0 && delivery < retry.maxDeliveries
+          // A lost session has no SQLSTATE, so it is never one the server ended itself.
+          const kept = down.length === 0 && lost && delivery > 0 && delivery < retry.maxDeliveries
           const excuses = [
             ...down,
             ...(endedByServer ? ["the database ended the session itself"] : []),
