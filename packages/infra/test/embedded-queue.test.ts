@@ -1,12 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { type ClaimCheck, ClaimQueue } from "@telemetry/domain"
 import { claim } from "@telemetry/domain/testing"
-import { Chunk, Duration, Effect, Fiber, Ref, TestClock } from "effect"
+import { Cause, Chunk, Duration, Effect, Exit, Fiber, Ref, Schedule, TestClock } from "effect"
 import * as EmbeddedClaimQueue from "../src/queue/embedded/EmbeddedClaimQueue.js"
 import { stopDuring } from "./support/queue.js"
 
-const queueWith = (shutdownTimeout: Duration.DurationInput) =>
-  EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second", shutdownTimeout })
+const queueWith = (shutdownTimeout: Duration.DurationInput, redeliveryBackoff?: Schedule.Schedule<unknown>) =>
+  EmbeddedClaimQueue.layer({ capacity: 10, publishTimeout: "1 second", shutdownTimeout, redeliveryBackoff })
 
 /** Publishes `claims` in turn, and answers them. */
 const published = <const C extends ReadonlyArray<ClaimCheck>>(...claims: C) =>
@@ -42,12 +42,27 @@ describe("the in-process queue's consumer", () => {
       expect(yield* nextTaken(2)).toEqual([first.claim_id, second.claim_id])
     }).pipe(Effect.provide(queueWith("200 millis"))))
 
-  it.live("a claim whose handling failed stops the consumer and is handed out again first", () =>
+  it.effect("a claim whose handling failed is handed out again first after a pause (1 s, then 2 s), the consumer going on", () =>
     Effect.gen(function*() {
       const queue = yield* ClaimQueue
       const [first, second] = yield* published(claim(), claim())
-      expect(yield* Effect.flip(queue.consume(() => Effect.fail("database down")))).toBe("database down")
-      expect(yield* nextTaken(2)).toEqual([first.claim_id, second.claim_id])
+      const taken = yield* Ref.make<ReadonlyArray<string>>([])
+      const consumer = yield* Effect.fork(queue.consume((c) =>
+        Effect.zipRight(
+          Ref.update(taken, (ids) => [...ids, c.claim_id]),
+          c.claim_id === first.claim_id ? Effect.fail("database down") : Effect.void
+        )
+      ))
+      const takenAfter = (step: Duration.DurationInput) => Effect.zipRight(TestClock.adjust(step), Ref.get(taken))
+      expect(yield* takenAfter(0)).toEqual([first.claim_id])
+      expect(yield* takenAfter("999 millis")).toEqual([first.claim_id])
+      expect(yield* takenAfter("1 millis")).toEqual([first.claim_id, first.claim_id])
+      // Failures in a row pause longer; the claim waiting is taken in turn with the failed one, and after its
+      // success the failed one at once.
+      expect(yield* takenAfter("1999 millis")).toHaveLength(2)
+      expect(yield* takenAfter("1 millis")).toEqual([first, first, second, first].map((c) => c.claim_id))
+      expect(consumer.unsafePoll()).toBeNull()
+      yield* Fiber.interrupt(consumer)
     }).pipe(Effect.provide(queueWith("1 second"))))
 
   it.live("a claim whose handling keeps failing is handed out in turn with the others, not before each of them", () =>
@@ -55,19 +70,27 @@ describe("the in-process queue's consumer", () => {
       const queue = yield* ClaimQueue
       const [poison, second, third] = yield* published(claim(), claim(), claim())
       const taken = yield* Ref.make<ReadonlyArray<string>>([])
-      // As the worker does: a consumer that failed is started again.
       const consumer = yield* Effect.fork(
         queue.consume((c) =>
           Effect.zipRight(
             Ref.update(taken, (ids) => [...ids, c.claim_id]),
             c.claim_id === poison.claim_id ? Effect.fail("database refused it") : Effect.void
           )
-        ).pipe(Effect.ignore, Effect.forever)
+        )
       )
-      yield* Ref.get(taken).pipe(Effect.repeat({ until: (ids) => ids.length >= 6 }))
+      yield* Ref.get(taken).pipe(Effect.repeat({ until: (ids) => ids.length >= 6, schedule: Schedule.spaced("5 millis") }))
       yield* Fiber.interrupt(consumer)
       const ids = (yield* Ref.get(taken)).slice(0, 6)
       expect(ids).toEqual([poison, poison, second, poison, third, poison].map((c) => c.claim_id))
+    }).pipe(Effect.provide(queueWith("1 second", Schedule.spaced("10 millis")))))
+
+  it.live("a claim whose handling dies stops the consumer, and is handed out again first", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      const [first, second] = yield* published(claim(), claim())
+      const stopped = yield* Effect.exit(queue.consume(() => Effect.die("a bug")))
+      expect(Exit.isFailure(stopped) && Cause.isDie(stopped.cause)).toBe(true)
+      expect(yield* nextTaken(2)).toEqual([first.claim_id, second.claim_id])
     }).pipe(Effect.provide(queueWith("1 second"))))
 
   it.effect("takes claims in turns, one tenant after another and one device after another, each device's in order", () =>

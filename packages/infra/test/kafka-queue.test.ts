@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ClaimCheck, ClaimQueue, ClaimRejected } from "@telemetry/domain"
 import * as KafkaMock from "@telemetry/testbed/KafkaMock"
-import { Chunk, Deferred, Duration, Effect, Fiber, Metric, Ref, Schedule, type Scope, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Logger, Metric, Ref, Schedule, type Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import * as KafkaClaimQueue from "../src/queue/kafka/KafkaClaimQueue.js"
 import * as QueueMetrics from "../src/queue/QueueMetrics.js"
@@ -112,7 +112,7 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
       })
     }), { timeout: 60_000 })
 
-  it.scopedLive("commits each claim after it was handled, resumes after the committed offsets, redelivers a failed one", () =>
+  it.scopedLive("commits each claim after it was handled, resumes after the committed offsets, hands a failed one out again", () =>
     Effect.gen(function*() {
       const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
       const queue = queueOn(cluster)
@@ -126,7 +126,8 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
       expect([...(yield* Ref.get(seen))].sort()).toEqual(first.map((c) => c.claim_id).sort())
       expect(yield* committed(cluster)).toBe(6)
 
-      // A claim whose handling fails stays unacknowledged: the next member gets it again, and only the rest.
+      // A claim whose handling fails stays unacknowledged and is handled again by the same member after a pause;
+      // the member goes on (had it stopped, consumeUntil would have ended with the failure).
       const second = Array.from({ length: 3 }, (_, i) => claim(`device-${i}`))
       const failing = second[0]!.claim_id
       const failures = yield* Ref.make(0)
@@ -138,13 +139,9 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
           c.claim_id === failing
             ? Effect.flatMap(Ref.getAndUpdate(failures, (n) => n + 1), (n) => (n === 0 ? Effect.fail("database down") : Effect.void))
             : Effect.void
-        // The member stops at the failure, as the worker's consumer does; the worker then starts a new one.
-        const stoppedWith = yield* q.consume((c) => Effect.zipRight(failOnce(c), Ref.update(seenAgain, (s) => [...s, c.claim_id]))).pipe(
-          Effect.flip
-        )
-        expect(stoppedWith).toBe("database down")
         yield* consumeUntil(failOnce, seenAgain, Effect.map(committed(cluster), (n) => n === 9))
       }).pipe(Effect.provide(queue))
+      expect(yield* Ref.get(failures)).toBe(2)
       const handled = yield* Ref.get(seenAgain)
       expect(handled.filter((id) => id === failing)).toHaveLength(1)
       expect(new Set(handled)).toEqual(new Set(second.map((c) => c.claim_id)))
@@ -210,6 +207,47 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         expect(order.at(-1)).toBe(slow.claim_id)
         expect(new Set(order.slice(0, 3))).toEqual(new Set(fast.map((c) => c.claim_id)))
       })), { timeout: 60_000 })
+
+  it.scopedLive("a claim that keeps failing holds up only its partition, handled again in place: the member stays in the group", () =>
+    onQueue({ [TOPIC]: 3 }, (q, cluster) =>
+      Effect.gen(function*() {
+        const [poison, behind] = [claim("p"), claim("p")]
+        const others = [claim("o-1"), claim("o-2"), claim("o-1b")]
+        yield* publishTo(cluster, [[poison, 0], [behind, 0], [others[0]!, 1], [others[1]!, 2], [others[2]!, 1]])
+        const tries = yield* Ref.make(0)
+        const finished = yield* Ref.make<ReadonlyArray<string>>([])
+        const joins = yield* Ref.make(0)
+        const countJoins = Logger.make(({ message }) => {
+          if (String(message).startsWith("worker: consuming claims")) Effect.runSync(Ref.update(joins, (n) => n + 1))
+        })
+        const consuming = yield* Effect.fork(q.consume((c) =>
+          (c.claim_id === poison.claim_id
+            ? Effect.flatMap(Ref.updateAndGet(tries, (n) => n + 1), (n) => (n <= 4 ? Effect.fail("database refused it") : Effect.void))
+            : Effect.void).pipe(Effect.zipRight(Ref.update(finished, (ids) => [...ids, c.claim_id])))
+        ).pipe(Effect.provide(Logger.add(countJoins))))
+        // The other partitions' claims are done while the poison fails; the claim behind it waits.
+        yield* waitFor(cluster.committed(GROUP, TOPIC), (offsets) => offsets[1] === 2 && offsets[2] === 1)
+        expect(yield* Ref.get(finished)).not.toContain(behind.claim_id)
+        yield* waitFor(committed(cluster), (n) => n === 5)
+        expect(yield* Ref.get(tries)).toBe(5)
+        expect((yield* Ref.get(finished)).slice(-2)).toEqual([poison.claim_id, behind.claim_id])
+        // One member all along: it joined the group once, and its consumer never ended.
+        expect(yield* Ref.get(joins)).toBe(1)
+        expect(consuming.unsafePoll()).toBeNull()
+        yield* Fiber.interrupt(consuming)
+      }), { redeliveryBackoff: Schedule.spaced("300 millis") }), { timeout: 60_000 })
+
+  it.scopedLive("stopped while a failed claim waits to be handled again, leaves at once and commits nothing", () =>
+    onQueue({ [TOPIC]: 1 }, (q, cluster) =>
+      Effect.gen(function*() {
+        yield* q.publish(claim("d"))
+        const failed = yield* Deferred.make<void>()
+        const consuming = yield* Effect.fork(q.consume(() => Effect.zipRight(Deferred.succeed(failed, undefined), Effect.fail("down"))))
+        yield* Deferred.await(failed)
+        // The pause (10 minutes) and the shutdown timeout (a minute) both outlast the test's timeout.
+        expect(Exit.isInterrupted(yield* Fiber.interrupt(consuming))).toBe(true)
+        expect(yield* committed(cluster)).toBe(0)
+      }), { redeliveryBackoff: Schedule.spaced("10 minutes"), shutdownTimeout: Duration.minutes(1) }), { timeout: 45_000 })
 
   it.scopedLive("a member that kafkajs gives up on fails, and a new member takes the claims", () =>
     onQueue({ [TOPIC]: 3 }, (q, cluster) =>

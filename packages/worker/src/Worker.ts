@@ -11,10 +11,11 @@ const restartBackoff = Schedule.exponential(Duration.seconds(1)).pipe(
 )
 
 /**
- * Consumes claims with `process` for as long as it runs. A consumer that stops — an error (storage or database down, the
- * queue unreachable) — is started again after a pause: its claim was not acknowledged and comes back. Interrupted
- * (the process is stopping), the consumer lets its loads finish within SHUTDOWN_TIMEOUT. What it does is reported
- * to `WorkerStatus`, for the health check.
+ * Consumes claims with `process` for as long as it runs. A claim whose handling failed (storage or the database
+ * down) is not acknowledged, and the queue hands it out again after a pause. A consumer that stops (the queue
+ * unreachable, a defect) is started again after a pause: its claims not done come back. Interrupted (the process is
+ * stopping), the consumer lets its loads finish within SHUTDOWN_TIMEOUT. What it does is reported to
+ * `WorkerStatus`, for the health check.
  */
 const consume = (process: Effect.Effect.Success<typeof ClaimProcessor.make>) => Effect.gen(function*() {
   const queue = yield* ClaimQueue

@@ -1,4 +1,4 @@
-import { Config, Context, Duration, type Effect, type Stream } from "effect"
+import { Config, Context, Duration, type Effect, Schedule, type Stream } from "effect"
 import type { ClaimCheck } from "../ClaimCheck.js"
 import type { ClaimRejected, DeadLetter, TimeRange } from "../DeadLetter.js"
 import type { QueueError } from "../errors.js"
@@ -8,9 +8,12 @@ export interface ClaimQueueShape {
   readonly publish: (claim: ClaimCheck) => Effect.Effect<void, QueueError>
   /**
    * Runs `handle` for every claim, forever. A claim counts as done (acknowledged, its offset committed) only
-   * once `handle` succeeded, or failed with `ClaimRejected` and the claim's dead letter was kept; on any other
-   * failure (or if the dead letter cannot be kept) the consumer stops with that error and the claim is delivered
-   * again later.
+   * once `handle` succeeded, or failed with `ClaimRejected` and the claim's dead letter was kept. On any other
+   * failure (or while the dead letter cannot be kept) the claim is not acknowledged and is handed to `handle` again
+   * after a pause (`REDELIVERY_BACKOFF`), the consumer going on: on Kafka in place, only its partition waiting
+   * (stopping the member would rebalance the whole group, holding up every partition), in process in turn with the
+   * claims waiting. The consumer stops only when the queue itself fails or `handle` dies (a defect); its claims
+   * not done are delivered again later.
    *
    * Interrupting it stops the consumer gracefully: no new claims are taken, the claims being handled get up to the
    * queue's shutdown timeout to finish (and are acknowledged), then what is left is interrupted and delivered
@@ -18,7 +21,7 @@ export interface ClaimQueueShape {
    */
   readonly consume: <E, R>(
     handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>
-  ) => Effect.Effect<never, QueueError | E, R>
+  ) => Effect.Effect<never, QueueError, R>
   /** The dead letters kept so far whose failure time lies in `range`, in the order they were kept. */
   readonly deadLetters: (range: TimeRange) => Stream.Stream<DeadLetter, QueueError>
   /** Succeeds when the queue can take claims now (for health checks). */
@@ -51,6 +54,14 @@ export interface PartitionLag {
 }
 
 export class ClaimQueue extends Context.Tag("@telemetry/ClaimQueue")<ClaimQueue, ClaimQueueShape>() {}
+
+/**
+ * The pause before a claim whose handling failed is handed out again: 1 s, doubling while it keeps failing, at
+ * most 30 s. Each delivery has had its own retries first (the worker's `WORKER_RETRY_ATTEMPTS`).
+ */
+export const REDELIVERY_BACKOFF: Schedule.Schedule<unknown> = Schedule.exponential(Duration.seconds(1)).pipe(
+  Schedule.union(Schedule.spaced(Duration.seconds(30)))
+)
 
 export const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(20)
 

@@ -11,9 +11,9 @@ export interface Assessment {
 /** `HEALTH_MAX_CLAIM_AGE`: claims waiting (or one loading) longer than this make the pipeline degraded. */
 export const MaxClaimAge = Config.duration("HEALTH_MAX_CLAIM_AGE").pipe(Config.withDefault(Duration.minutes(5)))
 
-/** A consumer started again this many times within the window keeps failing (one restart is a hiccup). */
-const MAX_RESTARTS = 3
-const RESTART_WINDOW = Duration.minutes(5)
+/** A consumer started again, or claims failing, this many times within the window keep failing (one is a hiccup). */
+const MAX_SETBACKS = 3
+const SETBACK_WINDOW = Duration.minutes(5)
 
 const seconds = (millis: number) => Duration.format(Duration.seconds(Math.round(millis / 1000)))
 
@@ -34,19 +34,20 @@ export const assessBacklog = (backlog: Backlog, maxAge: Duration.Duration): Asse
       : [])
   ])
 
-/** Degraded when the worker's consumer keeps restarting, or a claim has been loading for too long. */
+/** Degraded when the worker's consumer keeps restarting or its claims keep failing, or a claim has been loading too long. */
 export const assessWorker = (worker: WorkerStatus.WorkerSnapshot, now: number, maxAge: Duration.Duration): Assessment => {
-  const restarts = recentRestarts(worker, now)
+  const restarts = recent(worker.restarts, now)
+  const failures = recent(worker.failures, now)
+  const window = Duration.format(SETBACK_WINDOW)
   return assessment([
-    ...(restarts >= MAX_RESTARTS
-      ? [`the consumer stopped and was started again ${restarts} times in the last ${Duration.format(RESTART_WINDOW)}`]
-      : []),
+    ...(restarts >= MAX_SETBACKS ? [`the consumer stopped and was started again ${restarts} times in the last ${window}`] : []),
+    ...(failures >= MAX_SETBACKS ? [`the handling of a claim failed ${failures} times in the last ${window}, leaving it queued`] : []),
     ...(worker.busySince !== null && now - worker.busySince > Duration.toMillis(maxAge)
       ? [`a claim has been loading for ${seconds(now - worker.busySince)} (more than HEALTH_MAX_CLAIM_AGE, ${Duration.format(maxAge)})`]
       : [])
   ])
 }
 
-/** Restarts of the consumer within the window before `now`. */
-export const recentRestarts = (worker: WorkerStatus.WorkerSnapshot, now: number) =>
-  worker.restarts.filter((at) => now - at <= Duration.toMillis(RESTART_WINDOW)).length
+/** Those of `times` (epoch ms) within the window before `now`. */
+export const recent = (times: ReadonlyArray<number>, now: number) =>
+  times.filter((at) => now - at <= Duration.toMillis(SETBACK_WINDOW)).length

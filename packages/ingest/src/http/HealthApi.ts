@@ -39,6 +39,9 @@ const WorkerCheck = Schema.Struct({
   status: Schema.Literal("up", "degraded"),
   reason: Schema.optional(Schema.String.annotations({ description: "why it is degraded" })),
   restarts: Schema.Number.annotations({ description: "times its consumer stopped and was started again, last 5 minutes" }),
+  failed_deliveries: Schema.Number.annotations({
+    description: "times the handling of a claim failed (storage or the database down), leaving it queued, last 5 minutes"
+  }),
   last_handled_at: Schema.NullOr(Timestamp).annotations({ description: "when it last loaded (or set aside) a claim" }),
   busy_since: Schema.NullOr(Timestamp).annotations({ description: "since when the claim in progress the longest is" })
 }).annotations({ identifier: "WorkerCheck", description: "the worker of this process, when it runs one" })

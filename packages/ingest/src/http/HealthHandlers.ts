@@ -73,7 +73,8 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "health", (handlers) =>
       const now = yield* Clock.currentTimeMillis
       return {
         ...Assessment.assessWorker(snapshot, now, maxClaimAge),
-        restarts: Assessment.recentRestarts(snapshot, now),
+        restarts: Assessment.recent(snapshot.restarts, now),
+        failed_deliveries: Assessment.recent(snapshot.failures, now),
         last_handled_at: timestampOf(snapshot.lastHandledAt),
         busy_since: timestampOf(snapshot.busySince)
       }

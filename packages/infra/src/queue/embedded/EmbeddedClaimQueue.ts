@@ -8,9 +8,11 @@ import {
   inRange,
   type PartitionLag,
   QueueError,
+  REDELIVERY_BACKOFF,
   rejectionOf
 } from "@telemetry/domain"
 import {
+  Cause,
   Clock,
   Config,
   type ConfigError,
@@ -23,6 +25,7 @@ import {
   Option,
   Queue,
   Ref,
+  Schedule,
   Stream
 } from "effect"
 import * as InFlight from "../InFlight.js"
@@ -44,6 +47,8 @@ export interface EmbeddedQueueOptions {
    * (`owner.pid`) that lets one process at a time own it. Without it, dead letters last as long as the process.
    */
   readonly directory?: string | undefined
+  /** The pause after a claim whose handling failed, before the next is taken (default `REDELIVERY_BACKOFF`). */
+  readonly redeliveryBackoff?: Schedule.Schedule<unknown> | undefined
 }
 
 /** The dead letters' store: a file in `directory`, held by this process alone; else in memory. */
@@ -142,10 +147,12 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
               )
             ).pipe(Effect.tapError(() => (added ? acknowledged(claim) : Effect.void)))
           }),
-        // One claim at a time, each in a fiber of its own so that stopping lets it finish (InFlight).
+        // One claim at a time, each in a fiber of its own so that stopping lets it finish (InFlight). After a
+        // failure the consumer pauses, longer while failures follow one another; a defect stops it.
         consume: (handle) =>
           Effect.scoped(Effect.gen(function*() {
             const inFlight = yield* InFlight.make<void, unknown>(options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
+            const pauses = yield* Schedule.driver(options.redeliveryBackoff ?? REDELIVERY_BACKOFF)
             yield* Effect.logInfo("worker: consuming claims")
             return yield* Effect.forever(Effect.gen(function*() {
               const claim = yield* next
@@ -160,7 +167,12 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
                   )
                 )
               )
-              yield* Fiber.join(fiber)
+              const exit = yield* Fiber.await(fiber)
+              if (Exit.isSuccess(exit)) return yield* pauses.reset
+              if (Cause.isDie(exit.cause) || Cause.isInterrupted(exit.cause)) {
+                return yield* Effect.failCause(Cause.stripFailures(exit.cause))
+              }
+              yield* Effect.ignore(pauses.next(undefined))
             }))
           })),
         deadLetters: (range) =>

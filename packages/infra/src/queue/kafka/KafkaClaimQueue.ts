@@ -1,4 +1,4 @@
-import { type ClaimCheck, ClaimQueue, ClaimRejected, QueueError, rejectionOf } from "@telemetry/domain"
+import { type ClaimCheck, ClaimQueue, ClaimRejected, QueueError, REDELIVERY_BACKOFF, rejectionOf } from "@telemetry/domain"
 import {
   Clock,
   Config,
@@ -52,6 +52,8 @@ export interface KafkaQueueOptions {
   readonly shutdownTimeout: Duration.DurationInput
   /** How often the group's lag per partition is read into `telemetry_queue_lag` (default 10 s). */
   readonly lagInterval?: Duration.DurationInput | undefined
+  /** The pause before a claim whose handling failed is handled again (default `REDELIVERY_BACKOFF`). */
+  readonly redeliveryBackoff?: Schedule.Schedule<unknown> | undefined
 }
 
 const makeProducer = (kafka: Kafka, options: KafkaQueueOptions) =>
@@ -156,7 +158,9 @@ const sourceOf = (topic: string, partition: number, offset: string) => `${topic}
 
 /**
  * One consumer-group member for as long as it stays healthy. It fails when kafkajs gives up (crash without
- * restart, e.g. a failed group join) or when `handle` fails; the caller then starts a new member.
+ * restart, e.g. a failed group join) or when `handle` dies; the caller then starts a new member. A claim whose
+ * handling failed is handled again in place after a pause, its partition waiting: a new member would set off a
+ * rebalance of the whole group, in which no partition is consumed.
  *
  * kafkajs fetches a broker's partitions in rounds and waits for every batch of a round before the next, so a
  * claim loaded inside `eachBatch` would hold up every other partition. Instead each batch is handed to a fiber
@@ -168,9 +172,9 @@ const sourceOf = (topic: string, partition: number, offset: string) => `${topic}
 const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOptions) =>
 <E, R>(
   handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>
-): Effect.Effect<never, QueueError | E, R> =>
+): Effect.Effect<never, QueueError, R> =>
   Effect.scoped(Effect.gen(function*() {
-    const stopped = yield* Deferred.make<never, QueueError | E>()
+    const stopped = yield* Deferred.make<never, QueueError>()
     const deadLetter = deadLetterWith(producer, options)
     const consumer: Consumer = kafka.consumer({
       groupId: options.groupId,
@@ -206,9 +210,11 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
     const inFlight = yield* InFlight.make<void, never>(options.shutdownTimeout)
     // Stopping: no claim is started any more and nothing more is fetched; runs before InFlight waits.
     let stopping = false
+    const leaving = yield* Deferred.make<void>()
     yield* Effect.addFinalizer(() =>
       Effect.try(() => {
         stopping = true
+        Deferred.unsafeDone(leaving, Exit.void)
         // Throws when kafkajs already gave up on the consumer: nothing is fetched then anyway.
         consumer.pause([{ topic: options.topic }])
       }).pipe(Effect.ignore)
@@ -230,16 +236,42 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
         Effect.catchAll((e) => Effect.logWarning(e.message))
       )
 
+    // Tried again after pauses while this member goes on and keeps the partition (which waits meanwhile); none
+    // once it does not: then nothing is committed and the partition's next owner gets the claim again. A pause ends
+    // when the member stops (an attempt under way is let finish, as InFlight does).
+    const whileOwned = (partition: number, schedule: Schedule.Schedule<unknown>) =>
+    <A, E2, R2>(effect: Effect.Effect<A, E2, R2>): Effect.Effect<Option.Option<A>, never, R2> =>
+      Effect.flatMap(Schedule.driver(schedule), (pauses) => {
+        const keeps = () => !stopping && owned.has(partition)
+        const attempt: Effect.Effect<Option.Option<A>, never, R2> = Effect.matchEffect(effect, {
+          onSuccess: Effect.succeedSome,
+          onFailure: () =>
+            keeps()
+              ? Effect.raceFirst(Effect.ignore(pauses.next(undefined)), Deferred.await(leaving)).pipe(
+                Effect.zipRight(Effect.suspend(() => (keeps() ? attempt : Effect.succeedNone)))
+              )
+              : Effect.succeedNone
+        })
+        return attempt
+      })
+
     // A dead letter the broker does not take is tried again here, so that only its partition waits (its claim is
-    // committed once the letter is kept) instead of the whole consumer stopping; until the member stops or the
-    // partition moves away (then its next owner gets the claim again).
+    // committed once the letter is kept) instead of the whole consumer stopping.
     const keepDeadLetter = (partition: number, message: KafkaMessage, source: string, rejection: ClaimRejected) =>
       deadLetter(message, source, rejection).pipe(
         Effect.tapError((e) => Effect.logWarning(`${e.message}; trying again`)),
-        Effect.retry({
-          schedule: Schedule.union(Schedule.exponential("500 millis"), Schedule.spaced("30 seconds")),
-          while: () => !stopping && owned.has(partition)
-        })
+        whileOwned(partition, Schedule.union(Schedule.exponential("500 millis"), Schedule.spaced("30 seconds")))
+      )
+
+    // A claim whose handling failed is handled again in place (no load slot held during the pause).
+    const handleInPlace = (partition: number, source: string, claim: ClaimCheck) =>
+      loading.withPermits(1)(rejectionOf(handle(claim))).pipe(
+        Effect.tapError(() =>
+          !stopping && owned.has(partition)
+            ? Effect.logInfo(`kafka: the claim at ${source} was not done; its partition waits for it to be handled again`)
+            : Effect.void
+        ),
+        whileOwned(partition, options.redeliveryBackoff ?? REDELIVERY_BACKOFF)
       )
 
     const processMessage = (payload: EachBatchPayload, message: KafkaMessage) =>
@@ -248,13 +280,17 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
         const source = sourceOf(topic, partition, message.offset)
         const claim = claimOf(message)
         // Not a claim check of ours: nothing to load, and it must not block the partition.
-        const rejection = Either.isLeft(claim)
+        const handled = Either.isLeft(claim)
           ? yield* Effect.as(
             Metric.increment(QueueMetrics.deadLettered("unreadable_message")),
-            Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 }))
+            Option.some(Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 })))
           )
-          : yield* loading.withPermits(1)(rejectionOf(handle(claim.right)))
-        if (Option.isSome(rejection)) yield* keepDeadLetter(partition, message, source, rejection.value)
+          : yield* handleInPlace(partition, source, claim.right)
+        if (Option.isNone(handled)) return
+        const rejection = handled.value
+        if (Option.isSome(rejection) && Option.isNone(yield* keepDeadLetter(partition, message, source, rejection.value))) {
+          return
+        }
         yield* commit(topic, partition, message.offset)
         // Where kafkajs fetches from once the partition is resumed.
         payload.resolveOffset(message.offset)
