@@ -138,14 +138,15 @@ const lagsWith = (admin: Admin, options: KafkaQueueOptions) =>
  * nothing while claims wait is stuck (the mock cluster cannot describe groups, and need not: the offsets tell).
  */
 const backlogWith = (admin: Admin, options: KafkaQueueOptions) =>
-  Effect.map(Ref.make<{ readonly committed: string; readonly since: number } | undefined>(undefined), (seen) =>
+  Effect.map(Ref.make<{ readonly committed: string; readonly since: number; readonly lagged: boolean } | undefined>(undefined), (seen) =>
     Effect.gen(function*() {
       const { committed, partitions } = yield* lagsWith(admin, options)
       const lag = partitions.reduce((sum, p) => sum + p.lag, 0)
       const now = yield* Clock.currentTimeMillis
       const key = JSON.stringify(committed.map((p) => [p.partition, p.offset]))
-      // Progress: the offsets moved, or nothing waits.
-      const last = yield* Ref.updateAndGet(seen, (s) => (lag > 0 && s?.committed === key ? s : { committed: key, since: now }))
+      // Progress: the offsets moved, or nothing waits; a stall counts from the first check that saw the lag.
+      const last = yield* Ref.updateAndGet(seen, (s) =>
+        lag > 0 && s?.lagged === true && s.committed === key ? s : { committed: key, since: now, lagged: lag > 0 })
       return {
         pending: lag,
         stalledFor: Duration.millis(now - last!.since),
