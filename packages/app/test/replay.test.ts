@@ -63,8 +63,12 @@ describe("replay", () => {
         // Once loaded, a dead letter is not replayed again.
         expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 1, payloadGone: 0, replayed: 0, rejectedAgain: 0 })
 
+        // A time without its zone is refused: this machine's zone need not be the one meant.
+        const zoneless = yield* replayProcess(["stored", "--from", "2026-11-12T00:00:00", "--dry-run"], env)
+        expect(zoneless.code).toBe(1)
+        expect(zoneless.output).toContain("expected an ISO-8601 time with its zone")
         // The payloads stored on day 2: two are loaded, one revoked, the lost one is re-published — by the command.
-        const range = ["--from", "2026-11-12T00:00:00Z", "--to", "2026-11-13T00:00:00Z"]
+        const range = ["--from", "2026-11-12", "--to", "2026-11-13T00:00:00Z"]
         const dry = yield* replayProcess(["stored", ...range, "--dry-run"], env)
         expect(dry.code).toBe(0)
         expect(dry.output).toContain(

@@ -20,14 +20,23 @@ const infrastructure = Layer.mergeAll(Infrastructure.objectStore, Infrastructure
   Layer.provide(NodeContext.layer)
 )
 
-const from = Options.date("from").pipe(
-  Options.optional,
-  Options.withDescription("start of the range, inclusive (ISO-8601, e.g. 2026-11-20T00:00:00Z); default: the beginning")
-)
-const to = Options.date("to").pipe(
-  Options.optional,
-  Options.withDescription("end of the range, exclusive (ISO-8601); default: now")
-)
+// A time with its zone, or a day (from its UTC midnight): a time without one would be read in this machine's zone,
+// which need not be the one its operator has in mind.
+const INSTANT = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))?$/i
+
+const instant = (name: string, description: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName("time"),
+    Options.filterMap(
+      (text) => (INSTANT.test(text) && !Number.isNaN(Date.parse(text)) ? Option.some(new Date(text)) : Option.none()),
+      "expected an ISO-8601 time with its zone, e.g. 2026-11-20T00:00:00Z or 2026-11-20T00:00-03:00, or a day, e.g. 2026-11-20 (from 00:00 UTC)"
+    ),
+    Options.optional,
+    Options.withDescription(description)
+  )
+
+const from = instant("from", "start of the range, inclusive (e.g. 2026-11-20T00:00:00Z); default: the beginning")
+const to = instant("to", "end of the range, exclusive (e.g. 2026-11-21, from 00:00 UTC); default: now")
 const dryRun = Options.boolean("dry-run").pipe(Options.withDescription("count what would be replayed, replay nothing"))
 
 interface RangeOptions {
