@@ -1,14 +1,11 @@
-import { ClaimQueue, WorkerStatus } from "@telemetry/domain"
+import { ClaimQueue, REDELIVERY_BACKOFF, WorkerStatus } from "@telemetry/domain"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import { Cause, Duration, Effect, Layer, Schedule } from "effect"
 import * as ClaimProcessor from "./ClaimProcessor.js"
 import * as MaintenanceScheduler from "./MaintenanceScheduler.js"
 
-// Backoff between consumers, back to its start once a consumer has run well for a while.
-const restartBackoff = Schedule.exponential(Duration.seconds(1)).pipe(
-  Schedule.union(Schedule.spaced(Duration.seconds(30))),
-  Schedule.resetAfter(Duration.minutes(1))
-)
+// Backoff between consumers as between deliveries, back to its start once a consumer has run well for a while.
+const restartBackoff = REDELIVERY_BACKOFF.pipe(Schedule.resetAfter(Duration.minutes(1)))
 
 /**
  * Consumes claims with `process` for as long as it runs. A claim whose handling failed (storage or the database
