@@ -40,7 +40,10 @@ const recover = Effect.gen(function*() {
   const requeued = first + suspects.length
   if (requeued > 0) yield* Effect.logWarning(`re-queued ${requeued} stored payload(s) that were never loaded`)
   if (suspects.length > 0) {
-    yield* Effect.logWarning(`of them, ${suspects.length} went last: their loads began before and never ended`)
+    yield* Effect.logWarning(
+      `of them, ${suspects.length} queued after the others: a load of each began before and never ended (its process ` +
+        "died), so it may take this one down too (past WORKER_MAX_DELIVERIES such loads it is dead-lettered unloaded)"
+    )
   }
 })
 
