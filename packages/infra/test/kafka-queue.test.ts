@@ -172,6 +172,25 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         expect(yield* q.backlog).toEqual({ pending: 0, stalledFor: Duration.zero, partitions: lags([0, 0, 0]) })
       })), { timeout: 60_000 })
 
+  it.scopedLive("its stall is the longest of its partitions': one stuck stays stalled while the others commit", () =>
+    onQueue({ [TOPIC]: 3 }, (q, cluster) =>
+      Effect.gen(function*() {
+        const poison = claim("p")
+        yield* publishTo(cluster, [[poison, 0], [claim("p"), 0]])
+        const consuming = yield* Effect.fork(q.consume((c) => (c.claim_id === poison.claim_id ? Effect.fail("database down") : Effect.void)))
+        const first = yield* q.backlog
+        // The other partitions take claims and commit them, again and again; partition 0 does not move.
+        for (let round = 1; round <= 3; round++) {
+          yield* publishTo(cluster, [[claim("o"), 1], [claim("o"), 2]])
+          yield* waitFor(cluster.committed(GROUP, TOPIC), (offsets) => offsets[1] === round && offsets[2] === round)
+          yield* Effect.sleep("400 millis")
+        }
+        const later = yield* q.backlog
+        expect(later.partitions).toEqual(lags([2, 0, 0]))
+        expect(Duration.toMillis(later.stalledFor)).toBeGreaterThanOrEqual(Duration.toMillis(first.stalledFor) + 1200)
+        yield* Fiber.interrupt(consuming)
+      }), { redeliveryBackoff: Schedule.spaced("10 seconds") }), { timeout: 60_000 })
+
   it.scopedLive("reads the group's lag per partition into telemetry_queue_lag every KAFKA_LAG_INTERVAL", () =>
     onQueue({ [TOPIC]: 3 }, (_, cluster) =>
       Effect.gen(function*() {

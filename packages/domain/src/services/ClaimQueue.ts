@@ -38,8 +38,8 @@ export interface Backlog {
   readonly room?: { readonly waiting: number; readonly capacity: number } | undefined
   /**
    * How long claims have waited without the workers getting through them. In process: the time since the oldest
-   * claim not yet acknowledged was queued. On Kafka: how long the group has had lag while its committed offsets did
-   * not move, as this process saw them (so at most since it first looked).
+   * claim not yet acknowledged was queued. On Kafka: the longest a partition has had lag while the group's committed
+   * offset there did not move, as this process saw it (so at most since it first looked).
    */
   readonly stalledFor: Duration.Duration
   /** `pending` per partition of the claims' topic (the in-process queue: one partition, 0). */

@@ -133,23 +133,27 @@ const lagsWith = (admin: Admin, options: KafkaQueueOptions) =>
   KafkaLag.fetchLags(admin, options.topic, options.groupId).pipe(answeredWithin(options))
 
 /**
- * The consumer group's lag on the topic (the ends of its partitions beyond the offsets it committed), and for how
- * long it has had lag while its committed offsets did not move, as this process saw them: a group that commits
- * nothing while claims wait is stuck (the mock cluster cannot describe groups, and need not: the offsets tell).
+ * The consumer group's lag on the topic (the ends of its partitions beyond the offsets it committed), and how long
+ * a partition has had lag while its committed offset did not move, as this process saw it: a partition that commits
+ * nothing while claims wait on it is stuck, however the others fare (the mock cluster cannot describe groups, and
+ * need not: the offsets tell). The longest such stall is the backlog's.
  */
 const backlogWith = (admin: Admin, options: KafkaQueueOptions) =>
-  Effect.map(Ref.make<{ readonly committed: string; readonly since: number; readonly lagged: boolean } | undefined>(undefined), (seen) =>
+  Effect.map(Ref.make<ReadonlyMap<number, { readonly offset: string; readonly since: number }>>(new Map()), (stalls) =>
     Effect.gen(function*() {
       const { committed, partitions } = yield* lagsWith(admin, options)
-      const lag = partitions.reduce((sum, p) => sum + p.lag, 0)
       const now = yield* Clock.currentTimeMillis
-      const key = JSON.stringify(committed.map((p) => [p.partition, p.offset]))
-      // Progress: the offsets moved, or nothing waits; a stall counts from the first check that saw the lag.
-      const last = yield* Ref.updateAndGet(seen, (s) =>
-        lag > 0 && s?.lagged === true && s.committed === key ? s : { committed: key, since: now, lagged: lag > 0 })
+      const offsets = new Map(committed.map((p) => [p.partition, p.offset]))
+      // Each partition's stall counts from the first check that saw its lag at its committed offset.
+      const current = yield* Ref.updateAndGet(stalls, (before) =>
+        new Map(partitions.filter((p) => p.lag > 0).map((p) => {
+          const offset = offsets.get(p.partition) ?? "-1"
+          const seen = before.get(p.partition)
+          return [p.partition, seen?.offset === offset ? seen : { offset, since: now }] as const
+        })))
       return {
-        pending: lag,
-        stalledFor: Duration.millis(now - last!.since),
+        pending: partitions.reduce((sum, p) => sum + p.lag, 0),
+        stalledFor: Duration.millis(Math.max(0, ...[...current.values()].map((stall) => now - stall.since))),
         partitions
       }
     }))
