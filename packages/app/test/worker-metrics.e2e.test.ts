@@ -30,8 +30,9 @@ const scrape = (base: string, token = TOKEN) =>
 describe("the worker process's metrics and health server", () => {
   it.scopedLive("counts what it loaded and dead-lettered, and its consumer lag per partition goes to 0", () =>
     Effect.gen(function*() {
-      const { env: standInsEnv, kafka } = yield* runningStandIns
-      const env = { ...standInsEnv, METRICS_TOKEN: TOKEN, KAFKA_LAG_INTERVAL: "300 millis" }
+      const { env: standInsEnv, kafka, s3 } = yield* runningStandIns
+      // One try a delivery: a claim whose storage is down is left queued at once (below).
+      const env = { ...standInsEnv, METRICS_TOKEN: TOKEN, KAFKA_LAG_INTERVAL: "300 millis", WORKER_RETRY_ATTEMPTS: "1" }
       // Ingest validates on its main thread: this test is about the worker, and the machine is small.
       const { base: ingestBase, ingest } = yield* startedIngest({ ...env, INGEST_PROCESSES: "0" })
 
@@ -112,6 +113,37 @@ describe("the worker process's metrics and health server", () => {
 
       // /metrics follows the METRICS_TOKEN rule.
       expect((yield* Effect.promise(() => scrape(base, "wrong"))).status).toBe(401)
+
+      // In detail, as ingest says it, with its worker: nothing failed.
+      const detailed = () => fetch(`${base}/api/v1/health/detailed`).then(async (r) => ({ code: r.status, ...(await r.json()) }))
+      expect(yield* Effect.promise(detailed)).toMatchObject({
+        code: 200,
+        status: "healthy",
+        service: "telemetry-worker",
+        checks: {
+          storage: { status: "up" },
+          queue: { status: "up", backlog: { pending: 0, stalled_seconds: 0 } },
+          database: { status: "up" },
+          worker: { status: "up", restarts: 0, failed_deliveries: 0, last_handled_at: expect.any(String), busy_since: null }
+        }
+      })
+
+      // Storage down: a claim's delivery fails and the claim is left queued, counted in its metrics and its health.
+      yield* Effect.promise(() => s3.down())
+      yield* kafka.produce(TOPIC, [toMessage(claim())])
+      yield* waitUntil(
+        async () => countOf((await scrape(base)).text, "telemetry_worker_claims_total", { outcome: "left_queued" }) >= 2,
+        "a claim left queued twice"
+      )
+      const failing = yield* Effect.promise(detailed)
+      expect(failing).toMatchObject({ code: 503, status: "unhealthy", checks: { storage: { status: "down" }, worker: { restarts: 0 } } })
+      expect(failing.checks.worker.failed_deliveries).toBeGreaterThanOrEqual(2)
+      yield* Effect.promise(() => s3.up())
+      // Its object never was: once storage answers, it is dead-lettered.
+      yield* waitUntil(
+        async () => countOf((await scrape(base)).text, "telemetry_worker_dead_letters_total", { reason: "object_not_found" }) === 2,
+        "the claim dead-lettered"
+      )
 
       // The queue down: not ready, naming it.
       yield* kafka.brokerDown(1)

@@ -320,7 +320,7 @@ export const make = Effect.gen(function*() {
         Effect.tapError((e) =>
           e instanceof ClaimRejected
             ? Effect.zipRight(Metric.increment(Metrics.claimHandled("dead_lettered")), Metric.increment(Metrics.deadLettered(e.reason)))
-            : Effect.void
+            : Metric.increment(Metrics.claimHandled("left_queued"))
         ),
         Effect.onExit((exit) => Effect.flatMap(Ref.get(count), (c) => (c.delivery > 0 ? endDelivery(claim, exit, c) : Effect.void)))
       )).pipe(

@@ -2,13 +2,16 @@ import { Metric, MetricBoundaries } from "effect"
 
 // Names as defined here; the Prometheus exporter appends `_total` to counters (see metrics-contract: scraped names).
 
-/** Claims handled, by outcome: loaded | retried (a transient failure tried again) | dead_lettered | already_loaded. */
+/**
+ * Claims handled, by outcome: loaded | retried (a transient failure tried again) | dead_lettered | already_loaded |
+ * left_queued (a delivery that failed after its retries, its claim left for the queue to hand out again).
+ */
 const claims = Metric.counter("telemetry_worker_claims", {
   description: "Claims handled by the worker, by outcome",
   incremental: true
 })
 
-export type ClaimOutcome = "loaded" | "retried" | "dead_lettered" | "already_loaded"
+export type ClaimOutcome = "loaded" | "retried" | "dead_lettered" | "already_loaded" | "left_queued"
 
 export const claimHandled = (outcome: ClaimOutcome) => Metric.tagged(claims, "outcome", outcome)
 

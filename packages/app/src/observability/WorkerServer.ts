@@ -2,6 +2,8 @@ import { HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@eff
 import { NodeHttpServer } from "@effect/platform-node"
 import { ClaimQueue, portSetting } from "@telemetry/domain"
 import * as Health from "@telemetry/infra/Health"
+import * as Detailed from "@telemetry/ingest/health/Detailed"
+import { DetailedHealth, Unhealthy } from "@telemetry/ingest/http/HealthApi"
 import { metricsResponse } from "@telemetry/ingest/http/MetricsRoute"
 import { Clock, Effect, Layer } from "effect"
 import { createServer } from "node:http"
@@ -45,16 +47,31 @@ const ready = Effect.gen(function*() {
 })
 
 /**
+ * The detailed check as ingest answers it, with this process's worker (`failed_deliveries`, `restarts`): `degraded`
+ * when a claim keeps failing, which readiness does not tell while the dependencies answer; 503 when one is down.
+ */
+const detailed = Effect.map(Detailed.make, ({ checks }) =>
+  Effect.gen(function*() {
+    const { checks: current, status } = yield* checks
+    const timestamp = new Date(yield* Clock.currentTimeMillis)
+    return status === "unhealthy"
+      ? yield* HttpServerResponse.schemaJson(Unhealthy)(new Unhealthy({ status, service, timestamp, checks: current }), { status: 503 })
+      : yield* HttpServerResponse.schemaJson(DetailedHealth)(new DetailedHealth({ status, service, timestamp, checks: current }))
+  }))
+
+/**
  * The worker process's own HTTP server on `METRICS_PORT` (default 9464), for Prometheus and the orchestrator:
- * GET /metrics (as ingest's, behind `METRICS_TOKEN` when set), GET /api/v1/health (alive) and
- * GET /api/v1/health/ready. Scrapes and probes are not traced: they would be most of the spans.
+ * GET /metrics (as ingest's, behind `METRICS_TOKEN` when set), GET /api/v1/health (alive), GET
+ * /api/v1/health/ready and GET /api/v1/health/detailed. Scrapes and probes are not traced: they would be most of
+ * the spans.
  */
 export const layer = Layer.unwrapEffect(Effect.gen(function*() {
   const port = yield* MetricsPort
   const router = HttpRouter.empty.pipe(
     HttpRouter.get("/metrics", metricsResponse),
     HttpRouter.get("/api/v1/health", alive),
-    HttpRouter.get("/api/v1/health/ready", yield* ready)
+    HttpRouter.get("/api/v1/health/ready", yield* ready),
+    HttpRouter.get("/api/v1/health/detailed", yield* detailed)
   )
   return HttpServer.serve(router).pipe(
     HttpServer.withLogAddress,

@@ -1,8 +1,8 @@
 import { HttpApiBuilder } from "@effect/platform"
-import { ClaimQueue, WorkerStatus } from "@telemetry/domain"
+import { ClaimQueue } from "@telemetry/domain"
 import * as Health from "@telemetry/infra/Health"
-import { Clock, Duration, Effect, Either, Layer, Option } from "effect"
-import * as Assessment from "../health/Assessment.js"
+import { Clock, Effect, Either, Layer } from "effect"
+import * as Detailed from "../health/Detailed.js"
 import { Admission } from "../limits/Admission.js"
 import { TelemetryApi } from "./Api.js"
 import { DetailedHealth, NotReady, Ready, Unhealthy } from "./HealthApi.js"
@@ -23,8 +23,6 @@ const stopSignal = Effect.acquireRelease(
   (signal) => Effect.sync(() => process.off("SIGTERM", signal.raise).off("SIGINT", signal.raise))
 )
 
-const timestampOf = (millis: number | null) => (millis === null ? null : new Date(millis))
-
 /**
  * Health (contract §5): liveness; the detailed check of storage, queue and database (503 when one is down), which
  * also says `degraded` when claims do not flow — the queue is full, claims wait too long, the worker of this
@@ -35,50 +33,10 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "health", (handlers) =>
   Effect.gen(function*() {
     const queue = yield* ClaimQueue
     const storage = yield* Health.storageReachable
-    const database = yield* Health.databaseReachable
-    const worker = yield* Effect.serviceOption(WorkerStatus.WorkerStatus)
     const admission = yield* Admission
     const timeout = yield* Health.HealthCheckTimeout
-    const maxClaimAge = yield* Assessment.MaxClaimAge
     const stopping = yield* stopSignal
-    const backlog = queue.backlog.pipe(
-      Effect.timeoutFail({ duration: timeout, onTimeout: () => ({ message: `no answer within ${Duration.format(timeout)}` }) }),
-      Effect.either
-    )
-
-    const queueCheck = Effect.gen(function*() {
-      const [check, pending] = yield* Effect.all([Health.timed(queue.check, timeout), backlog], { concurrency: 2 })
-      if (check.status === "down") return check
-      if (Either.isLeft(pending)) {
-        // Publishing works; only the backlog is unknown for now.
-        yield* Effect.logWarning(`health: the queue's backlog is unknown: ${pending.left.message}`)
-        return check
-      }
-      const { room, stalledFor } = pending.right
-      return {
-        ...check,
-        ...Assessment.assessBacklog(pending.right, maxClaimAge),
-        backlog: {
-          pending: pending.right.pending,
-          ...(room === undefined ? {} : { waiting: room.waiting, capacity: room.capacity }),
-          stalled_seconds: Math.round(Duration.toSeconds(stalledFor))
-        }
-      }
-    })
-
-    const workerCheck = Effect.gen(function*() {
-      if (Option.isNone(worker)) return undefined
-      const snapshot = yield* worker.value.snapshot
-      if (!snapshot.running) return undefined
-      const now = yield* Clock.currentTimeMillis
-      return {
-        ...Assessment.assessWorker(snapshot, now, maxClaimAge),
-        restarts: Assessment.recent(snapshot.restarts, now),
-        failed_deliveries: Assessment.recent(snapshot.failures, now),
-        last_handled_at: timestampOf(snapshot.lastHandledAt),
-        busy_since: timestampOf(snapshot.busySince)
-      }
-    })
+    const { backlog, checks } = yield* Detailed.make
 
     /** Why this process cannot take uploads now; none when it can. */
     const notReady = Effect.gen(function*() {
@@ -107,17 +65,10 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "health", (handlers) =>
         })))
       .handle("detailed", () =>
         Effect.gen(function*() {
-          const { worker, ...dependencies } = yield* Effect.all({
-            storage: Health.timed(storage, timeout),
-            queue: queueCheck,
-            database: Health.timed(database, timeout),
-            worker: workerCheck
-          }, { concurrency: "unbounded" })
-          const checks = { ...dependencies, ...(worker === undefined ? {} : { worker }) }
+          const { checks: current, status } = yield* checks
           const timestamp = new Date(yield* Clock.currentTimeMillis)
-          const statuses = Object.values(checks).map((c) => c.status)
-          if (statuses.includes("down")) return yield* Effect.fail(new Unhealthy({ status: "unhealthy", service, timestamp, checks }))
-          return new DetailedHealth({ status: statuses.includes("degraded") ? "degraded" : "healthy", service, timestamp, checks })
+          if (status === "unhealthy") return yield* Effect.fail(new Unhealthy({ status, service, timestamp, checks: current }))
+          return new DetailedHealth({ status, service, timestamp, checks: current })
         }))
       .handle("ready", () =>
         Effect.gen(function*() {
