@@ -1,6 +1,6 @@
 import { Maintenance } from "@telemetry/domain"
 import * as DbMetrics from "@telemetry/infra/db/DbMetrics"
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer, Ref, Schedule } from "effect"
 
 /** How often due jobs are looked for; the shortest schedule is 30 minutes. */
 const POLL = Duration.minutes(1)
@@ -10,6 +10,32 @@ const POLL = Duration.minutes(1)
  * after its load, and the claims of a poll's interval (or of one refresh's time) share one refresh of their days.
  */
 const LATE_POLL = Duration.seconds(5)
+
+/**
+ * Refreshes the late days noted by loads, every LATE_POLL. While that fails (the database away) it warns once, then
+ * at debug level, and says when it works again: a poll every few seconds would warn a dozen times a minute.
+ */
+export const pollLate = (maintenance: Maintenance.MaintenanceShape) =>
+  Effect.flatMap(Ref.make(0), (failures) =>
+    Effect.repeat(
+      maintenance.refreshNoted.pipe(
+        Effect.tap((days) =>
+          days.length > 0 ? Effect.logInfo(`maintenance: refreshed late data of ${days.length} day(s)`) : Effect.void
+        ),
+        Effect.zipLeft(Effect.flatMap(Ref.getAndSet(failures, 0), (failed) =>
+          failed > 0 ? Effect.logInfo(`maintenance: late data refreshed again, after ${failed} failed poll(s)`) : Effect.void)),
+        Effect.catchAll((e) =>
+          Effect.flatMap(Ref.getAndUpdate(failures, (n) => n + 1), (failed) =>
+            failed === 0
+              ? Effect.logWarning(
+                `maintenance: late data not refreshed: ${e.message}; its days stay noted and are tried again every ` +
+                  `${Duration.format(LATE_POLL)} (failures logged at debug level until it works again)`
+              )
+              : Effect.logDebug(`maintenance: late data not refreshed: ${e.message}`))
+        )
+      ),
+      Schedule.spaced(LATE_POLL)
+    ))
 
 /**
  * Runs due jobs for the lifetime of the layer: at start, then every minute; refreshes the late days noted by loads
@@ -27,15 +53,7 @@ export const layer = Layer.merge(
             Schedule.spaced(POLL)
           )
         }))
-        yield* Effect.forkScoped(Effect.repeat(
-          maintenance.refreshNoted.pipe(
-            Effect.tap((days) =>
-              days.length > 0 ? Effect.logInfo(`maintenance: refreshed late data of ${days.length} day(s)`) : Effect.void
-            ),
-            Effect.catchAll((e) => Effect.logWarning(`maintenance: late data not refreshed: ${e.message}; its days stay noted`))
-          ),
-          Schedule.spaced(LATE_POLL)
-        ))
+        yield* Effect.forkScoped(pollLate(maintenance))
       })
     )
   ),
