@@ -259,6 +259,42 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         yield* Fiber.interrupt(consuming)
       }), { redeliveryBackoff: Schedule.spaced("300 millis") }), { timeout: 60_000 })
 
+  it.scopedLive("a partition that moved away gives up its failed claim: had it come back, its old pause would take the claim again", () =>
+    Effect.gen(function*() {
+      const cluster = yield* KafkaMock.start({ topics: { [TOPIC]: 3 } })
+      const claims = [claim("a"), claim("b"), claim("c")]
+      yield* publishTo(cluster, claims.map((c, partition) => [c, partition] as const))
+      const failedOnce = new Set<string>()
+      const done = yield* Ref.make<ReadonlyArray<string>>([])
+      const succeed = (c: ClaimCheck) => Ref.update(done, (ids) => [...ids, c.claim_id])
+      // The first member fails each claim once; its pause outlasts a second member's coming and going.
+      const first = yield* Effect.fork(Effect.flatMap(ClaimQueue, (q) =>
+        q.consume((c) =>
+          Effect.suspend(() =>
+            failedOnce.has(c.claim_id)
+              ? succeed(c)
+              : Effect.zipRight(Effect.sync(() => failedOnce.add(c.claim_id)), Effect.fail("database down"))
+          )
+        )).pipe(Effect.provide(queueOn(cluster, { redeliveryBackoff: Schedule.spaced("25 seconds") }))))
+      yield* waitFor(Effect.sync(() => failedOnce.size), (n) => n === 3)
+      const failedAt = Date.now()
+      // The second member takes one or two partitions and does their claims (joining a running group can fail on
+      // the mock: it joins again), then leaves, and the first member gets every partition back.
+      const second = yield* Effect.fork(Effect.flatMap(ClaimQueue, (q) => q.consume(succeed)).pipe(
+        Effect.retry(Schedule.spaced("500 millis")),
+        Effect.provide(queueOn(cluster))
+      ))
+      yield* waitFor(Ref.get(done), (ids) => ids.length > 0)
+      yield* Effect.sleep("2 seconds")
+      yield* Fiber.interrupt(second)
+      // Past the first member's pause: each claim done once, by whichever member owned its partition then.
+      yield* Effect.sleep(Duration.millis(Math.max(0, failedAt + 30_000 - Date.now())))
+      yield* waitFor(committed(cluster), (n) => n === 3)
+      expect([...(yield* Ref.get(done))].sort()).toEqual(claims.map((c) => c.claim_id).sort())
+      expect(first.unsafePoll()).toBeNull()
+      yield* Fiber.interrupt(first)
+    }), { timeout: 90_000 })
+
   it.scopedLive("stopped while a failed claim waits to be handled again, leaves at once and commits nothing", () =>
     onQueue({ [TOPIC]: 1 }, (q, cluster) =>
       Effect.gen(function*() {

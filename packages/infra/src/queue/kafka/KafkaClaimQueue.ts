@@ -8,6 +8,7 @@ import {
   Effect,
   Either,
   Exit,
+  FiberId,
   FiberSet,
   Layer,
   Metric,
@@ -193,14 +194,21 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       Deferred.unsafeDone(stopped, Exit.fail(queueError("take", "the Kafka consumer stopped")(payload.error)))
     })
-    // Partitions this member owns now; a batch fiber stops at the next claim once its partition moved away.
-    let owned = new Set<number>()
+    // The partitions this member owns now, each with its ownership: a batch fiber works for the ownership it started
+    // under and stops once that ended (done when the partition moves away), even if the partition came back since —
+    // another fiber has it then, and an old fiber's commit could move the group's offset back.
+    let owned = new Map<number, Deferred.Deferred<void>>()
     const runtime = yield* Effect.runtime<never>()
     // Said once the member is in the group, not before: a consumer that never joins consumes nothing.
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-      owned = new Set(payload.memberAssignment[options.topic] ?? [])
+      const assigned = payload.memberAssignment[options.topic] ?? []
+      const before = owned
+      owned = new Map(assigned.map((p) => [p, before.get(p) ?? Deferred.unsafeMake<void>(FiberId.none)]))
+      for (const [partition, ownership] of before) {
+        if (!owned.has(partition)) Deferred.unsafeDone(ownership, Exit.void)
+      }
       Runtime.runSync(runtime)(
-        Effect.logInfo(`worker: consuming claims (group ${options.groupId}, partitions ${[...owned].join(",") || "none"})`)
+        Effect.logInfo(`worker: consuming claims (group ${options.groupId}, partitions ${assigned.join(",") || "none"})`)
       )
     })
     yield* Effect.acquireRelease(
@@ -241,20 +249,26 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
         Effect.catchAll((e) => Effect.logWarning(e.message))
       )
 
+    /** One ownership of a partition by this member: from the group join that gave it to the one that took it away. */
+    interface Ownership {
+      readonly partition: number
+      readonly ended: Deferred.Deferred<void>
+    }
+    const holds = (ownership: Ownership) => owned.get(ownership.partition) === ownership.ended
+    const keeps = (ownership: Ownership) => !stopping && holds(ownership)
+
     // Tried again after pauses while this member goes on and keeps the partition (which waits meanwhile); none
     // once it does not: then nothing is committed and the partition's next owner gets the claim again. A pause ends
-    // when the member stops (an attempt under way is let finish, as InFlight does).
-    const whileOwned = (partition: number, schedule: Schedule.Schedule<unknown>) =>
+    // when the member stops or the partition moves away (an attempt under way is let finish, as InFlight does).
+    const whileOwned = (ownership: Ownership, schedule: Schedule.Schedule<unknown>) =>
     <A, E2, R2>(effect: Effect.Effect<A, E2, R2>): Effect.Effect<Option.Option<A>, never, R2> =>
       Effect.flatMap(Schedule.driver(schedule), (pauses) => {
-        const keeps = () => !stopping && owned.has(partition)
         const attempt: Effect.Effect<Option.Option<A>, never, R2> = Effect.matchEffect(effect, {
           onSuccess: Effect.succeedSome,
           onFailure: () =>
-            keeps()
-              ? Effect.raceFirst(Effect.ignore(pauses.next(undefined)), Deferred.await(leaving)).pipe(
-                Effect.zipRight(Effect.suspend(() => (keeps() ? attempt : Effect.succeedNone)))
-              )
+            keeps(ownership)
+              ? Effect.raceAll([Effect.ignore(pauses.next(undefined)), Deferred.await(leaving), Deferred.await(ownership.ended)])
+                .pipe(Effect.zipRight(Effect.suspend(() => (keeps(ownership) ? attempt : Effect.succeedNone))))
               : Effect.succeedNone
         })
         return attempt
@@ -262,24 +276,24 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
 
     // A dead letter the broker does not take is tried again here, so that only its partition waits (its claim is
     // committed once the letter is kept) instead of the whole consumer stopping.
-    const keepDeadLetter = (partition: number, message: KafkaMessage, source: string, rejection: ClaimRejected) =>
+    const keepDeadLetter = (ownership: Ownership, message: KafkaMessage, source: string, rejection: ClaimRejected) =>
       deadLetter(message, source, rejection).pipe(
         Effect.tapError((e) => Effect.logWarning(`${e.message}; trying again`)),
-        whileOwned(partition, Schedule.union(Schedule.exponential("500 millis"), Schedule.spaced("30 seconds")))
+        whileOwned(ownership, Schedule.union(Schedule.exponential("500 millis"), Schedule.spaced("30 seconds")))
       )
 
     // A claim whose handling failed is handled again in place (no load slot held during the pause).
-    const handleInPlace = (partition: number, source: string, claim: ClaimCheck) =>
+    const handleInPlace = (ownership: Ownership, source: string, claim: ClaimCheck) =>
       loading.withPermits(1)(rejectionOf(handle(claim))).pipe(
         Effect.tapError(() =>
-          !stopping && owned.has(partition)
+          keeps(ownership)
             ? Effect.logInfo(`kafka: the claim at ${source} was not done; its partition waits for it to be handled again`)
             : Effect.void
         ),
-        whileOwned(partition, options.redeliveryBackoff ?? REDELIVERY_BACKOFF)
+        whileOwned(ownership, options.redeliveryBackoff ?? REDELIVERY_BACKOFF)
       )
 
-    const processMessage = (payload: EachBatchPayload, message: KafkaMessage) =>
+    const processMessage = (payload: EachBatchPayload, ownership: Ownership, message: KafkaMessage) =>
       Effect.gen(function*() {
         const { partition, topic } = payload.batch
         const source = sourceOf(topic, partition, message.offset)
@@ -290,21 +304,26 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
             Metric.increment(QueueMetrics.deadLettered("unreadable_message")),
             Option.some(Option.some(new ClaimRejected({ reason: "unreadable_message", message: claim.left.message, attempts: 0 })))
           )
-          : yield* handleInPlace(partition, source, claim.right)
+          : yield* handleInPlace(ownership, source, claim.right)
         if (Option.isNone(handled)) return
         const rejection = handled.value
-        if (Option.isSome(rejection) && Option.isNone(yield* keepDeadLetter(partition, message, source, rejection.value))) {
+        if (Option.isSome(rejection) && Option.isNone(yield* keepDeadLetter(ownership, message, source, rejection.value))) {
           return
         }
+        // A claim done after its partition moved away is left to the partition's owner (the ledger skips it there).
+        if (!holds(ownership)) return
         yield* commit(topic, partition, message.offset)
         // Where kafkajs fetches from once the partition is resumed.
         payload.resolveOffset(message.offset)
       })
 
-    const processBatch = (payload: EachBatchPayload, resume: () => void) =>
-      Effect.forEach(
+    const processBatch = (payload: EachBatchPayload, resume: () => void) => {
+      const { partition } = payload.batch
+      // A batch of a partition this member does not own (any more) gets an ownership no join gave: none of it is done.
+      const ownership: Ownership = { partition, ended: owned.get(partition) ?? Deferred.unsafeMake<void>(FiberId.none) }
+      return Effect.forEach(
         payload.batch.messages,
-        (message) => !stopping && owned.has(payload.batch.partition) ? processMessage(payload, message) : Effect.void,
+        (message) => keeps(ownership) ? processMessage(payload, ownership, message) : Effect.void,
         { discard: true }
       ).pipe(
         Effect.onExit((exit) =>
@@ -313,6 +332,7 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
         Effect.ensuring(Effect.sync(() => stopping || resume())),
         Effect.ignore
       )
+    }
 
     yield* Effect.tryPromise({
       try: () =>
