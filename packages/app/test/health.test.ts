@@ -16,7 +16,7 @@ interface Check {
   readonly latency_ms?: number
   readonly error?: string
   readonly reason?: string
-  readonly backlog?: { readonly pending: number; readonly waiting?: number; readonly capacity?: number; readonly stalled_seconds: number }
+  readonly backlog?: { readonly pending: number; readonly waiting?: number; readonly capacity?: number; readonly stalled_seconds: number; readonly stalled_partition?: number }
   readonly restarts?: number
   readonly failed_deliveries?: number
 }
@@ -120,7 +120,11 @@ describe("health on Kafka, S3 and PostgreSQL (ingest only)", () => {
       yield* Effect.sleep("2500 millis")
       const stuck = yield* detailed(base)
       expect(stuck).toMatchObject({ code: 200, status: "degraded", checks: { queue: { status: "degraded", backlog: { pending: 1 } } } })
-      expect(stuck.checks.queue.reason).toMatch(/^1 claim\(s\) not loaded, without progress for \d+s \(more than HEALTH_MAX_CLAIM_AGE, 2s\)$/)
+      // Where: the claim's partition.
+      const [, partition] = stuck.checks.queue.reason?.match(
+        /^1 claim\(s\) not loaded, partition (\d) \(1 of them\) without progress for \d+s \(more than HEALTH_MAX_CLAIM_AGE, 2s\)$/
+      ) ?? []
+      expect(stuck.checks.queue.backlog?.stalled_partition).toBe(Number(partition))
       // Ingest can still take uploads.
       expect(yield* ready(base)).toMatchObject({ code: 200 })
     }).pipe(Effect.provide(standIns({ "telemetry.raw": 3 }))), { timeout: 180_000 })

@@ -188,6 +188,7 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         const later = yield* q.backlog
         expect(later.partitions).toEqual(lags([2, 0, 0]))
         expect(Duration.toMillis(later.stalledFor)).toBeGreaterThanOrEqual(Duration.toMillis(first.stalledFor) + 1200)
+        expect(later.stalledPartition).toBe(0)
         yield* Fiber.interrupt(consuming)
       }), { redeliveryBackoff: Schedule.spaced("10 seconds") }), { timeout: 60_000 })
 

@@ -20,6 +20,8 @@ export interface DependencyStatus {
 export interface QueueReport {
   readonly pending: number
   readonly stalled_seconds: number
+  /** Kafka: the partition stalled that long. */
+  readonly stalled_partition?: number
   readonly partitions: ReadonlyArray<PartitionLag>
 }
 
@@ -102,6 +104,7 @@ const queueFacts = (since: Date) =>
       queue: Either.map(backlog, (b): QueueReport => ({
         pending: b.pending,
         stalled_seconds: Math.round(Duration.toSeconds(b.stalledFor)),
+        ...(b.stalledPartition === undefined ? {} : { stalled_partition: b.stalledPartition }),
         partitions: b.partitions
       })),
       deadLetters: Either.map(deadLetters, (by_reason): DeadLettersReport => ({
@@ -227,9 +230,10 @@ export const render = (report: Report): string => {
     ])
   ]
   if (report.queue !== null) {
-    const { partitions, pending, stalled_seconds } = report.queue
+    const { partitions, pending, stalled_partition, stalled_seconds } = report.queue
+    const where = stalled_partition === undefined ? "" : ` on partition ${stalled_partition}`
     sections.push(
-      `Consumer lag: ${pending} claim(s) pending` + (pending > 0 ? `, no progress for ${stalled_seconds} s` : ""),
+      `Consumer lag: ${pending} claim(s) pending` + (pending > 0 ? `, no progress${where} for ${stalled_seconds} s` : ""),
       ...(partitions.length > 0
         ? [columns([["TOPIC", "PARTITION", "LAG"], ...partitions.map((p) => [p.topic, String(p.partition), String(p.lag)])])]
         : [])

@@ -42,6 +42,8 @@ export interface Backlog {
    * offset there did not move, as this process saw it (so at most since it first looked).
    */
   readonly stalledFor: Duration.Duration
+  /** On Kafka, the partition stalled that long while it has lag (the one to look at); none in process. */
+  readonly stalledPartition?: number | undefined
   /** `pending` per partition of the claims' topic (the in-process queue: one partition, 0). */
   readonly partitions: ReadonlyArray<PartitionLag>
 }

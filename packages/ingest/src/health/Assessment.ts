@@ -20,6 +20,12 @@ const seconds = (millis: number) => Duration.format(Duration.seconds(Math.round(
 const assessment = (reasons: ReadonlyArray<string>): Assessment =>
   reasons.length === 0 ? { status: "up" } : { status: "degraded", reason: reasons.join("; ") }
 
+/** Which partition is stuck, with its share of the claims, where there are partitions to tell apart. */
+const stalledWhere = (backlog: Backlog) => {
+  const stuck = backlog.partitions.find((p) => p.partition === backlog.stalledPartition)
+  return stuck === undefined ? "" : `partition ${stuck.partition} (${stuck.lag} of them) `
+}
+
 /** Degraded when the in-process queue is full, or claims wait without the workers getting through them. */
 export const assessBacklog = (backlog: Backlog, maxAge: Duration.Duration): Assessment =>
   assessment([
@@ -28,8 +34,8 @@ export const assessBacklog = (backlog: Backlog, maxAge: Duration.Duration): Asse
       : []),
     ...(backlog.pending > 0 && Duration.greaterThan(backlog.stalledFor, maxAge)
       ? [
-        `${backlog.pending} claim(s) not loaded, without progress for ${seconds(Duration.toMillis(backlog.stalledFor))} ` +
-        `(more than HEALTH_MAX_CLAIM_AGE, ${Duration.format(maxAge)})`
+        `${backlog.pending} claim(s) not loaded, ${stalledWhere(backlog)}without progress for ` +
+        `${seconds(Duration.toMillis(backlog.stalledFor))} (more than HEALTH_MAX_CLAIM_AGE, ${Duration.format(maxAge)})`
       ]
       : [])
   ])

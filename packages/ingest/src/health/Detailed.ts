@@ -30,14 +30,15 @@ export const make = Effect.gen(function*() {
       yield* Effect.logWarning(`health: the queue's backlog is unknown: ${pending.left.message}`)
       return check
     }
-    const { room, stalledFor } = pending.right
+    const { room, stalledFor, stalledPartition } = pending.right
     return {
       ...check,
       ...Assessment.assessBacklog(pending.right, maxClaimAge),
       backlog: {
         pending: pending.right.pending,
         ...(room === undefined ? {} : { waiting: room.waiting, capacity: room.capacity }),
-        stalled_seconds: Math.round(Duration.toSeconds(stalledFor))
+        stalled_seconds: Math.round(Duration.toSeconds(stalledFor)),
+        ...(stalledPartition === undefined ? {} : { stalled_partition: stalledPartition })
       }
     }
   })

@@ -23,8 +23,10 @@ const Backlog = Schema.Struct({
   waiting: Schema.optional(Schema.Number.annotations({ description: "in-process queue: claims waiting for a worker" })),
   capacity: Schema.optional(Schema.Number.annotations({ description: "in-process queue: the most that may wait" })),
   stalled_seconds: Schema.Number.annotations({
-    description: "in process: age of the oldest claim not yet done; Kafka: how long the group has committed nothing while it has lag"
-  })
+    description:
+      "in process: age of the oldest claim not yet done; Kafka: the longest a partition has had lag while the group's committed offset there did not move"
+  }),
+  stalled_partition: Schema.optional(Schema.Number.annotations({ description: "Kafka: that partition" }))
 }).annotations({ identifier: "Backlog" })
 
 const QueueCheck = Schema.Struct({

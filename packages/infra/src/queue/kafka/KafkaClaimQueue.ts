@@ -152,9 +152,14 @@ const backlogWith = (admin: Admin, options: KafkaQueueOptions) =>
           const seen = before.get(p.partition)
           return [p.partition, seen?.offset === offset ? seen : { offset, since: now }] as const
         })))
+      const longest = [...current].reduce<readonly [number, number] | undefined>(
+        (found, [partition, stall]) => (found === undefined || stall.since < found[1] ? [partition, stall.since] : found),
+        undefined
+      )
       return {
         pending: partitions.reduce((sum, p) => sum + p.lag, 0),
-        stalledFor: Duration.millis(Math.max(0, ...[...current.values()].map((stall) => now - stall.since))),
+        stalledFor: Duration.millis(longest === undefined ? 0 : now - longest[1]),
+        ...(longest === undefined ? {} : { stalledPartition: longest[0] }),
         partitions
       }
     }))
