@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { type ClaimCheck, ClaimQueue } from "@telemetry/domain"
 import { claim } from "@telemetry/domain/testing"
-import { Cause, Chunk, Duration, Effect, Exit, Fiber, Ref, Schedule, TestClock } from "effect"
+import { Cause, Chunk, Deferred, Duration, Effect, Exit, Fiber, Ref, Schedule, TestClock } from "effect"
 import * as EmbeddedClaimQueue from "../src/queue/embedded/EmbeddedClaimQueue.js"
 import { stopDuring } from "./support/queue.js"
 
@@ -64,6 +64,25 @@ describe("the in-process queue's consumer", () => {
       expect(consumer.unsafePoll()).toBeNull()
       yield* Fiber.interrupt(consumer)
     }).pipe(Effect.provide(queueWith("1 second"))))
+
+  it.effect("a failed claim's pause ends sooner when retrySooner does (its dependencies answer again)", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      yield* published(claim())
+      const back = yield* Deferred.make<void>()
+      const tries = yield* Ref.make(0)
+      const consumer = yield* Effect.fork(queue.consume(
+        () => Effect.flatMap(Ref.updateAndGet(tries, (n) => n + 1), (n) => (n === 1 ? Effect.fail("database down") : Effect.void)),
+        { retrySooner: Deferred.await(back) }
+      ))
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Ref.get(tries)).toBe(1)
+      yield* Deferred.succeed(back, undefined)
+      // Handled again and done, with no more time passing.
+      yield* queue.backlog.pipe(Effect.repeat({ until: (backlog) => backlog.pending === 0 }))
+      expect(yield* Ref.get(tries)).toBe(2)
+      yield* Fiber.interrupt(consumer)
+    }).pipe(Effect.provide(queueWith("1 second", Schedule.spaced("10 minutes")))))
 
   it.live("a claim whose handling keeps failing is handed out in turn with the others, not before each of them", () =>
     Effect.gen(function*() {

@@ -308,6 +308,26 @@ describe("KafkaClaimQueue on librdkafka's mock cluster", () => {
         expect(yield* committed(cluster)).toBe(0)
       }), { redeliveryBackoff: Schedule.spaced("10 minutes"), shutdownTimeout: Duration.minutes(1) }), { timeout: 45_000 })
 
+  it.scopedLive("a failed claim's pause ends sooner when retrySooner does (its dependencies answer again)", () =>
+    onQueue({ [TOPIC]: 1 }, (q, cluster) =>
+      Effect.gen(function*() {
+        yield* q.publish(claim("d"))
+        const back = yield* Deferred.make<void>()
+        const tries = yield* Ref.make(0)
+        const consuming = yield* Effect.fork(q.consume(
+          () => Effect.flatMap(Ref.updateAndGet(tries, (n) => n + 1), (n) => (n === 1 ? Effect.fail("database down") : Effect.void)),
+          { retrySooner: Deferred.await(back) }
+        ))
+        yield* waitFor(Ref.get(tries), (n) => n === 1)
+        yield* Effect.sleep("1 second")
+        expect(yield* Ref.get(tries)).toBe(1)
+        // The pause (10 minutes) outlasts the test: the claim is handled again and committed because of `back`.
+        yield* Deferred.succeed(back, undefined)
+        yield* waitFor(committed(cluster), (n) => n === 1)
+        expect(yield* Ref.get(tries)).toBe(2)
+        yield* Fiber.interrupt(consuming)
+      }), { redeliveryBackoff: Schedule.spaced("10 minutes") }), { timeout: 45_000 })
+
   it.scopedLive("a member that kafkajs gives up on fails, and a new member takes the claims", () =>
     onQueue({ [TOPIC]: 3 }, (q, cluster) =>
       Effect.gen(function*() {

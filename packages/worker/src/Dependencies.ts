@@ -15,3 +15,16 @@ export const make = Effect.gen(function*() {
     (down) => down.flat()
   )
 })
+
+/** How often dependencies found down are asked again, for a claim waiting on them. */
+const RECHECK_INTERVAL = Duration.seconds(1)
+
+/**
+ * Ends once the dependencies answer again, if some are down now; never if none is — the failure was not theirs
+ * (a session the database ended itself), and the claim waits its whole pause.
+ */
+export const backAgain = (unreachable: Effect.Effect<ReadonlyArray<string>>): Effect.Effect<void> =>
+  Effect.flatMap(unreachable, (down) =>
+    down.length === 0
+      ? Effect.never
+      : Effect.asVoid(Effect.repeat(Effect.delay(unreachable, RECHECK_INTERVAL), { until: (still) => still.length === 0 })))

@@ -2,6 +2,7 @@ import { ClaimQueue, REDELIVERY_BACKOFF, WorkerStatus } from "@telemetry/domain"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
 import { Cause, Duration, Effect, Layer, Schedule } from "effect"
 import * as ClaimProcessor from "./ClaimProcessor.js"
+import * as Dependencies from "./Dependencies.js"
 import * as MaintenanceScheduler from "./MaintenanceScheduler.js"
 
 // Backoff between consumers as between deliveries, back to its start once a consumer has run well for a while.
@@ -9,7 +10,7 @@ const restartBackoff = REDELIVERY_BACKOFF.pipe(Schedule.resetAfter(Duration.minu
 
 /**
  * Consumes claims with `process` for as long as it runs. A claim whose handling failed (storage or the database
- * down) is not acknowledged, and the queue hands it out again after a pause. A consumer that stops (the queue
+ * down) is not acknowledged, and the queue hands it out again after a pause, or once they answer again. A consumer that stops (the queue
  * unreachable, a defect) is started again after a pause: its claims not done come back. Interrupted (the process is
  * stopping), the consumer lets its loads finish within SHUTDOWN_TIMEOUT. What it does is reported to
  * `WorkerStatus`, for the health check.
@@ -17,9 +18,14 @@ const restartBackoff = REDELIVERY_BACKOFF.pipe(Schedule.resetAfter(Duration.minu
 const consume = (process: Effect.Effect.Success<typeof ClaimProcessor.make>) => Effect.gen(function*() {
   const queue = yield* ClaimQueue
   const status = yield* WorkerStatus.WorkerStatus
+  const unreachable = yield* Dependencies.make
   yield* ClaimAttempts.purge.pipe(Effect.catchAll((e) => Effect.logWarning(`worker: old delivery counts not purged: ${e.message}`)))
   yield* status.started
-  return yield* queue.consume((claim) => status.handling(claim.claim_id, process(claim))).pipe(
+  // A claim left queued because storage or the database was down is handled again once they answer, not only
+  // after its pause (up to 30 s).
+  return yield* queue.consume((claim) => status.handling(claim.claim_id, process(claim)), {
+    retrySooner: Dependencies.backAgain(unreachable)
+  }).pipe(
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.failCause(cause)

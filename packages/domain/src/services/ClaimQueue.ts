@@ -20,7 +20,8 @@ export interface ClaimQueueShape {
    * again later.
    */
   readonly consume: <E, R>(
-    handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>
+    handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>,
+    options?: ConsumeOptions<R>
   ) => Effect.Effect<never, QueueError, R>
   /** The dead letters kept so far whose failure time lies in `range`, in the order they were kept. */
   readonly deadLetters: (range: TimeRange) => Stream.Stream<DeadLetter, QueueError>
@@ -28,6 +29,14 @@ export interface ClaimQueueShape {
   readonly check: Effect.Effect<void, QueueError>
   /** The claims not done yet, and whether they move (for health checks). */
   readonly backlog: Effect.Effect<Backlog, QueueError>
+}
+
+export interface ConsumeOptions<R> {
+  /**
+   * Run at each pause after a failed handling: the pause ends when it does, if that is sooner — e.g. once the
+   * dependencies found down answer again, so that a long outage's last pause does not outlast it.
+   */
+  readonly retrySooner?: Effect.Effect<void, never, R> | undefined
 }
 
 /** Claims published and not yet done, as the health check reports them. */

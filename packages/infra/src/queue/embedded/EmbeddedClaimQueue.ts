@@ -149,7 +149,7 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
           }),
         // One claim at a time, each in a fiber of its own so that stopping lets it finish (InFlight). After a
         // failure the consumer pauses, longer while failures follow one another; a defect stops it.
-        consume: (handle) =>
+        consume: (handle, consumeOptions) =>
           Effect.scoped(Effect.gen(function*() {
             const inFlight = yield* InFlight.make<void, unknown>(options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
             const pauses = yield* Schedule.driver(options.redeliveryBackoff ?? REDELIVERY_BACKOFF)
@@ -172,7 +172,7 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
               if (Cause.isDie(exit.cause) || Cause.isInterrupted(exit.cause)) {
                 return yield* Effect.failCause(Cause.stripFailures(exit.cause))
               }
-              yield* Effect.ignore(pauses.next(undefined))
+              yield* Effect.raceFirst(Effect.ignore(pauses.next(undefined)), consumeOptions?.retrySooner ?? Effect.never)
             }))
           })),
         deadLetters: (range) =>

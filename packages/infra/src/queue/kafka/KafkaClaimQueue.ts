@@ -1,4 +1,12 @@
-import { type ClaimCheck, ClaimQueue, ClaimRejected, QueueError, REDELIVERY_BACKOFF, rejectionOf } from "@telemetry/domain"
+import {
+  type ClaimCheck,
+  ClaimQueue,
+  ClaimRejected,
+  type ConsumeOptions,
+  QueueError,
+  REDELIVERY_BACKOFF,
+  rejectionOf
+} from "@telemetry/domain"
 import {
   Clock,
   Config,
@@ -182,7 +190,8 @@ const sourceOf = (topic: string, partition: number, offset: string) => `${topic}
  */
 const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOptions) =>
 <E, R>(
-  handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>
+  handle: (claim: ClaimCheck) => Effect.Effect<unknown, E | ClaimRejected, R>,
+  consumeOptions?: ConsumeOptions<R>
 ): Effect.Effect<never, QueueError, R> =>
   Effect.scoped(Effect.gen(function*() {
     const stopped = yield* Deferred.make<never, QueueError>()
@@ -264,15 +273,16 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
 
     // Tried again after pauses while this member goes on and keeps the partition (which waits meanwhile); none
     // once it does not: then nothing is committed and the partition's next owner gets the claim again. A pause ends
-    // when the member stops or the partition moves away (an attempt under way is let finish, as InFlight does).
-    const whileOwned = (ownership: Ownership, schedule: Schedule.Schedule<unknown>) =>
-    <A, E2, R2>(effect: Effect.Effect<A, E2, R2>): Effect.Effect<Option.Option<A>, never, R2> =>
+    // when the member stops or the partition moves away (an attempt under way is let finish, as InFlight does), or
+    // when `sooner` does.
+    const whileOwned = <R2>(ownership: Ownership, schedule: Schedule.Schedule<unknown>, sooner: Effect.Effect<void, never, R2> = Effect.never) =>
+    <A, E2>(effect: Effect.Effect<A, E2, R2>): Effect.Effect<Option.Option<A>, never, R2> =>
       Effect.flatMap(Schedule.driver(schedule), (pauses) => {
         const attempt: Effect.Effect<Option.Option<A>, never, R2> = Effect.matchEffect(effect, {
           onSuccess: Effect.succeedSome,
           onFailure: () =>
             keeps(ownership)
-              ? Effect.raceAll([Effect.ignore(pauses.next(undefined)), Deferred.await(leaving), Deferred.await(ownership.ended)])
+              ? Effect.raceAll([Effect.ignore(pauses.next(undefined)), Deferred.await(leaving), Deferred.await(ownership.ended), sooner])
                 .pipe(Effect.zipRight(Effect.suspend(() => (keeps(ownership) ? attempt : Effect.succeedNone))))
               : Effect.succeedNone
         })
@@ -295,7 +305,7 @@ const consumeWith = (kafka: Kafka, producer: Producer, options: KafkaQueueOption
             ? Effect.logInfo(`kafka: the claim at ${source} was not done; its partition waits for it to be handled again`)
             : Effect.void
         ),
-        whileOwned(ownership, options.redeliveryBackoff ?? REDELIVERY_BACKOFF)
+        whileOwned(ownership, options.redeliveryBackoff ?? REDELIVERY_BACKOFF, consumeOptions?.retrySooner)
       )
 
     const processMessage = (payload: EachBatchPayload, ownership: Ownership, message: KafkaMessage) =>
