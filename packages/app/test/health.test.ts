@@ -19,6 +19,7 @@ interface Check {
   readonly backlog?: { readonly pending: number; readonly waiting?: number; readonly capacity?: number; readonly stalled_seconds: number; readonly stalled_partition?: number }
   readonly restarts?: number
   readonly failed_deliveries?: number
+  readonly busy_since?: string | null
 }
 
 type Checks = Record<"storage" | "queue" | "database", Check> & { readonly worker?: Check }
@@ -204,8 +205,9 @@ describe("health on embedded parts", () => {
 
         yield* outage.up
         yield* eventually(loaded("failing"), (l) => l.readings === 10, "60 seconds")
-        // Everything answers again, but the failures are recent: degraded, not healthy.
-        yield* eventually(detailed(base), (h) => h.code === 200)
+        // Everything answers again, but the failures are recent: degraded, not healthy. (The rows are visible a
+        // moment before the worker has finished with the claim.)
+        yield* eventually(detailed(base), (h) => h.code === 200 && h.checks.worker?.busy_since === null)
         const after = yield* detailed(base)
         expect(after).toMatchObject({
           status: "degraded",
