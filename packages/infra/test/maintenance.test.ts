@@ -5,7 +5,7 @@ import { Maintenance, TelemetryStore } from "@telemetry/domain"
 import type { Reading } from "@telemetry/domain"
 import { claim, equipment, item, reading, sensor, uid } from "@telemetry/domain/testing"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
-import { ConfigProvider, Deferred, Duration, Effect, Fiber, Layer, Metric, Schedule, Stream } from "effect"
+import { Clock, ConfigProvider, Deferred, Duration, Effect, Fiber, Layer, Metric, Schedule, Stream } from "effect"
 import * as DbMetrics from "../src/db/DbMetrics.js"
 import * as Migrator from "../src/db/Migrator.js"
 import * as SqlMaintenance from "../src/db/SqlMaintenance.js"
@@ -77,6 +77,16 @@ const rawCount = (eq: string) =>
         WHERE e.uuid = ${eq}`,
       (rows) => rows[0]!.n
     ))
+
+/** A clock stopped at `millis`. */
+const clockAt = (millis: number): Clock.Clock => ({
+  [Clock.ClockTypeId]: Clock.ClockTypeId,
+  unsafeCurrentTimeMillis: () => millis,
+  currentTimeMillis: Effect.succeed(millis),
+  unsafeCurrentTimeNanos: () => BigInt(millis) * 1_000_000n,
+  currentTimeNanos: Effect.succeed(BigInt(millis) * 1_000_000n),
+  sleep: () => Effect.void
+})
 
 /** Readings every 10 minutes over `minutes` from `start` (aligned to the minute), values 1, 2, 3, ... */
 const every10Minutes = (start: number, minutes: number) => (s: string) =>
@@ -186,6 +196,22 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         expect(yield* daily(eq)).toEqual([
           { bucket: new Date(Math.floor(tenDaysAgo / DAY) * DAY), ...expected(values, times, HOUR) }
         ])
+      }))
+
+    it.effect("a late reading in the bucket the policy's window started in when it came, which its next run leaves out, shows once refreshLate ran", () =>
+      Effect.gen(function*() {
+        const m = yield* maintenance()
+        yield* load(every10Minutes(Date.now() - 3 * HOUR, 60))
+        // The reading comes at a quarter to the hour (H): the hourly policy's window (from now - 3 d) then starts
+        // in the bucket before its own, which the policy's run of that time had refreshed before it came.
+        const hour = Math.floor(Date.now() / HOUR) * HOUR
+        const came = hour - 15 * MINUTE
+        const { days, eq } = yield* load((s) => [reading(s, hour - 3 * DAY + 5 * MINUTE, 7)])
+        // The next run (now, past H) starts its window in the reading's bucket, and so leaves it out.
+        yield* m.runAll
+        expect(yield* hourly(eq)).toEqual([])
+        yield* m.refreshLate(days).pipe(Effect.withClock(clockAt(came)))
+        expect((yield* hourly(eq)).map((row) => [row.bucket, row.avg_value])).toEqual([[new Date(hour - 3 * DAY), 7]])
       }))
 
     it.effect("refreshLate refreshes the days holding readings, not the days between them", () =>

@@ -36,6 +36,8 @@ interface Aggregate {
   readonly width_ms: number
   /** Start offset of its refresh policy: older buckets are refreshed only by refreshLate. */
   readonly policy_start_ms: number
+  /** How often its refresh policy runs. */
+  readonly policy_schedule_ms: number
 }
 
 export interface MaintenanceOptions {
@@ -191,7 +193,8 @@ export const make = (options: MaintenanceOptions) =>
             ON j.hypertable_name = a.view_name AND j.proc_name = 'policy_refresh_continuous_aggregate'`
       : sql`telemetry_jobs j ON j.config ->> 'view_name' = a.view_name AND j.proc_name = 'telemetry_refresh_policy'`
     const aggregates = yield* sql<Aggregate>`SELECT a.view_name, extract(epoch FROM a.width)::float8 * 1000 AS width_ms,
-        extract(epoch FROM (j.config ->> 'start_offset')::interval)::float8 * 1000 AS policy_start_ms
+        extract(epoch FROM (j.config ->> 'start_offset')::interval)::float8 * 1000 AS policy_start_ms,
+        extract(epoch FROM j.schedule_interval)::float8 * 1000 AS policy_schedule_ms
       FROM telemetry_aggregates a JOIN ${policies}`
 
     const jobStatus: Effect.Effect<ReadonlyArray<Maintenance.JobStatus>, SqlError> = runner === "own"
@@ -262,13 +265,16 @@ export const make = (options: MaintenanceOptions) =>
 
     // Day by day, and only the days holding readings: a refresh recomputes every tenant's buckets in its range,
     // and on the embedded database holds the one session (and the event loop) while it runs. Whole buckets
-    // (UTC-aligned, like the epoch and days): none older than the retention, none after the one the policy's window
-    // starts in (the policy covers the rest).
+    // (UTC-aligned, like the epoch and days): none older than the retention, none after the ones the policy's next
+    // run leaves out (it covers the rest).
     const rangesOf = (days: ReadingDays, now: number) =>
       aggregates.flatMap((a) => {
         const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
         const oldest = floor(now - retentionSeconds * 1000) + a.width_ms
-        const newest = floor(now - a.policy_start_ms) + a.width_ms
+        // A policy run refreshes the buckets wholly inside its window: the bucket its window starts in is left out.
+        // So a bucket the window still reaches now may be behind the window of the policy's next run (even one
+        // interval late) — refreshed before these readings came, and never after: it is refreshed here.
+        const newest = floor(now - a.policy_start_ms + 2 * a.policy_schedule_ms) + a.width_ms
         return days.flatMap((day) => {
           const start = Math.max(day * DAY_MS, oldest)
           const end = Math.min((day + 1) * DAY_MS, newest)
