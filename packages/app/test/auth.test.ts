@@ -444,6 +444,13 @@ layer(serverOn(inMemoryStore(1_000), limitsPort, limits), { timeout: 120_000, ex
       }
       expectLimited(yield* history("127.0.0.20", {}), "too many requests without a valid token")
       expectLimited(yield* history("127.0.0.20", forged), "too many requests without a valid token")
+      // A token of ours that only expired still gets its 401, which tells its client to log in again (a forged
+      // one, expired too, is limited).
+      const now = Math.floor(Date.now() / 1000)
+      const lapsed = claimsOf("device", "tenant-r", "dave", { iat: now - 7200, exp: now - 60 })
+      const expired = yield* history("127.0.0.20", bearer(signToken(lapsed)))
+      expect([expired.status, expired.json.message]).toEqual([401, "the token has expired"])
+      expectLimited(yield* history("127.0.0.20", bearer(signToken(lapsed, { secret: "x".repeat(40) }))), "too many requests")
       const bulk = yield* Effect.promise(() =>
         send(`${limited}/api/v1/telemetry/bulk`, { body: [], localAddress: "127.0.0.20" })
       )

@@ -57,7 +57,11 @@ export interface Principal {
   readonly timeZone: string | null
 }
 
-export class InvalidToken extends Schema.TaggedError<InvalidToken>()("InvalidToken", { message: Schema.String }) {}
+export class InvalidToken extends Schema.TaggedError<InvalidToken>()("InvalidToken", {
+  message: Schema.String,
+  /** Ours (its signature verified), only past its lifetime: what a client that logs in again holds. */
+  expired: Schema.optional(Schema.Boolean)
+}) {}
 
 export class InvalidTokenRequest extends Schema.TaggedError<InvalidTokenRequest>()("InvalidTokenRequest", {
   message: Schema.String
@@ -158,7 +162,8 @@ export class Tokens extends Effect.Service<Tokens>()("@telemetry/Tokens", {
             ? jwtVerify(token, provider.value.keys, { ...common, ...provider.value.checks, algorithms: [JWKS_ALGORITHM] })
             : jwtVerify(token, secret, { ...common, algorithms: [ALGORITHM] })
         },
-        catch: (error) => new InvalidToken({ message: rejection(error) })
+        // jose checks the claims after the signature: an expired token is a genuine one.
+        catch: (error) => new InvalidToken({ message: rejection(error), ...(error instanceof errors.JWTExpired ? { expired: true } : {}) })
       })
 
     const verify = (token: string, options: VerifyOptions = {}): Effect.Effect<Principal, InvalidToken> =>

@@ -2,7 +2,7 @@ import { HttpApiMiddleware, HttpApiSecurity, HttpApp, HttpServerRequest, HttpSer
 import { integerSetting } from "@telemetry/domain"
 import { Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { AuthLimits, type Limited } from "../auth/AuthLimits.js"
-import { type Principal, Tokens, type UserType, type VerifyOptions } from "../auth/Tokens.js"
+import { InvalidToken, type Principal, Tokens, type UserType, type VerifyOptions } from "../auth/Tokens.js"
 import { Forbidden, MAX_LOGGED_REFUSAL, RateLimited, retryAfterHeader, Unauthorized } from "./errors.js"
 import { CurrentRequest } from "./RequestLog.js"
 
@@ -82,7 +82,9 @@ const BEARER = /^bearer\s/i
 
 /**
  * The principal of a valid bearer token: 401 without one — or 429 once the client's address has sent more
- * requests without a valid token than `RATE_LIMIT_UNAUTHENTICATED` allows in its window.
+ * requests without a valid token than `RATE_LIMIT_UNAUTHENTICATED` allows in its window. A token of ours that only
+ * expired always gets its 401, uncounted: it is what tells a client (the Home Assistant integration) to log in
+ * again, which a neighbour's flood from the same address must not keep from it.
  */
 const authenticate = (tokens: Tokens, limits: AuthLimits, hops: number, options: VerifyOptions = {}) => (token: Redacted.Redacted<string>) =>
   Effect.gen(function*() {
@@ -93,17 +95,18 @@ const authenticate = (tokens: Tokens, limits: AuthLimits, hops: number, options:
     if (!BEARER.test(headers.authorization)) {
       return yield* Effect.fail(new Unauthorized({ message: "the Authorization header must be `Bearer <token>`" }))
     }
-    return yield* tokens.verify(Redacted.value(token).trim(), options).pipe(
-      Effect.mapError((e) => new Unauthorized({ message: e.message }))
-    )
+    return yield* tokens.verify(Redacted.value(token).trim(), options)
   }).pipe(
-    Effect.catchAll((unauthorized) =>
-      clientAddress(hops).pipe(
-        Effect.flatMap(limits.unauthenticated),
-        Effect.catchTag("Limited", tooMany),
-        Effect.zipRight(Effect.fail(unauthorized))
-      )
-    )
+    Effect.catchAll((refused) => {
+      const unauthorized = refused instanceof InvalidToken ? new Unauthorized({ message: refused.message }) : refused
+      return refused instanceof InvalidToken && refused.expired
+        ? Effect.fail(unauthorized)
+        : clientAddress(hops).pipe(
+          Effect.flatMap(limits.unauthenticated),
+          Effect.catchTag("Limited", tooMany),
+          Effect.zipRight(Effect.fail(unauthorized))
+        )
+    })
   )
 
 /** The principal if its type is one of `allowed`, else 403: `only <what>; this is a <its type> token`. */
