@@ -20,6 +20,7 @@ import * as AnalyticsHandlers from "./AnalyticsHandlers.js"
 import * as Auth from "./Auth.js"
 import * as AuthHandlers from "./AuthHandlers.js"
 import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
+import * as Connections from "./Connections.js"
 import { TelemetryApi } from "./Api.js"
 import { UPLOAD_PATHS } from "./IngestApi.js"
 import { databaseUnavailable, errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, RETRY_SOON, TooLarge, Unauthorized, UnsupportedMediaType } from "./errors.js"
@@ -173,6 +174,7 @@ const nodeServer = Layer.scoped(
   Effect.gen(function*() {
     const port = yield* portSetting("PORT", 8080)
     const timeout = yield* ShutdownTimeout
+    const limits = yield* Connections.ConnectionLimits
     // Node keeps a connection alive after the answers it gives while closing: its client's next request on it would
     // hold the server open until the deadline. So every answer given from then on closes its connection.
     let stopping = false
@@ -182,7 +184,7 @@ const nodeServer = Layer.scoped(
     }
     // The server listens before the API's handler is installed: a request in between would wait for ever, so it
     // is answered 503 instead — once the handler is there (a second listener), it answers alone.
-    const server = createServer((request, response) => {
+    const server = createServer(Connections.serverOptions(limits.headersTimeout), (request, response) => {
       for (const [name, value] of Object.entries(DEFAULT_HEADERS)) response.setHeader(name, value)
       if (stopping) closeAfterAnswer(response)
       else {
@@ -206,8 +208,9 @@ const nodeServer = Layer.scoped(
       if (!UPLOAD_PATHS.includes((request.url ?? "").split("?")[0]!)) response.writeContinue()
       server.emit("request", request, response)
     })
-    const http = yield* NodeHttpServer.make(() => server, { port })
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    Connections.limit(server, limits, (message) => runFork(Effect.logWarning(message)))
+    const http = yield* NodeHttpServer.make(() => server, { port })
     // Added after the server's own close, so it runs first: the deadline starts when closing does.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
