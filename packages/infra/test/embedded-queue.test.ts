@@ -129,16 +129,30 @@ describe("the in-process queue's consumer", () => {
   it.effect("publishing waits while `capacity` claims wait, and is refused once its timeout passes", () =>
     Effect.gen(function*() {
       const queue = yield* ClaimQueue
-      yield* published(...Array.from({ length: 10 }, () => claim()))
-      const refused = yield* Effect.fork(Effect.flip(queue.publish(claim())))
+      yield* published(...["a", "b"].flatMap((tenantId) => Array.from({ length: 5 }, () => claim({ tenantId }))))
+      const refused = yield* Effect.fork(Effect.flip(queue.publish(claim({ tenantId: "c" }))))
       yield* TestClock.adjust("1 second")
       expect((yield* Fiber.join(refused)).message).toBe("the claim queue is full")
       // The refused claim is not pending; one taken makes room for the next.
       expect((yield* queue.backlog).pending).toBe(10)
       yield* nextTaken(1)
-      const last = claim()
+      const last = claim({ tenantId: "c" })
       yield* queue.publish(last)
       expect(yield* queue.backlog).toMatchObject({ pending: 10, room: { waiting: 10, capacity: 10 } })
+    }).pipe(Effect.provide(queueWith("1 second"))))
+
+  it.effect("a tenant may hold half the queue: its next claim is refused at once, another tenant's is taken", () =>
+    Effect.gen(function*() {
+      const queue = yield* ClaimQueue
+      yield* published(...Array.from({ length: 5 }, () => claim({ tenantId: "noisy" })))
+      const refused = yield* Effect.flip(queue.publish(claim({ tenantId: "noisy" })))
+      expect(refused.message).toBe(`tenant "noisy" has 5 claims waiting, half the claim queue: its uploads wait for them to load`)
+      yield* queue.publish(claim({ tenantId: "quiet" }))
+      expect(yield* queue.backlog).toMatchObject({ pending: 6, room: { waiting: 6 } })
+      // Once one of its claims is taken, the tenant may queue one more.
+      yield* nextTaken(1)
+      yield* queue.publish(claim({ tenantId: "noisy" }))
+      expect(yield* queue.backlog).toMatchObject({ pending: 6, room: { waiting: 6 } })
     }).pipe(Effect.provide(queueWith("1 second"))))
 
   it.effect("its backlog: claims not acknowledged, those waiting against the capacity, and how long the oldest has waited", () =>

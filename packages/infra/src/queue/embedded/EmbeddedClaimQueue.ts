@@ -94,7 +94,20 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
       // A permit for each claim that may still wait (publishing waits for one), a signal for each that waits.
       const room = yield* Effect.makeSemaphore(options.capacity)
       const arrived = yield* Effect.acquireRelease(Queue.unbounded<void>(), Queue.shutdown)
-      const shiftWaiting = Effect.suspend(() => Effect.as(room.release(1), waiting.shift()!))
+      // Claims of each tenant waiting, or waiting for room: a tenant may hold half the queue, so that one whose
+      // uploads outrun the worker does not fill it for every other tenant.
+      const tenantShare = Math.ceil(options.capacity / 2)
+      const held = new Map<string, number>()
+      const hold = (tenant: string, change: number) => {
+        const now = (held.get(tenant) ?? 0) + change
+        if (now === 0) held.delete(tenant)
+        else held.set(tenant, now)
+      }
+      const shiftWaiting = Effect.suspend(() => {
+        const claim = waiting.shift()!
+        hold(claim.metadata.tenantId, -1)
+        return Effect.as(room.release(1), claim)
+      })
       // Taking the signal and its claim is one step: an interruption between them would strand the claim.
       const take = Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(Queue.take(arrived)), shiftWaiting))
       const poll = Effect.uninterruptible(Effect.flatMap(
@@ -135,16 +148,32 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
             const added = yield* Ref.modify(pending, (all) =>
               all.has(claim.claim_id) ? [false, all] as const : [true, new Map(all).set(claim.claim_id, now)] as const)
             yield* reportLag
-            yield* Effect.uninterruptibleMask((restore) =>
-              restore(room.take(1).pipe(
-                Effect.timeoutFail({
-                  duration: options.publishTimeout,
-                  onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
-                })
-              )).pipe(
-                Effect.zipRight(Effect.sync(() => waiting.push(claim))),
-                Effect.zipRight(Queue.offer(arrived, undefined))
-              )
+            const tenant = claim.metadata.tenantId
+            yield* Effect.suspend(() =>
+              (held.get(tenant) ?? 0) >= tenantShare
+                ? Effect.fail(
+                  new QueueError({
+                    operation: "publish",
+                    message: `tenant "${tenant}" has ${tenantShare} claims waiting, half the claim queue: its uploads wait for them to load`
+                  })
+                )
+                : Effect.acquireUseRelease(
+                  Effect.sync(() => hold(tenant, 1)),
+                  () =>
+                    Effect.uninterruptibleMask((restore) =>
+                      restore(room.take(1).pipe(
+                        Effect.timeoutFail({
+                          duration: options.publishTimeout,
+                          onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
+                        })
+                      )).pipe(
+                        Effect.zipRight(Effect.sync(() => waiting.push(claim))),
+                        Effect.zipRight(Queue.offer(arrived, undefined))
+                      )
+                    ),
+                  // Held from here on by the claim waiting, until it is taken; not if it was refused.
+                  (_, exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => hold(tenant, -1)))
+                )
             ).pipe(Effect.tapError(() => (added ? acknowledged(claim) : Effect.void)))
           }),
         // One claim at a time, each in a fiber of its own so that stopping lets it finish (InFlight). After a
