@@ -37,6 +37,8 @@ export class InvalidStoredObject extends Schema.TaggedError<InvalidStoredObject>
 export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
   operation: Schema.Literal("publish", "take", "ack", "check"),
   message: Schema.String,
+  /** The queue works but holds no more claims now (for the claim's tenant): nothing failed. */
+  full: Schema.optional(Schema.Boolean),
   cause: Schema.optional(Schema.Defect)
 }) {}
 

@@ -53,7 +53,8 @@ export class QueueGate extends Effect.Service<QueueGate>()("@telemetry/QueueGate
     return {
       /** Fails while the queue is known to be down. */
       open: Effect.flatMap(Ref.get(down), Option.match({ onNone: () => Effect.void, onSome: Effect.fail })),
-      publish: (claim: ClaimCheck) => queue.publish(claim).pipe(Effect.tapError(failed))
+      // A queue without room (for the claim's tenant) has not failed: the other uploads are let through.
+      publish: (claim: ClaimCheck) => queue.publish(claim).pipe(Effect.tapError((e) => (e.full ? Effect.void : failed(e))))
     } as const
   })
 }) {}

@@ -222,6 +222,36 @@ describe("Ingest on in-memory storage and queue", () => {
     )
   })
 
+  it.live("a queue without room for a claim has not failed: the next upload is taken, not refused unread", () =>
+    Effect.gen(function*() {
+      const ingest = yield* Ingest
+      const { published } = yield* Flaky
+      const json = Buffer.from(JSON.stringify(haPayload("unit-full")))
+      expect(yield* Effect.flip(ingest.accept(request(json, false)))).toMatchObject({ _tag: "QueueError", full: true })
+      const accepted = yield* ingest.accept(request(Buffer.from(JSON.stringify(haPayload("unit-room"))), false))
+      expect(yield* Ref.get(published)).toEqual([accepted.claimId])
+    }).pipe(Effect.provide(Ingest.Default.pipe(
+      Layer.provideMerge(MemoryObjectStore.layer()),
+      Layer.provideMerge(inMemoryStore(1000)),
+      // Full for its first claim; its check never answers, so that a gate it closed would stay closed.
+      Layer.provideMerge(Layer.effect(ClaimQueue, Effect.map(Flaky, ({ published }) => {
+        let attempts = 0
+        return ClaimQueue.of({
+          publish: (claim) =>
+            Effect.suspend(() =>
+              attempts++ === 0
+                ? Effect.fail(new QueueError({ operation: "publish", message: "the claim queue is full", full: true }))
+                : Ref.update(published, (ids) => [...ids, claim.claim_id])
+            ),
+          consume: () => Effect.never,
+          deadLetters: () => Stream.empty,
+          check: Effect.never,
+          backlog: Effect.die("not used")
+        })
+      }))),
+      Layer.provideMerge(Layer.effect(Flaky, Effect.all({ published: Ref.make<ReadonlyArray<string>>([]), up: Ref.make(true) })))
+    ))))
+
   /**
    * Storage failing a put with `operation`: as it commits, the object is stored all the same (a connection cut
    * before the answer); storage is then down for the first deletion.

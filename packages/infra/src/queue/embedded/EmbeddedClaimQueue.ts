@@ -154,7 +154,8 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
                 ? Effect.fail(
                   new QueueError({
                     operation: "publish",
-                    message: `tenant "${tenant}" has ${tenantShare} claims waiting, half the claim queue: its uploads wait for them to load`
+                    message: `tenant "${tenant}" has ${tenantShare} claims waiting, half the claim queue: its uploads wait for them to load`,
+                    full: true
                   })
                 )
                 : Effect.acquireUseRelease(
@@ -164,7 +165,7 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
                       restore(room.take(1).pipe(
                         Effect.timeoutFail({
                           duration: options.publishTimeout,
-                          onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full" })
+                          onTimeout: () => new QueueError({ operation: "publish", message: "the claim queue is full", full: true })
                         })
                       )).pipe(
                         Effect.zipRight(Effect.sync(() => waiting.push(claim))),
