@@ -930,11 +930,20 @@ describe("PayloadDecoder", () => {
         expect(items.filter((i) => !i.continued).map((i) => i.equipment.uuid)).toEqual(["small", "big", "after"])
       }))
 
-    it.effect("also when the equipment is named after its readings", () =>
+    it.effect("also when the equipment is named after up to 1 MiB of its readings; more do not wait for it (413)", () =>
       Effect.gen(function*() {
-        const items = yield* decode(JSON.stringify([{ sensor: many, equip_uuid: "late", equip_nome: "Late" }]), large, 50_000)
+        // Under 1 MiB of readings before it, in an item over 1 MiB (read in parts).
+        const some = many.slice(0, Math.floor(many.length * 0.4))
+        const padding = Array.from({ length: 400 }, () => "p".repeat(1000))
+        const items = yield* decode(JSON.stringify([{ sensor: some, equip_uuid: "late", equip_nome: "Late", padding }]), large, 50_000)
+        expect(items.length).toBeGreaterThan(1)
         expect(items.every((i) => i.equipment.uuid === "late" && i.equipment.name === "Late")).toBe(true)
-        expect(items.reduce((n, i) => n + i.readings.length, 0)).toBe(many.length)
+        expect(items.reduce((n, i) => n + i.readings.length, 0)).toBe(some.length)
+        // Their parsed objects take several times their bytes, for each upload at once: bounded by 1 MiB of JSON.
+        expect(yield* decodeError(JSON.stringify([{ sensor: many, equip_uuid: "late" }]), large)).toMatchObject({
+          _tag: "PayloadTooLarge",
+          message: "item [0] has more than 1048576 bytes of readings before its equip_uuid (a large item names its equip_uuid before its sensor list)"
+        })
       }))
 
     it.effect("of any size when it names its equipment first; what it holds at once is bounded", () =>
@@ -943,10 +952,10 @@ describe("PayloadDecoder", () => {
         const bound = { maxItemBytes: 1_100_000 }
         const first = yield* decode(JSON.stringify([{ equip_uuid: "first", sensor: many }]), bound, 64 * 1024)
         expect(first.flatMap((i) => i.readings.map((r) => r.value))).toEqual(many.map((r) => r.valor))
-        // Named after them, its readings wait for it: bounded.
+        // Named after them, its readings wait for it: bounded (by 1 MiB, under the bound).
         expect(yield* decodeError(JSON.stringify([{ sensor: many, equip_uuid: "late" }]), bound)).toMatchObject({
           _tag: "PayloadTooLarge",
-          message: "item [0] has more than 1100000 bytes of readings before its equip_uuid"
+          message: "item [0] has more than 1048576 bytes of readings before its equip_uuid (a large item names its equip_uuid before its sensor list)"
         })
         // One reading, or the equipment fields (a kept name repeated), larger than the bound.
         const wide = Object.fromEntries(Array.from({ length: 1200 }, (_, k) => [`f${k}`, "w".repeat(1000)]))
@@ -996,12 +1005,15 @@ describe("PayloadDecoder", () => {
       Effect.gen(function*() {
         const small = JSON.stringify(readings(3))
         const big = JSON.stringify(readings(12_000))
+        const under = JSON.stringify(readings(8_000))
+        const pad = JSON.stringify(Array.from({ length: 400 }, () => "p".repeat(1000)))
         const other = `{"equip_uuid":"other","sensor":${JSON.stringify(readings(1))}}`
         // The second name early (seen before the item is read in parts), late, escaped, or in the second item.
         const bodies = (sensor: string) => [
           [`[{"equip_uuid":"FIRST","sensor":${sensor},"equip_uuid":"SECOND"}]`, "[0].equip_uuid"],
           [`[{"equip_uuid":"FIRST", "equip_uuid" :"SECOND","sensor":${sensor}}]`, "[0].equip_uuid"],
-          [`[{"sensor":${sensor},"equip_uuid":"FIRST","equip_\u0075uid":"SECOND"}]`, "[0].equip_uuid"],
+          // Readings before equip_uuid wait for it up to 1 MiB: the large item is made so by a field before them.
+          [`[{"pad":${sensor === big ? pad : "[]"},"sensor":${sensor === big ? under : sensor},"equip_uuid":"FIRST","equip_\u0075uid":"SECOND"}]`, "[0].equip_uuid"],
           [`[${other},{"equip_uuid":"x","sensor":${sensor},"equip_nome":"n","sensor":[]}]`, "[1].sensor"],
           [`[{"equip_uuid":"x","sensor":[],"sensor":${sensor}}]`, "[0].sensor"]
         ] as const

@@ -116,11 +116,13 @@ const decodeWith = <A extends { readonly continued?: boolean }>(
       if (!part.last && !("equip_uuid" in part.head)) {
         waiting.push(part)
         waitingBytes += part.bytes
-        return waitingBytes > options.maxItemBytes
+        const limit = Math.min(options.maxItemBytes, SPLIT_ABOVE_BYTES)
+        return waitingBytes > limit
           ? Either.left(
             new PayloadTooLarge({
-              message: `item [${part.index}] has more than ${options.maxItemBytes} bytes of readings before its equip_uuid`,
-              limit: options.maxItemBytes
+              message: `item [${part.index}] has more than ${limit} bytes of readings before its equip_uuid ` +
+                "(a large item names its equip_uuid before its sensor list)",
+              limit
             })
           )
           : Either.right([])
