@@ -92,8 +92,13 @@ const soak = (minutes: number, devices: number) =>
     yield* build
     const port = yield* Effect.promise(freePort)
     const base = local(port)
-    // Every simulated device logs in from this one address; behind a NAT a real fleet does the same.
-    const { app: ingest } = yield* compiled("main/ingest.js", { ...env, PORT: String(port), RATE_LIMIT_UNAUTHENTICATED: "1000000" }, base)
+    // Every simulated device logs in from this one address, and connects from it; behind a NAT a real fleet does the
+    // same (and is given such limits).
+    const { app: ingest } = yield* compiled(
+      "main/ingest.js",
+      { ...env, PORT: String(port), RATE_LIMIT_UNAUTHENTICATED: "1000000", MAX_CONNECTIONS_PER_ADDRESS: "0" },
+      base
+    )
     const worker = Effect.gen(function*() {
       const metricsPort = yield* Effect.promise(freePort)
       return (yield* compiled("main/worker.js", { ...env, METRICS_PORT: String(metricsPort) }, local(metricsPort))).app
