@@ -49,6 +49,28 @@ describe("connection limits", () => {
       expect(yield* within(second.closed, 100)).toBe(false)
     }), { timeout: 60_000 })
 
+  it.scopedLive("a login whose body has not come whole within HEADERS_TIMEOUT of its headers has its connection closed; a whole one is answered", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      yield* Layer.build(serverOn(inMemoryStore(1000), port, { HEADERS_TIMEOUT: "1 second" }))
+      const login = (body: string, sent: string) =>
+        `POST /api/v1/auth/device/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${sent}`
+      const body = JSON.stringify({ username: "nobody", password: "wrong-password" })
+      const trickling = yield* connection(port, "127.0.0.5")
+      trickling.socket.write(login(body, body.slice(0, 5)))
+      expect(yield* within(trickling.closed, 15_000)).toBe(true)
+      expect(trickling.received()).toBe("")
+      const whole = yield* connection(port, "127.0.0.5")
+      whole.socket.write(login(body, body))
+      // However long its password check takes (past the timeout under load): its body came whole.
+      const answer = yield* Effect.sync(whole.received).pipe(
+        Effect.delay("100 millis"),
+        Effect.repeat({ until: (text) => text.includes("\r\n") }),
+        Effect.timeout("20 seconds")
+      )
+      expect(answer).toMatch(/^HTTP\/1\.1 401 /)
+    }), { timeout: 60_000 })
+
   it.scopedLive("a connection that sends no complete request headers within HEADERS_TIMEOUT is answered 408 and closed", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(freePort)

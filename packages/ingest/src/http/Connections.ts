@@ -1,8 +1,9 @@
 import { integerConfig, integerSetting, positiveDuration } from "@telemetry/domain"
 import { Config, Duration, Effect, Option } from "effect"
-import type { Server } from "node:http"
+import type { IncomingMessage, Server, ServerResponse } from "node:http"
 import { countedAddress } from "../auth/AuthLimits.js"
 import { TrustedProxyHops } from "./Auth.js"
+import { UPLOAD_PATHS } from "./IngestApi.js"
 
 /**
  * How many connections the server holds, and how long one may take to send its request's headers: each connection
@@ -84,3 +85,16 @@ export const limit = (
   })
 }
 
+
+/**
+ * A request other than an upload — a login, an account's change: small bodies — whose body has not come whole
+ * within `timeout` of its headers, and that is not answered yet, has its connection closed: a login trickling its
+ * body would hold it for ever (uploads are held to `MIN_BODY_RATE` instead).
+ */
+export const holdSmallBody = (request: IncomingMessage, response: ServerResponse, timeout: Duration.Duration) => {
+  if (UPLOAD_PATHS.includes((request.url ?? "").split("?")[0]!)) return
+  const timer = setTimeout(() => {
+    if (!request.complete) request.socket.destroy()
+  }, Duration.toMillis(timeout)).unref()
+  response.once("close", () => clearTimeout(timer))
+}
