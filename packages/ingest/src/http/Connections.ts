@@ -3,7 +3,7 @@ import { Config, Duration, Effect, Option } from "effect"
 import type { IncomingMessage, Server, ServerResponse } from "node:http"
 import { countedAddress } from "../auth/AuthLimits.js"
 import { TrustedProxyHops } from "./Auth.js"
-import { UPLOAD_PATHS } from "./IngestApi.js"
+import { isUploadUrl } from "./IngestApi.js"
 
 /**
  * How many connections the server holds, and how long one may take to send its request's headers: each connection
@@ -85,14 +85,13 @@ export const limit = (
   })
 }
 
-
 /**
  * A request other than an upload — a login, an account's change: small bodies — whose body has not come whole
  * within `timeout` of its headers, and that is not answered yet, has its connection closed: a login trickling its
  * body would hold it for ever (uploads are held to `MIN_BODY_RATE` instead).
  */
 export const holdSmallBody = (request: IncomingMessage, response: ServerResponse, timeout: Duration.Duration) => {
-  if (UPLOAD_PATHS.includes((request.url ?? "").split("?")[0]!)) return
+  if (isUploadUrl(request.url)) return
   const timer = setTimeout(() => {
     if (!request.complete) request.socket.destroy()
   }, Duration.toMillis(timeout)).unref()

@@ -64,7 +64,10 @@ const bulk = <const Name extends string>(name: Name, path: `/${string}`, summary
 const BULK_PATH = "/api/v1/telemetry/bulk"
 const BULK_ALIAS_PATH = "/api/v1/telemetria/bulk"
 /** The upload routes: the only ones whose bodies stream, past the limit of the bodies the API decodes (Server.ts). */
-export const UPLOAD_PATHS: ReadonlyArray<string> = [BULK_PATH, BULK_ALIAS_PATH]
+const UPLOAD_PATHS: ReadonlyArray<string> = [BULK_PATH, BULK_ALIAS_PATH]
+
+/** Whether a request URL (with its query, if any) is an upload route's. */
+export const isUploadUrl = (url: string | undefined) => UPLOAD_PATHS.includes((url ?? "").split("?")[0]!)
 
 export class IngestGroup extends HttpApiGroup.make("ingest")
   .add(bulk("bulk", BULK_PATH, "Accept a batch of readings (plain or gzip JSON)"))

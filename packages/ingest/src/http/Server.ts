@@ -22,7 +22,7 @@ import * as AuthHandlers from "./AuthHandlers.js"
 import * as ConsoleHandlers from "../console/ConsoleHandlers.js"
 import * as Connections from "./Connections.js"
 import { TelemetryApi } from "./Api.js"
-import { UPLOAD_PATHS } from "./IngestApi.js"
+import { isUploadUrl } from "./IngestApi.js"
 import { databaseUnavailable, errorResponse, InternalError, InvalidBody, InvalidParameter, NotFound, RETRY_SOON, TooLarge, Unauthorized, UnsupportedMediaType } from "./errors.js"
 import * as HealthHandlers from "./HealthHandlers.js"
 import * as HttpMetrics from "./HttpMetrics.js"
@@ -78,7 +78,7 @@ const bodyTooLarge = new TooLarge({ message: `the body is over ${MAX_DECODED_BOD
  */
 const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    if (UPLOAD_PATHS.includes(request.url.split("?")[0]!)) return app
+    if (isUploadUrl(request.url)) return app
     const { headers } = request
     const declared = Number(headers["content-length"] ?? 0)
     const hasBody = declared > 0 || headers["transfer-encoding"] !== undefined
@@ -206,7 +206,7 @@ const nodeServer = Layer.scoped(
     // go on once its upload is read: one refused first (no token, the queue down, over its rate) is answered before
     // a byte of it is sent. Other routes read their small bodies whole: told at once, as Node would.
     server.on("checkContinue", (request, response) => {
-      if (!UPLOAD_PATHS.includes((request.url ?? "").split("?")[0]!)) response.writeContinue()
+      if (!isUploadUrl(request.url)) response.writeContinue()
       server.emit("request", request, response)
     })
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
