@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { gzipSync } from "node:zlib"
 import { Chunk, Effect, Either, FastCheck as fc, Schema, Stream } from "effect"
 import { InvalidPayload, PayloadTooLarge } from "../src/errors.js"
 import { limitBytes } from "../src/payload/bytes.js"
@@ -724,6 +725,20 @@ describe("PayloadDecoder", () => {
         expect(error._tag, body).toBe("InvalidPayload")
         expect(error.message, body).toBe("body must be a JSON array of equipment items")
       }
+    }))
+
+  it.effect("tells a gzip body sent without its Content-Encoding", () =>
+    Effect.gen(function*() {
+      const gzipped = gzipSync(utf8(payload))
+      const error = yield* Effect.flip(
+        Stream.make(gzipped).pipe(decodePayload(decoderOptions), Stream.runDrain)
+      )
+      expect(error._tag).toBe("InvalidPayload")
+      expect(error.message).toBe(
+        "body must be a JSON array of equipment items; it is gzip data: send it with Content-Encoding: gzip"
+      )
+      // Only a body's first byte tells it: the same byte after whitespace is an ordinary non-array.
+      expect((yield* decodeError(" \u001f")).message).toBe("body must be a JSON array of equipment items")
     }))
 
   it.effect("rejects malformed JSON with the item's path", () =>

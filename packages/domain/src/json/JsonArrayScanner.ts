@@ -57,6 +57,7 @@ export class JsonScanError extends Error {
     readonly kind:
       | "syntax"
       | "not_an_array"
+      | "gzip_data"
       | "element_too_large"
       | "part_too_large"
       | "too_deep"
@@ -89,6 +90,7 @@ const CLOSE_BRACKET = 0x5d
 const OPEN_BRACE = 0x7b
 const CLOSE_BRACE = 0x7d
 const BOM = [0xef, 0xbb, 0xbf] as const
+const GZIP_MAGIC = 0x1f
 
 // Where we are in the top-level array.
 const BEFORE_ARRAY = 0
@@ -272,6 +274,8 @@ export class JsonArrayScanner {
       return
     }
     if (m > 0 && m < BOM.length) throw this.error("not_an_array", "Input starts with an incomplete byte order mark")
+    // The first byte of every gzip stream: a compressed body sent without its Content-Encoding.
+    if (m === 0 && b === GZIP_MAGIC) throw this.error("gzip_data", "Input starts as gzip data does (byte 0x1f)")
     this.bomMatched = -1
     if (b === OPEN_BRACKET) this.state = AFTER_OPEN
     else if (!isWhitespace(b)) throw this.error("not_an_array", `Top-level value is not an array (starts with ${describe(b)})`)

@@ -34,6 +34,10 @@ const fromScanError = (e: JsonScanError, limits: PayloadLimits): InvalidPayload 
       })
     case "not_an_array":
       return new InvalidPayload({ message: "body must be a JSON array of equipment items" })
+    case "gzip_data":
+      return new InvalidPayload({
+        message: "body must be a JSON array of equipment items; it is gzip data: send it with Content-Encoding: gzip"
+      })
     case "syntax":
       return new InvalidPayload({ message: `malformed JSON in item [${e.index}]: ${e.message}`, path: `[${e.index}]` })
     case "too_deep":
