@@ -373,6 +373,17 @@ describe("normalize", () => {
     expect(fail(equipment({ equip_uuid: null })).path).toBe("[0].equip_uuid")
   })
 
+  it("rejects an equip_uuid or sensor_uuid of whitespace alone", () => {
+    for (const blank of [" ", "   ", "\t\n", "\u00a0", "\u3000 "]) {
+      const equipmentError = fail(equipment({ equip_uuid: blank }))
+      expect(equipmentError.message, JSON.stringify(blank)).toBe("[0].equip_uuid: must not be blank (whitespace only)")
+      expect(fail(withReadings({ sensor_uuid: blank })).path).toBe("[0].sensor[0].sensor_uuid")
+    }
+    // Whitespace within or around an identity is the client's to choose.
+    expect(ok(equipment({ equip_uuid: " freezer 1" })).equipment.uuid).toBe(" freezer 1")
+    expect(firstReading(withReadings({ sensor_uuid: "\u00a0t1" })).sensorUuid).toBe("\u00a0t1")
+  })
+
   it("rejects a missing, empty or non-array sensor", () => {
     const empty = fail(equipment({ sensor: [] }))
     expect(empty.path).toBe("[0].sensor")

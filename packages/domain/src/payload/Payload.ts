@@ -67,8 +67,14 @@ export const MAX_ABS_VALUE = 1e100
 const Value = Schema.Finite.pipe(
   Schema.between(-MAX_ABS_VALUE, MAX_ABS_VALUE, { message: () => `must be a finite number within ±${MAX_ABS_VALUE}` })
 )
+/** Text with something besides whitespace: an identity of spaces alone is a client's mistake, not a name. */
+export const isNotBlank = (text: string): boolean => {
+  const first = text.charCodeAt(0)
+  return (first > 0x20 && first < 0x7f) || text.trim().length > 0
+}
 const Id = Storable.pipe(
   Schema.minLength(1, { message: () => "must be a non-empty string" }),
+  Schema.filter(isNotBlank, { message: () => "must not be blank (whitespace only)", jsonSchema: { pattern: "\\S" } }),
   maxCharacters(MAX_ID_LENGTH)
 )
 const Flag = Schema.optional(Schema.NullOr(Schema.Union(BoundedText, Schema.Boolean)).annotations({
