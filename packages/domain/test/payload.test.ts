@@ -956,6 +956,18 @@ describe("PayloadDecoder", () => {
         expect(items.filter((i) => !i.continued).map((i) => i.equipment.uuid)).toEqual(["small", "big", "after"])
       }))
 
+    it.effect("a member the item does not define is ignored alike, small or large, even one that no text could store", () =>
+      Effect.gen(function*() {
+        const unknown = { note: "a\u0000b", "\ud800": 1 }
+        for (const sensor of [readings(3), many]) {
+          const items = yield* decode(JSON.stringify([{ equip_uuid: "u", ...unknown, sensor }]), large, 64 * 1024)
+          expect(items.reduce((n, i) => n + i.readings.length, 0)).toBe(sensor.length)
+          // In a member it defines, both refuse it.
+          expect(yield* decodeError(JSON.stringify([{ equip_uuid: "u", equip_nome: "a\u0000b", sensor }]), large))
+            .toMatchObject({ _tag: "InvalidPayload", path: "[0].equip_nome" })
+        }
+      }))
+
     it.effect("also when the equipment is named after up to 1 MiB of its readings; more do not wait for it (413)", () =>
       Effect.gen(function*() {
         // Under 1 MiB of readings before it, in an item over 1 MiB (read in parts).

@@ -184,12 +184,18 @@ export class JsonArrayScanner {
   private keyNext = false
   private named = 0
   private repeated = ""
+  /**
+   * The members of an object element whose strings are checked (those a large element's parts hand out): the
+   * others are dropped, and the parts of a large element never read them, so a small one's are not held against it.
+   */
+  private readonly checked: ReadonlySet<string> | undefined
 
   constructor(limits: ScannerLimits, private readonly split?: SplitOptions) {
     this.maxElementBytes = limits.maxElementBytes
     this.maxDepth = limits.maxDepth
     this.maxStringBytes = limits.maxStringBytes
     this.once = split === undefined ? [] : [...new Set([split.arrayMember, ...split.once])]
+    this.checked = split === undefined ? undefined : new Set([split.arrayMember, ...split.keep])
     const encoder = new TextEncoder()
     this.onceBytes = this.once.map((name) => encoder.encode(name))
     this.onceMaxBytes = 6 * Math.max(0, ...this.once.map((name) => name.length))
@@ -577,7 +583,7 @@ export class JsonArrayScanner {
     const pieces = this.pieces === ARRAY_CLOSED && this.cuts.length > 0
       ? parseInPieces(bytes, this.arrayOpen, this.cuts, this.arrayClose)
       : undefined
-    const value = this.parseChecked(bytes, "", 0, this.unstorableEscape, pieces)
+    const value = this.parseChecked(bytes, "", 0, this.unstorableEscape, pieces, this.checked)
     this.emitted++
     return value
   }
@@ -585,8 +591,16 @@ export class JsonArrayScanner {
   /**
    * `bytes` parsed, its strings checked for what text cannot store when they may hold it; `path` and `offset`
    * place an array of a part's elements in the element, for the error. `parsed`: its value, if already parsed.
+   * `members`: of an object, only these members are checked.
    */
-  private parseChecked(bytes: Uint8Array, path: string, offset = 0, escapes = true, parsed?: unknown): unknown {
+  private parseChecked(
+    bytes: Uint8Array,
+    path: string,
+    offset = 0,
+    escapes = true,
+    parsed?: unknown,
+    members?: ReadonlySet<string>
+  ): unknown {
     let value = parsed
     if (value === undefined) {
       let text: string | undefined
@@ -602,7 +616,9 @@ export class JsonArrayScanner {
       }
     }
     if (escapes) {
-      const unstorable = findUnstorable(value, path, offset)
+      const unstorable = members !== undefined && typeof value === "object" && value !== null && !Array.isArray(value)
+        ? findUnstorableMember(value as Record<string, unknown>, members)
+        : findUnstorable(value, path, offset)
       if (unstorable !== undefined) {
         throw new JsonScanError("unstorable_string", unstorable.message, this.emitted, unstorable.path)
       }
@@ -720,6 +736,16 @@ const mayBeUnstorable = (bytes: Uint8Array, at: number): boolean => {
 
 const describe = (b: number): string =>
   b >= 0x20 && b < 0x7f ? `'${String.fromCharCode(b)}'` : `byte 0x${b.toString(16).padStart(2, "0")}`
+
+/** findUnstorable of an object's `members` only (keys included). */
+const findUnstorableMember = (value: Record<string, unknown>, members: ReadonlySet<string>) => {
+  for (const key of Object.keys(value)) {
+    if (!members.has(key)) continue
+    const found = findUnstorable(value[key], `.${key}`)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
 
 /**
  * The first string (value or key) in `value` that text cannot hold: a NUL, which PostgreSQL's text and jsonb
