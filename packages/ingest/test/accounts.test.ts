@@ -87,6 +87,22 @@ for (const [i, database] of databases.entries()) {
           expect(issued(again).sub).toBe("ha-home")
         }))
 
+      it.effect("an account without a zone logs in with DEFAULT_TIMEZONE in its token: its uploads go on while the accounts cannot be read", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* added(device("ha-zoneless", { timeZone: null }))
+          const answer = yield* login("127.0.0.37", "ha-zoneless", "ha-zoneless-password")
+          expect(issued(answer).tz).toBe("UTC")
+          while (Option.isSome(yield* nextClaim)) continue
+          yield* sql`ALTER TABLE accounts RENAME TO accounts_away`
+          const accepted = yield* bulk(answer.json.access_token, "zoneless-eq").pipe(
+            Effect.ensuring(Effect.orDie(sql`ALTER TABLE accounts_away RENAME TO accounts`))
+          )
+          expect(accepted.status).toBe(202)
+          const claim = Option.getOrThrow(yield* nextClaim)
+          expect([claim.claim_id, claim.metadata.timeZone]).toEqual([accepted.json.claim_id, "UTC"])
+        }))
+
       it.effect("a device token without a zone (as pnpm token mints one) reads naive times in its account's zone", () =>
         Effect.gen(function*() {
           // The claims of earlier tests first, so that each upload's is the next one.

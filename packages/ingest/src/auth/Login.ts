@@ -1,3 +1,4 @@
+import { DefaultTimeZone } from "@telemetry/domain"
 import { Config, Data, Duration, Effect, Option } from "effect"
 import { AccountCredentials, type AccountKind, type StoredCredentials } from "./Accounts.js"
 import { AuthLimits } from "./AuthLimits.js"
@@ -45,6 +46,11 @@ export class Login extends Effect.Service<Login>()("@telemetry/Login", {
     const limits = yield* AuthLimits
     const tokens = yield* Tokens
     const lifetime = Math.max(1, Math.round(Duration.toSeconds(yield* TokenTtl)))
+    const defaultZone = yield* DefaultTimeZone
+    // A device account's token always names the zone its naive times are read in — DEFAULT_TIMEZONE when the
+    // account names none — so that its uploads need not ask the database for it (and go on while it is down).
+    const zoneOf = (kind: AccountKind, account: { readonly timeZone: string | null }) =>
+      kind === "device" ? account.timeZone ?? defaultZone : account.timeZone
 
     const issue = (principal: Principal) =>
       tokens.mint({
@@ -77,7 +83,7 @@ export class Login extends Effect.Service<Login>()("@telemetry/Login", {
           const { account } = found.value
           if (account.disabled) return yield* new AccountDisabled({ kind, username })
           yield* limits.loginSucceeded(kind, username, address)
-          return yield* issue({ userType: kind, tenantId: account.tenantId, subject: account.username, timeZone: account.timeZone })
+          return yield* issue({ userType: kind, tenantId: account.tenantId, subject: account.username, timeZone: zoneOf(kind, account) })
         }
         yield* limits.loginFailed(kind, username, address)
         return yield* new InvalidCredentials()
@@ -95,7 +101,7 @@ export class Login extends Effect.Service<Login>()("@telemetry/Login", {
         )
         if (Option.isNone(account)) return yield* issue(principal)
         if (account.value.disabled) return yield* new AccountDisabled({ kind: principal.userType, username: principal.subject })
-        return yield* issue({ ...principal, timeZone: account.value.timeZone })
+        return yield* issue({ ...principal, timeZone: zoneOf(principal.userType, account.value) })
       })
 
     return { login, refresh } as const
