@@ -17,11 +17,12 @@ export interface DependencyStatus {
   readonly error?: string
 }
 
+/**
+ * The queue's backlog as a one-off check sees it: which partition made no progress for how long is counted by a
+ * running process from its first check (ingest's and the worker's health), so not here, where it would always be 0.
+ */
 export interface QueueReport {
   readonly pending: number
-  readonly stalled_seconds: number
-  /** Kafka: the partition stalled that long. */
-  readonly stalled_partition?: number
   readonly partitions: ReadonlyArray<PartitionLag>
 }
 
@@ -103,8 +104,6 @@ const queueFacts = (since: Date) =>
       check,
       queue: Either.map(backlog, (b): QueueReport => ({
         pending: b.pending,
-        stalled_seconds: Math.round(Duration.toSeconds(b.stalledFor)),
-        ...(b.stalledPartition === undefined ? {} : { stalled_partition: b.stalledPartition }),
         partitions: b.partitions
       })),
       deadLetters: Either.map(deadLetters, (by_reason): DeadLettersReport => ({
@@ -230,10 +229,10 @@ export const render = (report: Report): string => {
     ])
   ]
   if (report.queue !== null) {
-    const { partitions, pending, stalled_partition, stalled_seconds } = report.queue
-    const where = stalled_partition === undefined ? "" : ` on partition ${stalled_partition}`
+    const { partitions, pending } = report.queue
     sections.push(
-      `Consumer lag: ${pending} claim(s) pending` + (pending > 0 ? `, no progress${where} for ${stalled_seconds} s` : ""),
+      `Consumer lag: ${pending} claim(s) pending` +
+        (pending > 0 ? " (which partition made no progress for how long: GET /api/v1/health/detailed of a running process)" : ""),
       ...(partitions.length > 0
         ? [columns([["TOPIC", "PARTITION", "LAG"], ...partitions.map((p) => [p.topic, String(p.partition), String(p.lag)])])]
         : [])
