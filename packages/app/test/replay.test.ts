@@ -8,6 +8,7 @@ import { readingsPayload, restore, stash } from "@telemetry/worker/testing/claim
 import { Effect, Ref, Stream } from "effect"
 import { join } from "node:path"
 import { eventually, infrastructure, kafkaDeployment, loaded, tempDir, worker } from "./support/pipeline.js"
+import { runCli } from "./support/cli.js"
 import { startReplay } from "./support/process.js"
 
 // Received after their readings (readingsPayload: from 2026-11-10): readings more than a day ahead are refused.
@@ -62,6 +63,9 @@ describe("replay", () => {
         expect(yield* loaded("rp-")).toEqual({ readings: 70, distinct_readings: 70, claims: 2 })
         // Once loaded, a dead letter is not replayed again.
         expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 1, payloadGone: 0, replayed: 0, rejectedAgain: 0 })
+        // And `pnpm status` tells it settled among the dead letters.
+        const status = yield* Effect.promise(() => runCli("status", ["--json"], env))
+        expect(JSON.parse(status.stdout).dead_letters).toMatchObject({ total: 1, by_reason: { object_not_found: 1 }, loaded_since: 1 })
 
         // A time without its zone is refused: this machine's zone need not be the one meant.
         const zoneless = yield* replayProcess(["stored", "--from", "2026-11-12T00:00:00", "--dry-run"], env)

@@ -68,7 +68,8 @@ describe("pnpm status", () => {
       expect(queue!.partitions.filter((p) => p.topic === TOPIC)).toEqual([0, 1, 2].map((partition) => ({ topic: TOPIC, partition, lag: 0 })))
       // No stall's duration: a one-off check would always count 0 s of it (a running process's health tells it).
       expect(Object.keys(queue!).sort()).toEqual(["partitions", "pending"])
-      expect(dead_letters).toMatchObject({ total: 1, by_reason: { object_not_found: 1 } })
+      // Its claim never loaded: not settled.
+      expect(dead_letters).toMatchObject({ total: 1, by_reason: { object_not_found: 1 }, loaded_since: 0 })
       expect(maintenance!.runner).toBe("own")
       expect(maintenance!.jobs.map((j) => j.job).sort()).toEqual(["refresh telemetry_daily", "refresh telemetry_hourly", "retention telemetry_data"])
       // The worker ran its due jobs as it started.

@@ -1,5 +1,4 @@
-import { ClaimQueue, type DeadLetterReason, Maintenance, type PartitionLag } from "@telemetry/domain"
-import * as SqlMaintenance from "@telemetry/infra/db/SqlMaintenance"
+import { ClaimQueue, type DeadLetterReason, Maintenance, type PartitionLag, TelemetryStore } from "@telemetry/domain"
 import * as Health from "@telemetry/infra/Health"
 import { Clock, Config, Duration, Effect, Either, Layer, Option, Stream } from "effect"
 import * as Infrastructure from "../Infrastructure.js"
@@ -30,6 +29,11 @@ export interface DeadLettersReport {
   readonly since: Date
   readonly total: number
   readonly by_reason: Partial<Record<DeadLetterReason, number>>
+  /**
+   * Of them, claims loaded since they were dead-lettered (replayed once what failed them was mended): settled. Null
+   * when the database could not be read.
+   */
+  readonly loaded_since: number | null
 }
 
 export interface JobReport {
@@ -95,10 +99,15 @@ const queueFacts = (since: Date) =>
     const check = checked("queue", yield* Health.timed(queue.check, CHECK_TIMEOUT))
     const backlog = yield* within(CHECK_TIMEOUT)(queue.backlog)
     const deadLetters = yield* within(CHECK_TIMEOUT)(
-      Stream.runFold(queue.deadLetters({ from: since }), {} as Partial<Record<DeadLetterReason, number>>, (counts, letter) => ({
-        ...counts,
-        [letter.reason]: (counts[letter.reason] ?? 0) + 1
-      }))
+      Stream.runFold(
+        queue.deadLetters({ from: since }),
+        { counts: {} as Partial<Record<DeadLetterReason, number>>, claims: new Set<string>() },
+        ({ claims, counts }, letter) => ({
+          counts: { ...counts, [letter.reason]: (counts[letter.reason] ?? 0) + 1 },
+          // A message that was not a claim check has none: it can never be loaded.
+          claims: letter.claim === null ? claims : claims.add(letter.claim.claim_id)
+        })
+      )
     )
     return {
       check,
@@ -106,10 +115,14 @@ const queueFacts = (since: Date) =>
         pending: b.pending,
         partitions: b.partitions
       })),
-      deadLetters: Either.map(deadLetters, (by_reason): DeadLettersReport => ({
-        since,
-        total: Object.values(by_reason).reduce((a, b) => a + b, 0),
-        by_reason
+      deadLetters: Either.map(deadLetters, ({ claims, counts }) => ({
+        report: {
+          since,
+          total: Object.values(counts).reduce((a, b) => a + b, 0),
+          by_reason: counts,
+          loaded_since: null
+        } satisfies DeadLettersReport as DeadLettersReport,
+        claims
       }))
     }
   })
@@ -134,12 +147,17 @@ const maintenanceReport = (status: Maintenance.MaintenanceStatus, now: number): 
   }))
 })
 
-const databaseFacts = Effect.gen(function*() {
-  const check = checked("database", yield* Health.timed(yield* Health.databaseReachable, CHECK_TIMEOUT))
-  const status = yield* within(CHECK_TIMEOUT)(Effect.flatMap(Maintenance.Maintenance, (m) => m.status))
-  const now = yield* Clock.currentTimeMillis
-  return { check, maintenance: Either.map(status, (s) => maintenanceReport(s, now)) }
-})
+/** The database's facts, and which of `claims` (dead-lettered) the ledger holds as loaded. */
+const databaseFacts = (claims: ReadonlySet<string>) =>
+  Effect.gen(function*() {
+    const check = checked("database", yield* Health.timed(yield* Health.databaseReachable, CHECK_TIMEOUT))
+    const status = yield* within(CHECK_TIMEOUT)(Effect.flatMap(Maintenance.Maintenance, (m) => m.status))
+    const loaded = yield* within(CHECK_TIMEOUT)(
+      claims.size === 0 ? Effect.succeed(new Set<string>()) : Effect.flatMap(TelemetryStore, (store) => store.loadedClaims([...claims]))
+    )
+    const now = yield* Clock.currentTimeMillis
+    return { check, maintenance: Either.map(status, (s) => maintenanceReport(s, now)), loaded }
+  })
 
 /** Builds `layer` for the scope; its failure, or no answer in time, as the Left. */
 const connect = <A, E, R>(layer: Layer.Layer<A, E, R>) => within(CONNECT_TIMEOUT)(Layer.build(layer))
@@ -160,12 +178,14 @@ export const gather = (since: Duration.Duration) =>
     let queue: DependencyStatus
     let queueReport: QueueReport | null = null
     let deadLetters: DeadLettersReport | null = null
+    let deadLetterClaims: ReadonlySet<string> = new Set()
     if (Either.isRight(queueContext)) {
       const facts = yield* Effect.provide(queueFacts(from), queueContext.right)
       queue = facts.check
       if (queue.status === "up") {
         queueReport = Either.getOrNull(facts.queue)
-        deadLetters = Either.getOrNull(facts.deadLetters)
+        deadLetters = Either.getOrNull(Either.map(facts.deadLetters, (d) => d.report))
+        deadLetterClaims = Either.getOrElse(Either.map(facts.deadLetters, (d) => d.claims), () => new Set<string>())
         problems.push(...problem("consumer lag", facts.queue), ...problem("dead letters", facts.deadLetters))
       }
     } else {
@@ -190,13 +210,14 @@ export const gather = (since: Duration.Duration) =>
         error: "the embedded database belongs to the process holding the embedded queue; ask its /api/v1/health/detailed"
       }
     } else {
-      const databaseContext = yield* connect(SqlMaintenance.layer.pipe(Layer.provideMerge(Infrastructure.database)))
+      const databaseContext = yield* connect(Infrastructure.telemetryStore)
       if (Either.isRight(databaseContext)) {
-        const facts = yield* Effect.provide(databaseFacts, databaseContext.right)
+        const facts = yield* Effect.provide(databaseFacts(deadLetterClaims), databaseContext.right)
         database = facts.check
         if (database.status === "up") {
           maintenance = Either.getOrNull(facts.maintenance)
-          problems.push(...problem("maintenance", facts.maintenance))
+          if (deadLetters !== null && Either.isRight(facts.loaded)) deadLetters = { ...deadLetters, loaded_since: facts.loaded.right.size }
+          problems.push(...problem("maintenance", facts.maintenance), ...problem("dead letters loaded since", facts.loaded))
         }
       } else {
         database = down("database", databaseContext.left)
@@ -239,9 +260,10 @@ export const render = (report: Report): string => {
     )
   }
   if (report.dead_letters !== null) {
-    const { by_reason, since, total } = report.dead_letters
+    const { by_reason, loaded_since, since, total } = report.dead_letters
     sections.push(
       `Dead letters since ${time(since)}: ${total}` +
+        (total > 0 && loaded_since !== null ? `, of which ${loaded_since} loaded since (replayed: settled)` : "") +
         (total > 0
           ? "\n" + columns([["REASON", "COUNT"], ...Object.entries(by_reason).map(([reason, n]) => [reason, String(n)])])
           : "")
