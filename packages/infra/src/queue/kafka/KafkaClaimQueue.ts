@@ -375,8 +375,10 @@ export const layer = (options: KafkaQueueOptions) =>
         logLevel: logLevel.WARN,
         logCreator: logCreator(yield* Effect.runtime<never>())
       })
-      const producer = yield* makeProducer(kafka, options)
+      // The admin client first: it connects without retries, so a broker that is not there is told at once (a
+      // starting process logs that it waits for Kafka), where the producer's connect retries for seconds first.
       const admin = yield* makeAdmin(kafka, options)
+      const producer = yield* makeProducer(kafka, options)
       yield* KafkaLag.sampleEvery(
         Effect.map(lagsWith(admin, options), (lags) => lags.partitions),
         options.lagInterval ?? KafkaLag.DEFAULT_INTERVAL
