@@ -126,6 +126,18 @@ describe("the in-process queue's consumer", () => {
       )
     }).pipe(Effect.provide(queueWith("1 second"))))
 
+  it.effect("tenants share by the readings their claims load: a costly claim lets another tenant's cheap ones go first", () =>
+    Effect.gen(function*() {
+      const costly = [1, 2].map(() => claim({ tenantId: "bulky", readings: 100_000 }))
+      const cheap = [1, 2, 3].map(() => claim({ tenantId: "small", readings: 10 }))
+      yield* published(costly[0]!, costly[1]!, ...cheap)
+      expect(yield* nextTaken(5)).toEqual([costly[0], ...cheap, costly[1]].map((c) => c!.claim_id))
+      // Its cost still counts once nothing of it waits: a costly claim published after it was taken waits too.
+      const later = claim({ tenantId: "bulky", readings: 100_000 })
+      const [other] = yield* published(claim({ tenantId: "small", readings: 10 }), later)
+      expect(yield* nextTaken(2)).toEqual([other!.claim_id, later.claim_id])
+    }).pipe(Effect.provide(queueWith("1 second"))))
+
   it.effect("publishing waits while `capacity` claims wait, and is refused once its timeout passes", () =>
     Effect.gen(function*() {
       const queue = yield* ClaimQueue

@@ -51,7 +51,7 @@ export const series = (sensorUuid: string, n: number, start = Date.UTC(2025, 0, 
   Array.from({ length: n }, (_, k) => reading(sensorUuid, start + k * 60_000, k))
 
 export const claim = (
-  options: { tenantId?: string; deviceId?: string; requestId?: string; claimId?: string } = {}
+  options: { tenantId?: string; deviceId?: string; requestId?: string; claimId?: string; readings?: number } = {}
 ) => {
   const claimId = options.claimId ?? randomUUID()
   return new ClaimCheck({
@@ -69,7 +69,7 @@ export const claim = (
       deviceId: options.deviceId ?? null,
       tenantId: options.tenantId ?? "default",
       itemsCount: 0,
-      totalSensors: 0,
+      totalSensors: options.readings ?? 0,
       fileSize: 100
     }
   })

@@ -67,6 +67,12 @@ const deadLetterStore = (directory: string | undefined) =>
 
 type Files = FileSystem.FileSystem | Path.Path
 
+/**
+ * What loading a claim costs, in readings: its readings, and what any claim costs besides (fetching its object,
+ * its transaction), about as much as a thousand readings.
+ */
+const claimCost = ({ metadata }: ClaimCheck) => metadata.totalSensors + 1_000
+
 /** The queue as one partition, its lag the claims published and not acknowledged yet. */
 const partitionsOf = (pending: number): ReadonlyArray<PartitionLag> => [
   { topic: QueueMetrics.EMBEDDED_TOPIC, partition: 0, lag: pending }
@@ -86,11 +92,12 @@ export function layer(options: EmbeddedQueueOptions): Layer.Layer<ClaimQueue, Qu
     ClaimQueue,
     Effect.gen(function*() {
       const deadLetters = yield* deadLetterStore(options.directory)
-      // Claims waiting, taken in turns by tenant and device, so that one device's burst cannot hold up the others.
-      const waiting = new FairLanes.FairLanes<ClaimCheck>(({ metadata }) => ({
-        tenant: metadata.tenantId,
-        device: metadata.deviceId ?? ""
-      }))
+      // Claims waiting, taken in turns by tenant and device, so that one device's burst cannot hold up the others;
+      // tenants share by the readings their claims load, so that one tenant's costly claims cannot either.
+      const waiting = new FairLanes.FairLanes<ClaimCheck>(
+        ({ metadata }) => ({ tenant: metadata.tenantId, device: metadata.deviceId ?? "" }),
+        claimCost
+      )
       // A permit for each claim that may still wait (publishing waits for one), a signal for each that waits.
       const room = yield* Effect.makeSemaphore(options.capacity)
       const arrived = yield* Effect.acquireRelease(Queue.unbounded<void>(), Queue.shutdown)
