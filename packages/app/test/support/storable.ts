@@ -38,8 +38,8 @@ export const storableText = (max: number, min = 0) =>
     fc.array(fc.constantFrom(...TRICKY), { minLength: 1, maxLength: 4 }).map((pieces) => exactly(pieces.join(""), max))
   ).filter((s) => s.length >= min && s.isWellFormed() && !s.includes("\0") && !s.startsWith("\ufeff"))
 
-/** Identifiers (equipment and sensor uuids): not empty, up to 128 units. */
-export const storableId = storableText(MAX_ID_LENGTH, 1)
+/** Identifiers (equipment and sensor uuids): not empty nor whitespace alone, up to 128 units. */
+export const storableId = storableText(MAX_ID_LENGTH, 1).filter((s) => s.trim() !== "")
 
 /** Names, units, statuses: up to 256 units. */
 export const storableName = storableText(MAX_TEXT_LENGTH)
