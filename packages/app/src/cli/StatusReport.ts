@@ -93,6 +93,12 @@ const checked = (name: DependencyStatus["name"], check: Health.DependencyCheck):
 /** The embedded queue's lock, held by a running `pnpm start` (DirectoryLock's words). */
 const heldByServer = (error: unknown) => /is in use by process \d+/.test(messageOf(error))
 
+/** The dead letters' report, without what the database tells, and the claims they hold. */
+interface DeadLetterFacts {
+  readonly report: DeadLettersReport
+  readonly claims: ReadonlySet<string>
+}
+
 const queueFacts = (since: Date) =>
   Effect.gen(function*() {
     const queue = yield* ClaimQueue
@@ -115,13 +121,8 @@ const queueFacts = (since: Date) =>
         pending: b.pending,
         partitions: b.partitions
       })),
-      deadLetters: Either.map(deadLetters, ({ claims, counts }) => ({
-        report: {
-          since,
-          total: Object.values(counts).reduce((a, b) => a + b, 0),
-          by_reason: counts,
-          loaded_since: null
-        } satisfies DeadLettersReport as DeadLettersReport,
+      deadLetters: Either.map(deadLetters, ({ claims, counts }): DeadLetterFacts => ({
+        report: { since, total: Object.values(counts).reduce((a, b) => a + b, 0), by_reason: counts, loaded_since: null },
         claims
       }))
     }
@@ -177,15 +178,13 @@ export const gather = (since: Duration.Duration) =>
     const embeddedTaken = Either.isLeft(queueContext) && heldByServer(queueContext.left)
     let queue: DependencyStatus
     let queueReport: QueueReport | null = null
-    let deadLetters: DeadLettersReport | null = null
-    let deadLetterClaims: ReadonlySet<string> = new Set()
+    let deadLetters: DeadLetterFacts | null = null
     if (Either.isRight(queueContext)) {
       const facts = yield* Effect.provide(queueFacts(from), queueContext.right)
       queue = facts.check
       if (queue.status === "up") {
         queueReport = Either.getOrNull(facts.queue)
-        deadLetters = Either.getOrNull(Either.map(facts.deadLetters, (d) => d.report))
-        deadLetterClaims = Either.getOrElse(Either.map(facts.deadLetters, (d) => d.claims), () => new Set<string>())
+        deadLetters = Either.getOrNull(facts.deadLetters)
         problems.push(...problem("consumer lag", facts.queue), ...problem("dead letters", facts.deadLetters))
       }
     } else {
@@ -212,11 +211,13 @@ export const gather = (since: Duration.Duration) =>
     } else {
       const databaseContext = yield* connect(Infrastructure.telemetryStore)
       if (Either.isRight(databaseContext)) {
-        const facts = yield* Effect.provide(databaseFacts(deadLetterClaims), databaseContext.right)
+        const facts = yield* Effect.provide(databaseFacts(deadLetters?.claims ?? new Set()), databaseContext.right)
         database = facts.check
         if (database.status === "up") {
           maintenance = Either.getOrNull(facts.maintenance)
-          if (deadLetters !== null && Either.isRight(facts.loaded)) deadLetters = { ...deadLetters, loaded_since: facts.loaded.right.size }
+          if (deadLetters !== null && Either.isRight(facts.loaded)) {
+            deadLetters = { ...deadLetters, report: { ...deadLetters.report, loaded_since: facts.loaded.right.size } }
+          }
           problems.push(...problem("maintenance", facts.maintenance), ...problem("dead letters loaded since", facts.loaded))
         }
       } else {
@@ -227,7 +228,7 @@ export const gather = (since: Duration.Duration) =>
     return {
       dependencies: [storage, queue, database],
       queue: queueReport,
-      dead_letters: deadLetters,
+      dead_letters: deadLetters?.report ?? null,
       maintenance,
       problems
     } satisfies Report

@@ -51,8 +51,8 @@ const isRecord = (u: unknown): u is Fields => typeof u === "object" && u !== nul
 const isStorable = (u: string) => u.charCodeAt(0) !== BYTE_ORDER_MARK
 const isBoundedText = (u: unknown) => typeof u === "string" && atMostCharacters(u, MAX_TEXT_LENGTH) && isStorable(u)
 const isText = (u: unknown) => u == null || isBoundedText(u)
-const isId = (u: unknown) =>
-  typeof u === "string" && u.length > 0 && isNotBlank(u) && atMostCharacters(u, MAX_ID_LENGTH) && isStorable(u)
+// Not blank, so not empty either.
+const isId = (u: unknown) => typeof u === "string" && isNotBlank(u) && atMostCharacters(u, MAX_ID_LENGTH) && isStorable(u)
 const isFiniteNumber = (u: unknown) => u == null || (typeof u === "number" && Number.isFinite(u))
 const isFlag = (u: unknown) => u == null || isBoundedText(u) || typeof u === "boolean"
 // Comparisons are false for NaN, so this also excludes it.
