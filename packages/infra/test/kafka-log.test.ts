@@ -14,7 +14,7 @@ const logged = (entries: ReadonlyArray<{ level: logLevel; namespace: string; log
       Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
       Logger.withMinimumLogLevel(LogLevel.All)
     )
-    const log = logCreator(runtime)()
+    const log = logCreator(runtime, new Map())()
     for (const { level, log: entry, namespace } of entries) {
       log({ namespace, level, label: "", log: { timestamp: "", logger: "kafkajs", message: "", ...entry } })
     }
@@ -48,7 +48,7 @@ describe("kafkajs's log lines", () => {
         Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
         Logger.withMinimumLogLevel(LogLevel.All)
       )
-      const log = logCreator(runtime)()
+      const log = logCreator(runtime, new Map())()
       const entry = (level: logLevel, message: string, broker = "127.0.0.1:9092") =>
         log({ namespace: "Connection", level, label: "", log: { timestamp: "", logger: "kafkajs", message, broker } })
       const refused = "Connection error: connect ECONNREFUSED 127.0.0.1:9092"
@@ -68,5 +68,20 @@ describe("kafkajs's log lines", () => {
         ["INFO", "kafka Connection: Connecting", undefined],
         ["ERROR", `kafka Connection: ${refused}`, "5 more times in the 30s before"]
       ])
+    }))
+
+  it.effect("a line is logged once a window across the clients of a process: startup retries make a new client each time", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const runtime = yield* Effect.runtime<never>().pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void lines.push(String(message)))))
+      )
+      // A broker no other test names: the lines remembered are the process's.
+      const refused = { timestamp: "", logger: "kafkajs", message: "Connection error: connect ECONNREFUSED 127.0.0.1:59092", broker: "127.0.0.1:59092" }
+      for (let attempt = 0; attempt < 3; attempt++) {
+        logCreator(runtime)()({ namespace: "Connection", level: logLevel.ERROR, label: "", log: refused })
+        yield* TestClock.adjust("12 seconds")
+      }
+      expect(lines).toEqual([`kafka Connection: ${refused.message}`])
     }))
 })

@@ -42,10 +42,18 @@ const REPEAT_WINDOW = Duration.seconds(30)
 /** Distinct lines remembered at most, so that lines with varying words cannot grow the process. */
 const MAX_REMEMBERED = 1000
 
+/** The warnings and errors logged lately, each with when it may be logged again and how many were left out since. */
+export type Repeats = Map<string, { readonly until: number; left: number }>
+
+/**
+ * The lines a process logged lately: kept across its clients, since a process waiting for its broker at startup
+ * makes new clients at each try, and each would log the same lines anew.
+ */
+export const processRepeats: Repeats = new Map()
+
 /** kafkajs logs through our logger, one line each (repeated warnings and errors once a window), not on stderr. */
-export const logCreator = (runtime: Runtime.Runtime<never>) => {
+export const logCreator = (runtime: Runtime.Runtime<never>, recent: Repeats = processRepeats) => {
   const run = Runtime.runSync(runtime)
-  const recent = new Map<string, { readonly until: number; left: number }>()
   return () => ({ namespace, level, log }: LogEntry) => {
     const logLevel = levelOf(level, log)
     const message = `kafka${namespace ? ` ${namespace}` : ""}: ${log.message}`
