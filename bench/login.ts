@@ -1,6 +1,6 @@
 /**
  * 5. Login: the CPU one device login costs the ingest process (compiled `pnpm start`, RUN_WORKER=false, on a fresh
- * PostgreSQL database), with the cache of verified credentials and with it turned off (AUTH_LOGIN_CACHE_TTL=0, every
+ * PostgreSQL database), with the cache of verified credentials and with it turned off (AUTH_LOGIN_CACHE_TTL="0 seconds", every
  * login a scrypt hash), and what that makes of the Home Assistant heartbeat: every device logging in every 120 s.
  */
 import { Effect } from "effect"

@@ -157,7 +157,7 @@ const loginSection = (l: LoginResult) =>
     "",
     table(["logins", "count", "CPU ms / login", "p50 ms", "p95 ms", `${HEARTBEAT.devices.toLocaleString("en")} devices every ${HEARTBEAT.seconds} s`], "lrrrrr", [
       ["verified recently (credential cache)", l.cached, "cached"] as const,
-      ["every one a scrypt hash (AUTH_LOGIN_CACHE_TTL=0)", l.uncached, "uncached"] as const
+      ["every one a scrypt hash (AUTH_LOGIN_CACHE_TTL=\"0 seconds\")", l.uncached, "uncached"] as const
     ].map(([what, cost]) => [
       what,
       String(cost.logins),

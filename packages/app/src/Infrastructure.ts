@@ -1,3 +1,4 @@
+import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -22,7 +23,7 @@ import type * as KafkaClaimQueue from "@telemetry/infra/queue/kafka/KafkaClaimQu
 import * as FileObjectStore from "@telemetry/infra/storage/FileObjectStore"
 import type * as S3ObjectStore from "@telemetry/infra/storage/s3/S3ObjectStore"
 import * as Recovery from "@telemetry/worker/Recovery"
-import { Config, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Config, Data, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { dirname, join } from "node:path"
 
 // Each adapter's options, read from the variables the README's Configuration table documents.
@@ -69,7 +70,32 @@ const postgresOptions: Config.Config.Wrap<PostgresClient.PostgresOptions> = {
   connectTimeout: orAdapterDefault(positiveDurationConfig("DATABASE_CONNECT_TIMEOUT"))
 }
 
-const embeddedDatabaseDir = Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg"))
+export const embeddedDatabaseDir = Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg"))
+
+/** The settings name no database that exists: no DATABASE_URL, and nothing ever ran on the embedded one there. */
+export class NoDatabase extends Data.TaggedError("NoDatabase")<{ readonly directory: string }> {
+  override get message() {
+    return `no embedded database in ${this.directory} (EMBEDDED_DB_DIR, as DATABASE_URL is not set): nothing has run ` +
+      "with these settings here. Run this in the directory the server runs in, with its variables; for a deployment " +
+      "on real services, set its DATABASE_URL, KAFKA_BROKERS and S3_* (in the compose stack, run it inside a " +
+      "container: docker compose exec worker node dist/cli/<command>.js ...)"
+  }
+}
+
+/**
+ * Fails unless the database the settings name exists: for the commands that look at a deployment, which would
+ * otherwise make a new empty one — and report on it — in a directory mistyped, or on a machine where the
+ * deployment's variables are not set.
+ */
+export const existingDatabase = Effect.gen(function*() {
+  if (Option.isSome(yield* Config.option(Config.string("DATABASE_URL")))) return
+  const directory = yield* embeddedDatabaseDir
+  if (directory.startsWith("memory://")) return
+  const fs = yield* FileSystem.FileSystem
+  // Written by initdb when PGlite first creates the database.
+  const exists = yield* fs.exists(join(directory, "PG_VERSION")).pipe(Effect.orElseSucceed(() => false))
+  if (!exists) return yield* new NoDatabase({ directory })
+})
 
 /** How claims are loaded into either database. */
 const loading: Config.Config.Wrap<SqlTelemetryStore.SqlTelemetryStoreOptions> = {

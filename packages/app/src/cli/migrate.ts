@@ -15,9 +15,7 @@ const postgres = PostgresClient.layerConfig({
 })
 
 // Embedded: the lock that `pnpm start` holds first, so that this never opens a database a server has open.
-const embedded = PgliteClient.layerConfig({
-  dataDir: Config.string("EMBEDDED_DB_DIR").pipe(Config.withDefault("./data/pg"))
-}).pipe(Layer.provide(Infrastructure.embeddedClaimQueue))
+const embedded = PgliteClient.layerConfig({ dataDir: Infrastructure.embeddedDatabaseDir }).pipe(Layer.provide(Infrastructure.embeddedClaimQueue))
 
 const database = Layer.unwrapEffect(
   Effect.map(Config.option(Config.string("DATABASE_URL")), (url) => Option.isSome(url) ? postgres : embedded)
@@ -47,7 +45,11 @@ const migrate = Command.make("migrate", { action, json }, ({ action, json }) =>
     const dir = yield* Migrator.MigrationsDir
     if (action === "up") yield* Migrator.migrate(dir)
     yield* report(yield* Migrator.status(dir), json)
-  }).pipe(Effect.provide(database))).pipe(
+  }).pipe(
+    Effect.provide(database),
+    // `status` changes nothing: not even by creating the database it was pointed at. `up` may.
+    (program) => action === "status" ? Effect.zipRight(Infrastructure.existingDatabase, program) : program
+  )).pipe(
     Command.withDescription("Shows or applies the database migrations (DATABASE_URL, else the embedded database)")
   )
 

@@ -85,6 +85,8 @@ const execute = <E, R>(
     )
   }).pipe(
     Effect.provide(infrastructure),
+    // Not in a new empty deployment: it would find nothing to replay, and say so.
+    (program) => Effect.zipRight(Infrastructure.existingDatabase, program),
     // Per-claim lines would tear the progress bar apart; warnings and errors still show.
     Logger.withMinimumLogLevel(LogLevel.Warning)
   )

@@ -1,5 +1,6 @@
 import { Command, Options } from "@effect/cli"
 import { Console, Data, Duration, Effect, Logger, LogLevel } from "effect"
+import * as Infrastructure from "../Infrastructure.js"
 import * as Cli from "./Cli.js"
 import * as StatusReport from "./StatusReport.js"
 
@@ -22,6 +23,7 @@ const since = Options.text("since").pipe(
 
 const status = Command.make("status", { json, since }, ({ json, since }) =>
   Effect.gen(function*() {
+    yield* Infrastructure.existingDatabase
     const report = yield* StatusReport.gather(since)
     yield* Console.log(json ? JSON.stringify(report) : StatusReport.render(report))
     const names = report.dependencies.filter((d) => d.status === "down").map((d) => d.name)
