@@ -90,12 +90,16 @@ export class NoDatabase extends Data.TaggedError("NoDatabase")<{ readonly direct
 export const existingDatabase = Effect.gen(function*() {
   if (Option.isSome(yield* Config.option(Config.string("DATABASE_URL")))) return
   const directory = yield* embeddedDatabaseDir
-  if (directory.startsWith("memory://")) return
-  const fs = yield* FileSystem.FileSystem
-  // Written by initdb when PGlite first creates the database.
-  const exists = yield* fs.exists(join(directory, "PG_VERSION")).pipe(Effect.orElseSucceed(() => false))
-  if (!exists) return yield* new NoDatabase({ directory })
+  if (!(yield* embeddedDatabaseIn(directory))) return yield* new NoDatabase({ directory })
 })
+
+/** Whether `directory` holds an embedded database (one in memory always does: it is made when opened). */
+export const embeddedDatabaseIn = (directory: string) =>
+  directory.startsWith("memory://")
+    ? Effect.succeed(true)
+    : Effect.flatMap(FileSystem.FileSystem, (fs) =>
+      // Written by initdb when PGlite first creates the database.
+      fs.exists(join(directory, "PG_VERSION")).pipe(Effect.orElseSucceed(() => false)))
 
 /** How claims are loaded into either database. */
 const loading: Config.Config.Wrap<SqlTelemetryStore.SqlTelemetryStoreOptions> = {

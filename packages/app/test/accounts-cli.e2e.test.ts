@@ -132,6 +132,18 @@ describe("pnpm device and pnpm user", () => {
       const listed = yield* cli("device", ["list"], deployed.env)
       expect(listed.code).toBe(0)
       expect(listed.stderr).not.toContain("held by a running server")
+      expect(listed.stderr).not.toContain("No embedded database")
       expect(listed.stdout).toMatch(/^ha-embedded\s+home\s+Europe\/Lisbon\s+enabled/m)
+
+      // Where no database is yet (a first account before the first start; or a mistyped directory, a shell without
+      // the deployment's variables), the command makes one, and says so.
+      const elsewhere = `${deployed.env.EMBEDDED_DB_DIR}-elsewhere`
+      const created = yield* cli("user", ["add", "--tenant", "home", "--username", "grafana", "--password", "reader-password"], {
+        ...deployed.env,
+        EMBEDDED_DB_DIR: elsewhere,
+        EMBEDDED_QUEUE_DIR: `${elsewhere}-queue`
+      })
+      expect(created.code).toBe(0)
+      expect(created.stderr).toContain(`No embedded database in ${elsewhere} (EMBEDDED_DB_DIR) yet: creating it`)
     }), { timeout: 180_000 })
 })

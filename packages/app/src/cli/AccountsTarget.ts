@@ -17,9 +17,26 @@ const throughServer = Layer.unwrapEffect(Effect.gen(function*() {
   return RemoteAccounts.layer(baseUrl).pipe(Layer.provide(Tokens.Default))
 }))
 
+/**
+ * A new embedded database is made for the accounts (a first account before the first `pnpm start`), said on stderr:
+ * where the directory is mistyped, or a deployment's variables are not set in this shell (a compose stack's live in
+ * its containers), the account would go where no server looks.
+ */
+const announceNew = Effect.gen(function*() {
+  const directory = yield* Infrastructure.embeddedDatabaseDir
+  if (!(yield* Infrastructure.embeddedDatabaseIn(directory))) {
+    yield* Console.error(
+      `No embedded database in ${directory} (EMBEDDED_DB_DIR) yet: creating it, for the \`pnpm start\` of this directory. ` +
+        "For another deployment, set its variables (DATABASE_URL; in a compose stack, run the command inside a container: " +
+        "docker compose exec ingest node dist/cli/<command>.js ...)."
+    )
+  }
+})
+
 /** Embedded: the lock first (the one `pnpm start` holds, beside the queue), and the database only once it is ours. */
 const embedded = inEmbedded.pipe(
   Layer.provide(Infrastructure.embeddedClaimQueue),
+  Layer.provide(Layer.effectDiscard(announceNew)),
   Layer.catchAll((error) =>
     Layer.unwrapEffect(
       error._tag === "QueueError" && error.operation === "take" ? Effect.succeed(throughServer) : Effect.fail(error)
