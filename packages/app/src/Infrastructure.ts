@@ -104,7 +104,9 @@ export const embeddedDatabaseIn = (directory: string) =>
 /** How claims are loaded into either database. */
 const loading: Config.Config.Wrap<SqlTelemetryStore.SqlTelemetryStoreOptions> = {
   batchReadings: integerSetting("COPY_BATCH_READINGS", 20_000, { min: 1 }),
-  takeOverAfter: positiveDuration("LOAD_TAKEOVER_AFTER", Duration.minutes(1))
+  takeOverAfter: positiveDuration("LOAD_TAKEOVER_AFTER", Duration.minutes(1)),
+  maxEquipmentsPerTenant: integerSetting("MAX_EQUIPMENTS_PER_TENANT", 100_000, { min: 0 }),
+  maxSensorsPerTenant: integerSetting("MAX_SENSORS_PER_TENANT", 1_000_000, { min: 0 })
 }
 
 /** Of either queue. */

@@ -192,6 +192,27 @@ describe.each(databases)("migrations on $name", (database) => {
       expect(error.message).toContain(edited)
       expect(yield* count).toBe(MIGRATION_FILES.length + 1)
     }).pipe(Effect.provide(Layer.merge(database.fresh, NodeContext.layer))), { timeout: 120_000 })
+
+  it.scoped("0016 counts each tenant's equipments and sensors stored before it, for their limits", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.flatMap(FileSystem.FileSystem, (fs) =>
+        fs.makeTempDirectoryScoped({ prefix: "telemetry-migrations-" }))
+      const counting = "0016_tenant_entities.sql"
+      for (const file of MIGRATION_FILES.filter((f) => f < counting)) cpSync(join(MIGRATIONS, file), join(dir, file))
+      const sql = yield* sqlClient
+      yield* Migrator.migrate(dir)
+      yield* sql`INSERT INTO equipments (tenant_id, uuid) VALUES ('a', 'e1'), ('a', 'e2'), ('b', 'e1'), ('c', 'e1')`
+      yield* sql`INSERT INTO sensors (equipment_id, uuid)
+        SELECT e.id, s.uuid FROM equipments e, (VALUES ('s1'), ('s2')) AS s (uuid) WHERE e.tenant_id = 'a'
+        UNION ALL SELECT e.id, 's1' FROM equipments e WHERE e.tenant_id = 'b'`
+      cpSync(join(MIGRATIONS, counting), join(dir, counting))
+      yield* Migrator.migrate(dir)
+      expect(yield* sql`SELECT tenant_id, equipments::int, sensors::int FROM tenant_entities ORDER BY tenant_id`).toEqual([
+        { tenant_id: "a", equipments: 2, sensors: 4 },
+        { tenant_id: "b", equipments: 1, sensors: 1 },
+        { tenant_id: "c", equipments: 1, sensors: 0 }
+      ])
+    }).pipe(Effect.provide(Layer.merge(database.fresh, NodeContext.layer))), { timeout: 120_000 })
 })
 
 /** Starts as a process does: migrations, then the maintenance service (which applies RAW_RETENTION). */

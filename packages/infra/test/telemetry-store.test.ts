@@ -590,6 +590,34 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         expect(yield* dataOf(eq, "t2")).toHaveLength(3)
       }))
 
+    it.effect("a claim taking its tenant past its equipments or sensors limit loads nothing, refused for good; others load", () =>
+      Effect.gen(function*() {
+        const store = yield* SqlTelemetryStore.make({ batchReadings: BATCH_READINGS, maxEquipmentsPerTenant: 2, maxSensorsPerTenant: 3 })
+        const tenantId = uid("limited")
+        const [e1, e2, e3] = [uid("lim-e1"), uid("lim-e2"), uid("lim-e3")]
+        const load = (tenant: string, eq: string, sensors: ReadonlyArray<string>) =>
+          store.load(claim({ tenantId: tenant }), Stream.make(item(equipment(eq), sensors.map((s) => sensor(s)), sensors.flatMap((s) => series(s, 2)))))
+
+        expect((yield* load(tenantId, e1, [`${e1}-a`, `${e1}-b`]))._tag).toBe("Loaded")
+        // Four sensors, one more than its limit: nothing of it is stored, and loading it again will not help.
+        const overSensors = yield* Effect.flip(load(tenantId, e2, [`${e2}-a`, `${e2}-b`]))
+        expect([overSensors._tag, overSensors.transient]).toEqual(["LoadError", false])
+        expect(overSensors.message).toBe(
+          `tenant "${tenantId}" would have 4 sensors, over its limit of 3 (MAX_SENSORS_PER_TENANT): the claim is not loaded; ` +
+            "raise the limit and replay it to load it"
+        )
+        expect(yield* equipmentRows(e2)).toEqual([])
+        // Known ones load as ever; new ones within the limits too.
+        expect((yield* load(tenantId, e1, [`${e1}-a`]))._tag).toBe("Loaded")
+        expect((yield* load(tenantId, e2, [`${e2}-a`]))._tag).toBe("Loaded")
+        expect(yield* dataOf(e2, tenantId)).toHaveLength(2)
+        const overEquipments = yield* Effect.flip(load(tenantId, e3, [`${e3}-a`]))
+        expect(overEquipments.message).toContain(`would have 3 equipments, over its limit of 2 (MAX_EQUIPMENTS_PER_TENANT)`)
+        expect(yield* dataOf(e3, tenantId)).toEqual([])
+        // Another tenant has limits of its own.
+        expect((yield* load(uid("other"), e3, [`${e3}-a`]))._tag).toBe("Loaded")
+      }))
+
     it.effect("status text with tabs, newlines, backslashes and COPY markers round-trips", () =>
       Effect.gen(function*() {
         const { store, eq, s } = yield* freshEquipment("eq-copy")

@@ -12,7 +12,7 @@ import {
   TelemetryStore,
   type ReadingDays
 } from "@telemetry/domain"
-import { Chunk, Config, Duration, Effect, identity, Layer, Sink, Stream } from "effect"
+import { Chunk, Config, Data, Duration, Effect, identity, Layer, Sink, Stream } from "effect"
 import { BulkCopy, copyField, copyTimestamp } from "./BulkCopy.js"
 import * as ClaimAttempts from "./ClaimAttempts.js"
 import * as DatabaseErrors from "./DatabaseErrors.js"
@@ -34,6 +34,27 @@ export interface SqlTelemetryStoreOptions {
    * Not with `commitEachBatch`, whose one session loads one claim at a time.
    */
   readonly takeOverAfter?: Duration.DurationInput | undefined
+  /**
+   * Equipments and sensors a tenant may have (0: no limit). A claim that would take its tenant past either is
+   * refused by the database (dead-lettered as unloadable; replayable once the limit is raised): a tenant naming ever
+   * new equipments would otherwise grow without bound what every query of its own scans, and the database all share.
+   */
+  readonly maxEquipmentsPerTenant?: number | undefined
+  readonly maxSensorsPerTenant?: number | undefined
+}
+
+/** A load would take its tenant past one of its limits: loading it again will not help until the limit is raised. */
+class TenantLimitReached extends Data.TaggedError("TenantLimitReached")<{
+  readonly tenantId: string
+  readonly what: "equipments" | "sensors"
+  readonly count: number
+  readonly limit: number
+  readonly variable: string
+}> {
+  override get message() {
+    return `tenant "${this.tenantId}" would have ${this.count} ${this.what}, over its limit of ${this.limit} ` +
+      `(${this.variable}): the claim is not loaded; raise the limit and replay it to load it`
+  }
 }
 
 /** The advisory locks of claims being loaded: this first key, then the first 32 bits of the claim id. */
@@ -148,6 +169,12 @@ interface Written {
 /** Entries kept per load: past this many, a payload naming ever new equipments or sensors starts over. */
 const MAX_WRITTEN = 10_000
 
+/** The ids of upserted rows by key, and how many of them are new. */
+interface Upserted {
+  readonly ids: ReadonlyMap<string, number>
+  readonly inserted: number
+}
+
 /**
  * The ids of `values` by key, upserting only those whose description is not the one this load wrote last: the
  * upsert would leave those as they are and only answer their ids. A large payload names the same equipments and
@@ -158,24 +185,27 @@ const upsertChanged = <A>(
   values: ReadonlyArray<A>,
   key: (a: A) => string,
   description: (a: A) => object,
-  upsert: (values: ReadonlyArray<A>) => Effect.Effect<ReadonlyMap<string, number>, SqlError>
+  upsert: (values: ReadonlyArray<A>) => Effect.Effect<Upserted, SqlError>
 ) =>
   Effect.gen(function*() {
     if (written.size > MAX_WRITTEN) written.clear()
     const descriptions = values.map((value) => JSON.stringify(description(value)))
     const changed = values.filter((value, k) => written.get(key(value))?.description !== descriptions[k])
+    let inserted = 0
     if (changed.length > 0) {
-      const ids = yield* upsert(changed)
+      const upserted = yield* upsert(changed)
+      inserted = upserted.inserted
       values.forEach((value, k) => {
-        const id = ids.get(key(value))
+        const id = upserted.ids.get(key(value))
         if (id !== undefined) written.set(key(value), { id, description: descriptions[k]! })
       })
     }
     // Those the database answered no id for are left out: the caller refuses to load their rows.
-    return new Map(values.flatMap((value) => {
+    const ids = new Map(values.flatMap((value) => {
       const id = written.get(key(value))?.id
       return id === undefined ? [] : [[key(value), id] as const]
     }))
+    return { ids, inserted } satisfies Upserted
   })
 
 /** The statements of an upsert of some rows, each answering ids under the rows' keys. */
@@ -198,13 +228,14 @@ const upsertBy = <A>(
 ) =>
   Effect.gen(function*() {
     const ids = new Map((yield* statements(values).insert).map((row) => [row.key, row.id]))
+    const inserted = ids.size
     const stored = values.filter((value) => !ids.has(key(value)))
     if (stored.length > 0) {
       const { select, update } = statements(stored)
       yield* update
       for (const row of yield* select) ids.set(row.key, row.id)
     }
-    return ids as ReadonlyMap<string, number>
+    return { ids, inserted } satisfies Upserted
   })
 
 const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
@@ -364,17 +395,43 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           })
         )
 
-    const loadBatch = (load: LoadState, items: Chunk.Chunk<EncodedItem>): Effect.Effect<Totals, SqlError> =>
+    const limits = [
+      { what: "equipments", limit: options.maxEquipmentsPerTenant ?? 0, variable: "MAX_EQUIPMENTS_PER_TENANT" },
+      { what: "sensors", limit: options.maxSensorsPerTenant ?? 0, variable: "MAX_SENSORS_PER_TENANT" }
+    ] as const
+    /**
+     * Counts the equipments and sensors a batch added to its tenant's, failing if that takes it past a limit. The
+     * count's row stays locked until the commit, so concurrent loads adding to one tenant count one after another.
+     */
+    const countNew = (tenantId: string, equipments: number, sensors: number) =>
+      Effect.gen(function*() {
+        if ((equipments === 0 && sensors === 0) || limits.every((l) => l.limit === 0)) return
+        const [counts] = yield* sql<{ equipments: number; sensors: number }>`INSERT INTO tenant_entities
+            (tenant_id, equipments, sensors) VALUES (${tenantId}, ${equipments}, ${sensors})
+          ON CONFLICT (tenant_id) DO UPDATE SET equipments = tenant_entities.equipments + EXCLUDED.equipments,
+            sensors = tenant_entities.sensors + EXCLUDED.sensors
+          RETURNING equipments::int, sensors::int`
+        for (const { limit, variable, what } of limits) {
+          const count = counts?.[what] ?? 0
+          if (limit > 0 && count > limit) return yield* new TenantLimitReached({ tenantId, what, count, limit, variable })
+        }
+      })
+
+    const loadBatch = (
+      load: LoadState,
+      items: Chunk.Chunk<EncodedItem>
+    ): Effect.Effect<Totals, SqlError | TenantLimitReached> =>
       Effect.gen(function*() {
         if (Chunk.isEmpty(items)) return NO_TOTALS
-        const equipmentIds = yield* upsertChanged(
+        const equipments = yield* upsertChanged(
           load.equipments,
           distinctBy(Chunk.map(items, (i) => i.equipment), (e) => e.uuid),
           (e) => e.uuid,
           (e) => e,
           (equipments) => upsertEquipments(load.tenantId, equipments)
         )
-        const sensorIds = yield* upsertChanged(
+        const equipmentIds = equipments.ids
+        const sensors = yield* upsertChanged(
           load.sensors,
           distinctBy(
             Chunk.flatMap(items, (item) => {
@@ -388,6 +445,8 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           (s) => s.sensor,
           upsertSensors
         )
+        yield* countNew(load.tenantId, equipments.inserted, sensors.inserted)
+        const sensorIds = sensors.ids
         // The upserts answer the ids of the identities as the database stored them: one that came back under
         // no key would be an identity the database changed (unreachable since the codec refuses what it cannot
         // store as sent), which must not be loaded under another's id.
@@ -476,7 +535,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
     const loadBatches = <E, R>(
       load: LoadState,
       items: Stream.Stream<TelemetryItem, E, R>,
-      each: (loading: Effect.Effect<Totals, SqlError>) => Effect.Effect<Totals, SqlError>
+      each: (loading: Effect.Effect<Totals, SqlError | TenantLimitReached>) => Effect.Effect<Totals, SqlError | TenantLimitReached>
     ) =>
       items.pipe(
         Stream.map(encode),
@@ -546,10 +605,15 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           ? loadInBatches(claim, items)
           : loadWhole(claim, items)).pipe(
             Effect.catchIf(
-              (e): e is SqlError => e instanceof SqlError,
+              (e): e is SqlError | TenantLimitReached => e instanceof SqlError || e instanceof TenantLimitReached,
               (cause) =>
                 Effect.fail(
-                  new LoadError({ claimId: claim.claim_id, message: cause.message, transient: DatabaseErrors.isTransient(cause), cause })
+                  new LoadError({
+                    claimId: claim.claim_id,
+                    message: cause.message,
+                    transient: cause instanceof SqlError && DatabaseErrors.isTransient(cause),
+                    cause
+                  })
                 )
             ),
             Effect.withSpan("TelemetryStore.load")
