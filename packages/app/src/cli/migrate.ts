@@ -15,7 +15,9 @@ const postgres = PostgresClient.layerConfig({
 })
 
 // Embedded: the lock that `pnpm start` holds first, so that this never opens a database a server has open.
-const embedded = PgliteClient.layerConfig({ dataDir: Infrastructure.embeddedDatabaseDir }).pipe(Layer.provide(Infrastructure.embeddedClaimQueue))
+const embedded = PgliteClient.layerConfig({ dataDir: Infrastructure.embeddedDatabaseDir }).pipe(
+  Layer.provide(Infrastructure.embeddedClaimQueue)
+)
 
 const database = Layer.unwrapEffect(
   Effect.map(Config.option(Config.string("DATABASE_URL")), (url) => Option.isSome(url) ? postgres : embedded)

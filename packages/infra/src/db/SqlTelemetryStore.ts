@@ -400,12 +400,13 @@ export const make = (options: SqlTelemetryStoreOptions) =>
       { what: "sensors", limit: options.maxSensorsPerTenant ?? 0, variable: "MAX_SENSORS_PER_TENANT" }
     ] as const
     /**
-     * Counts the equipments and sensors a batch added to its tenant's, failing if that takes it past a limit. The
-     * count's row stays locked until the commit, so concurrent loads adding to one tenant count one after another.
+     * Counts the equipments and sensors a batch added to its tenant's, failing if that takes it past a limit (counted
+     * without limits too, so that one set later holds). The count's row stays locked until the commit, so concurrent
+     * loads adding to one tenant count one after another.
      */
     const countNew = (tenantId: string, equipments: number, sensors: number) =>
       Effect.gen(function*() {
-        if ((equipments === 0 && sensors === 0) || limits.every((l) => l.limit === 0)) return
+        if (equipments === 0 && sensors === 0) return
         const [counts] = yield* sql<{ equipments: number; sensors: number }>`INSERT INTO tenant_entities
             (tenant_id, equipments, sensors) VALUES (${tenantId}, ${equipments}, ${sensors})
           ON CONFLICT (tenant_id) DO UPDATE SET equipments = tenant_entities.equipments + EXCLUDED.equipments,
