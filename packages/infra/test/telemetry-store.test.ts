@@ -590,6 +590,23 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         expect(yield* dataOf(eq, "t2")).toHaveLength(3)
       }))
 
+    it.effect("loading known equipments and sensors again takes no ids: their sequences would run out", () =>
+      Effect.gen(function*() {
+        const { eq, s, store } = yield* freshEquipment("eq-ids")
+        const sensors = [s, `${s}-2`, `${s}-3`]
+        const load = (uuids: ReadonlyArray<string>) =>
+          store.load(claim(), Stream.make(item(equipment(eq), uuids.map((u) => sensor(u)), uuids.flatMap((u) => series(u, 2)))))
+        const lastIds = Effect.flatMap(sqlClient, (sql) =>
+          sql<{ equipments: string; sensors: string }>`SELECT (SELECT last_value FROM equipments_id_seq)::text AS equipments,
+            (SELECT last_value FROM sensors_id_seq)::text AS sensors`).pipe(Effect.map((rows) => rows[0]!))
+        yield* load(sensors)
+        const before = yield* lastIds
+        for (let k = 0; k < 5; k++) yield* load(sensors)
+        expect(yield* lastIds).toEqual(before)
+        yield* load([...sensors, `${s}-4`])
+        expect(yield* lastIds).toEqual({ ...before, sensors: String(Number(before.sensors) + 1) })
+      }))
+
     it.effect("a claim taking its tenant past its equipments or sensors limit loads nothing, refused for good; others load", () =>
       Effect.gen(function*() {
         const store = yield* SqlTelemetryStore.make({ batchReadings: BATCH_READINGS, maxEquipmentsPerTenant: 2, maxSensorsPerTenant: 3 })
@@ -607,10 +624,16 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
             "raise the limit and replay it to load it"
         )
         expect(yield* equipmentRows(e2)).toEqual([])
-        // Known ones load as ever; new ones within the limits too.
-        expect((yield* load(tenantId, e1, [`${e1}-a`]))._tag).toBe("Loaded")
+        // New ones within the limits load; known ones as ever.
         expect((yield* load(tenantId, e2, [`${e2}-a`]))._tag).toBe("Loaded")
+        expect((yield* load(tenantId, e1, [`${e1}-a`]))._tag).toBe("Loaded")
         expect(yield* dataOf(e2, tenantId)).toHaveLength(2)
+        // The refused claim wrote nothing, not even rows rolled back: the ids after the first claim's went to the next.
+        const ids = yield* Effect.flatMap(sqlClient, (sql) =>
+          sql<{ uuid: string; id: number }>`SELECT uuid, id FROM equipments WHERE uuid IN (${e1}, ${e2})
+            UNION ALL SELECT s.uuid, s.id FROM sensors s WHERE s.uuid IN (${`${e1}-b`}, ${`${e2}-a`})`)
+        const idOf = (uuid: string) => ids.find((row) => row.uuid === uuid)!.id
+        expect([idOf(e2) - idOf(e1), idOf(`${e2}-a`) - idOf(`${e1}-b`)]).toEqual([1, 1])
         const overEquipments = yield* Effect.flip(load(tenantId, e3, [`${e3}-a`]))
         expect(overEquipments.message).toContain(`would have 3 equipments, over its limit of 2 (MAX_EQUIPMENTS_PER_TENANT)`)
         expect(yield* dataOf(e3, tenantId)).toEqual([])
