@@ -70,14 +70,19 @@ describe.each([
 })
 
 describe("FileObjectStore", () => {
-  it.scoped("drops uploads a crash left pending, and refuses keys outside the store", () =>
+  it.scopedLive("drops uploads a crash left pending, not those written to lately, and refuses keys outside the store", () =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const root = yield* fs.makeTempDirectoryScoped({ prefix: "telemetry-objects-" })
-      yield* fs.makeDirectory(join(root, "telemetry-raw", ".pending"), { recursive: true })
-      yield* fs.writeFileString(join(root, "telemetry-raw", ".pending", "half-an-upload"), "partial")
+      const pending = join(root, "telemetry-raw", ".pending")
+      yield* fs.makeDirectory(pending, { recursive: true })
+      yield* fs.writeFileString(join(pending, "half-an-upload"), "partial")
+      const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000)
+      yield* fs.utimes(join(pending, "half-an-upload"), twoHoursAgo, twoHoursAgo)
+      // Another process's upload in flight (a server's, while `pnpm status` opens the store).
+      yield* fs.writeFileString(join(pending, "in-flight"), "streaming")
       const store = yield* FileObjectStore.make({ root, bucket: "telemetry-raw" })
-      expect(yield* fs.readDirectory(join(root, "telemetry-raw", ".pending"))).toEqual([])
+      expect(yield* fs.readDirectory(pending)).toEqual(["in-flight"])
       const escape = yield* Effect.exit(store.put("../outside", Stream.make(bytes("x")), Effect.succeed({})))
       expect(escape._tag).toBe("Failure")
       expect(yield* fs.exists(join(root, "outside"))).toBe(false)

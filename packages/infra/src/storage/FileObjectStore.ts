@@ -1,7 +1,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { ObjectNotFound, ObjectStore, StorageError, type StoredObject } from "@telemetry/domain"
-import { Config, type ConfigError, Effect, Layer, Stream } from "effect"
+import { Clock, Config, type ConfigError, Duration, Effect, Layer, Option, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 
 export interface FileStoreOptions {
@@ -12,6 +12,12 @@ export interface FileStoreOptions {
 
 const META = ".meta.json"
 const PENDING = ".pending"
+/**
+ * How long a pending file must have gone unwritten to be a crash's leftover: one written to lately may be an upload
+ * in flight in a process sharing the folder (`pnpm status` opens it while `pnpm start` runs), and an upload that
+ * stalls is refused long before (MIN_BODY_RATE).
+ */
+const ABANDONED_AFTER = Duration.hours(1)
 
 /**
  * Objects as files under `<root>/<bucket>/<key>`, metadata in a `<key>.meta.json` sidecar. Uploads go to
@@ -23,11 +29,18 @@ export const make = (options: FileStoreOptions) =>
     const path = yield* Path.Path
     const base = path.resolve(options.root, options.bucket)
     const pending = path.join(base, PENDING)
-    // Leftovers of uploads cut short by a crash were never acknowledged: they are not data.
-    yield* fs.remove(pending, { recursive: true }).pipe(Effect.ignore)
     yield* fs.makeDirectory(pending, { recursive: true }).pipe(
       Effect.mapError((cause) => storageError("put", pending, cause))
     )
+    // Leftovers of uploads cut short by a crash were never acknowledged: they are not data.
+    const now = yield* Clock.currentTimeMillis
+    const abandoned = (file: string) =>
+      Effect.map(fs.stat(file), (info) =>
+        Option.match(info.mtime, { onNone: () => true, onSome: (written) => now - written.getTime() > Duration.toMillis(ABANDONED_AFTER) }))
+    yield* Effect.forEach(yield* fs.readDirectory(pending).pipe(Effect.orElseSucceed(() => [])), (name) => {
+      const file = path.join(pending, name)
+      return Effect.whenEffect(fs.remove(file, { recursive: true }), abandoned(file)).pipe(Effect.ignore)
+    }, { discard: true })
 
     const fileOf = (key: string) => {
       const file = path.resolve(base, key)
