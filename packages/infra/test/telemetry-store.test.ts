@@ -620,8 +620,8 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
         const overSensors = yield* Effect.flip(load(tenantId, e2, [`${e2}-a`, `${e2}-b`]))
         expect([overSensors._tag, overSensors.transient]).toEqual(["LoadError", false])
         expect(overSensors.message).toBe(
-          `tenant "${tenantId}" would have 4 sensors, over its limit of 3 (MAX_SENSORS_PER_TENANT): the claim is not loaded; ` +
-            "raise the limit and replay it to load it"
+          `tenant "${tenantId}" would have 4 sensors, over its limit of 3 (MAX_SENSORS_PER_TENANT): its load is refused (on ` +
+            "the embedded database, after the batches it committed before this one); raise the limit and replay the claim to load it"
         )
         expect(yield* equipmentRows(e2)).toEqual([])
         // New ones within the limits load; known ones as ever.

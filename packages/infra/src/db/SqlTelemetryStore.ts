@@ -53,7 +53,8 @@ class TenantLimitReached extends Data.TaggedError("TenantLimitReached")<{
 }> {
   override get message() {
     return `tenant "${this.tenantId}" would have ${this.count} ${this.what}, over its limit of ${this.limit} ` +
-      `(${this.variable}): the claim is not loaded; raise the limit and replay it to load it`
+      `(${this.variable}): its load is refused (on the embedded database, after the batches it committed before this ` +
+      "one); raise the limit and replay the claim to load it"
   }
 }
 
