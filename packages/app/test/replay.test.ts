@@ -65,7 +65,7 @@ describe("replay", () => {
         expect(yield* deadLetters(false)).toEqual({ candidates: 1, alreadyLoaded: 1, payloadGone: 0, replayed: 0, rejectedAgain: 0 })
         // And `pnpm status` tells it settled among the dead letters.
         const status = yield* Effect.promise(() => runCli("status", ["--json"], env))
-        expect(JSON.parse(status.stdout).dead_letters).toMatchObject({ total: 1, by_reason: { object_not_found: 1 }, loaded_since: 1 })
+        expect(JSON.parse(status.stdout).dead_letters).toMatchObject({ total: 1, by_reason: { object_not_found: 1 }, claims: 1, loaded_since: 1 })
 
         // A time without its zone is refused: this machine's zone need not be the one meant.
         const zoneless = yield* replayProcess(["stored", "--from", "2026-11-12T00:00:00", "--dry-run"], env)

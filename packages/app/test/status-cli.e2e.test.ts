@@ -40,8 +40,10 @@ describe("pnpm status", () => {
         gzipSync(JSON.stringify(bulkPayload(ITEMS, READINGS_PER_ITEM, start, `st${i}`))))
       const statuses = yield* Effect.promise(() => Promise.all(bodies.map((body, i) => postGzipAs(base, body, `device-${i}`))))
       expect(statuses).toEqual(bodies.map(() => 202))
-      // A claim whose object does not exist: one dead letter, object_not_found.
-      yield* kafka.produce(TOPIC, [toMessage(claim())])
+      // A claim whose object does not exist, delivered twice (re-published, as a replay does): two dead letters,
+      // object_not_found, of one claim.
+      const lost = toMessage(claim())
+      yield* kafka.produce(TOPIC, [lost, lost])
 
       const metricsPort = yield* Effect.promise(freePort)
       const worker = yield* started(() => startWorker({ ...env, METRICS_PORT: String(metricsPort) }))
@@ -50,7 +52,7 @@ describe("pnpm status", () => {
       yield* Effect.promise(() =>
         until(worker, async () => (await readings()) === PAYLOADS * ITEMS * READINGS_PER_ITEM, 120_000, "the readings loaded")
       )
-      yield* eventually(kafka.messages(DLQ), (letters) => letters.length === 1)
+      yield* eventually(kafka.messages(DLQ), (letters) => letters.length === 2)
 
       // The last claims' offsets are committed soon after their load: lag 0 once they are.
       let report: Parsed | undefined
@@ -69,7 +71,7 @@ describe("pnpm status", () => {
       // No stall's duration: a one-off check would always count 0 s of it (a running process's health tells it).
       expect(Object.keys(queue!).sort()).toEqual(["partitions", "pending"])
       // Its claim never loaded: not settled.
-      expect(dead_letters).toMatchObject({ total: 1, by_reason: { object_not_found: 1 }, loaded_since: 0 })
+      expect(dead_letters).toMatchObject({ total: 2, by_reason: { object_not_found: 2 }, claims: 1, loaded_since: 0 })
       expect(maintenance!.runner).toBe("own")
       expect(maintenance!.jobs.map((j) => j.job).sort()).toEqual(["refresh telemetry_daily", "refresh telemetry_hourly", "retention telemetry_data"])
       // The worker ran its due jobs as it started.
@@ -110,7 +112,8 @@ describe("pnpm status", () => {
       const human = yield* Effect.promise(() => runCli("status", [], env))
       expect(human.code).toBe(0)
       expect(human.stdout).toMatch(/^storage\s+up\s+\d+ ms$/m)
-      expect(human.stdout).toMatch(/^object_not_found\s+1$/m)
+      expect(human.stdout).toMatch(/^Dead letters since \S+: 2 of 1 claim\(s\), of which 0 loaded since/m)
+      expect(human.stdout).toMatch(/^object_not_found\s+2$/m)
       expect(human.stdout).toMatch(/^telemetry_hourly\s+\S+Z\s+\d/m)
 
       // Storage stopped: exit 1 naming it, and the rest still reported.
@@ -122,7 +125,7 @@ describe("pnpm status", () => {
       const degraded = JSON.parse(down.stdout) as Parsed
       expect(degraded.dependencies.map((d) => [d.name, d.status])).toEqual([["storage", "down"], ["queue", "up"], ["database", "up"]])
       expect(degraded.dependencies[0]!.error).toBeTruthy()
-      expect(degraded.dead_letters).toMatchObject({ total: 1 })
+      expect(degraded.dead_letters).toMatchObject({ total: 2, claims: 1 })
       expect(degraded.maintenance!.aggregates).toHaveLength(2)
     }).pipe(Effect.scoped, Effect.provide(standIns({ [TOPIC]: 3, [DLQ]: 1 }))), { timeout: 420_000 })
 })

@@ -29,8 +29,10 @@ export interface DeadLettersReport {
   readonly since: Date
   readonly total: number
   readonly by_reason: Partial<Record<DeadLetterReason, number>>
+  /** The claims they hold: fewer than `total` when a claim was dead-lettered again after a replay. */
+  readonly claims: number
   /**
-   * Of them, claims loaded since they were dead-lettered (replayed once what failed them was mended): settled. Null
+   * Of those claims, the ones loaded since they were dead-lettered (replayed once what failed them was mended): settled. Null
    * when the database could not be read.
    */
   readonly loaded_since: number | null
@@ -122,7 +124,13 @@ const queueFacts = (since: Date) =>
         partitions: b.partitions
       })),
       deadLetters: Either.map(deadLetters, ({ claims, counts }): DeadLetterFacts => ({
-        report: { since, total: Object.values(counts).reduce((a, b) => a + b, 0), by_reason: counts, loaded_since: null },
+        report: {
+          since,
+          total: Object.values(counts).reduce((a, b) => a + b, 0),
+          by_reason: counts,
+          claims: claims.size,
+          loaded_since: null
+        },
         claims
       }))
     }
@@ -261,9 +269,10 @@ export const render = (report: Report): string => {
     )
   }
   if (report.dead_letters !== null) {
-    const { by_reason, loaded_since, since, total } = report.dead_letters
+    const { by_reason, claims, loaded_since, since, total } = report.dead_letters
     sections.push(
       `Dead letters since ${time(since)}: ${total}` +
+        (total > 0 ? ` of ${claims} claim(s)` : "") +
         (total > 0 && loaded_since !== null ? `, of which ${loaded_since} loaded since (replayed: settled)` : "") +
         (total > 0
           ? "\n" + columns([["REASON", "COUNT"], ...Object.entries(by_reason).map(([reason, n]) => [reason, String(n)])])
