@@ -3,6 +3,7 @@ import * as CliCommand from "@effect/cli/Command"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SingleBar } from "cli-progress"
 import { Console, Effect, Layer, ParseResult, Schema } from "effect"
+import { stripVTControlCharacters } from "node:util"
 import * as Logging from "../Logging.js"
 import * as Memory from "../Memory.js"
 
@@ -21,9 +22,26 @@ export const run = <Name extends string, E, A>(command: Command.Command<Name, No
         : Console.error(`${name}: ${error instanceof Error ? error.message : String(error)}`)
     ),
     Effect.provide(Layer.merge(NodeContext.layer, Logging.stderrLayer)),
+    plainWhereNoTerminal,
     (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
   )
 }
+
+const colour = (stream: NodeJS.WriteStream) => stream.isTTY === true && process.env.NO_COLOR === undefined
+const plain = (stream: NodeJS.WriteStream, parts: ReadonlyArray<unknown>) =>
+  colour(stream) ? parts : parts.map((part) => typeof part === "string" ? stripVTControlCharacters(part) : part)
+
+/**
+ * `program` with its console's text going without colour codes to a stream that is no terminal (or with `NO_COLOR`
+ * set): @effect/cli writes its help and usage errors in colour always, noise in a file or a pipe.
+ */
+const plainWhereNoTerminal = <A, E, R>(program: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.console, (console) =>
+    Effect.withConsole(program, {
+      ...console,
+      log: (...parts) => console.log(...plain(process.stdout, parts)),
+      error: (...parts) => console.error(...plain(process.stderr, parts))
+    }))
 
 /**
  * `Options.withSchema`, a failure told by the schema's own message for the first issue ("a password has at least 8

@@ -1,0 +1,20 @@
+import { describe, expect, it } from "@effect/vitest"
+import { runCli } from "./support/cli.js"
+
+// Help and usage errors piped (into a file, `less`, a script) come without colour codes.
+const COMMANDS = ["device", "migrate", "replay", "send", "status", "token", "user"]
+const ESCAPE = "\x1b["
+
+describe("our command lines without a terminal", () => {
+  it.each(COMMANDS)("pnpm %s: --help and a usage error in plain text", async (name) => {
+    const help = await runCli(name, ["--help"], {})
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain("USAGE")
+    expect(help.stdout).not.toContain(ESCAPE)
+    const wrong = await runCli(name, ["--no-such-option"], {})
+    expect(wrong.code).toBe(1)
+    const told = wrong.stdout + wrong.stderr
+    expect(told.trim()).not.toBe("")
+    expect(told).not.toContain(ESCAPE)
+  }, 60_000)
+})
