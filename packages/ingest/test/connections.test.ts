@@ -83,4 +83,22 @@ describe("connection limits", () => {
         expect(c.received()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n[\s\S]*"error":"request_timeout"/)
       }
     }), { timeout: 60_000 })
+
+  it.scopedLive("a connection is kept open idle for KEEP_ALIVE_TIMEOUT after an answer (longer than Node's 5 s by default), then closed", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      yield* Layer.build(serverOn(inMemoryStore(1000), port, {}))
+      const kept = yield* connection(port, "127.0.0.6")
+      expect(yield* healthOn(kept)).toBe("HTTP/1.1 200 OK")
+      yield* Effect.sleep("6 seconds")
+      kept.socket.write("GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+      yield* Effect.sleep("1 second")
+      expect(kept.received().match(/HTTP\/1\.1 \d+ [A-Za-z ]+/g)).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"])
+
+      const shortPort = yield* Effect.promise(freePort)
+      yield* Layer.build(serverOn(inMemoryStore(1000), shortPort, { KEEP_ALIVE_TIMEOUT: "1 second" }))
+      const closed = yield* connection(shortPort, "127.0.0.7")
+      expect(yield* healthOn(closed)).toBe("HTTP/1.1 200 OK")
+      expect(yield* within(closed.closed, 5000)).toBe(true)
+    }), { timeout: 60_000 })
 })

@@ -19,14 +19,20 @@ const ConnectionSettings = Config.all({
    */
   perAddress: Config.option(integerConfig("MAX_CONNECTIONS_PER_ADDRESS", { min: 0 })),
   /** How long a connection may take to send a request's headers, from its first byte or since its last answer. */
-  headersTimeout: positiveDuration("HEADERS_TIMEOUT", Duration.seconds(15))
+  headersTimeout: positiveDuration("HEADERS_TIMEOUT", Duration.seconds(15)),
+  /**
+   * How long a connection is kept open, idle, after an answer. Node's default (5 s) is shorter than its clients'
+   * own (aiohttp's 15 s, Go's 90 s, none for urllib3): a client sending its next request just as the server closed
+   * the connection had it reset (ECONNRESET), its request unanswered. Longer than most clients', they close first.
+   */
+  keepAliveTimeout: positiveDuration("KEEP_ALIVE_TIMEOUT", Duration.seconds(65))
 })
 
 /** The limits in force: `MAX_CONNECTIONS_PER_ADDRESS` as set, else 256, or none behind proxies. */
 export const ConnectionLimits = Effect.gen(function*() {
-  const { headersTimeout, perAddress, total } = yield* ConnectionSettings
+  const { headersTimeout, keepAliveTimeout, perAddress, total } = yield* ConnectionSettings
   const hops = yield* TrustedProxyHops
-  return { total, perAddress: Option.getOrElse(perAddress, () => (hops > 0 ? 0 : 256)), headersTimeout }
+  return { total, perAddress: Option.getOrElse(perAddress, () => (hops > 0 ? 0 : 256)), headersTimeout, keepAliveTimeout }
 })
 
 /** How often Node looks for connections past their headers' timeout. */
@@ -35,12 +41,13 @@ const CHECK_INTERVAL_MS = 1000
 const WARN_EVERY_MS = 30_000
 
 /**
- * The options of `http.createServer`: a connection's headers held to their timeout, and no limit on a whole
- * request's time — Node's default (5 minutes) cut every upload that took longer, however fast its bytes came;
- * uploads are held to `MIN_BODY_RATE` instead.
+ * The options of `http.createServer`: a connection's headers held to their timeout, an idle one kept to its, and no
+ * limit on a whole request's time — Node's default (5 minutes) cut every upload that took longer, however fast its
+ * bytes came; uploads are held to `MIN_BODY_RATE` instead.
  */
-export const serverOptions = (headersTimeout: Duration.Duration) => ({
-  headersTimeout: Duration.toMillis(headersTimeout),
+export const serverOptions = (limits: { readonly headersTimeout: Duration.Duration; readonly keepAliveTimeout: Duration.Duration }) => ({
+  headersTimeout: Duration.toMillis(limits.headersTimeout),
+  keepAliveTimeout: Duration.toMillis(limits.keepAliveTimeout),
   requestTimeout: 0,
   connectionsCheckingInterval: CHECK_INTERVAL_MS
 })

@@ -184,7 +184,7 @@ const nodeServer = Layer.scoped(
     }
     // The server listens before the API's handler is installed: a request in between would wait for ever, so it
     // is answered 503 instead — once the handler is there (a second listener), it answers alone.
-    const server = createServer(Connections.serverOptions(limits.headersTimeout), (request, response) => {
+    const server = createServer(Connections.serverOptions(limits), (request, response) => {
       Connections.holdSmallBody(request, response, limits.headersTimeout)
       for (const [name, value] of Object.entries(DEFAULT_HEADERS)) response.setHeader(name, value)
       if (stopping) closeAfterAnswer(response)
