@@ -83,8 +83,8 @@ const describeEnd = (cause: Cause.Cause<unknown>) =>
 /**
  * Streams a claim's payload back from storage, decodes it and loads it, exactly once, and decides what becomes of a
  * claim that does not load, so that none can hold up the claims behind it:
- * - a payload invalid, too large or gone, or refused by the database for what it holds (a permanent SQLSTATE), fails
- *   at once with `ClaimRejected` (the queue keeps it as a dead letter);
+ * - a payload invalid, too large or gone, refused by the database for what it holds (a permanent SQLSTATE) or over
+ *   its tenant's limits, fails at once with `ClaimRejected` (the queue keeps it as a dead letter);
  * - storage faults and transient database faults are retried with exponential backoff and jitter, a bounded number
  *   of times; then the claim is rejected if storage and database both answer — it is the claim, not them —, and
  *   otherwise fails with its last error: it stays unacknowledged and comes back later, so an outage does not empty
@@ -272,7 +272,8 @@ export const make = Effect.gen(function*() {
           LoadError: (e) =>
             e.transient
               ? unlessDown(e, e, "retries_exhausted", "retries exhausted", DatabaseErrors.sqlStateOf(e) === undefined)
-              : reject("unloadable", "refused by the database")(e),
+              // The database's refusal or a tenant's limit: the message says which.
+              : reject("unloadable", "not loadable")(e),
           LoaderDefect: (e) =>
             Effect.zipRight(
               Effect.logError(`claim ${claim.claim_id}: the loader failed`, Cause.die(e.defect)),

@@ -426,6 +426,22 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* countWhereEquipment([`${p}-nul`, `${p}-range`])).toEqual({ data: 0, equipments: 0 })
       }))
 
+    it.effect("a load refused for good (a tenant's limit) is dead-lettered unloadable at once, its log line telling why", () =>
+      Effect.gen(function*() {
+        const { claim } = yield* stash(payload(`limit-${randomUUID()}`))
+        const message = 'tenant "t" would have 3 equipments, over its limit of 2 (MAX_EQUIPMENTS_PER_TENANT): its load is refused'
+        const store = yield* storeFailing(claim.claim_id, () =>
+          Effect.fail(new LoadError({ claimId: claim.claim_id, message, transient: false })))
+        const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
+        const { logs, result } = yield* withLogs(Effect.flip(process(claim)))
+        expect(result).toMatchObject({ _tag: "ClaimRejected", reason: "unloadable", message, attempts: 1 })
+        // Not "refused by the database", which it was not.
+        expect(logs.filter((l) => l.level !== "INFO" && l.level !== "DEBUG").map((l) => [l.level, l.message])).toEqual([
+          ["ERROR", `claim ${claim.claim_id}: not loadable, dead-lettered: ${message}`]
+        ])
+        expect(yield* ledgerOf(claim.claim_id)).toEqual([])
+      }))
+
     it.effect("a transient database error (a serialization failure) is retried, and the claim then loads", () =>
       Effect.gen(function*() {
         const p = `serial-${randomUUID()}`
