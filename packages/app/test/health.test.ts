@@ -3,7 +3,8 @@ import { ClaimQueue } from "@telemetry/domain"
 import { haPayload } from "@telemetry/domain/testing"
 import { bearer, deviceToken } from "@telemetry/ingest/testing/auth"
 import { readingsPayload, stash } from "@telemetry/worker/testing/claims"
-import { Effect, Layer } from "effect"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Context, Effect, Fiber, Layer } from "effect"
 import { request as httpRequest } from "node:http"
 import { gzipSync } from "node:zlib"
 import { eventually, freshDatabase, loaded, switchable } from "./support/pipeline.js"
@@ -172,6 +173,27 @@ describe("health on embedded parts", () => {
       expect(full.checks.queue.reason).toContain("the queue is full (2 claims wait, its capacity)")
       expect(yield* ready(base)).toEqual({ code: 503, status: "not_ready", reasons: ["the queue is full (2 claims wait)"] })
       expect(yield* post(base, haPayload("third"))).toBe(503)
+    }), { timeout: 120_000 })
+
+  it.scopedLive("the embedded database held by a long transaction is degraded (busy), not down; up once it ends", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const base = `http://127.0.0.1:${port}`
+      const stack = yield* Layer.build(embeddedStack(port, { RUN_WORKER: "false", HEALTH_CHECK_TIMEOUT: "500 millis" }))
+      expect(yield* detailed(base)).toMatchObject({ code: 200, status: "healthy", checks: { database: { status: "up" } } })
+
+      // A transaction holding the one session for 4 s, as a load of a large claim does.
+      const sql = Context.get(stack, SqlClient.SqlClient)
+      const held = yield* Effect.fork(sql.withTransaction(Effect.zipRight(sql`SELECT 1`, Effect.sleep("4 seconds"))))
+      yield* Effect.sleep("1500 millis")
+      const busy = yield* detailed(base)
+      expect(busy).toMatchObject({ code: 200, status: "degraded", checks: { database: { status: "degraded" } } })
+      expect(busy.checks.database.reason).toMatch(
+        /^no answer within 500ms: the embedded database runs one statement at a time, and the one holding it has for [12]s$/
+      )
+      expect(busy.checks.database.latency_ms).toBeGreaterThanOrEqual(500)
+      yield* Fiber.join(held)
+      expect(yield* detailed(base)).toMatchObject({ code: 200, status: "healthy", checks: { database: { status: "up" } } })
     }), { timeout: 120_000 })
 
   it.scopedLive("the worker of the process: degraded after its claim kept failing (the database was down), the failures counted, its consumer never restarted", () =>

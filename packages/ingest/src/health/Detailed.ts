@@ -7,13 +7,14 @@ const timestampOf = (millis: number | null) => (millis === null ? null : new Dat
 
 /**
  * The detailed health check, as ingest and a worker process serve it: storage, queue and database, each up or down
- * (with why); the queue `degraded` when claims do not flow; and the worker of the process, if it runs one,
- * `degraded` when its consumer keeps restarting, its claims keep failing, or a claim loads too long.
+ * (with why); the queue `degraded` when claims do not flow, the embedded database while busy; and the worker of the
+ * process, if it runs one, `degraded` when its consumer keeps restarting, its claims keep failing, or a claim loads
+ * too long.
  */
 export const make = Effect.gen(function*() {
   const queue = yield* ClaimQueue
   const storage = yield* Health.storageReachable
-  const database = yield* Health.databaseReachable
+  const database = yield* Health.databaseCheck
   const worker = yield* Effect.serviceOption(WorkerStatus.WorkerStatus)
   const timeout = yield* Health.HealthCheckTimeout
   const maxClaimAge = yield* Assessment.MaxClaimAge
@@ -61,7 +62,7 @@ export const make = Effect.gen(function*() {
     const { worker, ...dependencies } = yield* Effect.all({
       storage: Health.timed(storage, timeout),
       queue: queueCheck,
-      database: Health.timed(database, timeout),
+      database: database(timeout),
       worker: workerCheck
     }, { concurrency: "unbounded" })
     const checks = { ...dependencies, ...(worker === undefined ? {} : { worker }) }

@@ -16,6 +16,15 @@ const DependencyCheck = Schema.Struct({
   error: Schema.optional(Schema.String)
 }).annotations({ identifier: "DependencyCheck" })
 
+const DatabaseCheck = Schema.Struct({
+  status: Schema.Literal("up", "degraded", "down"),
+  latency_ms: Schema.Number.annotations({ description: "how long the check took" }),
+  error: Schema.optional(Schema.String),
+  reason: Schema.optional(Schema.String.annotations({
+    description: "why it is degraded: the embedded database, busy with a long transaction, answered no check in time"
+  }))
+}).annotations({ identifier: "DatabaseCheck" })
+
 const Backlog = Schema.Struct({
   pending: Schema.Number.annotations({
     description: "claims published and not yet loaded or dead-lettered (Kafka: the consumer group's lag)"
@@ -51,13 +60,14 @@ const WorkerCheck = Schema.Struct({
 const Checks = Schema.Struct({
   storage: DependencyCheck,
   queue: QueueCheck,
-  database: DependencyCheck,
+  database: DatabaseCheck,
   worker: Schema.optional(WorkerCheck)
 })
 
 export class DetailedHealth extends Schema.Class<DetailedHealth>("DetailedHealth")({
   status: Schema.Literal("healthy", "degraded").annotations({
-    description: "degraded: everything answers, but claims do not flow as they should (see the queue and worker checks)"
+    description:
+      "degraded: everything answers, but claims do not flow as they should, or the embedded database is busy (see the queue, worker and database checks)"
   }),
   service: Schema.String,
   timestamp: Timestamp,
