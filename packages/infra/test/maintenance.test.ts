@@ -18,11 +18,13 @@ const DAY = 24 * HOUR
 
 const maintenance = (rawRetention = Duration.days(30)) => SqlMaintenance.make({ rawRetention })
 
-/** Loads readings of one sensor for a new equipment; answers the equipment's uuid and the days of the load. */
-const load = (readings: (sensorUuid: string) => ReadonlyArray<Reading>) =>
+/**
+ * Loads readings of one sensor of an equipment (by default a new one); answers the equipment's uuid and the days of
+ * the load.
+ */
+const load = (readings: (sensorUuid: string) => ReadonlyArray<Reading>, eq = uid("eq")) =>
   Effect.gen(function*() {
     const store = yield* TelemetryStore
-    const eq = uid("eq")
     const s = `${eq}-s`
     const outcome = yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], readings(s))))
     if (outcome._tag !== "Loaded" || outcome.days.length === 0) return yield* Effect.die("nothing loaded")
@@ -260,8 +262,40 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         expect(yield* other.refreshNoted).toEqual(third.days)
         expect((yield* hourly(third.eq)).map((row) => row.bucket)).toEqual([new Date(day + 4 * HOUR)])
 
-        // Days the policies refresh (today), or older than the raw retention, are not noted.
-        yield* m.noteLate([Math.floor(now / DAY), Math.floor((now - 40 * DAY) / DAY)])
+        // Days older than the raw retention are not noted.
+        yield* m.noteLate([Math.floor((now - 40 * DAY) / DAY)])
+        expect(yield* sql`SELECT day FROM telemetry_late_days`).toEqual([])
+      }))
+
+    it.effect("late readings inside the policies' windows show LATE_REFRESH_DELAY after their load, not at the policies' next runs; their day refreshed once however often noted", () =>
+      Effect.gen(function*() {
+        const sql = yield* sqlClient
+        const m = yield* maintenance()
+        // Two days ago, 06:00–07:00: inside both policies' windows, and materialized by their runs.
+        const hour = Math.floor((Date.now() - 2 * DAY) / DAY) * DAY + 6 * HOUR
+        const { eq } = yield* load(every10Minutes(hour, 60))
+        yield* m.runAll
+        const counts = Effect.map(Effect.all([hourly(eq), daily(eq)]), (views) => views.map((rows) => rows.map((r) => [r.sample_count, r.max_value])))
+        expect(yield* counts).toEqual([[[6, 6]], [[6, 6]]])
+
+        // A Home Assistant queue resent after an outage: a reading more in that hour, in buckets already
+        // materialized, which real-time aggregation does not cover.
+        const late = yield* load((s) => [reading(s, hour + 35 * MINUTE, 100)], eq)
+        expect(yield* counts).toEqual([[[6, 6]], [[6, 6]]])
+        yield* m.noteLate(late.days)
+        yield* m.noteLate(late.days)
+        const [noted] = yield* sql<{ day: number; due_in: number }>`SELECT day, extract(epoch FROM due - now())::float8 AS due_in
+          FROM telemetry_late_days`
+        expect(noted!.day).toBe(late.days[0])
+        expect(noted!.due_in).toBeGreaterThan(4 * 60)
+        expect(noted!.due_in).toBeLessThanOrEqual(5 * 60)
+        // Not due yet: left for later, however often polled.
+        expect(yield* m.refreshNoted).toEqual([])
+        expect(yield* counts).toEqual([[[6, 6]], [[6, 6]]])
+        // Five minutes on.
+        yield* sql`UPDATE telemetry_late_days SET due = now() - interval '1 second'`
+        expect(yield* m.refreshNoted).toEqual(late.days)
+        expect(yield* counts).toEqual([[[7, 100]], [[7, 100]]])
         expect(yield* sql`SELECT day FROM telemetry_late_days`).toEqual([])
       }))
   })

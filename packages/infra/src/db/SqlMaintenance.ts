@@ -36,18 +36,31 @@ interface Aggregate {
   readonly width_ms: number
   /** Start offset of its refresh policy: older buckets are refreshed only by refreshLate. */
   readonly policy_start_ms: number
+  /** End offset of its refresh policy: newer buckets are aggregated from raw rows at query time. */
+  readonly policy_end_ms: number
   /** How often its refresh policy runs. */
   readonly policy_schedule_ms: number
 }
 
 export interface MaintenanceOptions {
   readonly rawRetention: Duration.Duration
+  /** How long after a load noted late readings inside the policies' windows their days are refreshed (5 minutes). */
+  readonly lateRefreshDelay?: Duration.Duration | undefined
 }
+
+const LATE_REFRESH_DELAY = Duration.minutes(5)
+
+/**
+ * `LATE_REFRESH_DELAY` (default 5 minutes): late readings inside the refresh policies' windows show in the
+ * aggregates this long after their load (not at the policy's next run); a day is refreshed at most once in it.
+ */
+export const LateRefreshDelay = Config.duration("LATE_REFRESH_DELAY").pipe(Config.withDefault(LATE_REFRESH_DELAY))
 
 export const make = (options: MaintenanceOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const retentionSeconds = Duration.toSeconds(options.rawRetention)
+    const lateDelaySeconds = Duration.toSeconds(options.lateRefreshDelay ?? LATE_REFRESH_DELAY)
 
     const [server] = yield* sql<{ edition: string; background_workers: boolean }>`SELECT
       telemetry_timescaledb_edition() AS edition,
@@ -194,6 +207,7 @@ export const make = (options: MaintenanceOptions) =>
       : sql`telemetry_jobs j ON j.config ->> 'view_name' = a.view_name AND j.proc_name = 'telemetry_refresh_policy'`
     const aggregates = yield* sql<Aggregate>`SELECT a.view_name, extract(epoch FROM a.width)::float8 * 1000 AS width_ms,
         extract(epoch FROM (j.config ->> 'start_offset')::interval)::float8 * 1000 AS policy_start_ms,
+        extract(epoch FROM (j.config ->> 'end_offset')::interval)::float8 * 1000 AS policy_end_ms,
         extract(epoch FROM j.schedule_interval)::float8 * 1000 AS policy_schedule_ms
       FROM telemetry_aggregates a JOIN ${policies}`
 
@@ -265,21 +279,27 @@ export const make = (options: MaintenanceOptions) =>
 
     // Day by day, and only the days holding readings: a refresh recomputes every tenant's buckets in its range,
     // and on the embedded database holds the one session (and the event loop) while it runs. Whole buckets
-    // (UTC-aligned, like the epoch and days): none older than the retention, none after the ones the policy's next
-    // run leaves out (it covers the rest).
+    // (UTC-aligned, like the epoch and days): none older than the retention, none past the end of the policy's
+    // window (newer ones are aggregated from raw rows at query time).
     const rangesOf = (days: ReadingDays, now: number) =>
       aggregates.flatMap((a) => {
         const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
         const oldest = floor(now - retentionSeconds * 1000) + a.width_ms
-        // A policy run refreshes the buckets wholly inside its window: the bucket its window starts in is left out.
-        // So a bucket the window still reaches now may be behind the window of the policy's next run (even one
-        // interval late) — refreshed before these readings came, and never after: it is refreshed here.
-        const newest = floor(now - a.policy_start_ms + 2 * a.policy_schedule_ms) + a.width_ms
+        const newest = floor(now - a.policy_end_ms)
         return days.flatMap((day) => {
           const start = Math.max(day * DAY_MS, oldest)
           const end = Math.min((day + 1) * DAY_MS, newest)
           return start < end ? [{ view: a.view_name, start: new Date(start), end: new Date(end) }] : []
         })
+      })
+    // Whether `day` holds buckets no policy run will refresh again: older than a policy's window, or in the bucket
+    // its window starts in, which a run leaves out (it refreshes whole buckets only) — so a bucket the window still
+    // reaches now may be behind the window of the policy's next run, even one interval late.
+    const beyondPolicies = (day: number, now: number) =>
+      aggregates.some((a) => {
+        const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
+        const reached = floor(now - a.policy_start_ms + 2 * a.policy_schedule_ms) + a.width_ms
+        return Math.max(day * DAY_MS, floor(now - retentionSeconds * 1000) + a.width_ms) < Math.min((day + 1) * DAY_MS, reached)
       })
     const refreshDays = (days: ReadingDays, beforeEach: Effect.Effect<unknown, SqlError> = Effect.void) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -288,13 +308,19 @@ export const make = (options: MaintenanceOptions) =>
         }))
     const refreshLate = (days: ReadingDays) => Effect.mapError(refreshDays(days), failed(LATE_JOB))
 
-    // Only the days with buckets to refresh: most loads hold none (readings of the policies' windows).
+    // Only the days with materialized buckets to refresh: most loads hold none (readings newer than the policies'
+    // windows' ends, aggregated at query time). Those beyond the policies are due at once; the others after
+    // LATE_REFRESH_DELAY, however often noted meanwhile.
     const noteLate = (days: ReadingDays) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const late = days.filter((day) => rangesOf([day], now).length > 0)
-        return late.length === 0 ? Effect.void : sql`INSERT INTO telemetry_late_days (day)
-          SELECT DISTINCT d FROM unnest(${late}::int[]) AS d
-          ON CONFLICT (day) DO UPDATE SET version = telemetry_late_days.version + 1`.pipe(
+        const urgent = late.filter((day) => beyondPolicies(day, now))
+        return late.length === 0 ? Effect.void : sql`INSERT INTO telemetry_late_days (day, due)
+          SELECT DISTINCT d, CASE WHEN d = ANY(${urgent}::int[]) THEN now()
+            ELSE now() + make_interval(secs => ${lateDelaySeconds}) END
+          FROM unnest(${late}::int[]) AS d
+          ON CONFLICT (day) DO UPDATE SET version = telemetry_late_days.version + 1,
+            due = least(telemetry_late_days.due, excluded.due)`.pipe(
           Effect.asVoid,
           Effect.mapError(failed("note late data"))
         )
@@ -307,7 +333,7 @@ export const make = (options: MaintenanceOptions) =>
     const refreshNoted = Effect.gen(function*() {
       const taken = yield* sql<{ day: number; version: number }>`UPDATE telemetry_late_days SET taken = now()
         WHERE day IN (SELECT day FROM telemetry_late_days
-          WHERE taken IS NULL OR taken < now() - make_interval(secs => ${LATE_LEASE_SECONDS})
+          WHERE due <= now() AND (taken IS NULL OR taken < now() - make_interval(secs => ${LATE_LEASE_SECONDS}))
           FOR UPDATE SKIP LOCKED)
         RETURNING day, version`
       const days = taken.map((t) => t.day).sort((a, b) => a - b)
@@ -361,5 +387,8 @@ interface TimescaleJobRow {
 const logFailure = (job: string, cause: SqlError) =>
   Effect.logWarning(`maintenance: job "${job}" failed: ${DatabaseErrors.explain(cause)}`)
 
-/** The service, with `RAW_RETENTION` applied to the retention job. */
-export const layer = Layer.effect(Maintenance.Maintenance, Effect.flatMap(RawRetention, (rawRetention) => make({ rawRetention })))
+/** The service, with `RAW_RETENTION` applied to the retention job and `LATE_REFRESH_DELAY` to late readings. */
+export const layer = Layer.effect(
+  Maintenance.Maintenance,
+  Effect.flatMap(Config.all({ rawRetention: RawRetention, lateRefreshDelay: LateRefreshDelay }), make)
+)
