@@ -1,5 +1,6 @@
 import { type Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import * as CliCommand from "@effect/cli/Command"
+import { defaultTeardown } from "@effect/platform/Runtime"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { SingleBar } from "cli-progress"
 import { Console, Effect, Layer, ParseResult, Schema } from "effect"
@@ -23,9 +24,19 @@ export const run = <Name extends string, E, A>(command: Command.Command<Name, No
     ),
     Effect.provide(Layer.merge(NodeContext.layer, Logging.stderrLayer)),
     plainWhereNoTerminal,
-    (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
+    (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true, teardown: exitOnceWritten })
   )
 }
+
+/**
+ * Exits once the command is done and its output written: a client it used may leave a socket or timer behind
+ * (kafkajs, after a disconnect cut short by a rebalance), which kept `pnpm status` running for ever after its report.
+ */
+const exitOnceWritten: typeof defaultTeardown = (exit, onExit) =>
+  defaultTeardown(exit, (code) => {
+    onExit(code)
+    process.stdout.write("", () => process.stderr.write("", () => process.exit(code)))
+  })
 
 const colour = (stream: NodeJS.WriteStream) => stream.isTTY === true && process.env.NO_COLOR === undefined
 const plain = (stream: NodeJS.WriteStream, parts: ReadonlyArray<unknown>) =>

@@ -1,6 +1,6 @@
 import { ClaimQueue, type DeadLetterReason, Maintenance, type PartitionLag, TelemetryStore } from "@telemetry/domain"
 import * as Health from "@telemetry/infra/Health"
-import { Clock, Config, Duration, Effect, Either, Layer, Option, Stream } from "effect"
+import { Clock, Config, Duration, Effect, Either, Layer, Option, Scope, Stream } from "effect"
 import * as Infrastructure from "../Infrastructure.js"
 import { columns } from "./Cli.js"
 
@@ -74,11 +74,24 @@ const CONNECT_TIMEOUT = Duration.seconds(120)
 /** How long each check and query may take. */
 const CHECK_TIMEOUT = Duration.seconds(10)
 
-/** The effect's outcome, a failure or no answer within `duration` as the Left. */
+/**
+ * The effect's outcome, a failure or no answer within `duration` as the Left. Not answered, it is left behind
+ * rather than waited for: a client's cleanup may hang (kafkajs's disconnect of a consumer still joining its group),
+ * and the report would never come. The command exits once it is printed.
+ */
 const within = (duration: Duration.Duration) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(
+    Effect.disconnect,
     Effect.timeoutFail({ duration, onTimeout: () => new Error(`no answer within ${Duration.format(duration)}`) }),
     Effect.either
+  )
+
+/** `effect` in a scope of its own, whose closing (the clients' disconnects) is waited for at most CHECK_TIMEOUT. */
+const scopedWithin = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Scope.make(),
+    (scope) => Scope.extend(effect, scope),
+    (scope, exit) => Effect.ignore(within(CHECK_TIMEOUT)(Scope.close(scope, exit)))
   )
 
 const messageOf = (error: unknown) => (error as { readonly message?: string })?.message ?? String(error)
@@ -176,7 +189,7 @@ const problem = (what: string, result: Either.Either<unknown, unknown>) =>
 
 /** Gathers the report, with the dead letters kept since `since` ago. */
 export const gather = (since: Duration.Duration) =>
-  Effect.scoped(Effect.gen(function*() {
+  scopedWithin(Effect.gen(function*() {
     const from = new Date((yield* Clock.currentTimeMillis) - Duration.toMillis(since))
     const problems: Array<string> = []
 
