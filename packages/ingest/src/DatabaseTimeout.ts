@@ -1,4 +1,4 @@
-import { Config, Duration, Effect } from "effect"
+import { Clock, Config, Duration, Effect, Option, Ref } from "effect"
 
 /**
  * How long an upload waits for the database — its idempotency records, its device account's zone — before it goes
@@ -7,12 +7,38 @@ import { Config, Duration, Effect } from "effect"
  */
 const DatabaseTimeout = Config.duration("INGEST_DATABASE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
 
-/** Bounds a database call by INGEST_DATABASE_TIMEOUT, failing with the caller's error, told what happened. */
-export const databaseDeadline = Effect.map(
-  DatabaseTimeout,
-  (timeout) => <E2>(onTimeout: (message: string) => E2) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    Effect.timeoutFail(effect, {
-      duration: timeout,
-      onTimeout: () => onTimeout(`no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)`)
+/**
+ * Bounds a database call by INGEST_DATABASE_TIMEOUT, failing with the caller's error, told what happened. A call not
+ * answered in time is left to finish in the background: waiting for a connection cannot be interrupted, and held
+ * uploads twice the timeout. After one, the calls of this user are not made for twice the timeout, failing at once:
+ * with the database hanging, each upload waited out the timeout at each of its steps (about 20 s in all, most of
+ * the Home Assistant client's 25 s).
+ */
+export const databaseDeadline = Effect.gen(function*() {
+  const timeout = yield* DatabaseTimeout
+  const pause = Duration.times(timeout, 2)
+  const unansweredAt = yield* Ref.make<number | null>(null)
+  return <E2>(onTimeout: (message: string) => E2) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const last = yield* Ref.get(unansweredAt)
+      if (last !== null && now - last < Duration.toMillis(pause)) {
+        return yield* Effect.fail(onTimeout(
+          `not asked: the database gave no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT) ` +
+            `less than ${Duration.format(pause)} ago`
+        ))
+      }
+      return yield* effect.pipe(
+        Effect.disconnect,
+        Effect.timeoutOption(timeout),
+        Effect.flatMap(Option.match({
+          onNone: () =>
+            Effect.zipRight(
+              Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.set(unansweredAt, at)),
+              Effect.fail(onTimeout(`no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)`))
+            ),
+          onSome: (answer) => Effect.as(Ref.set(unansweredAt, null), answer)
+        }))
+      )
     })
-)
+})

@@ -1,7 +1,11 @@
+import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { describe, expect, layer } from "@effect/vitest"
-import { databases, storeOn, type TestDatabase } from "@telemetry/infra/testing"
-import { ConfigProvider, Deferred, Effect, Either, Fiber, Layer } from "effect"
+import { describe, expect, it, layer } from "@effect/vitest"
+import * as Migrator from "@telemetry/infra/db/Migrator"
+import { databases, postgresAt, storeOn, type TestDatabase } from "@telemetry/infra/testing"
+import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
+import * as TcpProxy from "@telemetry/testbed/TcpProxy"
+import { ConfigProvider, Deferred, Effect, Either, Fiber, Layer, Logger, LogLevel } from "effect"
 import { randomUUID } from "node:crypto"
 import * as IngestRequests from "../src/idempotency/IngestRequests.js"
 
@@ -149,4 +153,47 @@ describe("idempotency records while the database does not answer", () => {
         yield* Fiber.join(holder)
       }))
   })
+})
+
+describe("idempotency records while the database hangs", () => {
+  it.scopedLive("an upload waits for them at most INGEST_DATABASE_TIMEOUT, then not at all for twice that time, then uses them again", () =>
+    Effect.gen(function*() {
+      // PostgreSQL behind a proxy that stalls: connections open, nothing answered, as a database that hangs.
+      const database = yield* PostgresDatabase.PostgresDatabase
+      const url = new URL(database.url)
+      const proxy = yield* TcpProxy.make({ host: url.hostname, port: Number(url.port) })
+      url.port = String(proxy.port)
+      const warnings: Array<string> = []
+      const records = yield* Layer.build(IngestRequests.layer.pipe(
+        Layer.provideMerge(Migrator.migrated(postgresAt(url.toString())).pipe(Layer.provideMerge(NodeContext.layer))),
+        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["INGEST_DATABASE_TIMEOUT", "1 second"]]))))
+      ))
+      const run = <A, E>(effect: Effect.Effect<A, E, IngestRequests.IngestRequests>) =>
+        effect.pipe(
+          Effect.provide(records),
+          Logger.withMinimumLogLevel(LogLevel.Warning),
+          Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void warnings.push(String(message)))))
+        )
+      const said = () => warnings.splice(0)
+
+      proxy.stall()
+      expect(tagOf(yield* run(reserve(submission())))).toBe("Reserved")
+      expect(said()).toEqual(["idempotency check skipped, the database failed: no answer within 1s (INGEST_DATABASE_TIMEOUT)"])
+      // Not asked again meanwhile: the next upload's steps do not wait.
+      const next = submission()
+      expect(tagOf(yield* run(reserve(next)))).toBe("Reserved")
+      yield* run(accept(next.claimId))
+      expect(said()).toEqual([
+        "idempotency check skipped, the database failed: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago",
+        `claim ${next.claimId} not marked accepted for idempotency: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago`
+      ])
+
+      // Answering again, asked again once that time is over: the records work as before.
+      proxy.pass()
+      yield* Effect.sleep("2 seconds")
+      const again = submission()
+      expect(tagOf(yield* run(reserve(again)))).toBe("Reserved")
+      expect(tagOf(yield* run(reserve({ ...again, claimId: randomUUID() })))).toBe("InProgress")
+      expect(said()).toEqual([])
+    }).pipe(Effect.provide(PostgresDatabase.layer)), { timeout: 120_000 })
 })

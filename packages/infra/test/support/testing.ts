@@ -1,5 +1,5 @@
 /** Test support of the adapters, shared by the packages' tests (`@telemetry/infra/testing`). */
-export { databases, storeOn, type TestDatabase } from "./databases.js"
+export { databases, postgresAt, storeOn, type TestDatabase } from "./databases.js"
 import { NodeContext } from "@effect/platform-node"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"
