@@ -19,16 +19,16 @@ const DAY = 24 * HOUR
 const maintenance = (rawRetention = Duration.days(30)) => SqlMaintenance.make({ rawRetention })
 
 /**
- * Loads readings of one sensor of an equipment (by default a new one); answers the equipment's uuid and the days of
- * the load.
+ * Loads readings of one sensor of an equipment (by default a new one); answers the equipment's uuid, the days of
+ * the load and the time of its earliest reading.
  */
 const load = (readings: (sensorUuid: string) => ReadonlyArray<Reading>, eq = uid("eq")) =>
   Effect.gen(function*() {
     const store = yield* TelemetryStore
     const s = `${eq}-s`
     const outcome = yield* store.load(claim(), Stream.make(item(equipment(eq), [sensor(s)], readings(s))))
-    if (outcome._tag !== "Loaded" || outcome.days.length === 0) return yield* Effect.die("nothing loaded")
-    return { eq, days: outcome.days }
+    if (outcome._tag !== "Loaded" || outcome.days.length === 0 || outcome.earliest === null) return yield* Effect.die("nothing loaded")
+    return { eq, days: outcome.days, earliest: outcome.earliest }
   })
 
 interface Row {
@@ -282,8 +282,9 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         // materialized, which real-time aggregation does not cover.
         const late = yield* load((s) => [reading(s, hour + 35 * MINUTE, 100)], eq)
         expect(yield* counts).toEqual([[[6, 6]], [[6, 6]]])
-        yield* m.noteLate(late.days)
-        yield* m.noteLate(late.days)
+        expect(late.earliest).toBe(hour + 35 * MINUTE)
+        yield* m.noteLate(late.days, late.earliest)
+        yield* m.noteLate(late.days, late.earliest)
         const [noted] = yield* sql<{ day: number; due_in: number }>`SELECT day, extract(epoch FROM due - now())::float8 AS due_in
           FROM telemetry_late_days`
         expect(noted!.day).toBe(late.days[0])
@@ -296,6 +297,12 @@ describe.each(databases)("maintenance on $name", (database: TestDatabase) => {
         yield* sql`UPDATE telemetry_late_days SET due = now() - interval '1 second'`
         expect(yield* m.refreshNoted).toEqual(late.days)
         expect(yield* counts).toEqual([[[7, 100]], [[7, 100]]])
+        expect(yield* sql`SELECT day FROM telemetry_late_days`).toEqual([])
+
+        // Readings of a moment ago, newer than the policies' windows' ends (aggregated at query time), note
+        // nothing, though their day holds materialized buckets.
+        const fresh = yield* load((s) => [reading(s, Date.now() - 2 * MINUTE, 1)])
+        yield* m.noteLate(fresh.days, fresh.earliest)
         expect(yield* sql`SELECT day FROM telemetry_late_days`).toEqual([])
       }))
   })

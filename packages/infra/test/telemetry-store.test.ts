@@ -96,7 +96,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
         const items = [0, 1, 2].map((k) =>
           item(equipment(eq), [sensor(s)], all.slice(k * BATCH_READINGS, (k + 1) * BATCH_READINGS))
         )
-        return { store, eq, items, days: [Math.floor(start / 86_400_000)] }
+        return { store, eq, items, days: [Math.floor(start / 86_400_000)], earliest: start }
       })
     /** A stream of `items` whose runs after the first are `later` (the first run is the check of the payload). */
     const secondRun = <E>(items: ReadonlyArray<ReturnType<typeof item>>, later: Stream.Stream<ReturnType<typeof item>, E>) =>
@@ -109,7 +109,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
 
     it.effect("between batches the session is free: others see the claim partial, loaded only once its last batch is", () =>
       Effect.gen(function*() {
-        const { days, eq, items, store } = yield* threeBatches("eq-batches")
+        const { days, earliest, eq, items, store } = yield* threeBatches("eq-batches")
         const gate = yield* Deferred.make<void>()
         // A batch is cut when the next item comes: the load holds its first batch's commit while waiting for the third.
         const stream = yield* secondRun(items, Stream.concat(
@@ -129,7 +129,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
         expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set())
 
         yield* Deferred.succeed(gate, undefined)
-        expect(yield* loading).toEqual({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: 0, expired: 0, days })
+        expect(yield* loading).toEqual({ _tag: "Loaded", items: 3, readings: 3 * BATCH_READINGS, duplicates: 0, expired: 0, days, earliest })
         expect(yield* ledger(c.claim_id)).toEqual([{ partial: false, items: 3, readings: 3 * BATCH_READINGS, duplicates: 0 }])
         expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
         expect(yield* store.loadedClaims([c.claim_id])).toEqual(new Set([c.claim_id]))
@@ -138,7 +138,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
 
     it.effect("a delivery stopped part-way is resumed by the next: only the rest is loaded, the totals those of one load", () =>
       Effect.gen(function*() {
-        const { days, eq, items, store } = yield* threeBatches("eq-resume")
+        const { days, earliest, eq, items, store } = yield* threeBatches("eq-resume")
         const c = claimOf(3 * BATCH_READINGS)
         const cut = yield* secondRun(items, Stream.concat(Stream.fromIterable(items), Stream.fail(new StreamCut())))
         expect(yield* Effect.flip(store.load(c, cut))).toBeInstanceOf(StreamCut)
@@ -153,7 +153,8 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
           readings: 3 * BATCH_READINGS,
           duplicates: 0,
           expired: 0,
-          days
+          days,
+          earliest
         })
         expect(yield* countOf(eq)).toBe(3 * BATCH_READINGS)
         expect((yield* dataOf(eq)).map((r) => r.value)).toEqual(Array.from({ length: 3 * BATCH_READINGS }, (_, k) => k))
@@ -161,7 +162,7 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
 
     it.effect("expired readings are counted once across a delivery stopped part-way and the one that resumes it", () =>
       Effect.gen(function*() {
-        const { days, eq, items, store } = yield* threeBatches("eq-expired")
+        const { days, earliest, eq, items, store } = yield* threeBatches("eq-expired")
         // Each batch's item with readings older than the retention too, left out by the decoder (keepFrom).
         const withExpired = items.map((i, k) => ({ ...i, expired: k + 1 }))
         const c = claimOf(3 * BATCH_READINGS + 6)
@@ -177,7 +178,8 @@ describe.each(databases)("SqlTelemetryStore committing each batch on $name", (da
           readings: 3 * BATCH_READINGS,
           duplicates: 0,
           expired: 1 + 2 + 3,
-          days
+          days,
+          earliest
         })
         expect(yield* expiredOf).toEqual([{ expired: 6 }])
         expect((yield* dataOf(eq)).map((r) => r.value)).toEqual(Array.from({ length: 3 * BATCH_READINGS }, (_, k) => k))
@@ -244,7 +246,8 @@ describe.each(databases)("SqlTelemetryStore on $name", (database) => {
           readings: 12,
           duplicates: 0,
           expired: 0,
-          days: [Math.floor(start / 86_400_000)]
+          days: [Math.floor(start / 86_400_000)],
+          earliest: start
         })
 
         const a = yield* dataOf(eqA)

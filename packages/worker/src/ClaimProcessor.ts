@@ -291,8 +291,8 @@ export const make = Effect.gen(function*() {
       // for the maintenance's next late-data poll. The load is committed whatever happens here, so a failure is
       // only worth a warning. A loaded claim delivered again notes them too: its earlier delivery may have stopped
       // between its commit and its note.
-      const noteLate = (days: ReadingDays) =>
-        days.length === 0 ? Effect.void : maintenance.noteLate(days).pipe(
+      const noteLate = (days: ReadingDays, earliest?: number) =>
+        days.length === 0 ? Effect.void : maintenance.noteLate(days, earliest).pipe(
           Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late data not noted for refresh: ${e.message}`))
         )
       if (outcome._tag === "AlreadyLoaded") {
@@ -312,7 +312,7 @@ export const make = Effect.gen(function*() {
             ? `; ${outcome.expired} were older than RAW_RETENTION (${Duration.format(Duration.millis(rawRetention))}) and were not stored`
             : "")
       )
-      yield* noteLate(outcome.days)
+      yield* noteLate(outcome.days, outcome.earliest ?? undefined)
     })
 
   return (claim: ClaimCheck) =>

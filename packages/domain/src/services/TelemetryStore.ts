@@ -19,6 +19,8 @@ export type LoadOutcome =
     /** Readings older than the raw retention when the claim was received, not stored (`NormalizeOptions.keepFrom`). */
     readonly expired: number
     readonly days: ReadingDays
+    /** When its earliest reading was taken (ms since the epoch); null when it held none. */
+    readonly earliest: number | null
   }
   /**
    * With the days of its readings as recorded when it loaded (none for claims loaded by earlier versions): its

@@ -280,11 +280,12 @@ export const make = (options: MaintenanceOptions) =>
     // Day by day, and only the days holding readings: a refresh recomputes every tenant's buckets in its range,
     // and on the embedded database holds the one session (and the event loop) while it runs. Whole buckets
     // (UTC-aligned, like the epoch and days): none older than the retention, none past the end of the policy's
-    // window (newer ones are aggregated from raw rows at query time).
-    const rangesOf = (days: ReadingDays, now: number) =>
+    // window (newer ones are aggregated from raw rows at query time), none before the bucket of `from` (the
+    // earliest reading, when known).
+    const rangesOf = (days: ReadingDays, now: number, from = -Infinity) =>
       aggregates.flatMap((a) => {
         const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
-        const oldest = floor(now - retentionSeconds * 1000) + a.width_ms
+        const oldest = Math.max(floor(now - retentionSeconds * 1000) + a.width_ms, floor(from))
         const newest = floor(now - a.policy_end_ms)
         return days.flatMap((day) => {
           const start = Math.max(day * DAY_MS, oldest)
@@ -295,11 +296,12 @@ export const make = (options: MaintenanceOptions) =>
     // Whether `day` holds buckets no policy run will refresh again: older than a policy's window, or in the bucket
     // its window starts in, which a run leaves out (it refreshes whole buckets only) — so a bucket the window still
     // reaches now may be behind the window of the policy's next run, even one interval late.
-    const beyondPolicies = (day: number, now: number) =>
+    const beyondPolicies = (day: number, now: number, from: number) =>
       aggregates.some((a) => {
         const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
         const reached = floor(now - a.policy_start_ms + 2 * a.policy_schedule_ms) + a.width_ms
-        return Math.max(day * DAY_MS, floor(now - retentionSeconds * 1000) + a.width_ms) < Math.min((day + 1) * DAY_MS, reached)
+        const start = Math.max(day * DAY_MS, floor(now - retentionSeconds * 1000) + a.width_ms, floor(from))
+        return start < Math.min((day + 1) * DAY_MS, reached)
       })
     const refreshDays = (days: ReadingDays, beforeEach: Effect.Effect<unknown, SqlError> = Effect.void) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -308,13 +310,13 @@ export const make = (options: MaintenanceOptions) =>
         }))
     const refreshLate = (days: ReadingDays) => Effect.mapError(refreshDays(days), failed(LATE_JOB))
 
-    // Only the days with materialized buckets to refresh: most loads hold none (readings newer than the policies'
-    // windows' ends, aggregated at query time). Those beyond the policies are due at once; the others after
+    // Only the days with materialized buckets to refresh from the earliest reading on: most loads hold none
+    // (readings newer than the policies' windows' ends, aggregated at query time). Those beyond the policies are due at once; the others after
     // LATE_REFRESH_DELAY, however often noted meanwhile.
-    const noteLate = (days: ReadingDays) =>
+    const noteLate = (days: ReadingDays, earliest = -Infinity) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const late = days.filter((day) => rangesOf([day], now).length > 0)
-        const urgent = late.filter((day) => beyondPolicies(day, now))
+        const late = days.filter((day) => rangesOf([day], now, earliest).length > 0)
+        const urgent = late.filter((day) => beyondPolicies(day, now, earliest))
         return late.length === 0 ? Effect.void : sql`INSERT INTO telemetry_late_days (day, due)
           SELECT DISTINCT d, CASE WHEN d = ANY(${urgent}::int[]) THEN now()
             ELSE now() + make_interval(secs => ${lateDelaySeconds}) END

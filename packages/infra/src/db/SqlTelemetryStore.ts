@@ -150,7 +150,7 @@ const distinctBy = <A extends object>(
   return Array.from(byKey.entries()).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value)
 }
 
-type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag" | "days">
+type Totals = Omit<Extract<LoadOutcome, { _tag: "Loaded" }>, "_tag" | "days" | "earliest">
 
 const NO_TOTALS: Totals = { items: 0, readings: 0, duplicates: 0, expired: 0 }
 
@@ -241,23 +241,33 @@ const upsertBy = <A>(
 
 const sensorKey = (s: { readonly equipmentId: number; readonly sensor: Sensor }) => `${s.equipmentId}:${s.sensor.uuid}`
 
-/** `items`, adding the UTC days of their readings to `days` as they pass. */
-const notingDays = <E, R>(items: Stream.Stream<TelemetryItem, E, R>, days: Set<number>) =>
+/** The UTC days of a claim's readings, and the time of its earliest (ms), noted as its items pass. */
+interface Seen {
+  readonly days: Set<number>
+  earliestMicros: number
+}
+
+const seen = (): Seen => ({ days: new Set(), earliestMicros: Infinity })
+const earliestOf = (s: Seen) => (s.earliestMicros === Infinity ? null : Math.floor(s.earliestMicros / 1000))
+
+/** `items`, noting the days and the earliest time of their readings in `seen` as they pass. */
+const noting = <E, R>(items: Stream.Stream<TelemetryItem, E, R>, seen: Seen) =>
   Stream.map(items, (item) => {
     let lastDay = NaN
     for (const r of item.readings) {
       const day = Math.floor(r.timeMicros / DAY_MICROS)
-      if (day !== lastDay) days.add(lastDay = day)
+      if (day !== lastDay) seen.days.add(lastDay = day)
+      if (r.timeMicros < seen.earliestMicros) seen.earliestMicros = r.timeMicros
     }
     return item
   })
 
-/** The UTC days of the readings of `items`, read through without loading them. */
-const daysOf = <E, R>(items: Stream.Stream<TelemetryItem, E, R>) =>
+/** The days and earliest time of the readings of `items`, read through without loading them. */
+const seenIn = <E, R>(items: Stream.Stream<TelemetryItem, E, R>) =>
   Effect.suspend(() => {
-    const days = new Set<number>()
-    return Effect.as(Stream.runDrain(notingDays(items, days)), days)
-  }).pipe(Effect.map(sortedDays))
+    const s = seen()
+    return Effect.as(Stream.runDrain(noting(items, s)), s)
+  })
 
 /**
  * `items` without their first `readings` readings, expired ones included: the items of the batches an earlier
@@ -603,19 +613,20 @@ export const make = (options: SqlTelemetryStoreOptions) =>
         Effect.gen(function*() {
           yield* fenced(claim)
           if (!(yield* claimLedger(claim, false))) return yield* alreadyLoaded(claim)
-          const seen = new Set<number>()
-          const totals = yield* loadBatches(newLoad(claim), notingDays(items, seen), identity)
-          const days = sortedDays(seen)
+          const readings = seen()
+          const totals = yield* loadBatches(newLoad(claim), noting(items, readings), identity)
+          const days = sortedDays(readings.days)
           yield* sql`UPDATE claim_ledger SET items = ${totals.items}, readings = ${totals.readings},
             duplicates = ${totals.duplicates}, expired = ${totals.expired}, days = ${days}::int[]
             WHERE claim_id = ${claim.claim_id}`
-          return { _tag: "Loaded", ...totals, days } as const
+          return { _tag: "Loaded", ...totals, days, earliest: earliestOf(readings) } as const
         })
       )
 
     const loadInBatches = <E, R>(claim: ClaimCheck, items: Stream.Stream<TelemetryItem, E, R>) =>
       Effect.gen(function*() {
-        const days = yield* daysOf(items)
+        const readings = yield* seenIn(items)
+        const days = sortedDays(readings.days)
         // The readings committed by an earlier delivery that stopped part-way, which this one skips.
         const committed = yield* transaction(Effect.gen(function*() {
           if (yield* claimLedger(claim, true)) return 0
@@ -637,7 +648,7 @@ export const make = (options: SqlTelemetryStoreOptions) =>
           SET partial = false, days = ${days}::int[] WHERE claim_id = ${claim.claim_id}
           RETURNING items, readings, duplicates, coalesce(expired, 0) AS expired`
         if (totals === undefined) return yield* Effect.dieMessage(`claim ${claim.claim_id}: its ledger row is gone`)
-        return { _tag: "Loaded", ...totals, days } as const
+        return { _tag: "Loaded", ...totals, days, earliest: earliestOf(readings) } as const
       })
 
     return TelemetryStore.of({
