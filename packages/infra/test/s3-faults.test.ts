@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ObjectStore, type ObjectStoreShape, StorageError } from "@telemetry/domain"
 import * as S3Server from "@telemetry/testbed/S3Server"
 import * as TcpProxy from "@telemetry/testbed/TcpProxy"
-import { Chunk, Deferred, Effect, Fiber, Option, Redacted, Schedule, Stream } from "effect"
+import { Chunk, Deferred, Effect, Fiber, Logger, Option, Redacted, Schedule, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import * as S3ObjectStore from "../src/storage/s3/S3ObjectStore.js"
@@ -228,16 +228,23 @@ describe("S3ObjectStore retries", () => {
     retryDelay: "10 millis"
   })
 
-  it.scopedLive("retries 5xx and throttling answers, and gives up after its retries", () =>
+  it.scopedLive("retries 5xx and throttling answers, and gives up after its retries; a request's first failure is logged, not each", () =>
     Effect.gen(function*() {
+      const warnings: Array<string> = []
+      const logged = Logger.replace(Logger.defaultLogger, Logger.make(({ logLevel, message }) => {
+        // Its requests' (not the sweep of incomplete uploads, which this server cannot list).
+        if (logLevel._tag === "Warning" && String(message).startsWith("S3 head")) warnings.push(String(message))
+      }))
       const recovering = yield* answering([503, 500])
-      yield* S3ObjectStore.make(options(recovering.endpoint))
+      yield* S3ObjectStore.make(options(recovering.endpoint)).pipe(Effect.provide(logged))
       expect(recovering.requests()).toBe(3)
+      expect(warnings.splice(0)).toEqual([expect.stringMatching(/^S3 head "" failed: .*503.*; trying again \(at most 2 times\)$/)])
 
       const failing = yield* answering([503, 429, 502, 200])
-      const failure = yield* Effect.flip(S3ObjectStore.make(options(failing.endpoint)))
+      const failure = yield* Effect.flip(S3ObjectStore.make(options(failing.endpoint)).pipe(Effect.provide(logged)))
       expect(failure.message).toMatch(/HTTP 502 Bad Gateway \(3 attempts\)$/)
       expect(failing.requests()).toBe(3)
+      expect(warnings).toHaveLength(1)
     }))
 
   it.scopedLive("does not retry 4xx answers", () =>

@@ -1,6 +1,6 @@
 import { NodeStream } from "@effect/platform-node"
 import { ObjectNotFound, ObjectStore, StorageError, type StoredObject } from "@telemetry/domain"
-import { Chunk, Config, type ConfigError, Duration, Effect, Layer, Option, Redacted, Schedule, Stream } from "effect"
+import { Chunk, Config, type ConfigError, Duration, Effect, Layer, Option, Redacted, Ref, Schedule, Stream } from "effect"
 import * as Minio from "minio"
 import type { Readable } from "node:stream"
 import * as S3Metadata from "./S3Metadata.js"
@@ -126,19 +126,26 @@ export const make = (options: S3Options) =>
         })
         : error
     /**
-     * Sends a request again after transient failures, each logged so that an outage ridden out still shows; any
-     * other failure ends it at once.
+     * Sends a request again after transient failures; any other failure ends it at once. The first is logged, so
+     * that an outage ridden out still shows, the others only at debug level: in an outage, every try of every claim
+     * wrote a line for each of its requests' attempts (about one a second per claim).
      */
     const retrying = <A, E>(request: Effect.Effect<A, E>) =>
-      request.pipe(
-        Effect.tapError((error) =>
-          isTransientError(error)
-            ? Effect.logWarning(`S3 ${error.operation} "${error.key}" failed: ${error.message}`)
-            : Effect.void
-        ),
-        Effect.retry(backoff),
-        Effect.mapError(exhausted)
-      )
+      Effect.flatMap(Ref.make(0), (failures) =>
+        request.pipe(
+          Effect.tapError((error) =>
+            isTransientError(error)
+              ? Effect.flatMap(Ref.getAndUpdate(failures, (n) => n + 1), (before) =>
+                before === 0
+                  ? Effect.logWarning(
+                    `S3 ${error.operation} "${error.key}" failed: ${error.message}; trying again (at most ${retries} times)`
+                  )
+                  : Effect.logDebug(`S3 ${error.operation} "${error.key}" failed again: ${error.message}`))
+              : Effect.void
+          ),
+          Effect.retry(backoff),
+          Effect.mapError(exhausted)
+        ))
 
     yield* retrying(Effect.tryPromise({
       try: async () => {
