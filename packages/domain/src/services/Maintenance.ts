@@ -60,8 +60,8 @@ export interface MaintenanceShape {
    */
   readonly status: Effect.Effect<MaintenanceStatus, JobError>
   /**
-   * Refreshes the buckets of these days (UTC) where the refresh policies no longer look (older than their window),
-   * each day in a statement of its own: late data shows in the aggregates once this ran. Buckets older than the raw
+   * Refreshes the materialized buckets of these days (UTC), up to the end of the refresh policies' windows, each day
+   * in a statement of its own: late data shows in the aggregates once this ran. Buckets older than the raw
    * retention are left alone, since their raw rows may be gone.
    */
   readonly refreshLate: (days: ReadingDays) => Effect.Effect<void, JobError>

@@ -311,8 +311,8 @@ export const make = (options: MaintenanceOptions) =>
     const refreshLate = (days: ReadingDays) => Effect.mapError(refreshDays(days), failed(LATE_JOB))
 
     // Only the days with materialized buckets to refresh from the earliest reading on: most loads hold none
-    // (readings newer than the policies' windows' ends, aggregated at query time). Those beyond the policies are due at once; the others after
-    // LATE_REFRESH_DELAY, however often noted meanwhile.
+    // (readings newer than the policies' windows' ends, aggregated at query time). Those beyond the policies are
+    // due at once; the others after LATE_REFRESH_DELAY, however often noted meanwhile.
     const noteLate = (days: ReadingDays, earliest = -Infinity) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const late = days.filter((day) => rangesOf([day], now, earliest).length > 0)
