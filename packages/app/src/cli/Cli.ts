@@ -24,7 +24,8 @@ export const run = <Name extends string, E, A>(command: Command.Command<Name, No
     ),
     Effect.provide(Layer.merge(NodeContext.layer, Logging.stderrLayer)),
     plainWhereNoTerminal,
-    (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true, teardown: exitOnceWritten })
+    (program) =>
+      NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true, teardown: exitOnceWritten })
   )
 }
 

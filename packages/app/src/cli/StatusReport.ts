@@ -32,8 +32,8 @@ export interface DeadLettersReport {
   /** The claims they hold: fewer than `total` when a claim was dead-lettered again after a replay. */
   readonly claims: number
   /**
-   * Of those claims, the ones loaded since they were dead-lettered (replayed once what failed them was mended): settled. Null
-   * when the database could not be read.
+   * Of those claims, the ones loaded since they were dead-lettered (replayed once what failed them was mended):
+   * settled. Null when the database could not be read.
    */
   readonly loaded_since: number | null
 }
