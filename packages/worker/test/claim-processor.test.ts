@@ -138,10 +138,13 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
             noteLate: (days) => Effect.zipRight(Effect.sync(() => noted.push(days)), maintenance.noteLate(days))
           })
         ))
-        const { claim } = yield* stash(payload(`again-${randomUUID()}`))
+        // Readings of ten days ago, older than the policies' windows, whatever the date the test runs on.
+        const day = Math.floor(Date.now() / 86_400_000) - 10
+        const at = (minutes: number) => new Date(day * 86_400_000 + 10 * 3_600_000 + minutes * 60_000).toISOString()
+        const { claim } = yield* stash(haPayload(`again-${randomUUID()}`, [at(0), at(10), at(20)]), { receivedAt: new Date() })
         yield* process(claim)
         yield* process(claim)
-        const days = [Date.parse("2026-11-20T00:00:00Z") / 86_400_000]
+        const days = [day]
         expect(noted).toEqual([days, days])
         // Refreshed by the maintenance's next poll, once.
         expect(yield* maintenance.refreshNoted).toEqual(days)
