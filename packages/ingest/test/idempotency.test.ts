@@ -1,13 +1,17 @@
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it, layer } from "@effect/vitest"
+import { haPayload } from "@telemetry/domain/testing"
 import * as Migrator from "@telemetry/infra/db/Migrator"
 import { databases, postgresAt, storeOn, type TestDatabase } from "@telemetry/infra/testing"
+import { freePort } from "@telemetry/testbed/FreePort"
 import * as PostgresDatabase from "@telemetry/testbed/PostgresDatabase"
 import * as TcpProxy from "@telemetry/testbed/TcpProxy"
 import { ConfigProvider, Deferred, Effect, Either, Fiber, Layer, Logger, LogLevel } from "effect"
 import { randomUUID } from "node:crypto"
 import * as IngestRequests from "../src/idempotency/IngestRequests.js"
+import { bearer, claimsOf, deviceToken, signToken } from "./support/auth.js"
+import { serverOn } from "./support/server.js"
 
 const submission = (overrides: Partial<IngestRequests.Submission> = {}): IngestRequests.Submission => {
   const claimId = randomUUID()
@@ -195,5 +199,38 @@ describe("idempotency records while the database hangs", () => {
       expect(tagOf(yield* run(reserve(again)))).toBe("Reserved")
       expect(tagOf(yield* run(reserve({ ...again, claimId: randomUUID() })))).toBe("InProgress")
       expect(said()).toEqual([])
+    }).pipe(Effect.provide(PostgresDatabase.layer)), { timeout: 120_000 })
+
+  it.scopedLive("through the API: once the records gave no answer in time, a zone-less token's upload does not wait for its account's zone either", () =>
+    Effect.gen(function*() {
+      const database = yield* PostgresDatabase.PostgresDatabase
+      const url = new URL(database.url)
+      const proxy = yield* TcpProxy.make({ host: url.hostname, port: Number(url.port) })
+      url.port = String(proxy.port)
+      const port = yield* Effect.promise(freePort)
+      const logged: Array<string> = []
+      yield* Layer.build(serverOn(Migrator.migrated(postgresAt(url.toString())).pipe(Layer.provideMerge(NodeContext.layer)), port, {
+        INGEST_DATABASE_TIMEOUT: "1 second"
+      }).pipe(Layer.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void logged.push(String(message)))))))
+      const upload = (token: string) =>
+        Effect.promise(async () => {
+          const response = await fetch(`http://127.0.0.1:${port}/api/v1/telemetry/bulk`, {
+            method: "POST",
+            headers: { "content-type": "application/json", ...bearer(token) },
+            body: JSON.stringify(haPayload(`hang-${randomUUID()}`))
+          })
+          return { status: response.status, body: await response.text() }
+        })
+      proxy.stall()
+      // A token with its zone: stored, its records skipped after the timeout.
+      expect(yield* upload(signToken(claimsOf("device", "default", "zoned", { tz: "UTC" })))).toMatchObject({ status: 202 })
+      // A token without: its account's zone is not asked for either, for now.
+      const zoneless = yield* upload(deviceToken())
+      expect(zoneless.status).toBe(503)
+      expect(JSON.parse(zoneless.body)).toMatchObject({ error: "database_unavailable" })
+      expect(logged).toContain(
+        "the database is unavailable: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago"
+      )
+      proxy.pass()
     }).pipe(Effect.provide(PostgresDatabase.layer)), { timeout: 120_000 })
 })

@@ -5,7 +5,7 @@ import { Effect, Either, Layer, Option } from "effect"
 import { AccountCredentials, AccountsUnavailable } from "../auth/Accounts.js"
 import * as SqlAccounts from "../auth/SqlAccounts.js"
 import type { Principal } from "../auth/Tokens.js"
-import { databaseDeadline } from "../DatabaseTimeout.js"
+import { DatabaseDeadline } from "../DatabaseTimeout.js"
 import { Ingest } from "../Ingest.js"
 import { TelemetryApi } from "./Api.js"
 import { CurrentPrincipal } from "./Auth.js"
@@ -143,7 +143,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
  */
 const deviceZones = Effect.gen(function*() {
   const credentials = yield* AccountCredentials
-  const inTime = (yield* databaseDeadline)((message) => new AccountsUnavailable({ message }))
+  const inTime = (yield* DatabaseDeadline).within((message) => new AccountsUnavailable({ message }))
   return (principal: Principal) =>
     principal.timeZone !== null
       ? Effect.succeed(principal.timeZone)
@@ -167,4 +167,4 @@ export const layer = HttpApiBuilder.group(TelemetryApi, "ingest", (handlers) =>
       .handleRaw("bulk", () => bulk(ingest, zoneOf))
       // The original gateway's Portuguese spelling, still used by deployed clients.
       .handleRaw("bulkAlias", () => bulk(ingest, zoneOf))
-  })).pipe(Layer.provide(SqlAccounts.layer))
+  })).pipe(Layer.provide(Layer.merge(SqlAccounts.layer, DatabaseDeadline.Default)))

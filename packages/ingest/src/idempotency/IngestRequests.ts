@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
-import { databaseDeadline } from "../DatabaseTimeout.js"
+import { DatabaseDeadline } from "../DatabaseTimeout.js"
 import { answeredAs } from "../http/errors.js"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */
@@ -115,7 +115,7 @@ export const layer = Layer.scoped(
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { bodyWindow, keyWindow } = yield* IdempotencyConfig
-    const inTime = (yield* databaseDeadline)((message) => new Error(message))
+    const inTime = (yield* DatabaseDeadline).within((message) => new Error(message))
     const seconds = (d: Duration.Duration) => Duration.toMillis(d) / 1000
     const longest = Duration.max(keyWindow, bodyWindow)
 
@@ -206,4 +206,4 @@ export const layer = Layer.scoped(
       revoke: (claimId) => RevokedClaims.revoke(claimId).pipe(inTime, Effect.provideService(SqlClient.SqlClient, sql))
     })
   })
-)
+).pipe(Layer.provide(DatabaseDeadline.Default))
