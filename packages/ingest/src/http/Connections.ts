@@ -18,7 +18,7 @@ const ConnectionSettings = Config.all({
    * none behind `TRUSTED_PROXY_HOPS` proxies, whose own address every connection comes from.
    */
   perAddress: Config.option(integerConfig("MAX_CONNECTIONS_PER_ADDRESS", { min: 0 })),
-  /** How long a connection may take to send a request's headers, from its first byte or since its last answer. */
+  /** How long a connection may take to send a request's headers, from its first byte (an idle one: keepAliveTimeout). */
   headersTimeout: positiveDuration("HEADERS_TIMEOUT", Duration.seconds(15)),
   /**
    * How long a connection is kept open, idle, after an answer. Node's default (5 s) is shorter than its clients'
