@@ -277,31 +277,31 @@ export const make = (options: MaintenanceOptions) =>
         ? sql`CALL refresh_continuous_aggregate(${view}, ${start}::timestamptz, ${end}::timestamptz)`
         : sql`SELECT refresh_telemetry_aggregate(${view}, ${start}, ${end})`
 
+    const floorTo = (a: Aggregate, t: number) => Math.floor(t / a.width_ms) * a.width_ms
+    // Whole buckets of `a` (UTC-aligned, like the epoch and days) in `day` before `until`: none older than the
+    // retention, none before the bucket of `from` (the earliest reading, when known).
+    const bucketsOf = (a: Aggregate, day: number, now: number, from: number, until: number) => ({
+      start: Math.max(day * DAY_MS, floorTo(a, now - retentionSeconds * 1000) + a.width_ms, floorTo(a, from)),
+      end: Math.min((day + 1) * DAY_MS, until)
+    })
     // Day by day, and only the days holding readings: a refresh recomputes every tenant's buckets in its range,
-    // and on the embedded database holds the one session (and the event loop) while it runs. Whole buckets
-    // (UTC-aligned, like the epoch and days): none older than the retention, none past the end of the policy's
-    // window (newer ones are aggregated from raw rows at query time), none before the bucket of `from` (the
-    // earliest reading, when known).
+    // and on the embedded database holds the one session (and the event loop) while it runs. Up to the end of the
+    // policy's window: newer buckets are aggregated from raw rows at query time.
     const rangesOf = (days: ReadingDays, now: number, from = -Infinity) =>
-      aggregates.flatMap((a) => {
-        const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
-        const oldest = Math.max(floor(now - retentionSeconds * 1000) + a.width_ms, floor(from))
-        const newest = floor(now - a.policy_end_ms)
-        return days.flatMap((day) => {
-          const start = Math.max(day * DAY_MS, oldest)
-          const end = Math.min((day + 1) * DAY_MS, newest)
+      aggregates.flatMap((a) =>
+        days.flatMap((day) => {
+          const { end, start } = bucketsOf(a, day, now, from, floorTo(a, now - a.policy_end_ms))
           return start < end ? [{ view: a.view_name, start: new Date(start), end: new Date(end) }] : []
         })
-      })
+      )
     // Whether `day` holds buckets no policy run will refresh again: older than a policy's window, or in the bucket
     // its window starts in, which a run leaves out (it refreshes whole buckets only) — so a bucket the window still
     // reaches now may be behind the window of the policy's next run, even one interval late.
     const beyondPolicies = (day: number, now: number, from: number) =>
       aggregates.some((a) => {
-        const floor = (t: number) => Math.floor(t / a.width_ms) * a.width_ms
-        const reached = floor(now - a.policy_start_ms + 2 * a.policy_schedule_ms) + a.width_ms
-        const start = Math.max(day * DAY_MS, floor(now - retentionSeconds * 1000) + a.width_ms, floor(from))
-        return start < Math.min((day + 1) * DAY_MS, reached)
+        const reached = floorTo(a, now - a.policy_start_ms + 2 * a.policy_schedule_ms) + a.width_ms
+        const { end, start } = bucketsOf(a, day, now, from, reached)
+        return start < end
       })
     const refreshDays = (days: ReadingDays, beforeEach: Effect.Effect<unknown, SqlError> = Effect.void) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
