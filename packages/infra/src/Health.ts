@@ -35,10 +35,8 @@ export const timed = (check: Effect.Effect<unknown, { readonly message: string }
   })
 
 /** The database's check, `degraded` where it answers, but late. */
-export interface DatabaseCheck {
-  readonly status: "up" | "degraded" | "down"
-  readonly latency_ms: number
-  readonly error?: string
+export interface DatabaseCheck extends Omit<DependencyCheck, "status"> {
+  readonly status: DependencyCheck["status"] | "degraded"
   /** Why it is degraded. */
   readonly reason?: string
 }

@@ -17,9 +17,8 @@ const DependencyCheck = Schema.Struct({
 }).annotations({ identifier: "DependencyCheck" })
 
 const DatabaseCheck = Schema.Struct({
+  ...DependencyCheck.fields,
   status: Schema.Literal("up", "degraded", "down"),
-  latency_ms: Schema.Number.annotations({ description: "how long the check took" }),
-  error: Schema.optional(Schema.String),
   reason: Schema.optional(Schema.String.annotations({
     description: "why it is degraded: the embedded database, busy with a long transaction, answered no check in time"
   }))
