@@ -159,24 +159,33 @@ describe("idempotency records while the database does not answer", () => {
   })
 })
 
+/** PostgreSQL, migrated, behind a proxy that can stall: connections open, nothing answered, as a database that hangs. */
+const hangingDatabase = Effect.gen(function*() {
+  const database = yield* PostgresDatabase.PostgresDatabase
+  const url = new URL(database.url)
+  const proxy = yield* TcpProxy.make({ host: url.hostname, port: Number(url.port) })
+  url.port = String(proxy.port)
+  return { proxy, migrated: Migrator.migrated(postgresAt(url.toString())).pipe(Layer.provideMerge(NodeContext.layer)) }
+})
+
+/** A logger keeping each message in `messages`. */
+const keptIn = (messages: Array<string>) =>
+  Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void messages.push(String(message))))
+
 describe("idempotency records while the database hangs", () => {
   it.scopedLive("an upload waits for them at most INGEST_DATABASE_TIMEOUT, then not at all for twice that time, then uses them again", () =>
     Effect.gen(function*() {
-      // PostgreSQL behind a proxy that stalls: connections open, nothing answered, as a database that hangs.
-      const database = yield* PostgresDatabase.PostgresDatabase
-      const url = new URL(database.url)
-      const proxy = yield* TcpProxy.make({ host: url.hostname, port: Number(url.port) })
-      url.port = String(proxy.port)
+      const { migrated, proxy } = yield* hangingDatabase
       const warnings: Array<string> = []
       const records = yield* Layer.build(IngestRequests.layer.pipe(
-        Layer.provideMerge(Migrator.migrated(postgresAt(url.toString())).pipe(Layer.provideMerge(NodeContext.layer))),
+        Layer.provideMerge(migrated),
         Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["INGEST_DATABASE_TIMEOUT", "1 second"]]))))
       ))
       const run = <A, E>(effect: Effect.Effect<A, E, IngestRequests.IngestRequests>) =>
         effect.pipe(
           Effect.provide(records),
           Logger.withMinimumLogLevel(LogLevel.Warning),
-          Effect.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void warnings.push(String(message)))))
+          Effect.provide(keptIn(warnings))
         )
       const said = () => warnings.splice(0)
 
@@ -203,15 +212,10 @@ describe("idempotency records while the database hangs", () => {
 
   it.scopedLive("through the API: once the records gave no answer in time, a zone-less token's upload does not wait for its account's zone either", () =>
     Effect.gen(function*() {
-      const database = yield* PostgresDatabase.PostgresDatabase
-      const url = new URL(database.url)
-      const proxy = yield* TcpProxy.make({ host: url.hostname, port: Number(url.port) })
-      url.port = String(proxy.port)
+      const { migrated, proxy } = yield* hangingDatabase
       const port = yield* Effect.promise(freePort)
       const logged: Array<string> = []
-      yield* Layer.build(serverOn(Migrator.migrated(postgresAt(url.toString())).pipe(Layer.provideMerge(NodeContext.layer)), port, {
-        INGEST_DATABASE_TIMEOUT: "1 second"
-      }).pipe(Layer.provide(Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void logged.push(String(message)))))))
+      yield* Layer.build(serverOn(migrated, port, { INGEST_DATABASE_TIMEOUT: "1 second" }).pipe(Layer.provide(keptIn(logged))))
       const upload = (token: string) =>
         Effect.promise(async () => {
           const response = await fetch(`http://127.0.0.1:${port}/api/v1/telemetry/bulk`, {
