@@ -47,7 +47,12 @@ const exercised = (format: string) =>
     yield* Effect.promise(() =>
       until(
         pipeline,
-        async () => ["bad-payload-1", "good-payload-1", "loaded 3 readings"].every((s) => pipeline.output().includes(s)),
+        // A request's line comes through a pipe, its answer through a socket: either may arrive first. Wait for each
+        // line asserted on below, not just the load's.
+        async () =>
+          ["bad-payload-1", "good-payload-1", "no-token-1", "/auth/device/login", "loaded 3 readings"].every((s) =>
+            pipeline.output().includes(s)
+          ),
         30_000,
         "the request and load lines"
       )
