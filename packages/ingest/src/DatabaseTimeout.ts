@@ -1,4 +1,4 @@
-import { Clock, Config, Duration, Effect, Option, Ref } from "effect"
+import { Clock, Config, Data, Duration, Effect, Option, Ref } from "effect"
 
 /**
  * How long an upload waits for the database — its idempotency records, its device account's zone — before it goes
@@ -6,6 +6,15 @@ import { Clock, Config, Duration, Effect, Option, Ref } from "effect"
  * connections, would otherwise hold every upload past its client's timeout.
  */
 const DatabaseTimeout = Config.duration("INGEST_DATABASE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
+
+/**
+ * A database call given up on: it went unanswered (`asked`), or it was not made at all because a call shortly
+ * before went unanswered — that one's failure already told of the hang.
+ */
+export class DatabaseUnanswered extends Data.TaggedError("DatabaseUnanswered")<{
+  readonly message: string
+  readonly asked: boolean
+}> {}
 
 /**
  * Bounds the upload's database calls by INGEST_DATABASE_TIMEOUT. A call not answered in time is left to finish in
@@ -20,14 +29,17 @@ export class DatabaseDeadline extends Effect.Service<DatabaseDeadline>()("@telem
     const pause = Duration.times(timeout, 2)
     const unansweredAt = yield* Ref.make<number | null>(null)
     /** `effect` bounded so, failing with the caller's error (`onTimeout`), told what happened. */
-    const within = <E2>(onTimeout: (message: string) => E2) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    const within = <E2>(onTimeout: (unanswered: DatabaseUnanswered) => E2) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const last = yield* Ref.get(unansweredAt)
         if (last !== null && now - last < Duration.toMillis(pause)) {
           return yield* Effect.fail(onTimeout(
-            `not asked: the database gave no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT) ` +
-              `less than ${Duration.format(pause)} ago`
+            new DatabaseUnanswered({
+              message: `not asked: the database gave no answer within ${Duration.format(timeout)} ` +
+                `(INGEST_DATABASE_TIMEOUT) less than ${Duration.format(pause)} ago`,
+              asked: false
+            })
           ))
         }
         return yield* effect.pipe(
@@ -37,7 +49,12 @@ export class DatabaseDeadline extends Effect.Service<DatabaseDeadline>()("@telem
             onNone: () =>
               Effect.zipRight(
                 Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.set(unansweredAt, at)),
-                Effect.fail(onTimeout(`no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)`))
+                Effect.fail(onTimeout(
+                  new DatabaseUnanswered({
+                    message: `no answer within ${Duration.format(timeout)} (INGEST_DATABASE_TIMEOUT)`,
+                    asked: true
+                  })
+                ))
               ),
             onSome: (answer) => Effect.as(Ref.set(unansweredAt, null), answer)
           }))

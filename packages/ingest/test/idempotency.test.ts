@@ -168,9 +168,9 @@ const hangingDatabase = Effect.gen(function*() {
   return { proxy, migrated: Migrator.migrated(postgresAt(url.toString())).pipe(Layer.provideMerge(NodeContext.layer)) }
 })
 
-/** A logger keeping each message in `messages`. */
+/** A logger keeping each message, after its level's label, in `messages`. */
 const keptIn = (messages: Array<string>) =>
-  Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void messages.push(String(message))))
+  Logger.replace(Logger.defaultLogger, Logger.make(({ logLevel, message }) => void messages.push(`${logLevel.label} ${String(message)}`)))
 
 describe("idempotency records while the database hangs", () => {
   it.scopedLive("an upload waits for them at most INGEST_DATABASE_TIMEOUT, then not at all for twice that time, then uses them again", () =>
@@ -184,21 +184,21 @@ describe("idempotency records while the database hangs", () => {
       const run = <A, E>(effect: Effect.Effect<A, E, IngestRequests.IngestRequests>) =>
         effect.pipe(
           Effect.provide(records),
-          Logger.withMinimumLogLevel(LogLevel.Warning),
+          Logger.withMinimumLogLevel(LogLevel.Debug),
           Effect.provide(keptIn(warnings))
         )
       const said = () => warnings.splice(0)
 
       proxy.stall()
       expect(tagOf(yield* run(reserve(submission())))).toBe("Reserved")
-      expect(said()).toEqual(["idempotency check skipped, the database failed: no answer within 1s (INGEST_DATABASE_TIMEOUT)"])
-      // Not asked again meanwhile: the next upload's steps do not wait.
+      expect(said()).toEqual(["WARN idempotency check skipped, the database failed: no answer within 1s (INGEST_DATABASE_TIMEOUT)"])
+      // Not asked again meanwhile: the next upload's steps do not wait, nor repeat the warning (at debug only).
       const next = submission()
       expect(tagOf(yield* run(reserve(next)))).toBe("Reserved")
       yield* run(accept(next.claimId))
       expect(said()).toEqual([
-        "idempotency check skipped, the database failed: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago",
-        `claim ${next.claimId} not marked accepted for idempotency: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago`
+        "DEBUG idempotency check skipped, the database failed: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago",
+        `DEBUG claim ${next.claimId} not marked accepted for idempotency: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago`
       ])
 
       // Answering again, asked again once that time is over: the records work as before.
@@ -233,7 +233,7 @@ describe("idempotency records while the database hangs", () => {
       expect(zoneless.status).toBe(503)
       expect(JSON.parse(zoneless.body)).toMatchObject({ error: "database_unavailable" })
       expect(logged).toContain(
-        "the database is unavailable: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago"
+        "ERROR the database is unavailable: not asked: the database gave no answer within 1s (INGEST_DATABASE_TIMEOUT) less than 2s ago"
       )
       proxy.pass()
     }).pipe(Effect.provide(PostgresDatabase.layer)), { timeout: 120_000 })

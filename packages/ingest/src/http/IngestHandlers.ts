@@ -143,7 +143,7 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
  */
 const deviceZones = Effect.gen(function*() {
   const credentials = yield* AccountCredentials
-  const inTime = (yield* DatabaseDeadline).within((message) => new AccountsUnavailable({ message }))
+  const inTime = (yield* DatabaseDeadline).within(({ message }) => new AccountsUnavailable({ message }))
   return (principal: Principal) =>
     principal.timeZone !== null
       ? Effect.succeed(principal.timeZone)

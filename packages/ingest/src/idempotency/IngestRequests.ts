@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
-import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
-import { DatabaseDeadline } from "../DatabaseTimeout.js"
+import { Config, Context, Data, Duration, Effect, Layer, LogLevel, Option, Schedule, Schema } from "effect"
+import { DatabaseDeadline, DatabaseUnanswered } from "../DatabaseTimeout.js"
 import { answeredAs } from "../http/errors.js"
 
 /** A request ingest is about to accept, identified by its key or, without one, by its body. */
@@ -115,7 +115,7 @@ export const layer = Layer.scoped(
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { bodyWindow, keyWindow } = yield* IdempotencyConfig
-    const inTime = (yield* DatabaseDeadline).within((message) => new Error(message))
+    const inTime = (yield* DatabaseDeadline).within((unanswered) => unanswered)
     const seconds = (d: Duration.Duration) => Duration.toMillis(d) / 1000
     const longest = Duration.max(keyWindow, bodyWindow)
 
@@ -143,19 +143,29 @@ export const layer = Layer.scoped(
         return holder === undefined ? undefined : verdict(s, holder)
       })
 
+    /**
+     * A step done without the records, said at warning — at debug when the database was not asked: through a hang,
+     * the call that went unanswered said it, and every upload meanwhile would add lines saying it again.
+     */
+    const without = (what: string) => (e: { readonly message: string }) =>
+      Effect.logWithLevel(
+        e instanceof DatabaseUnanswered && !e.asked ? LogLevel.Debug : LogLevel.Warning,
+        `${what}: ${e.message}`
+      )
+
     const reserve = (s: Submission) =>
       (s.idempotencyKey === null && Duration.isZero(bodyWindow)
         ? Effect.void
         : reserveIn(s).pipe(
           inTime,
-          Effect.catchAll((e) => Effect.logWarning(`idempotency check skipped, the database failed: ${e.message}`)),
+          Effect.catchAll(without("idempotency check skipped, the database failed")),
           Effect.flatMap((holder) => (holder === undefined ? Effect.void : Effect.fail(holder)))
         ))
 
     const logged = <A>(what: string) => (effect: Effect.Effect<A, { readonly message: string }, SqlClient.SqlClient>) =>
       effect.pipe(
         Effect.asVoid,
-        Effect.catchAll((e) => Effect.logWarning(`${what}: ${e.message}`)),
+        Effect.catchAll(without(what)),
         Effect.provideService(SqlClient.SqlClient, sql)
       )
 
@@ -185,9 +195,7 @@ export const layer = Layer.scoped(
           }))
         ),
         inTime,
-        Effect.catchAll((e) =>
-          Effect.as(Effect.logWarning(`idempotency key not looked up, the database failed: ${e.message}`), Option.none())
-        )
+        Effect.catchAll((e) => Effect.as(without("idempotency key not looked up, the database failed")(e), Option.none()))
       )
 
     return IngestRequests.of({
