@@ -230,7 +230,8 @@ const probe = (env: Record<string, string>) =>
     let stderr = ""
     child.stdout.on("data", (d) => (stdout += d))
     child.stderr.on("data", (d) => (stderr += d))
-    child.on("exit", (code) =>
+    // "close", not "exit": at "exit" the end of its report may still be in the pipe.
+    child.on("close", (code) =>
       resume(
         code === 0
           ? Effect.try({ try: () => JSON.parse(stdout) as ProbeReport, catch: () => new Error(`probe printed ${stdout}`) })

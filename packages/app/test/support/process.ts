@@ -10,7 +10,7 @@ const root = fileURLToPath(new URL("../../../../", import.meta.url))
 export interface PipelineProcess {
   readonly child: ChildProcess
   readonly output: () => string
-  /** Resolves with the exit code or signal. */
+  /** Resolves with the exit code or signal once all the process printed has been read. */
   readonly exited: Promise<number | string>
 }
 
@@ -24,7 +24,8 @@ const startProgram = (entry: string, env: Record<string, string>, args: Readonly
   let output = ""
   child.stdout!.on("data", (d) => (output += d))
   child.stderr!.on("data", (d) => (output += d))
-  const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)))
+  // "close", not "exit": at "exit" the last of its output may still be in the pipes.
+  const exited = new Promise<number | string>((resolve) => child.on("close", (code, signal) => resolve(code ?? signal ?? -1)))
   return { child, output: () => output, exited }
 }
 
