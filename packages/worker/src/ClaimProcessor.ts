@@ -40,6 +40,24 @@ const FIRST_DELAY = Duration.millis(500)
 // Counting a delivery's end must not hold up a stopping worker for long; a count left behind costs one delivery.
 const SETTLE_TIMEOUT = Duration.seconds(5)
 
+/**
+ * How often a claim not yet handled says so. Storage or a database that hangs (connections open, nothing answered)
+ * holds its load without an error to log, for as long as that lasts: the worker would otherwise say nothing at all.
+ */
+const SLOW_NOTICE = Duration.minutes(1)
+
+/** `effect`, handling the claim `claimId`, with a warning each SLOW_NOTICE until it ends. */
+const noticedWhileSlow = (claimId: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Clock.currentTimeMillis, (start) =>
+    Effect.raceFirst(
+      effect,
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.logWarning(
+          `claim ${claimId}: not loaded yet after ${Duration.format(Duration.seconds(Math.round((now - start) / 1000)))}; ` +
+            "its load is waiting for storage or the database (or is a large one)"
+        )).pipe(Effect.delay(SLOW_NOTICE), Effect.forever)
+    ))
+
 /** Claims whose give-backs are kept for their next delivery, at most. */
 const MAX_OWED = 10_000
 
@@ -325,6 +343,7 @@ export const make = Effect.gen(function*() {
         ),
         Effect.onExit((exit) => Effect.flatMap(Ref.get(count), (c) => (c.delivery > 0 ? endDelivery(claim, exit, c) : Effect.void)))
       )).pipe(
+        noticedWhileSlow(claim.claim_id),
         // Every line about the claim, the loader's included, joins the request that brought it.
         Effect.annotateLogs({
           claim_id: claim.claim_id,

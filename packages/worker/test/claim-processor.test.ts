@@ -6,7 +6,7 @@ import * as RevokedClaims from "@telemetry/infra/db/RevokedClaims"
 import * as MemoryObjectStore from "@telemetry/infra/storage/MemoryObjectStore"
 import { haEquipmentRow, haPayload } from "@telemetry/domain/testing"
 import { dataOf, inMemoryStore } from "@telemetry/infra/testing"
-import { Clock, ConfigProvider, Effect, Layer, Stream, TestServices } from "effect"
+import { Clock, ConfigProvider, Deferred, Effect, Fiber, Layer, Stream, TestClock, TestServices } from "effect"
 import { randomUUID } from "node:crypto"
 import * as ClaimProcessor from "../src/ClaimProcessor.js"
 import { capturingLogs, type LogLine, refusedAs, stash } from "./support/claims.js"
@@ -459,6 +459,39 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         ])
         expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
         expect(yield* attemptsOf(claim.claim_id)).toEqual([])
+      }))
+
+    it.effect("a load held by a dependency that does not answer says so each minute, until it ends", () =>
+      Effect.gen(function*() {
+        const { claim } = yield* stash(payload(`held-${randomUUID()}`))
+        const loading = yield* Deferred.make<void>()
+        const answered = yield* Deferred.make<void>()
+        const store = yield* TelemetryStore
+        const held = TelemetryStore.of({
+          ...store,
+          load: (c, items) =>
+            Deferred.succeed(loading, undefined).pipe(
+              Effect.zipRight(Deferred.await(answered)),
+              Effect.zipRight(store.load(c, items))
+            )
+        })
+        const process = yield* makeProcessor.pipe(Effect.provideService(TelemetryStore, held))
+        const logs: Array<LogLine> = []
+        const fiber = yield* Effect.fork(capturingLogs(logs)(process(claim)))
+        yield* Deferred.await(loading)
+        const warned = () => logs.filter((l) => l.level === "WARN").map((l) => l.message)
+        yield* TestClock.adjust("59 seconds")
+        expect(warned()).toEqual([])
+        yield* TestClock.adjust("62 seconds")
+        const notice = (after: string) =>
+          `claim ${claim.claim_id}: not loaded yet after ${after}; its load is waiting for storage or the database (or is a large one)`
+        expect(warned()).toEqual([notice("1m"), notice("2m")])
+        // Answered at last: loaded, and nothing more said about it.
+        yield* Deferred.succeed(answered, undefined)
+        yield* Fiber.join(fiber)
+        yield* TestClock.adjust("5 minutes")
+        expect(warned()).toHaveLength(2)
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
       }))
 
     it.effect("a load whose session the server ended under a statement (57P01) stays queued, however often: not the claim's fault", () =>
