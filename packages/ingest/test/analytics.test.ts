@@ -324,6 +324,16 @@ const analyticsSuite = (database: TestDatabase) =>
           // Every allowed value named, not the first only.
           expect((yield* get("/equipment/eq-a/history?period=week")).json.message).toBe("period: must be hour, day or raw")
           expect((yield* get("/equipment/eq-a/stats?period=2d")).json.message).toBe("period: must be 24h, 7d, 30d or 1y")
+          // A parameter given twice, each value allowed on its own: the answer says what is wrong with it.
+          for (const twice of ["/equipment/eq-a/stats?period=24h&period=7d", "/equipment/eq-a/history?sensor_type=a&sensor_type=a"]) {
+            const response = yield* get(twice)
+            const name = twice.includes("period") ? "period" : "sensor_type"
+            expect([response.status, response.json]).toEqual([400, {
+              error: "invalid_parameter",
+              message: `${name}: given 2 times; give it once`,
+              path: name
+            }])
+          }
           // An offset whose "+" arrived as a space, a date without a time, a naive time (UTC).
           const ok = yield* get(`/equipment/eq-a/history?${query({ start_date: "2026-11-20T10:00:00 02:00", end_date: "2026-11-21" })}`)
           expect([ok.status, ok.json.start_date, ok.json.end_date]).toEqual([200, "2026-11-20T08:00:00.000Z", "2026-11-21T00:00:00.000Z"])

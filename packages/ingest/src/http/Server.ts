@@ -63,6 +63,9 @@ const wellFormedUrls = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerRe
         new InvalidParameter({ message: "the URL is not percent-encoded UTF-8 (or holds a lone surrogate)" })
       )))
 
+/** How many times a URL's query string gives the parameter `name`. */
+const timesGiven = (url: string, name: string) => new URL(url, "http://localhost").searchParams.getAll(name).length
+
 /**
  * Bodies the API reads whole to decode them (logins, account administration): small JSON. Uploads stream past it
  * (IngestHandlers reads them itself, under MAX_BODY_BYTES).
@@ -118,9 +121,12 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
     if (failure instanceof HttpApiError.HttpApiDecodeError) {
       const [issue] = failure.issues
       const path = issue?.path.map(String).join(".") || undefined
-      return Effect.succeed(errorResponse(
-        new InvalidParameter({ message: `${path ? `${path}: ` : ""}${issue?.message ?? "invalid"}`, path })
-      ))
+      // A parameter given twice is read as a list, which no parameter's schema takes: say so, not what one holds.
+      return Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+        const given = path === undefined ? 0 : timesGiven(request.url, path)
+        const message = given > 1 ? `given ${given} times; give it once` : issue?.message ?? "invalid"
+        return errorResponse(new InvalidParameter({ message: `${path ? `${path}: ` : ""}${message}`, path }))
+      })
     }
     if (failure instanceof Unauthorized) {
       return Effect.succeed(errorResponse(failure, { "www-authenticate": "Bearer" }))
