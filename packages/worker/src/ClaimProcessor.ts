@@ -309,7 +309,7 @@ export const make = Effect.gen(function*() {
       // for the maintenance's next late-data poll. The load is committed whatever happens here, so a failure is
       // only worth a warning. A loaded claim delivered again notes them too: its earlier delivery may have stopped
       // between its commit and its note.
-      const noteLate = (days: ReadingDays, earliest?: number) =>
+      const noteLate = (days: ReadingDays, earliest?: number | null) =>
         days.length === 0 ? Effect.void : maintenance.noteLate(days, earliest).pipe(
           Effect.catchAll((e) => Effect.logWarning(`claim ${claim.claim_id}: late data not noted for refresh: ${e.message}`))
         )
@@ -330,7 +330,7 @@ export const make = Effect.gen(function*() {
             ? `; ${outcome.expired} were older than RAW_RETENTION (${Duration.format(Duration.millis(rawRetention))}) and were not stored`
             : "")
       )
-      yield* noteLate(outcome.days, outcome.earliest ?? undefined)
+      yield* noteLate(outcome.days, outcome.earliest)
     })
 
   return (claim: ClaimCheck) =>

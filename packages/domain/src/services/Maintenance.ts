@@ -68,9 +68,9 @@ export interface MaintenanceShape {
   /**
    * Notes these days for `refreshNoted`: a load's late readings, whose refresh then neither holds the claim's
    * partition nor runs once per claim of the same days. `earliest`, the time of the load's earliest reading when
-   * known: no bucket before its own holds any of them (fresh readings of today note nothing).
+   * known (else null or absent): no bucket before its own holds any of them (fresh readings of today note nothing).
    */
-  readonly noteLate: (days: ReadingDays, earliest?: number) => Effect.Effect<void, JobError>
+  readonly noteLate: (days: ReadingDays, earliest?: number | null) => Effect.Effect<void, JobError>
   /** `refreshLate` of the noted days that no other worker is refreshing; answers the days refreshed. */
   readonly refreshNoted: Effect.Effect<ReadonlyArray<number>, JobError>
 }

@@ -313,10 +313,11 @@ export const make = (options: MaintenanceOptions) =>
     // Only the days with materialized buckets to refresh from the earliest reading on: most loads hold none
     // (readings newer than the policies' windows' ends, aggregated at query time). Those beyond the policies are
     // due at once; the others after LATE_REFRESH_DELAY, however often noted meanwhile.
-    const noteLate = (days: ReadingDays, earliest = -Infinity) =>
+    const noteLate = (days: ReadingDays, earliest?: number | null) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const late = days.filter((day) => rangesOf([day], now, earliest).length > 0)
-        const urgent = late.filter((day) => beyondPolicies(day, now, earliest))
+        const from = earliest ?? -Infinity
+        const late = days.filter((day) => rangesOf([day], now, from).length > 0)
+        const urgent = late.filter((day) => beyondPolicies(day, now, from))
         return late.length === 0 ? Effect.void : sql`INSERT INTO telemetry_late_days (day, due)
           SELECT DISTINCT d, CASE WHEN d = ANY(${urgent}::int[]) THEN now()
             ELSE now() + make_interval(secs => ${lateDelaySeconds}) END
