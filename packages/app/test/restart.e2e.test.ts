@@ -203,4 +203,25 @@ describe("lossless restart on embedded parts", () => {
       yield* restartedWhile(env, base, () => sleep(3000))
       expect(yield* countLoaded(dataDir, ["cut-a"])).toEqual({ total: 0, distinct_rows: 0, claims: 0 })
     }), { timeout: 180_000 })
+
+  it.scopedLive("a second pnpm start on the same data exits naming the first, which goes on, stops cleanly and opens again whole", () =>
+    Effect.gen(function*() {
+      const { base, dataDir, env } = yield* deployment("twice")
+      const first = yield* started(() => startPipeline(env))
+      yield* Effect.promise(() => healthy(first, base))
+      expect((yield* Effect.promise(() => post(base, payload("twice-a", 100)))).status).toBe(202)
+      // Another port, the same directories: a second `pnpm start` in the same working directory. Once it had
+      // opened the database too, the first one's close aborted, and the directory never opened again.
+      const second = yield* started(() => startPipeline({ ...env, PORT: "0" }))
+      expect(yield* Effect.promise(() => second.exited)).toBe(1)
+      expect(second.output()).toContain(
+        `the embedded database in ${dataDir} is in use by process ${first.child.pid}; stop that process first`
+      )
+      expect((yield* Effect.promise(() => post(base, payload("twice-b", 100)))).status).toBe(202)
+      yield* Effect.promise(() => serves(first, base, "twice-a", 100))
+      yield* Effect.promise(() => serves(first, base, "twice-b", 100))
+      first.child.kill("SIGTERM")
+      expect(yield* Effect.promise(() => first.exited)).toBe(0)
+      expect(yield* countLoaded(dataDir, ["twice-a", "twice-b"])).toEqual({ total: 200, distinct_rows: 200, claims: 2 })
+    }), { timeout: 180_000 })
 })

@@ -105,7 +105,7 @@ const down = (name: DependencyStatus["name"], error: unknown): DependencyStatus 
 
 const checked = (name: DependencyStatus["name"], check: Health.DependencyCheck): DependencyStatus => ({ name, ...check })
 
-/** The embedded queue's lock, held by a running `pnpm start` (DirectoryLock's words). */
+/** The embedded queue's or database's lock, held by a running `pnpm start` (DirectoryLock's words). */
 const heldByServer = (error: unknown) => /is in use by process \d+/.test(messageOf(error))
 
 /** The dead letters' report, without what the database tells, and the claims they hold. */
@@ -242,7 +242,10 @@ export const gather = (since: Duration.Duration) =>
           problems.push(...problem("maintenance", facts.maintenance), ...problem("dead letters loaded since", facts.loaded))
         }
       } else {
-        database = down("database", databaseContext.left)
+        // Held by a server whose queue lies elsewhere (EMBEDDED_QUEUE_DIR set apart).
+        database = heldByServer(databaseContext.left)
+          ? { name: "database", status: "in_use", latency_ms: null, error: messageOf(databaseContext.left) }
+          : down("database", databaseContext.left)
       }
     }
 

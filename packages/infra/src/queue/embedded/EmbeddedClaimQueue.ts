@@ -28,11 +28,11 @@ import {
   Schedule,
   Stream
 } from "effect"
+import * as DirectoryLock from "../../DirectoryLock.js"
 import * as InFlight from "../InFlight.js"
 import * as QueueMetrics from "../QueueMetrics.js"
 import { queueError } from "../QueueErrors.js"
 import * as DeadLetterFile from "./DeadLetterFile.js"
-import * as DirectoryLock from "./DirectoryLock.js"
 import * as FairLanes from "./FairLanes.js"
 
 export interface EmbeddedQueueOptions {
@@ -61,7 +61,9 @@ const deadLetterStore = (directory: string | undefined) =>
       yield* fs.makeDirectory(directory, { recursive: true }).pipe(
         Effect.mapError(queueError("take", `cannot create ${directory}`))
       )
-      yield* DirectoryLock.hold(path.join(directory, "owner.pid"), `the embedded queue in ${directory}`)
+      yield* DirectoryLock.hold(path.join(directory, "owner.pid"), `the embedded queue in ${directory}`).pipe(
+        Effect.mapError(({ cause, message }) => new QueueError({ operation: "take", message, cause }))
+      )
       return yield* DeadLetterFile.inFile(path.join(directory, "dead-letters.jsonl"))
     })
 

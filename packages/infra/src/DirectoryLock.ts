@@ -1,7 +1,8 @@
 import { FileSystem } from "@effect/platform"
-import { QueueError } from "@telemetry/domain"
-import { Effect } from "effect"
-import { queueError } from "../QueueErrors.js"
+import { Data, Effect } from "effect"
+
+/** The lock not taken: another live process holds it, or its file could not be written. */
+export class LockError extends Data.TaggedError("LockError")<{ readonly message: string; readonly cause?: unknown }> {}
 
 const exists = (pid: number) => {
   try {
@@ -49,18 +50,18 @@ export const hold = (file: string, what: string) =>
         Effect.as(true),
         Effect.catchIf((e) => e._tag === "SystemError" && e.reason === "AlreadyExists", () => Effect.succeed(false))
       )
-    const take: Effect.Effect<void, QueueError> = Effect.gen(function*() {
+    const take: Effect.Effect<void, LockError> = Effect.gen(function*() {
       while (!(yield* taken)) {
         const holder = yield* owner
         if (holder.pid !== process.pid && Number.isInteger(holder.pid) && (yield* holds(holder))) {
-          return yield* new QueueError({
-            operation: "take",
-            message: `${what} is in use by process ${holder.pid}; stop that process first`
-          })
+          return yield* new LockError({ message: `${what} is in use by process ${holder.pid}; stop that process first` })
         }
         yield* fs.remove(file, { force: true })
       }
-    }).pipe(Effect.catchTag("SystemError", "BadArgument", queueError("take", `cannot lock ${file}`)))
+    }).pipe(
+      Effect.catchTag("SystemError", "BadArgument", (cause) =>
+        Effect.fail(new LockError({ message: `cannot lock ${file}: ${cause.message}`, cause })))
+    )
     yield* Effect.acquireRelease(take, () =>
       Effect.flatMap(owner, (holder) => holder.pid === process.pid ? fs.remove(file, { force: true }) : Effect.void).pipe(
         Effect.orDie
