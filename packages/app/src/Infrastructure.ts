@@ -78,7 +78,7 @@ export class NoDatabase extends Data.TaggedError("NoDatabase")<{ readonly direct
     return `no embedded database in ${this.directory} (EMBEDDED_DB_DIR, as DATABASE_URL is not set): nothing has run ` +
       "with these settings here. Run this in the directory the server runs in, with its variables; for a deployment " +
       "on real services, set its DATABASE_URL, KAFKA_BROKERS and S3_* (in the compose stack, run it inside a " +
-      "container: docker compose exec worker node dist/cli/<command>.js ...)"
+      "container: docker compose exec ingest node dist/cli/<command>.js ...)"
   }
 }
 
