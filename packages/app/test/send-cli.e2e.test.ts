@@ -109,6 +109,10 @@ describe("pnpm send", () => {
         const run = yield* send(["--json", dir], { TELEMETRY_URL: base })
         expect([run.code, run.stdout]).toEqual([1, ""])
         expect(run.stderr).toContain("pnpm send: no token: pass --token or set TELEMETRY_TOKEN")
+        // Set but empty, as an env file may leave it: none either.
+        const empty = yield* send(["--json", dir], { TELEMETRY_URL: base, TELEMETRY_TOKEN: "" })
+        expect([empty.code, empty.stdout]).toEqual([1, ""])
+        expect(empty.stderr).toContain("pnpm send: no token: pass --token or set TELEMETRY_TOKEN")
         const forged = yield* send(["--json", "--token", "not-a-token", dir], { TELEMETRY_URL: base })
         expect(forged.code).toBe(1)
         expect(JSON.parse(forged.stdout).results).toEqual([expect.objectContaining({ outcome: "refused", status: 401, error: "unauthorized" })])

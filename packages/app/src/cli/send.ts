@@ -1,6 +1,6 @@
 import { Args, Command, Options } from "@effect/cli"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Config, Console, Data, Effect, Option, Schema } from "effect"
+import { Config, Console, Data, Effect, Option, Redacted, Schema } from "effect"
 import * as Cli from "./Cli.js"
 import * as Payloads from "./send/Payloads.js"
 import * as Sender from "./send/Sender.js"
@@ -65,7 +65,9 @@ const unreadable = (e: Payloads.PayloadUnreadable): Sender.Result => ({
 
 const send = Command.make("send", { source, url, token, concurrency, attempts, json }, (options) =>
   Effect.gen(function*() {
-    const token = yield* Option.match(options.token, { onNone: () => Effect.fail(new NoToken()), onSome: Effect.succeed })
+    // An empty one, as an env file may set it, is none: every file would be refused 401.
+    const given = Option.filter(options.token, (t) => Redacted.value(t).trim() !== "")
+    const token = yield* Option.match(given, { onNone: () => Effect.fail(new NoToken()), onSome: Effect.succeed })
     const names = yield* Payloads.namesOf(options.source)
     const sendOne = yield* Sender.make({ ...options, token })
     const results = yield* Effect.scoped(Effect.gen(function*() {
