@@ -27,15 +27,16 @@ const statOf = (fs: FileSystem.FileSystem, pid: number) =>
 /**
  * Holds `file` (the holder's pid and start) for the scope, so one process at a time owns what lies beside it. A
  * lock left by a process that is gone (killed, even while its parent has not yet reaped it) is taken over, also when
- * another process has since been given its pid (after a reboot, say).
+ * another process has since been given its pid (after a reboot, say), and so is one that names no process: empty,
+ * as a full disk or a power cut leaves it once created (read as pid 0, it was "in use by process 0" for ever).
  */
 export const hold = (file: string, what: string) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const owner = fs.readFileString(file).pipe(
       Effect.map((text) => {
-        const [pid, start] = text.trim().split(/\s+/)
-        return { pid: Number(pid), start }
+        const [pid = "", start] = text.trim().split(/\s+/)
+        return { pid: /^[1-9]\d*$/.test(pid) ? Number(pid) : NaN, start }
       }),
       Effect.orElseSucceed(() => ({ pid: NaN, start: undefined }))
     )

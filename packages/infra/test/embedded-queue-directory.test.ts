@@ -83,6 +83,12 @@ describe("the in-process queue's directory", () => {
       expect(holder).toMatch(new RegExp(`^${process.pid} \\d+$`))
       expect(yield* fs.exists(lock)).toBe(false)
 
+      // Naming no process: empty, as a disk full when it was written leaves it, or garbled.
+      for (const broken of ["", "0", "-1", "x"]) {
+        yield* fs.writeFileString(lock, broken)
+        expect(yield* fs.readFileString(lock).pipe(Effect.provide(queueIn(directory)))).toMatch(new RegExp(`^${process.pid} `))
+      }
+
       // Its pid now another's (a running process that started at another time): taken over.
       yield* fs.writeFileString(lock, `${process.ppid} 1`)
       expect(yield* fs.readFileString(lock).pipe(Effect.provide(queueIn(directory)))).toMatch(new RegExp(`^${process.pid} `))
