@@ -199,8 +199,9 @@ export const make = Effect.gen(function*() {
             new ClaimRejected({ reason, message: messageOf(e), attempts: tried })
           ))
       // The claim is to blame only if its dependencies answer, and the database did not end the session itself
-      // (an operator's or a failover's termination, again and again), nor lose it without an answer (`lost`: the
-      // load's own failure) before the claim's last delivery; else it fails with `failure`, to come again.
+      // (an operator's or a failover's termination, again and again), nor run out of disk space, nor lose the
+      // session without an answer (`lost`: the load's own failure) before the claim's last delivery; else it fails
+      // with `failure`, to come again.
       const unlessDown = (e: { readonly message: string }, failure: Transient, reason: DeadLetterReason, what: string, lost = false) =>
         Effect.flatMap(Effect.zip(unreachable, Ref.get(count)), ([down, { delivery }]): Effect.Effect<never, Transient | ClaimRejected> => {
           const endedByServer = DatabaseErrors.isEndedByServer(failure)
@@ -209,6 +210,7 @@ export const make = Effect.gen(function*() {
           const excuses = [
             ...down,
             ...(endedByServer ? ["the database ended the session itself"] : []),
+            ...(DatabaseErrors.isDiskFull(failure) ? ["the database's disk is full"] : []),
             ...(kept
               ? [
                 `the session was lost without the database's answer ` +

@@ -515,6 +515,24 @@ describe("ClaimProcessor on a memory object store and embedded TimescaleDB", () 
         expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
       }))
 
+    it.effect("a load the database cannot write for a full disk (53100) stays queued, not dead-lettered: an outage, not the claim's fault", () =>
+      Effect.gen(function*() {
+        const { claim } = yield* stash(payload(`disk-full-${randomUUID()}`))
+        const full = serverAnswer("could not extend file \"base/5/16384\": No space left on device", "53100", "ERROR")
+        const store = yield* storeFailing(claim.claim_id, (load) =>
+          load <= 3 ? loadFailing(claim.claim_id, "COPY into telemetry_data failed", full) : undefined)
+        const process = yield* processorWith(fewRetries).pipe(Effect.provideService(TelemetryStore, store))
+        const { logs, result } = yield* TestServices.provideLive(withLogs(Effect.flip(process(claim))))
+        expect(result).toMatchObject({ _tag: "LoadError", transient: true })
+        expect(logs.filter((l) => l.level === "ERROR").map((l) => l.message)).toEqual([
+          `claim ${claim.claim_id}: COPY into telemetry_data failed: could not extend file "base/5/16384": No space left on device ` +
+          "(SQLSTATE 53100); the database's disk is full: leaving the claim queued for later"
+        ])
+        // Space freed, its next delivery loads it.
+        yield* TestServices.provideLive(process(claim))
+        expect(yield* ledgerOf(claim.claim_id)).toMatchObject([{ items: 2, readings: 5 }])
+      }))
+
     it.effect("a load whose session is lost without an answer stays queued, its delivery counted: the WORKER_MAX_DELIVERIES-th dead-letters it", () =>
       Effect.gen(function*() {
         // What node-postgres gives a load whose session was ended while it sent a COPY's rows, or between statements:

@@ -75,6 +75,9 @@ const SESSION_ENDED_BY_SERVER = new Set(["57P01", "57P02", "57P03", "53300"])
 /** Whether the server ended or refused the session itself (SESSION_ENDED_BY_SERVER): never the data's fault. */
 export const isEndedByServer = (error: unknown): boolean => SESSION_ENDED_BY_SERVER.has(sqlStateOf(error) ?? "")
 
+/** Whether the database could not write for want of disk space (53100): an outage until space is freed. */
+export const isDiskFull = (error: unknown): boolean => sqlStateOf(error) === "53100"
+
 /**
  * False only when the server refused the statement for what it holds; true for everything else — connection
  * failures (08, or no SQLSTATE at all: refused, reset, timed out), serialization failures and deadlocks (40),
