@@ -217,6 +217,8 @@ describe("lossless restart on embedded parts", () => {
       expect(second.output()).toContain(
         `the embedded database in ${dataDir} is in use by process ${first.child.pid}; stop that process first`
       )
+      // Said in a sentence, not buried in a stack trace.
+      expect(second.output()).not.toContain("    at ")
       expect((yield* Effect.promise(() => post(base, payload("twice-b", 100)))).status).toBe(202)
       yield* Effect.promise(() => serves(first, base, "twice-a", 100))
       yield* Effect.promise(() => serves(first, base, "twice-b", 100))

@@ -1,9 +1,19 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Exit, Layer } from "effect"
+import { Cause, Effect, Exit, Layer, Option } from "effect"
 import * as Logging from "../Logging.js"
 import * as Memory from "../Memory.js"
 import * as Tracing from "../observability/Tracing.js"
 import * as Shutdown from "../Shutdown.js"
+
+/**
+ * An error of ours says in its message what stopped the program and what to do; its stack trace, through bundled
+ * chunks, would bury that in the line. A defect keeps its trace.
+ */
+const withoutTrace = (cause: Cause.Cause<unknown>) =>
+  Option.match(Cause.failureOption(cause), {
+    onNone: () => cause,
+    onSome: (error) => (error instanceof Error ? Cause.fail(error.message) : cause)
+  })
 
 /**
  * Runs a program (a server, the worker), its services provided, until SIGTERM or SIGINT (Shutdown), traced and
@@ -25,7 +35,7 @@ export const runProgram = <E>(program: string, layer: Layer.Layer<never, E>) => 
         onFailure: (cause) =>
           Cause.isInterruptedOnly(cause)
             ? Effect.logInfo(`${program}: stopped by signal`)
-            : Effect.logError(`${program}: stopped`, cause)
+            : Effect.logError(`${program}: stopped`, withoutTrace(cause))
       })),
       Effect.provide(Logging.layer)
     ),
