@@ -9,6 +9,7 @@ import { request as httpRequest } from "node:http"
 import { setTimeout as sleep } from "node:timers/promises"
 import { gzipSync } from "node:zlib"
 import { healthy, type PipelineProcess, started, startIngestOnly, startPipeline, until } from "./support/process.js"
+import { runCli } from "./support/cli.js"
 import { deployment } from "./support/stack.js"
 
 const HOUR = 3_600_000
@@ -115,6 +116,10 @@ describe("lossless restart on embedded parts", () => {
       expect(accepted.status).toBe(202)
       ingestOnly.child.kill("SIGKILL")
       expect(yield* Effect.promise(() => ingestOnly.exited)).toBe("SIGKILL")
+      // Its claim lost with the process's queue, which lives in memory, and its payload stored: pending still, as
+      // `pnpm status` tells (it said 0).
+      const status = yield* Effect.promise(() => runCli("status", ["--json"], env))
+      expect(JSON.parse(status.stdout).queue).toEqual({ pending: 1, partitions: [{ topic: "embedded", partition: 0, lag: 1 }] })
 
       yield* restartedWhile(env, base, (restarted) => serves(restarted, base, "restart-a", 5_000))
 

@@ -1,6 +1,6 @@
 import { type ClaimCheck, ClaimQueue } from "@telemetry/domain"
 import * as ClaimAttempts from "@telemetry/infra/db/ClaimAttempts"
-import { Chunk, Duration, Effect, Layer, Option, Schedule, Stream } from "effect"
+import { Chunk, Duration, Effect, Layer, Schedule, Stream } from "effect"
 import * as StoredClaims from "./StoredClaims.js"
 
 /**
@@ -11,18 +11,10 @@ import * as StoredClaims from "./StoredClaims.js"
  */
 const recover = Effect.gen(function*() {
   const queue = yield* ClaimQueue
-  const deadLettered = new Set(
-    yield* queue.deadLetters({}).pipe(
-      Stream.filterMap((letter) => Option.fromNullable(letter.claim?.claim_id)),
-      Stream.runCollect
-    )
-  )
   // Recovered claims may outnumber the queue's room: wait for the workers rather than give up.
   const publish = (claim: ClaimCheck) => queue.publish(claim).pipe(Effect.retry(Schedule.spaced(Duration.seconds(1))))
   const suspects: Array<{ readonly claim: ClaimCheck; readonly deliveries: number }> = []
-  const first = yield* StoredClaims.stored().pipe(
-    Stream.filter((claim) => !deadLettered.has(claim.claim_id)),
-    StoredClaims.unloaded,
+  const first = yield* StoredClaims.lost.pipe(
     Stream.grouped(500),
     Stream.mapEffect((group) =>
       Effect.map(ClaimAttempts.counts(Chunk.toReadonlyArray(Chunk.map(group, (c) => c.claim_id))), (counts) =>

@@ -1,6 +1,7 @@
 import {
   type ClaimCheck,
   claimFor,
+  ClaimQueue,
   factsOf,
   OBJECT_PREFIX,
   ObjectStore,
@@ -45,3 +46,18 @@ export const unloaded = <E, R>(claims: Stream.Stream<ClaimCheck, E, R>) =>
       }),
       Stream.flattenChunks
     )))
+
+/**
+ * The claims an in-process queue lost with its process (it lives in memory): stored payloads neither loaded nor
+ * dead-lettered (those wait for `pnpm replay`).
+ */
+export const lost = Stream.unwrap(Effect.gen(function*() {
+  const queue = yield* ClaimQueue
+  const deadLettered = new Set(
+    yield* queue.deadLetters({}).pipe(
+      Stream.filterMap((letter) => Option.fromNullable(letter.claim?.claim_id)),
+      Stream.runCollect
+    )
+  )
+  return stored().pipe(Stream.filter((claim) => !deadLettered.has(claim.claim_id)), unloaded)
+}))

@@ -1,6 +1,7 @@
 import { ClaimQueue, type DeadLetterReason, Maintenance, type PartitionLag, TelemetryStore } from "@telemetry/domain"
 import * as Health from "@telemetry/infra/Health"
-import { Clock, Config, Duration, Effect, Either, Layer, Option, Scope, Stream } from "effect"
+import { Clock, Config, Context, Duration, Effect, Either, Layer, Option, Scope, Stream } from "effect"
+import * as StoredClaims from "@telemetry/worker/StoredClaims"
 import * as Infrastructure from "../Infrastructure.js"
 import { columns } from "./Cli.js"
 
@@ -73,6 +74,8 @@ export interface Report {
 const CONNECT_TIMEOUT = Duration.seconds(120)
 /** How long each check and query may take. */
 const CHECK_TIMEOUT = Duration.seconds(10)
+/** For the listing of every stored payload. */
+const SCAN_TIMEOUT = Duration.minutes(1)
 
 /**
  * The effect's outcome, a failure or no answer within `duration` as the Left. Not answered, it is left behind
@@ -222,6 +225,7 @@ export const gather = (since: Duration.Duration) =>
     let database: DependencyStatus
     let maintenance: MaintenanceReport | null = null
     const external = Option.isSome(yield* Config.option(Config.string("DATABASE_URL")))
+    const kafka = Option.isSome(yield* Config.option(Config.string("KAFKA_BROKERS")))
     if (embeddedTaken && !external) {
       database = {
         name: "database",
@@ -240,6 +244,22 @@ export const gather = (since: Duration.Duration) =>
             deadLetters = { ...deadLetters, report: { ...deadLetters.report, loaded_since: facts.loaded.right.size } }
           }
           problems.push(...problem("maintenance", facts.maintenance), ...problem("dead letters loaded since", facts.loaded))
+          // The in-process queue, held here, lives in its server's memory: what it held when that stopped is the
+          // stored payloads not loaded, which the server's next start queues again.
+          if (queueReport !== null && Either.isRight(queueContext) && Either.isRight(storageContext) && !kafka) {
+            const lost = yield* within(SCAN_TIMEOUT)(Stream.runCount(StoredClaims.lost)).pipe(
+              Effect.provide(Context.merge(queueContext.right, Context.merge(storageContext.right, databaseContext.right)))
+            )
+            if (Either.isRight(lost)) {
+              const more = lost.right
+              // Its one partition, "embedded".
+              queueReport = {
+                pending: queueReport.pending + more,
+                partitions: queueReport.partitions.map((p) => ({ ...p, lag: p.lag + more }))
+              }
+            }
+            problems.push(...problem("stored payloads not loaded", lost))
+          }
         }
       } else {
         // Held by a server whose queue lies elsewhere (EMBEDDED_QUEUE_DIR set apart).
