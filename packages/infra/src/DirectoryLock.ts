@@ -1,5 +1,5 @@
 import { FileSystem } from "@effect/platform"
-import { Data, Effect } from "effect"
+import { Data, Duration, Effect, Option } from "effect"
 
 /** The lock not taken: another live process holds it, or its file could not be written. */
 export class LockError extends Data.TaggedError("LockError")<{ readonly message: string; readonly cause?: unknown }> {}
@@ -28,7 +28,8 @@ const statOf = (fs: FileSystem.FileSystem, pid: number) =>
  * Holds `file` (the holder's pid and start) for the scope, so one process at a time owns what lies beside it. A
  * lock left by a process that is gone (killed, even while its parent has not yet reaped it) is taken over, also when
  * another process has since been given its pid (after a reboot, say), and so is one that names no process: empty,
- * as a full disk or a power cut leaves it once created (read as pid 0, it was "in use by process 0" for ever).
+ * as a full disk or a power cut leaves it once created (read as pid 0, it was "in use by process 0" for ever),
+ * unless created a moment ago: its process is writing it (taken for broken, two processes held the lock).
  */
 export const hold = (file: string, what: string) =>
   Effect.gen(function*() {
@@ -36,9 +37,14 @@ export const hold = (file: string, what: string) =>
     const owner = fs.readFileString(file).pipe(
       Effect.map((text) => {
         const [pid = "", start] = text.trim().split(/\s+/)
-        return { pid: /^[1-9]\d*$/.test(pid) ? Number(pid) : NaN, start }
+        return { pid: /^[1-9]\d*$/.test(pid) ? Number(pid) : NaN, start, empty: text === "" }
       }),
-      Effect.orElseSucceed(() => ({ pid: NaN, start: undefined }))
+      Effect.orElseSucceed(() => ({ pid: NaN, start: undefined, empty: false }))
+    )
+    // An empty lock created a moment ago is being written by the process that created it: not a broken one.
+    const beingWritten = fs.stat(file).pipe(
+      Effect.map((info) => Option.exists(info.mtime, (mtime) => Date.now() - mtime.getTime() < 2_000)),
+      Effect.orElseSucceed(() => false)
     )
     const holds = (holder: { readonly pid: number; readonly start: string | undefined }) =>
       Effect.map(statOf(fs, holder.pid), (stat) =>
@@ -54,6 +60,10 @@ export const hold = (file: string, what: string) =>
     const take: Effect.Effect<void, LockError> = Effect.gen(function*() {
       while (!(yield* taken)) {
         const holder = yield* owner
+        if (holder.empty && (yield* beingWritten)) {
+          yield* Effect.sleep(Duration.millis(20))
+          continue
+        }
         if (holder.pid !== process.pid && Number.isInteger(holder.pid) && (yield* holds(holder))) {
           return yield* new LockError({ message: `${what} is in use by process ${holder.pid}; stop that process first` })
         }

@@ -86,6 +86,8 @@ describe("the in-process queue's directory", () => {
       // Naming no process: empty, as a disk full when it was written leaves it, or garbled.
       for (const broken of ["", "0", "-1", "x"]) {
         yield* fs.writeFileString(lock, broken)
+        // Older than a lock being written.
+        yield* fs.utimes(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
         expect(yield* fs.readFileString(lock).pipe(Effect.provide(queueIn(directory)))).toMatch(new RegExp(`^${process.pid} `))
       }
 
