@@ -17,6 +17,8 @@ export class StorageError extends Schema.TaggedError<StorageError>()("StorageErr
   operation: Schema.Literal("put", "commit", "get", "delete", "list", "head"),
   key: Schema.String,
   message: Schema.String,
+  /** Refused for want of space: a full disk, a quota. Freeing space, not waiting, ends it. */
+  full: Schema.optional(Schema.Boolean),
   cause: Schema.optional(Schema.Defect)
 }) {}
 

@@ -190,16 +190,17 @@ describe("S3ObjectStore when storage hangs", () => {
 })
 
 /**
- * An HTTP server standing for S3 that answers each request with the next of `statuses`, then 200; it counts the
- * requests for the bucket itself (the store's check that it exists), not those the store makes once it has it.
+ * An HTTP server standing for S3 that answers each request with the next of `statuses`, then 200 (or with the status
+ * `statuses` gives its method); it counts the requests for the bucket itself (the store's check that it exists), not
+ * those the store makes once it has it.
  */
-const answering = (statuses: ReadonlyArray<number>) =>
+const answering = (statuses: ReadonlyArray<number> | ((method: string) => number)) =>
   Effect.acquireRelease(
     Effect.async<{ readonly endpoint: string; readonly requests: () => number; readonly close: () => void }>((resume) => {
       let served = 0
       let bucketChecks = 0
       const server = createServer((request, response) => {
-        const status = statuses[served++] ?? 200
+        const status = typeof statuses === "function" ? statuses(request.method!) : statuses[served++] ?? 200
         if (request.url === `/${BUCKET}` || request.url === `/${BUCKET}/`) bucketChecks++
         request.resume()
         response.writeHead(status, { "content-type": "application/xml" }).end(
@@ -245,6 +246,19 @@ describe("S3ObjectStore retries", () => {
       expect(failure.message).toMatch(/HTTP 502 Bad Gateway \(3 attempts\)$/)
       expect(failing.requests()).toBe(3)
       expect(warnings).toHaveLength(1)
+    }))
+
+  it.scopedLive("a put refused with 507 (MinIO's XMinioStorageFull) fails as full, and fails the store's check meanwhile", () =>
+    Effect.gen(function*() {
+      // Reads are answered, writes refused.
+      const full = yield* answering((method) => (method === "PUT" ? 507 : 200))
+      const s3 = yield* S3ObjectStore.make(options(full.endpoint))
+      const refused = yield* Effect.flip(s3.put("telemetry/x/full", Stream.make(randomBytes(100)), Effect.succeed({})))
+      expect(refused).toMatchObject({ _tag: "StorageError", full: true, message: expect.stringContaining("507") })
+      const check = yield* Effect.flip(s3.check)
+      expect(check).toMatchObject({ full: true, message: expect.stringMatching(/^no space left: an upload was refused \d+ s ago \(HTTP 507/) })
+      // The store's own check of the bucket, which this server answers: the check failed without asking.
+      expect(full.requests()).toBe(1)
     }))
 
   it.scopedLive("does not retry 4xx answers", () =>

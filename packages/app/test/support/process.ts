@@ -14,9 +14,18 @@ export interface PipelineProcess {
   readonly exited: Promise<number | string>
 }
 
-/** A program of ours as a separate OS process, so a test can SIGKILL it: a TypeScript source through tsx, or a build. */
-const startProgram = (entry: string, env: Record<string, string>, args: ReadonlyArray<string> = []): PipelineProcess => {
-  const child = spawn(process.execPath, [...(entry.endsWith(".ts") ? ["--import", "tsx"] : []), entry, ...args], {
+/**
+ * A program of ours as a separate OS process, so a test can SIGKILL it: a TypeScript source through tsx, or a build;
+ * through `launcher` (a command that runs its arguments) if given.
+ */
+const startProgram = (
+  entry: string,
+  env: Record<string, string>,
+  args: ReadonlyArray<string> = [],
+  launcher: ReadonlyArray<string> = []
+): PipelineProcess => {
+  const [file, ...rest] = [...launcher, process.execPath, ...(entry.endsWith(".ts") ? ["--import", "tsx"] : []), entry, ...args]
+  const child = spawn(file!, rest, {
     cwd: root,
     env: { ...process.env, ...fixtureEnv, ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -35,6 +44,23 @@ export const started = (start: () => PipelineProcess) =>
 
 /** `pnpm start`'s program: ingest and analytics over HTTP, and a worker unless `RUN_WORKER=false`. */
 export const startPipeline = (env: Record<string, string>) => startProgram("packages/app/src/main/start.ts", env)
+
+/**
+ * `pnpm start`'s program with `dir` on a file system of its own, `bytes` large (tmpfs, in a mount namespace of the
+ * process: nothing to unmount). The test reaches that file system through `/proc/<pid>/root` (`seenBy`).
+ */
+export const startPipelineWithDisk = (env: Record<string, string>, dir: string, bytes: number) =>
+  startProgram("packages/app/src/main/start.ts", env, [], [
+    "unshare",
+    "--mount",
+    "sh",
+    "-c",
+    `mount -t tmpfs -o size=${bytes} tmpfs "$0" && exec "$@"`,
+    dir
+  ])
+
+/** `path` as `program` sees it, in its own mount namespace. */
+export const seenBy = (program: PipelineProcess, path: string) => `/proc/${program.child.pid}/root${path}`
 
 /** `pnpm ingest`'s program: ingest and analytics over HTTP, without a worker. */
 export const startIngestOnly = (env: Record<string, string>) => startProgram("packages/app/src/main/ingest.ts", env)

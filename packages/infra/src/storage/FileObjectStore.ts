@@ -3,6 +3,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import { ObjectNotFound, ObjectStore, StorageError, type StoredObject } from "@telemetry/domain"
 import { Clock, Config, type ConfigError, Duration, Effect, Layer, Option, Stream } from "effect"
 import { randomUUID } from "node:crypto"
+import * as SpaceWatch from "./SpaceWatch.js"
 
 export interface FileStoreOptions {
   /** The folder the buckets are folders of. */
@@ -54,7 +55,7 @@ export const make = (options: FileStoreOptions) =>
         return { key, size: Number(stat.size), metadata } satisfies StoredObject
       }).pipe(Effect.mapError((cause) => notFoundOr("head", key, cause)))
 
-    return ObjectStore.of({
+    return yield* SpaceWatch.watch(ObjectStore.of({
       storageType: "filesystem",
       bucket: options.bucket,
       put: (key, body, finalize) =>
@@ -103,14 +104,14 @@ export const make = (options: FileStoreOptions) =>
           Stream.filterMap((found) => found)
         ),
       check: fs.access(pending, { writable: true }).pipe(Effect.mapError((cause) => storageError("head", "", cause)))
-    })
+    }))
   })
 
 const isPlatformError = (u: unknown): u is PlatformError =>
   typeof u === "object" && u !== null && "_tag" in u && (u._tag === "SystemError" || u._tag === "BadArgument")
 
 const storageError = (operation: StorageError["operation"], key: string, cause: PlatformError) =>
-  new StorageError({ operation, key, message: cause.message, cause })
+  new StorageError({ operation, key, message: cause.message, full: SpaceWatch.isNoSpace(cause), cause })
 
 const notFoundOr = (operation: StorageError["operation"], key: string, cause: PlatformError) =>
   cause._tag === "SystemError" && cause.reason === "NotFound"

@@ -109,8 +109,8 @@ export class HealthGroup extends HttpApiGroup.make("health")
       .annotate(OpenApi.Summary, "Readiness for load balancers: 503 while this process cannot accept uploads")
       .annotate(
         OpenApi.Description,
-        "Not ready while storage or the queue is down, the in-process queue is full, every upload slot is taken, " +
-          "or the process is shutting down."
+        "Not ready while storage or the queue is down (storage also for 30 s after an upload it refused as full), " +
+          "the in-process queue is full, every upload slot is taken, or the process is shutting down."
       )
   )
 {}

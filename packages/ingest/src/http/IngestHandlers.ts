@@ -112,7 +112,10 @@ const bulk = (ingest: Ingest, zoneOf: (principal: Principal) => Effect.Effect<st
         Effect.as(
           Effect.logError("storage failed during ingest", e),
           errorResponse(
-            new Unavailable({ error: "storage_unavailable", message: "object storage is unavailable, retry later" }),
+            new Unavailable({
+              error: "storage_unavailable",
+              message: e.full === true ? "object storage is full (no space left), retry later" : "object storage is unavailable, retry later"
+            }),
             RETRY_LATER
           )
         ),

@@ -7,6 +7,7 @@ import * as S3Metadata from "./S3Metadata.js"
 import * as S3Parts from "./S3Parts.js"
 import * as S3Staging from "./S3Staging.js"
 import * as S3Transport from "./S3Transport.js"
+import * as SpaceWatch from "../SpaceWatch.js"
 
 const MiB = 1024 * 1024
 
@@ -53,7 +54,7 @@ const explain = (cause: unknown): string => {
 }
 
 const storageError = (operation: Operation, key: string) => (cause: unknown) =>
-  new StorageError({ operation, key, message: explain(cause), cause })
+  new StorageError({ operation, key, message: explain(cause), full: SpaceWatch.isNoSpace(cause), cause })
 
 const notFoundOr = (operation: Operation, key: string) => (cause: unknown) => {
   const code = (cause as { code?: unknown } | null)?.code
@@ -122,6 +123,7 @@ export const make = (options: S3Options) =>
           operation: error.operation,
           key: error.key,
           message: `${error.message} (${retries + 1} attempts)`,
+          full: error.full,
           cause: error.cause
         })
         : error
@@ -230,7 +232,7 @@ export const make = (options: S3Options) =>
         (response) => Effect.sync(() => response.destroy())
       )
 
-    return ObjectStore.of({
+    return yield* SpaceWatch.watch(ObjectStore.of({
       storageType: "s3",
       bucket,
       put: (key, body, finalize) =>
@@ -279,7 +281,7 @@ export const make = (options: S3Options) =>
           ),
           Stream.filterMap((found) => found)
         )
-    })
+    }))
   })
 
 export const layer = (options: S3Options): Layer.Layer<ObjectStore, StorageError> =>
