@@ -163,7 +163,7 @@ describe("health on embedded parts", () => {
       yield* Effect.sleep("2500 millis")
       const old = yield* detailed(base)
       expect(old).toMatchObject({ code: 200, status: "degraded", checks: { queue: { status: "degraded" } } })
-      expect(old.checks.queue.reason).toMatch(/^1 claim\(s\) not loaded, without progress for \d+s \(more than HEALTH_MAX_CLAIM_AGE, 2s\)$/)
+      expect(old.checks.queue.reason).toMatch(/^1 claim\(s\) not loaded, the oldest waiting for \d+s \(more than HEALTH_MAX_CLAIM_AGE, 2s\)$/)
       expect(yield* ready(base)).toMatchObject({ code: 200 })
 
       // Another tenant's (a tenant may hold half the queue).

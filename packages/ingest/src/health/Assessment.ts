@@ -34,7 +34,9 @@ export const assessBacklog = (backlog: Backlog, maxAge: Duration.Duration): Asse
       : []),
     ...(backlog.pending > 0 && Duration.greaterThan(backlog.stalledFor, maxAge)
       ? [
-        `${backlog.pending} claim(s) not loaded, ${stalledWhere(backlog)}without progress for ` +
+        `${backlog.pending} claim(s) not loaded, ${stalledWhere(backlog)}${
+          // In process, the age of the oldest claim: others may load meanwhile (a device's backlog takes turns).
+          backlog.room === undefined ? "without progress for" : "the oldest waiting for"} ` +
         `${seconds(Duration.toMillis(backlog.stalledFor))} (more than HEALTH_MAX_CLAIM_AGE, ${Duration.format(maxAge)})`
       ]
       : [])
