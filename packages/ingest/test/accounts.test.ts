@@ -362,7 +362,7 @@ for (const [i, database] of databases.entries()) {
           expect(answers.map((answer) => answer.status)).toEqual([200, 401, 200])
         }))
 
-      it.effect("a request Node cannot parse gets the contract's JSON error: headers over the limit 431, malformed HTTP 400", () =>
+      it.effect("a request Node cannot parse gets the contract's JSON error: headers over the limit 431, malformed HTTP 400, an expectation it cannot meet 417", () =>
         Effect.gen(function*() {
           /** What the server answers `raw`, sent as it is, until it closes the connection. */
           const exchange = (raw: string) =>
@@ -381,7 +381,12 @@ for (const [i, database] of databases.entries()) {
           expect([huge.status, huge.json.error]).toEqual(["431", "headers_too_large"])
           const garbled = parts(yield* exchange("NOT HTTP AT ALL\r\n\r\n"))
           expect([garbled.status, garbled.json]).toEqual(["400", { error: "invalid_request", message: "the request is not valid HTTP/1.1" }])
-          for (const answer of [huge, garbled]) {
+          const expecting = parts(yield* exchange("GET /api/v1/health HTTP/1.1\r\nhost: x\r\nexpect: foo\r\nconnection: close\r\n\r\n"))
+          expect([expecting.status, expecting.json]).toEqual([
+            "417",
+            { error: "expectation_failed", message: "Expect: foo cannot be met; only 100-continue can" }
+          ])
+          for (const answer of [huge, garbled, expecting]) {
             expect(answer.head).toContain("content-type: application/json")
             expect(answer.head).toContain("x-content-type-options: nosniff")
           }

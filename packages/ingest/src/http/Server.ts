@@ -215,6 +215,21 @@ const nodeServer = Layer.scoped(
       if (!isUploadUrl(request.url)) response.writeContinue()
       server.emit("request", request, response)
     })
+    // An expectation other than 100-continue is refused, as Node would (417), but with the contract's JSON error and
+    // the headers of every answer, where Node's own answer had neither.
+    server.on("checkExpectation", (request, response) => {
+      request.resume()
+      const body = JSON.stringify({
+        error: "expectation_failed",
+        message: `Expect: ${String(request.headers.expect).slice(0, 64)} cannot be met; only 100-continue can`
+      })
+      response.writeHead(417, {
+        ...DEFAULT_HEADERS,
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        connection: "close"
+      }).end(body)
+    })
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     Connections.limit(server, limits, (message) => runFork(Effect.logWarning(message)))
     const http = yield* NodeHttpServer.make(() => server, { port })
