@@ -181,7 +181,7 @@ for (const [i, database] of databases.entries()) {
           expect([unholdable.status, unholdable.json]).toEqual([unknown.status, unknown.json])
         }))
 
-      it.effect("a login body that is not JSON gets 400, one over 64 KiB 413, and the answer never quotes a password", () =>
+      it.effect("a login body that is not JSON gets 400, one over 64 KiB 413, and the answer never quotes a password, nor all of a long username", () =>
         Effect.gen(function*() {
           const raw = (text: string, headers: Record<string, string> = {}) =>
             Effect.promise(() => send(`${base}/api/v1/auth/device/login`, { text, headers, localAddress: "127.0.0.40" }))
@@ -195,6 +195,11 @@ for (const [i, database] of databases.entries()) {
           expect(long.status).toBe(400)
           expect(long.json).toMatchObject({ error: "invalid_parameter", path: "password" })
           expect(JSON.stringify(long.json)).not.toContain("SECRET")
+          // A username over its bound is quoted in part only: the answer stays small whatever was sent.
+          const name = yield* raw(JSON.stringify({ username: "u".repeat(60_000), password: "SECRET-5" }))
+          expect(name.status).toBe(400)
+          expect(name.json).toMatchObject({ error: "invalid_parameter", path: "username", message: expect.stringMatching(/^username: .*…$/) })
+          expect(name.json.message.length).toBeLessThanOrEqual(300)
           // Sent as text: refused before it is read, without quoting it.
           const text = yield* raw(JSON.stringify({ username: "ha", password: "SECRET-4" }), { "content-type": "text/plain" })
           expect([text.status, text.json]).toEqual([415, {

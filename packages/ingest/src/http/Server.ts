@@ -98,6 +98,10 @@ const limitDecodedBodies = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServ
       : HttpIncomingMessage.withMaxBodySize(app, Option.some(MAX_DECODED_BODY_BYTES))
   })
 
+/** The longest parameter refusal: a schema's message quotes the value it refused, which may be 60 KB of a username. */
+const MAX_REFUSAL = 300
+const bounded = (message: string) => (message.length > MAX_REFUSAL ? `${message.slice(0, MAX_REFUSAL - 1)}…` : message)
+
 /**
  * Failures the API does not encode itself get the contract's JSON error body: parameters that fail their schema
  * (400, naming the first offending one), a body that is not JSON (400, without its text: it may hold a password) or
@@ -124,8 +128,8 @@ const contractErrors = HttpApiBuilder.middleware((app) =>
       // A parameter given twice is read as a list, which no parameter's schema takes: say so, not what one holds.
       return Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
         const given = path === undefined ? 0 : timesGiven(request.url, path)
-        const message = given > 1 ? `given ${given} times; give it once` : issue?.message ?? "invalid"
-        return errorResponse(new InvalidParameter({ message: `${path ? `${path}: ` : ""}${message}`, path }))
+        const message = `${path ? `${path}: ` : ""}${given > 1 ? `given ${given} times; give it once` : issue?.message ?? "invalid"}`
+        return errorResponse(new InvalidParameter({ message: bounded(message), path }))
       })
     }
     if (failure instanceof Unauthorized) {
