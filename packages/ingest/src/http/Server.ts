@@ -154,6 +154,14 @@ const handlers = Layer.mergeAll(IngestHandlers.layer, AnalyticsHandlers.layer, H
  */
 const DEFAULT_HEADERS = { "x-content-type-options": "nosniff", "x-frame-options": "DENY", "cache-control": "no-store" }
 
+/** The headers of a JSON error answered outside the API, after which the connection is closed. */
+const closingJsonHeaders = (body: string) => ({
+  ...DEFAULT_HEADERS,
+  "content-type": "application/json",
+  "content-length": Buffer.byteLength(body),
+  connection: "close"
+})
+
 /**
  * Node answers a request it cannot parse (headers over its limit, malformed HTTP, headers too slow) itself, with an
  * empty body: the contract's JSON error instead, with the headers of every answer.
@@ -166,7 +174,7 @@ const answerUnparsed = (error: NodeJS.ErrnoException, socket: Duplex) => {
     ? [408, "request_timeout", "the request's headers did not come in time"]
     : [400, "invalid_request", "the request is not valid HTTP/1.1"]
   const body = JSON.stringify({ error: code, message })
-  const headers = { ...DEFAULT_HEADERS, "content-type": "application/json", "content-length": Buffer.byteLength(body), connection: "close" }
+  const headers = closingJsonHeaders(body)
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
       Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") + `\r\n${body}`
@@ -227,12 +235,7 @@ const nodeServer = Layer.scoped(
         error: "expectation_failed",
         message: `Expect: ${String(request.headers.expect).slice(0, 64)} cannot be met; only 100-continue can`
       })
-      response.writeHead(417, {
-        ...DEFAULT_HEADERS,
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(body),
-        connection: "close"
-      }).end(body)
+      response.writeHead(417, closingJsonHeaders(body)).end(body)
     })
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     Connections.limit(server, limits, (message) => runFork(Effect.logWarning(message)))
